@@ -1,0 +1,103 @@
+"""Messages and actions of mm_msgs travel between separate processes over DDS (inside the test namespace)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("rclpy")
+import rclpy  # noqa: E402
+from rclpy.action import ActionClient  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+
+PEER = Path(__file__).with_name("_peer_nodes.py")
+DISCOVERY_TIMEOUT_S = 30.0
+
+
+@pytest.fixture
+def context() -> Iterator[Context]:
+    """An isolated rclpy context for one test."""
+    ctx = Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.shutdown(context=ctx)
+
+
+def _start_peer(role: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, str(PEER), role, "--lifetime", "90"])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.mark.ros
+def test_servo_state_crosses_processes(context: Context) -> None:
+    from mm_msgs.msg import ServoCommand, ServoState
+
+    peer = _start_peer("talker")
+    try:
+        node = rclpy.create_node("state_listener", context=context)
+        received: list[ServoState] = []
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+        node.create_subscription(ServoState, "state", received.append, qos)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        deadline = time.monotonic() + DISCOVERY_TIMEOUT_S
+        while len(received) < 20 and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+        assert len(received) >= 20, f"only {len(received)} ServoState messages arrived"
+        seqs = [m.seq for m in received]
+        assert seqs == sorted(seqs), "messages from one publisher arrived out of order"
+        assert all(m.mode == ServoCommand.MODE_POSITION for m in received)
+        assert all(m.position_rad == pytest.approx(m.seq / 1000.0, abs=1e-6) for m in received)
+    finally:
+        _stop(peer)
+
+
+@pytest.mark.ros
+def test_train_action_crosses_processes(context: Context) -> None:
+    from mm_msgs.action import Train
+
+    peer = _start_peer("action_server")
+    try:
+        node = rclpy.create_node("train_client", context=context)
+        client = ActionClient(node, Train, "train")
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        deadline = time.monotonic() + DISCOVERY_TIMEOUT_S
+        while not client.server_is_ready() and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+        assert client.server_is_ready(), "Train action server not discovered"
+
+        feedback: list[Train.Feedback] = []
+        future = client.send_goal_async(
+            Train.Goal(objective="energy", max_steps=500), feedback_callback=lambda f: feedback.append(f.feedback)
+        )
+        executor.spin_until_future_complete(future, timeout_sec=20)
+        handle = future.result()
+        assert handle is not None and handle.accepted
+        result_future = handle.get_result_async()
+        executor.spin_until_future_complete(result_future, timeout_sec=20)
+        result = result_future.result()
+        assert result is not None
+        assert result.result.success and result.result.message == "trained for energy"
+        assert result.result.metrics[0].value == 500.0
+        assert [f.steps for f in feedback] == [100, 200, 300]
+
+        rejected = client.send_goal_async(Train.Goal(objective="teleport"))
+        executor.spin_until_future_complete(rejected, timeout_sec=20)
+        assert rejected.result() is not None and not rejected.result().accepted
+    finally:
+        _stop(peer)
