@@ -19,7 +19,7 @@ build: setup
 	@tools/build_ws.sh
 
 lint: setup
-	@source tools/env.sh && ruff check src tests bench tools && mypy
+	@tools/lint.sh
 
 test: build lint
 	@tools/run_tests.sh $(PYTEST_ARGS)

@@ -9,13 +9,14 @@ import argparse
 import time
 
 import rclpy
-from mm_msgs.action import Train
-from mm_msgs.msg import MetricValue, ServoCommand, ServoState
 from rclpy.action import ActionServer, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+from mm_msgs.action import Train
+from mm_msgs.msg import MetricValue, ServoCommand, ServoState
 
 
 class Talker(Node):
@@ -38,9 +39,7 @@ class TrainServer(Node):
 
     def __init__(self) -> None:
         super().__init__("peer_train_server")
-        self._server = ActionServer(
-            self, Train, "train", execute_callback=self._execute, goal_callback=self._on_goal
-        )
+        self._server = ActionServer(self, Train, "train", execute_callback=self._execute, goal_callback=self._on_goal)
 
     def _on_goal(self, goal: Train.Goal) -> GoalResponse:
         ok = goal.objective in ("accuracy", "speed", "energy", "smooth")

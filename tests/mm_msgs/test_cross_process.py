@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("rclpy")
-import rclpy  # noqa: E402
-from rclpy.action import ActionClient  # noqa: E402
-from rclpy.context import Context  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+import rclpy
+from rclpy.action import ActionClient
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 PEER = Path(__file__).with_name("_peer_nodes.py")
 DISCOVERY_TIMEOUT_S = 30.0
@@ -83,7 +83,8 @@ def test_train_action_crosses_processes(context: Context) -> None:
 
         feedback: list[Train.Feedback] = []
         future = client.send_goal_async(
-            Train.Goal(objective="energy", max_steps=500), feedback_callback=lambda f: feedback.append(f.feedback)
+            Train.Goal(objective="energy", max_steps=500),
+            feedback_callback=lambda f: feedback.append(f.feedback),
         )
         executor.spin_until_future_complete(future, timeout_sec=20)
         handle = future.result()

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 pytest.importorskip("rclpy")
-from rclpy.serialization import serialize_message  # noqa: E402
-from rosidl_parser import definition as idl  # noqa: E402
+from rclpy.serialization import serialize_message
+from rosidl_parser import definition as idl
 
 MTU_B = 512
 HISTORY = 4
@@ -86,9 +86,7 @@ SERVO_SIDE = [
 
 @pytest.mark.ros
 @pytest.mark.parametrize(("name", "qos", "limit_b"), SERVO_SIDE)
-def test_servo_side_message_fits_micro_ros(
-    name: str, qos: str, limit_b: int, report: Callable[[str], None]
-) -> None:
+def test_servo_side_message_fits_micro_ros(name: str, qos: str, limit_b: int, report: Callable[[str], None]) -> None:
     size_b = len(serialize_message(_worst_case(_import(name))))
     report(f"micro-ROS size: {name:<16} {qos:<12} worst case {size_b:5d} B (limit {limit_b} B)")
     assert size_b <= limit_b, f"{name} worst case {size_b} B exceeds the micro-ROS {qos} limit {limit_b} B"
@@ -114,7 +112,15 @@ def test_transition_batch_capacity_matches_its_constants() -> None:
     cls = _import("TransitionBatch")
     slots = dict(zip(cls.get_fields_and_field_types(), cls.SLOT_TYPES, strict=True))
     assert slots["observations"].maximum_size == cls.MAX_SAMPLES * cls.OBS_DIM
-    for column in ("actions", "position_rad", "velocity_rad_s", "current_a", "target_rad", "power_w", "flags"):
+    for column in (
+        "actions",
+        "position_rad",
+        "velocity_rad_s",
+        "current_a",
+        "target_rad",
+        "power_w",
+        "flags",
+    ):
         assert slots[column].maximum_size == cls.MAX_SAMPLES, column
     chunk = _import("PolicyChunk")
     chunk_slots = dict(zip(chunk.get_fields_and_field_types(), chunk.SLOT_TYPES, strict=True))
