@@ -1,0 +1,240 @@
+/**
+ * @file mm_core.h
+ * @brief The servo's control core: modes, limits, faults, watchdog, policies and samples. Portable C11.
+ *
+ * mm_core_step() is the control law: it takes this tick's sensor readings and the period and returns the actuator
+ * command; it never reads a clock or a register, so the same code runs on the ESP32, in the twin and in tests.
+ *
+ * Threading: the core is not re-entrant. Serialise every call with one lock, except mm_core_policy_verify(),
+ * which only touches the staging policy slot and may run unlocked in the task that feeds policy chunks (the
+ * signature check is too slow to hold up the control loop); mm_core_policy_activate() then swaps under the lock.
+ */
+#ifndef MM_CORE_CORE_H
+#define MM_CORE_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mm_backend.h"
+#include "mm_config.h"
+#include "mm_pid.h"
+#include "mm_policy_image.h"
+#include "mm_samples.h"
+#include "mm_sensing.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Modes; values equal ServoCommand.MODE_* / ServoState.mode (contract section 7). */
+typedef enum {
+    MM_MODE_IDLE = 0,      /**< coast: driver off, no current */
+    MM_MODE_HOLD = 1,      /**< hold the position at entry with the PID */
+    MM_MODE_TORQUE = 2,    /**< current command */
+    MM_MODE_POSITION = 3,  /**< cascaded PID to a target */
+    MM_MODE_POLICY = 4,    /**< the active policy to a target */
+    MM_MODE_BRAKE = 5,     /**< brake on, driver off */
+} mm_mode_t;
+
+/** Latched fault bits; values equal ServoState.FAULT_* (contract section 7). */
+typedef enum {
+    MM_FAULT_OVERCURRENT = 0x01,
+    MM_FAULT_OVERTEMPERATURE = 0x02,
+    MM_FAULT_UNDERVOLTAGE = 0x04,
+    MM_FAULT_OVERVOLTAGE = 0x08,
+    MM_FAULT_ENCODER = 0x10,
+    MM_FAULT_END_STOP = 0x20,
+    MM_FAULT_HEARTBEAT_LOST = 0x40,
+    MM_FAULT_POLICY = 0x80,
+} mm_fault_t;
+
+/** Faults after which no current may flow: the core brakes (driver off, brake on). */
+#define MM_FAULTS_POWER_OFF \
+    (MM_FAULT_OVERCURRENT | MM_FAULT_OVERTEMPERATURE | MM_FAULT_UNDERVOLTAGE | MM_FAULT_OVERVOLTAGE | \
+     MM_FAULT_ENCODER)
+
+/** Faults that refuse active-mode commands until cleared; END_STOP only blocks current into the stop, so the
+ *  host can always drive away from a stop. */
+#define MM_FAULTS_BLOCKING (0xFFu & ~(uint32_t)MM_FAULT_END_STOP)
+
+/** Results of commands and policy operations. */
+typedef enum {
+    MM_OK = 0,
+    MM_ERR_ARGUMENT = 1,    /**< a value out of range (bad mode, negative limit, NaN) */
+    MM_ERR_FAULTED = 2,     /**< faults are latched: only IDLE and BRAKE are accepted until they are cleared */
+    MM_ERR_NO_POLICY = 3,   /**< POLICY mode without an active policy */
+    MM_ERR_STATE = 4,       /**< nothing to do in this state (e.g. activate without a verified image) */
+} mm_status_t;
+
+/** Configuration, fixed at mm_core_init (start from mm_core_config_default). */
+typedef struct {
+    float current_limit_a;          /**< hard limit of the current command (A) */
+    float overcurrent_a;            /**< |measured current| above this latches OVERCURRENT (A) */
+    float temperature_derate_c;     /**< current limit derates linearly from here ... (deg C) */
+    float temperature_max_c;        /**< ... to 0 here, where OVERTEMPERATURE latches (deg C) */
+    float undervoltage_v;           /**< bus below this latches UNDERVOLTAGE (V); 0 disables */
+    float overvoltage_v;            /**< bus above this latches OVERVOLTAGE (V); 0 disables */
+    float position_min_rad;         /**< soft end stop (rad); disabled when min >= max */
+    float position_max_rad;
+    float heartbeat_timeout_s;      /**< longest gap between heartbeats in an active mode (s); 0 disables */
+    uint8_t watchdog_mode;          /**< MM_MODE_HOLD or MM_MODE_BRAKE when heartbeats stop */
+    uint16_t policy_decimation;     /**< run the policy every N ticks (>= 1), holding its action between */
+    float velocity_filter_tau_s;    /**< tau of the state velocity estimate (s) */
+    float torque_constant_nm_per_a; /**< output torque per amp, for the effort estimate (N m/A) */
+    mm_pid_gains_t gains;           /**< PID gains until a command sets others */
+    mm_obs_params_t obs;            /**< observation scales for samples while no policy is active */
+    uint32_t max_policy_bytes;      /**< largest accepted image (<= MM_MAX_POLICY_BYTES) */
+    uint8_t public_key[MM_PUBLIC_KEY_BYTES]; /**< policy signing key, uncompressed P-256 point */
+    mm_backend_t backend;           /**< inference backend; load/invoke may be NULL (then no policy loads) */
+} mm_config_t;
+
+/** This tick's sensor readings. */
+typedef struct {
+    uint16_t encoder_count;   /**< 0..16383 */
+    bool encoder_ok;          /**< false on an SPI/parity/magnet error */
+    bool end_stop_low;        /**< end-stop switch at the negative end is active */
+    bool end_stop_high;       /**< end-stop switch at the positive end is active */
+    float current_a;          /**< measured motor current (A) */
+    float bus_voltage_v;      /**< (V) */
+    float temperature_c;      /**< driver/motor temperature (deg C) */
+    float power_w;            /**< electrical power from the bus (W) */
+} mm_sensors_t;
+
+/** What the hardware layer applies from the next tick on. */
+typedef struct {
+    float current_cmd_a;      /**< signed current reference (A); positive drives towards +position */
+    bool driver_enable;       /**< false: outputs off (coast) */
+    bool brake_on;            /**< engage the holding brake */
+} mm_actuator_t;
+
+/** Host command; fields as ServoCommand. */
+typedef struct {
+    uint32_t seq;
+    uint8_t mode;                 /**< mm_mode_t */
+    float target;                 /**< rad in POSITION/POLICY, A in TORQUE */
+    float target_velocity_rad_s;  /**< reference velocity (rad/s) */
+    float max_velocity_rad_s;     /**< PID velocity limit (rad/s); 0 keeps the current value */
+    float current_limit_a;        /**< current limit (A), at most the hard limit; 0 keeps the current value */
+    float kp_pos, kp_vel, ki_vel, gravity_ff_a; /**< all four 0 keeps the current gains */
+    bool clear_faults;            /**< clear the latched faults whose cause is gone, before the mode applies */
+    bool stream_transitions;      /**< queue a sample every tick for TransitionBatch */
+} mm_command_t;
+
+/** Reported state; fields as ServoState. */
+typedef struct {
+    uint32_t tick;
+    uint8_t mode;
+    uint32_t fault_flags;
+    float position_rad;
+    float velocity_rad_s;
+    float current_a;
+    float current_cmd_a;
+    float effort_nm;
+    float bus_voltage_v;
+    float temperature_c;
+    float target_rad;
+    uint32_t policy_crc32;
+    uint32_t dropped_samples;
+} mm_state_t;
+
+/** PolicyAck contents. */
+typedef struct {
+    uint32_t transfer_id;
+    uint8_t status;               /**< MM_ACK_* */
+    uint8_t reason;               /**< mm_policy_reason_t */
+    uint16_t received_chunks;
+    uint16_t total_chunks;
+    uint8_t missing_count;        /**< entries in missing (<= MM_ACK_MAX_MISSING) */
+    uint16_t missing[MM_ACK_MAX_MISSING];
+    uint32_t active_policy_crc32;
+} mm_policy_ack_t;
+
+/** PolicyAck.STATUS_* */
+enum { MM_ACK_RECEIVING = 0, MM_ACK_ACCEPTED = 1, MM_ACK_REJECTED = 2 };
+
+/** Opaque core; allocate mm_core_size() bytes (suitably aligned) or a static mm_core_t. */
+typedef struct mm_core mm_core_t;
+
+/** Sensible defaults (4 A, 1 s heartbeat timeout holding, 80/100 deg C, ...); the key is all zero. */
+void mm_core_config_default(mm_config_t *cfg);
+
+/** Bytes of mm_core_t (for callers that cannot see the struct, such as the Python binding). */
+size_t mm_core_size(void);
+
+/** Initialise in place; MM_ERR_ARGUMENT when the config is inconsistent (core then stays unusable). */
+mm_status_t mm_core_init(mm_core_t *core, const mm_config_t *cfg);
+
+/** One control tick: read sensors (this tick), dt_s (s); write the actuator command for the next tick. */
+void mm_core_step(mm_core_t *core, const mm_sensors_t *sensors, float dt_s, mm_actuator_t *out);
+
+/** Apply a host command (takes effect on the next step). */
+mm_status_t mm_core_command(mm_core_t *core, const mm_command_t *cmd);
+
+/** A host heartbeat arrived: restart the watchdog. */
+void mm_core_heartbeat(mm_core_t *core, uint32_t seq);
+
+/** Current state. */
+void mm_core_get_state(const mm_core_t *core, mm_state_t *out);
+
+/** The observation of the last step (valid while a policy is active or samples stream). */
+void mm_core_get_observation(const mm_core_t *core, float obs[MM_OBS_DIM]);
+
+/**
+ * One chunk of a policy transfer (contract section 6). Returns the ack status so far; when the transfer is
+ * complete with a good image CRC, call mm_core_policy_verify() then mm_core_policy_activate()
+ * (or mm_core_policy_finish()). *ack_due tells when the sender should get an ack (end of a pass, retries,
+ * completion); fetch it with mm_core_policy_ack().
+ */
+uint8_t mm_core_policy_chunk(mm_core_t *core, uint32_t transfer_id, uint32_t total_size, uint32_t image_crc32,
+                             uint16_t index, uint16_t chunk_size, const uint8_t *data, uint16_t len,
+                             bool *ack_due);
+
+/** True when a complete image waits for mm_core_policy_verify(). */
+bool mm_core_policy_verify_pending(const mm_core_t *core);
+
+/** Check the staged image (format, shape, model CRC, signature, backend load); touches only the staging slot. */
+mm_policy_reason_t mm_core_policy_verify(mm_core_t *core);
+
+/** Make a verified staged image the active policy (double-buffer swap). */
+mm_status_t mm_core_policy_activate(mm_core_t *core);
+
+/** mm_core_policy_verify() then, when it passed, mm_core_policy_activate(). */
+mm_policy_reason_t mm_core_policy_finish(mm_core_t *core);
+
+/** Stage, verify and activate a whole image (e.g. read from flash at boot); its ack carries transfer_id 0,
+ *  so senders should not use 0 as a transfer_id. */
+mm_policy_reason_t mm_core_policy_load(mm_core_t *core, const uint8_t *image, uint32_t len);
+
+/** The ack of the current (or last) transfer. */
+void mm_core_policy_ack(const mm_core_t *core, mm_policy_ack_t *out);
+
+/** The active policy's header, or false when none is active. */
+bool mm_core_policy_active(const mm_core_t *core, mm_policy_header_t *out);
+
+/** PID gains and current limit in effect (what ServoCommand and the CAN registers tune). */
+typedef struct {
+    mm_pid_gains_t gains;
+    float current_limit_a;        /**< effective limit before derating (A), <= the hard limit */
+} mm_tuning_t;
+
+/** The tuning in effect. */
+void mm_core_get_tuning(const mm_core_t *core, mm_tuning_t *out);
+
+/** Replace the tuning; MM_ERR_ARGUMENT for negative/non-finite values or a limit above the hard limit. */
+mm_status_t mm_core_set_tuning(mm_core_t *core, const mm_tuning_t *tuning);
+
+/** The configuration the core was initialised with. */
+const mm_config_t *mm_core_config(const mm_core_t *core);
+
+/** Consumer side of the sample ring: see mm_samples_pop_batch(); also fills dt_s and policy_crc32. */
+uint8_t mm_core_pop_batch(mm_core_t *core, mm_batch_t *batch, uint8_t max);
+
+/** Samples waiting in the ring. */
+uint32_t mm_core_samples_available(const mm_core_t *core);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MM_CORE_CORE_H */

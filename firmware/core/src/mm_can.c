@@ -1,0 +1,244 @@
+#include "mm_core/mm_can.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "mm_servo.h"
+
+static uint32_t frame_id(uint32_t type_id, uint16_t device_id)
+{
+    return type_id | device_id;
+}
+
+bool mm_can_init(mm_can_t *can, uint16_t device_id, uint8_t block_size, uint8_t st_min, float timeout_s)
+{
+    memset(can, 0, sizeof *can);
+    if (device_id == 0u || device_id >= MM_CAN_BROADCAST) {
+        return false;
+    }
+    can->device_id = device_id;
+    mm_isotp_rx_init(&can->isotp, block_size, st_min, timeout_s);
+    return true;
+}
+
+static int32_t scaled(float value, float scale)
+{
+    const float x = value * scale;
+    return (int32_t)(x >= 0.0f ? x + 0.5f : x - 0.5f);
+}
+
+uint8_t mm_can_register_read(const mm_can_t *can, const mm_core_t *core, uint16_t reg, int32_t *value)
+{
+    mm_tuning_t t;
+    mm_state_t s;
+    mm_core_get_tuning(core, &t);
+    mm_core_get_state(core, &s);
+    const mm_config_t *cfg = mm_core_config(core);
+    switch (reg) {
+    case MM_REG_FIRMWARE_VERSION: *value = MM_FIRMWARE_VERSION; break;
+    case MM_REG_DEVICE_ID: *value = can->device_id; break;
+    case MM_REG_FAULT_FLAGS: *value = (int32_t)s.fault_flags; break;
+    case MM_REG_POLICY_CRC32: memcpy(value, &s.policy_crc32, sizeof *value); break;
+    case MM_REG_DROPPED_SAMPLES: *value = (int32_t)s.dropped_samples; break;
+    case MM_REG_HARD_CURRENT_LIMIT_MA: *value = scaled(cfg->current_limit_a, 1e3f); break;
+    case MM_REG_HEARTBEAT_TIMEOUT_MS: *value = scaled(cfg->heartbeat_timeout_s, 1e3f); break;
+    case MM_REG_CURRENT_LIMIT_MA: *value = scaled(t.current_limit_a, 1e3f); break;
+    case MM_REG_MAX_VELOCITY_MRAD_S: *value = scaled(t.gains.v_max, 1e3f); break;
+    case MM_REG_KP_POS_MILLI: *value = scaled(t.gains.kp_pos, 1e3f); break;
+    case MM_REG_KP_VEL_MICRO: *value = scaled(t.gains.kp_vel, 1e6f); break;
+    case MM_REG_KI_VEL_MICRO: *value = scaled(t.gains.ki_vel, 1e6f); break;
+    case MM_REG_GRAVITY_FF_MA: *value = scaled(t.gains.gravity_ff_a, 1e3f); break;
+    default: return MM_REG_UNKNOWN;
+    }
+    return MM_REG_OK;
+}
+
+uint8_t mm_can_register_write(mm_can_t *can, mm_core_t *core, uint16_t reg, int32_t value)
+{
+    mm_tuning_t t;
+    mm_core_get_tuning(core, &t);
+    const float v = (float)value;
+    switch (reg) {
+    case MM_REG_CURRENT_LIMIT_MA: t.current_limit_a = v * 1e-3f; break;
+    case MM_REG_MAX_VELOCITY_MRAD_S: t.gains.v_max = v * 1e-3f; break;
+    case MM_REG_KP_POS_MILLI: t.gains.kp_pos = v * 1e-3f; break;
+    case MM_REG_KP_VEL_MICRO: t.gains.kp_vel = v * 1e-6f; break;
+    case MM_REG_KI_VEL_MICRO: t.gains.ki_vel = v * 1e-6f; break;
+    case MM_REG_GRAVITY_FF_MA: t.gains.gravity_ff_a = v * 1e-3f; break;
+    default: {
+        int32_t ignored;
+        return mm_can_register_read(can, core, reg, &ignored) == MM_REG_OK ? MM_REG_READ_ONLY : MM_REG_UNKNOWN;
+    }
+    }
+    return mm_core_set_tuning(core, &t) == MM_OK ? MM_REG_OK : MM_REG_OUT_OF_RANGE;
+}
+
+static void register_request(mm_can_t *can, mm_core_t *core, const mm_can_frame_t *rx, mm_can_frame_t *tx)
+{
+    struct mm_servo_register_request_t req;
+    struct mm_servo_register_response_t resp;
+    mm_servo_register_response_init(&resp);
+    (void)mm_servo_register_request_unpack(&req, rx->data, rx->dlc);
+    resp.op = req.op;
+    resp.register_id = req.register_id;
+    if (req.op == MM_SERVO_REGISTER_REQUEST_OP_WRITE_CHOICE) {
+        resp.status = mm_can_register_write(can, core, req.register_id, req.value);
+    } else if (req.op != MM_SERVO_REGISTER_REQUEST_OP_READ_CHOICE) {
+        resp.status = MM_REG_UNKNOWN;
+    }
+    /* A write answers with the value now in effect, so the host sees any rounding. */
+    const uint8_t read_status = mm_can_register_read(can, core, req.register_id, &resp.value);
+    if (req.op == MM_SERVO_REGISTER_REQUEST_OP_READ_CHOICE) {
+        resp.status = read_status;
+    }
+    tx->id = frame_id(MM_SERVO_REGISTER_RESPONSE_FRAME_ID, can->device_id);
+    tx->dlc = (uint8_t)mm_servo_register_response_pack(tx->data, &resp, sizeof tx->data);
+}
+
+static void command(mm_core_t *core, const mm_can_frame_t *rx)
+{
+    struct mm_servo_command_t msg;
+    if (mm_servo_command_unpack(&msg, rx->data, rx->dlc) != 0) {
+        return;
+    }
+    /* Limits and gains stay as the registers set them (zero means "keep" in mm_command_t). */
+    const mm_command_t cmd = {
+        .mode = msg.mode,
+        .target = msg.target,
+        .target_velocity_rad_s = mm_servo_command_target_velocity_decode(msg.target_velocity),
+        .clear_faults = msg.clear_faults != 0u,
+        .stream_transitions = msg.stream_transitions != 0u,
+    };
+    (void)mm_core_command(core, &cmd);
+}
+
+static uint32_t read_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+/* One ISO-TP message = one chunk: 16-byte header then data. True when the sender is due an ack. */
+static bool policy_chunk(mm_core_t *core, const uint8_t *msg, uint32_t len)
+{
+    if (len < MM_CHUNK_HEADER_BYTES) {
+        return false;
+    }
+    bool ack_due = false;
+    (void)mm_core_policy_chunk(core, read_le32(msg), read_le32(msg + 4), read_le32(msg + 8),
+                               (uint16_t)(msg[12] | (msg[13] << 8)), (uint16_t)(msg[14] | (msg[15] << 8)),
+                               msg + MM_CHUNK_HEADER_BYTES, (uint16_t)(len - MM_CHUNK_HEADER_BYTES), &ack_due);
+    return ack_due;
+}
+
+uint8_t mm_can_receive(mm_can_t *can, mm_core_t *core, const mm_can_frame_t *rx, mm_can_frame_t *tx)
+{
+    const uint16_t device = (uint16_t)(rx->id & MM_CAN_DEVICE_MASK);
+    const uint32_t type_id = rx->id & ~(uint32_t)MM_CAN_DEVICE_MASK & 0x1FFFFFFFu;
+    const bool broadcast = device == MM_CAN_BROADCAST;
+    if (device != can->device_id && !broadcast) {
+        return 0u;
+    }
+    switch (type_id) {
+    case MM_SERVO_HEARTBEAT_FRAME_ID: {
+        struct mm_servo_heartbeat_t hb;
+        if (mm_servo_heartbeat_unpack(&hb, rx->data, rx->dlc) == 0) {
+            mm_core_heartbeat(core, hb.seq);
+        }
+        return 0u;
+    }
+    case MM_SERVO_COMMAND_FRAME_ID:
+        command(core, rx);
+        return 0u;
+    case MM_SERVO_REGISTER_REQUEST_FRAME_ID:
+        if (broadcast || rx->dlc < MM_SERVO_REGISTER_REQUEST_LENGTH) {
+            return 0u;
+        }
+        register_request(can, core, rx, tx);
+        return 1u;
+    case MM_SERVO_POLICY_TP_DATA_FRAME_ID: {
+        if (broadcast) {
+            return 0u;
+        }
+        uint8_t n = 0u;
+        bool send_fc = false;
+        const mm_isotp_status_t st = mm_isotp_rx_frame(&can->isotp, rx->data, rx->dlc, tx[0].data, &send_fc);
+        if (send_fc) {
+            tx[n].id = frame_id(MM_SERVO_POLICY_TP_FLOW_FRAME_ID, can->device_id);
+            tx[n].dlc = 8u;
+            ++n;
+        }
+        if (st == MM_ISOTP_COMPLETE && policy_chunk(core, can->isotp.buffer, can->isotp.length) &&
+            !mm_core_policy_verify_pending(core)) {
+            mm_can_policy_ack_frame(can, core, &tx[n]);
+            ++n;
+        }
+        return n;
+    }
+    default:
+        return 0u;
+    }
+}
+
+void mm_can_tick(mm_can_t *can, float dt_s)
+{
+    (void)mm_isotp_rx_tick(&can->isotp, dt_s);
+}
+
+uint8_t mm_can_state_frames(const mm_can_t *can, const mm_core_t *core, mm_can_frame_t tx[3])
+{
+    mm_state_t s;
+    mm_core_get_state(core, &s);
+    const struct mm_servo_state_motion_t motion = {.position = s.position_rad, .velocity = s.velocity_rad_s};
+    const struct mm_servo_state_electrical_t electrical = {
+        .current = mm_servo_state_electrical_current_encode(s.current_a),
+        .current_cmd = mm_servo_state_electrical_current_cmd_encode(s.current_cmd_a),
+        .bus_voltage = mm_servo_state_electrical_bus_voltage_encode(fmaxf(s.bus_voltage_v, 0.0f)),
+        .temperature = (int8_t)fminf(fmaxf(s.temperature_c, -128.0f), 127.0f),
+        .mode = s.mode,
+    };
+    const struct mm_servo_state_status_t status = {
+        .policy_crc32 = s.policy_crc32,
+        .fault_flags = (uint8_t)s.fault_flags,
+        .dropped_samples = (uint16_t)(s.dropped_samples > 0xFFFFu ? 0xFFFFu : s.dropped_samples),
+    };
+    tx[0].id = frame_id(MM_SERVO_STATE_MOTION_FRAME_ID, can->device_id);
+    tx[0].dlc = (uint8_t)mm_servo_state_motion_pack(tx[0].data, &motion, 8u);
+    tx[1].id = frame_id(MM_SERVO_STATE_ELECTRICAL_FRAME_ID, can->device_id);
+    tx[1].dlc = (uint8_t)mm_servo_state_electrical_pack(tx[1].data, &electrical, 8u);
+    tx[2].id = frame_id(MM_SERVO_STATE_STATUS_FRAME_ID, can->device_id);
+    tx[2].dlc = (uint8_t)mm_servo_state_status_pack(tx[2].data, &status, 8u);
+    return 3u;
+}
+
+bool mm_can_fault_frame(mm_can_t *can, const mm_core_t *core, mm_can_frame_t *tx)
+{
+    mm_state_t s;
+    mm_core_get_state(core, &s);
+    const uint32_t fresh = s.fault_flags & ~can->last_faults;
+    can->last_faults = s.fault_flags;
+    if (fresh == 0u) {
+        return false;
+    }
+    const struct mm_servo_fault_t fault = {
+        .fault_flags = (uint8_t)s.fault_flags, .new_faults = (uint8_t)fresh, .mode = s.mode, .tick = s.tick};
+    tx->id = frame_id(MM_SERVO_FAULT_FRAME_ID, can->device_id);
+    tx->dlc = (uint8_t)mm_servo_fault_pack(tx->data, &fault, 8u);
+    return true;
+}
+
+void mm_can_policy_ack_frame(const mm_can_t *can, const mm_core_t *core, mm_can_frame_t *tx)
+{
+    mm_policy_ack_t ack;
+    mm_core_policy_ack(core, &ack);
+    /* Every missing chunk is counted (saturating); only the lowest index fits the frame. */
+    const uint32_t missing = ack.status == MM_ACK_RECEIVING ? (uint32_t)ack.total_chunks - ack.received_chunks : 0u;
+    const struct mm_servo_policy_ack_t msg = {
+        .transfer_id = ack.transfer_id,
+        .status = ack.status,
+        .reason = ack.reason,
+        .missing_count = (uint8_t)(missing > 255u ? 255u : missing),
+        .first_missing = missing > 0u ? ack.missing[0] : 0xFFFFu,
+    };
+    tx->id = frame_id(MM_SERVO_POLICY_ACK_FRAME_ID, can->device_id);
+    tx->dlc = (uint8_t)mm_servo_policy_ack_pack(tx->data, &msg, 8u);
+}

@@ -1,0 +1,604 @@
+#include "mm_core/mm_core.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "mm_core/mm_crc32.h"
+#include "mm_core/mm_reassembly.h"
+
+/** Where a complete transfer stands between reassembly and activation. */
+typedef enum { STAGED_NONE = 0, STAGED_RECEIVED = 1, STAGED_VERIFIED = 2 } staged_t;
+
+struct mm_core {
+    mm_config_t cfg;
+    bool ready;
+    uint32_t tick;
+    uint8_t mode;
+    uint32_t faults;              /* latched */
+    uint32_t conditions;          /* fault causes present at the last step */
+    /* command state */
+    float target_rad;
+    float target_velocity_rad_s;
+    float torque_current_a;
+    float command_limit_a;        /* 0: none beyond the hard limit */
+    mm_pid_gains_t gains;
+    mm_pid_t pid;
+    float hold_target_rad;
+    bool capture_hold;            /* HOLD entered: take the position at the next step as its target */
+    bool streaming;
+    bool episode_start;
+    /* sensing */
+    mm_encoder_t encoder;
+    mm_velocity_filter_t velocity;      /* state estimate, config tau */
+    mm_velocity_filter_t obs_velocity;  /* observation estimate, tau of the active policy */
+    mm_sensors_t sensors;
+    float position_rad;
+    float current_cmd_a;
+    float last_dt_s;
+    float since_heartbeat_s;
+    /* policy */
+    float obs[MM_OBS_DIM];
+    float prev_action;
+    float policy_action;
+    uint32_t policy_counter;
+    bool policy_active;
+    uint8_t active_slot;
+    mm_policy_header_t active_header;
+    uint32_t active_crc32;
+    staged_t staged;
+    uint32_t staged_len;
+    mm_policy_header_t staged_header;
+    mm_reassembly_t reassembly;
+    uint32_t ack_transfer_id;
+    uint8_t ack_status;
+    uint8_t ack_reason;
+    uint8_t slots[2][MM_MAX_POLICY_BYTES];
+    mm_sample_ring_t samples;
+};
+
+void mm_core_config_default(mm_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->current_limit_a = 4.0f;
+    cfg->overcurrent_a = 6.0f;
+    cfg->temperature_derate_c = 80.0f;
+    cfg->temperature_max_c = 100.0f;
+    cfg->position_min_rad = 0.0f;
+    cfg->position_max_rad = 0.0f;
+    cfg->heartbeat_timeout_s = 0.5f;
+    cfg->watchdog_mode = MM_MODE_HOLD;
+    cfg->policy_decimation = 1u;
+    cfg->velocity_filter_tau_s = 0.005f;
+    cfg->torque_constant_nm_per_a = 0.1f;
+    cfg->gains = (mm_pid_gains_t){.kp_pos = 20.0f, .v_max = 20.0f, .kp_vel = 0.2f, .ki_vel = 2.0f, .gravity_ff_a = 0.0f};
+    cfg->obs = (mm_obs_params_t){.pos_scale_rad = 3.14159265f, .vel_scale_rad_s = 50.0f, .fine_gain_per_rad = 20.0f,
+                                 .current_limit_a = 4.0f, .velocity_filter_tau_s = 0.005f};
+    cfg->max_policy_bytes = MM_MAX_POLICY_BYTES;
+}
+
+size_t mm_core_size(void)
+{
+    return sizeof(mm_core_t);
+}
+
+static bool gains_valid(const mm_pid_gains_t *g)
+{
+    const float v[5] = {g->kp_pos, g->v_max, g->kp_vel, g->ki_vel, g->gravity_ff_a};
+    for (unsigned i = 0; i < 5u; ++i) {
+        if (!isfinite(v[i]) || v[i] < 0.0f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool config_valid(const mm_config_t *cfg)
+{
+    return isfinite(cfg->current_limit_a) && cfg->current_limit_a > 0.0f && isfinite(cfg->overcurrent_a) &&
+           cfg->overcurrent_a > 0.0f && cfg->temperature_derate_c < cfg->temperature_max_c &&
+           cfg->undervoltage_v >= 0.0f && cfg->overvoltage_v >= 0.0f && cfg->heartbeat_timeout_s >= 0.0f &&
+           (cfg->watchdog_mode == MM_MODE_HOLD || cfg->watchdog_mode == MM_MODE_BRAKE) &&
+           cfg->policy_decimation >= 1u && isfinite(cfg->velocity_filter_tau_s) &&
+           cfg->velocity_filter_tau_s >= 0.0f && gains_valid(&cfg->gains) && mm_obs_params_valid(&cfg->obs) &&
+           cfg->max_policy_bytes <= MM_MAX_POLICY_BYTES;
+}
+
+static uint8_t staging_slot(const mm_core_t *core)
+{
+    return (uint8_t)(1u - core->active_slot);
+}
+
+mm_status_t mm_core_init(mm_core_t *core, const mm_config_t *cfg)
+{
+    core->ready = false;
+    if (!config_valid(cfg)) {
+        return MM_ERR_ARGUMENT;
+    }
+    /* Clear everything but the two large policy slots, which need no initial value. */
+    memset(core, 0, offsetof(mm_core_t, slots));
+    core->cfg = *cfg;
+    core->mode = MM_MODE_IDLE;
+    core->gains = cfg->gains;
+    mm_encoder_reset(&core->encoder);
+    mm_velocity_filter_reset(&core->velocity);
+    mm_velocity_filter_reset(&core->obs_velocity);
+    mm_samples_init(&core->samples);
+    mm_reassembly_init(&core->reassembly, core->slots[staging_slot(core)], cfg->max_policy_bytes);
+    core->ready = true;
+    return MM_OK;
+}
+
+static bool mode_is_active(uint8_t mode)
+{
+    return mode != MM_MODE_IDLE && mode != MM_MODE_BRAKE;
+}
+
+static void enter_mode(mm_core_t *core, uint8_t mode)
+{
+    if (mode == core->mode) {
+        return;
+    }
+    if (!mode_is_active(core->mode) && mode_is_active(mode)) {
+        core->since_heartbeat_s = 0.0f; /* give the host a full timeout to start its heartbeat */
+    }
+    if (mode == MM_MODE_HOLD) {
+        core->capture_hold = true;
+    }
+    if (mode == MM_MODE_HOLD || mode == MM_MODE_POSITION) {
+        mm_pid_reset(&core->pid);
+    }
+    if (mode == MM_MODE_POLICY) {
+        core->prev_action = 0.0f;
+        core->policy_action = 0.0f;
+        core->policy_counter = 0u;
+    }
+    core->mode = mode;
+    core->episode_start = true;
+}
+
+static const mm_obs_params_t *obs_params(const mm_core_t *core)
+{
+    return core->policy_active ? &core->active_header.scales : &core->cfg.obs;
+}
+
+static bool command_valid(const mm_command_t *cmd)
+{
+    const mm_pid_gains_t g = {cmd->kp_pos, 0.0f, cmd->kp_vel, cmd->ki_vel, cmd->gravity_ff_a};
+    return cmd->mode <= MM_MODE_BRAKE && isfinite(cmd->target) && isfinite(cmd->target_velocity_rad_s) &&
+           isfinite(cmd->max_velocity_rad_s) && cmd->max_velocity_rad_s >= 0.0f && isfinite(cmd->current_limit_a) &&
+           cmd->current_limit_a >= 0.0f && gains_valid(&g);
+}
+
+mm_status_t mm_core_command(mm_core_t *core, const mm_command_t *cmd)
+{
+    if (!core->ready || !command_valid(cmd)) {
+        return MM_ERR_ARGUMENT;
+    }
+    if (cmd->clear_faults) {
+        core->faults &= core->conditions;
+        if ((core->faults & MM_FAULT_HEARTBEAT_LOST) == 0u) {
+            core->since_heartbeat_s = 0.0f;
+        }
+    }
+    if (cmd->stream_transitions && !core->streaming) {
+        core->episode_start = true;
+    }
+    core->streaming = cmd->stream_transitions;
+    if (cmd->max_velocity_rad_s > 0.0f) {
+        core->gains.v_max = cmd->max_velocity_rad_s;
+    }
+    if (cmd->current_limit_a > 0.0f) {
+        core->command_limit_a = cmd->current_limit_a;
+    }
+    if (cmd->kp_pos != 0.0f || cmd->kp_vel != 0.0f || cmd->ki_vel != 0.0f || cmd->gravity_ff_a != 0.0f) {
+        core->gains.kp_pos = cmd->kp_pos;
+        core->gains.kp_vel = cmd->kp_vel;
+        core->gains.ki_vel = cmd->ki_vel;
+        core->gains.gravity_ff_a = cmd->gravity_ff_a;
+    }
+    if ((core->faults & MM_FAULTS_BLOCKING) != 0u && mode_is_active(cmd->mode)) {
+        return MM_ERR_FAULTED;
+    }
+    if (cmd->mode == MM_MODE_POLICY && !core->policy_active) {
+        return MM_ERR_NO_POLICY;
+    }
+    if (cmd->mode == MM_MODE_TORQUE) {
+        core->torque_current_a = cmd->target;
+    } else if (cmd->mode == MM_MODE_POSITION || cmd->mode == MM_MODE_POLICY) {
+        if (cmd->target != core->target_rad || cmd->target_velocity_rad_s != core->target_velocity_rad_s) {
+            core->episode_start = true;
+        }
+        core->target_rad = cmd->target;
+        core->target_velocity_rad_s = cmd->target_velocity_rad_s;
+    }
+    enter_mode(core, cmd->mode);
+    return MM_OK;
+}
+
+void mm_core_heartbeat(mm_core_t *core, uint32_t seq)
+{
+    (void)seq; /* ordering does not matter to the watchdog: any heartbeat proves the host is alive */
+    core->since_heartbeat_s = 0.0f;
+}
+
+/* Fault causes visible in this tick's readings. */
+static uint32_t fault_conditions(mm_core_t *core, const mm_sensors_t *s, float dt_s)
+{
+    const mm_config_t *cfg = &core->cfg;
+    uint32_t cond = 0u;
+    if (!s->encoder_ok || s->encoder_count >= MM_ENCODER_COUNTS) {
+        cond |= MM_FAULT_ENCODER;
+    }
+    if (!(fabsf(s->current_a) <= cfg->overcurrent_a)) {
+        cond |= MM_FAULT_OVERCURRENT;
+    }
+    if (!(s->temperature_c < cfg->temperature_max_c)) {
+        cond |= MM_FAULT_OVERTEMPERATURE;
+    }
+    if (cfg->undervoltage_v > 0.0f && !(s->bus_voltage_v >= cfg->undervoltage_v)) {
+        cond |= MM_FAULT_UNDERVOLTAGE;
+    }
+    if (cfg->overvoltage_v > 0.0f && !(s->bus_voltage_v <= cfg->overvoltage_v)) {
+        cond |= MM_FAULT_OVERVOLTAGE;
+    }
+    if (s->end_stop_low || s->end_stop_high) {
+        cond |= MM_FAULT_END_STOP;
+    }
+    if (cfg->position_min_rad < cfg->position_max_rad &&
+        (core->position_rad <= cfg->position_min_rad || core->position_rad >= cfg->position_max_rad)) {
+        cond |= MM_FAULT_END_STOP;
+    }
+    if (cfg->heartbeat_timeout_s > 0.0f && mode_is_active(core->mode)) {
+        core->since_heartbeat_s += dt_s;
+    }
+    if (cfg->heartbeat_timeout_s > 0.0f && core->since_heartbeat_s > cfg->heartbeat_timeout_s) {
+        cond |= MM_FAULT_HEARTBEAT_LOST;
+    }
+    return cond;
+}
+
+static void latch_faults(mm_core_t *core, uint32_t cond)
+{
+    const uint32_t fresh = cond & ~core->faults;
+    core->faults |= cond;
+    core->conditions = cond;
+    if ((core->faults & MM_FAULTS_POWER_OFF) != 0u) {
+        enter_mode(core, MM_MODE_BRAKE);
+    } else if ((fresh & MM_FAULT_HEARTBEAT_LOST) != 0u && mode_is_active(core->mode)) {
+        enter_mode(core, core->cfg.watchdog_mode);
+    }
+}
+
+static float derating(const mm_config_t *cfg, float temperature_c)
+{
+    if (temperature_c <= cfg->temperature_derate_c) {
+        return 1.0f;
+    }
+    const float f = (cfg->temperature_max_c - temperature_c) / (cfg->temperature_max_c - cfg->temperature_derate_c);
+    return fmaxf(f, 0.0f);
+}
+
+/* Run the policy (every policy_decimation ticks); false when inference failed. */
+static bool run_policy(mm_core_t *core)
+{
+    if (core->policy_counter % core->cfg.policy_decimation == 0u) {
+        float action[MM_ACTION_DIM] = {0.0f};
+        const int rc = core->cfg.backend.invoke(core->cfg.backend.ctx, core->active_slot, core->obs, action);
+        if (rc != 0 || !isfinite(action[0])) {
+            return false;
+        }
+        core->policy_action = mm_clip_unit(action[0]);
+    }
+    core->policy_counter += 1u;
+    return true;
+}
+
+static float mode_current(mm_core_t *core, float limit_a, float dt_s)
+{
+    switch (core->mode) {
+    case MM_MODE_HOLD:
+        return mm_pid_step(&core->pid, &core->gains, limit_a, dt_s, core->position_rad, core->velocity.velocity_rad_s,
+                           core->hold_target_rad, 0.0f);
+    case MM_MODE_TORQUE:
+        return core->torque_current_a;
+    case MM_MODE_POSITION:
+        return mm_pid_step(&core->pid, &core->gains, limit_a, dt_s, core->position_rad, core->velocity.velocity_rad_s,
+                           core->target_rad, core->target_velocity_rad_s);
+    case MM_MODE_POLICY:
+        if (!run_policy(core)) {
+            core->faults |= MM_FAULT_POLICY;
+            enter_mode(core, MM_MODE_HOLD);
+            core->hold_target_rad = core->position_rad;
+            core->capture_hold = false;
+            return mode_current(core, limit_a, dt_s);
+        }
+        return core->policy_action * core->active_header.scales.current_limit_a;
+    default:
+        return 0.0f;
+    }
+}
+
+void mm_core_step(mm_core_t *core, const mm_sensors_t *s, float dt_s, mm_actuator_t *out)
+{
+    *out = (mm_actuator_t){.current_cmd_a = 0.0f, .driver_enable = false, .brake_on = true};
+    if (!core->ready || !(dt_s > 0.0f)) {
+        return;
+    }
+    core->tick += 1u;
+    core->last_dt_s = dt_s;
+    core->sensors = *s;
+    const mm_obs_params_t *params = obs_params(core);
+    if (s->encoder_ok && s->encoder_count < MM_ENCODER_COUNTS) {
+        core->position_rad = mm_encoder_update(&core->encoder, s->encoder_count);
+        mm_velocity_filter_update(&core->velocity, core->position_rad, dt_s, core->cfg.velocity_filter_tau_s);
+        mm_velocity_filter_update(&core->obs_velocity, core->position_rad, dt_s, params->velocity_filter_tau_s);
+    }
+    latch_faults(core, fault_conditions(core, s, dt_s));
+    if (core->capture_hold) {
+        core->hold_target_rad = core->position_rad;
+        core->capture_hold = false;
+    }
+    const bool observe = core->streaming || core->mode == MM_MODE_POLICY;
+    if (observe) {
+        const bool holding = core->mode == MM_MODE_HOLD;
+        mm_observation_build(params, core->position_rad, core->obs_velocity.velocity_rad_s, s->current_a,
+                             holding ? core->hold_target_rad : core->target_rad,
+                             holding ? 0.0f : core->target_velocity_rad_s, core->prev_action, core->obs);
+    }
+
+    mm_tuning_t tuning;
+    mm_core_get_tuning(core, &tuning);
+    const float limit_a = tuning.current_limit_a * derating(&core->cfg, s->temperature_c);
+    float current_a = mode_current(core, limit_a, dt_s);
+    current_a = fminf(fmaxf(current_a, -limit_a), limit_a);
+    /* End stops: never push further into a stop; moving away stays possible. */
+    const bool at_low = s->end_stop_low || (core->cfg.position_min_rad < core->cfg.position_max_rad &&
+                                            core->position_rad <= core->cfg.position_min_rad);
+    const bool at_high = s->end_stop_high || (core->cfg.position_min_rad < core->cfg.position_max_rad &&
+                                              core->position_rad >= core->cfg.position_max_rad);
+    if ((at_low && current_a < 0.0f) || (at_high && current_a > 0.0f)) {
+        current_a = 0.0f;
+    }
+    const bool powered = mode_is_active(core->mode) && (core->faults & MM_FAULTS_POWER_OFF) == 0u;
+    if (!powered) {
+        current_a = 0.0f;
+    }
+    core->current_cmd_a = current_a;
+    out->current_cmd_a = current_a;
+    out->driver_enable = powered;
+    out->brake_on = core->mode == MM_MODE_BRAKE;
+
+    const bool from_policy = core->mode == MM_MODE_POLICY;
+    const float applied = from_policy ? core->policy_action : mm_clip_unit(current_a / params->current_limit_a);
+    if (core->streaming) {
+        mm_sample_t sample = {
+            .tick = core->tick,
+            .action = applied,
+            .position_rad = core->position_rad,
+            .velocity_rad_s = core->velocity.velocity_rad_s,
+            .current_a = s->current_a,
+            .target_rad = core->mode == MM_MODE_HOLD ? core->hold_target_rad : core->target_rad,
+            .power_w = s->power_w,
+            .flags = (uint8_t)((core->episode_start ? MM_SAMPLE_EPISODE_START : 0u) |
+                               (core->faults != 0u ? MM_SAMPLE_FAULT : 0u) | (from_policy ? MM_SAMPLE_POLICY : 0u)),
+        };
+        memcpy(sample.observation, core->obs, sizeof sample.observation);
+        mm_samples_push(&core->samples, &sample);
+        core->episode_start = false;
+    }
+    core->prev_action = applied;
+}
+
+void mm_core_get_state(const mm_core_t *core, mm_state_t *out)
+{
+    out->tick = core->tick;
+    out->mode = core->mode;
+    out->fault_flags = core->faults;
+    out->position_rad = core->position_rad;
+    out->velocity_rad_s = core->velocity.velocity_rad_s;
+    out->current_a = core->sensors.current_a;
+    out->current_cmd_a = core->current_cmd_a;
+    out->effort_nm = core->sensors.current_a * core->cfg.torque_constant_nm_per_a;
+    out->bus_voltage_v = core->sensors.bus_voltage_v;
+    out->temperature_c = core->sensors.temperature_c;
+    out->target_rad = core->mode == MM_MODE_HOLD ? core->hold_target_rad : core->target_rad;
+    out->policy_crc32 = core->policy_active ? core->active_crc32 : 0u;
+    out->dropped_samples = mm_samples_dropped(&core->samples);
+}
+
+void mm_core_get_observation(const mm_core_t *core, float obs[MM_OBS_DIM])
+{
+    memcpy(obs, core->obs, sizeof core->obs);
+}
+
+/* ---- policies ---- */
+
+static void set_ack(mm_core_t *core, uint32_t transfer_id, uint8_t status, uint8_t reason)
+{
+    core->ack_transfer_id = transfer_id;
+    core->ack_status = status;
+    core->ack_reason = reason;
+}
+
+uint8_t mm_core_policy_chunk(mm_core_t *core, uint32_t transfer_id, uint32_t total_size, uint32_t image_crc32,
+                             uint16_t index, uint16_t chunk_size, const uint8_t *data, uint16_t len,
+                             bool *ack_due)
+{
+    *ack_due = true;
+    if (core->staged != STAGED_NONE) {
+        /* A complete image waits for verification in this buffer: it must not be overwritten. */
+        if (transfer_id != core->ack_transfer_id) {
+            set_ack(core, transfer_id, MM_ACK_REJECTED, MM_REASON_BUSY);
+        }
+        return core->ack_status;
+    }
+    if (transfer_id == core->ack_transfer_id && core->ack_status == MM_ACK_ACCEPTED) {
+        return MM_ACK_ACCEPTED; /* a late duplicate of the transfer that is already running */
+    }
+    if (transfer_id != core->ack_transfer_id || core->ack_status == MM_ACK_REJECTED) {
+        /* A new transfer, or the sender retrying a refused one from scratch. */
+        set_ack(core, transfer_id, MM_ACK_RECEIVING, MM_REASON_NONE);
+    }
+    const mm_chunk_result_t result =
+        mm_reassembly_add(&core->reassembly, transfer_id, total_size, image_crc32, index, chunk_size, data, len);
+    switch (result) {
+    case MM_CHUNK_STORED:
+        *ack_due = index + 1u == core->reassembly.total_chunks;
+        break;
+    case MM_CHUNK_COMPLETE:
+        core->staged = STAGED_RECEIVED;
+        core->staged_len = total_size;
+        *ack_due = false; /* the ack follows verification */
+        break;
+    case MM_CHUNK_BAD_CRC:
+        set_ack(core, transfer_id, MM_ACK_REJECTED, MM_REASON_CRC);
+        break;
+    case MM_CHUNK_TOO_LARGE:
+        set_ack(core, transfer_id, MM_ACK_REJECTED, MM_REASON_TOO_LARGE);
+        break;
+    case MM_CHUNK_DUPLICATE:
+    case MM_CHUNK_INVALID:
+    default:
+        break;
+    }
+    return core->ack_status;
+}
+
+bool mm_core_policy_verify_pending(const mm_core_t *core)
+{
+    return core->staged == STAGED_RECEIVED;
+}
+
+mm_policy_reason_t mm_core_policy_verify(mm_core_t *core)
+{
+    if (core->staged != STAGED_RECEIVED) {
+        return MM_REASON_NONE;
+    }
+    const uint8_t slot = staging_slot(core);
+    const uint8_t *image = core->slots[slot];
+    mm_policy_reason_t reason =
+        mm_policy_image_check(image, core->staged_len, core->cfg.max_policy_bytes, core->cfg.public_key,
+                              &core->staged_header);
+    if (reason == MM_REASON_NONE) {
+        const mm_backend_t *b = &core->cfg.backend;
+        if (b->load == NULL || b->invoke == NULL ||
+            b->load(b->ctx, slot, image + MM_POLICY_HEADER_BYTES, core->staged_header.model_size,
+                    core->staged_header.arena_bytes, core->staged_header.model_type) != 0) {
+            reason = MM_REASON_BACKEND;
+        }
+    }
+    if (reason != MM_REASON_NONE) {
+        core->staged = STAGED_NONE;
+        mm_reassembly_abort(&core->reassembly);
+        set_ack(core, core->ack_transfer_id, MM_ACK_REJECTED, (uint8_t)reason);
+        return reason;
+    }
+    core->staged = STAGED_VERIFIED;
+    return MM_REASON_NONE;
+}
+
+mm_status_t mm_core_policy_activate(mm_core_t *core)
+{
+    if (core->staged != STAGED_VERIFIED) {
+        return MM_ERR_STATE;
+    }
+    const uint8_t slot = staging_slot(core);
+    core->active_crc32 = mm_crc32(0u, core->slots[slot], core->staged_len);
+    core->active_header = core->staged_header;
+    core->active_slot = slot;
+    core->policy_active = true;
+    core->staged = STAGED_NONE;
+    core->episode_start = true;
+    /* The next transfer goes to the slot that just became idle. */
+    const uint32_t abandoned = core->reassembly.abandoned;
+    mm_reassembly_init(&core->reassembly, core->slots[staging_slot(core)], core->cfg.max_policy_bytes);
+    core->reassembly.abandoned = abandoned;
+    set_ack(core, core->ack_transfer_id, MM_ACK_ACCEPTED, MM_REASON_NONE);
+    return MM_OK;
+}
+
+mm_policy_reason_t mm_core_policy_finish(mm_core_t *core)
+{
+    const mm_policy_reason_t reason = mm_core_policy_verify(core);
+    if (reason == MM_REASON_NONE) {
+        (void)mm_core_policy_activate(core);
+    }
+    return reason;
+}
+
+mm_policy_reason_t mm_core_policy_load(mm_core_t *core, const uint8_t *image, uint32_t len)
+{
+    if (core->staged != STAGED_NONE) {
+        return MM_REASON_BUSY;
+    }
+    set_ack(core, 0u, MM_ACK_RECEIVING, MM_REASON_NONE);
+    if (len > core->cfg.max_policy_bytes) {
+        set_ack(core, 0u, MM_ACK_REJECTED, MM_REASON_TOO_LARGE);
+        return MM_REASON_TOO_LARGE;
+    }
+    mm_reassembly_abort(&core->reassembly);
+    memcpy(core->slots[staging_slot(core)], image, len);
+    core->staged_len = len;
+    core->staged = STAGED_RECEIVED;
+    return mm_core_policy_finish(core);
+}
+
+void mm_core_policy_ack(const mm_core_t *core, mm_policy_ack_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->transfer_id = core->ack_transfer_id;
+    out->status = core->ack_status;
+    out->reason = core->ack_reason;
+    if (core->reassembly.transfer_id == core->ack_transfer_id) {
+        out->received_chunks = core->reassembly.received_chunks;
+        out->total_chunks = core->reassembly.total_chunks;
+        if (out->status == MM_ACK_RECEIVING) {
+            out->missing_count = (uint8_t)mm_reassembly_missing(&core->reassembly, out->missing, MM_ACK_MAX_MISSING);
+        }
+    }
+    out->active_policy_crc32 = core->policy_active ? core->active_crc32 : 0u;
+}
+
+bool mm_core_policy_active(const mm_core_t *core, mm_policy_header_t *out)
+{
+    if (core->policy_active && out != NULL) {
+        *out = core->active_header;
+    }
+    return core->policy_active;
+}
+
+uint8_t mm_core_pop_batch(mm_core_t *core, mm_batch_t *batch, uint8_t max)
+{
+    const uint8_t n = mm_samples_pop_batch(&core->samples, batch, max);
+    batch->dt_s = core->last_dt_s;
+    batch->policy_crc32 = core->policy_active ? core->active_crc32 : 0u;
+    return n;
+}
+
+uint32_t mm_core_samples_available(const mm_core_t *core)
+{
+    return mm_samples_available(&core->samples);
+}
+
+void mm_core_get_tuning(const mm_core_t *core, mm_tuning_t *out)
+{
+    out->gains = core->gains;
+    out->current_limit_a = core->command_limit_a > 0.0f ? fminf(core->command_limit_a, core->cfg.current_limit_a)
+                                                        : core->cfg.current_limit_a;
+}
+
+mm_status_t mm_core_set_tuning(mm_core_t *core, const mm_tuning_t *tuning)
+{
+    if (!gains_valid(&tuning->gains) || !(tuning->current_limit_a > 0.0f) ||
+        tuning->current_limit_a > core->cfg.current_limit_a) {
+        return MM_ERR_ARGUMENT;
+    }
+    core->gains = tuning->gains;
+    core->command_limit_a = tuning->current_limit_a;
+    return MM_OK;
+}
+
+const mm_config_t *mm_core_config(const mm_core_t *core)
+{
+    return &core->cfg;
+}

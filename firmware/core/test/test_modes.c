@@ -1,0 +1,341 @@
+/* Modes, limits, faults (latch and clear), watchdog, sensing and samples of mm_core_step. */
+#include <math.h>
+#include <string.h>
+
+#include "test_support.h"
+
+static const float DT = 0.001f;
+
+static mm_config_t base_config(void)
+{
+    mm_config_t cfg;
+    mm_core_config_default(&cfg);
+    cfg.heartbeat_timeout_s = 0.0f; /* tests of the watchdog enable it themselves */
+    return cfg;
+}
+
+static mm_actuator_t step(mm_core_t *core, mm_sensors_t s)
+{
+    mm_actuator_t out;
+    mm_core_step(core, &s, DT, &out);
+    return out;
+}
+
+static mm_status_t command(mm_core_t *core, uint8_t mode, float target)
+{
+    const mm_command_t cmd = {.mode = mode, .target = target};
+    return mm_core_command(core, &cmd);
+}
+
+static uint32_t faults(const mm_core_t *core)
+{
+    mm_state_t s;
+    mm_core_get_state(core, &s);
+    return s.fault_flags;
+}
+
+static uint8_t mode(const mm_core_t *core)
+{
+    mm_state_t s;
+    mm_core_get_state(core, &s);
+    return s.mode;
+}
+
+static void idle_coasts_and_brake_brakes(void **state)
+{
+    (void)state;
+    mm_config_t cfg = base_config();
+    mm_core_t *core = test_core(&cfg);
+    mm_actuator_t out = step(core, test_sensors(100));
+    assert_false(out.driver_enable);
+    assert_false(out.brake_on);
+    assert_true(out.current_cmd_a == 0.0f);
+    assert_int_equal(command(core, MM_MODE_BRAKE, 0.0f), MM_OK);
+    out = step(core, test_sensors(100));
+    assert_false(out.driver_enable);
+    assert_true(out.brake_on);
+}
+
+static void torque_is_clamped_to_the_limits(void **state)
+{
+    (void)state;
+    mm_config_t cfg = base_config();
+    mm_core_t *core = test_core(&cfg);
+    assert_int_equal(command(core, MM_MODE_TORQUE, 1.5f), MM_OK);
+    mm_actuator_t out = step(core, test_sensors(0));
+    assert_true(out.driver_enable);
+    assert_float_equal(out.current_cmd_a, 1.5f, 1e-6);
+    assert_int_equal(command(core, MM_MODE_TORQUE, -9.0f), MM_OK);
+    assert_float_equal(step(core, test_sensors(0)).current_cmd_a, -cfg.current_limit_a, 1e-6);
+    const mm_command_t limited = {.mode = MM_MODE_TORQUE, .target = 3.0f, .current_limit_a = 2.0f};
+    assert_int_equal(mm_core_command(core, &limited), MM_OK);
+    assert_float_equal(step(core, test_sensors(0)).current_cmd_a, 2.0f, 1e-6);
+}
+
+static void temperature_derates_then_trips(void **state)
+{
+    (void)state;
+    mm_config_t cfg = base_config();
+    mm_core_t *core = test_core(&cfg);
+    assert_int_equal(command(core, MM_MODE_TORQUE, 4.0f), MM_OK);
+    mm_sensors_t s = test_sensors(0);
+    s.temperature_c = 90.0f; /* halfway between 80 and 100 */
+    assert_float_equal(step(core, s).current_cmd_a, 2.0f, 1e-5);
+    assert_int_equal(faults(core), 0);
+    s.temperature_c = 100.0f;
+    mm_actuator_t out = step(core, s);
+    assert_int_equal(faults(core), MM_FAULT_OVERTEMPERATURE);
+    assert_false(out.driver_enable);
+    assert_true(out.brake_on);
+}
+
+static void position_mode_runs_the_contract_pid(void **state)
+{
+    (void)state;
+    mm_config_t cfg = base_config();
+    mm_core_t *core = test_core(&cfg);
+    step(core, test_sensors(0));
+    assert_int_equal(command(core, MM_MODE_POSITION, 0.5f), MM_OK);
+    mm_pid_t ref = {0.0f};
+    for (int k = 0; k < 5; ++k) {
+        const float expected = mm_pid_step(&ref, &cfg.gains, cfg.current_limit_a, DT, 0.0f, 0.0f, 0.5f, 0.0f);
+        assert_float_equal(step(core, test_sensors(0)).current_cmd_a, expected, 1e-7);
+    }
+}
+
+static void pid_antiwindup_stops_integrating_into_saturation(void **state)
+{
+    (void)state;
+    const mm_pid_gains_t g = {.kp_pos = 100.0f, .v_max = 50.0f, .kp_vel = 1.0f, .ki_vel = 10.0f, .gravity_ff_a = 0.0f};
+    mm_pid_t pid = {0.0f};
+    for (int k = 0; k < 100; ++k) {
+        assert_float_equal(mm_pid_step(&pid, &g, 2.0f, DT, 0.0f, 0.0f, 10.0f, 0.0f), 2.0f, 1e-6);
+    }
+    assert_true(pid.integrator_a == 0.0f);
+    /* Not saturated: integrates ki * error * dt per tick. */
+    mm_pid_reset(&pid);
+    mm_pid_step(&pid, &g, 100.0f, DT, 0.0f, 0.0f, 0.01f, 0.0f);
+    assert_float_equal(pid.integrator_a, 10.0f * 1.0f * DT, 1e-7);
+}
+
+static void hold_keeps_the_position_at_entry(void **state)
+{
+    (void)state;
+    mm_config_t cfg = base_config();
+    mm_core_t *core = test_core(&cfg);
+    step(core, test_sensors(4096)); /* a quarter turn */
+    assert_int_equal(command(core, MM_MODE_HOLD, 0.0f), MM_OK);
+    assert_float_equal(step(core, test_sensors(4096)).current_cmd_a, 0.0f, 1e-6);
+    mm_state_t s;
+    mm_core_get_state(core, &s);
+    assert_float_equal(s.target_rad, 1.5707964f, 1e-6);
+    /* Pushed forward: the PID pulls back (negative current). */
+    assert_true(step(core, test_sensors(4200)).current_cmd_a < 0.0f);
+}
+
+static void encoder_unwraps_turns_and_faults_on_error(void **state)
+{
+    (void)state;
+    mm_config_t cfg = base_config();
+    mm_core_t *core = test_core(&cfg);
+    const uint16_t counts[] = {16000, 16383, 100, 5000, 10000, 15000, 16380, 200};
+    for (unsigned i = 0; i < sizeof counts / sizeof counts[0]; ++i) {
+        step(core, test_sensors(counts[i]));
+    }
+    mm_state_t s;
+    mm_core_get_state(core, &s);
+    assert_float_equal(s.position_rad, 2.0f * 6.2831853f + 200.0f * 6.2831853f / 16384.0f, 1e-4);
+    mm_sensors_t bad = test_sensors(300);
+    bad.encoder_ok = false;
+    assert_true(step(core, bad).brake_on);
+    assert_int_equal(faults(core), MM_FAULT_ENCODER);
+    mm_core_get_state(core, &s);
+    assert_float_equal(s.position_rad, 2.0f * 6.2831853f + 200.0f * 6.2831853f / 16384.0f, 1e-4);
+}
+
+static void velocity_filter_follows_the_contract(void **state)
+{
+    (void)state;
+    mm_velocity_filter_t f;
+    mm_velocity_filter_reset(&f);
+    assert_true(mm_velocity_filter_update(&f, 1.0f, DT, 0.004f) == 0.0f);
+    const float alpha = DT / (0.004f + DT);
+    const float v1 = mm_velocity_filter_update(&f, 1.001f, DT, 0.004f);
+    assert_float_equal(v1, alpha * (0.001f / DT), 1e-4);
+}
+
+static void faults_latch_until_cleared_when_the_cause_is_gone(void **state)
+{
+    (void)state;
+    mm_config_t cfg = base_config();
+    cfg.undervoltage_v = 10.0f;
+    cfg.overvoltage_v = 60.0f;
+    mm_core_t *core = test_core(&cfg);
+    assert_int_equal(command(core, MM_MODE_TORQUE, 1.0f), MM_OK);
+    mm_sensors_t s = test_sensors(0);
+    s.current_a = 7.0f;
+    s.bus_voltage_v = 8.0f;
+    mm_actuator_t out = step(core, s);
+    assert_int_equal(faults(core), MM_FAULT_OVERCURRENT | MM_FAULT_UNDERVOLTAGE);
+    assert_false(out.driver_enable);
+    assert_int_equal(mode(core), MM_MODE_BRAKE);
+    /* Latched: still there with good readings, and active modes are refused. */
+    s = test_sensors(0);
+    step(core, s);
+    assert_int_equal(faults(core), MM_FAULT_OVERCURRENT | MM_FAULT_UNDERVOLTAGE);
+    assert_int_equal(command(core, MM_MODE_TORQUE, 1.0f), MM_ERR_FAULTED);
+    assert_int_equal(command(core, MM_MODE_IDLE, 0.0f), MM_OK);
+    /* Clearing keeps what is still present. */
+    s.bus_voltage_v = 70.0f;
+    step(core, s);
+    const mm_command_t clear = {.mode = MM_MODE_TORQUE, .target = 1.0f, .clear_faults = true};
+    assert_int_equal(mm_core_command(core, &clear), MM_ERR_FAULTED);
+    assert_int_equal(faults(core), MM_FAULT_OVERVOLTAGE);
+    step(core, test_sensors(0));
+    assert_int_equal(mm_core_command(core, &clear), MM_OK);
+    assert_int_equal(faults(core), 0);
+    assert_float_equal(step(core, test_sensors(0)).current_cmd_a, 1.0f, 1e-6);
+}
+
+static void end_stop_blocks_current_into_the_stop_only(void **state)
+{
+    (void)state;
+    mm_config_t cfg = base_config();
+    mm_core_t *core = test_core(&cfg);
+    assert_int_equal(command(core, MM_MODE_TORQUE, -1.0f), MM_OK);
+    mm_sensors_t s = test_sensors(0);
+    s.end_stop_low = true;
+    assert_true(step(core, s).current_cmd_a == 0.0f);
+    assert_int_equal(faults(core), MM_FAULT_END_STOP);
+    /* Driving away stays allowed while the stop is latched. */
+    assert_int_equal(command(core, MM_MODE_TORQUE, 1.0f), MM_OK);
+    assert_float_equal(step(core, s).current_cmd_a, 1.0f, 1e-6);
+}
+
+static void soft_end_stops_use_the_position(void **state)
+{
+    (void)state;
+    mm_config_t cfg = base_config();
+    cfg.position_min_rad = -1.0f;
+    cfg.position_max_rad = 1.0f;
+    mm_core_t *core = test_core(&cfg);
+    assert_int_equal(command(core, MM_MODE_TORQUE, 1.0f), MM_OK);
+    assert_float_equal(step(core, test_sensors(1000)).current_cmd_a, 1.0f, 1e-6); /* 0.38 rad */
+    assert_true(step(core, test_sensors(3000)).current_cmd_a == 0.0f);             /* 1.15 rad */
+    assert_int_equal(faults(core), MM_FAULT_END_STOP);
+}
+
+static void watchdog_holds_when_heartbeats_stop(void **state)
+{
+    (void)state;
+    mm_config_t cfg = base_config();
+    cfg.heartbeat_timeout_s = 0.010f;
+    mm_core_t *core = test_core(&cfg);
+    assert_int_equal(command(core, MM_MODE_TORQUE, 1.0f), MM_OK);
+    for (int k = 0; k < 30; ++k) {
+        if (k % 5 == 0) {
+            mm_core_heartbeat(core, (uint32_t)k);
+        }
+        step(core, test_sensors(0));
+    }
+    assert_int_equal(faults(core), 0);
+    for (int k = 0; k < 11; ++k) {
+        step(core, test_sensors(0));
+    }
+    assert_int_equal(faults(core), MM_FAULT_HEARTBEAT_LOST);
+    assert_int_equal(mode(core), MM_MODE_HOLD);
+    /* The cause stays until a heartbeat arrives. */
+    const mm_command_t clear = {.mode = MM_MODE_TORQUE, .target = 1.0f, .clear_faults = true};
+    assert_int_equal(mm_core_command(core, &clear), MM_ERR_FAULTED);
+    mm_core_heartbeat(core, 99u);
+    step(core, test_sensors(0));
+    assert_int_equal(mm_core_command(core, &clear), MM_OK);
+    assert_int_equal(faults(core), 0);
+}
+
+static void watchdog_can_brake_instead(void **state)
+{
+    (void)state;
+    mm_config_t cfg = base_config();
+    cfg.heartbeat_timeout_s = 0.005f;
+    cfg.watchdog_mode = MM_MODE_BRAKE;
+    mm_core_t *core = test_core(&cfg);
+    assert_int_equal(command(core, MM_MODE_POSITION, 1.0f), MM_OK);
+    mm_actuator_t out = {0};
+    for (int k = 0; k < 10; ++k) {
+        out = step(core, test_sensors(0));
+    }
+    assert_int_equal(faults(core), MM_FAULT_HEARTBEAT_LOST);
+    assert_true(out.brake_on);
+    assert_false(out.driver_enable);
+}
+
+static void bad_config_and_commands_are_refused(void **state)
+{
+    (void)state;
+    mm_config_t cfg = base_config();
+    mm_core_t *core = test_core(&cfg);
+    const mm_command_t nan_target = {.mode = MM_MODE_POSITION, .target = NAN};
+    assert_int_equal(mm_core_command(core, &nan_target), MM_ERR_ARGUMENT);
+    assert_int_equal(command(core, 9, 0.0f), MM_ERR_ARGUMENT);
+    assert_int_equal(command(core, MM_MODE_POLICY, 0.0f), MM_ERR_NO_POLICY);
+    cfg.current_limit_a = -1.0f;
+    assert_int_equal(mm_core_init(core, &cfg), MM_ERR_ARGUMENT);
+    mm_actuator_t out;
+    const mm_sensors_t s = test_sensors(0);
+    mm_core_step(core, &s, DT, &out);
+    assert_false(out.driver_enable); /* an uninitialised core never drives */
+}
+
+static void samples_stream_consecutive_ticks_with_flags(void **state)
+{
+    (void)state;
+    mm_config_t cfg = base_config();
+    mm_core_t *core = test_core(&cfg);
+    const mm_command_t cmd = {.mode = MM_MODE_TORQUE, .target = 2.0f, .stream_transitions = true};
+    assert_int_equal(mm_core_command(core, &cmd), MM_OK);
+    for (int k = 0; k < 30; ++k) {
+        step(core, test_sensors((uint16_t)(10 * k)));
+    }
+    assert_int_equal(mm_core_samples_available(core), 30);
+    static mm_batch_t batch;
+    assert_int_equal(mm_core_pop_batch(core, &batch, MM_BATCH_MAX_SAMPLES), MM_BATCH_MAX_SAMPLES);
+    assert_int_equal(batch.first_tick, 1);
+    assert_true(batch.flags[0] & MM_SAMPLE_EPISODE_START);
+    assert_false(batch.flags[1] & MM_SAMPLE_EPISODE_START);
+    assert_float_equal(batch.actions[3], 2.0f / cfg.obs.current_limit_a, 1e-6);
+    assert_float_equal(batch.dt_s, DT, 1e-9);
+    /* observation row 3, feature 6 = previous action */
+    assert_float_equal(batch.observations[3 * MM_OBS_DIM + MM_OBS_PREV_ACTION], 0.5f, 1e-6);
+    assert_int_equal(mm_core_pop_batch(core, &batch, MM_BATCH_MAX_SAMPLES), 6);
+    assert_int_equal(batch.first_tick, 25);
+    /* Overfill the ring: the overflow is counted as dropped. */
+    for (unsigned k = 0; k < MM_SAMPLE_CAPACITY + 5u; ++k) {
+        step(core, test_sensors(0));
+    }
+    mm_state_t s;
+    mm_core_get_state(core, &s);
+    assert_int_equal(s.dropped_samples, 5);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(idle_coasts_and_brake_brakes),
+        cmocka_unit_test(torque_is_clamped_to_the_limits),
+        cmocka_unit_test(temperature_derates_then_trips),
+        cmocka_unit_test(position_mode_runs_the_contract_pid),
+        cmocka_unit_test(pid_antiwindup_stops_integrating_into_saturation),
+        cmocka_unit_test(hold_keeps_the_position_at_entry),
+        cmocka_unit_test(encoder_unwraps_turns_and_faults_on_error),
+        cmocka_unit_test(velocity_filter_follows_the_contract),
+        cmocka_unit_test(faults_latch_until_cleared_when_the_cause_is_gone),
+        cmocka_unit_test(end_stop_blocks_current_into_the_stop_only),
+        cmocka_unit_test(soft_end_stops_use_the_position),
+        cmocka_unit_test(watchdog_holds_when_heartbeats_stop),
+        cmocka_unit_test(watchdog_can_brake_instead),
+        cmocka_unit_test(bad_config_and_commands_are_refused),
+        cmocka_unit_test(samples_stream_consecutive_ticks_with_flags),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

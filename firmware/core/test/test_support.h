@@ -1,0 +1,43 @@
+/* Helpers shared by the cmocka tests: signing keys, image building, a fake inference backend, sensors. */
+#ifndef MM_TEST_SUPPORT_H
+#define MM_TEST_SUPPORT_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "mm_core/mm_core.h"
+
+/** A P-256 key pair for signing test images (deterministic per seed). */
+typedef struct {
+    uint8_t public_key[MM_PUBLIC_KEY_BYTES];
+    uint8_t private_key[32];
+} test_key_t;
+
+void test_key_make(test_key_t *key, unsigned seed);
+
+/** Build a signed image around model (model_size bytes); returns its length. buf must hold 48 + size + 64. */
+uint32_t test_image_make(uint8_t *buf, const test_key_t *key, const uint8_t *model, uint32_t model_size,
+                         float current_limit_a);
+
+/** The fake backend: action = obs[0] * gain (or an error when fail_invoke), load fails when fail_load. */
+typedef struct {
+    float gain;
+    int fail_load;
+    int fail_invoke;
+    int loads;
+    int invokes;
+    uint8_t last_slot;
+} fake_backend_t;
+
+mm_backend_t fake_backend(fake_backend_t *fake);
+
+/** A calm sensor reading at encoder count. */
+mm_sensors_t test_sensors(uint16_t count);
+
+/** A core with the default config, the given key and backend (static storage, one per test process). */
+mm_core_t *test_core(const mm_config_t *cfg);
+
+#endif
