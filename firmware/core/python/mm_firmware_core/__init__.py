@@ -1,0 +1,452 @@
+"""Python binding (ctypes) of the servo's C control core, libmmcore (firmware/core).
+
+The twin node and the tests run the very C code the ESP32 runs. `ServoCore` wraps one core instance;
+`Observer` and `pid_step` expose the sensing and PID pieces on their own for parity tests.
+
+The library is found next to this package when installed by colcon (`<prefix>/lib/libmmcore.so`), or wherever
+the environment variable `MM_CORE_LIB` points (for example a plain cmake build directory).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from mm_firmware_core import _structs as S
+
+__all__ = [
+    "CanEndpoint",
+    "FirmwareCoreError",
+    "InferenceBackend",
+    "ObsScales",
+    "Observer",
+    "PidState",
+    "ServoCore",
+    "constant",
+    "crc32",
+    "dbc_path",
+    "encoder_count",
+    "library",
+    "pid_step",
+]
+
+MODE_IDLE, MODE_HOLD, MODE_TORQUE, MODE_POSITION, MODE_POLICY, MODE_BRAKE = range(6)
+ENCODER_COUNTS = 16384
+
+
+class FirmwareCoreError(RuntimeError):
+    """Raised when the core library cannot be loaded or refuses a call; the message says what to do."""
+
+
+def _library_path() -> Path:
+    env = os.environ.get("MM_CORE_LIB")
+    if env:
+        return Path(env)
+    # Installed layout: <prefix>/lib/python3.X/site-packages/mm_firmware_core/__init__.py
+    return Path(__file__).resolve().parent.parents[2] / "libmmcore.so"
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    """Argument and result types of every function used here (so ctypes converts floats correctly)."""
+    p = ctypes.POINTER
+    sigs: dict[str, tuple[object, list[object]]] = {
+        "mm_binding_sizeof": (ctypes.c_size_t, [ctypes.c_char_p]),
+        "mm_binding_constant": (ctypes.c_int, [ctypes.c_char_p, p(ctypes.c_long)]),
+        "mm_core_size": (ctypes.c_size_t, []),
+        "mm_core_config_default": (None, [p(S.Config)]),
+        "mm_core_init": (ctypes.c_int, [ctypes.c_void_p, p(S.Config)]),
+        "mm_core_step": (None, [ctypes.c_void_p, p(S.Sensors), ctypes.c_float, p(S.Actuator)]),
+        "mm_core_command": (ctypes.c_int, [ctypes.c_void_p, p(S.Command)]),
+        "mm_core_heartbeat": (None, [ctypes.c_void_p, ctypes.c_uint32]),
+        "mm_core_get_state": (None, [ctypes.c_void_p, p(S.State)]),
+        "mm_core_get_observation": (None, [ctypes.c_void_p, p(ctypes.c_float)]),
+        "mm_core_policy_chunk": (
+            ctypes.c_uint8,
+            [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint16,
+             ctypes.c_uint16, ctypes.c_char_p, ctypes.c_uint16, p(ctypes.c_bool)],
+        ),
+        "mm_core_policy_verify_pending": (ctypes.c_bool, [ctypes.c_void_p]),
+        "mm_core_policy_finish": (ctypes.c_int, [ctypes.c_void_p]),
+        "mm_core_policy_load": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint32]),
+        "mm_core_policy_ack": (None, [ctypes.c_void_p, p(S.PolicyAck)]),
+        "mm_core_policy_active": (ctypes.c_bool, [ctypes.c_void_p, p(S.PolicyHeader)]),
+        "mm_core_pop_batch": (ctypes.c_uint8, [ctypes.c_void_p, p(S.Batch), ctypes.c_uint8]),
+        "mm_core_get_tuning": (None, [ctypes.c_void_p, p(S.Tuning)]),
+        "mm_crc32": (ctypes.c_uint32, [ctypes.c_uint32, ctypes.c_char_p, ctypes.c_size_t]),
+        "mm_velocity_filter_reset": (None, [p(S.VelocityFilter)]),
+        "mm_velocity_filter_update": (
+            ctypes.c_float, [p(S.VelocityFilter), ctypes.c_float, ctypes.c_float, ctypes.c_float]
+        ),
+        "mm_observation_build": (
+            None,
+            [p(S.ObsParams), ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float,
+             ctypes.c_float, p(ctypes.c_float)],
+        ),
+        "mm_pid_step": (
+            ctypes.c_float,
+            [p(S.Pid), p(S.PidGains), ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float,
+             ctypes.c_float, ctypes.c_float],
+        ),
+        "mm_can_init": (
+            ctypes.c_bool, [ctypes.c_void_p, ctypes.c_uint16, ctypes.c_uint8, ctypes.c_uint8, ctypes.c_float]
+        ),
+        "mm_can_receive": (ctypes.c_uint8, [ctypes.c_void_p, ctypes.c_void_p, p(S.CanFrame), p(S.CanFrame)]),
+        "mm_can_state_frames": (ctypes.c_uint8, [ctypes.c_void_p, ctypes.c_void_p, p(S.CanFrame)]),
+        "mm_can_fault_frame": (ctypes.c_bool, [ctypes.c_void_p, ctypes.c_void_p, p(S.CanFrame)]),
+        "mm_can_policy_ack_frame": (None, [ctypes.c_void_p, ctypes.c_void_p, p(S.CanFrame)]),
+        "mm_can_tick": (None, [ctypes.c_void_p, ctypes.c_float]),
+    }
+    for name, (restype, argtypes) in sigs.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+
+
+_LIB: ctypes.CDLL | None = None
+
+
+def library() -> ctypes.CDLL:
+    """Load libmmcore once, declare its functions and check the struct layouts."""
+    global _LIB
+    if _LIB is None:
+        path = _library_path()
+        if not path.is_file():
+            msg = (
+                f"libmmcore not found at {path}; build firmware/core (colcon build or cmake) and source "
+                "install/setup.bash, or set MM_CORE_LIB to the library's path"
+            )
+            raise FirmwareCoreError(msg)
+        lib = ctypes.CDLL(str(path))
+        _declare(lib)
+        for name, mirror in S.MIRRORS.items():
+            size = lib.mm_binding_sizeof(name.encode())
+            if size != ctypes.sizeof(mirror):
+                msg = (
+                    f"{name} is {size} bytes in {path} but {ctypes.sizeof(mirror)} in the binding; "
+                    "update mm_firmware_core/_structs.py to match the C header"
+                )
+                raise FirmwareCoreError(msg)
+        _LIB = lib
+    return _LIB
+
+
+def constant(name: str) -> int:
+    """The value of a C enum/macro of the core by its C name (e.g. 'MM_FAULT_POLICY')."""
+    value = ctypes.c_long()
+    if not library().mm_binding_constant(name.encode(), ctypes.byref(value)):
+        msg = f"the core exports no constant named {name!r}; see mm_binding_constant in src/mm_binding.c"
+        raise FirmwareCoreError(msg)
+    return value.value
+
+
+def crc32(data: bytes, crc: int = 0) -> int:
+    """CRC-32 of data as the core computes it (equals zlib.crc32)."""
+    return int(library().mm_crc32(crc, data, len(data)))
+
+
+def dbc_path() -> Path:
+    """The CAN database (mm_servo.dbc): installed share directory, else the source tree."""
+    here = Path(__file__).resolve().parent
+    for candidate in (
+        here.parents[3] / "share" / "mm_firmware_core" / "can" / "mm_servo.dbc",
+        here.parents[1] / "can" / "mm_servo.dbc",
+    ):
+        if candidate.is_file():
+            return candidate
+    msg = "mm_servo.dbc not found next to the binding; reinstall mm_firmware_core"
+    raise FirmwareCoreError(msg)
+
+
+@dataclass(frozen=True)
+class ObsScales:
+    """Observation scales (servo contract section 3); units in the names."""
+
+    pos_scale_rad: float
+    vel_scale_rad_s: float
+    fine_gain_per_rad: float
+    current_limit_a: float
+    velocity_filter_tau_s: float
+
+    def to_c(self) -> S.ObsParams:
+        return S.ObsParams(
+            self.pos_scale_rad, self.vel_scale_rad_s, self.fine_gain_per_rad, self.current_limit_a,
+            self.velocity_filter_tau_s,
+        )
+
+
+class Observer:
+    """The C velocity filter + observation builder, stepped like mm_sim.observation.ObservationBuilder."""
+
+    def __init__(self, scales: ObsScales, dt_s: float) -> None:
+        """Build an observer for the given scales and control period dt_s (s)."""
+        self._lib = library()
+        self._params = scales.to_c()
+        self._dt_s = dt_s
+        self._filter = S.VelocityFilter()
+        self._lib.mm_velocity_filter_reset(ctypes.byref(self._filter))
+
+    @property
+    def velocity_rad_s(self) -> float:
+        """The filtered velocity estimate (rad/s)."""
+        return float(self._filter.velocity_rad_s)
+
+    def update(
+        self, position_rad: float, current_a: float, target_rad: float, target_velocity_rad_s: float,
+        prev_action: float,
+    ) -> list[float]:
+        """Feed one tick and return the 8 observation features."""
+        lib = self._lib
+        velocity = lib.mm_velocity_filter_update(
+            ctypes.byref(self._filter), position_rad, self._dt_s, self._params.velocity_filter_tau_s
+        )
+        obs = (ctypes.c_float * S.OBS_DIM)()
+        lib.mm_observation_build(
+            ctypes.byref(self._params), position_rad, velocity, current_a, target_rad, target_velocity_rad_s,
+            prev_action, obs,
+        )
+        return list(obs)
+
+
+@dataclass
+class PidState:
+    """Integrator of the C cascaded PID (A)."""
+
+    integrator_a: float = 0.0
+
+
+def pid_step(
+    state: PidState, gains: Sequence[float], *, current_limit_a: float, dt_s: float, position_rad: float,
+    velocity_rad_s: float, target_rad: float, target_velocity_rad_s: float = 0.0,
+) -> float:
+    """One tick of the C PID (servo contract section 8); gains = (kp_pos, v_max, kp_vel, ki_vel, gravity_ff_a)."""
+    pid = S.Pid(state.integrator_a)
+    out = library().mm_pid_step(
+        ctypes.byref(pid), ctypes.byref(S.PidGains(*gains)), current_limit_a, dt_s, position_rad, velocity_rad_s,
+        target_rad, target_velocity_rad_s,
+    )
+    state.integrator_a = float(pid.integrator_a)
+    return float(out)
+
+
+class InferenceBackend(Protocol):
+    """What ServoCore needs to run policies: load a .tflite model into slot 0/1, and run it."""
+
+    def load(self, slot: int, model: bytes, arena_bytes: int, model_type: int) -> bool:
+        """Load model into slot; False refuses it (the core then reports REASON_BACKEND)."""
+
+    def invoke(self, slot: int, observation: list[float]) -> float:
+        """Run the model in slot on the 8 features and return the action."""
+
+
+class ServoCore:
+    """One servo control core (opaque C struct) with an optional Python inference backend."""
+
+    def __init__(
+        self, *, public_key: bytes = b"", backend: InferenceBackend | None = None,
+        obs_scales: ObsScales | None = None, gains: Sequence[float] | None = None, **overrides: float | int,
+    ) -> None:
+        """Initialise a core.
+
+        Args:
+            public_key: policy signing key, 65-byte uncompressed P-256 point (empty: no policy verifies).
+            backend: inference backend; None means no policy can load.
+            obs_scales: observation scales for samples while no policy is active.
+            gains: initial PID gains (kp_pos, v_max, kp_vel, ki_vel, gravity_ff_a).
+            overrides: mm_config_t scalar fields to change from the defaults (e.g. heartbeat_timeout_s=0).
+        """
+        self._lib = library()
+        self._mem = ctypes.create_string_buffer(self._lib.mm_core_size() + 16)
+        # Align by hand: the struct holds atomics and floats; create_string_buffer only promises malloc alignment.
+        addr = ctypes.addressof(self._mem)
+        self._ptr = ctypes.c_void_p((addr + 15) & ~15)
+        cfg = S.Config()
+        self._lib.mm_core_config_default(ctypes.byref(cfg))
+        if public_key:
+            if len(public_key) != S.PUBLIC_KEY_BYTES:
+                msg = f"public_key must be a 65-byte uncompressed P-256 point, got {len(public_key)} bytes"
+                raise FirmwareCoreError(msg)
+            ctypes.memmove(cfg.public_key, public_key, S.PUBLIC_KEY_BYTES)
+        for name, value in overrides.items():
+            if not hasattr(cfg, name) or name in {"gains", "obs", "backend", "public_key"}:
+                msg = f"unknown or non-scalar config field {name!r}"
+                raise FirmwareCoreError(msg)
+            setattr(cfg, name, value)
+        if obs_scales is not None:
+            cfg.obs = obs_scales.to_c()
+        if gains is not None:
+            cfg.gains = S.PidGains(*gains)
+        self._callbacks: tuple[object, object] | None = None
+        if backend is not None:
+            cfg.backend = self._wrap_backend(backend)
+        status = self._lib.mm_core_init(self._ptr, ctypes.byref(cfg))
+        if status != 0:
+            msg = f"mm_core_init refused the configuration (status {status}); check limits and scales"
+            raise FirmwareCoreError(msg)
+        self._can = ctypes.create_string_buffer(self._lib.mm_binding_sizeof(b"mm_can_t"))
+
+    def _wrap_backend(self, backend: InferenceBackend) -> S.Backend:
+        def load(_ctx: object, slot: int, model: object, size: int, arena: int, model_type: int) -> int:
+            try:
+                return 0 if backend.load(slot, ctypes.string_at(model, size), arena, model_type) else 1
+            except Exception:  # noqa: BLE001 - an exception must not cross into C; the core reports BACKEND
+                return 1
+
+        def invoke(_ctx: object, slot: int, obs: object, action: object) -> int:
+            try:
+                value = backend.invoke(slot, [obs[i] for i in range(S.OBS_DIM)])  # type: ignore[index]
+            except Exception:  # noqa: BLE001 - the core latches FAULT_POLICY on a non-zero return
+                return 1
+            action[0] = value  # type: ignore[index]
+            return 0
+
+        load_fn, invoke_fn = S.LOAD_FN(load), S.INVOKE_FN(invoke)
+        self._callbacks = (load_fn, invoke_fn)  # keep them alive as long as the core
+        return S.Backend(load_fn, invoke_fn, None)
+
+    # -- control -------------------------------------------------------------------------------------------
+    def step(
+        self, *, encoder_count: int, dt_s: float, current_a: float = 0.0, bus_voltage_v: float = 24.0,
+        temperature_c: float = 25.0, power_w: float = 0.0, encoder_ok: bool = True, end_stop_low: bool = False,
+        end_stop_high: bool = False,
+    ) -> S.Actuator:
+        """One control tick with this tick's readings; returns the command applied from the next tick."""
+        sensors = S.Sensors(
+            encoder_count, encoder_ok, end_stop_low, end_stop_high, current_a, bus_voltage_v, temperature_c,
+            power_w,
+        )
+        out = S.Actuator()
+        self._lib.mm_core_step(self._ptr, ctypes.byref(sensors), dt_s, ctypes.byref(out))
+        return out
+
+    def command(self, mode: int, target: float = 0.0, **fields: float | bool) -> int:
+        """Apply a ServoCommand-like command; returns the mm_status_t (0 = accepted)."""
+        cmd = S.Command(mode=mode, target=target)
+        for name, value in fields.items():
+            setattr(cmd, name, value)
+        return int(self._lib.mm_core_command(self._ptr, ctypes.byref(cmd)))
+
+    def heartbeat(self, seq: int = 0) -> None:
+        """A host heartbeat arrived."""
+        self._lib.mm_core_heartbeat(self._ptr, seq)
+
+    def state(self) -> S.State:
+        """The reported state (ServoState fields)."""
+        out = S.State()
+        self._lib.mm_core_get_state(self._ptr, ctypes.byref(out))
+        return out
+
+    def observation(self) -> list[float]:
+        """The observation of the last step."""
+        obs = (ctypes.c_float * S.OBS_DIM)()
+        self._lib.mm_core_get_observation(self._ptr, obs)
+        return list(obs)
+
+    def pop_batch(self, max_samples: int = S.BATCH_MAX_SAMPLES) -> S.Batch:
+        """Take up to max_samples consecutive transition samples (TransitionBatch columns)."""
+        batch = S.Batch()
+        self._lib.mm_core_pop_batch(self._ptr, ctypes.byref(batch), max_samples)
+        return batch
+
+    # -- policies ------------------------------------------------------------------------------------------
+    def load_policy(self, image: bytes) -> int:
+        """Stage, verify and activate a whole image; returns the PolicyAck reason (0 = accepted)."""
+        return int(self._lib.mm_core_policy_load(self._ptr, image, len(image)))
+
+    def policy_chunk(
+        self, *, transfer_id: int, total_size: int, image_crc32: int, index: int, chunk_size: int, data: bytes,
+    ) -> tuple[int, bool]:
+        """Feed one chunk; returns (ack status, ack due). Completes the checks itself when the last arrives."""
+        due = ctypes.c_bool(False)
+        status = self._lib.mm_core_policy_chunk(
+            self._ptr, transfer_id, total_size, image_crc32, index, chunk_size, data, len(data), ctypes.byref(due)
+        )
+        if self._lib.mm_core_policy_verify_pending(self._ptr):
+            self._lib.mm_core_policy_finish(self._ptr)
+            return int(self.policy_ack().status), True
+        return int(status), bool(due.value)
+
+    def policy_ack(self) -> S.PolicyAck:
+        """The PolicyAck of the current transfer."""
+        out = S.PolicyAck()
+        self._lib.mm_core_policy_ack(self._ptr, ctypes.byref(out))
+        return out
+
+    def active_policy(self) -> S.PolicyHeader | None:
+        """The active policy's header, or None."""
+        header = S.PolicyHeader()
+        return header if self._lib.mm_core_policy_active(self._ptr, ctypes.byref(header)) else None
+
+    def tuning(self) -> S.Tuning:
+        """The PID gains and current limit in effect."""
+        out = S.Tuning()
+        self._lib.mm_core_get_tuning(self._ptr, ctypes.byref(out))
+        return out
+
+    # -- CAN -----------------------------------------------------------------------------------------------
+    def can_endpoint(self, device_id: int, *, block_size: int = 0, st_min: int = 0,
+                     timeout_s: float = 1.0) -> CanEndpoint:
+        """Attach the CAN protocol endpoint (device id 1..1022) to this core."""
+        return CanEndpoint(self, device_id, block_size=block_size, st_min=st_min, timeout_s=timeout_s)
+
+
+Frame = tuple[int, bytes]
+
+
+class CanEndpoint:
+    """The servo side of the CAN protocol (mm_servo.dbc) for one core."""
+
+    def __init__(self, core: ServoCore, device_id: int, *, block_size: int, st_min: int, timeout_s: float) -> None:
+        """Bind to core with a device id and ISO-TP flow-control parameters."""
+        self._core = core
+        self._lib = library()
+        self._mem = ctypes.create_string_buffer(self._lib.mm_binding_sizeof(b"mm_can_t"))
+        if not self._lib.mm_can_init(self._mem, device_id, block_size, st_min, timeout_s):
+            msg = f"device id {device_id} is outside 1..1022"
+            raise FirmwareCoreError(msg)
+
+    @staticmethod
+    def _frames(frames: ctypes.Array[S.CanFrame], n: int) -> list[Frame]:
+        return [(int(f.id), bytes(f.data[: f.dlc])) for f in frames[:n]]
+
+    def receive(self, frame_id: int, data: bytes) -> list[Frame]:
+        """Handle one received frame; returns the frames to send (flow control, acks, register answers).
+
+        A completed policy transfer is verified and activated before returning, and its ack is included.
+        """
+        rx = S.CanFrame(frame_id, len(data), (ctypes.c_uint8 * 8)(*data))
+        tx = (S.CanFrame * 2)()
+        n = self._lib.mm_can_receive(self._mem, self._core._ptr, ctypes.byref(rx), tx)
+        out = self._frames(tx, n)
+        if self._lib.mm_core_policy_verify_pending(self._core._ptr):
+            self._lib.mm_core_policy_finish(self._core._ptr)
+            ack = S.CanFrame()
+            self._lib.mm_can_policy_ack_frame(self._mem, self._core._ptr, ctypes.byref(ack))
+            out.append((int(ack.id), bytes(ack.data[: ack.dlc])))
+        return out
+
+    def state_frames(self) -> list[Frame]:
+        """The three state-stream frames."""
+        tx = (S.CanFrame * 3)()
+        return self._frames(tx, self._lib.mm_can_state_frames(self._mem, self._core._ptr, tx))
+
+    def fault_frame(self) -> Frame | None:
+        """A FAULT frame when new faults latched since the last call."""
+        tx = S.CanFrame()
+        if self._lib.mm_can_fault_frame(self._mem, self._core._ptr, ctypes.byref(tx)):
+            return int(tx.id), bytes(tx.data[: tx.dlc])
+        return None
+
+    def tick(self, dt_s: float) -> None:
+        """Advance the ISO-TP receiver's clock (s)."""
+        self._lib.mm_can_tick(self._mem, dt_s)
+
+
+def encoder_count(position_rad: float) -> int:
+    """The 14-bit count an AS5047 reports at position_rad (floor quantisation)."""
+    return int(math.floor(position_rad / (2.0 * math.pi) * ENCODER_COUNTS)) % ENCODER_COUNTS
+

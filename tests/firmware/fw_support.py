@@ -1,0 +1,62 @@
+"""Shared by the firmware tests: paths, a small contract section 5 image packer (the project's packer is
+mm_learning.policy_image) and a trivial inference backend."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_DIR = Path(os.environ.get("MM_FIRMWARE_BUILD_DIR", REPO / "build" / "mm_firmware_core"))
+
+HEADER = struct.Struct("<4sHHBBBBI5fIII")
+SCALES = (3.0, 40.0, 25.0, 2.0, 0.004)  # pos_scale_rad, vel_scale_rad_s, fine_gain_per_rad, current_limit_a, tau_s
+
+
+def public_key_bytes(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The 65-byte uncompressed point the firmware is configured with."""
+    return key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+
+
+def sign_raw(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
+    """ECDSA P-256 over SHA-256, raw r || s (32 bytes each, big-endian)."""
+    r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def header(model: bytes, *, obs_dim: int = 8, action_dim: int = 1, magic: bytes = b"MMPL", version: int = 1,
+           scales: tuple[float, ...] = SCALES, model_crc32: int | None = None) -> bytes:
+    """The 48-byte header for model; keyword arguments forge individual fields."""
+    crc = zlib.crc32(model) if model_crc32 is None else model_crc32
+    return HEADER.pack(magic, version, 48, 1, obs_dim, action_dim, 0, len(model), *scales, 3000, crc, 0)
+
+
+def image(key: ec.EllipticCurvePrivateKey, model: bytes, **fields: object) -> bytes:
+    """A signed image: header || model || signature."""
+    signed = header(model, **fields) + model  # type: ignore[arg-type]
+    return signed + sign_raw(key, signed)
+
+
+class HalfGainBackend:
+    """A trivial inference backend: action = 0.5 * coarse error; records loads."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[int, bytes] = {}
+        self.refuse = False
+
+    def load(self, slot: int, model: bytes, arena_bytes: int, model_type: int) -> bool:
+        """Keep the model bytes per slot; refuse when told to."""
+        if self.refuse:
+            return False
+        self.loaded[slot] = model
+        return True
+
+    def invoke(self, slot: int, observation: list[float]) -> float:
+        """0.5 x the coarse error feature."""
+        return 0.5 * observation[0]

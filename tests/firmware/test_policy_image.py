@@ -1,0 +1,143 @@
+"""Python-packed policy images through the C core: accepted when good; every corruption refused with the
+previous policy still active (servo contract section 5); chunked transfer with loss, duplicates, reordering."""
+
+from __future__ import annotations
+
+import random
+import zlib
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from fw_support import HalfGainBackend, header, image, public_key_bytes, sign_raw
+
+MODEL = bytes(range(256)) * 3
+ACCEPTED, REJECTED = 1, 2
+REASON = {"NONE": 0, "CRC": 1, "FORMAT": 2, "SHAPE": 3, "SIGNATURE": 4, "TOO_LARGE": 5, "BACKEND": 6}
+
+
+@pytest.fixture
+def servo(signing_key: ec.EllipticCurvePrivateKey):  # noqa: ANN201 - the binding type is imported late
+    import mm_firmware_core as fw
+
+    backend = HalfGainBackend()
+    core = fw.ServoCore(public_key=public_key_bytes(signing_key), backend=backend, heartbeat_timeout_s=0.0)
+    return core, backend
+
+
+def test_good_image_is_active_and_drives_the_servo(servo, signing_key) -> None:  # noqa: ANN001
+    import mm_firmware_core as fw
+
+    core, backend = servo
+    img = image(signing_key, MODEL)
+    assert core.load_policy(img) == REASON["NONE"]
+    assert core.state().policy_crc32 == zlib.crc32(img)
+    assert backend.loaded[next(iter(backend.loaded))] == MODEL
+    assert core.command(fw.MODE_POLICY, 3.0) == 0
+    # coarse error 3 rad / 3 rad = 1 -> action 0.5 -> 0.5 * current_limit_a (2 A in the image)
+    assert core.step(encoder_count=0, dt_s=0.001).current_cmd_a == pytest.approx(1.0)
+
+
+def _corruptions(key: ec.EllipticCurvePrivateKey, other: ec.EllipticCurvePrivateKey) -> dict[str, tuple[bytes, str]]:
+    good = image(key, MODEL)
+    flipped_model = bytearray(good)
+    flipped_model[60] ^= 1
+    flipped_sig = bytearray(good)
+    flipped_sig[-5] ^= 0x80
+    return {
+        "model byte flipped (model CRC)": (bytes(flipped_model), "CRC"),
+        "signature byte flipped": (bytes(flipped_sig), "SIGNATURE"),
+        "signed by another key": (image(other, MODEL), "SIGNATURE"),
+        "unsigned (zero signature)": (good[:-64] + bytes(64), "SIGNATURE"),
+        "truncated by one byte": (good[:-1], "FORMAT"),
+        "truncated to half": (good[: len(good) // 2], "FORMAT"),
+        "header only": (good[:48], "FORMAT"),
+        "wrong magic": (image(key, MODEL, magic=b"MMPX"), "FORMAT"),
+        "wrong version": (image(key, MODEL, version=2), "FORMAT"),
+        "negative scale": (image(key, MODEL, scales=(3.0, -40.0, 25.0, 2.0, 0.004)), "FORMAT"),
+        "obs_dim 7": (image(key, MODEL, obs_dim=7), "SHAPE"),
+        "action_dim 2": (image(key, MODEL, action_dim=2), "SHAPE"),
+        "header CRC lies (signed)": (image(key, MODEL, model_crc32=zlib.crc32(MODEL) ^ 1), "CRC"),
+        "larger than the policy buffer": (good + bytes(70_000), "TOO_LARGE"),
+    }
+
+
+def test_every_corruption_is_refused_and_the_last_good_policy_keeps_running(servo, signing_key) -> None:  # noqa: ANN001
+    import mm_firmware_core as fw
+
+    core, _ = servo
+    good = image(signing_key, MODEL)
+    assert core.load_policy(good) == 0
+    assert core.command(fw.MODE_POLICY, 3.0) == 0
+    other = ec.generate_private_key(ec.SECP256R1())
+    for name, (blob, reason) in _corruptions(signing_key, other).items():
+        assert core.load_policy(blob) == REASON[reason], name
+        ack = core.policy_ack()
+        assert (ack.status, ack.reason) == (REJECTED, REASON[reason]), name
+        assert core.state().policy_crc32 == zlib.crc32(good), name
+        assert core.step(encoder_count=0, dt_s=0.001).current_cmd_a == pytest.approx(1.0), name
+        assert core.state().mode == fw.MODE_POLICY, name
+
+
+def test_backend_refusal_keeps_the_previous_policy(servo, signing_key) -> None:  # noqa: ANN001
+    core, backend = servo
+    good = image(signing_key, MODEL)
+    assert core.load_policy(good) == 0
+    backend.refuse = True
+    assert core.load_policy(image(signing_key, MODEL[::-1])) == REASON["BACKEND"]
+    assert core.state().policy_crc32 == zlib.crc32(good)
+
+
+def _chunks(img: bytes, size: int) -> list[tuple[int, bytes]]:
+    return [(i, img[off : off + size]) for i, off in enumerate(range(0, len(img), size))]
+
+
+def test_chunked_transfer_survives_loss_duplicates_and_reordering(servo, signing_key) -> None:  # noqa: ANN001
+    core, _ = servo
+    img = image(signing_key, MODEL)
+    chunks = _chunks(img, 64)
+    rng = random.Random(5)
+    first_pass = [c for c in chunks if c[0] not in (3, 9)] + [chunks[4], chunks[4]]
+    rng.shuffle(first_pass)
+    header_fields = {"transfer_id": 77, "total_size": len(img), "image_crc32": zlib.crc32(img), "chunk_size": 64}
+    for index, data in first_pass:
+        status, _ = core.policy_chunk(index=index, data=data, **header_fields)
+        assert status == 0
+    ack = core.policy_ack()
+    assert list(ack.missing[: ack.missing_count]) == [3, 9]
+    assert (ack.received_chunks, ack.total_chunks) == (len(chunks) - 2, len(chunks))
+    assert core.state().policy_crc32 == 0
+    for index in (9, 3):
+        status, due = core.policy_chunk(index=index, data=chunks[index][1], **header_fields)
+    assert (status, due) == (ACCEPTED, True)
+    assert core.policy_ack().active_policy_crc32 == zlib.crc32(img)
+
+
+def test_corrupted_transfer_fails_the_image_crc(servo, signing_key) -> None:  # noqa: ANN001
+    core, _ = servo
+    img = image(signing_key, MODEL)
+    bad = bytearray(img)
+    bad[100] ^= 0xFF
+    for index, data in _chunks(bytes(bad), 200):
+        status, _ = core.policy_chunk(
+            transfer_id=5, total_size=len(img), image_crc32=zlib.crc32(img), index=index, chunk_size=200, data=data
+        )
+    assert status == REJECTED
+    assert core.policy_ack().reason == REASON["CRC"]
+    assert core.state().policy_crc32 == 0
+
+
+def test_images_from_the_project_packer_are_accepted(servo, signing_key) -> None:  # noqa: ANN001
+    policy_image = pytest.importorskip("mm_learning.policy_image", reason="mm_learning not on the path")
+    core, _ = servo
+    scales = policy_image.ObsScaleValues(3.0, 40.0, 25.0, 2.0, 0.004)
+    head = policy_image.PolicyHeader(model_type=policy_image.ModelType.INT8, scales=scales, arena_bytes=2800)
+    img = policy_image.pack_image(head, MODEL, lambda data: sign_raw(signing_key, data))
+    assert core.load_policy(img) == 0
+    assert core.state().policy_crc32 == policy_image.policy_crc32(img)
+
+
+def test_header_helper_matches_the_contract_layout() -> None:
+    raw = header(MODEL)
+    assert len(raw) == 48
+    assert raw[:4] == b"MMPL"
+    assert int.from_bytes(raw[12:16], "little") == len(MODEL)
