@@ -1,0 +1,277 @@
+"""The checks an exported policy must pass before the servo may run it (issue 4, checks a-d).
+
+Each failed check raises :class:`mm_learning.errors.PolicyRejected` with a machine-readable cause. The firmware
+budget and the fidelity thresholds have their defaults here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from mm_learning.errors import ExportError, PolicyRejected, RejectionCause
+from mm_learning.tflm import Scheme, TflmError, TflmPolicy, clip_observations, model_ops, tensor_types
+
+ENCODER_COUNT_RAD = 2.0 * math.pi / 16384
+"""One count of the 14-bit output-shaft encoder (contract section 2)."""
+
+# The ops the firmware registers in its TFLite Micro op resolver: what an exported MLP actor compiles to (ReLU
+# and the in-model clip fuse into FULLY_CONNECTED). Anything else (EXP from a log-std head, LOGISTIC, ...) is
+# refused here rather than discovered on the servo.
+FIRMWARE_OPS = frozenset({"FULLY_CONNECTED", "TANH", "RELU"})
+
+# Tensor types allowed per scheme: activations, int8 weights, and the bias type the scheme uses.
+_ALLOWED_TENSOR_TYPES = {
+    Scheme.INT8: frozenset({"INT8", "INT32"}),
+    Scheme.INT16X8: frozenset({"INT16", "INT8", "INT64"}),
+}
+
+Controller = Callable[[np.ndarray], npt.ArrayLike]
+"""Maps one float32 observation (8,) to an action array (1,) in [-1, 1]."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Firmware memory budget for one policy (the firmware's Kconfig defaults)."""
+
+    model_bytes: int = 12 * 1024
+    arena_bytes: int = 8 * 1024
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """How close the quantised policy must stay to the float one.
+
+    Attributes:
+        action_rmse: RMS action difference on held-out observations (actions in [-1, 1]; one int8 output step
+            of a clipped output is 2/255 ~ 0.008).
+        action_max_abs: largest single action difference on held-out observations.
+        return_rel: closed-loop mean return within this fraction of the float policy's.
+        final_error_rad: mean |final error| at most this much above the float policy's (one encoder count).
+    """
+
+    action_rmse: float = 0.02
+    action_max_abs: float = 0.1
+    return_rel: float = 0.01
+    final_error_rad: float = ENCODER_COUNT_RAD
+
+
+@dataclass(frozen=True)
+class ActionErrorReport:
+    """Quantised vs float actions on held-out observations."""
+
+    samples: int
+    rmse: float
+    max_abs: float
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    """One seeded closed-loop move."""
+
+    seed: int
+    episode_return: float
+    final_error_rad: float
+    steps: int
+
+
+@dataclass(frozen=True)
+class ClosedLoopReport:
+    """Float vs quantised policy on the same seeded moves."""
+
+    float_episodes: tuple[EpisodeResult, ...]
+    quantized_episodes: tuple[EpisodeResult, ...]
+
+    @staticmethod
+    def _mean_return(episodes: Sequence[EpisodeResult]) -> float:
+        return float(np.mean([e.episode_return for e in episodes]))
+
+    @staticmethod
+    def _mean_abs_final_error(episodes: Sequence[EpisodeResult]) -> float:
+        return float(np.mean([abs(e.final_error_rad) for e in episodes]))
+
+    @property
+    def float_return(self) -> float:
+        """Mean return of the float policy."""
+        return self._mean_return(self.float_episodes)
+
+    @property
+    def quantized_return(self) -> float:
+        """Mean return of the quantised policy."""
+        return self._mean_return(self.quantized_episodes)
+
+    @property
+    def return_rel_diff(self) -> float:
+        """|quantised - float| / |float| mean return."""
+        return abs(self.quantized_return - self.float_return) / max(abs(self.float_return), 1e-12)
+
+    @property
+    def float_final_error_rad(self) -> float:
+        """Mean |final error| of the float policy (rad)."""
+        return self._mean_abs_final_error(self.float_episodes)
+
+    @property
+    def quantized_final_error_rad(self) -> float:
+        """Mean |final error| of the quantised policy (rad)."""
+        return self._mean_abs_final_error(self.quantized_episodes)
+
+    def summary(self) -> dict[str, float]:
+        """The numbers that go into the policy metadata."""
+        return {
+            "moves": len(self.float_episodes),
+            "float_return": self.float_return,
+            "quantized_return": self.quantized_return,
+            "return_rel_diff": self.return_rel_diff,
+            "float_final_error_rad": self.float_final_error_rad,
+            "quantized_final_error_rad": self.quantized_final_error_rad,
+        }
+
+
+def check_ops(model: bytes, scheme: Scheme) -> list[str]:
+    """(a) Check the model runs on the servo's TFLite Micro build with the scheme's integer types.
+
+    Every op must be in :data:`FIRMWARE_OPS`, every tensor of the scheme's integer types, and the TFLite Micro
+    runtime must load and run the model. Returns the op list.
+    """
+    ops = model_ops(model)
+    unsupported = sorted(set(ops) - FIRMWARE_OPS)
+    if unsupported:
+        msg = (
+            f"op(s) {', '.join(unsupported)} are not in the firmware's TFLite Micro resolver "
+            f"({', '.join(sorted(FIRMWARE_OPS))}); export only the deterministic actor with Tanh/ReLU layers"
+        )
+        raise PolicyRejected(RejectionCause.UNSUPPORTED_OP, msg)
+    bad_types = {name: t for name, t in tensor_types(model).items() if t not in _ALLOWED_TENSOR_TYPES[scheme]}
+    if bad_types:
+        msg = (
+            f"tensors {bad_types} are not {scheme.value} integer types: the model is not integer-only; "
+            "convert with mm_learning.quantize.convert"
+        )
+        raise PolicyRejected(RejectionCause.UNSUPPORTED_OP, msg)
+    try:
+        TflmPolicy(model)
+    except TflmError as exc:
+        raise PolicyRejected(RejectionCause.UNSUPPORTED_OP, str(exc)) from exc
+    return ops
+
+
+def check_budget(model_bytes: int, arena_bytes: int, budget: Budget) -> None:
+    """(d) Model size and TFLite Micro arena within the firmware budget."""
+    if model_bytes > budget.model_bytes:
+        msg = (
+            f"model is {model_bytes} B, above the firmware budget of {budget.model_bytes} B; "
+            "use smaller hidden layers or the int8 scheme"
+        )
+        raise PolicyRejected(RejectionCause.MODEL_TOO_LARGE, msg)
+    if arena_bytes > budget.arena_bytes:
+        msg = (
+            f"TFLite Micro needs a {arena_bytes} B arena, above the firmware budget of {budget.arena_bytes} B; "
+            "use narrower hidden layers"
+        )
+        raise PolicyRejected(RejectionCause.ARENA_TOO_LARGE, msg)
+
+
+def action_error(float_policy: Controller, quantized: TflmPolicy, held_out_obs: npt.ArrayLike) -> ActionErrorReport:
+    """Quantised (TFLite Micro) vs float actions on held-out observations (clipped to [-1, 1] for both)."""
+    obs = clip_observations(held_out_obs)
+    diff = np.asarray(quantized(obs), dtype=np.float64) - np.asarray(float_policy(obs), dtype=np.float64)
+    return ActionErrorReport(len(obs), float(np.sqrt(np.mean(diff**2))), float(np.max(np.abs(diff))))
+
+
+def check_action_error(report: ActionErrorReport, thresholds: Thresholds) -> None:
+    """(b) Refuse when the quantised actions stray too far from the float actions."""
+    if report.rmse > thresholds.action_rmse or report.max_abs > thresholds.action_max_abs:
+        msg = (
+            f"quantised vs float action RMSE {report.rmse:.4f} (limit {thresholds.action_rmse}), max "
+            f"{report.max_abs:.4f} (limit {thresholds.action_max_abs}) on {report.samples} held-out "
+            "observations; use the int16x8 scheme or calibrate with more representative rollouts"
+        )
+        raise PolicyRejected(RejectionCause.ACTION_ERROR, msg)
+
+
+def run_episode(env: Any, controller: Controller, seed: int, record: list[np.ndarray] | None = None) -> EpisodeResult:
+    """Run one seeded episode; the final error is ``target_rad - position_rad`` from the last ``info``.
+
+    Args:
+        env: a Gymnasium env whose ``info`` has ``target_rad`` and ``position_rad`` (MuscleMemoryServo-v0 does).
+        controller: observation -> action.
+        seed: reset seed; the same seed gives the same move.
+        record: if given, every observation the controller sees is appended to it.
+
+    Raises:
+        ExportError: if the env's ``info`` lacks ``target_rad`` or ``position_rad``.
+
+    """
+    obs, info = env.reset(seed=seed)
+    total, steps, done = 0.0, 0, False
+    while not done:
+        if record is not None:
+            record.append(np.asarray(obs, dtype=np.float32))
+        obs, reward, terminated, truncated, info = env.step(np.asarray(controller(obs), dtype=np.float32))
+        total, steps, done = total + float(reward), steps + 1, terminated or truncated
+    try:
+        final_error = float(info["target_rad"]) - float(info["position_rad"])
+    except KeyError as exc:
+        msg = f"env info lacks {exc}; closed-loop checks need target_rad and position_rad"
+        raise ExportError(msg) from exc
+    return EpisodeResult(seed, total, final_error, steps)
+
+
+def rollout_observations(make_env: Callable[[], Any], controller: Controller, seeds: Sequence[int]) -> np.ndarray:
+    """Observations (N, 8) the controller meets on the seeded moves: representative or held-out export data."""
+    record: list[np.ndarray] = []
+    env = make_env()
+    try:
+        for seed in seeds:
+            run_episode(env, controller, seed, record)
+    finally:
+        env.close()
+    return np.stack(record)
+
+
+def closed_loop(
+    make_env: Callable[[], Any], float_policy: Controller, quantized: Controller, seeds: Sequence[int]
+) -> ClosedLoopReport:
+    """(c) Run the float and the quantised policy on the same seeded moves, each in a fresh env."""
+    if not seeds:
+        raise ExportError("closed-loop check needs at least one seeded move")
+    results = []
+    for controller in (float_policy, quantized):
+        env = make_env()
+        try:
+            results.append(tuple(run_episode(env, controller, seed) for seed in seeds))
+        finally:
+            env.close()
+    return ClosedLoopReport(results[0], results[1])
+
+
+def check_closed_loop(report: ClosedLoopReport, thresholds: Thresholds) -> None:
+    """(c) Refuse a quantised policy that drives the twin differently from the float one.
+
+    Passes when the mean return is within ``return_rel`` of float's and the mean |final error| is at most
+    ``final_error_rad`` above float's.
+    """
+    problems = []
+    if report.return_rel_diff > thresholds.return_rel:
+        problems.append(
+            f"mean return {report.quantized_return:.4g} vs float {report.float_return:.4g} "
+            f"({100 * report.return_rel_diff:.2f} % apart, limit {100 * thresholds.return_rel:.2f} %)"
+        )
+    excess = report.quantized_final_error_rad - report.float_final_error_rad
+    if excess > thresholds.final_error_rad:
+        problems.append(
+            f"mean |final error| {report.quantized_final_error_rad:.5f} rad vs float "
+            f"{report.float_final_error_rad:.5f} rad (more than "
+            f"{thresholds.final_error_rad:.5f} rad worse)"
+        )
+    if problems:
+        msg = (
+            f"closed loop over {len(report.float_episodes)} seeded moves: {'; '.join(problems)}; "
+            "try the int16x8 scheme, more representative rollouts, or retrain with the fine-error feature"
+        )
+        raise PolicyRejected(RejectionCause.CLOSED_LOOP, msg)

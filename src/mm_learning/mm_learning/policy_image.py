@@ -1,0 +1,217 @@
+"""The servo policy image of docs/servo-contract.md section 5 (format version 1, little-endian).
+
+``image = header (48 B) || model (.tflite bytes) || signature (64 B, raw ECDSA P-256 r || s)``.
+The firmware core parses and verifies the same layout; this module packs it and parses it back with the same
+structural checks, so a Python-side round trip catches what the servo would refuse.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+
+from mm_learning.errors import PolicyImageError
+
+MAGIC = b"MMPL"
+FORMAT_VERSION = 1
+HEADER_SIZE = 48
+SIGNATURE_SIZE = 64
+OBS_DIM = 8
+ACTION_DIM = 1
+# Image size ceiling used when the caller does not pass the firmware's configured maximum: the model budget
+# (see mm_learning.acceptance.Budget) is far below it, so this only guards against absurd inputs.
+DEFAULT_MAX_IMAGE_BYTES = 256 * 1024
+
+# magic, format_version, header_size, model_type, obs_dim, action_dim, reserved, model_size,
+# pos_scale_rad, vel_scale_rad_s, fine_gain_per_rad, current_limit_a, velocity_filter_tau_s,
+# arena_bytes, model_crc32, reserved
+_HEADER = struct.Struct("<4sHHBBBBI5fIII")
+assert _HEADER.size == HEADER_SIZE
+
+
+class ModelType(IntEnum):
+    """Header ``model_type``: which integer scheme the TFLite model uses."""
+
+    INT8 = 1
+    """Full int8: int8 activations and weights, int32 biases."""
+    INT16X8 = 2
+    """int16 activations, int8 weights, int64 biases."""
+
+
+@dataclass(frozen=True)
+class ObsScaleValues:
+    """The observation scales of contract section 3 and the velocity filter constant of section 2.
+
+    Any object with these five attributes (for example ``mm_sim.observation.ObsScales``) can be passed where
+    this type is expected; :meth:`of` copies such an object.
+    """
+
+    pos_scale_rad: float
+    vel_scale_rad_s: float
+    fine_gain_per_rad: float
+    current_limit_a: float
+    velocity_filter_tau_s: float
+
+    @classmethod
+    def of(cls, scales: object) -> ObsScaleValues:
+        """Copy the five scale attributes of ``scales`` (raises :class:`PolicyImageError` if one is missing)."""
+        try:
+            values = {name: float(getattr(scales, name)) for name in cls.__dataclass_fields__}
+        except AttributeError as exc:
+            msg = f"observation scales object {scales!r} lacks {exc.name!r}; pass mm_sim ObsScales or ObsScaleValues"
+            raise PolicyImageError(msg) from exc
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class PolicyHeader:
+    """The 48-byte header fields the caller chooses (sizes and CRC are derived from the model when packing)."""
+
+    model_type: ModelType
+    scales: ObsScaleValues
+    arena_bytes: int
+    model_size: int = 0
+    model_crc32: int = 0
+    obs_dim: int = OBS_DIM
+    action_dim: int = ACTION_DIM
+
+    def pack(self) -> bytes:
+        """Serialise to the 48 header bytes."""
+        s = self.scales
+        return _HEADER.pack(
+            MAGIC,
+            FORMAT_VERSION,
+            HEADER_SIZE,
+            int(self.model_type),
+            self.obs_dim,
+            self.action_dim,
+            0,
+            self.model_size,
+            s.pos_scale_rad,
+            s.vel_scale_rad_s,
+            s.fine_gain_per_rad,
+            s.current_limit_a,
+            s.velocity_filter_tau_s,
+            self.arena_bytes,
+            self.model_crc32,
+            0,
+        )
+
+
+@dataclass(frozen=True)
+class PolicyImage:
+    """A parsed policy image; :attr:`raw` is the exact byte string that was parsed."""
+
+    header: PolicyHeader
+    model: bytes
+    signature: bytes
+    raw: bytes
+
+    @property
+    def signed_bytes(self) -> bytes:
+        """``header || model``, the bytes the signature covers (SHA-256 is applied by the signer)."""
+        return self.raw[: HEADER_SIZE + len(self.model)]
+
+    @property
+    def policy_crc32(self) -> int:
+        """The policy id the servo reports for this image."""
+        return policy_crc32(self.raw)
+
+
+def policy_crc32(image: bytes) -> int:
+    """Policy id: CRC-32/ISO-HDLC (``zlib.crc32``) of the whole image, as the servo reports it."""
+    return zlib.crc32(image) & 0xFFFFFFFF
+
+
+def pack_image(header: PolicyHeader, model: bytes, sign: Callable[[bytes], bytes]) -> bytes:
+    """Build a signed image.
+
+    Args:
+        header: header fields; ``model_size`` and ``model_crc32`` are filled in from ``model``.
+        model: the .tflite flatbuffer bytes.
+        sign: returns the 64-byte raw ``r || s`` signature of the bytes it is given (``header || model``),
+            e.g. ``functools.partial(mm_learning.signing.sign, private_key)``.
+    """
+    if not model:
+        raise PolicyImageError("model bytes are empty; export a .tflite model first")
+    full = PolicyHeader(
+        model_type=ModelType(header.model_type),
+        scales=header.scales,
+        arena_bytes=header.arena_bytes,
+        model_size=len(model),
+        model_crc32=zlib.crc32(model) & 0xFFFFFFFF,
+        obs_dim=header.obs_dim,
+        action_dim=header.action_dim,
+    )
+    signed = full.pack() + model
+    signature = sign(signed)
+    if len(signature) != SIGNATURE_SIZE:
+        msg = f"signer returned {len(signature)} bytes; the image needs a raw {SIGNATURE_SIZE}-byte r || s"
+        raise PolicyImageError(msg)
+    return signed + signature
+
+
+def parse_image(image: bytes, *, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> PolicyImage:
+    """Parse and structurally check an image as the firmware does (signature not verified here).
+
+    Raises:
+        PolicyImageError: naming the first inconsistent field.
+    """
+    image = bytes(image)
+    if len(image) > max_image_bytes:
+        raise PolicyImageError(f"image is {len(image)} bytes, above the maximum of {max_image_bytes}")
+    if len(image) < HEADER_SIZE + SIGNATURE_SIZE:
+        msg = f"image is {len(image)} bytes, shorter than header + signature ({HEADER_SIZE + SIGNATURE_SIZE})"
+        raise PolicyImageError(msg)
+    (
+        magic,
+        version,
+        header_size,
+        model_type,
+        obs_dim,
+        action_dim,
+        _r0,
+        model_size,
+        pos_scale,
+        vel_scale,
+        fine_gain,
+        current_limit,
+        tau,
+        arena,
+        model_crc,
+        _r1,
+    ) = _HEADER.unpack_from(image)
+    if magic != MAGIC:
+        raise PolicyImageError(f"magic is {magic!r}, expected {MAGIC!r}: not a policy image")
+    if version != FORMAT_VERSION:
+        raise PolicyImageError(f"format_version {version} is not supported (this code reads {FORMAT_VERSION})")
+    if header_size != HEADER_SIZE:
+        raise PolicyImageError(f"header_size {header_size} != {HEADER_SIZE}")
+    if model_type not in ModelType._value2member_map_:
+        raise PolicyImageError(f"model_type {model_type} is unknown (1 = int8, 2 = int16x8)")
+    if (obs_dim, action_dim) != (OBS_DIM, ACTION_DIM):
+        msg = f"obs_dim/action_dim {obs_dim}/{action_dim} differ from the servo's {OBS_DIM}/{ACTION_DIM}"
+        raise PolicyImageError(msg)
+    if HEADER_SIZE + model_size + SIGNATURE_SIZE != len(image):
+        msg = (
+            f"48 + model_size ({model_size}) + 64 = {HEADER_SIZE + model_size + SIGNATURE_SIZE} "
+            f"!= image length {len(image)}: truncated or padded image"
+        )
+        raise PolicyImageError(msg)
+    model = image[HEADER_SIZE : HEADER_SIZE + model_size]
+    actual_crc = zlib.crc32(model) & 0xFFFFFFFF
+    if actual_crc != model_crc:
+        raise PolicyImageError(f"model_crc32 0x{model_crc:08x} != CRC of the model bytes 0x{actual_crc:08x}")
+    header = PolicyHeader(
+        model_type=ModelType(model_type),
+        scales=ObsScaleValues(pos_scale, vel_scale, fine_gain, current_limit, tau),
+        arena_bytes=arena,
+        model_size=model_size,
+        model_crc32=model_crc,
+        obs_dim=obs_dim,
+        action_dim=action_dim,
+    )
+    return PolicyImage(header=header, model=model, signature=image[HEADER_SIZE + model_size :], raw=image)

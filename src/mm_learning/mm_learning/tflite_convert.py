@@ -1,0 +1,106 @@
+"""TensorFlow side of the export: the Keras twin of an actor, integer-only conversion, desktop TFLite.
+
+Kept apart from :mod:`mm_learning.tflm` because importing TensorFlow takes seconds; only export needs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import keras
+import numpy as np
+import numpy.typing as npt
+import tensorflow as tf
+
+from mm_learning.actor import ActorSpec
+from mm_learning.errors import ExportError
+from mm_learning.policy_image import OBS_DIM
+from mm_learning.tflm import (
+    MIN_REPRESENTATIVE_SAMPLES,
+    OBS_HIGH,
+    OBS_LOW,
+    FloatArray,
+    IntArray,
+    Scheme,
+    clip_observations,
+)
+
+
+def to_keras(actor: ActorSpec) -> keras.Model:
+    """Build a Keras model with the actor's weights; the action clip (or tanh) is inside the model.
+
+    ``keras.ops.clip`` after the last Dense fuses into the last FULLY_CONNECTED (RELU_N1_TO_1), which gives a
+    finer output quantisation step than a separate op (ml-stack-notes pitfall 4).
+    """
+    inputs = keras.Input(shape=(OBS_DIM,), dtype="float32", name="observation")
+    x = inputs
+    for i, layer in enumerate(actor.layers):
+        last = i == len(actor.layers) - 1
+        activation = "tanh" if last and actor.squash == "tanh" else layer.activation
+        dense = keras.layers.Dense(layer.weight.shape[1], activation=activation, name=f"dense_{i}")
+        x = dense(x)
+        dense.set_weights([layer.weight, layer.bias])
+    if actor.squash == "clip":
+        x = keras.ops.clip(x, -1.0, 1.0)
+    return keras.Model(inputs, x, name=f"{actor.algorithm.lower()}_actor")
+
+
+def convert(keras_model: keras.Model, representative_obs: npt.ArrayLike, scheme: Scheme) -> bytes:
+    """Convert a float Keras actor to an integer-only .tflite model.
+
+    Args:
+        keras_model: the actor (observation (N, 8) float32 -> action (N, 1)).
+        representative_obs: observations from real rollouts of the policy (N >= 200, any range: they are
+            clipped to [-1, 1]). The two corners of the [-1, 1] box are added so the input calibration always
+            spans exactly the contract range, whatever the rollouts visited.
+        scheme: int8 or int16x8.
+
+    Returns:
+        The .tflite flatbuffer; input and output are integer tensors of the scheme's activation type.
+    """
+    rows = clip_observations(representative_obs)
+    if len(rows) < MIN_REPRESENTATIVE_SAMPLES:
+        msg = (
+            f"{len(rows)} representative observations given; pass at least {MIN_REPRESENTATIVE_SAMPLES} "
+            "from real rollouts so activation ranges are calibrated on what the servo will see"
+        )
+        raise ExportError(msg)
+    corners = np.array([[OBS_LOW] * OBS_DIM, [OBS_HIGH] * OBS_DIM], dtype=np.float32)
+    rows = np.concatenate([corners, rows])
+
+    def samples() -> Iterator[list[FloatArray]]:
+        for row in rows:
+            yield [row[None, :]]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = samples
+    if scheme is Scheme.INT8:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int8
+    else:
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
+        converter.inference_input_type = converter.inference_output_type = tf.int16
+    try:
+        return bytes(converter.convert())
+    except Exception as exc:  # the converter raises several unrelated types (ConverterError, ValueError, ...)
+        raise ExportError(f"TFLite conversion to {scheme.value} failed: {exc}") from exc
+
+
+def desktop_outputs(model: bytes, q_obs: npt.ArrayLike) -> IntArray:
+    """Raw integer outputs (N, 1) of desktop TFLite (``tf.lite.Interpreter``) for integer input rows (N, 8).
+
+    Only for measuring the desktop vs TFLite Micro mismatch: desktop TFLite is never the reference.
+    """
+    interpreter = tf.lite.Interpreter(model_content=model)
+    interpreter.allocate_tensors()
+    input_index = interpreter.get_input_details()[0]["index"]
+    output_index = interpreter.get_output_details()[0]["index"]
+    outputs = []
+    for row in np.asarray(q_obs):
+        interpreter.set_tensor(input_index, row[None, :])
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(output_index).reshape(-1))
+    return np.stack(outputs)
