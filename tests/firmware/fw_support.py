@@ -60,3 +60,20 @@ class HalfGainBackend:
     def invoke(self, slot: int, observation: list[float]) -> float:
         """0.5 x the coarse error feature."""
         return 0.5 * observation[0]
+
+
+def recorded_run(ticks: int = 3000, dt_s: float = 0.001) -> list[dict[str, float]]:
+    """A deterministic recording of what a servo senses: a shaft turning several times back and forth (wrapping
+    the encoder), a measured current, and position targets/reference velocities that change every 0.4 s."""
+    import math
+
+    rows = []
+    for k in range(ticks):
+        t = k * dt_s
+        rows.append({
+            "angle_rad": 0.3 + 4.0 * math.sin(2 * math.pi * 0.7 * t) + 2.5 * t,
+            "current_a": 1.5 * math.sin(2 * math.pi * 3.0 * t) + 0.2,
+            "target_rad": (-2.0, 5.0, 0.5, 9.0, 3.3, -1.0, 7.0, 2.0)[(k // 400) % 8],
+            "target_velocity_rad_s": (0.0, 12.0, -60.0, 3.0)[(k // 400) % 4],
+        })
+    return rows
