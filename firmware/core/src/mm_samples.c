@@ -14,7 +14,10 @@ bool mm_samples_push(mm_sample_ring_t *ring, const mm_sample_t *sample)
     const uint_fast32_t head = atomic_load_explicit(&ring->head, memory_order_relaxed);
     const uint_fast32_t tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
     if ((uint32_t)(head - tail) >= MM_SAMPLE_CAPACITY) {
-        atomic_fetch_add_explicit(&ring->dropped, 1u, memory_order_relaxed);
+        /* Only the producer writes the count, so load + store suffices: no read-modify-write atomic, which
+         * rv32imc (ESP32-C3, no A extension) would have to emulate. */
+        const uint_fast32_t dropped = atomic_load_explicit(&ring->dropped, memory_order_relaxed);
+        atomic_store_explicit(&ring->dropped, dropped + 1u, memory_order_relaxed);
         return false;
     }
     ring->slots[head & (MM_SAMPLE_CAPACITY - 1u)] = *sample;

@@ -1,0 +1,92 @@
+"""Cost of the firmware core's control step per control period, in instructions (valgrind callgrind).
+
+Runs build/mm_firmware_core/mm_core_bench under callgrind with collection switched on only inside
+mm_core_step, once per mode (policy mode with a trivial backend, so the number is the core's own overhead,
+not a network's), and prints a markdown table and JSON. Host x86-64 instruction counts are a proxy for the
+MCU: they count work, not cycles on an ESP32.
+
+Usage: python bench/bench_firmware.py [--steps N] [--build-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MODES = ("idle", "hold", "torque", "position", "position_stream", "policy")
+
+
+class BenchError(RuntimeError):
+    """The bench cannot run; the message says what is missing."""
+
+
+def _policy_files(directory: Path) -> list[str]:
+    """A signed image (trivial model bytes) and its public key, for policy mode."""
+    sys.path.insert(0, str(REPO / "tests" / "firmware"))
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from fw_support import image, public_key_bytes
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_path, image_path = directory / "key.bin", directory / "image.bin"
+    key_path.write_bytes(public_key_bytes(key))
+    image_path.write_bytes(image(key, bytes(2048)))
+    return [str(key_path), str(image_path)]
+
+
+def instructions_per_step(program: Path, mode: str, steps: int, workdir: Path) -> float:
+    """Callgrind's instruction count (Ir) inside mm_core_step, divided by the number of steps."""
+    out = workdir / f"callgrind.{mode}.out"
+    extra = _policy_files(workdir) if mode == "policy" else []
+    cmd = [
+        "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--toggle-collect=mm_core_step",
+        str(program), mode, str(steps), *extra,
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
+    if result.returncode != 0:
+        msg = f"{' '.join(cmd)} failed: {result.stderr[-2000:]}"
+        raise BenchError(msg)
+    match = re.search(r"^(?:summary|totals):\s+(\d+)", out.read_text(), re.MULTILINE)
+    if match is None:
+        msg = f"no instruction total in {out}"
+        raise BenchError(msg)
+    return int(match.group(1)) / steps
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure every mode and print markdown + JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2000, help="control steps per mode (default 2000)")
+    parser.add_argument(
+        "--build-dir", type=Path,
+        default=Path(os.environ.get("MM_FIRMWARE_BUILD_DIR", REPO / "build" / "mm_firmware_core")),
+        help="cmake build directory of firmware/core (with BUILD_TESTING=ON)",
+    )
+    args = parser.parse_args(argv)
+    program = args.build_dir / "mm_core_bench"
+    if not program.is_file():
+        msg = f"{program} not found: build firmware/core with -DBUILD_TESTING=ON (make build)"
+        raise BenchError(msg)
+    if shutil.which("valgrind") is None:
+        msg = "valgrind is not installed: apt-get install valgrind"
+        raise BenchError(msg)
+    with tempfile.TemporaryDirectory() as tmp:
+        results = {mode: instructions_per_step(program, mode, args.steps, Path(tmp)) for mode in MODES}
+    print("| mode | instructions per control step (x86-64, callgrind) |")
+    print("|---|---|")
+    for mode, value in results.items():
+        print(f"| {mode} | {value:.0f} |")
+    print()
+    print(json.dumps({"bench": "firmware_core_step", "steps": args.steps, "instructions_per_step": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
