@@ -1,0 +1,225 @@
+"""The trainer: objectives and presets, budgets, progress, cancel, checkpoints and resume after a real kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from mm_learning.trainer import (
+    ALGORITHMS,
+    Progress,
+    TrainConfig,
+    Trainer,
+    TrainingError,
+    TwinSpec,
+    beats_target,
+    latest_checkpoint,
+    load_preset,
+    parse_objective,
+)
+
+from mm_learning import trainer as trainer_module
+
+# Short moves keep each evaluation cheap; the budgets below are a few PPO rollouts.
+TWIN = TwinSpec(profile="arm", objective="accuracy", episode_s=0.3)
+
+
+def _config(out_dir: Path, **overrides: object) -> TrainConfig:
+    settings: dict[str, object] = {
+        "out_dir": out_dir,
+        "twin": TWIN,
+        "algorithm": "ppo",
+        "max_steps": 1024,
+        "eval_every_steps": 512,
+        "eval_moves": 2,
+        "checkpoint_every_steps": 512,
+        "hyperparameters": {"n_steps": 256, "batch_size": 128},
+        "tensorboard": False,
+    }
+    settings.update(overrides)
+    return TrainConfig(**settings)  # type: ignore[arg-type]
+
+
+def test_objective_mix_is_normalised_and_bad_objectives_are_named() -> None:
+    assert parse_objective("speed") == {"speed": 1.0}
+    assert parse_objective("speed:3, energy:1") == pytest.approx({"speed": 0.75, "energy": 0.25})
+    with pytest.raises(TrainingError, match="unknown objective 'fast'"):
+        parse_objective("fast")
+    with pytest.raises(TrainingError, match="must be a finite number > 0"):
+        parse_objective("speed:nan")
+    with pytest.raises(TrainingError, match="must be a finite number > 0"):
+        parse_objective("speed:0,energy:1")
+    with pytest.raises(TrainingError, match="appears twice"):
+        parse_objective("speed,speed")
+
+
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+def test_every_algorithm_has_a_preset_with_a_1khz_horizon(algorithm: str) -> None:
+    preset = load_preset(algorithm)
+    # At 1 kHz a horizon 1/(1-gamma) below ~100 steps (0.1 s) cannot see a move settle.
+    assert 1.0 / (1.0 - preset["hyperparameters"]["gamma"]) >= 100
+
+
+def test_unknown_algorithm_and_zero_budget_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="unknown algorithm 'dqn'"):
+        Trainer(_config(tmp_path, algorithm="dqn"))
+    with pytest.raises(TrainingError, match="budget is zero"):
+        Trainer(_config(tmp_path, max_steps=0, max_time_s=0.0))
+
+
+def test_target_rules_follow_the_objective() -> None:
+    pid = {
+        "settle_time_s": 0.5,
+        "settled_fraction": 1.0,
+        "final_error_rad": 1e-3,
+        "rms_error_rad": 0.5,
+        "mean_abs_current_a": 1.0,
+        "episode_return": 10.0,
+    }
+    fast = pid | {"settle_time_s": 0.3}
+    assert beats_target({"speed": 1.0}, fast, pid)
+    assert not beats_target({"speed": 1.0}, pid | {"settle_time_s": 0.4}, pid)  # only 20 % faster
+    assert not beats_target({"speed": 1.0}, fast | {"settled_fraction": 0.9}, pid)
+    assert beats_target({"energy": 1.0}, pid | {"mean_abs_current_a": 0.7}, pid)
+    assert not beats_target({"energy": 1.0}, pid | {"mean_abs_current_a": 0.7, "settle_time_s": 0.6}, pid)
+    assert beats_target({"accuracy": 1.0}, pid | {"final_error_rad": 5e-4, "rms_error_rad": 0.4}, pid)
+    assert not beats_target({"accuracy": 1.0}, pid | {"final_error_rad": 5e-4}, pid)
+    assert beats_target({"speed": 0.5, "energy": 0.5}, pid | {"episode_return": 11.0}, pid)
+
+
+def test_ppo_run_reaches_its_budget_with_progress_evaluation_and_checkpoint(tmp_path: Path) -> None:
+    reports: list[Progress] = []
+    result = Trainer(_config(tmp_path, tensorboard=True), on_progress=reports.append).run()
+    assert result.steps == 1024 and result.stop_reason == "steps"
+    assert {"final_error_rad", "settle_time_s", "episode_return"} <= set(result.eval_metrics)
+    assert set(result.baseline_metrics) == set(result.eval_metrics)
+    evaluations = [r for r in reports if r.phase == "evaluating" and r.eval_metrics]
+    assert [r.steps for r in evaluations][:2] == [512, 1024]
+    assert all(r.steps_per_s > 0 for r in evaluations)
+    checkpoint = latest_checkpoint(tmp_path)
+    assert checkpoint is not None and json.loads((checkpoint / "state.json").read_text())["steps"] == 1024
+    assert list((tmp_path / "tb").rglob("events.out.tfevents.*")), "no TensorBoard event file written"
+
+
+def test_cancel_stops_with_a_checkpoint_and_the_run_resumes_from_it(tmp_path: Path) -> None:
+    steps_seen: list[int] = []
+    config = _config(tmp_path, max_steps=2048, eval_every_steps=0)
+    first = Trainer(
+        config, on_progress=lambda p: steps_seen.append(p.steps), should_cancel=lambda: _past(tmp_path, 512)
+    ).run()
+    assert first.stop_reason == "cancelled"
+    assert 512 <= first.steps < 2048
+    assert json.loads((first.checkpoint_dir / "state.json").read_text())["steps"] == first.steps
+    second = Trainer(config).run()
+    # PPO finishes the rollout in progress (256 steps x 2 envs) when the budget runs out.
+    assert 2048 <= second.steps < 2048 + 512 and second.stop_reason == "steps"
+    assert json.loads((second.checkpoint_dir / "state.json").read_text())["resumes"] == 1
+
+
+def _past(out_dir: Path, steps: int) -> bool:
+    """True once the run in `out_dir` has a checkpoint at or after `steps`."""
+    checkpoint = latest_checkpoint(out_dir)
+    return checkpoint is not None and json.loads((checkpoint / "state.json").read_text())["steps"] >= steps
+
+
+def test_time_budget_stops_the_run(tmp_path: Path) -> None:
+    result = Trainer(_config(tmp_path, max_steps=0, max_time_s=2.0, eval_every_steps=0)).run()
+    assert result.stop_reason == "time"
+    assert 0 < result.steps < 10**6 and result.elapsed_s >= 2.0
+
+
+def test_run_stops_early_when_the_target_is_beaten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trainer_module, "beats_target", lambda *_args: True)
+    result = Trainer(_config(tmp_path, max_steps=100_000)).run()
+    assert result.stop_reason == "target" and result.target_beaten
+    assert result.steps == 512  # the first evaluation
+
+
+def test_resume_refuses_another_objective(tmp_path: Path) -> None:
+    Trainer(_config(tmp_path, max_steps=256, eval_every_steps=0)).run()
+    other = _config(tmp_path, twin=TwinSpec(profile="arm", objective="speed", episode_s=0.3))
+    with pytest.raises(TrainingError, match="holds a objective='accuracy' run"):
+        Trainer(other).run()
+
+
+def test_a_half_written_checkpoint_is_never_the_latest(tmp_path: Path) -> None:
+    first = Trainer(_config(tmp_path, max_steps=256, eval_every_steps=0)).run()
+    # What a kill in the middle of the next checkpoint leaves behind: a temporary directory with some files.
+    partial = tmp_path / "checkpoints" / ".tmp-killed"
+    partial.mkdir()
+    (partial / "model.zip").write_bytes(b"truncated")
+    assert latest_checkpoint(tmp_path) == first.checkpoint_dir
+    resumed = Trainer(_config(tmp_path, max_steps=512, eval_every_steps=0)).run()
+    assert resumed.steps == 512
+
+
+@pytest.mark.slow
+def test_sac_resume_keeps_the_replay_buffer(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path,
+        algorithm="sac",
+        max_steps=300,
+        eval_every_steps=0,
+        checkpoint_every_steps=10**6,
+        hyperparameters={"learning_starts": 100, "buffer_size": 5000},
+    )
+    first = Trainer(config).run()
+    assert (first.checkpoint_dir / "replay_buffer.pkl").is_file()
+    # Two envs: the buffer holds one row per vectorised step.
+    assert first.model.replay_buffer.size() == 150  # type: ignore[attr-defined]
+    resumed = Trainer(
+        _config(
+            tmp_path,
+            algorithm="sac",
+            max_steps=400,
+            eval_every_steps=0,
+            hyperparameters={"learning_starts": 100, "buffer_size": 5000},
+        )
+    ).run()
+    assert resumed.model.replay_buffer.size() == 200  # type: ignore[attr-defined]
+
+
+_CHILD = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from mm_learning.trainer import Trainer, TrainConfig, TwinSpec
+    Trainer(TrainConfig(out_dir=Path(sys.argv[1]), twin=TwinSpec(episode_s=0.3), max_steps=100_000,
+                        eval_every_steps=0, checkpoint_every_steps=512, tensorboard=False,
+                        hyperparameters={"n_steps": 256, "batch_size": 128})).run()
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_from_its_last_checkpoint_and_continues_the_step_count(tmp_path: Path) -> None:
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path)], env=env)
+    try:
+        deadline = time.monotonic() + 120.0
+        # Kill it right after its second checkpoint: the third may be half written at that moment.
+        while not _past(tmp_path, 1024):
+            assert child.poll() is None, "the training process died on its own"
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.05)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    checkpoint = latest_checkpoint(tmp_path)
+    assert checkpoint is not None
+    killed_at = json.loads((checkpoint / "state.json").read_text())["steps"]
+    reports: list[Progress] = []
+    resumed = Trainer(
+        _config(tmp_path, max_steps=killed_at + 512, eval_every_steps=0, twin=TwinSpec(episode_s=0.3)),
+        on_progress=reports.append,
+    )
+    result = resumed.run()
+    assert reports[0].steps == killed_at >= 1024
+    assert killed_at + 512 <= result.steps < killed_at + 1024
