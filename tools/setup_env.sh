@@ -57,7 +57,9 @@ else
   grep -v -E '^(ros-jazzy-|colcon-common-extensions)' "$req" > "$reqs"
 fi
 echo "setup: installing Python packages into $venv (first run: a few minutes)"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$reqs"
+# This machine's pip config names local indexes that may be absent; pip warns for each, which is noise here.
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$reqs" \
+  2> >(grep -v "^WARNING: Location 'file://" >&2)
 
 if [ "$mode" = jazzy-wheels ]; then
   # The wheels' exported CMake files name the include dir and site-packages of the machine they were built on
