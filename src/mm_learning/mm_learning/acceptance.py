@@ -48,15 +48,18 @@ class Thresholds:
     """How close the quantised policy must stay to the float one.
 
     Attributes:
-        action_rmse: RMS action difference on held-out observations (actions in [-1, 1]; one int8 output step
-            of a clipped output is 2/255 ~ 0.008).
+        action_rmse: RMS action difference on held-out observations (actions in [-1, 1]). A gross-error gate
+            (wrong calibration, wrapped inputs), not the fidelity test: one int8 input step (2/255) times a
+            policy gain of 8 per unit feature already moves the action by 0.06, and whether that matters is
+            what the closed-loop check decides.
         action_max_abs: largest single action difference on held-out observations.
         return_rel: closed-loop mean return within this fraction of the float policy's.
         final_error_rad: mean |final error| at most this much above the float policy's (one encoder count).
+
     """
 
-    action_rmse: float = 0.02
-    action_max_abs: float = 0.1
+    action_rmse: float = 0.05
+    action_max_abs: float = 0.25
     return_rel: float = 0.01
     final_error_rad: float = ENCODER_COUNT_RAD
 

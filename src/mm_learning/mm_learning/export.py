@@ -38,7 +38,7 @@ from mm_learning.signing import public_key_hex, sign
 from mm_learning.tflite_convert import convert, to_keras
 from mm_learning.tflm import QuantParams, Scheme, TflmPolicy, measure_arena_bytes
 
-DEFAULT_SCHEME = Scheme.INT8
+DEFAULT_SCHEME = Scheme.INT16X8
 """Default quantisation scheme; docs/learning.md gives the measurements behind the choice."""
 
 METADATA_FORMAT = "mm_learning.policy/1"

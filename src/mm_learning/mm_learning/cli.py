@@ -1,0 +1,185 @@
+"""The ``mm`` command: ``mm keygen``, ``mm pubkey``, ``mm export``, ``mm registry {list,show,best}``.
+
+One argparse parser with a subcommand per task; each ``_add_<command>`` function registers one subcommand and
+its handler, so further commands (``train``, ``eval``) are added the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mm_learning.errors import LearningError
+
+DEFAULT_REGISTRY = Path("policies")
+# Seed ranges kept apart so calibration, held-out and closed-loop moves never coincide.
+_CALIBRATION_SEED0, _HELD_OUT_SEED0, _CHECK_SEED0 = 10_000, 20_000, 0
+
+
+def _keygen(args: argparse.Namespace) -> None:
+    from mm_learning.signing import generate_keypair, load_private_key, public_key_hex
+
+    private_path, public_path = generate_keypair(args.dir)
+    print(f"private key: {private_path} (mode 0600, keep it secret)")
+    print(f"public key:  {public_path}")
+    print(f"firmware public key (65-byte uncompressed point, hex): {public_key_hex(load_private_key(private_path))}")
+
+
+def _pubkey(args: argparse.Namespace) -> None:
+    from mm_learning.signing import load_private_key, load_public_key, public_key_hex
+
+    text = args.key.read_text(errors="replace")
+    key = load_private_key(args.key) if "PRIVATE KEY" in text else load_public_key(args.key)
+    print(public_key_hex(key))
+
+
+def _export(args: argparse.Namespace) -> None:
+    import gymnasium as gym
+    import stable_baselines3
+
+    import mm_sim
+    from mm_learning.acceptance import Budget, rollout_observations
+    from mm_learning.actor import actor_from_sb3
+    from mm_learning.export import ClosedLoopSetup, export_policy
+    from mm_learning.registry import Registry
+    from mm_learning.signing import load_private_key
+    from mm_learning.tflm import Scheme
+
+    private_key = load_private_key(args.key)
+    model = getattr(stable_baselines3, args.algorithm).load(args.model, device="cpu")
+    actor = actor_from_sb3(model)
+
+    def make_env() -> Any:
+        return gym.make(mm_sim.ENV_ID, profile=args.profile, task=args.task)
+
+    probe = make_env()
+    scales = probe.unwrapped.profile.policy_scales
+    probe.close()
+    calibration = rollout_observations(make_env, actor, range(_CALIBRATION_SEED0, _CALIBRATION_SEED0 + args.moves))
+    held_out = rollout_observations(make_env, actor, range(_HELD_OUT_SEED0, _HELD_OUT_SEED0 + args.moves))
+    result = export_policy(
+        actor,
+        scales=scales,
+        representative_obs=calibration,
+        held_out_obs=held_out,
+        closed_loop_setup=ClosedLoopSetup(make_env, range(_CHECK_SEED0, _CHECK_SEED0 + args.moves)),
+        private_key=private_key,
+        out_dir=args.out,
+        name=args.name,
+        scheme=Scheme(args.scheme),
+        objective=args.objective,
+        training_steps=int(getattr(model, "num_timesteps", 0)),
+        budget=Budget(model_bytes=args.max_model_bytes, arena_bytes=args.max_arena_bytes),
+    )
+    md = result.metadata
+    loop = md["acceptance"]["closed_loop"]
+    print(
+        f"accepted {md['algorithm']} policy ({md['scheme']}): model {md['model_bytes']} B, arena {md['arena_bytes']} B"
+    )
+    print(f"  action error vs float: RMSE {md['acceptance']['action_error']['rmse']:.5f}")
+    print(
+        f"  closed loop ({loop['moves']} moves): return {loop['quantized_return']:.4g} vs float "
+        f"{loop['float_return']:.4g}; |final error| {loop['quantized_final_error_rad']:.5f} vs "
+        f"{loop['float_final_error_rad']:.5f} rad"
+    )
+    print(f"  policy_crc32 0x{md['hashes']['policy_crc32']:08x}, image sha256 {md['hashes']['image_sha256']}")
+    for kind, path in result.paths.items():
+        print(f"  {kind:6s} {path}")
+    if args.registry is not None:
+        entry = Registry(args.registry).add(result.image, md)
+        print(f"registered as {entry.policy_id} in {args.registry}")
+
+
+def _registry(args: argparse.Namespace) -> None:
+    from mm_learning.registry import Registry
+
+    registry = Registry(args.root)
+    if args.action == "list":
+        for entry in registry.list():
+            md = entry.metadata
+            print(
+                f"{entry.policy_id[:16]}  {md.get('created_utc', '?'):25s} {md.get('algorithm', '?'):5s} "
+                f"{md.get('scheme', '?'):8s} objective={entry.objective or '-'}"
+            )
+        return
+    if args.action == "show":
+        entry = registry.show(args.policy_id)
+    else:
+        entry = registry.best_for_objective(args.objective, args.metric, higher_is_better=not args.lower_is_better)
+    print(json.dumps({"policy_id": entry.policy_id, "path": str(entry.path), **entry.metadata}, indent=2))
+
+
+def _add_keygen(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("keygen", help="make the trainer's ECDSA P-256 signing key pair and print the firmware key")
+    p.add_argument("--dir", type=Path, default=Path("keys"), help="directory for the PEM files (default: keys)")
+    p.set_defaults(func=_keygen)
+
+
+def _add_pubkey(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pubkey", help="print a key's public point in hex for the firmware configuration")
+    p.add_argument("key", type=Path, help="private or public PEM key file")
+    p.set_defaults(func=_pubkey)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    from mm_learning.acceptance import Budget
+    from mm_learning.export import DEFAULT_SCHEME
+    from mm_learning.tflm import Scheme
+
+    p = sub.add_parser("export", help="convert a trained SB3 model into a checked, signed servo policy")
+    p.add_argument("model", type=Path, help="SB3 model .zip")
+    p.add_argument("--algorithm", required=True, choices=["PPO", "A2C", "SAC", "TD3", "DDPG"])
+    p.add_argument("--key", type=Path, required=True, help="private signing key (PEM) from `mm keygen`")
+    p.add_argument("--out", type=Path, default=Path("export"), help="artifact directory (default: export)")
+    p.add_argument("--name", default="policy", help="artifact base name (default: policy)")
+    p.add_argument("--scheme", choices=[s.value for s in Scheme], default=DEFAULT_SCHEME.value)
+    p.add_argument("--profile", default="arm", help="mm_sim servo profile the policy was trained on")
+    p.add_argument("--task", default="step", help="mm_sim task for the rollouts and the closed-loop check")
+    p.add_argument("--objective", default="", help="objective the policy was trained for (metadata)")
+    p.add_argument("--moves", type=int, default=10, help="seeded moves for calibration, held-out and checks")
+    p.add_argument("--max-model-bytes", type=int, default=Budget().model_bytes)
+    p.add_argument("--max-arena-bytes", type=int, default=Budget().arena_bytes)
+    p.add_argument("--registry", type=Path, default=None, help="also store the accepted policy in this registry")
+    p.set_defaults(func=_export)
+
+
+def _add_registry(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("registry", help="list, show or pick accepted policies")
+    p.add_argument("--root", type=Path, default=DEFAULT_REGISTRY, help="registry directory (default: policies)")
+    actions = p.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="every registered policy, oldest first")
+    show = actions.add_parser("show", help="metadata of one policy")
+    show.add_argument("policy_id", help="sha256 of the image, or its first 8+ hex digits")
+    best = actions.add_parser("best", help="the best policy for an objective")
+    best.add_argument("objective")
+    best.add_argument("--metric", default=None, help="metadata metrics key (default: closed-loop return)")
+    best.add_argument("--lower-is-better", action="store_true", help="for metrics like settle time or energy")
+    p.set_defaults(func=_registry)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``mm`` argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="mm", description="Muscle Memory learner: export, sign and register.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_keygen, _add_pubkey, _add_export, _add_registry):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``mm`` command; returns the process exit code (2 with a message on a refused request)."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except LearningError as exc:
+        print(f"mm {args.command}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
