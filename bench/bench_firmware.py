@@ -29,15 +29,20 @@ class BenchError(RuntimeError):
 
 
 def _policy_files(directory: Path) -> list[str]:
-    """A signed image (trivial model bytes) and its public key, for policy mode."""
-    sys.path.insert(0, str(REPO / "tests" / "firmware"))
+    """A signed image (2 KB of placeholder model bytes) and its public key, packed by mm_learning."""
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from fw_support import image, public_key_bytes
+
+    from mm_learning import policy_image, signing
 
     key = ec.generate_private_key(ec.SECP256R1())
+    scales = policy_image.ObsScaleValues(3.0, 40.0, 25.0, 2.0, 0.004)
+    header = policy_image.PolicyHeader(model_type=policy_image.ModelType.INT8, scales=scales, arena_bytes=2800)
+    image = policy_image.pack_image(header, bytes(2048), lambda data: signing.sign(key, data))
+    public = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     key_path, image_path = directory / "key.bin", directory / "image.bin"
-    key_path.write_bytes(public_key_bytes(key))
-    image_path.write_bytes(image(key, bytes(2048)))
+    key_path.write_bytes(public)
+    image_path.write_bytes(image)
     return [str(key_path), str(image_path)]
 
 
@@ -46,8 +51,14 @@ def instructions_per_step(program: Path, mode: str, steps: int, workdir: Path) -
     out = workdir / f"callgrind.{mode}.out"
     extra = _policy_files(workdir) if mode == "policy" else []
     cmd = [
-        "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--toggle-collect=mm_core_step",
-        str(program), mode, str(steps), *extra,
+        "valgrind",
+        "--tool=callgrind",
+        f"--callgrind-out-file={out}",
+        "--toggle-collect=mm_core_step",
+        str(program),
+        mode,
+        str(steps),
+        *extra,
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
     if result.returncode != 0:
@@ -65,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000, help="control steps per mode (default 2000)")
     parser.add_argument(
-        "--build-dir", type=Path,
+        "--build-dir",
+        type=Path,
         default=Path(os.environ.get("MM_FIRMWARE_BUILD_DIR", REPO / "build" / "mm_firmware_core")),
         help="cmake build directory of firmware/core (with BUILD_TESTING=ON)",
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fw_support import BUILD_DIR, REPO  # noqa: E402 - needs the path above
+from fw_support import BUILD_DIR, REPO
 
 
 def _use_build_dir() -> None:
@@ -39,10 +38,9 @@ def _use_build_dir() -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def core_library() -> Iterator[None]:
+def core_library() -> None:
     """Make `import mm_firmware_core` work against a built libmmcore."""
     _use_build_dir()
-    yield
 
 
 @pytest.fixture(scope="session")

@@ -30,8 +30,16 @@ def sign_raw(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
-def header(model: bytes, *, obs_dim: int = 8, action_dim: int = 1, magic: bytes = b"MMPL", version: int = 1,
-           scales: tuple[float, ...] = SCALES, model_crc32: int | None = None) -> bytes:
+def header(
+    model: bytes,
+    *,
+    obs_dim: int = 8,
+    action_dim: int = 1,
+    magic: bytes = b"MMPL",
+    version: int = 1,
+    scales: tuple[float, ...] = SCALES,
+    model_crc32: int | None = None,
+) -> bytes:
     """The 48-byte header for model; keyword arguments forge individual fields."""
     crc = zlib.crc32(model) if model_crc32 is None else model_crc32
     return HEADER.pack(magic, version, 48, 1, obs_dim, action_dim, 0, len(model), *scales, 3000, crc, 0)
@@ -70,10 +78,12 @@ def recorded_run(ticks: int = 3000, dt_s: float = 0.001) -> list[dict[str, float
     rows = []
     for k in range(ticks):
         t = k * dt_s
-        rows.append({
-            "angle_rad": 0.3 + 4.0 * math.sin(2 * math.pi * 0.7 * t) + 2.5 * t,
-            "current_a": 1.5 * math.sin(2 * math.pi * 3.0 * t) + 0.2,
-            "target_rad": (-2.0, 5.0, 0.5, 9.0, 3.3, -1.0, 7.0, 2.0)[(k // 400) % 8],
-            "target_velocity_rad_s": (0.0, 12.0, -60.0, 3.0)[(k // 400) % 4],
-        })
+        rows.append(
+            {
+                "angle_rad": 0.3 + 4.0 * math.sin(2 * math.pi * 0.7 * t) + 2.5 * t,
+                "current_a": 1.5 * math.sin(2 * math.pi * 3.0 * t) + 0.2,
+                "target_rad": (-2.0, 5.0, 0.5, 9.0, 3.3, -1.0, 7.0, 2.0)[(k // 400) % 8],
+                "target_velocity_rad_s": (0.0, 12.0, -60.0, 3.0)[(k // 400) % 4],
+            }
+        )
     return rows

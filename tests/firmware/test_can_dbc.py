@@ -23,7 +23,7 @@ def db() -> cantools.database.can.Database:
     return cantools.database.load_file(fw.dbc_path(), frame_id_mask=MASK)
 
 
-def test_state_frames_decode_to_the_core_state(db) -> None:  # noqa: ANN001
+def test_state_frames_decode_to_the_core_state(db) -> None:
     import mm_firmware_core as fw
 
     core = fw.ServoCore(heartbeat_timeout_s=0)
@@ -45,7 +45,7 @@ def test_state_frames_decode_to_the_core_state(db) -> None:  # noqa: ANN001
     assert decoded["mode"] == fw.MODE_TORQUE
 
 
-def test_cantools_commands_drive_the_core(db) -> None:  # noqa: ANN001
+def test_cantools_commands_drive_the_core(db) -> None:
     import mm_firmware_core as fw
 
     core = fw.ServoCore(heartbeat_timeout_s=0)
@@ -66,7 +66,7 @@ def test_cantools_commands_drive_the_core(db) -> None:  # noqa: ANN001
     assert core.state().mode == fw.MODE_BRAKE
 
 
-def test_register_write_then_read_round_trip(db) -> None:  # noqa: ANN001
+def test_register_write_then_read_round_trip(db) -> None:
     import mm_firmware_core as fw
 
     core = fw.ServoCore(heartbeat_timeout_s=0)
@@ -85,7 +85,7 @@ def test_register_write_then_read_round_trip(db) -> None:  # noqa: ANN001
     assert db.get_message_by_frame_id(reply[0], force_extended_id=True).decode(reply[1])["status"] == "OUT_OF_RANGE"
 
 
-def test_heartbeat_frames_feed_the_watchdog(db) -> None:  # noqa: ANN001
+def test_heartbeat_frames_feed_the_watchdog(db) -> None:
     import mm_firmware_core as fw
 
     core = fw.ServoCore(heartbeat_timeout_s=0.005)

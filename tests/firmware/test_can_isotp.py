@@ -40,7 +40,7 @@ def test_can_isotp_transfer_is_reassembled_and_acknowledged(
     img = image(signing_key, bytes(range(256)) * 9)
     messages = _chunk_messages(img, transfer_id=31, chunk_size=chunk_size)
     # Out of order, with a duplicate: the reassembler must not care.
-    messages = messages[::-1] + [messages[0]]
+    messages = [*messages[::-1], messages[0]]
 
     channel = f"mm-{uuid.uuid4().hex}"
     host_bus = can.Bus(interface="virtual", channel=channel)
@@ -61,7 +61,9 @@ def test_can_isotp_transfer_is_reassembled_and_acknowledged(
             if frame_id & MASK == TP_FLOW:
                 servo_bus.send(can.Message(arbitration_id=frame_id, data=data, is_extended_id=True))
             else:
-                acks.append(db.get_message_by_frame_id(frame_id, force_extended_id=True).decode(data, decode_choices=False))
+                acks.append(
+                    db.get_message_by_frame_id(frame_id, force_extended_id=True).decode(data, decode_choices=False)
+                )
         return True
 
     stack.start()

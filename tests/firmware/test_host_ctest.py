@@ -20,8 +20,12 @@ def test_cmocka_unit_tests_pass() -> None:
     ctest = shutil.which("ctest")
     assert ctest is not None, "ctest (cmake) is not installed"
     result = subprocess.run(
-        [ctest, "--output-on-failure", "--timeout", "60"], cwd=BUILD_DIR, capture_output=True, text=True,
-        timeout=120, check=False,
+        [ctest, "--output-on-failure", "--timeout", "60"],
+        cwd=BUILD_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "100% tests passed" in result.stdout

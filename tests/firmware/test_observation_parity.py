@@ -1,6 +1,6 @@
 """Observation parity (servo contract sections 2-3): the C core, stepped with encoder counts as on the servo,
-produces the same 8 features as mm_sim's sensing chain (MultiTurnEncoder -> VelocityFilter -> build_observation)
-on a recorded run, within 1e-5 per feature."""
+produces the same 8 features as mm_sim.observation (MultiTurnEncoder -> ObservationBuilder) on a recorded run,
+within 1e-5 per feature."""
 
 from __future__ import annotations
 
@@ -15,39 +15,45 @@ DT_S = 0.001
 def test_core_observations_match_mm_sim() -> None:
     import mm_firmware_core as fw
 
-    sensing = pytest.importorskip("mm_sim.sensing", reason="mm_sim is not on the path (build the workspace)")
-    scales = fw.ObsScales(
-        pos_scale_rad=3.0, vel_scale_rad_s=40.0, fine_gain_per_rad=25.0, current_limit_a=2.0,
+    pytest.importorskip("mm_sim", reason="mm_sim is not on the path (build the workspace)")
+    from mm_sim.observation import MultiTurnEncoder, ObservationBuilder, ObsScales, encoder_count
+
+    scales = ObsScales(
+        pos_scale_rad=3.0,
+        vel_scale_rad_s=40.0,
+        fine_gain_per_rad=25.0,
+        current_limit_a=2.0,
         velocity_filter_tau_s=0.004,
     )
-    core = fw.ServoCore(obs_scales=scales, heartbeat_timeout_s=0.0, current_limit_a=2.0, overcurrent_a=10.0)
+    core = fw.ServoCore(
+        obs_scales=fw.ObsScales(**vars(scales)), heartbeat_timeout_s=0.0, current_limit_a=2.0, overcurrent_a=10.0
+    )
     rows = recorded_run(dt_s=DT_S)
     c_obs: list[list[float]] = []
     c_actions: list[float] = []
     for row in rows:
         status = core.command(
-            fw.MODE_POSITION, row["target_rad"], target_velocity_rad_s=row["target_velocity_rad_s"],
+            fw.MODE_POSITION,
+            row["target_rad"],
+            target_velocity_rad_s=row["target_velocity_rad_s"],
             stream_transitions=True,
         )
         assert status == 0
-        core.step(encoder_count=sensing.encoder_count(row["angle_rad"]), dt_s=DT_S, current_a=row["current_a"])
+        core.step(encoder_count=encoder_count(row["angle_rad"]), dt_s=DT_S, current_a=row["current_a"])
         batch = core.pop_batch(1)
         assert batch.count == 1
         c_obs.append(list(batch.observations[:8]))
         c_actions.append(batch.actions[0])
 
-    encoder = sensing.MultiTurnEncoder(sensing.encoder_count(rows[0]["angle_rad"]))
-    velocity = sensing.VelocityFilter(dt_s=DT_S, tau_s=scales.velocity_filter_tau_s, position_rad=encoder.position_rad)
+    encoder = MultiTurnEncoder(encoder_count(rows[0]["angle_rad"]))
+    builder = ObservationBuilder(scales, DT_S)
+    builder.reset(float(encoder.position_rad))
     py_obs = []
     previous_action = 0.0
     for row, action in zip(rows, c_actions, strict=True):
-        position = encoder.update(sensing.encoder_count(row["angle_rad"]))
+        position = encoder.update(encoder_count(row["angle_rad"]))
         py_obs.append(
-            sensing.build_observation(
-                position_rad=position, velocity_rad_s=velocity.update(position), target_rad=row["target_rad"],
-                target_velocity_rad_s=row["target_velocity_rad_s"], previous_action=previous_action,
-                current_a=np.float32(row["current_a"]), scales=scales,
-            )
+            builder.update(position, row["current_a"], row["target_rad"], row["target_velocity_rad_s"], previous_action)
         )
         previous_action = action
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import zlib
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -16,7 +17,8 @@ REASON = {"NONE": 0, "CRC": 1, "FORMAT": 2, "SHAPE": 3, "SIGNATURE": 4, "TOO_LAR
 
 
 @pytest.fixture
-def servo(signing_key: ec.EllipticCurvePrivateKey):  # noqa: ANN201 - the binding type is imported late
+def servo(signing_key: ec.EllipticCurvePrivateKey) -> tuple[Any, HalfGainBackend]:
+    """A core that trusts signing_key, running the trivial backend."""
     import mm_firmware_core as fw
 
     backend = HalfGainBackend()
@@ -24,7 +26,9 @@ def servo(signing_key: ec.EllipticCurvePrivateKey):  # noqa: ANN201 - the bindin
     return core, backend
 
 
-def test_good_image_is_active_and_drives_the_servo(servo, signing_key) -> None:  # noqa: ANN001
+def test_good_image_is_active_and_drives_the_servo(
+    servo: tuple[Any, HalfGainBackend], signing_key: ec.EllipticCurvePrivateKey
+) -> None:
     import mm_firmware_core as fw
 
     core, backend = servo
@@ -61,7 +65,9 @@ def _corruptions(key: ec.EllipticCurvePrivateKey, other: ec.EllipticCurvePrivate
     }
 
 
-def test_every_corruption_is_refused_and_the_last_good_policy_keeps_running(servo, signing_key) -> None:  # noqa: ANN001
+def test_every_corruption_is_refused_and_the_last_good_policy_keeps_running(
+    servo: tuple[Any, HalfGainBackend], signing_key: ec.EllipticCurvePrivateKey
+) -> None:
     import mm_firmware_core as fw
 
     core, _ = servo
@@ -78,7 +84,9 @@ def test_every_corruption_is_refused_and_the_last_good_policy_keeps_running(serv
         assert core.state().mode == fw.MODE_POLICY, name
 
 
-def test_backend_refusal_keeps_the_previous_policy(servo, signing_key) -> None:  # noqa: ANN001
+def test_backend_refusal_keeps_the_previous_policy(
+    servo: tuple[Any, HalfGainBackend], signing_key: ec.EllipticCurvePrivateKey
+) -> None:
     core, backend = servo
     good = image(signing_key, MODEL)
     assert core.load_policy(good) == 0
@@ -91,7 +99,9 @@ def _chunks(img: bytes, size: int) -> list[tuple[int, bytes]]:
     return [(i, img[off : off + size]) for i, off in enumerate(range(0, len(img), size))]
 
 
-def test_chunked_transfer_survives_loss_duplicates_and_reordering(servo, signing_key) -> None:  # noqa: ANN001
+def test_chunked_transfer_survives_loss_duplicates_and_reordering(
+    servo: tuple[Any, HalfGainBackend], signing_key: ec.EllipticCurvePrivateKey
+) -> None:
     core, _ = servo
     img = image(signing_key, MODEL)
     chunks = _chunks(img, 64)
@@ -112,7 +122,9 @@ def test_chunked_transfer_survives_loss_duplicates_and_reordering(servo, signing
     assert core.policy_ack().active_policy_crc32 == zlib.crc32(img)
 
 
-def test_corrupted_transfer_fails_the_image_crc(servo, signing_key) -> None:  # noqa: ANN001
+def test_corrupted_transfer_fails_the_image_crc(
+    servo: tuple[Any, HalfGainBackend], signing_key: ec.EllipticCurvePrivateKey
+) -> None:
     core, _ = servo
     img = image(signing_key, MODEL)
     bad = bytearray(img)
@@ -126,7 +138,9 @@ def test_corrupted_transfer_fails_the_image_crc(servo, signing_key) -> None:  # 
     assert core.state().policy_crc32 == 0
 
 
-def test_images_from_the_project_packer_are_accepted(servo, signing_key) -> None:  # noqa: ANN001
+def test_images_from_the_project_packer_are_accepted(
+    servo: tuple[Any, HalfGainBackend], signing_key: ec.EllipticCurvePrivateKey
+) -> None:
     policy_image = pytest.importorskip("mm_learning.policy_image", reason="mm_learning not on the path")
     core, _ = servo
     scales = policy_image.ObsScaleValues(3.0, 40.0, 25.0, 2.0, 0.004)

@@ -15,11 +15,16 @@ ALLOWED = {"memcpy", "memset", "memcmp", "sinf", "cosf", "fminf", "fmaxf", "mm_e
 
 def test_core_builds_freestanding_for_rv32imc(tmp_path: Path) -> None:
     if shutil.which("riscv64-unknown-elf-gcc") is None:
-        pytest.fail("riscv64-unknown-elf-gcc missing: apt-get install gcc-riscv64-unknown-elf "
-                    "picolibc-riscv64-unknown-elf", pytrace=False)
+        pytest.fail(
+            "riscv64-unknown-elf-gcc missing: apt-get install gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf",
+            pytrace=False,
+        )
     result = subprocess.run(
         ["sh", str(REPO / "firmware/tools/cross_compile_riscv.sh"), str(tmp_path)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     size_table, _, undefined = result.stdout.partition("undefined:")

@@ -10,14 +10,15 @@ the environment variable `MM_CORE_LIB` points (for example a plain cmake build d
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from mm_firmware_core import _structs as S
+from mm_firmware_core import _structs as cs
 
 __all__ = [
     "CanEndpoint",
@@ -58,47 +59,74 @@ def _declare(lib: ctypes.CDLL) -> None:
         "mm_binding_sizeof": (ctypes.c_size_t, [ctypes.c_char_p]),
         "mm_binding_constant": (ctypes.c_int, [ctypes.c_char_p, p(ctypes.c_long)]),
         "mm_core_size": (ctypes.c_size_t, []),
-        "mm_core_config_default": (None, [p(S.Config)]),
-        "mm_core_init": (ctypes.c_int, [ctypes.c_void_p, p(S.Config)]),
-        "mm_core_step": (None, [ctypes.c_void_p, p(S.Sensors), ctypes.c_float, p(S.Actuator)]),
-        "mm_core_command": (ctypes.c_int, [ctypes.c_void_p, p(S.Command)]),
+        "mm_core_config_default": (None, [p(cs.Config)]),
+        "mm_core_init": (ctypes.c_int, [ctypes.c_void_p, p(cs.Config)]),
+        "mm_core_step": (None, [ctypes.c_void_p, p(cs.Sensors), ctypes.c_float, p(cs.Actuator)]),
+        "mm_core_command": (ctypes.c_int, [ctypes.c_void_p, p(cs.Command)]),
         "mm_core_heartbeat": (None, [ctypes.c_void_p, ctypes.c_uint32]),
-        "mm_core_get_state": (None, [ctypes.c_void_p, p(S.State)]),
+        "mm_core_get_state": (None, [ctypes.c_void_p, p(cs.State)]),
         "mm_core_get_observation": (None, [ctypes.c_void_p, p(ctypes.c_float)]),
         "mm_core_policy_chunk": (
             ctypes.c_uint8,
-            [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint16,
-             ctypes.c_uint16, ctypes.c_char_p, ctypes.c_uint16, p(ctypes.c_bool)],
+            [
+                ctypes.c_void_p,
+                ctypes.c_uint32,
+                ctypes.c_uint32,
+                ctypes.c_uint32,
+                ctypes.c_uint16,
+                ctypes.c_uint16,
+                ctypes.c_char_p,
+                ctypes.c_uint16,
+                p(ctypes.c_bool),
+            ],
         ),
         "mm_core_policy_verify_pending": (ctypes.c_bool, [ctypes.c_void_p]),
         "mm_core_policy_finish": (ctypes.c_int, [ctypes.c_void_p]),
         "mm_core_policy_load": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint32]),
-        "mm_core_policy_ack": (None, [ctypes.c_void_p, p(S.PolicyAck)]),
-        "mm_core_policy_active": (ctypes.c_bool, [ctypes.c_void_p, p(S.PolicyHeader)]),
-        "mm_core_pop_batch": (ctypes.c_uint8, [ctypes.c_void_p, p(S.Batch), ctypes.c_uint8]),
-        "mm_core_get_tuning": (None, [ctypes.c_void_p, p(S.Tuning)]),
+        "mm_core_policy_ack": (None, [ctypes.c_void_p, p(cs.PolicyAck)]),
+        "mm_core_policy_active": (ctypes.c_bool, [ctypes.c_void_p, p(cs.PolicyHeader)]),
+        "mm_core_pop_batch": (ctypes.c_uint8, [ctypes.c_void_p, p(cs.Batch), ctypes.c_uint8]),
+        "mm_core_get_tuning": (None, [ctypes.c_void_p, p(cs.Tuning)]),
         "mm_crc32": (ctypes.c_uint32, [ctypes.c_uint32, ctypes.c_char_p, ctypes.c_size_t]),
-        "mm_velocity_filter_reset": (None, [p(S.VelocityFilter)]),
+        "mm_velocity_filter_reset": (None, [p(cs.VelocityFilter)]),
         "mm_velocity_filter_update": (
-            ctypes.c_float, [p(S.VelocityFilter), ctypes.c_float, ctypes.c_float, ctypes.c_float]
+            ctypes.c_float,
+            [p(cs.VelocityFilter), ctypes.c_float, ctypes.c_float, ctypes.c_float],
         ),
         "mm_observation_build": (
             None,
-            [p(S.ObsParams), ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float,
-             ctypes.c_float, p(ctypes.c_float)],
+            [
+                p(cs.ObsParams),
+                ctypes.c_float,
+                ctypes.c_float,
+                ctypes.c_float,
+                ctypes.c_float,
+                ctypes.c_float,
+                ctypes.c_float,
+                p(ctypes.c_float),
+            ],
         ),
         "mm_pid_step": (
             ctypes.c_float,
-            [p(S.Pid), p(S.PidGains), ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float,
-             ctypes.c_float, ctypes.c_float],
+            [
+                p(cs.Pid),
+                p(cs.PidGains),
+                ctypes.c_float,
+                ctypes.c_float,
+                ctypes.c_float,
+                ctypes.c_float,
+                ctypes.c_float,
+                ctypes.c_float,
+            ],
         ),
         "mm_can_init": (
-            ctypes.c_bool, [ctypes.c_void_p, ctypes.c_uint16, ctypes.c_uint8, ctypes.c_uint8, ctypes.c_float]
+            ctypes.c_bool,
+            [ctypes.c_void_p, ctypes.c_uint16, ctypes.c_uint8, ctypes.c_uint8, ctypes.c_float],
         ),
-        "mm_can_receive": (ctypes.c_uint8, [ctypes.c_void_p, ctypes.c_void_p, p(S.CanFrame), p(S.CanFrame)]),
-        "mm_can_state_frames": (ctypes.c_uint8, [ctypes.c_void_p, ctypes.c_void_p, p(S.CanFrame)]),
-        "mm_can_fault_frame": (ctypes.c_bool, [ctypes.c_void_p, ctypes.c_void_p, p(S.CanFrame)]),
-        "mm_can_policy_ack_frame": (None, [ctypes.c_void_p, ctypes.c_void_p, p(S.CanFrame)]),
+        "mm_can_receive": (ctypes.c_uint8, [ctypes.c_void_p, ctypes.c_void_p, p(cs.CanFrame), p(cs.CanFrame)]),
+        "mm_can_state_frames": (ctypes.c_uint8, [ctypes.c_void_p, ctypes.c_void_p, p(cs.CanFrame)]),
+        "mm_can_fault_frame": (ctypes.c_bool, [ctypes.c_void_p, ctypes.c_void_p, p(cs.CanFrame)]),
+        "mm_can_policy_ack_frame": (None, [ctypes.c_void_p, ctypes.c_void_p, p(cs.CanFrame)]),
         "mm_can_tick": (None, [ctypes.c_void_p, ctypes.c_float]),
     }
     for name, (restype, argtypes) in sigs.items():
@@ -107,32 +135,27 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn.argtypes = argtypes
 
 
-_LIB: ctypes.CDLL | None = None
-
-
+@functools.cache
 def library() -> ctypes.CDLL:
     """Load libmmcore once, declare its functions and check the struct layouts."""
-    global _LIB
-    if _LIB is None:
-        path = _library_path()
-        if not path.is_file():
+    path = _library_path()
+    if not path.is_file():
+        msg = (
+            f"libmmcore not found at {path}; build firmware/core (colcon build or cmake) and source "
+            "install/setup.bash, or set MM_CORE_LIB to the library's path"
+        )
+        raise FirmwareCoreError(msg)
+    lib = ctypes.CDLL(str(path))
+    _declare(lib)
+    for name, mirror in cs.MIRRORS.items():
+        size = lib.mm_binding_sizeof(name.encode())
+        if size != ctypes.sizeof(mirror):
             msg = (
-                f"libmmcore not found at {path}; build firmware/core (colcon build or cmake) and source "
-                "install/setup.bash, or set MM_CORE_LIB to the library's path"
+                f"{name} is {size} bytes in {path} but {ctypes.sizeof(mirror)} in the binding; "
+                "update mm_firmware_core/_structs.py to match the C header"
             )
             raise FirmwareCoreError(msg)
-        lib = ctypes.CDLL(str(path))
-        _declare(lib)
-        for name, mirror in S.MIRRORS.items():
-            size = lib.mm_binding_sizeof(name.encode())
-            if size != ctypes.sizeof(mirror):
-                msg = (
-                    f"{name} is {size} bytes in {path} but {ctypes.sizeof(mirror)} in the binding; "
-                    "update mm_firmware_core/_structs.py to match the C header"
-                )
-                raise FirmwareCoreError(msg)
-        _LIB = lib
-    return _LIB
+    return lib
 
 
 def constant(name: str) -> int:
@@ -172,9 +195,13 @@ class ObsScales:
     current_limit_a: float
     velocity_filter_tau_s: float
 
-    def to_c(self) -> S.ObsParams:
-        return S.ObsParams(
-            self.pos_scale_rad, self.vel_scale_rad_s, self.fine_gain_per_rad, self.current_limit_a,
+    def to_c(self) -> cs.ObsParams:
+        """The C struct mm_obs_params_t with these values."""
+        return cs.ObsParams(
+            self.pos_scale_rad,
+            self.vel_scale_rad_s,
+            self.fine_gain_per_rad,
+            self.current_limit_a,
             self.velocity_filter_tau_s,
         )
 
@@ -187,7 +214,7 @@ class Observer:
         self._lib = library()
         self._params = scales.to_c()
         self._dt_s = dt_s
-        self._filter = S.VelocityFilter()
+        self._filter = cs.VelocityFilter()
         self._lib.mm_velocity_filter_reset(ctypes.byref(self._filter))
 
     @property
@@ -196,7 +223,11 @@ class Observer:
         return float(self._filter.velocity_rad_s)
 
     def update(
-        self, position_rad: float, current_a: float, target_rad: float, target_velocity_rad_s: float,
+        self,
+        position_rad: float,
+        current_a: float,
+        target_rad: float,
+        target_velocity_rad_s: float,
         prev_action: float,
     ) -> list[float]:
         """Feed one tick and return the 8 observation features."""
@@ -204,10 +235,16 @@ class Observer:
         velocity = lib.mm_velocity_filter_update(
             ctypes.byref(self._filter), position_rad, self._dt_s, self._params.velocity_filter_tau_s
         )
-        obs = (ctypes.c_float * S.OBS_DIM)()
+        obs = (ctypes.c_float * cs.OBS_DIM)()
         lib.mm_observation_build(
-            ctypes.byref(self._params), position_rad, velocity, current_a, target_rad, target_velocity_rad_s,
-            prev_action, obs,
+            ctypes.byref(self._params),
+            position_rad,
+            velocity,
+            current_a,
+            target_rad,
+            target_velocity_rad_s,
+            prev_action,
+            obs,
         )
         return list(obs)
 
@@ -220,14 +257,27 @@ class PidState:
 
 
 def pid_step(
-    state: PidState, gains: Sequence[float], *, current_limit_a: float, dt_s: float, position_rad: float,
-    velocity_rad_s: float, target_rad: float, target_velocity_rad_s: float = 0.0,
+    state: PidState,
+    gains: Sequence[float],
+    *,
+    current_limit_a: float,
+    dt_s: float,
+    position_rad: float,
+    velocity_rad_s: float,
+    target_rad: float,
+    target_velocity_rad_s: float = 0.0,
 ) -> float:
     """One tick of the C PID (servo contract section 8); gains = (kp_pos, v_max, kp_vel, ki_vel, gravity_ff_a)."""
-    pid = S.Pid(state.integrator_a)
+    pid = cs.Pid(state.integrator_a)
     out = library().mm_pid_step(
-        ctypes.byref(pid), ctypes.byref(S.PidGains(*gains)), current_limit_a, dt_s, position_rad, velocity_rad_s,
-        target_rad, target_velocity_rad_s,
+        ctypes.byref(pid),
+        ctypes.byref(cs.PidGains(*gains)),
+        current_limit_a,
+        dt_s,
+        position_rad,
+        velocity_rad_s,
+        target_rad,
+        target_velocity_rad_s,
     )
     state.integrator_a = float(pid.integrator_a)
     return float(out)
@@ -247,8 +297,13 @@ class ServoCore:
     """One servo control core (opaque C struct) with an optional Python inference backend."""
 
     def __init__(
-        self, *, public_key: bytes = b"", backend: InferenceBackend | None = None,
-        obs_scales: ObsScales | None = None, gains: Sequence[float] | None = None, **overrides: float | int,
+        self,
+        *,
+        public_key: bytes = b"",
+        backend: InferenceBackend | None = None,
+        obs_scales: ObsScales | None = None,
+        gains: Sequence[float] | None = None,
+        **overrides: float | int,
     ) -> None:
         """Initialise a core.
 
@@ -264,13 +319,13 @@ class ServoCore:
         # Align by hand: the struct holds atomics and floats; create_string_buffer only promises malloc alignment.
         addr = ctypes.addressof(self._mem)
         self._ptr = ctypes.c_void_p((addr + 15) & ~15)
-        cfg = S.Config()
+        cfg = cs.Config()
         self._lib.mm_core_config_default(ctypes.byref(cfg))
         if public_key:
-            if len(public_key) != S.PUBLIC_KEY_BYTES:
+            if len(public_key) != cs.PUBLIC_KEY_BYTES:
                 msg = f"public_key must be a 65-byte uncompressed P-256 point, got {len(public_key)} bytes"
                 raise FirmwareCoreError(msg)
-            ctypes.memmove(cfg.public_key, public_key, S.PUBLIC_KEY_BYTES)
+            ctypes.memmove(cfg.public_key, public_key, cs.PUBLIC_KEY_BYTES)
         for name, value in overrides.items():
             if not hasattr(cfg, name) or name in {"gains", "obs", "backend", "public_key"}:
                 msg = f"unknown or non-scalar config field {name!r}"
@@ -279,7 +334,7 @@ class ServoCore:
         if obs_scales is not None:
             cfg.obs = obs_scales.to_c()
         if gains is not None:
-            cfg.gains = S.PidGains(*gains)
+            cfg.gains = cs.PidGains(*gains)
         self._callbacks: tuple[object, object] | None = None
         if backend is not None:
             cfg.backend = self._wrap_backend(backend)
@@ -289,43 +344,57 @@ class ServoCore:
             raise FirmwareCoreError(msg)
         self._can = ctypes.create_string_buffer(self._lib.mm_binding_sizeof(b"mm_can_t"))
 
-    def _wrap_backend(self, backend: InferenceBackend) -> S.Backend:
-        def load(_ctx: object, slot: int, model: object, size: int, arena: int, model_type: int) -> int:
+    def _wrap_backend(self, backend: InferenceBackend) -> cs.Backend:
+        def load(_ctx: Any, slot: int, model: Any, size: int, arena: int, model_type: int) -> int:
             try:
                 return 0 if backend.load(slot, ctypes.string_at(model, size), arena, model_type) else 1
-            except Exception:  # noqa: BLE001 - an exception must not cross into C; the core reports BACKEND
+            except Exception:
                 return 1
 
-        def invoke(_ctx: object, slot: int, obs: object, action: object) -> int:
+        def invoke(_ctx: Any, slot: int, obs: Any, action: Any) -> int:
             try:
-                value = backend.invoke(slot, [obs[i] for i in range(S.OBS_DIM)])  # type: ignore[index]
-            except Exception:  # noqa: BLE001 - the core latches FAULT_POLICY on a non-zero return
+                value = backend.invoke(slot, [obs[i] for i in range(cs.OBS_DIM)])
+            except Exception:
                 return 1
-            action[0] = value  # type: ignore[index]
+            action[0] = value
             return 0
 
-        load_fn, invoke_fn = S.LOAD_FN(load), S.INVOKE_FN(invoke)
+        load_fn, invoke_fn = cs.LOAD_FN(load), cs.INVOKE_FN(invoke)
         self._callbacks = (load_fn, invoke_fn)  # keep them alive as long as the core
-        return S.Backend(load_fn, invoke_fn, None)
+        return cs.Backend(load_fn, invoke_fn, None)
 
     # -- control -------------------------------------------------------------------------------------------
     def step(
-        self, *, encoder_count: int, dt_s: float, current_a: float = 0.0, bus_voltage_v: float = 24.0,
-        temperature_c: float = 25.0, power_w: float = 0.0, encoder_ok: bool = True, end_stop_low: bool = False,
+        self,
+        *,
+        encoder_count: int,
+        dt_s: float,
+        current_a: float = 0.0,
+        bus_voltage_v: float = 24.0,
+        temperature_c: float = 25.0,
+        power_w: float = 0.0,
+        encoder_ok: bool = True,
+        end_stop_low: bool = False,
         end_stop_high: bool = False,
-    ) -> S.Actuator:
+    ) -> cs.Actuator:
         """One control tick with this tick's readings; returns the command applied from the next tick."""
-        sensors = S.Sensors(
-            encoder_count, encoder_ok, end_stop_low, end_stop_high, current_a, bus_voltage_v, temperature_c,
+        sensors = cs.Sensors(
+            encoder_count,
+            encoder_ok,
+            end_stop_low,
+            end_stop_high,
+            current_a,
+            bus_voltage_v,
+            temperature_c,
             power_w,
         )
-        out = S.Actuator()
+        out = cs.Actuator()
         self._lib.mm_core_step(self._ptr, ctypes.byref(sensors), dt_s, ctypes.byref(out))
         return out
 
     def command(self, mode: int, target: float = 0.0, **fields: float | bool) -> int:
         """Apply a ServoCommand-like command; returns the mm_status_t (0 = accepted)."""
-        cmd = S.Command(mode=mode, target=target)
+        cmd = cs.Command(mode=mode, target=target)
         for name, value in fields.items():
             setattr(cmd, name, value)
         return int(self._lib.mm_core_command(self._ptr, ctypes.byref(cmd)))
@@ -334,21 +403,21 @@ class ServoCore:
         """A host heartbeat arrived."""
         self._lib.mm_core_heartbeat(self._ptr, seq)
 
-    def state(self) -> S.State:
+    def state(self) -> cs.State:
         """The reported state (ServoState fields)."""
-        out = S.State()
+        out = cs.State()
         self._lib.mm_core_get_state(self._ptr, ctypes.byref(out))
         return out
 
     def observation(self) -> list[float]:
         """The observation of the last step."""
-        obs = (ctypes.c_float * S.OBS_DIM)()
+        obs = (ctypes.c_float * cs.OBS_DIM)()
         self._lib.mm_core_get_observation(self._ptr, obs)
         return list(obs)
 
-    def pop_batch(self, max_samples: int = S.BATCH_MAX_SAMPLES) -> S.Batch:
+    def pop_batch(self, max_samples: int = cs.BATCH_MAX_SAMPLES) -> cs.Batch:
         """Take up to max_samples consecutive transition samples (TransitionBatch columns)."""
-        batch = S.Batch()
+        batch = cs.Batch()
         self._lib.mm_core_pop_batch(self._ptr, ctypes.byref(batch), max_samples)
         return batch
 
@@ -358,7 +427,14 @@ class ServoCore:
         return int(self._lib.mm_core_policy_load(self._ptr, image, len(image)))
 
     def policy_chunk(
-        self, *, transfer_id: int, total_size: int, image_crc32: int, index: int, chunk_size: int, data: bytes,
+        self,
+        *,
+        transfer_id: int,
+        total_size: int,
+        image_crc32: int,
+        index: int,
+        chunk_size: int,
+        data: bytes,
     ) -> tuple[int, bool]:
         """Feed one chunk; returns (ack status, ack due). Completes the checks itself when the last arrives."""
         due = ctypes.c_bool(False)
@@ -370,26 +446,27 @@ class ServoCore:
             return int(self.policy_ack().status), True
         return int(status), bool(due.value)
 
-    def policy_ack(self) -> S.PolicyAck:
+    def policy_ack(self) -> cs.PolicyAck:
         """The PolicyAck of the current transfer."""
-        out = S.PolicyAck()
+        out = cs.PolicyAck()
         self._lib.mm_core_policy_ack(self._ptr, ctypes.byref(out))
         return out
 
-    def active_policy(self) -> S.PolicyHeader | None:
+    def active_policy(self) -> cs.PolicyHeader | None:
         """The active policy's header, or None."""
-        header = S.PolicyHeader()
+        header = cs.PolicyHeader()
         return header if self._lib.mm_core_policy_active(self._ptr, ctypes.byref(header)) else None
 
-    def tuning(self) -> S.Tuning:
+    def tuning(self) -> cs.Tuning:
         """The PID gains and current limit in effect."""
-        out = S.Tuning()
+        out = cs.Tuning()
         self._lib.mm_core_get_tuning(self._ptr, ctypes.byref(out))
         return out
 
     # -- CAN -----------------------------------------------------------------------------------------------
-    def can_endpoint(self, device_id: int, *, block_size: int = 0, st_min: int = 0,
-                     timeout_s: float = 1.0) -> CanEndpoint:
+    def can_endpoint(
+        self, device_id: int, *, block_size: int = 0, st_min: int = 0, timeout_s: float = 1.0
+    ) -> CanEndpoint:
         """Attach the CAN protocol endpoint (device id 1..1022) to this core."""
         return CanEndpoint(self, device_id, block_size=block_size, st_min=st_min, timeout_s=timeout_s)
 
@@ -410,7 +487,7 @@ class CanEndpoint:
             raise FirmwareCoreError(msg)
 
     @staticmethod
-    def _frames(frames: ctypes.Array[S.CanFrame], n: int) -> list[Frame]:
+    def _frames(frames: ctypes.Array[cs.CanFrame], n: int) -> list[Frame]:
         return [(int(f.id), bytes(f.data[: f.dlc])) for f in frames[:n]]
 
     def receive(self, frame_id: int, data: bytes) -> list[Frame]:
@@ -418,25 +495,25 @@ class CanEndpoint:
 
         A completed policy transfer is verified and activated before returning, and its ack is included.
         """
-        rx = S.CanFrame(frame_id, len(data), (ctypes.c_uint8 * 8)(*data))
-        tx = (S.CanFrame * 2)()
+        rx = cs.CanFrame(frame_id, len(data), (ctypes.c_uint8 * 8)(*data))
+        tx = (cs.CanFrame * 2)()
         n = self._lib.mm_can_receive(self._mem, self._core._ptr, ctypes.byref(rx), tx)
         out = self._frames(tx, n)
         if self._lib.mm_core_policy_verify_pending(self._core._ptr):
             self._lib.mm_core_policy_finish(self._core._ptr)
-            ack = S.CanFrame()
+            ack = cs.CanFrame()
             self._lib.mm_can_policy_ack_frame(self._mem, self._core._ptr, ctypes.byref(ack))
             out.append((int(ack.id), bytes(ack.data[: ack.dlc])))
         return out
 
     def state_frames(self) -> list[Frame]:
         """The three state-stream frames."""
-        tx = (S.CanFrame * 3)()
+        tx = (cs.CanFrame * 3)()
         return self._frames(tx, self._lib.mm_can_state_frames(self._mem, self._core._ptr, tx))
 
     def fault_frame(self) -> Frame | None:
         """A FAULT frame when new faults latched since the last call."""
-        tx = S.CanFrame()
+        tx = cs.CanFrame()
         if self._lib.mm_can_fault_frame(self._mem, self._core._ptr, ctypes.byref(tx)):
             return int(tx.id), bytes(tx.data[: tx.dlc])
         return None
@@ -448,5 +525,4 @@ class CanEndpoint:
 
 def encoder_count(position_rad: float) -> int:
     """The 14-bit count an AS5047 reports at position_rad (floor quantisation)."""
-    return int(math.floor(position_rad / (2.0 * math.pi) * ENCODER_COUNTS)) % ENCODER_COUNTS
-
+    return math.floor(position_rad / (2.0 * math.pi) * ENCODER_COUNTS) % ENCODER_COUNTS
