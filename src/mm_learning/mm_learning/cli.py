@@ -54,10 +54,10 @@ def _export(args: argparse.Namespace) -> None:
     actor = actor_from_sb3(model)
 
     def make_env() -> Any:
-        return gym.make(mm_sim.ENV_ID, profile=args.profile, task=args.task)
+        return gym.make(mm_sim.ENV_ID, profile=args.profile, load=args.load, objective=args.objective, task=args.task)
 
     probe = make_env()
-    scales = probe.unwrapped.profile.policy_scales
+    scales = probe.unwrapped.scales
     probe.close()
     calibration = rollout_observations(make_env, actor, range(_CALIBRATION_SEED0, _CALIBRATION_SEED0 + args.moves))
     held_out = rollout_observations(make_env, actor, range(_HELD_OUT_SEED0, _HELD_OUT_SEED0 + args.moves))
@@ -137,9 +137,10 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("export"), help="artifact directory (default: export)")
     p.add_argument("--name", default="policy", help="artifact base name (default: policy)")
     p.add_argument("--scheme", choices=[s.value for s in Scheme], default=DEFAULT_SCHEME.value)
-    p.add_argument("--profile", default="arm", help="mm_sim servo profile the policy was trained on")
+    p.add_argument("--profile", default="mm_v3", help="mm_sim servo profile the policy was trained on")
+    p.add_argument("--load", default="pendulum", help="mm_sim load the policy was trained on")
+    p.add_argument("--objective", default="accuracy", help="objective the policy was trained for")
     p.add_argument("--task", default="step", help="mm_sim task for the rollouts and the closed-loop check")
-    p.add_argument("--objective", default="", help="objective the policy was trained for (metadata)")
     p.add_argument("--moves", type=int, default=10, help="seeded moves for calibration, held-out and checks")
     p.add_argument("--max-model-bytes", type=int, default=Budget().model_bytes)
     p.add_argument("--max-arena-bytes", type=int, default=Budget().arena_bytes)

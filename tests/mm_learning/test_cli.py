@@ -1,0 +1,55 @@
+"""The ``mm`` command: keys, registry queries and export refusals as a user sees them (exit code + message)."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import pytest
+from mm_learning.cli import main
+from mm_learning.policy_image import ModelType, ObsScaleValues, PolicyHeader, pack_image
+from mm_learning.registry import Registry
+from stable_baselines3 import PPO
+
+
+def test_keygen_prints_the_key_that_pubkey_reads_back(tmp_path, capsys) -> None:
+    assert main(["keygen", "--dir", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    firmware_key = printed.rsplit(": ", 1)[1].strip()
+    assert len(firmware_key) == 130 and firmware_key.startswith("04")
+    assert main(["pubkey", str(tmp_path / "policy_signing_key.pem")]) == 0
+    assert capsys.readouterr().out.strip() == firmware_key
+    assert main(["pubkey", str(tmp_path / "policy_signing_key.pub.pem")]) == 0
+    assert capsys.readouterr().out.strip() == firmware_key
+    assert main(["keygen", "--dir", str(tmp_path)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_registry_commands_list_show_and_pick_the_best(tmp_path, capsys) -> None:
+    header = PolicyHeader(ModelType.INT16X8, ObsScaleValues(3.0, 40.0, 25.0, 2.0, 0.004), arena_bytes=3552)
+    registry = Registry(tmp_path)
+    for i, ret in enumerate((-3.0, -1.0)):
+        image = pack_image(header, bytes([i]) * 64, lambda _: bytes(64))
+        acceptance = {"closed_loop": {"quantized_return": ret}}
+        registry.add(image, {"objective": "speed", "created_utc": f"t{i}", "acceptance": acceptance})
+    assert main(["registry", "--root", str(tmp_path), "list"]) == 0
+    assert capsys.readouterr().out.count("objective=speed") == 2
+    assert main(["registry", "--root", str(tmp_path), "best", "speed"]) == 0
+    best = json.loads(capsys.readouterr().out)
+    assert best["acceptance"]["closed_loop"]["quantized_return"] == -1.0
+    assert main(["registry", "--root", str(tmp_path), "show", best["policy_id"][:10]]) == 0
+    assert json.loads(capsys.readouterr().out)["policy_id"] == best["policy_id"]
+    assert main(["registry", "--root", str(tmp_path), "best", "energy"]) == 2
+    assert "no registered policy for objective 'energy'" in capsys.readouterr().err
+
+
+def test_export_refuses_a_model_that_does_not_fit_the_servo(tmp_path, capsys) -> None:
+    pytest.importorskip("mm_sim", reason="mm_sim not on the path")
+    PPO("MlpPolicy", gym.make("Pendulum-v1"), n_steps=64).save(tmp_path / "pendulum.zip")
+    assert main(["keygen", "--dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    key = str(tmp_path / "policy_signing_key.pem")
+    out = str(tmp_path / "out")
+    assert main(["export", str(tmp_path / "pendulum.zip"), "--algorithm", "PPO", "--key", key, "--out", out]) == 2
+    assert "the servo policy needs (8,)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

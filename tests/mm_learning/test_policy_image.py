@@ -1,0 +1,100 @@
+"""Policy images (servo contract section 5): packed images parse back identically; every inconsistency refused."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import pytest
+from mm_learning.errors import PolicyImageError
+from mm_learning.policy_image import (
+    HEADER_SIZE,
+    ModelType,
+    ObsScaleValues,
+    PolicyHeader,
+    pack_image,
+    parse_image,
+    policy_crc32,
+)
+
+MODEL = bytes(range(256)) * 3
+SIGNATURE = bytes(range(64))
+
+
+def _image(model: bytes = MODEL, model_type: ModelType = ModelType.INT16X8) -> bytes:
+    scales = ObsScaleValues(3.0, 40.0, 25.0, 2.0, 0.004)
+    return pack_image(PolicyHeader(model_type=model_type, scales=scales, arena_bytes=3552), model, lambda _: SIGNATURE)
+
+
+def test_image_parses_back_identically() -> None:
+    image = _image()
+    parsed = parse_image(image)
+    assert parsed.model == MODEL and parsed.signature == SIGNATURE and parsed.raw == image
+    assert parsed.header.model_size == len(MODEL) and parsed.header.model_crc32 == zlib.crc32(MODEL)
+    assert parsed.header.arena_bytes == 3552 and parsed.header.model_type is ModelType.INT16X8
+    assert parsed.header.scales.fine_gain_per_rad == 25.0
+    # Re-packing the parsed header reproduces the image byte for byte.
+    assert pack_image(parsed.header, parsed.model, lambda _: parsed.signature) == image
+    assert parsed.signed_bytes == image[:-64]
+
+
+def test_layout_matches_the_contract_table() -> None:
+    image = _image()
+    assert image[:4] == b"MMPL"
+    assert struct.unpack_from("<HHBBB", image, 4) == (1, HEADER_SIZE, 2, 8, 1)
+    assert struct.unpack_from("<I", image, 12)[0] == len(MODEL)
+    assert struct.unpack_from("<5f", image, 16)[1] == 40.0
+    assert struct.unpack_from("<III", image, 36) == (3552, zlib.crc32(MODEL), 0)
+    assert len(image) == 48 + len(MODEL) + 64
+
+
+def test_policy_crc32_is_the_crc_of_the_whole_image() -> None:
+    image = _image()
+    assert policy_crc32(image) == zlib.crc32(image) == parse_image(image).policy_crc32
+
+
+def _patched(offset: int, fmt: str, value: object) -> bytes:
+    image = bytearray(_image())
+    struct.pack_into(fmt, image, offset, value)
+    return bytes(image)
+
+
+@pytest.mark.parametrize(
+    ("image", "reason"),
+    [
+        (_patched(0, "<4s", b"MMPX"), "magic"),
+        (_patched(4, "<H", 2), "format_version"),
+        (_patched(6, "<H", 64), "header_size"),
+        (_patched(8, "<B", 7), "model_type"),
+        (_patched(9, "<B", 9), "obs_dim"),
+        (_patched(12, "<I", len(MODEL) + 1), "model_size"),
+        (_patched(40, "<I", 0), "model_crc32"),
+        (_patched(HEADER_SIZE + 10, "<B", 0xFF), "model_crc32"),
+        (_image()[:-1], "truncated"),
+        (_image()[:100], "shorter than header"),
+    ],
+)
+def test_inconsistent_images_are_refused_naming_the_field(image: bytes, reason: str) -> None:
+    with pytest.raises(PolicyImageError, match=reason):
+        parse_image(image)
+
+
+def test_image_above_the_maximum_size_is_refused() -> None:
+    with pytest.raises(PolicyImageError, match="above the maximum"):
+        parse_image(_image(), max_image_bytes=len(_image()) - 1)
+
+
+def test_signer_must_return_a_raw_64_byte_signature() -> None:
+    scales = ObsScaleValues(1.0, 1.0, 1.0, 1.0, 0.001)
+    with pytest.raises(PolicyImageError, match="raw 64-byte"):
+        pack_image(PolicyHeader(ModelType.INT8, scales, 1024), MODEL, lambda _: b"\x30" * 70)
+
+
+def test_scales_are_taken_from_any_object_with_the_contract_names() -> None:
+    class Profile:
+        pos_scale_rad, vel_scale_rad_s, fine_gain_per_rad, current_limit_a = 3.0, 40.0, 25.0, 2.0
+
+    with pytest.raises(PolicyImageError, match="velocity_filter_tau_s"):
+        ObsScaleValues.of(Profile())
+    Profile.velocity_filter_tau_s = 0.004  # type: ignore[attr-defined]
+    assert ObsScaleValues.of(Profile()).vel_scale_rad_s == 40.0

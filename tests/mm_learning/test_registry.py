@@ -1,0 +1,120 @@
+"""Policy registry: content-addressed entries, queries, and a writer killed mid-write leaves it whole."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mm_learning.errors import RegistryError
+from mm_learning.policy_image import ModelType, ObsScaleValues, PolicyHeader, pack_image
+from mm_learning.registry import Registry
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "mm_learning"
+
+
+def _image(model: bytes) -> bytes:
+    header = PolicyHeader(ModelType.INT16X8, ObsScaleValues(3.0, 40.0, 25.0, 2.0, 0.004), arena_bytes=3552)
+    return pack_image(header, model, lambda _: bytes(64))
+
+
+def _metadata(objective: str, quantized_return: float, created: str, **metrics: float) -> dict:
+    return {
+        "objective": objective,
+        "created_utc": created,
+        "algorithm": "PPO",
+        "scheme": "int16x8",
+        "acceptance": {"closed_loop": {"quantized_return": quantized_return}},
+        "metrics": metrics,
+    }
+
+
+def test_entries_are_stored_under_the_image_hash_and_read_back(tmp_path) -> None:
+    registry = Registry(tmp_path)
+    image = _image(b"model-a" * 10)
+    entry = registry.add(image, _metadata("speed", -10.0, "2026-11-22T01:00:00+00:00"))
+    assert entry.policy_id == hashlib.sha256(image).hexdigest()
+    assert entry.image() == image and entry.metadata["policy_id"] == entry.policy_id
+    assert registry.show(entry.policy_id[:8]).metadata["objective"] == "speed"
+    # Adding the same image again changes nothing.
+    assert registry.add(image, _metadata("speed", -99.0, "2026-11-22T02:00:00+00:00")) == entry
+    assert [e.policy_id for e in registry.list()] == [entry.policy_id]
+
+
+def test_best_for_objective_ranks_by_return_or_a_named_metric(tmp_path) -> None:
+    registry = Registry(tmp_path)
+    a = registry.add(_image(b"a" * 50), _metadata("speed", -12.0, "2026-11-22T01:00:00+00:00", settle_time_s=0.20))
+    b = registry.add(_image(b"b" * 50), _metadata("speed", -10.0, "2026-11-22T01:01:00+00:00", settle_time_s=0.25))
+    registry.add(_image(b"c" * 50), _metadata("energy", -1.0, "2026-11-22T01:02:00+00:00", settle_time_s=0.10))
+    assert [e.policy_id for e in registry.list()][:2] == [a.policy_id, b.policy_id]
+    assert registry.best_for_objective("speed") == b
+    assert registry.best_for_objective("speed", "settle_time_s", higher_is_better=False) == a
+    with pytest.raises(RegistryError, match="objective 'accuracy'"):
+        registry.best_for_objective("accuracy")
+
+
+def test_bad_requests_are_refused_with_a_reason(tmp_path) -> None:
+    registry = Registry(tmp_path)
+    with pytest.raises(RegistryError, match="malformed image"):
+        registry.add(b"MMPL" + bytes(200), {})
+    with pytest.raises(RegistryError, match="no policy"):
+        registry.show("deadbeef")
+    with pytest.raises(RegistryError, match="JSON"):
+        registry.add(_image(b"x" * 20), {"bad": object()})
+    entry = registry.add(_image(b"y" * 20), _metadata("speed", 0.0, "t"))
+    (entry.path / "image.mmpl").write_bytes(_image(b"z" * 20))
+    with pytest.raises(RegistryError, match="corrupt"):
+        entry.image()
+
+
+# The writer pauses inside its N-th fsync (N=1: image written, 2: metadata written, 3: staging directory
+# synced, 4: after the rename into place) and waits; the test then kills it with SIGKILL.
+_WRITER = """
+import os, sys
+from pathlib import Path
+from mm_learning.registry import Registry
+real_fsync, calls = os.fsync, [0]
+def fsync_then_wait(fd):
+    real_fsync(fd)
+    calls[0] += 1
+    if calls[0] == int(sys.argv[3]):
+        print("paused", flush=True)
+        sys.stdin.read()
+os.fsync = fsync_then_wait
+Registry(Path(sys.argv[1])).add(Path(sys.argv[2]).read_bytes(), {"objective": "speed", "created_utc": "t2"})
+"""
+
+
+@pytest.mark.parametrize(("pause_at_fsync", "entry_visible"), [(1, False), (2, False), (3, False), (4, True)])
+def test_registry_survives_a_writer_killed_mid_write(tmp_path, pause_at_fsync, entry_visible) -> None:
+    registry = Registry(tmp_path / "reg")
+    first = registry.add(_image(b"first" * 10), _metadata("speed", -5.0, "t1"))
+    second_image = _image(b"second" * 10)
+    (tmp_path / "second.mmpl").write_bytes(second_image)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(registry.root), str(tmp_path / "second.mmpl"), str(pause_at_fsync)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline() == b"paused\n"
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    assert writer.returncode == -signal.SIGKILL
+    # The registry is whole: the earlier entry reads back, the killed write is all-or-nothing.
+    ids = [e.policy_id for e in Registry(registry.root).list()]
+    second_id = hashlib.sha256(second_image).hexdigest()
+    assert ids == ([first.policy_id, second_id] if entry_visible else [first.policy_id])
+    assert registry.show(first.policy_id).image() == _image(b"first" * 10)
+    # Leftovers are invisible and removable; writing the same policy again completes it.
+    registry.clean_incoming()
+    assert registry.add(second_image, _metadata("speed", -4.0, "t3")).image() == second_image
+    assert len(registry.list()) == 2
