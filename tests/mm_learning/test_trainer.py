@@ -28,7 +28,7 @@ from mm_learning.trainer import (
 from mm_learning import trainer as trainer_module
 
 # Short moves keep each evaluation cheap; the budgets below are a few PPO rollouts.
-TWIN = TwinSpec(profile="arm", objective="accuracy", episode_s=0.3)
+TWIN = TwinSpec(profile="mm_v3", load="pendulum", objective="accuracy", episode_s=0.3)
 
 
 def _config(out_dir: Path, **overrides: object) -> TrainConfig:
@@ -76,29 +76,29 @@ def test_unknown_algorithm_and_zero_budget_are_refused(tmp_path: Path) -> None:
 
 def test_target_rules_follow_the_objective() -> None:
     pid = {
-        "settle_time_s": 0.5,
+        "mean_settling_time_s": 0.5,
         "settled_fraction": 1.0,
-        "final_error_rad": 1e-3,
-        "rms_error_rad": 0.5,
-        "mean_abs_current_a": 1.0,
-        "episode_return": 10.0,
+        "mean_steady_state_error_rad": 1e-3,
+        "mean_rms_error_rad": 0.5,
+        "mean_energy_j": 1.0,
+        "mean_return": -10.0,
     }
-    fast = pid | {"settle_time_s": 0.3}
+    fast = pid | {"mean_settling_time_s": 0.3}
     assert beats_target({"speed": 1.0}, fast, pid)
-    assert not beats_target({"speed": 1.0}, pid | {"settle_time_s": 0.4}, pid)  # only 20 % faster
+    assert not beats_target({"speed": 1.0}, pid | {"mean_settling_time_s": 0.4}, pid)  # only 20 % faster
     assert not beats_target({"speed": 1.0}, fast | {"settled_fraction": 0.9}, pid)
-    assert beats_target({"energy": 1.0}, pid | {"mean_abs_current_a": 0.7}, pid)
-    assert not beats_target({"energy": 1.0}, pid | {"mean_abs_current_a": 0.7, "settle_time_s": 0.6}, pid)
-    assert beats_target({"accuracy": 1.0}, pid | {"final_error_rad": 5e-4, "rms_error_rad": 0.4}, pid)
-    assert not beats_target({"accuracy": 1.0}, pid | {"final_error_rad": 5e-4}, pid)
-    assert beats_target({"speed": 0.5, "energy": 0.5}, pid | {"episode_return": 11.0}, pid)
+    assert beats_target({"energy": 1.0}, pid | {"mean_energy_j": 0.7}, pid)
+    assert not beats_target({"energy": 1.0}, pid | {"mean_energy_j": 0.7, "mean_settling_time_s": 0.6}, pid)
+    assert beats_target({"accuracy": 1.0}, pid | {"mean_steady_state_error_rad": 5e-4, "mean_rms_error_rad": 0.4}, pid)
+    assert not beats_target({"accuracy": 1.0}, pid | {"mean_steady_state_error_rad": 5e-4}, pid)
+    assert beats_target({"speed": 0.5, "energy": 0.5}, pid | {"mean_return": -9.0}, pid)
 
 
 def test_ppo_run_reaches_its_budget_with_progress_evaluation_and_checkpoint(tmp_path: Path) -> None:
     reports: list[Progress] = []
     result = Trainer(_config(tmp_path, tensorboard=True), on_progress=reports.append).run()
     assert result.steps == 1024 and result.stop_reason == "steps"
-    assert {"final_error_rad", "settle_time_s", "episode_return"} <= set(result.eval_metrics)
+    assert {"mean_steady_state_error_rad", "settled_fraction", "mean_return"} <= set(result.eval_metrics)
     assert set(result.baseline_metrics) == set(result.eval_metrics)
     evaluations = [r for r in reports if r.phase == "evaluating" and r.eval_metrics]
     assert [r.steps for r in evaluations][:2] == [512, 1024]
@@ -144,7 +144,7 @@ def test_run_stops_early_when_the_target_is_beaten(tmp_path: Path, monkeypatch: 
 
 def test_resume_refuses_another_objective(tmp_path: Path) -> None:
     Trainer(_config(tmp_path, max_steps=256, eval_every_steps=0)).run()
-    other = _config(tmp_path, twin=TwinSpec(profile="arm", objective="speed", episode_s=0.3))
+    other = _config(tmp_path, twin=TwinSpec(profile="mm_v3", load="pendulum", objective="speed", episode_s=0.3))
     with pytest.raises(TrainingError, match="holds a objective='accuracy' run"):
         Trainer(other).run()
 
@@ -191,8 +191,9 @@ _CHILD = textwrap.dedent(
     import sys
     from pathlib import Path
     from mm_learning.trainer import Trainer, TrainConfig, TwinSpec
-    Trainer(TrainConfig(out_dir=Path(sys.argv[1]), twin=TwinSpec(episode_s=0.3), max_steps=100_000,
-                        eval_every_steps=0, checkpoint_every_steps=512, tensorboard=False,
+    twin = TwinSpec(episode_s=0.3, objective="accuracy")
+    Trainer(TrainConfig(out_dir=Path(sys.argv[1]), twin=twin, max_steps=100_000, eval_every_steps=0,
+                        checkpoint_every_steps=512, tensorboard=False,
                         hyperparameters={"n_steps": 256, "batch_size": 128})).run()
     """
 )
@@ -217,7 +218,9 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_continues_the_step_co
     killed_at = json.loads((checkpoint / "state.json").read_text())["steps"]
     reports: list[Progress] = []
     resumed = Trainer(
-        _config(tmp_path, max_steps=killed_at + 512, eval_every_steps=0, twin=TwinSpec(episode_s=0.3)),
+        _config(
+            tmp_path, max_steps=killed_at + 512, eval_every_steps=0, twin=TwinSpec(episode_s=0.3, objective="accuracy")
+        ),
         on_progress=reports.append,
     )
     result = resumed.run()

@@ -27,7 +27,7 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -37,7 +37,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 import yaml
-from numpy.typing import NDArray
 from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -59,8 +58,10 @@ OBJECTIVES = ("accuracy", "speed", "energy", "smooth")
 _ACTIVATIONS: dict[str, type[torch.nn.Module]] = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 _LATEST = "latest"
 _STEP_DIR_DIGITS = 12
-# Seeds of the evaluation moves start here so they never coincide with the training envs' seeds.
-EVAL_SEED_BASE = 1_000_000
+# Seed of the evaluation moves and their sensor noise; far from the training envs' seeds (the run's seed + n).
+EVAL_SEED = 1_000_000
+# Evaluations of mm_sim's PID tuner when no tuned gains are cached for the profile/load/objective.
+BASELINE_TUNING_EVALUATIONS = 12
 
 
 class TrainingError(LearningError):
@@ -116,110 +117,121 @@ def load_preset(algorithm: str) -> dict[str, Any]:
 # The twin: environments, PID baseline and evaluation on seeded moves
 
 
+def objective_terms(objective: str) -> dict[str, float]:
+    """mm_sim reward-term weights of an objective text: the weighted sum of each named objective's terms."""
+    from mm_sim.objectives import objective_weights
+
+    terms: dict[str, float] = {}
+    for name, weight in parse_objective(objective).items():
+        for term, term_weight in objective_weights(name).items():
+            terms[term] = terms.get(term, 0.0) + weight * term_weight
+    return terms
+
+
 @dataclass(frozen=True)
 class TwinSpec:
     """Which twin to train in.
 
     Attributes:
-        profile: mm_sim profile name or path.
+        profile: mm_sim profile name or path (``mm_sim.list_profiles()``).
+        load: the profile's load ("inertia_disk", "pendulum", "spring").
         objective: objective text (see :func:`parse_objective`).
         episode_s: episode length (s); one step move per episode.
-        randomize: domain randomisation fraction of the uncertain plant parameters (training envs only).
+        randomize: draw each training episode's plant from the profile's randomisation ranges (evaluation
+            always runs the nominal plant).
     """
 
-    profile: str = "arm"
+    profile: str = "mm_v3"
+    load: str = "pendulum"
     objective: str = "accuracy"
     episode_s: float = 1.0
-    randomize: float = 0.0
+    randomize: bool = False
 
-    def make_env(self, *, randomize: float | None = None) -> gym.Env[Any, Any]:
-        """A fresh twin env for this objective (``randomize`` overrides the spec's fraction)."""
+    def make_env(self, *, randomize: bool | None = None) -> gym.Env[Any, Any]:
+        """A fresh twin env for this objective (``randomize`` overrides the spec's choice)."""
         from mm_sim.env import ServoEnv
 
         return ServoEnv(
             self.profile,
+            load=self.load,
+            objective=objective_terms(self.objective),
             episode_s=self.episode_s,
+            # One move per episode: the evaluation metrics describe a single step response.
+            hold_s=self.episode_s,
             randomize=self.randomize if randomize is None else randomize,
-            reward_weights=_reward_weights(parse_objective(self.objective)),
         )
 
-    def make_baseline(self, env: gym.Env[Any, Any]) -> Any:
-        """The PID baseline for this objective on ``env`` (a controller ``(obs, info) -> action``)."""
-        from mm_sim.evaluate import pid_for
+    def moves(self, count: int) -> list[Any]:
+        """The fixed seeded step moves of evaluations (``mm_sim.evaluate.seeded_moves``), one per episode."""
+        from mm_sim.evaluate import seeded_moves
 
-        return pid_for(env.unwrapped)  # type: ignore[arg-type]
+        return seeded_moves(count, seed=EVAL_SEED, duration_s=self.episode_s)
+
+    def make_baseline(self, env: gym.Env[Any, Any], moves: list[Any]) -> Any:
+        """The PID baseline tuned for this objective (an ``mm_sim.evaluate.Controller``).
+
+        Gains come from mm_sim's cache of tuned gains for the objective (for a mix: its largest component);
+        when nothing is cached for the profile/load, they are tuned here on ``moves`` for the objective itself.
+        """
+        from mm_sim.baselines import PidController, initial_gains, tune_pid, tuned_gains
+        from mm_sim.errors import MmSimError
+
+        servo = env.unwrapped
+        objective = parse_objective(self.objective)
+        try:
+            gains = tuned_gains(servo.profile, self.load, max(objective, key=objective.__getitem__))  # type: ignore[attr-defined]
+        except MmSimError:
+            start = initial_gains(servo.profile, servo.plant.load)  # type: ignore[attr-defined]
+            gains, _ = tune_pid(servo, moves=moves, start=start, evaluations=BASELINE_TUNING_EVALUATIONS)  # type: ignore[arg-type]
+        return PidController(gains)
 
 
-def _reward_weights(objective: Mapping[str, float]) -> Any:
-    """mm_sim reward weights for an objective mix (the weighted sum of each objective's weights)."""
-    from mm_sim.reward import RewardWeights
-
-    # What each objective rewards, in mm_sim's reward terms: accuracy pays for being and staying on target,
-    # speed for closing the error fast (no effort cost), energy penalises current², smooth penalises chatter.
-    per_objective = {
-        "accuracy": {"position": 1.0, "precision_bonus": 1.0, "effort": 0.01, "smoothness": 0.05},
-        "speed": {"position": 2.0, "precision_bonus": 0.5, "effort": 0.0, "smoothness": 0.01},
-        "energy": {"position": 1.0, "precision_bonus": 0.5, "effort": 0.5, "smoothness": 0.05},
-        "smooth": {"position": 1.0, "precision_bonus": 0.5, "effort": 0.02, "smoothness": 1.0},
-    }
-    mixed = {
-        term: sum(weight * per_objective[name][term] for name, weight in objective.items())
-        for term in per_objective["accuracy"]
-    }
-    return RewardWeights(**mixed)
-
-
-def policy_controller(model: BaseAlgorithm) -> Callable[[NDArray[np.float32], dict[str, Any]], NDArray[np.float32]]:
+def policy_controller(model: BaseAlgorithm) -> Any:
     """The deterministic actor of ``model`` as an mm_sim controller (the exact network the exporter exports)."""
-    actor = actor_from_sb3(model)
+    from mm_sim.evaluate import PolicyController
 
-    class _Actor:
-        def reset(self) -> None:
-            """Stateless."""
-
-        def __call__(self, observation: NDArray[np.float32], info: dict[str, Any]) -> NDArray[np.float32]:
-            return actor(observation).astype(np.float32)
-
-    return _Actor()
+    return PolicyController(actor_from_sb3(model))
 
 
-def evaluate_moves(env: gym.Env[Any, Any], controller: Any, seeds: Sequence[int]) -> dict[str, float]:
-    """Mean metrics of ``controller`` over the seeded moves (mm_sim's shared metrics).
+def evaluate_moves(env: gym.Env[Any, Any], controller: Any, moves: list[Any]) -> dict[str, float]:
+    """Mean metrics of ``controller`` over ``moves`` (mm_sim's shared metrics and ``Evaluation.summary``).
 
-    Returns the mean of every numeric metric; ``settled_fraction`` is the share of moves that settled, and the
-    settle time of a move that never settled counts as the whole episode.
+    Adds the two the summary leaves out: ``mean_rms_error_rad`` and ``mean_command_smoothness``.
     """
-    from mm_sim.evaluate import rollout
+    from mm_sim.evaluate import evaluate
 
-    rows = [dataclasses.asdict(rollout(env.unwrapped, controller, seed=seed)) for seed in seeds]  # type: ignore[arg-type]
-    episode_s = rows[0]["steps"] * env.unwrapped.dt_s  # type: ignore[attr-defined]
-    means: dict[str, float] = {}
-    for name in rows[0]:
-        values = [row[name] for row in rows]
-        if name == "settle_time_s":
-            means["settled_fraction"] = float(np.mean([v is not None for v in values]))
-            values = [episode_s if v is None else v for v in values]
-        if all(isinstance(v, int | float) for v in values):
-            means[name] = float(np.mean(values))
-    return means
+    evaluation = evaluate(env.unwrapped, controller, moves, seed=EVAL_SEED)  # type: ignore[arg-type]
+    return evaluation.summary() | {
+        "mean_rms_error_rad": float(np.mean([m.rms_error_rad for m in evaluation.metrics])),
+        "mean_command_smoothness": float(np.mean([m.command_smoothness for m in evaluation.metrics])),
+    }
 
 
 def beats_target(objective: Mapping[str, float], policy: Mapping[str, float], pid: Mapping[str, float]) -> bool:
     """Whether the policy meets the objective's target against the PID on the same moves (issue 4 goals).
 
-    speed: settles on every move, settle time >= 30 % shorter; energy: >= 25 % less energy at equal or better
-    settle time; accuracy: lower final and RMS error; smooth or a mix: a higher mean return under the
-    objective's own reward.
+    speed: settles every move, mean settling time >= 30 % shorter; energy: >= 25 % less energy, settling as
+    often and as fast; accuracy: lower steady-state and RMS error; smooth or a mix: a higher mean return under
+    the objective's own reward.
     """
     if len(objective) > 1 or "smooth" in objective:
-        return policy["episode_return"] > pid["episode_return"]
+        return policy["mean_return"] > pid["mean_return"]
+    settles_all = policy["settled_fraction"] == 1.0
+    # A PID that left some moves unsettled has a NaN or optimistic mean: settling them all is then the bar.
+    pid_time = pid["mean_settling_time_s"] if pid["settled_fraction"] == 1.0 else math.inf
     name = next(iter(objective))
     if name == "speed":
-        return policy["settled_fraction"] == 1.0 and policy["settle_time_s"] <= 0.7 * pid["settle_time_s"]
+        return settles_all and policy["mean_settling_time_s"] <= 0.7 * pid_time
     if name == "energy":
-        energy = "energy_j" if "energy_j" in policy else "mean_abs_current_a"
-        return policy[energy] <= 0.75 * pid[energy] and policy["settle_time_s"] <= pid["settle_time_s"]
-    return policy["final_error_rad"] < pid["final_error_rad"] and policy["rms_error_rad"] < pid["rms_error_rad"]
+        return (
+            policy["mean_energy_j"] <= 0.75 * pid["mean_energy_j"]
+            and policy["settled_fraction"] >= pid["settled_fraction"]
+            and (not settles_all or policy["mean_settling_time_s"] <= pid_time)
+        )
+    return (
+        policy["mean_steady_state_error_rad"] < pid["mean_steady_state_error_rad"]
+        and policy["mean_rms_error_rad"] < pid["mean_rms_error_rad"]
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -418,7 +430,7 @@ class Trainer:
         self.preset = load_preset(config.algorithm)
         self._on_progress = on_progress or (lambda _progress: None)
         self._should_cancel = should_cancel or (lambda: False)
-        self.eval_seeds = [EVAL_SEED_BASE + i for i in range(config.eval_moves)]
+        self.eval_moves = config.twin.moves(config.eval_moves)
         self.eval_metrics: dict[str, float] = {}
         self.baseline_metrics: dict[str, float] = {}
 
@@ -496,10 +508,11 @@ class Trainer:
         else:
             model, state = self._resume(checkpoint, env)
             state["resumes"] = int(state.get("resumes", 0)) + 1
-        eval_env = config.twin.make_env(randomize=0.0)
+        eval_env = config.twin.make_env(randomize=False)
         try:
             self._on_progress(Progress("evaluating", model.num_timesteps, 0.0, math.nan, {}, {}))
-            self.baseline_metrics = evaluate_moves(eval_env, config.twin.make_baseline(eval_env), self.eval_seeds)
+            baseline = config.twin.make_baseline(eval_env, self.eval_moves)
+            self.baseline_metrics = evaluate_moves(eval_env, baseline, self.eval_moves)
             callback = _RunCallback(self, eval_env, state)
             callback.init_callback(model)
             remaining = config.max_steps - model.num_timesteps if config.max_steps else 2**62
@@ -609,7 +622,7 @@ class _RunCallback(BaseCallback):
 
     def evaluate(self, model: BaseAlgorithm) -> None:
         """Evaluate the deterministic actor on the seeded moves and log it."""
-        metrics = evaluate_moves(self.eval_env, policy_controller(model), self.trainer.eval_seeds)
+        metrics = evaluate_moves(self.eval_env, policy_controller(model), self.trainer.eval_moves)
         self.trainer.eval_metrics = metrics
         self.evaluated_at = model.num_timesteps
         for name, value in metrics.items():
