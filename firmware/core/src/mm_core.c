@@ -7,7 +7,7 @@
 #include "mm_core/mm_reassembly.h"
 
 /** Where a complete transfer stands between reassembly and activation. */
-typedef enum { STAGED_NONE = 0, STAGED_RECEIVED = 1, STAGED_VERIFIED = 2 } staged_t;
+typedef enum { STAGED_NONE = 0, STAGED_RECEIVED = 1, STAGED_CHECKED = 2 } staged_t;
 
 struct mm_core {
     mm_config_t cfg;
@@ -48,6 +48,7 @@ struct mm_core {
     staged_t staged;
     uint32_t staged_len;
     mm_policy_header_t staged_header;
+    mm_policy_reason_t staged_reason;  /* outcome of mm_core_policy_verify, applied by commit */
     mm_reassembly_t reassembly;
     uint32_t ack_transfer_id;
     uint8_t ack_status;
@@ -175,10 +176,12 @@ mm_status_t mm_core_command(mm_core_t *core, const mm_command_t *cmd)
         return MM_ERR_ARGUMENT;
     }
     if (cmd->clear_faults) {
-        core->faults &= core->conditions;
-        if ((core->faults & MM_FAULT_HEARTBEAT_LOST) == 0u) {
-            core->since_heartbeat_s = 0.0f;
+        uint32_t present = core->conditions;
+        if (!(core->since_heartbeat_s > core->cfg.heartbeat_timeout_s)) {
+            present &= ~(uint32_t)MM_FAULT_HEARTBEAT_LOST; /* a heartbeat arrived since the last step */
         }
+        core->faults &= present;
+        core->conditions = present;
     }
     if (cmd->stream_transitions && !core->streaming) {
         core->episode_start = true;
@@ -474,6 +477,7 @@ mm_policy_reason_t mm_core_policy_verify(mm_core_t *core)
     if (core->staged != STAGED_RECEIVED) {
         return MM_REASON_NONE;
     }
+    /* Only the staging slot and staged_* fields are touched here (see the threading note in mm_core.h). */
     const uint8_t slot = staging_slot(core);
     const uint8_t *image = core->slots[slot];
     mm_policy_reason_t reason =
@@ -487,27 +491,27 @@ mm_policy_reason_t mm_core_policy_verify(mm_core_t *core)
             reason = MM_REASON_BACKEND;
         }
     }
-    if (reason != MM_REASON_NONE) {
-        core->staged = STAGED_NONE;
-        mm_reassembly_abort(&core->reassembly);
-        set_ack(core, core->ack_transfer_id, MM_ACK_REJECTED, (uint8_t)reason);
-        return reason;
-    }
-    core->staged = STAGED_VERIFIED;
-    return MM_REASON_NONE;
+    core->staged_reason = reason;
+    core->staged = STAGED_CHECKED;
+    return reason;
 }
 
-mm_status_t mm_core_policy_activate(mm_core_t *core)
+mm_status_t mm_core_policy_commit(mm_core_t *core)
 {
-    if (core->staged != STAGED_VERIFIED) {
+    if (core->staged != STAGED_CHECKED) {
         return MM_ERR_STATE;
+    }
+    core->staged = STAGED_NONE;
+    if (core->staged_reason != MM_REASON_NONE) {
+        mm_reassembly_abort(&core->reassembly);
+        set_ack(core, core->ack_transfer_id, MM_ACK_REJECTED, (uint8_t)core->staged_reason);
+        return MM_OK;
     }
     const uint8_t slot = staging_slot(core);
     core->active_crc32 = mm_crc32(0u, core->slots[slot], core->staged_len);
     core->active_header = core->staged_header;
     core->active_slot = slot;
     core->policy_active = true;
-    core->staged = STAGED_NONE;
     core->episode_start = true;
     /* The next transfer goes to the slot that just became idle. */
     const uint32_t abandoned = core->reassembly.abandoned;
@@ -520,9 +524,7 @@ mm_status_t mm_core_policy_activate(mm_core_t *core)
 mm_policy_reason_t mm_core_policy_finish(mm_core_t *core)
 {
     const mm_policy_reason_t reason = mm_core_policy_verify(core);
-    if (reason == MM_REASON_NONE) {
-        (void)mm_core_policy_activate(core);
-    }
+    (void)mm_core_policy_commit(core);
     return reason;
 }
 

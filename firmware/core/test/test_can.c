@@ -25,13 +25,6 @@ static mm_can_frame_t command_frame(uint16_t device, uint8_t mode, float target)
     return f;
 }
 
-static uint8_t mode(const mm_core_t *core)
-{
-    mm_state_t s;
-    mm_core_get_state(core, &s);
-    return s.mode;
-}
-
 static void commands_reach_only_this_device_or_broadcast(void **state)
 {
     (void)state;
@@ -39,13 +32,13 @@ static void commands_reach_only_this_device_or_broadcast(void **state)
     mm_can_frame_t tx[MM_CAN_MAX_REPLIES];
     mm_can_frame_t f = command_frame(6u, MM_MODE_TORQUE, 1.0f);
     assert_int_equal(mm_can_receive(&g_can, core, &f, tx), 0);
-    assert_int_equal(mode(core), MM_MODE_IDLE);
+    assert_int_equal(test_state(core).mode, MM_MODE_IDLE);
     f = command_frame(5u, MM_MODE_TORQUE, 1.0f);
     mm_can_receive(&g_can, core, &f, tx);
-    assert_int_equal(mode(core), MM_MODE_TORQUE);
+    assert_int_equal(test_state(core).mode, MM_MODE_TORQUE);
     f = command_frame(MM_CAN_BROADCAST, MM_MODE_BRAKE, 0.0f);
     mm_can_receive(&g_can, core, &f, tx);
-    assert_int_equal(mode(core), MM_MODE_BRAKE);
+    assert_int_equal(test_state(core).mode, MM_MODE_BRAKE);
     assert_false(mm_can_init(&g_can, MM_CAN_BROADCAST, 0u, 0u, 1.0f));
 }
 

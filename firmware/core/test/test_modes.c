@@ -27,20 +27,6 @@ static mm_status_t command(mm_core_t *core, uint8_t mode, float target)
     return mm_core_command(core, &cmd);
 }
 
-static uint32_t faults(const mm_core_t *core)
-{
-    mm_state_t s;
-    mm_core_get_state(core, &s);
-    return s.fault_flags;
-}
-
-static uint8_t mode(const mm_core_t *core)
-{
-    mm_state_t s;
-    mm_core_get_state(core, &s);
-    return s.mode;
-}
-
 static void idle_coasts_and_brake_brakes(void **state)
 {
     (void)state;
@@ -81,10 +67,10 @@ static void temperature_derates_then_trips(void **state)
     mm_sensors_t s = test_sensors(0);
     s.temperature_c = 90.0f; /* halfway between 80 and 100 */
     assert_float_equal(step(core, s).current_cmd_a, 2.0f, 1e-5);
-    assert_int_equal(faults(core), 0);
+    assert_int_equal(test_state(core).fault_flags, 0);
     s.temperature_c = 100.0f;
     mm_actuator_t out = step(core, s);
-    assert_int_equal(faults(core), MM_FAULT_OVERTEMPERATURE);
+    assert_int_equal(test_state(core).fault_flags, MM_FAULT_OVERTEMPERATURE);
     assert_false(out.driver_enable);
     assert_true(out.brake_on);
 }
@@ -148,7 +134,7 @@ static void encoder_unwraps_turns_and_faults_on_error(void **state)
     mm_sensors_t bad = test_sensors(300);
     bad.encoder_ok = false;
     assert_true(step(core, bad).brake_on);
-    assert_int_equal(faults(core), MM_FAULT_ENCODER);
+    assert_int_equal(test_state(core).fault_flags, MM_FAULT_ENCODER);
     mm_core_get_state(core, &s);
     assert_float_equal(s.position_rad, 2.0f * 6.2831853f + 200.0f * 6.2831853f / 16384.0f, 1e-4);
 }
@@ -176,13 +162,13 @@ static void faults_latch_until_cleared_when_the_cause_is_gone(void **state)
     s.current_a = 7.0f;
     s.bus_voltage_v = 8.0f;
     mm_actuator_t out = step(core, s);
-    assert_int_equal(faults(core), MM_FAULT_OVERCURRENT | MM_FAULT_UNDERVOLTAGE);
+    assert_int_equal(test_state(core).fault_flags, MM_FAULT_OVERCURRENT | MM_FAULT_UNDERVOLTAGE);
     assert_false(out.driver_enable);
-    assert_int_equal(mode(core), MM_MODE_BRAKE);
+    assert_int_equal(test_state(core).mode, MM_MODE_BRAKE);
     /* Latched: still there with good readings, and active modes are refused. */
     s = test_sensors(0);
     step(core, s);
-    assert_int_equal(faults(core), MM_FAULT_OVERCURRENT | MM_FAULT_UNDERVOLTAGE);
+    assert_int_equal(test_state(core).fault_flags, MM_FAULT_OVERCURRENT | MM_FAULT_UNDERVOLTAGE);
     assert_int_equal(command(core, MM_MODE_TORQUE, 1.0f), MM_ERR_FAULTED);
     assert_int_equal(command(core, MM_MODE_IDLE, 0.0f), MM_OK);
     /* Clearing keeps what is still present. */
@@ -190,10 +176,10 @@ static void faults_latch_until_cleared_when_the_cause_is_gone(void **state)
     step(core, s);
     const mm_command_t clear = {.mode = MM_MODE_TORQUE, .target = 1.0f, .clear_faults = true};
     assert_int_equal(mm_core_command(core, &clear), MM_ERR_FAULTED);
-    assert_int_equal(faults(core), MM_FAULT_OVERVOLTAGE);
+    assert_int_equal(test_state(core).fault_flags, MM_FAULT_OVERVOLTAGE);
     step(core, test_sensors(0));
     assert_int_equal(mm_core_command(core, &clear), MM_OK);
-    assert_int_equal(faults(core), 0);
+    assert_int_equal(test_state(core).fault_flags, 0);
     assert_float_equal(step(core, test_sensors(0)).current_cmd_a, 1.0f, 1e-6);
 }
 
@@ -206,7 +192,7 @@ static void end_stop_blocks_current_into_the_stop_only(void **state)
     mm_sensors_t s = test_sensors(0);
     s.end_stop_low = true;
     assert_true(step(core, s).current_cmd_a == 0.0f);
-    assert_int_equal(faults(core), MM_FAULT_END_STOP);
+    assert_int_equal(test_state(core).fault_flags, MM_FAULT_END_STOP);
     /* Driving away stays allowed while the stop is latched. */
     assert_int_equal(command(core, MM_MODE_TORQUE, 1.0f), MM_OK);
     assert_float_equal(step(core, s).current_cmd_a, 1.0f, 1e-6);
@@ -222,7 +208,7 @@ static void soft_end_stops_use_the_position(void **state)
     assert_int_equal(command(core, MM_MODE_TORQUE, 1.0f), MM_OK);
     assert_float_equal(step(core, test_sensors(1000)).current_cmd_a, 1.0f, 1e-6); /* 0.38 rad */
     assert_true(step(core, test_sensors(3000)).current_cmd_a == 0.0f);             /* 1.15 rad */
-    assert_int_equal(faults(core), MM_FAULT_END_STOP);
+    assert_int_equal(test_state(core).fault_flags, MM_FAULT_END_STOP);
 }
 
 static void watchdog_holds_when_heartbeats_stop(void **state)
@@ -238,19 +224,18 @@ static void watchdog_holds_when_heartbeats_stop(void **state)
         }
         step(core, test_sensors(0));
     }
-    assert_int_equal(faults(core), 0);
+    assert_int_equal(test_state(core).fault_flags, 0);
     for (int k = 0; k < 11; ++k) {
         step(core, test_sensors(0));
     }
-    assert_int_equal(faults(core), MM_FAULT_HEARTBEAT_LOST);
-    assert_int_equal(mode(core), MM_MODE_HOLD);
+    assert_int_equal(test_state(core).fault_flags, MM_FAULT_HEARTBEAT_LOST);
+    assert_int_equal(test_state(core).mode, MM_MODE_HOLD);
     /* The cause stays until a heartbeat arrives. */
     const mm_command_t clear = {.mode = MM_MODE_TORQUE, .target = 1.0f, .clear_faults = true};
     assert_int_equal(mm_core_command(core, &clear), MM_ERR_FAULTED);
-    mm_core_heartbeat(core, 99u);
-    step(core, test_sensors(0));
+    mm_core_heartbeat(core, 99u); /* the host is back: clearing works at once, before the next step */
     assert_int_equal(mm_core_command(core, &clear), MM_OK);
-    assert_int_equal(faults(core), 0);
+    assert_int_equal(test_state(core).fault_flags, 0);
 }
 
 static void watchdog_can_brake_instead(void **state)
@@ -265,7 +250,7 @@ static void watchdog_can_brake_instead(void **state)
     for (int k = 0; k < 10; ++k) {
         out = step(core, test_sensors(0));
     }
-    assert_int_equal(faults(core), MM_FAULT_HEARTBEAT_LOST);
+    assert_int_equal(test_state(core).fault_flags, MM_FAULT_HEARTBEAT_LOST);
     assert_true(out.brake_on);
     assert_false(out.driver_enable);
 }

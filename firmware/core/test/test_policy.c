@@ -14,16 +14,22 @@ static uint8_t g_model[MODEL_BYTES];
 static uint8_t g_image[IMAGE_BYTES];
 static uint8_t g_bad[IMAGE_BYTES + 16];
 
-static mm_core_t *policy_core(void)
+static mm_core_t *policy_core_decimated(uint16_t decimation)
 {
     mm_config_t cfg;
     mm_core_config_default(&cfg);
     cfg.heartbeat_timeout_s = 0.0f;
+    cfg.policy_decimation = decimation;
     memcpy(cfg.public_key, g_key.public_key, sizeof g_key.public_key);
     memset(&g_fake, 0, sizeof g_fake);
     g_fake.gain = 0.5f;
     cfg.backend = fake_backend(&g_fake);
     return test_core(&cfg);
+}
+
+static mm_core_t *policy_core(void)
+{
+    return policy_core_decimated(1u);
 }
 
 static int setup(void **state)
@@ -37,19 +43,12 @@ static int setup(void **state)
     return 0;
 }
 
-static uint32_t active_crc(const mm_core_t *core)
-{
-    mm_state_t s;
-    mm_core_get_state(core, &s);
-    return s.policy_crc32;
-}
-
 static void valid_image_becomes_active_and_drives(void **state)
 {
     (void)state;
     mm_core_t *core = policy_core();
     assert_int_equal(mm_core_policy_load(core, g_image, IMAGE_BYTES), MM_REASON_NONE);
-    assert_int_equal(active_crc(core), mm_crc32(0u, g_image, IMAGE_BYTES));
+    assert_int_equal(test_state(core).policy_crc32, mm_crc32(0u, g_image, IMAGE_BYTES));
     mm_policy_header_t h;
     assert_true(mm_core_policy_active(core, &h));
     assert_float_equal(h.scales.current_limit_a, 2.0f, 0.0);
@@ -66,9 +65,9 @@ static void valid_image_becomes_active_and_drives(void **state)
 /* Every corruption: refused with the given reason, the previous policy stays active and keeps running. */
 static void check_refused(mm_core_t *core, uint32_t len, mm_policy_reason_t reason)
 {
-    const uint32_t before = active_crc(core);
+    const uint32_t before = test_state(core).policy_crc32;
     assert_int_equal(mm_core_policy_load(core, g_bad, len), reason);
-    assert_int_equal(active_crc(core), before);
+    assert_int_equal(test_state(core).policy_crc32, before);
     mm_policy_ack_t ack;
     mm_core_policy_ack(core, &ack);
     assert_int_equal(ack.status, MM_ACK_REJECTED);
@@ -142,7 +141,7 @@ static void new_policies_load_into_the_idle_slot(void **state)
     g_model[0] ^= 0xFFu;
     assert_int_equal(mm_core_policy_load(core, second, len), MM_REASON_NONE);
     assert_int_not_equal(g_fake.last_slot, first);
-    assert_int_equal(active_crc(core), mm_crc32(0u, second, len));
+    assert_int_equal(test_state(core).policy_crc32, mm_crc32(0u, second, len));
 }
 
 static uint8_t send_chunk(mm_core_t *core, uint32_t id, uint16_t index, uint16_t chunk, bool *ack_due)
@@ -179,15 +178,16 @@ static void chunks_reassemble_despite_loss_duplicates_and_reordering(void **stat
     assert_int_equal(ack.missing_count, 2);
     assert_int_equal(ack.missing[0], 2);
     assert_int_equal(ack.missing[1], 5);
-    assert_int_equal(active_crc(core), 0u);
+    assert_int_equal(test_state(core).policy_crc32, 0u);
     /* Resend the gaps. */
     send_chunk(core, 42u, 5u, chunk, &due);
     send_chunk(core, 42u, 2u, chunk, &due);
     assert_false(due); /* the ack comes after verification */
     assert_true(mm_core_policy_verify_pending(core));
     assert_int_equal(mm_core_policy_verify(core), MM_REASON_NONE);
-    assert_int_equal(active_crc(core), 0u); /* verified but not yet swapped in */
-    assert_int_equal(mm_core_policy_activate(core), MM_OK);
+    assert_int_equal(test_state(core).policy_crc32, 0u); /* verified but not yet swapped in */
+    assert_int_equal(mm_core_policy_commit(core), MM_OK);
+    assert_int_equal(mm_core_policy_commit(core), MM_ERR_STATE);
     mm_core_policy_ack(core, &ack);
     assert_int_equal(ack.status, MM_ACK_ACCEPTED);
     assert_int_equal(ack.active_policy_crc32, mm_crc32(0u, g_image, IMAGE_BYTES));
@@ -200,7 +200,7 @@ static void corrupted_chunk_fails_the_image_crc(void **state)
     (void)state;
     mm_core_t *core = policy_core();
     assert_int_equal(mm_core_policy_load(core, g_image, IMAGE_BYTES), MM_REASON_NONE);
-    const uint32_t good = active_crc(core);
+    const uint32_t good = test_state(core).policy_crc32;
     memcpy(g_bad, g_image, IMAGE_BYTES);
     g_bad[150] ^= 0x40u;
     bool due = false;
@@ -216,7 +216,7 @@ static void corrupted_chunk_fails_the_image_crc(void **state)
     mm_policy_ack_t ack;
     mm_core_policy_ack(core, &ack);
     assert_int_equal(ack.reason, MM_REASON_CRC);
-    assert_int_equal(active_crc(core), good);
+    assert_int_equal(test_state(core).policy_crc32, good);
 }
 
 static void inference_failure_latches_policy_fault_and_holds(void **state)
@@ -240,15 +240,7 @@ static void inference_failure_latches_policy_fault_and_holds(void **state)
 static void policy_decimation_holds_the_action_between_runs(void **state)
 {
     (void)state;
-    mm_config_t cfg;
-    mm_core_config_default(&cfg);
-    cfg.heartbeat_timeout_s = 0.0f;
-    cfg.policy_decimation = 4u;
-    memcpy(cfg.public_key, g_key.public_key, sizeof g_key.public_key);
-    memset(&g_fake, 0, sizeof g_fake);
-    g_fake.gain = 0.5f;
-    cfg.backend = fake_backend(&g_fake);
-    mm_core_t *core = test_core(&cfg);
+    mm_core_t *core = policy_core_decimated(4u);
     assert_int_equal(mm_core_policy_load(core, g_image, IMAGE_BYTES), MM_REASON_NONE);
     const mm_command_t cmd = {.mode = MM_MODE_POLICY, .target = 1.0f};
     assert_int_equal(mm_core_command(core, &cmd), MM_OK);

@@ -142,3 +142,10 @@ mm_core_t *test_core(const mm_config_t *cfg)
     assert_int_equal(mm_core_init(core, cfg), MM_OK);
     return core;
 }
+
+mm_state_t test_state(const mm_core_t *core)
+{
+    mm_state_t s;
+    mm_core_get_state(core, &s);
+    return s;
+}

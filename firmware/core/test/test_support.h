@@ -37,6 +37,9 @@ mm_backend_t fake_backend(fake_backend_t *fake);
 /** A calm sensor reading at encoder count. */
 mm_sensors_t test_sensors(uint16_t count);
 
+/** The reported state (ServoState fields). */
+mm_state_t test_state(const mm_core_t *core);
+
 /** A core with the default config, the given key and backend (static storage, one per test process). */
 mm_core_t *test_core(const mm_config_t *cfg);
 

@@ -1,6 +1,7 @@
 /* What the tasks share: one core behind one mutex (see the threading note in mm_core.h). */
 #pragma once
 
+#include "esp_err.h"
 #include "freertos/FreeRTOS.h"
 #include "freertos/semphr.h"
 #include "mm_core/mm_core.h"
@@ -20,5 +21,5 @@ esp_err_t can_task_start(void);
 /** The TFLite Micro inference backend (policy_tflm.cc). */
 mm_backend_t policy_tflm_backend(void);
 
-/** Verify a complete staged policy without the lock (slow: signature), then activate it under the lock. */
+/** Verify a complete staged policy without the lock (slow: signature), then commit it under the lock. */
 void app_finish_policy(void);

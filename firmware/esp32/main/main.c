@@ -3,8 +3,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "as5047.h"
 #include "app.h"
+#include "as5047.h"
+#include "esp_heap_caps.h"
 #include "esp_log.h"
 #include "ina2xx.h"
 #include "nvs_flash.h"
@@ -39,7 +40,11 @@ static esp_err_t core_init(void)
     cfg.undervoltage_v = CONFIG_MM_UNDERVOLTAGE_MV / 1000.0f;
     cfg.overvoltage_v = CONFIG_MM_OVERVOLTAGE_MV / 1000.0f;
     cfg.heartbeat_timeout_s = CONFIG_MM_HEARTBEAT_TIMEOUT_MS / 1000.0f;
-    cfg.watchdog_mode = IS_ENABLED(CONFIG_MM_WATCHDOG_BRAKE) ? MM_MODE_BRAKE : MM_MODE_HOLD;
+#if CONFIG_MM_WATCHDOG_BRAKE
+    cfg.watchdog_mode = MM_MODE_BRAKE;
+#else
+    cfg.watchdog_mode = MM_MODE_HOLD;
+#endif
     cfg.policy_decimation = CONFIG_MM_POLICY_DECIMATION;
     cfg.obs.current_limit_a = cfg.current_limit_a;
     cfg.max_policy_bytes = CONFIG_MM_MAX_POLICY_BYTES;
@@ -65,15 +70,14 @@ static esp_err_t core_init(void)
 
 void app_finish_policy(void)
 {
-    /* Only the staging slot is touched by verify, so the control loop keeps running the active policy. */
+    /* verify() reads the staged image and writes only staging state, so the control loop keeps running the
+     * active policy (and taking the lock) during the slow signature check; commit() applies the outcome. */
     if (!mm_core_policy_verify_pending(g_app.core)) {
         return;
     }
     const mm_policy_reason_t reason = mm_core_policy_verify(g_app.core);
     xSemaphoreTake(g_app.lock, portMAX_DELAY);
-    if (reason == MM_REASON_NONE) {
-        mm_core_policy_activate(g_app.core);
-    }
+    (void)mm_core_policy_commit(g_app.core);
     xSemaphoreGive(g_app.lock);
     ESP_LOGI(TAG, "policy transfer finished: reason %d", (int)reason);
 }

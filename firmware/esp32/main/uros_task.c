@@ -97,15 +97,21 @@ static void publish_ack(void)
     (void)rcl_publish(&s_ack_pub, &s_ack, NULL);
 }
 
+/* Agent-synchronised wall time (rmw_uros_sync_session at startup). */
+static void stamp_now(builtin_interfaces__msg__Time *stamp)
+{
+    const int64_t ns = rmw_uros_epoch_nanos();
+    stamp->sec = (int32_t)(ns / 1000000000);
+    stamp->nanosec = (uint32_t)(ns % 1000000000);
+}
+
 static void publish_state(uint32_t seq)
 {
     mm_state_t st;
     xSemaphoreTake(g_app.lock, portMAX_DELAY);
     mm_core_get_state(g_app.core, &st);
     xSemaphoreGive(g_app.lock);
-    const int64_t ns = rmw_uros_epoch_nanos();
-    s_state.stamp.sec = (int32_t)(ns / 1000000000);
-    s_state.stamp.nanosec = (uint32_t)(ns % 1000000000);
+    stamp_now(&s_state.stamp);
     s_state.seq = seq;
     s_state.tick = st.tick;
     s_state.mode = st.mode;
@@ -125,9 +131,18 @@ static void publish_state(uint32_t seq)
 
 static void publish_batches(void)
 {
-    /* The ring is single-consumer lock-free: no lock needed to drain it. */
-    while (mm_core_samples_available(g_app.core) >= MM_BATCH_MAX_SAMPLES) {
-        const uint8_t n = mm_core_pop_batch(g_app.core, &s_batch, MM_BATCH_MAX_SAMPLES);
+    for (;;) {
+        /* Locked although the ring itself is lock-free: the batch also carries dt and the active policy id. */
+        xSemaphoreTake(g_app.lock, portMAX_DELAY);
+        const uint8_t n = mm_core_samples_available(g_app.core) >= MM_BATCH_MAX_SAMPLES
+                              ? mm_core_pop_batch(g_app.core, &s_batch, MM_BATCH_MAX_SAMPLES)
+                              : 0u;
+        xSemaphoreGive(g_app.lock);
+        if (n == 0u) {
+            return;
+        }
+        /* Stamped when published (the samples are a few ms older); first_tick gives their exact tick. */
+        stamp_now(&s_batch_msg.stamp);
         s_batch_msg.first_tick = s_batch.first_tick;
         s_batch_msg.dt_s = s_batch.dt_s;
         s_batch_msg.policy_crc32 = s_batch.policy_crc32;

@@ -66,7 +66,7 @@ bool mm_can_init(mm_can_t *can, uint16_t device_id, uint8_t block_size, uint8_t 
 /**
  * Handle one received frame addressed by id (frames for other devices are ignored). Writes up to
  * MM_CAN_MAX_REPLIES frames to send into tx and returns how many. When a policy transfer completes, run
- * mm_core_policy_verify()/mm_core_policy_activate() and send mm_can_policy_ack_frame().
+ * mm_core_policy_verify() (unlocked) and mm_core_policy_commit(), then send mm_can_policy_ack_frame().
  */
 uint8_t mm_can_receive(mm_can_t *can, mm_core_t *core, const mm_can_frame_t *rx, mm_can_frame_t *tx);
 

@@ -6,8 +6,9 @@
  * command; it never reads a clock or a register, so the same code runs on the ESP32, in the twin and in tests.
  *
  * Threading: the core is not re-entrant. Serialise every call with one lock, except mm_core_policy_verify(),
- * which only touches the staging policy slot and may run unlocked in the task that feeds policy chunks (the
- * signature check is too slow to hold up the control loop); mm_core_policy_activate() then swaps under the lock.
+ * which reads the staged image and writes only staging fields, so it may run unlocked in the task that feeds
+ * policy chunks (the signature check takes tens of ms on an MCU: too long to hold up the control loop);
+ * mm_core_policy_commit() then applies its outcome under the lock.
  */
 #ifndef MM_CORE_CORE_H
 #define MM_CORE_CORE_H
@@ -182,9 +183,10 @@ void mm_core_get_observation(const mm_core_t *core, float obs[MM_OBS_DIM]);
 
 /**
  * One chunk of a policy transfer (contract section 6). Returns the ack status so far; when the transfer is
- * complete with a good image CRC, call mm_core_policy_verify() then mm_core_policy_activate()
- * (or mm_core_policy_finish()). *ack_due tells when the sender should get an ack (end of a pass, retries,
- * completion); fetch it with mm_core_policy_ack().
+ * complete with a good image CRC (mm_core_policy_verify_pending()), call mm_core_policy_verify() then
+ * mm_core_policy_commit() (or mm_core_policy_finish()). *ack_due tells when the sender should get an ack (end
+ * of a pass, retries, refusals); fetch it with mm_core_policy_ack(). While a complete image waits for
+ * verification, chunks of other transfers are refused with MM_REASON_BUSY.
  */
 uint8_t mm_core_policy_chunk(mm_core_t *core, uint32_t transfer_id, uint32_t total_size, uint32_t image_crc32,
                              uint16_t index, uint16_t chunk_size, const uint8_t *data, uint16_t len,
@@ -193,13 +195,15 @@ uint8_t mm_core_policy_chunk(mm_core_t *core, uint32_t transfer_id, uint32_t tot
 /** True when a complete image waits for mm_core_policy_verify(). */
 bool mm_core_policy_verify_pending(const mm_core_t *core);
 
-/** Check the staged image (format, shape, model CRC, signature, backend load); touches only the staging slot. */
+/** Check the staged image (format, shape, model CRC, signature, backend load); touches only staging state.
+ *  Returns the reason it would be refused (MM_REASON_NONE: it passed). */
 mm_policy_reason_t mm_core_policy_verify(mm_core_t *core);
 
-/** Make a verified staged image the active policy (double-buffer swap). */
-mm_status_t mm_core_policy_activate(mm_core_t *core);
+/** Apply the outcome of mm_core_policy_verify(): swap a good image in (double buffer) or record the refusal
+ *  in the ack (the previous policy stays active). MM_ERR_STATE when nothing was verified. */
+mm_status_t mm_core_policy_commit(mm_core_t *core);
 
-/** mm_core_policy_verify() then, when it passed, mm_core_policy_activate(). */
+/** mm_core_policy_verify() then mm_core_policy_commit(); returns the verification's reason. */
 mm_policy_reason_t mm_core_policy_finish(mm_core_t *core);
 
 /** Stage, verify and activate a whole image (e.g. read from flash at boot); its ack carries transfer_id 0,

@@ -1,0 +1,44 @@
+#!/bin/sh
+# Compile firmware/esp32/main/*.c with -fsyntax-only on this machine (no ESP-IDF here), against the real core
+# headers, the real rosidl-generated mm_msgs C headers (from a colcon build of src/mm_msgs) and declaration-only
+# stubs of ESP-IDF/FreeRTOS/rclc/rmw_microros (stubs/). Each Kconfig choice that changes the code is checked:
+# transport UDP and UART, current reference DAC and PWM, INA219 and INA237, watchdog hold and brake.
+# Usage: check.sh <mm_msgs include dir> <ROS include root (dir of rcl/, rmw/, ...)>
+# policy_tflm.cc is not checked (it needs the TFLite Micro headers).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+fw=$(cd "$here/../.." && pwd)
+msgs=$1
+ros=$2
+gen=$(mktemp -d)
+trap 'rm -rf "$gen"' EXIT
+# sdkconfig.h from the Kconfig defaults (each guarded so a variant can override it with -D).
+awk '
+  /^[ \t]*config / { name = $2; next }
+  /^[ \t]*(bool|int|string)/ { type = $1 }
+  /^[ \t]*default / && name != "" {
+    value = $0; sub(/^[ \t]*default[ \t]+/, "", value)
+    if (type == "bool") { value = (value == "y") ? "1" : "0" }
+    printf "#ifndef CONFIG_%s\n#define CONFIG_%s %s\n#endif\n", name, name, value
+    name = ""
+  }
+' "$fw/esp32/main/Kconfig.projbuild" > "$gen/sdkconfig.h"
+cat >> "$gen/sdkconfig.h" <<'H'
+#ifndef CONFIG_MM_TRANSPORT_UDP
+#define CONFIG_MM_TRANSPORT_UDP 1
+#endif
+#define CONFIG_MICRO_ROS_APP_STACK 16000
+#define CONFIG_MICRO_ROS_APP_TASK_PRIO 5
+H
+rosinc=""
+for d in "$ros"/*/; do rosinc="$rosinc -I$d"; done
+for variant in "" \
+  "-DCONFIG_MM_TRANSPORT_UDP=0 -DCONFIG_MM_TRANSPORT_UART=1 -DCONFIG_MM_CURRENT_REF_PWM=1" \
+  "-DCONFIG_MM_SENSE_INA237=1 -DCONFIG_MM_WATCHDOG_BRAKE=1 -DCONFIG_MM_CAN_ENABLE=0"; do
+  for src in "$fw"/esp32/main/*.c; do
+    # shellcheck disable=SC2086
+    gcc -fsyntax-only -std=gnu17 -Wall -Wextra -Werror $variant -I"$gen" -I"$here/stubs" \
+      -I"$fw/esp32/main" -I"$fw/core/include" -I"$fw/core/can/generated" -I"$msgs" $rosinc "$src"
+  done
+  echo "ok: ${variant:-defaults}"
+done
