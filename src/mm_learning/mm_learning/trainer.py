@@ -11,6 +11,7 @@
 Run directory layout (``TrainConfig.out_dir``)::
 
     config.json                    the run's configuration (a resumed run must ask for the same objective/algo)
+    model.zip                      the model at the end of the last finished part of the run
     checkpoints/latest             name of the newest complete checkpoint (replaced atomically)
     checkpoints/step-<n>/          model.zip, replay_buffer.pkl (off-policy), rng.pkl, state.json
     tb/                            TensorBoard logs
@@ -60,6 +61,8 @@ _LATEST = "latest"
 _STEP_DIR_DIGITS = 12
 # Seed of the evaluation moves and their sensor noise; far from the training envs' seeds (the run's seed + n).
 EVAL_SEED = 1_000_000
+# Seeds of the export's calibration, held-out and closed-loop moves: disjoint from each other and from EVAL_SEED.
+EXPORT_CALIBRATION_SEED, EXPORT_HELD_OUT_SEED, EXPORT_CHECK_SEED = 2_000_000, 3_000_000, 4_000_000
 # Evaluations of mm_sim's PID tuner when no tuned gains are cached for the profile/load/objective.
 BASELINE_TUNING_EVALUATIONS = 12
 
@@ -231,6 +234,63 @@ def beats_target(objective: Mapping[str, float], policy: Mapping[str, float], pi
     return (
         policy["mean_steady_state_error_rad"] < pid["mean_steady_state_error_rad"]
         and policy["mean_rms_error_rad"] < pid["mean_rms_error_rad"]
+    )
+
+
+def evaluate_model(model: BaseAlgorithm, twin: TwinSpec, moves: int) -> dict[str, dict[str, float]]:
+    """The deterministic actor of ``model`` and the PID tuned for the objective on the same seeded moves."""
+    env = twin.make_env(randomize=False)
+    try:
+        seeded = twin.moves(moves)
+        return {
+            "policy": evaluate_moves(env, policy_controller(model), seeded),
+            "pid": evaluate_moves(env, twin.make_baseline(env, seeded), seeded),
+        }
+    finally:
+        env.close()
+
+
+def export_trained(
+    model: BaseAlgorithm,
+    twin: TwinSpec,
+    *,
+    private_key: Any,
+    out_dir: Path,
+    moves: int = 10,
+    name: str = "policy",
+    metrics: Mapping[str, float] | None = None,
+) -> Any:
+    """Export a trained model with :func:`mm_learning.export.export_policy` (checks, signature, artifacts).
+
+    Calibration, held-out and closed-loop observations come from rollouts of the float actor on disjoint
+    seeded moves of the nominal twin. Returns the ``ExportResult``; raises ``PolicyRejected`` naming the failed
+    check.
+    """
+    from mm_learning.acceptance import rollout_observations
+    from mm_learning.export import ClosedLoopSetup, export_policy
+
+    actor = actor_from_sb3(model)
+
+    def make_env() -> gym.Env[Any, Any]:
+        return twin.make_env(randomize=False)
+
+    calibration = rollout_observations(make_env, actor, range(EXPORT_CALIBRATION_SEED, EXPORT_CALIBRATION_SEED + moves))
+    held_out = rollout_observations(make_env, actor, range(EXPORT_HELD_OUT_SEED, EXPORT_HELD_OUT_SEED + moves))
+    probe = make_env()
+    scales = probe.unwrapped.scales  # type: ignore[attr-defined]
+    probe.close()
+    return export_policy(
+        actor,
+        scales=scales,
+        representative_obs=calibration,
+        held_out_obs=held_out,
+        closed_loop_setup=ClosedLoopSetup(make_env, range(EXPORT_CHECK_SEED, EXPORT_CHECK_SEED + moves)),
+        private_key=private_key,
+        out_dir=out_dir,
+        name=name,
+        objective=twin.objective,
+        training_steps=int(model.num_timesteps),
+        metrics=metrics,
     )
 
 
@@ -532,6 +592,9 @@ class Trainer:
                 callback.evaluate(model)
             target_beaten = beats_target(self.objective, self.eval_metrics, self.baseline_metrics)
             final = callback.checkpoint(model)
+            # The model of the last checkpoint, where `mm export` and `mm eval` look for it.
+            shutil.copyfile(final / "model.zip", config.out_dir / ".model.zip.tmp")
+            os.replace(config.out_dir / ".model.zip.tmp", config.out_dir / "model.zip")
         finally:
             eval_env.close()
             env.close()
