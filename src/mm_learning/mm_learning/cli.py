@@ -1,4 +1,4 @@
-"""The ``mm`` command: ``mm keygen``, ``mm pubkey``, ``mm export``, ``mm registry {list,show,best}``.
+"""The ``mm`` command: ``mm train``, ``eval``, ``keygen``, ``pubkey``, ``export``, ``registry {list,show,best}``.
 
 One argparse parser with a subcommand per task; each ``_add_<command>`` function registers one subcommand and
 its handler, so further commands (``train``, ``eval``) are added the same way.
@@ -113,6 +113,108 @@ def _registry(args: argparse.Namespace) -> None:
     print(json.dumps({"policy_id": entry.policy_id, "path": str(entry.path), **entry.metadata}, indent=2))
 
 
+def _twin(args: argparse.Namespace) -> Any:
+    from mm_learning.trainer import TwinSpec
+
+    return TwinSpec(profile=args.profile, load=args.load, objective=args.objective, episode_s=args.episode_s)
+
+
+def _print_comparison(policy: dict[str, float], pid: dict[str, float]) -> None:
+    print("| metric | policy | PID |\n|---|---|---|")
+    for name, value in policy.items():
+        print(f"| {name} | {value:.5g} | {pid.get(name, float('nan')):.5g} |")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from mm_learning.trainer import Progress, TrainConfig, Trainer
+
+    def report(progress: Progress) -> None:
+        if progress.phase == "evaluating" and progress.eval_metrics:
+            m = progress.eval_metrics
+            print(
+                f"{progress.steps:>9} steps {progress.steps_per_s:7.0f}/s  settled {m['settled_fraction']:.2f}  "
+                f"settle {m['mean_settling_time_s']:.3f} s  final error {m['mean_steady_state_error_rad']:.2e} rad  "
+                f"energy {m['mean_energy_j']:.3g} J  return {m['mean_return']:.4g}",
+                flush=True,
+            )
+
+    config = TrainConfig(
+        out_dir=args.out,
+        twin=_twin(args),
+        algorithm=args.algo,
+        max_steps=args.steps,
+        max_time_s=args.time_s,
+        seed=args.seed,
+        n_envs=args.envs,
+        eval_every_steps=args.eval_every,
+        eval_moves=args.eval_moves,
+        checkpoint_every_steps=args.checkpoint_every,
+        stop_on_target=not args.no_early_stop,
+        tensorboard=not args.no_tensorboard,
+        progress_bar=not args.no_progress,
+    )
+    result = Trainer(config, on_progress=report).run()
+    verdict = "beats" if result.target_beaten else "does not beat"
+    print(
+        f"stopped ({result.stop_reason}) after {result.steps} steps, {result.elapsed_s:.0f} s: "
+        f"the policy {verdict} the {config.twin.objective} target against the PID"
+    )
+    _print_comparison(dict(result.eval_metrics), dict(result.baseline_metrics))
+    print(f"model: {args.out / 'model.zip'}  (mm export {args.out / 'model.zip'} --algorithm {args.algo.upper()} ...)")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from mm_learning.trainer import ALGORITHMS, TrainingError, evaluate_model
+
+    if args.algorithm not in ALGORITHMS:
+        raise TrainingError(f"unknown algorithm {args.algorithm!r}; use one of {', '.join(ALGORITHMS)}")
+    model = ALGORITHMS[args.algorithm].load(args.model, device="cpu")
+    results = evaluate_model(model, _twin(args), args.moves)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        _print_comparison(results["policy"], results["pid"])
+
+
+def _add_twin_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--objective", default="accuracy", help="accuracy, speed, energy, smooth or a mix 'speed:0.7,energy:0.3'"
+    )
+    p.add_argument("--profile", default="mm_v3", help="mm_sim servo profile (default: mm_v3)")
+    p.add_argument("--load", default="pendulum", help="mm_sim load of the profile (default: pendulum)")
+    p.add_argument("--episode-s", type=float, default=1.0, help="length of one step move (s, default 1)")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from mm_learning.trainer import ALGORITHMS, DEFAULT_ALGORITHM
+
+    p = sub.add_parser("train", help="train a policy for an objective in the MuJoCo twin (resumes a run in --out)")
+    _add_twin_arguments(p)
+    p.add_argument("--algo", choices=list(ALGORITHMS), default=DEFAULT_ALGORITHM, help="SB3 algorithm (default: ppo)")
+    p.add_argument("--steps", type=int, default=200_000, help="env step budget; 0: none (default: 200000)")
+    p.add_argument("--time-s", type=float, default=0.0, help="wall-time budget (s); 0: none")
+    p.add_argument("--out", type=Path, required=True, help="run directory: checkpoints, TensorBoard logs, model.zip")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--envs", type=int, default=0, help="vectorised envs (default: the preset's)")
+    p.add_argument("--eval-every", type=int, default=20_000, help="evaluate every N env steps (default: 20000)")
+    p.add_argument("--eval-moves", type=int, default=10, help="seeded moves per evaluation (default: 10)")
+    p.add_argument("--checkpoint-every", type=int, default=20_000, help="checkpoint every N env steps")
+    p.add_argument("--no-early-stop", action="store_true", help="train the whole budget even once the target is beaten")
+    p.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard logs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="a trained model vs the PID tuned for the objective on seeded moves")
+    p.add_argument("model", type=Path, help="SB3 model .zip (e.g. runs/x/model.zip)")
+    p.add_argument("--algorithm", required=True, help="ppo, sac, td3, ddpg or a2c")
+    _add_twin_arguments(p)
+    p.add_argument("--moves", type=int, default=100, help="seeded step moves (default: 100)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
+    p.set_defaults(func=_eval)
+
+
 def _add_keygen(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("keygen", help="make the trainer's ECDSA P-256 signing key pair and print the firmware key")
     p.add_argument("--dir", type=Path, default=Path("keys"), help="directory for the PEM files (default: keys)")
@@ -164,9 +266,11 @@ def _add_registry(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``mm`` argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="mm", description="Muscle Memory learner: export, sign and register.")
+    parser = argparse.ArgumentParser(
+        prog="mm", description="Muscle Memory learner: train, evaluate, export, sign, register."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_keygen, _add_pubkey, _add_export, _add_registry):
+    for add in (_add_train, _add_eval, _add_keygen, _add_pubkey, _add_export, _add_registry):
         add(sub)
     return parser
 
