@@ -3,11 +3,14 @@ mm_learning.policy_image) and a trivial inference backend."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import struct
 import zlib
 from pathlib import Path
+from types import ModuleType
 
+import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -87,3 +90,12 @@ def recorded_run(ticks: int = 3000, dt_s: float = 0.001) -> list[dict[str, float
             }
         )
     return rows
+
+
+def require(module: str) -> ModuleType:
+    """Import a workspace package the test compares against; fail (not skip) when it is missing, so a broken
+    build can never turn a parity test into a silent skip."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        pytest.fail(f"{module} is not importable ({exc}): run `make build` and `source tools/env.sh`", pytrace=False)

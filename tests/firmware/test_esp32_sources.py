@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fw_support import REPO
+from fw_support import REPO, require
 
 
 def _ros_include_root() -> Path:
@@ -19,7 +19,7 @@ def _ros_include_root() -> Path:
 
 
 def test_esp32_app_sources_match_core_and_messages() -> None:
-    ament_index = pytest.importorskip("ament_index_python", reason="ROS 2 Python (ament_index) not available")
+    ament_index = require("ament_index_python.packages")
     try:
         msgs_include = Path(ament_index.get_package_prefix("mm_msgs")) / "include" / "mm_msgs"
     except ament_index.PackageNotFoundError:

@@ -5,8 +5,7 @@ within 1e-5 per feature."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from fw_support import recorded_run
+from fw_support import recorded_run, require
 
 TOLERANCE = 1e-5
 DT_S = 0.001
@@ -15,7 +14,7 @@ DT_S = 0.001
 def test_core_observations_match_mm_sim() -> None:
     import mm_firmware_core as fw
 
-    pytest.importorskip("mm_sim", reason="mm_sim is not on the path (build the workspace)")
+    require("mm_sim")
     from mm_sim.observation import MultiTurnEncoder, ObservationBuilder, ObsScales, encoder_count
 
     scales = ObsScales(

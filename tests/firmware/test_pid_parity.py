@@ -4,7 +4,7 @@ same current command on a recorded run (positions and velocities as the firmware
 from __future__ import annotations
 
 import pytest
-from fw_support import recorded_run
+from fw_support import recorded_run, require
 
 DT_S = 0.001
 LIMIT_A = 3.0
@@ -15,7 +15,7 @@ TAU_S = 0.005
 def test_core_pid_matches_mm_sim_baseline(gravity_ff_a: float) -> None:
     import mm_firmware_core as fw
 
-    pytest.importorskip("mm_sim", reason="mm_sim is not on the path (build the workspace)")
+    require("mm_sim")
     from mm_sim.baselines import CascadedPid, PidGains
     from mm_sim.observation import MultiTurnEncoder, ObservationBuilder, ObsScales, encoder_count
 

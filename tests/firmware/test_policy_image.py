@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from fw_support import HalfGainBackend, header, image, public_key_bytes, sign_raw
+from fw_support import HalfGainBackend, header, image, public_key_bytes, require, sign_raw
 
 MODEL = bytes(range(256)) * 3
 ACCEPTED, REJECTED = 1, 2
@@ -141,7 +141,7 @@ def test_corrupted_transfer_fails_the_image_crc(
 def test_images_from_the_project_packer_are_accepted(
     servo: tuple[Any, HalfGainBackend], signing_key: ec.EllipticCurvePrivateKey
 ) -> None:
-    policy_image = pytest.importorskip("mm_learning.policy_image", reason="mm_learning not on the path")
+    policy_image = require("mm_learning.policy_image")
     core, _ = servo
     scales = policy_image.ObsScaleValues(3.0, 40.0, 25.0, 2.0, 0.004)
     head = policy_image.PolicyHeader(model_type=policy_image.ModelType.INT8, scales=scales, arena_bytes=2800)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from fw_support import public_key_bytes
+from fw_support import public_key_bytes, require
 
 LIMIT_A = 2.0
 
@@ -33,7 +33,7 @@ class TflmBackend:
 def test_core_runs_an_int8_policy_through_tflite_micro(signing_key: ec.EllipticCurvePrivateKey) -> None:
     import mm_firmware_core as fw
 
-    pytest.importorskip("mm_learning", reason="mm_learning is not on the path (build the workspace)")
+    require("mm_learning")
     from mm_learning.actor import ActorSpec, DenseLayer
     from mm_learning.tflite_convert import convert, to_keras
     from mm_learning.tflm import Scheme, TflmPolicy
