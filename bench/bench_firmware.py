@@ -2,8 +2,9 @@
 
 Runs build/mm_firmware_core/mm_core_bench under callgrind with collection switched on only inside
 mm_core_step, once per mode (policy mode with a trivial backend, so the number is the core's own overhead,
-not a network's), and prints a markdown table and JSON. Host x86-64 instruction counts are a proxy for the
-MCU: they count work, not cycles on an ESP32.
+not a network's), and prints a markdown table and JSON. The baseline, measured in the same run, is the bare
+cascaded PID law (mm_pid_step alone): the difference is what sensing, limits, faults, the watchdog and sampling
+cost on top. Host x86-64 instruction counts are a proxy for the MCU: they count work, not ESP32 cycles.
 
 Usage: python bench/bench_firmware.py [--steps N] [--build-dir DIR]
 """
@@ -46,15 +47,15 @@ def _policy_files(directory: Path) -> list[str]:
     return [str(key_path), str(image_path)]
 
 
-def instructions_per_step(program: Path, mode: str, steps: int, workdir: Path) -> float:
-    """Callgrind's instruction count (Ir) inside mm_core_step, divided by the number of steps."""
-    out = workdir / f"callgrind.{mode}.out"
+def instructions_per_step(program: Path, mode: str, steps: int, workdir: Path, function: str = "mm_core_step") -> float:
+    """Callgrind's instruction count (Ir) inside function (callees included), divided by the number of steps."""
+    out = workdir / f"callgrind.{mode}.{function}.out"
     extra = _policy_files(workdir) if mode == "policy" else []
     cmd = [
         "valgrind",
         "--tool=callgrind",
         f"--callgrind-out-file={out}",
-        "--toggle-collect=mm_core_step",
+        f"--toggle-collect={function}",
         str(program),
         mode,
         str(steps),
@@ -91,12 +92,23 @@ def main(argv: list[str] | None = None) -> int:
         raise BenchError(msg)
     with tempfile.TemporaryDirectory() as tmp:
         results = {mode: instructions_per_step(program, mode, args.steps, Path(tmp)) for mode in MODES}
-    print("| mode | instructions per control step (x86-64, callgrind) |")
-    print("|---|---|")
+        bare_pid = instructions_per_step(program, "position", args.steps, Path(tmp), function="mm_pid_step")
+    print("| mode | instructions per control step (x86-64, callgrind) | x bare PID law |")
+    print("|---|---|---|")
     for mode, value in results.items():
-        print(f"| {mode} | {value:.0f} |")
+        print(f"| {mode} | {value:.0f} | {value / bare_pid:.1f} |")
+    print(f"| baseline: bare PID law (mm_pid_step) | {bare_pid:.0f} | 1.0 |")
     print()
-    print(json.dumps({"bench": "firmware_core_step", "steps": args.steps, "instructions_per_step": results}))
+    print(
+        json.dumps(
+            {
+                "bench": "firmware_core_step",
+                "steps": args.steps,
+                "instructions_per_step": results,
+                "baseline_bare_pid_instructions_per_step": bare_pid,
+            }
+        )
+    )
     return 0
 
 
