@@ -1,0 +1,180 @@
+"""The learner node from another process: rejected goals, a tiny training goal with feedback through export to
+a PolicyBlob on `policy`, and cancel with a checkpoint while a second goal is refused (one goal at a time).
+
+Run inside the loopback-only namespace: tools/run_tests.sh tests/mm_learning/test_learner_node.py
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("rclpy")
+import rclpy
+from action_msgs.msg import GoalStatus
+from mm_learning.learner_node import POLICY_QOS
+from mm_learning.signing import generate_keypair
+from rclpy.action import ActionClient
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+
+from mm_msgs.action import Train
+from mm_msgs.msg import PolicyBlob
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+TIMEOUT_S = 180.0
+
+
+@pytest.fixture(scope="module")
+def learner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The learner node in its own process, with tiny evaluation/export settings and its log file."""
+    root = tmp_path_factory.mktemp("learner")
+    key, _ = generate_keypair(root / "keys")
+    params = {
+        "learner": {
+            "ros__parameters": {
+                "episode_s": 0.3,
+                "runs_dir": str(root / "runs"),
+                "registry_dir": str(root / "policies"),
+                "signing_key": str(key),
+                "eval_every_steps": 512,
+                "eval_moves": 2,
+                "checkpoint_every_steps": 512,
+                "export_moves": 3,
+                "hyperparameters_json": json.dumps({"n_steps": 256, "batch_size": 128}),
+            }
+        }
+    }
+    params_file = root / "learner.yaml"
+    params_file.write_text(json.dumps(params))  # JSON is YAML
+    log_path = root / "learner.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mm_learning.learner_node", "--ros-args", "--params-file", str(params_file)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield {"root": root, "log": log_path, "process": process}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def client(learner: dict[str, Any]) -> Iterator[tuple[Node, ActionClient, SingleThreadedExecutor]]:
+    """An action client in this process, in its own rclpy context."""
+    context = Context()
+    rclpy.init(context=context)
+    node = Node("learner_test_client", context=context)
+    action = ActionClient(node, Train, "train")
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not action.wait_for_server(timeout_sec=1.0):
+            assert learner["process"].poll() is None, learner["log"].read_text()
+            assert time.monotonic() < deadline, "the learner's train action did not appear"
+        yield node, action, executor
+    finally:
+        action.destroy()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def _wait(executor: SingleThreadedExecutor, done: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT_S
+    while not done():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        executor.spin_once(timeout_sec=0.1)
+
+
+def _send(
+    client: tuple[Node, ActionClient, SingleThreadedExecutor],
+    feedback: list[Train.Feedback] | None = None,
+    **fields: Any,
+) -> Any:
+    _, action, executor = client
+    goal = Train.Goal(**({"objective": "accuracy", "max_steps": 1024} | fields))
+    callback = None if feedback is None else (lambda msg: feedback.append(msg.feedback))
+    future = action.send_goal_async(goal, feedback_callback=callback)
+    _wait(executor, future.done, "the goal response")
+    return future.result()
+
+
+def test_bad_goals_are_rejected_with_the_reason_logged(client: Any, learner: dict[str, Any]) -> None:
+    bad_goals = [
+        {"objective": "fast"},
+        {"objective": "speed:nan"},
+        {"algorithm": "dqn"},
+        {"mode": "online"},
+        {"max_steps": 0, "max_time_s": 0.0},
+        {"load": "no_such_load"},
+    ]
+    for fields in bad_goals:
+        assert not _send(client, **fields).accepted, f"goal {fields} was accepted"
+    _, _, executor = client
+    _wait(executor, lambda: learner["log"].read_text().count("rejected train goal") >= len(bad_goals), "the log")
+    log = learner["log"].read_text()
+    assert "unknown objective 'fast'" in log and "zero budget" in log and "unknown algorithm 'dqn'" in log
+
+
+def test_a_goal_trains_exports_and_publishes_a_signed_policy(client: Any) -> None:
+    node, _, executor = client
+    feedback: list[Train.Feedback] = []
+    handle = _send(client, feedback, seed=1)
+    assert handle.accepted
+    result_future = handle.get_result_async()
+    _wait(executor, result_future.done, "the result")
+    response = result_future.result()
+    result = response.result
+    assert response.status == GoalStatus.STATUS_SUCCEEDED, result.message
+    assert result.success and result.steps >= 1024 and len(result.policy_id) == 64
+    phases = [f.phase for f in feedback]
+    assert "evaluating" in phases
+    assert phases[-3:] == ["exporting", "validating", "publishing"]
+    assert any(f.steps > 0 and f.steps_per_s > 0 and f.eval_metrics and f.baseline_metrics for f in feedback)
+    assert {m.name for m in result.metrics} >= {"mean_steady_state_error_rad", "mean_energy_j"}
+    assert Path(result.image_path).is_file() and Path(result.checkpoint_path).is_dir()
+
+    # Transient local: a subscriber that comes after the publication still gets the policy.
+    blobs: list[PolicyBlob] = []
+    node.create_subscription(PolicyBlob, "policy", blobs.append, POLICY_QOS)
+    _wait(executor, lambda: bool(blobs), "the PolicyBlob on `policy`")
+    blob = blobs[-1]
+    assert blob.policy_id == result.policy_id and blob.policy_crc32 == result.policy_crc32
+    assert zlib.crc32(bytes(blob.image)) == blob.policy_crc32
+    assert bytes(blob.image) == Path(result.image_path).read_bytes()
+    assert blob.algorithm == "ppo" and json.loads(blob.metadata_json)["objective"] == "accuracy"
+
+
+def test_cancel_stops_with_a_checkpoint_and_one_goal_runs_at_a_time(client: Any) -> None:
+    _, _, executor = client
+    feedback: list[Train.Feedback] = []
+    handle = _send(client, feedback, max_steps=10**8, seed=2)
+    assert handle.accepted
+    _wait(executor, lambda: any(f.steps > 0 for f in feedback), "training feedback")
+    assert not _send(client, seed=3).accepted, "a second goal was accepted while one was running"
+    cancel_future = handle.cancel_goal_async()
+    _wait(executor, cancel_future.done, "the cancel response")
+    result_future = handle.get_result_async()
+    _wait(executor, result_future.done, "the result after cancel")
+    response = result_future.result()
+    assert response.status == GoalStatus.STATUS_CANCELED
+    assert 0 < response.result.steps < 10**8
+    checkpoint = Path(response.result.checkpoint_path)
+    assert json.loads((checkpoint / "state.json").read_text())["steps"] == response.result.steps
