@@ -26,6 +26,7 @@ static void can_task(void *arg)
     (void)arg;
     const TickType_t period = pdMS_TO_TICKS(1000 * CONFIG_MM_STATE_DECIMATION / CONFIG_MM_CONTROL_RATE_HZ);
     TickType_t next_state = xTaskGetTickCount();
+    TickType_t last_tick = next_state;
     for (;;) {
         twai_message_t msg;
         if (twai_receive(&msg, pdMS_TO_TICKS(1)) == ESP_OK && msg.extd && !msg.rtr) {
@@ -49,7 +50,10 @@ static void can_task(void *arg)
                 send(&ack);
             }
         }
-        mm_can_tick(&s_can, 0.001f);
+        /* ISO-TP N_Cr timeout: pass the time that really elapsed (a loop may take longer than the 1-tick wait). */
+        const TickType_t now = xTaskGetTickCount();
+        mm_can_tick(&s_can, (float)((now - last_tick) * portTICK_PERIOD_MS) / 1000.0f); /* s_can is ours alone */
+        last_tick = now;
         if (xTaskGetTickCount() - next_state >= period) {
             next_state = xTaskGetTickCount();
             mm_can_frame_t frames[3];

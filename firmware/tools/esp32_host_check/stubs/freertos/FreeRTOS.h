@@ -8,5 +8,6 @@ typedef unsigned UBaseType_t;
 #define pdPASS 1
 #define portMAX_DELAY 0xffffffffu
 #define configMAX_PRIORITIES 25
+#define portTICK_PERIOD_MS 1u
 #define pdMS_TO_TICKS(ms) ((TickType_t)(ms))
 #define IRAM_ATTR
