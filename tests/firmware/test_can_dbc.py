@@ -6,24 +6,37 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import cantools
 import pytest
+from cantools.database.can import Database
 from fw_support import REPO
 
 MASK = 0x1FFFFC00
 DEVICE = 7
 
 
+def decode(db: Database, frame_id: int, data: bytes, *, choices: bool = False) -> dict[str, Any]:
+    """Decode one frame by its (device-masked, extended) id."""
+    result = db.get_message_by_frame_id(frame_id, force_extended_id=True).decode(data, decode_choices=choices)
+    assert isinstance(result, dict)
+    return result
+
+
 @pytest.fixture
-def db() -> cantools.database.can.Database:
+def db() -> Database:
+    """The servo DBC as the host side loads it (device id bits masked out)."""
     import mm_firmware_core as fw
 
-    return cantools.database.load_file(fw.dbc_path(), frame_id_mask=MASK)
+    loaded = cantools.database.load_file(fw.dbc_path(), frame_id_mask=MASK)
+    assert isinstance(loaded, Database)
+    return loaded
 
 
-def test_state_frames_decode_to_the_core_state(db) -> None:
+def test_state_frames_decode_to_the_core_state(db: Database) -> None:
     import mm_firmware_core as fw
 
     core = fw.ServoCore(heartbeat_timeout_s=0)
@@ -35,7 +48,7 @@ def test_state_frames_decode_to_the_core_state(db) -> None:
     decoded: dict[str, float] = {}
     for frame_id, data in endpoint.state_frames():
         assert frame_id & 0x3FF == DEVICE
-        decoded |= db.get_message_by_frame_id(frame_id, force_extended_id=True).decode(data, decode_choices=False)
+        decoded |= decode(db, frame_id, data)
     assert decoded["position"] == pytest.approx(state.position_rad, abs=0)
     assert decoded["velocity"] == pytest.approx(state.velocity_rad_s, abs=0)
     assert decoded["current"] == pytest.approx(-1.2, abs=1e-3)
@@ -45,28 +58,33 @@ def test_state_frames_decode_to_the_core_state(db) -> None:
     assert decoded["mode"] == fw.MODE_TORQUE
 
 
-def test_cantools_commands_drive_the_core(db) -> None:
+def test_cantools_commands_drive_the_core(db: Database) -> None:
     import mm_firmware_core as fw
 
     core = fw.ServoCore(heartbeat_timeout_s=0)
     endpoint = core.can_endpoint(DEVICE)
     command = db.get_message_by_name("COMMAND")
-    data = command.encode(
-        {"mode": "POSITION", "clear_faults": 0, "stream_transitions": 1, "target_velocity": 2.5, "target": 1.75}
-    )
-    assert endpoint.receive(command.frame_id | DEVICE, data) == []
-    assert endpoint.receive(command.frame_id | 99, command.encode({**command.decode(data), "mode": "BRAKE"})) == []
+    fields: dict[str, int | float | str] = {
+        "mode": "POSITION",
+        "clear_faults": 0,
+        "stream_transitions": 1,
+        "target_velocity": 2.5,
+        "target": 1.75,
+    }
+    brake = command.encode({**fields, "mode": "BRAKE"})
+    assert endpoint.receive(command.frame_id | DEVICE, command.encode(fields)) == []
+    assert endpoint.receive(command.frame_id | 99, brake) == []  # another servo's command
     core.step(encoder_count=0, dt_s=0.001)
     state = core.state()
     assert state.mode == fw.MODE_POSITION
     assert state.target_rad == pytest.approx(1.75)
     assert core.pop_batch().count == 1  # stream_transitions reached the core
     # Broadcast reaches every servo.
-    endpoint.receive(command.frame_id | 1023, command.encode({**command.decode(data), "mode": "BRAKE"}))
+    endpoint.receive(command.frame_id | 1023, brake)
     assert core.state().mode == fw.MODE_BRAKE
 
 
-def test_register_write_then_read_round_trip(db) -> None:
+def test_register_write_then_read_round_trip(db: Database) -> None:
     import mm_firmware_core as fw
 
     core = fw.ServoCore(heartbeat_timeout_s=0)
@@ -76,16 +94,16 @@ def test_register_write_then_read_round_trip(db) -> None:
     (reply,) = endpoint.receive(
         request.frame_id | DEVICE, request.encode({"op": "WRITE", "register_id": kp_vel_micro, "value": 350_000})
     )
-    answer = db.get_message_by_frame_id(reply[0], force_extended_id=True).decode(reply[1], decode_choices=False)
+    answer = decode(db, reply[0], reply[1])
     assert (answer["op"], answer["register_id"], answer["value"], answer["status"]) == (2, kp_vel_micro, 350_000, 0)
     assert core.tuning().gains.kp_vel == pytest.approx(0.35)
     (reply,) = endpoint.receive(
         request.frame_id | DEVICE, request.encode({"op": "WRITE", "register_id": 0x0010, "value": 99_000})
     )
-    assert db.get_message_by_frame_id(reply[0], force_extended_id=True).decode(reply[1])["status"] == "OUT_OF_RANGE"
+    assert decode(db, reply[0], reply[1], choices=True)["status"] == "OUT_OF_RANGE"
 
 
-def test_heartbeat_frames_feed_the_watchdog(db) -> None:
+def test_heartbeat_frames_feed_the_watchdog(db: Database) -> None:
     import mm_firmware_core as fw
 
     core = fw.ServoCore(heartbeat_timeout_s=0.005)
@@ -101,13 +119,13 @@ def test_heartbeat_frames_feed_the_watchdog(db) -> None:
     assert core.state().fault_flags == fw.constant("MM_FAULT_HEARTBEAT_LOST")
     frame = endpoint.fault_frame()
     assert frame is not None
-    fault = db.get_message_by_frame_id(frame[0], force_extended_id=True).decode(frame[1], decode_choices=False)
+    fault = decode(db, frame[0], frame[1])
     assert fault["new_faults"] == fw.constant("MM_FAULT_HEARTBEAT_LOST")
     assert fault["mode"] == fw.MODE_HOLD
 
 
 def test_committed_c_code_equals_what_cantools_generates(tmp_path: Path) -> None:
-    cantools_exe = shutil.which("cantools") or str(Path(os.sys.executable).with_name("cantools"))
+    cantools_exe = shutil.which("cantools") or str(Path(sys.executable).with_name("cantools"))
     env = {**os.environ, "MM_CAN_OUT": str(tmp_path), "CANTOOLS": cantools_exe}
     subprocess.run(["sh", str(REPO / "firmware/tools/generate_can.sh")], env=env, check=True, capture_output=True)
     committed = REPO / "firmware/core/can/generated"

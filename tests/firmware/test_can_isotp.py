@@ -7,6 +7,7 @@ from __future__ import annotations
 import struct
 import uuid
 import zlib
+from typing import Any
 
 import can
 import cantools
@@ -35,6 +36,7 @@ def test_can_isotp_transfer_is_reassembled_and_acknowledged(
     import mm_firmware_core as fw
 
     db = cantools.database.load_file(fw.dbc_path(), frame_id_mask=MASK)
+    assert isinstance(db, cantools.database.can.Database)
     core = fw.ServoCore(public_key=public_key_bytes(signing_key), backend=HalfGainBackend(), heartbeat_timeout_s=0)
     endpoint = core.can_endpoint(DEVICE, block_size=block_size)
     img = image(signing_key, bytes(range(256)) * 9)
@@ -47,7 +49,7 @@ def test_can_isotp_transfer_is_reassembled_and_acknowledged(
     servo_bus = can.Bus(interface="virtual", channel=channel)
     address = isotp.Address(isotp.AddressingMode.Normal_29bits, txid=TP_DATA | DEVICE, rxid=TP_FLOW | DEVICE)
     stack = isotp.CanStack(host_bus, address=address, params={"blocking_send": False, "max_frame_size": 4095})
-    acks: list[dict[str, object]] = []
+    acks: list[Any] = []
     frames_seen = 0
 
     def pump(timeout_s: float) -> bool:

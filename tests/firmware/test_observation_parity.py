@@ -52,7 +52,9 @@ def test_core_observations_match_mm_sim() -> None:
     for row, action in zip(rows, c_actions, strict=True):
         position = encoder.update(encoder_count(row["angle_rad"]))
         py_obs.append(
-            builder.update(position, row["current_a"], row["target_rad"], row["target_velocity_rad_s"], previous_action)
+            builder.update(
+                float(position), row["current_a"], row["target_rad"], row["target_velocity_rad_s"], previous_action
+            )
         )
         previous_action = action
 

@@ -42,9 +42,9 @@ def test_core_pid_matches_mm_sim_baseline(gravity_ff_a: float) -> None:
         count = encoder_count(row["angle_rad"])
         c_current = core.step(encoder_count=count, dt_s=DT_S).current_cmd_a
         position = encoder.update(count)
-        sensing.update(position, 0.0, 0.0, 0.0, 0.0)
+        sensing.update(float(position), 0.0, 0.0, 0.0, 0.0)
         py_current = pid.step(
-            position_rad=position,
+            position_rad=float(position),
             velocity_rad_s=sensing.velocity_rad_s,
             target_rad=row["target_rad"],
             target_velocity_rad_s=row["target_velocity_rad_s"],
