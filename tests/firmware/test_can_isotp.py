@@ -29,9 +29,9 @@ def _chunk_messages(img: bytes, transfer_id: int, chunk_size: int) -> list[bytes
     ]
 
 
-@pytest.mark.parametrize(("block_size", "chunk_size"), [(0, 600), (4, 1000)])
+@pytest.mark.parametrize(("block_size", "chunk_size", "padding"), [(0, 600, None), (4, 1000, 0xCC)])
 def test_can_isotp_transfer_is_reassembled_and_acknowledged(
-    signing_key: ec.EllipticCurvePrivateKey, block_size: int, chunk_size: int
+    signing_key: ec.EllipticCurvePrivateKey, block_size: int, chunk_size: int, padding: int | None
 ) -> None:
     import mm_firmware_core as fw
 
@@ -48,7 +48,9 @@ def test_can_isotp_transfer_is_reassembled_and_acknowledged(
     host_bus = can.Bus(interface="virtual", channel=channel)
     servo_bus = can.Bus(interface="virtual", channel=channel)
     address = isotp.Address(isotp.AddressingMode.Normal_29bits, txid=TP_DATA | DEVICE, rxid=TP_FLOW | DEVICE)
-    stack = isotp.CanStack(host_bus, address=address, params={"blocking_send": False, "max_frame_size": 4095})
+    stack = isotp.CanStack(
+        host_bus, address=address, params={"blocking_send": False, "max_frame_size": 4095, "tx_padding": padding}
+    )
     acks: list[Any] = []
     frames_seen = 0
 
