@@ -153,13 +153,13 @@ def main() -> None:
     pid_gains = pid_controller()[1]
     float_runs = [run_episode(make_env(), actor, s) for s in seeds]
     schemes = [bench_scheme(actor, scheme, calibration, held_out, seeds) for scheme in Scheme]
-    result = {
+    result: dict[str, Any] = {
         "setup": {
             "profile": PROFILE,
             "load": LOAD,
             "objective": OBJECTIVE,
             "moves": args.moves,
-            "policy": args.model or f"PPO [64,64] tanh cloned from tuned PID ({args.clone_moves} moves)",
+            "policy": args.model or f"PPO [64,64] tanh cloned from the {pid_gains} PID ({args.clone_moves} moves)",
             "pid_gains": pid_gains,
             "prepare_s": prepared_s,
             "calibration_rows": len(calibration),

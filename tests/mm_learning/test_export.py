@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gymnasium as gym
 import keras
 import numpy as np
 import pytest
@@ -173,3 +174,18 @@ def test_closed_loop_return_limit_is_relative_to_float() -> None:
     check_closed_loop(ClosedLoopReport(episodes(-100.0), episodes(-100.9)), Thresholds())
     with pytest.raises(PolicyRejected, match=r"1\.10 % apart"):
         check_closed_loop(ClosedLoopReport(episodes(-100.0), episodes(-101.1)), Thresholds())
+
+
+def test_closed_loop_reads_the_final_error_from_the_twin() -> None:
+    # The check runs against MuscleMemoryServo-v0 in `mm export`: its info must carry target and position.
+    mm_sim = pytest.importorskip("mm_sim", reason="mm_sim not on the path")
+
+    def make_env():
+        return gym.make(mm_sim.ENV_ID, episode_s=0.02)
+
+    def idle(obs):
+        return np.zeros(1, dtype=np.float32)
+
+    report = closed_loop(make_env, idle, idle, [3])
+    assert report.float_episodes == report.quantized_episodes
+    assert report.float_episodes[0].steps == 20 and report.float_final_error_rad > 0.0
