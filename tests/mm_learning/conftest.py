@@ -16,15 +16,9 @@ from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 sys.path.insert(0, str(Path(__file__).parent))
-from toy_servo import ToyServoEnv
+from toy_servo import ToyServoEnv, pd_law
 
 NET = {"net_arch": [32, 32], "activation_fn": torch.nn.Tanh}
-
-
-def pd_law(obs: np.ndarray) -> np.ndarray:
-    """A PD law in observation units that settles the toy servo within an encoder count."""
-    o = np.atleast_2d(obs)
-    return np.tanh(1.0 * o[:, 0] + 0.5 * o[:, 1] - 8.0 * o[:, 2])[:, None]
 
 
 def _pd_observations(n_moves: int) -> np.ndarray:

@@ -9,7 +9,6 @@ import gymnasium as gym
 import keras
 import numpy as np
 import pytest
-from conftest import pd_law
 from cryptography.hazmat.primitives.asymmetric import ec
 from mm_learning.acceptance import (
     Budget,
@@ -31,7 +30,7 @@ from mm_learning.signing import verify_image
 from mm_learning.tflite_convert import convert, to_keras
 from mm_learning.tflm import Scheme, TflmPolicy
 from stable_baselines3.common.base_class import BaseAlgorithm
-from toy_servo import ToyServoEnv
+from toy_servo import ToyServoEnv, pd_law
 
 CHECK_SEEDS = range(6)
 

@@ -87,3 +87,9 @@ class ToyServoEnv(gym.Env[np.ndarray, np.ndarray]):
         reward = -abs(error) - 0.01 * a * a
         info = {"position_rad": self._measure(), "target_rad": self._target}
         return obs, reward, False, self._k >= self.episode_steps, info
+
+
+def pd_law(obs: np.ndarray) -> np.ndarray:
+    """A PD law in observation units that settles the toy servo within an encoder count."""
+    o = np.atleast_2d(obs)
+    return np.tanh(1.0 * o[:, 0] + 0.5 * o[:, 1] - 8.0 * o[:, 2])[:, None]
