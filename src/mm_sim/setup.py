@@ -7,7 +7,7 @@ setup(
     version="0.1.0",
     packages=find_packages(exclude=["test"]),
     # Servo profiles are read with importlib.resources, so they ship inside the Python package.
-    package_data={package_name: ["profiles/*.yaml"]},
+    package_data={package_name: ["profiles/*.yaml", "data/*.yaml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml", "README.md"]),

@@ -1,11 +1,25 @@
-"""The PID baseline: the contract's law tick by tick, and a servo that actually settles on the twin."""
+"""The baselines: the contract's PID law tick by tick, tuning that improves its objective, a time-optimal
+bound faster than any PID, and cached gains for every shipped combination."""
 
 import math
 
+import numpy as np
 import pytest
-from mm_sim.reference import StepReference
+from mm_sim.baselines import (
+    CascadedPid,
+    PidController,
+    PidGains,
+    TimeOptimalController,
+    bang_bang_schedule,
+    initial_gains,
+    tune_pid,
+    tuned_gains,
+)
+from mm_sim.evaluate import evaluate, seeded_moves
+from mm_sim.model import Plant
+from mm_sim.objectives import OBJECTIVES
 
-from mm_sim import CascadedPid, MmSimError, PidGains, ServoEnv, list_profiles, pid_for, rollout
+from mm_sim import MmSimError, ServoEnv, list_profiles, load_profile
 
 DT_S = 0.001
 
@@ -21,75 +35,106 @@ def test_first_tick_is_the_cascaded_law_with_the_integrator_still_empty() -> Non
     v_cmd = 10.0 * 0.1 + 0.5
     assert current_a == pytest.approx(0.2 * (v_cmd - 1.0) + 0.5 * math.sin(0.4), rel=1e-6)
     assert pid.integrator_a == pytest.approx(4.0 * (v_cmd - 1.0) * DT_S, rel=1e-6)
-    # The next tick's output includes what was integrated.
     second_a = pid.step(position_rad=0.4, velocity_rad_s=1.0, target_rad=0.5, target_velocity_rad_s=0.5)
     assert second_a == pytest.approx(current_a + 4.0 * (v_cmd - 1.0) * DT_S, rel=1e-5)
 
 
 def test_velocity_command_is_limited_to_v_max() -> None:
-    pid = _pid(ki_vel=0.0)
     # kp_pos * e = 20 rad/s, limited to v_max = 5 rad/s: i = kp_vel * 5.
-    current_a = pid.step(position_rad=0.0, velocity_rad_s=0.0, target_rad=2.0)
-    assert current_a == pytest.approx(0.2 * 5.0)
+    assert _pid(ki_vel=0.0).step(position_rad=0.0, velocity_rad_s=0.0, target_rad=2.0) == pytest.approx(1.0)
 
 
 def test_output_is_clamped_and_the_integrator_does_not_wind_up_into_the_limit() -> None:
     pid = _pid(kp_vel=5.0, v_max=10.0)
     for _ in range(100):
-        current_a = pid.step(position_rad=0.0, velocity_rad_s=0.0, target_rad=3.0)
-        assert current_a == 2.0
+        assert pid.step(position_rad=0.0, velocity_rad_s=0.0, target_rad=3.0) == 2.0
     assert pid.integrator_a == 0.0
 
 
 def test_integrator_keeps_integrating_an_error_that_pulls_out_of_saturation() -> None:
     # Gravity feedforward saturates the output positive while the velocity error is negative.
     pid = _pid(kp_vel=1.0, ki_vel=100.0, gravity_ff_a=4.0)
-    current_a = pid.step(position_rad=math.pi / 2, velocity_rad_s=1.0, target_rad=math.pi / 2)
-    assert current_a == 2.0
-    assert pid.integrator_a == pytest.approx(100.0 * -1.0 * DT_S, rel=1e-6)
+    assert pid.step(position_rad=math.pi / 2, velocity_rad_s=1.0, target_rad=math.pi / 2) == 2.0
+    assert pid.integrator_a == pytest.approx(-100.0 * DT_S, rel=1e-6)
 
 
-def test_negative_gains_are_refused() -> None:
+def test_bad_gains_limit_or_period_are_refused() -> None:
     with pytest.raises(MmSimError, match=r"PID gain kp_vel=-1.0 must be a finite number >= 0"):
         _pid(kp_vel=-1.0)
-
-
-def test_bad_limit_or_period_is_refused() -> None:
     with pytest.raises(MmSimError, match=r"must both be > 0"):
         CascadedPid(PidGains(1.0, 1.0, 1.0, 1.0, 0.0), current_limit_a=0.0, dt_s=DT_S)
 
 
-@pytest.mark.parametrize("name", list_profiles())
-def test_profile_pid_settles_step_moves_on_the_twin(name: str) -> None:
-    env = ServoEnv(name, episode_s=1.5)
-    controller = pid_for(env)
-    for seed in range(4):
-        metrics = rollout(env, controller, seed=seed)
-        assert metrics.settle_time_s is not None and metrics.settle_time_s < 1.0, (seed, metrics)
-        assert metrics.final_error_rad < 0.002
-        assert metrics.overshoot_rad is not None and metrics.overshoot_rad < 0.1
+def test_gravity_feedforward_holds_the_pendulum_level() -> None:
+    profile = load_profile("mm_v3")
+    load = profile.load("pendulum")
+    gains = initial_gains(profile, load)
+    assert gains.gravity_ff_a * profile.output_torque_per_a == pytest.approx(load.gravity_torque_nm)
+    assert initial_gains(profile, profile.load("inertia_disk")).gravity_ff_a == 0.0
 
 
-@pytest.mark.parametrize("name", list_profiles())
-def test_profile_pid_tracks_sines_with_its_velocity_feedforward(name: str) -> None:
-    env = ServoEnv(name, task="track", episode_s=1.0)
-    controller = pid_for(env)
-    rms_errors_rad = [rollout(env, controller, seed=seed).rms_error_rad for seed in range(4)]
-    assert max(rms_errors_rad) < 0.1, rms_errors_rad
+def test_controller_must_be_reset_before_use() -> None:
+    with pytest.raises(MmSimError, match=r"call reset\(env, info\)"):
+        PidController(initial_gains(load_profile("mm_v3"), load_profile("mm_v3").load("pendulum")))(
+            np.zeros(8, dtype=np.float32), {}
+        )
 
 
 @pytest.mark.slow
+def test_tuning_improves_the_objective_on_moves_it_was_not_tuned_on() -> None:
+    profile = load_profile("gimbal_bldc")
+    env = ServoEnv(profile, load="pendulum", objective="speed")
+    start = initial_gains(profile, profile.load("pendulum"))
+    gains, _ = tune_pid(env, moves=seeded_moves(3, seed=50, duration_s=0.6), start=start, evaluations=12)
+    held_out = seeded_moves(6, seed=60, duration_s=0.6)
+    untuned = evaluate(env, PidController(start), held_out).mean_return
+    tuned = evaluate(env, PidController(gains), held_out).mean_return
+    assert tuned > untuned
+
+
+def test_cached_tuned_gains_exist_for_every_profile_load_and_objective() -> None:
+    for name in list_profiles():
+        profile = load_profile(name)
+        for load_name in profile.loads:
+            for objective in OBJECTIVES:
+                gains = tuned_gains(profile, load_name, objective)
+                expected_ff_a = initial_gains(profile, profile.load(load_name)).gravity_ff_a
+                assert gains.gravity_ff_a == pytest.approx(expected_ff_a, rel=1e-5)  # cached to 6 digits
+    with pytest.raises(MmSimError, match=r"no tuned PID gains cached for mm_v3/pendulum/elegance"):
+        tuned_gains(load_profile("mm_v3"), "pendulum", "elegance")
+
+
 @pytest.mark.parametrize("name", list_profiles())
-def test_profile_pid_still_settles_with_randomised_plants(name: str) -> None:
-    env = ServoEnv(name, episode_s=1.5, randomize=0.2)
-    controller = pid_for(env)
-    for seed in range(10):
-        metrics = rollout(env, controller, seed=seed)
-        assert metrics.settle_time_s is not None and metrics.settle_time_s < 1.2, (seed, metrics)
+def test_tuned_pid_settles_every_move_on_every_load(name: str) -> None:
+    profile = load_profile(name)
+    moves = seeded_moves(4, seed=7)
+    for load_name in profile.loads:
+        env = ServoEnv(profile, load=load_name)
+        summary = evaluate(env, PidController(tuned_gains(profile, load_name, "accuracy")), moves).summary()
+        assert summary["settled_fraction"] == 1.0, (load_name, summary)
 
 
-def test_arm_pid_holds_the_arm_horizontal_against_gravity() -> None:
-    env = ServoEnv("arm", episode_s=1.0)
-    options = {"initial_angle_rad": 0.0, "reference": StepReference((math.pi / 2,), 1.0)}
-    metrics = rollout(env, pid_for(env), seed=0, options=options)
-    assert metrics.final_error_rad < 0.002
+@pytest.mark.parametrize("name", list_profiles())
+def test_time_optimal_bound_is_faster_than_the_speed_tuned_pid(name: str) -> None:
+    profile = load_profile(name)
+    env = ServoEnv(profile, load="pendulum", objective="speed")
+    gains = tuned_gains(profile, "pendulum", "speed")
+    moves = seeded_moves(5, seed=11)
+    pid = evaluate(env, PidController(gains), moves).summary()
+    bound = evaluate(env, TimeOptimalController(gains), moves).summary()
+    assert bound["settled_fraction"] == 1.0
+    assert bound["mean_settling_time_s"] < pid["mean_settling_time_s"]
+
+
+def test_bang_bang_schedule_stops_the_shaft_at_the_target() -> None:
+    profile = load_profile("mm_minimal")
+    plant = Plant(profile, profile.load("inertia_disk"))
+    schedule = bang_bang_schedule(plant, start_rad=0.0, target_rad=1.5)
+    assert set(schedule) == {1.0, -1.0}
+    switch = schedule.index(-1.0)
+    assert all(a == 1.0 for a in schedule[:switch]) and all(a == -1.0 for a in schedule[switch:])
+    plant.reset(0.0)
+    for action in [0.0, *schedule]:  # one period of latency, as in the env
+        plant.advance(action * profile.driver.current_limit_a)
+    assert plant.angle_rad == pytest.approx(1.5, abs=0.02)
+    assert abs(plant.velocity_rad_s) < 0.5

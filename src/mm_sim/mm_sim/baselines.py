@@ -1,19 +1,33 @@
-"""The cascaded PID baseline: the same law as the firmware's POSITION mode (servo contract, section 8).
+"""Baselines a learned policy must beat, and the bound none can.
 
-Arithmetic is float32, as in the C core, so a PID tuned on the twin runs unchanged on the servo and the parity
-test (`tests/firmware/test_pid_parity.py`) can compare the two on recorded inputs.
+- `CascadedPid`: the firmware's POSITION-mode law (servo contract, section 8), in float32 as in the C core, so
+  gains tuned on the twin run unchanged on the servo; `tests/firmware/test_pid_parity.py` compares the two.
+- `tune_pid`: auto-tunes its gains on the twin for an objective (a careful user's PID, not a strawman);
+  `tuned_gains` reads the cached results (`mm_sim/data/tuned_pid.yaml`, rewritten by `python -m mm_sim.baselines`).
+- `TimeOptimalController`: bang-bang at the current limit, with the switch found by simulating the same
+  twin, so the voltage limit, current lag and latency are all honoured: the fastest move there is.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import math
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from numpy.typing import NDArray
 
+from mm_sim.env import ServoEnv
 from mm_sim.errors import MmSimError
+from mm_sim.evaluate import Move, evaluate, seeded_moves
+from mm_sim.model import Plant
+from mm_sim.objectives import OBJECTIVES
+from mm_sim.profiles import LoadParams, ServoProfile, list_profiles, load_profile
 
 _F32 = np.float32
 
@@ -116,26 +130,228 @@ class CascadedPid:
 
 
 class PidController:
-    """Drives a `mm_sim.env.ServoEnv` with `CascadedPid`, reading the sensed state from the env's `info`.
+    """Drives a `ServoEnv` with `CascadedPid`, reading the sensed state from the env's `info`."""
 
-    Call it as `action = controller(observation, info)`; it returns the action in [-1, 1] the env expects.
-    """
+    def __init__(self, gains: PidGains) -> None:
+        """Use `gains`; the current limit and period come from the env at each reset."""
+        self.gains = gains
+        self._pid: CascadedPid | None = None
+        self._limit_a = 1.0
 
-    def __init__(self, gains: PidGains, *, current_limit_a: float, dt_s: float) -> None:
-        """Build the controller; arguments as for `CascadedPid`."""
-        self.pid = CascadedPid(gains, current_limit_a=current_limit_a, dt_s=dt_s)
-        self._current_limit_a = current_limit_a
-
-    def reset(self) -> None:
-        """Clear the PID state at the start of an episode."""
-        self.pid.reset()
+    def reset(self, env: ServoEnv, info: dict[str, Any]) -> None:
+        """Start with an empty integrator, as the firmware does on entering POSITION mode."""
+        self._limit_a = env.profile.driver.current_limit_a
+        self._pid = CascadedPid(self.gains, current_limit_a=self._limit_a, dt_s=env.dt_s)
 
     def __call__(self, observation: NDArray[np.float32], info: dict[str, Any]) -> NDArray[np.float32]:
-        """Return the action (normalised current command) for the sensed state in `info`."""
-        current_a = self.pid.step(
+        """The action (normalised current command) for the sensed state in `info`."""
+        if self._pid is None:
+            msg = "call reset(env, info) after env.reset before using the controller"
+            raise MmSimError(msg)
+        current_a = self._pid.step(
             position_rad=info["position_rad"],
             velocity_rad_s=info["velocity_rad_s"],
             target_rad=info["target_rad"],
             target_velocity_rad_s=info["target_velocity_rad_s"],
         )
-        return np.array([current_a / self._current_limit_a], dtype=np.float32)
+        return np.array([current_a / self._limit_a], dtype=np.float32)
+
+
+def gravity_feedforward_a(profile: ServoProfile, load: LoadParams) -> float:
+    """The current that holds `load` horizontal: its gravity torque over the torque per ampere (A)."""
+    return load.gravity_torque_nm / profile.output_torque_per_a
+
+
+def initial_gains(profile: ServoProfile, load: LoadParams) -> PidGains:
+    """Gains from the physics, the starting point of tuning.
+
+    A velocity loop a quarter of the way to what the latency and the velocity filter allow; a velocity limit
+    reachable within a quarter turn of braking; a position gain whose demanded deceleration (kp_pos · v) stays
+    within the braking the motor has left after gravity.
+    """
+    inertia = profile.output_inertia_kg_m2(load)
+    accel_per_a = profile.output_torque_per_a / inertia
+    velocity_bandwidth = 0.25 * min(
+        math.pi * profile.control.rate_hz / 3.0, 1.0 / profile.observation.velocity_filter_tau_s
+    )
+    kp_vel = velocity_bandwidth / accel_per_a
+    braking = 0.7 * (profile.peak_torque_nm - load.gravity_torque_nm) / inertia
+    v_max = min(0.8 * profile.no_load_speed_rad_s, math.sqrt(braking * math.pi / 2.0))
+    kp_pos = min(velocity_bandwidth / 6.0, braking / v_max)
+    return PidGains(
+        kp_pos=kp_pos,
+        v_max=v_max,
+        kp_vel=kp_vel,
+        ki_vel=kp_vel * velocity_bandwidth / 5.0,
+        gravity_ff_a=gravity_feedforward_a(profile, load),
+    )
+
+
+_TUNED_NAMES = ("kp_pos", "v_max", "kp_vel", "ki_vel")
+
+
+def tune_pid(
+    env: ServoEnv, *, moves: list[Move], start: PidGains, evaluations: int = 40, seed: int = 0
+) -> tuple[PidGains, float]:
+    """Tune kp_pos, v_max, kp_vel and ki_vel for the env's objective on `moves`; gravity feedforward is kept.
+
+    A (1+4) evolution strategy in log space: four random perturbations per round, the best kept if it raises
+    the mean return, the step size halved after a round without gain.
+
+    Returns:
+        The best gains and their mean return on `moves`.
+    """
+    rng = np.random.default_rng(seed)
+    base = np.log([getattr(start, n) for n in _TUNED_NAMES])
+
+    def gains_at(x: NDArray[np.float64]) -> PidGains:
+        """The gains at log-offset `x` from the start."""
+        return dataclasses.replace(start, **dict(zip(_TUNED_NAMES, np.exp(base + x).tolist(), strict=True)))
+
+    def score(x: NDArray[np.float64]) -> float:
+        return evaluate(env, PidController(gains_at(x)), moves, seed=seed).mean_return
+
+    best_x, best = np.zeros(len(_TUNED_NAMES)), score(np.zeros(len(_TUNED_NAMES)))
+    sigma, used = 0.5, 1
+    while used + 4 <= evaluations:
+        candidates = [best_x + sigma * rng.standard_normal(len(_TUNED_NAMES)) for _ in range(4)]
+        scores = [score(x) for x in candidates]
+        used += 4
+        if max(scores) > best:
+            best, best_x = max(scores), candidates[int(np.argmax(scores))]
+        else:
+            sigma *= 0.5
+    return gains_at(best_x), best
+
+
+def _tuned_cache() -> dict[str, Any]:
+    text = (resources.files("mm_sim") / "data" / "tuned_pid.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text) or {}
+
+
+def tuned_gains(profile: ServoProfile, load_name: str, objective: str) -> PidGains:
+    """The cached tuned gains of a shipped profile, load and named objective.
+
+    Raises:
+        MmSimError: nothing is cached for them (tune with `tune_pid`, or rerun `python -m mm_sim.baselines`).
+    """
+    entry = _tuned_cache().get(profile.name, {}).get(load_name, {}).get(objective)
+    if entry is None:
+        msg = (
+            f"no tuned PID gains cached for {profile.name}/{load_name}/{objective}; "
+            "run tune_pid, or `python -m mm_sim.baselines` to refresh the cache"
+        )
+        raise MmSimError(msg)
+    return PidGains(**entry)
+
+
+class TimeOptimalController:
+    """The fastest move the twin allows, as a controller: bang-bang, then the PID holds.
+
+    Full current towards the target, then full braking current, switched at the tick that stops the shaft
+    closest to the target short of it; then the PID holds.
+
+    At each reset the switch is found by bisection on a copy of the env's plant (same parameters, same period
+    of latency), so the bound honours the current limit, the bus-voltage limit and the current loop's lag.
+    It uses the true plant, which no real controller has: it is a bound, not a baseline.
+    """
+
+    def __init__(self, hold_gains: PidGains) -> None:
+        """Hold the target with `hold_gains` once the bang-bang part has stopped the shaft."""
+        self._hold = PidController(hold_gains)
+        self._schedule: list[float] = []
+        self._tick = 0
+
+    def reset(self, env: ServoEnv, info: dict[str, Any]) -> None:
+        """Plan the bang-bang part for the move `env` has just started."""
+        self._hold.reset(env, info)
+        self._tick = 0
+        self._schedule = bang_bang_schedule(
+            Plant(env.profile, env.plant.load), start_rad=env.plant.angle_rad, target_rad=info["target_rad"]
+        )
+
+    def __call__(self, observation: NDArray[np.float32], info: dict[str, Any]) -> NDArray[np.float32]:
+        """The planned action, then the PID's."""
+        hold = self._hold(observation, info)  # keeps the PID's filter state current for the hand-over
+        self._tick += 1
+        if self._tick <= len(self._schedule):
+            return np.array([self._schedule[self._tick - 1]], dtype=np.float32)
+        return hold
+
+
+def _stop_position(plant: Plant, start_rad: float, direction: float, switch_tick: int, max_ticks: int) -> float:
+    """Where the shaft comes to rest (rad) accelerating for `switch_tick` ticks, then braking.
+
+    The first tick runs with no command: the controller's first action acts one period later.
+    """
+    plant.reset(start_rad)
+    plant.advance(0.0)
+    limit_a = plant.profile.driver.current_limit_a
+    for tick in range(max_ticks):
+        accelerating = tick < switch_tick
+        plant.advance(direction * limit_a * (1.0 if accelerating else -1.0))
+        if not accelerating and direction * plant.velocity_rad_s <= 0.0:
+            break
+    return plant.angle_rad
+
+
+def bang_bang_schedule(plant: Plant, *, start_rad: float, target_rad: float) -> list[float]:
+    """Actions of the time-optimal move from rest at `start_rad` to `target_rad` on `plant` (±1 each tick)."""
+    direction = 1.0 if target_rad >= start_rad else -1.0
+    max_ticks = round(5.0 / plant.profile.dt_s)
+    low, high = 0, 1
+    # Grow the accelerating phase until it overshoots, then bisect for the last switch tick that does not.
+    while direction * (_stop_position(plant, start_rad, direction, high, max_ticks) - target_rad) < 0.0:
+        low, high = high, high * 2
+        if high > max_ticks:
+            break
+    while high - low > 1:
+        middle = (low + high) // 2
+        if direction * (_stop_position(plant, start_rad, direction, middle, max_ticks) - target_rad) < 0.0:
+            low = middle
+        else:
+            high = middle
+    schedule = [direction] * low
+    plant.reset(start_rad)
+    plant.advance(0.0)
+    for action in schedule:
+        plant.advance(action * plant.profile.driver.current_limit_a)
+    while direction * plant.velocity_rad_s > 0.0 and len(schedule) < max_ticks:
+        schedule.append(-direction)
+        plant.advance(-direction * plant.profile.driver.current_limit_a)
+    return schedule
+
+
+def tune_all(evaluations: int, moves_per_tune: int) -> dict[str, Any]:
+    """Tune every shipped profile × load × named objective; returns the cache document."""
+    cache: dict[str, Any] = {}
+    for name in list_profiles():
+        profile = load_profile(name)
+        for load_name, load in profile.loads.items():
+            for objective in OBJECTIVES:
+                env = ServoEnv(profile, load=load_name, objective=objective)
+                moves = seeded_moves(moves_per_tune, seed=1000)
+                gains, mean_return = tune_pid(
+                    env, moves=moves, start=initial_gains(profile, load), evaluations=evaluations
+                )
+                cache.setdefault(name, {}).setdefault(load_name, {})[objective] = {
+                    k: float(f"{v:.6g}") for k, v in dataclasses.asdict(gains).items()
+                }
+                print(f"{name}/{load_name}/{objective}: return {mean_return:.4f}, {gains}", flush=True)
+    return cache
+
+
+def main(args: list[str] | None = None) -> None:
+    """Retune every shipped profile and write the cache (`python -m mm_sim.baselines --out FILE`)."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--out", type=Path, required=True, help="where to write tuned_pid.yaml")
+    parser.add_argument("--evaluations", type=int, default=40, help="gain sets tried per profile/load/objective")
+    parser.add_argument("--moves", type=int, default=6, help="training moves per evaluation")
+    options = parser.parse_args(args)
+    cache = tune_all(options.evaluations, options.moves)
+    header = "# Written by `python -m mm_sim.baselines`: PID gains tuned on the twin per profile/load/objective.\n"
+    options.out.write_text(header + yaml.safe_dump(cache, sort_keys=True), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

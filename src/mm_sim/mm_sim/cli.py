@@ -1,7 +1,8 @@
-"""`rollout`: run a controller on the twin and print what it did.
+"""`rollout`: run a controller over seeded step moves on the twin and print the metrics.
 
-rollout --profile arm --controller pid --episodes 5
-MUJOCO_GL=egl rollout --profile flywheel --gif flywheel.gif
+Examples:
+    rollout --profile mm_v3 --load pendulum --controller pid --moves 5
+    rollout --profile gimbal_bldc --load inertia_disk --controller bound --video gimbal.gif
 """
 
 from __future__ import annotations
@@ -11,55 +12,82 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from mm_sim.env import TASKS, ServoEnv
+import numpy as np
+from numpy.typing import NDArray
+
+from mm_sim.baselines import PidController, TimeOptimalController, initial_gains, tuned_gains
+from mm_sim.env import ServoEnv
 from mm_sim.errors import MmSimError
-from mm_sim.evaluate import Controller, ZeroController, pid_for, rollout
-from mm_sim.servo_profile import list_profiles
+from mm_sim.evaluate import Controller, evaluate, run_move, seeded_moves
+from mm_sim.objectives import OBJECTIVES
+from mm_sim.profiles import list_profiles
 
-GIF_FPS = 25
+VIDEO_FPS = 25
+
+
+class ZeroController:
+    """Commands no current: shows how the load moves on its own."""
+
+    def reset(self, env: ServoEnv, info: dict[str, Any]) -> None:
+        """Nothing to prepare."""
+
+    def __call__(self, observation: NDArray[np.float32], info: dict[str, Any]) -> NDArray[np.float32]:
+        """Always 0."""
+        return np.zeros(1, dtype=np.float32)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rollout", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--profile", default="arm", help=f"shipped profile ({', '.join(list_profiles())}) or path to a profile YAML"
+        "--profile", default="mm_v3", help=f"shipped profile ({', '.join(list_profiles())}) or a profile YAML"
     )
+    parser.add_argument("--load", default="pendulum", help="one of the profile's loads")
     parser.add_argument(
         "--controller",
-        choices=("pid", "zero"),
+        choices=("pid", "bound", "zero"),
         default="pid",
-        help="pid: the profile's PID baseline; zero: no current (the plant on its own)",
+        help="pid: tuned PID; bound: time-optimal bang-bang; zero: no current",
     )
-    parser.add_argument("--task", choices=TASKS, default="step", help="step targets or sine tracking")
-    parser.add_argument("--episodes", type=int, default=3, help="episodes to run")
-    parser.add_argument("--episode-s", type=float, default=2.0, help="episode length (s)")
-    parser.add_argument("--hold-s", type=float, default=None, help="step task: time per target (s)")
-    parser.add_argument("--randomize", type=float, default=0.0, help="domain randomisation fraction, e.g. 0.2")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first episode (then +1 each)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per episode")
-    parser.add_argument(
-        "--gif",
-        type=Path,
-        default=None,
-        help="also save the first episode as an animated GIF (needs OpenGL, e.g. MUJOCO_GL=egl)",
-    )
+    parser.add_argument("--objective", choices=sorted(OBJECTIVES), default="accuracy", help="reward and PID tune")
+    parser.add_argument("--moves", type=int, default=3, help="seeded step moves to run")
+    parser.add_argument("--move-s", type=float, default=1.0, help="time given to each move (s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the moves")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per move")
+    parser.add_argument("--video", type=Path, default=None, help="also save the first move as .gif or .mp4")
     return parser
 
 
-def _record_gif(env: ServoEnv, controller: Controller, seed: int, path: Path) -> int:
-    """Run one episode, saving a frame every 1/GIF_FPS s; returns the number of frames."""
-    import imageio.v3 as iio  # only this option needs it
+def _controller(kind: str, env: ServoEnv, objective: str) -> Controller:
+    if kind == "zero":
+        return ZeroController()
+    try:
+        gains = tuned_gains(env.profile, env.load_name, objective)
+    except MmSimError:
+        gains = initial_gains(env.profile, env.nominal_load)  # a profile of the user's own: untuned gains
+    return PidController(gains) if kind == "pid" else TimeOptimalController(gains)
 
-    every = max(1, round(env.profile.control_rate_hz / GIF_FPS))
-    controller.reset()
-    observation, info = env.reset(seed=seed)
-    frames = [env.render()]
-    for tick in range(1, env.max_steps + 1):
-        observation, _, _, _, info = env.step(controller(observation, info))
-        if tick % every == 0:
+
+def _record(env: ServoEnv, controller: Controller, move: Any, path: Path) -> int:
+    """Run one move again, saving a frame every 1/VIDEO_FPS s; returns the number of frames."""
+    from mm_sim.render import save_animation  # OpenGL only for this option
+
+    every = max(1, round(env.profile.control.rate_hz / VIDEO_FPS))
+    frames: list[NDArray[np.uint8]] = []
+
+    class Filming:
+        def reset(self, env_: ServoEnv, info: dict[str, Any]) -> None:
+            controller.reset(env_, info)
             frames.append(env.render())
-    iio.imwrite(path, frames, duration=1000 / GIF_FPS, loop=0)
+
+        def __call__(self, observation: NDArray[np.float32], info: dict[str, Any]) -> NDArray[np.float32]:
+            if round(info["time_s"] / env.dt_s) % every == 0 and info["time_s"] > 0:
+                frames.append(env.render())
+            return controller(observation, info)
+
+    run_move(env, Filming(), move, seed=0)
+    save_animation(path, frames, VIDEO_FPS)
     return len(frames)
 
 
@@ -69,31 +97,30 @@ def main(args: list[str] | None = None) -> int:
     try:
         env = ServoEnv(
             options.profile,
-            task=options.task,
-            episode_s=options.episode_s,
-            hold_s=options.hold_s,
-            randomize=options.randomize,
-            render_mode="rgb_array" if options.gif else None,
+            load=options.load,
+            objective=options.objective,
+            render_mode="rgb_array" if options.video else None,
         )
-        controller: Controller = pid_for(env) if options.controller == "pid" else ZeroController()
-        for episode in range(options.episodes):
-            metrics = rollout(env, controller, seed=options.seed + episode)
+        controller = _controller(options.controller, env, options.objective)
+        moves = seeded_moves(options.moves, seed=options.seed, duration_s=options.move_s)
+        result = evaluate(env, controller, moves, seed=options.seed)
+        for index, (move, metrics, total) in enumerate(zip(result.moves, result.metrics, result.returns, strict=True)):
             if options.json:
-                print(json.dumps({"episode": episode, **dataclasses.asdict(metrics)}))
-            else:
-                if metrics.overshoot_rad is None:  # not a step task: settling means nothing
-                    settle = overshoot = "-"
-                else:
-                    settle = "not settled" if metrics.settle_time_s is None else f"{metrics.settle_time_s:.3f} s"
-                    overshoot = f"{metrics.overshoot_rad:.4f} rad"
                 print(
-                    f"episode {episode}: return {metrics.episode_return:.1f}, rms error "
-                    f"{metrics.rms_error_rad:.4f} rad, final error {metrics.final_error_rad:.5f} rad, "
-                    f"settle {settle}, overshoot {overshoot}, mean |current| {metrics.mean_abs_current_a:.3f} A"
+                    json.dumps(
+                        {"move": index, **dataclasses.asdict(move), **dataclasses.asdict(metrics), "return": total}
+                    )
                 )
-        if options.gif:
-            frames = _record_gif(env, controller, options.seed, options.gif)
-            print(f"wrote {options.gif} ({frames} frames)")
+            else:
+                settle = "not settled" if metrics.settling_time_s is None else f"{metrics.settling_time_s:.3f} s"
+                print(
+                    f"move {index}: {move.start_rad:+.3f} -> {move.target_rad:+.3f} rad: settle {settle}, "
+                    f"overshoot {metrics.overshoot_rad:.4f} rad, energy {metrics.energy_j:.3f} J, "
+                    f"peak {metrics.peak_current_a:.2f} A, return {total:.4f}"
+                )
+        if options.video:
+            frames = _record(env, controller, moves[0], options.video)
+            print(f"wrote {options.video} ({frames} frames)")
         env.close()
     except MmSimError as error:
         print(f"rollout: {error}", file=sys.stderr)

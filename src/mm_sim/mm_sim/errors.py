@@ -1,8 +1,12 @@
-"""The one exception type of mm_sim."""
+"""The exception types of mm_sim."""
 
 
 class MmSimError(Exception):
-    """Raised for bad input to mm_sim: a profile, an argument or an action that cannot be used.
+    """Raised for bad input to mm_sim: an argument, an action or an option that cannot be used.
 
     The message says what was wrong and what to do about it.
     """
+
+
+class ProfileError(MmSimError):
+    """A profile file or value is invalid; the message names the file and the field."""

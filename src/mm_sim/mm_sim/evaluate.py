@@ -1,4 +1,8 @@
-"""Running a controller on the twin and measuring what a user would notice: error, settling, overshoot."""
+"""One way to judge every controller: the same seeded step moves on the twin, the same metrics.
+
+A controller (the PID baseline, the time-optimal bound, a learned policy) implements `Controller`; `evaluate`
+runs it over `Move`s in a `ServoEnv` and returns per-move `StepMetrics`, the objective's return and a summary.
+"""
 
 from __future__ import annotations
 
@@ -9,137 +13,128 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from mm_sim.baselines import PidController
 from mm_sim.env import ServoEnv
-from mm_sim.reference import StepReference
+from mm_sim.metrics import Response, StepMetrics, step_metrics
+from mm_sim.reference import Piecewise, StepReference
 
 
 class Controller(Protocol):
-    """Anything that turns (observation, info) into an action; `reset` is called at each episode start."""
+    """Turns (observation, info) into an action; `reset` is called after each `env.reset`."""
 
-    def reset(self) -> None:
-        """Forget the previous episode."""
+    def reset(self, env: ServoEnv, info: dict[str, Any]) -> None:
+        """Prepare for the episode that `env` has just started (`info` is what reset returned)."""
 
     def __call__(self, observation: NDArray[np.float32], info: dict[str, Any]) -> NDArray[np.float32]:
         """The action for this tick."""
         ...
 
 
-class ZeroController:
-    """Commands no current: shows how the plant moves on its own."""
+class PolicyController:
+    """Wraps a function of the observation alone (for example a trained policy's `predict`)."""
 
-    def reset(self) -> None:
-        """Nothing to forget."""
+    def __init__(self, policy: Any) -> None:
+        """`policy(observation) -> action`, both float32 arrays."""
+        self._policy = policy
+
+    def reset(self, env: ServoEnv, info: dict[str, Any]) -> None:
+        """A stateless policy has nothing to prepare."""
 
     def __call__(self, observation: NDArray[np.float32], info: dict[str, Any]) -> NDArray[np.float32]:
-        """Always 0."""
-        return np.zeros(1, dtype=np.float32)
-
-
-def pid_for(env: ServoEnv) -> PidController:
-    """The PID baseline with the gains of the env's profile."""
-    profile = env.profile
-    return PidController(profile.pid, current_limit_a=profile.policy_scales.current_limit_a, dt_s=profile.dt_s)
+        """The policy's action."""
+        return np.asarray(self._policy(observation), dtype=np.float32).reshape(1)
 
 
 @dataclass(frozen=True)
-class EpisodeMetrics:
-    """How one episode went (errors are measured: target minus encoder position).
+class Move:
+    """A step move from rest: start and target (rad), and how long it is given (s)."""
+
+    start_rad: float
+    target_rad: float
+    duration_s: float
+
+
+def seeded_moves(
+    count: int, *, seed: int, range_rad: float = math.pi, min_distance_rad: float = 0.2, duration_s: float = 1.0
+) -> list[Move]:
+    """`count` reproducible moves between points in [-range_rad, range_rad], at least `min_distance_rad` apart."""
+    rng = np.random.default_rng(seed)
+    moves: list[Move] = []
+    while len(moves) < count:
+        start, target = (float(x) for x in rng.uniform(-range_rad, range_rad, size=2))
+        if abs(target - start) >= min_distance_rad:
+            moves.append(Move(start, target, duration_s))
+    return moves
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Results of a controller over a list of moves.
 
     Attributes:
-        episode_return: sum of rewards.
-        rms_error_rad: root-mean-square position error over the episode (rad).
-        final_error_rad: mean |error| over the last 10 % of the episode (rad).
-        settle_time_s: for step targets, time from the last target change until |error| stays below the
-            tolerance (s); None if it never settles or the reference is not a step.
-        overshoot_rad: for step targets, the furthest the shaft went past the last target (rad); None otherwise.
-        mean_abs_current_a: mean |measured current| (A).
-        steps: control ticks run.
+        moves: the moves, in order.
+        metrics: the step metrics of each move.
+        returns: the objective's return (sum of rewards) of each move.
     """
 
-    episode_return: float
-    rms_error_rad: float
-    final_error_rad: float
-    settle_time_s: float | None
-    overshoot_rad: float | None
-    mean_abs_current_a: float
-    steps: int
+    moves: list[Move]
+    metrics: list[StepMetrics]
+    returns: list[float]
+
+    @property
+    def mean_return(self) -> float:
+        """Mean objective return per move."""
+        return float(np.mean(self.returns))
+
+    def summary(self) -> dict[str, float]:
+        """Means over the moves.
+
+        The settling time is averaged over the settled moves; the rest over all: overshoot, energy,
+        steady-state error, peak current and the objective's return.
+        """
+        settled = [m.settling_time_s for m in self.metrics if m.settling_time_s is not None]
+        return {
+            "settled_fraction": len(settled) / len(self.metrics),
+            "mean_settling_time_s": float(np.mean(settled)) if settled else math.nan,
+            "max_settling_time_s": float(np.max(settled)) if settled else math.nan,
+            "mean_overshoot_rad": float(np.mean([m.overshoot_rad for m in self.metrics])),
+            "mean_energy_j": float(np.mean([m.energy_j for m in self.metrics])),
+            "mean_steady_state_error_rad": float(np.mean([m.steady_state_error_rad for m in self.metrics])),
+            "mean_peak_current_a": float(np.mean([m.peak_current_a for m in self.metrics])),
+            "mean_return": self.mean_return,
+        }
 
 
-def rollout(
-    env: ServoEnv,
-    controller: Controller,
-    *,
-    seed: int | None = None,
-    options: dict[str, Any] | None = None,
-    tolerance_rad: float = 0.01,
-) -> EpisodeMetrics:
-    """Run one episode of `controller` on `env` and measure it.
+def run_move(env: ServoEnv, controller: Controller, move: Move, *, seed: int) -> tuple[Response, float]:
+    """Run one move in `env` and return the response and the objective's return.
 
-    Args:
-        env: the twin.
-        controller: the controller under test.
-        seed: seed for `env.reset`.
-        options: options for `env.reset` (initial angle, reference).
-        tolerance_rad: error band for the settling time (rad).
+    The env's episode length (`max_steps`) is set to the move's duration.
     """
-    controller.reset()
-    observation, info = env.reset(seed=seed, options=options)
-    start_position_rad = info["position_rad"]
-    errors, positions, currents, total_reward = [], [], [], 0.0
-    while True:
-        observation, reward, terminated, truncated, info = env.step(controller(observation, info))
-        total_reward += reward
-        errors.append(info["target_rad"] - info["position_rad"])
-        positions.append(info["position_rad"])
-        currents.append(abs(info["current_a"]))
-        if terminated or truncated:
-            break
-    error = np.asarray(errors)
-    tail = max(1, len(error) // 10)
-    settle_time_s = overshoot_rad = None
-    if isinstance(env.reference, StepReference):
-        settle_time_s, overshoot_rad = _step_response(
-            reference=env.reference,
-            dt_s=env.dt_s,
-            error=error,
-            position=np.asarray(positions),
-            start_rad=start_position_rad,
-            tolerance_rad=tolerance_rad,
-        )
-    return EpisodeMetrics(
-        episode_return=total_reward,
-        rms_error_rad=float(np.sqrt(np.mean(error**2))),
-        final_error_rad=float(np.mean(np.abs(error[-tail:]))),
-        settle_time_s=settle_time_s,
-        overshoot_rad=overshoot_rad,
-        mean_abs_current_a=float(np.mean(currents)),
-        steps=len(error),
-    )
+    env.max_steps = round(move.duration_s / env.dt_s)
+    reference = StepReference(Piecewise((0.0,), (move.target_rad,)))
+    observation, info = env.reset(seed=seed, options={"initial_angle_rad": move.start_rad, "reference": reference})
+    controller.reset(env, info)
+    columns: list[list[float]] = [[], [], [], [], [], []]
+    total = 0.0
+    truncated = False
+    while not truncated:
+        action = controller(observation, info)
+        observation, reward, _, truncated, info = env.step(action)
+        total += reward
+        for column, value in zip(
+            columns,
+            (info["time_s"], info["position_rad"], info["target_rad"], info["current_a"], info["power_w"], action[0]),
+            strict=True,
+        ):
+            column.append(float(value))
+    response = Response(*(np.asarray(c) for c in columns))
+    return response, total
 
 
-def _step_response(
-    *,
-    reference: StepReference,
-    dt_s: float,
-    error: NDArray[np.float64],
-    position: NDArray[np.float64],
-    start_rad: float,
-    tolerance_rad: float,
-) -> tuple[float | None, float]:
-    """Settling time (s, None if not settled) and overshoot (rad) after the last target change."""
-    end_s = len(error) * dt_s
-    change_s = reference.last_change_s(end_s)
-    # Sample i of the arrays is the state at time (i + 1) * dt.
-    first = max(0, math.ceil(change_s / dt_s) - 1)
-    before_rad = start_rad if first == 0 else float(position[first - 1])
-    target_rad = reference.sample(end_s)[0]
-    direction = 1.0 if target_rad >= before_rad else -1.0
-    overshoot_rad = max(0.0, float(np.max(direction * (position[first:] - target_rad))))
-    outside = np.flatnonzero(np.abs(error[first:]) >= tolerance_rad)
-    if len(outside) == 0:
-        return 0.0, overshoot_rad
-    last_outside = int(outside[-1])
-    if first + last_outside == len(error) - 1:
-        return None, overshoot_rad
-    return (first + last_outside + 2) * dt_s - change_s, overshoot_rad
+def evaluate(env: ServoEnv, controller: Controller, moves: list[Move], *, seed: int = 0) -> Evaluation:
+    """Run `controller` over `moves` in `env` (sensor noise seeded by `seed` + move index) and measure them."""
+    metrics, returns = [], []
+    for index, move in enumerate(moves):
+        response, total = run_move(env, controller, move, seed=seed + index)
+        metrics.append(step_metrics(response, start_rad=move.start_rad, tolerance_rad=env.tolerance_rad))
+        returns.append(total)
+    return Evaluation(moves, metrics, returns)

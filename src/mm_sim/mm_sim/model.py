@@ -1,0 +1,266 @@
+"""The physical twin: MJCF and URDF of a servo with its load, the plant, and its sensors.
+
+MuJoCo integrates the mechanics: load inertia plus the rotor's inertia reflected through the gearbox
+(armature), gravity, a torsion spring, viscous and dry friction, end stops. The motor is current-regulated:
+its current follows the command with the current loop's time constant, but only as far as the bus voltage
+allows against the back-EMF, which is why the reachable torque falls with speed. The electrical power
+`V·i` with `V = R·i + k_e·ω_motor` is integrated to the energy drawn.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mujoco
+import numpy as np
+
+from mm_sim.observation import COUNTS_PER_REV, MultiTurnEncoder
+from mm_sim.profiles import LoadParams, ServoProfile
+
+JOINT_NAME = "servo_joint"
+LOAD_BODY = "output_link"
+_NOISE_BLOCK = 4096
+
+
+def _geometry(load: LoadParams) -> tuple[float, float]:
+    """Display sizes (m): the radius of a disc with the load's own inertia (I = m r²/2) and an arm length."""
+    disc_radius_m = math.sqrt(2.0 * load.inertia_kg_m2 / load.mass_kg)
+    return disc_radius_m, max(load.com_distance_m, disc_radius_m)
+
+
+def build_mjcf(profile: ServoProfile, load: LoadParams) -> str:
+    """MJCF of the servo's output shaft with `load`.
+
+    A hinge `servo_joint` about the horizontal y axis; at position 0 the load hangs straight down. Geoms and
+    the target marker are for rendering only (no contacts).
+    """
+    disc_radius_m, arm_length_m = _geometry(load)
+    view_distance_m = 4.0 * arm_length_m + 0.05
+    inertia = f"{load.inertia_kg_m2:.9g}"
+    visual = 'contype="0" conaffinity="0"'
+    physics_dt_s = profile.dt_s / profile.control.physics_substeps
+    # MuJoCo's dry friction is a soft constraint; its default softness lets a load held by friction creep
+    # (1.4 mrad in 0.2 s at half the friction torque). The stiffest stable setting makes it stick (14 µrad).
+    stiction = f'solreffriction="{2 * physics_dt_s:.9g} 1" solimpfriction="0.99 0.999 0.001"'
+    extras = ""
+    if load.kind == "pendulum":
+        extras = (
+            f'<geom name="bob" type="sphere" size="{0.15 * arm_length_m:.6g}" pos="0 -0.006 -{arm_length_m:.6g}" '
+            f'rgba="0.9 0.4 0.1 1" {visual} mass="0"/>'
+        )
+    spring = ""
+    if load.kind == "spring":
+        # The torsion spring drawn as a blue ring behind the disc, anchored to the frame above it.
+        spring = (
+            f'<geom name="spring" type="cylinder" size="{1.25 * disc_radius_m:.6g} 0.002" pos="0 0.008 0" '
+            f'euler="1.5707963 0 0" rgba="0.2 0.4 0.9 1" {visual}/>'
+            f'<geom name="spring_anchor" type="box" size="{0.05 * disc_radius_m:.6g} 0.002 {0.4 * disc_radius_m:.6g}" '
+            f'pos="0 0.008 {1.6 * disc_radius_m:.6g}" rgba="0.2 0.4 0.9 1" {visual}/>'
+        )
+    limit = (
+        f'limited="true" range="{-profile.end_stop_rad:.9g} {profile.end_stop_rad:.9g}"'
+        if profile.end_stop_rad is not None
+        else 'limited="false"'
+    )
+    return f"""
+<mujoco model="mm_servo_{profile.name}_{load.kind}">
+  <compiler angle="radian"/>
+  <option timestep="{physics_dt_s:.9g}" integrator="implicitfast"/>
+  <visual><global offwidth="640" offheight="480"/></visual>
+  <worldbody>
+    <light pos="0 -1 1" dir="0 1 -1"/>
+    <camera name="front" pos="0 -{view_distance_m:.6g} 0" xyaxes="1 0 0 0 0 1"/>
+    <geom name="motor" type="cylinder" size="{0.35 * arm_length_m:.6g} 0.01" pos="0 0.03 0" euler="1.5707963 0 0"
+          rgba="0.25 0.25 0.3 1" {visual}/>
+    {spring}
+    <body name="{LOAD_BODY}">
+      <joint name="{JOINT_NAME}" type="hinge" axis="0 1 0" {limit}
+             armature="{profile.reflected_rotor_inertia_kg_m2:.9g}"
+             damping="{profile.friction.viscous_nm_s_per_rad:.9g}"
+             frictionloss="{profile.friction.coulomb_nm:.9g}" {stiction}
+             stiffness="{load.stiffness_nm_per_rad:.9g}"/>
+      <inertial pos="0 0 -{load.com_distance_m:.9g}" mass="{load.mass_kg:.9g}"
+                diaginertia="{inertia} {inertia} {inertia}"/>
+      <geom name="disc" type="cylinder" size="{disc_radius_m:.6g} 0.004" euler="1.5707963 0 0"
+            rgba="0.7 0.7 0.75 1" contype="0" conaffinity="0" mass="0"/>
+      <geom name="arm" type="capsule" fromto="0 -0.006 0 0 -0.006 -{arm_length_m:.6g}"
+            size="{0.06 * arm_length_m:.6g}" rgba="0.9 0.4 0.1 1" contype="0" conaffinity="0" mass="0"/>
+      {extras}
+    </body>
+    <body name="target" mocap="true">
+      <geom name="target" type="capsule" fromto="0 -0.012 0 0 -0.012 -{arm_length_m:.6g}"
+            size="{0.03 * arm_length_m:.6g}" rgba="0.2 0.8 0.3 0.6" contype="0" conaffinity="0"/>
+    </body>
+  </worldbody>
+  <actuator>
+    <motor name="output_torque" joint="{JOINT_NAME}" forcelimited="true"
+           forcerange="{-profile.peak_torque_nm:.9g} {profile.peak_torque_nm:.9g}"/>
+  </actuator>
+</mujoco>
+"""
+
+
+def build_urdf(profile: ServoProfile, load: LoadParams) -> str:
+    """URDF of the same servo and load for rviz (`robot_description`).
+
+    The same joint name, axis, limits, friction and link inertia as the MJCF. URDF cannot express the reflected
+    rotor inertia (MuJoCo armature) or the torsion spring; both stay in the MJCF only.
+    """
+    disc_radius_m, arm_length_m = _geometry(load)
+    inertia = f"{load.inertia_kg_m2:.9g}"
+    if profile.end_stop_rad is None:
+        joint_type, bounds = "continuous", ""
+    else:
+        joint_type, bounds = "revolute", f' lower="{-profile.end_stop_rad:.9g}" upper="{profile.end_stop_rad:.9g}"'
+    return f"""<?xml version="1.0"?>
+<robot name="mm_servo_{profile.name}_{load.kind}">
+  <link name="base_link"/>
+  <link name="{LOAD_BODY}">
+    <inertial>
+      <origin xyz="0 0 -{load.com_distance_m:.9g}" rpy="0 0 0"/>
+      <mass value="{load.mass_kg:.9g}"/>
+      <inertia ixx="{inertia}" ixy="0" ixz="0" iyy="{inertia}" iyz="0" izz="{inertia}"/>
+    </inertial>
+    <visual>
+      <origin xyz="0 0 0" rpy="1.5707963 0 0"/>
+      <geometry><cylinder radius="{disc_radius_m:.6g}" length="0.008"/></geometry>
+    </visual>
+    <visual>
+      <origin xyz="0 -0.006 -{arm_length_m / 2:.6g}" rpy="0 0 0"/>
+      <geometry><box size="{0.12 * arm_length_m:.6g} 0.004 {arm_length_m:.6g}"/></geometry>
+    </visual>
+  </link>
+  <joint name="{JOINT_NAME}" type="{joint_type}">
+    <parent link="base_link"/>
+    <child link="{LOAD_BODY}"/>
+    <origin xyz="0 0 0" rpy="0 0 0"/>
+    <axis xyz="0 1 0"/>
+    <limit effort="{profile.peak_torque_nm:.9g}" velocity="{profile.no_load_speed_rad_s:.9g}"{bounds}/>
+    <dynamics damping="{profile.friction.viscous_nm_s_per_rad:.9g}" friction="{profile.friction.coulomb_nm:.9g}"/>
+  </joint>
+</robot>
+"""
+
+
+class Plant:
+    """MuJoCo mechanics plus the motor's electrical model, advanced one control period at a time."""
+
+    def __init__(self, profile: ServoProfile, load: LoadParams) -> None:
+        """Compile the MuJoCo model of `profile` with `load`."""
+        self.profile = profile
+        self.load = load
+        self.model = mujoco.MjModel.from_xml_string(build_mjcf(profile, load))
+        self.data = mujoco.MjData(self.model)
+        self._load_body = self.model.body(LOAD_BODY).id
+        self._substeps = profile.control.physics_substeps
+        self._substep_s = profile.dt_s / self._substeps
+        tau_s = profile.driver.current_tau_s
+        self._current_decay = math.exp(-self._substep_s / tau_s) if tau_s > 0.0 else 0.0
+        self._torque_per_a = profile.output_torque_per_a
+        self._emf_per_rad_s = profile.motor.back_emf_v_s_per_rad * profile.gear.ratio
+        self._resistance_ohm = profile.motor.resistance_ohm
+        self._bus_v = profile.driver.bus_voltage_v
+        self._current_a = 0.0
+        self._power_w = 0.0
+        self._energy_j = 0.0
+
+    @property
+    def angle_rad(self) -> float:
+        """True output angle (rad), multi-turn, 0 with the load hanging down."""
+        return float(self.data.qpos[0])
+
+    @property
+    def velocity_rad_s(self) -> float:
+        """True output velocity (rad/s)."""
+        return float(self.data.qvel[0])
+
+    @property
+    def current_a(self) -> float:
+        """True motor current (A)."""
+        return self._current_a
+
+    @property
+    def power_w(self) -> float:
+        """Electrical power drawn by the motor in the last substep (W), negative when it regenerates."""
+        return self._power_w
+
+    @property
+    def energy_j(self) -> float:
+        """Electrical energy drawn since the last reset, ∫V·i dt (J)."""
+        return self._energy_j
+
+    def reset(self, angle_rad: float, velocity_rad_s: float = 0.0) -> None:
+        """Put the shaft at `angle_rad` (rad) moving at `velocity_rad_s` (rad/s), with no current or payload."""
+        mujoco.mj_resetData(self.model, self.data)
+        self.data.qpos[0] = angle_rad
+        self.data.qvel[0] = velocity_rad_s
+        self.model.body_mass[self._load_body] = self.load.mass_kg
+        self._current_a = self._power_w = self._energy_j = 0.0
+        mujoco.mj_forward(self.model, self.data)
+
+    def set_payload(self, payload_kg: float) -> None:
+        """Add `payload_kg` (kg) at the load's centre of mass (on top of its own mass)."""
+        self.model.body_mass[self._load_body] = self.load.mass_kg + payload_kg
+
+    def set_disturbance(self, torque_nm: float) -> None:
+        """Apply an external torque (N·m) on the output until changed."""
+        self.data.qfrc_applied[0] = torque_nm
+
+    def current_bounds_a(self, velocity_rad_s: float) -> tuple[float, float]:
+        """The currents (A) the bus can drive against the back-EMF at `velocity_rad_s`: (lowest, highest)."""
+        back_emf_v = self._emf_per_rad_s * velocity_rad_s
+        return (-self._bus_v - back_emf_v) / self._resistance_ohm, (self._bus_v - back_emf_v) / self._resistance_ohm
+
+    def advance(self, current_cmd_a: float) -> None:
+        """Apply the current command `current_cmd_a` (A, already within the current limit) for one period."""
+        model, data = self.model, self.data
+        for _ in range(self._substeps):
+            velocity = float(data.qvel[0])
+            low_a, high_a = self.current_bounds_a(velocity)
+            reachable_a = min(max(current_cmd_a, low_a), high_a)
+            # Exact solution of the first-order current loop over one substep, then the voltage bound.
+            current = reachable_a + (self._current_a - reachable_a) * self._current_decay
+            current = min(max(current, low_a), high_a)
+            self._current_a = float(current)
+            self._power_w = float((self._resistance_ohm * current + self._emf_per_rad_s * velocity) * current)
+            self._energy_j += self._power_w * self._substep_s
+            data.ctrl[0] = self._torque_per_a * current
+            mujoco.mj_step(model, data)
+
+
+class SensorModel:
+    """What the firmware reads: a quantised, noisy, unwrapped encoder position and a noisy current."""
+
+    def __init__(self, profile: ServoProfile, rng: np.random.Generator) -> None:
+        """Build the sensors of `profile`, drawing noise from `rng` (the env's `np_random`)."""
+        self._counts_per_rad = COUNTS_PER_REV / (2.0 * math.pi)
+        self._encoder_noise = profile.sensing.encoder_noise_counts
+        self._current_noise = profile.sensing.current_noise_a
+        self._rng = rng
+        self._noise = np.zeros((0, 2))
+        self._next = 0
+        self._encoder = MultiTurnEncoder(0)
+
+    def _count(self, angle_rad: float, noise_counts: float) -> int:
+        return math.floor(angle_rad * self._counts_per_rad + noise_counts) % COUNTS_PER_REV
+
+    def reset(self, angle_rad: float) -> None:
+        """Start at the true angle `angle_rad`.
+
+        The turn counter starts so that the measured position follows the true angle (as if the servo had
+        booted with its shaft in [0, 2π)), so targets and gravity share one frame in the twin.
+        """
+        self._noise = np.zeros((0, 2))
+        self._next = 0
+        self._encoder = MultiTurnEncoder(self._count(angle_rad, 0.0), math.floor(angle_rad / (2.0 * math.pi)))
+
+    def read(self, angle_rad: float, current_a: float) -> tuple[float, float]:
+        """Sample position (rad) and current (A) for the true angle and current of this tick."""
+        if self._next == len(self._noise):
+            # Drawn in blocks: one call per 4096 ticks instead of two per tick keeps the env fast.
+            self._noise = self._rng.standard_normal((_NOISE_BLOCK, 2)) * (self._encoder_noise, self._current_noise)
+            self._next = 0
+        encoder_noise, current_noise = self._noise[self._next]
+        self._next += 1
+        position = self._encoder.update(self._count(angle_rad, float(encoder_noise)))
+        return float(position), current_a + float(current_noise)
