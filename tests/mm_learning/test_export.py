@@ -30,6 +30,7 @@ from mm_learning.signing import verify_image
 from mm_learning.tflite_convert import convert, to_keras
 from mm_learning.tflm import Scheme, TflmPolicy
 from stable_baselines3.common.base_class import BaseAlgorithm
+from tflite_micro.python.tflite_micro.runtime import schema_fb
 from toy_servo import ToyServoEnv, pd_law
 
 CHECK_SEEDS = range(6)
@@ -188,3 +189,23 @@ def test_closed_loop_reads_the_final_error_from_the_twin() -> None:
     report = closed_loop(make_env, idle, idle, [3])
     assert report.float_episodes == report.quantized_episodes
     assert report.float_episodes[0].steps == 20 and report.float_final_error_rad > 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme", list(Scheme))
+def test_stripped_model_is_smaller_aligned_and_computes_the_same(trained_models, scheme) -> None:
+    actor = actor_from_sb3(trained_models["SAC"])
+    calibration = rollout_observations(ToyServoEnv, actor, range(100, 103))
+    full = convert(to_keras(actor), calibration, scheme, strip=False)
+    stripped = convert(to_keras(actor), calibration, scheme)
+    assert len(stripped) < len(full) - 500
+    root = schema_fb.Model.GetRootAs(stripped, 0)
+    for i in range(root.BuffersLength()):
+        buffer = root.Buffers(i)
+        if buffer.DataLength():
+            assert buffer._tab.Vector(buffer._tab.Offset(4)) % 16 == 0
+    rows = np.random.default_rng(2).uniform(-1.2, 1.2, (2000, 8))
+    before, after = TflmPolicy(full), TflmPolicy(stripped)
+    np.testing.assert_array_equal(
+        after.act_quantized(after.quantize_obs(rows)), before.act_quantized(before.quantize_obs(rows))
+    )
