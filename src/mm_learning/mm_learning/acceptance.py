@@ -192,7 +192,7 @@ def check_action_error(report: ActionErrorReport, thresholds: Thresholds) -> Non
         msg = (
             f"quantised vs float action RMSE {report.rmse:.4f} (limit {thresholds.action_rmse}), max "
             f"{report.max_abs:.4f} (limit {thresholds.action_max_abs}) on {report.samples} held-out "
-            "observations; use the int16x8 scheme or calibrate with more representative rollouts"
+            "observations; calibrate on more representative rollouts, or export int16x8 if this was int8"
         )
         raise PolicyRejected(RejectionCause.ACTION_ERROR, msg)
 
@@ -275,6 +275,7 @@ def check_closed_loop(report: ClosedLoopReport, thresholds: Thresholds) -> None:
     if problems:
         msg = (
             f"closed loop over {len(report.float_episodes)} seeded moves: {'; '.join(problems)}; "
-            "try the int16x8 scheme, more representative rollouts, or retrain with the fine-error feature"
+            "export int16x8 if this was int8, calibrate on more representative rollouts, or train a policy "
+            "that is less steep in features the integer inputs resolve coarsely"
         )
         raise PolicyRejected(RejectionCause.CLOSED_LOOP, msg)

@@ -5,6 +5,8 @@ Kept apart from :mod:`mm_learning.tflm` because importing TensorFlow takes secon
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Iterator
 
 import flatbuffers  # type: ignore[import-untyped]
@@ -91,7 +93,9 @@ def convert(
         ]
         converter.inference_input_type = converter.inference_output_type = tf.int16
     try:
-        converted = bytes(converter.convert())
+        # Keras prints "Saved artifact at ..." for its temporary SavedModel; keep the caller's stdout clean.
+        with contextlib.redirect_stdout(io.StringIO()):
+            converted = bytes(converter.convert())
     except Exception as exc:  # the converter raises several unrelated types (ConverterError, ValueError, ...)
         raise ExportError(f"TFLite conversion to {scheme.value} failed: {exc}") from exc
     return strip_model(converted) if strip else converted
