@@ -85,7 +85,7 @@ def baselines(moves_count: int) -> list[dict[str, Any]]:
                 summary = evaluate(env, PidController(gains), moves).summary()
                 rows.append({"profile": name, "load": load_name, "controller": f"PID ({objective})", **summary})
             env = ServoEnv(profile, load=load_name, objective="speed")
-            bound = TimeOptimalController(tuned_gains(profile, load_name, "accuracy"))
+            bound = TimeOptimalController(tuned_gains(profile, load_name, "speed"))
             summary = evaluate(env, bound, moves).summary()
             rows.append({"profile": name, "load": load_name, "controller": "time-optimal bound", **summary})
     return rows

@@ -170,3 +170,13 @@ def test_load_display_sizes_follow_the_load() -> None:
     model = mujoco.MjModel.from_xml_string(build_mjcf(profile, profile.load("inertia_disk")))
     assert model.geom("disc").size[0] == pytest.approx(0.05, rel=0.01)  # Ø100 mm disc from m and I
     assert LoadParams.__name__ == "LoadParams"
+
+
+def test_end_stops_stop_the_shaft() -> None:
+    profile = dataclasses.replace(load_profile("gimbal_bldc"), end_stop_rad=0.5)
+    plant = Plant(profile, profile.load("inertia_disk"))
+    plant.reset(0.0)
+    for _ in range(500):
+        plant.advance(profile.driver.current_limit_a)
+    assert 0.49 < plant.angle_rad < 0.505  # pressed against the stop, which gives way by a few mrad
+    assert abs(plant.velocity_rad_s) < 0.5

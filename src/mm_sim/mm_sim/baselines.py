@@ -96,9 +96,12 @@ class CascadedPid:
         """The integrator state I (A)."""
         return float(self._integrator_a)
 
-    def reset(self) -> None:
-        """Clear the integrator (as the firmware does on entering POSITION mode)."""
-        self._integrator_a = _F32(0.0)
+    def reset(self, integrator_a: float = 0.0) -> None:
+        """Clear the integrator, as the firmware does on entering POSITION mode.
+
+        A non-zero `integrator_a` (A) presets it instead, for a bumpless hand-over from another controller.
+        """
+        self._integrator_a = _F32(integrator_a)
 
     def step(
         self,
@@ -191,12 +194,19 @@ _TUNED_NAMES = ("kp_pos", "v_max", "kp_vel", "ki_vel")
 
 
 def tune_pid(
-    env: ServoEnv, *, moves: list[Move], start: PidGains, evaluations: int = 40, seed: int = 0
+    env: ServoEnv, *, moves: list[Move], start: PidGains, evaluations: int = 32, seed: int = 0
 ) -> tuple[PidGains, float]:
     """Tune kp_pos, v_max, kp_vel and ki_vel for the env's objective on `moves`; gravity feedforward is kept.
 
     A (1+4) evolution strategy in log space: four random perturbations per round, the best kept if it raises
     the mean return, the step size halved after a round without gain.
+
+    Args:
+        env: the twin, with the objective to tune for.
+        moves: the training moves.
+        start: the starting gains (`initial_gains`).
+        evaluations: the most gain sets to try (the start, then 4 per round).
+        seed: seed of the perturbations and of the moves' sensor noise.
 
     Returns:
         The best gains and their mean return on `moves`.
@@ -248,78 +258,93 @@ def tuned_gains(profile: ServoProfile, load_name: str, objective: str) -> PidGai
 class TimeOptimalController:
     """The fastest move the twin allows, as a controller: bang-bang, then the PID holds.
 
-    Full current towards the target, then full braking current, switched at the tick that stops the shaft
-    closest to the target short of it; then the PID holds.
-
-    At each reset the switch is found by bisection on a copy of the env's plant (same parameters, same period
-    of latency), so the bound honours the current limit, the bus-voltage limit and the current loop's lag.
-    It uses the true plant, which no real controller has: it is a bound, not a baseline.
+    Full current towards the target, one tick of an intermediate current, then full braking current until the
+    shaft stops; the switch (a real-valued tick) is found by bisection on a copy of the env's plant (same
+    parameters, same period of latency), so the current limit, the bus-voltage limit, the current loop's lag and
+    friction are all honoured, and the shaft stops on the target. The PID then takes over bumplessly: its
+    integrator starts at the current that holds the load there. It uses the true plant, which no real
+    controller has: it is a bound, not a baseline.
     """
 
     def __init__(self, hold_gains: PidGains) -> None:
         """Hold the target with `hold_gains` once the bang-bang part has stopped the shaft."""
-        self._hold = PidController(hold_gains)
+        self.hold_gains = hold_gains
         self._schedule: list[float] = []
         self._tick = 0
+        self._pid: CascadedPid | None = None
+        self._limit_a = 1.0
+        self._hold_integrator_a = 0.0
 
     def reset(self, env: ServoEnv, info: dict[str, Any]) -> None:
         """Plan the bang-bang part for the move `env` has just started."""
-        self._hold.reset(env, info)
+        profile, load, target_rad = env.profile, env.plant.load, info["target_rad"]
+        self._limit_a = profile.driver.current_limit_a
+        self._pid = CascadedPid(self.hold_gains, current_limit_a=self._limit_a, dt_s=env.dt_s)
         self._tick = 0
-        self._schedule = bang_bang_schedule(
-            Plant(env.profile, env.plant.load), start_rad=env.plant.angle_rad, target_rad=info["target_rad"]
-        )
+        self._schedule = bang_bang_schedule(Plant(profile, load), start_rad=env.plant.angle_rad, target_rad=target_rad)
+        static_nm = load.gravity_torque_nm * math.sin(target_rad) + load.stiffness_nm_per_rad * target_rad
+        feedforward_a = self.hold_gains.gravity_ff_a * math.sin(target_rad)
+        self._hold_integrator_a = static_nm / profile.output_torque_per_a - feedforward_a
 
     def __call__(self, observation: NDArray[np.float32], info: dict[str, Any]) -> NDArray[np.float32]:
         """The planned action, then the PID's."""
-        hold = self._hold(observation, info)  # keeps the PID's filter state current for the hand-over
+        if self._pid is None:
+            msg = "call reset(env, info) after env.reset before using the controller"
+            raise MmSimError(msg)
         self._tick += 1
         if self._tick <= len(self._schedule):
             return np.array([self._schedule[self._tick - 1]], dtype=np.float32)
-        return hold
+        if self._tick == len(self._schedule) + 1:
+            self._pid.reset(integrator_a=self._hold_integrator_a)
+        current_a = self._pid.step(
+            position_rad=info["position_rad"],
+            velocity_rad_s=info["velocity_rad_s"],
+            target_rad=info["target_rad"],
+            target_velocity_rad_s=info["target_velocity_rad_s"],
+        )
+        return np.array([current_a / self._limit_a], dtype=np.float32)
 
 
-def _stop_position(plant: Plant, start_rad: float, direction: float, switch_tick: int, max_ticks: int) -> float:
-    """Where the shaft comes to rest (rad) accelerating for `switch_tick` ticks, then braking.
+def _bang_bang(plant: Plant, start_rad: float, direction: float, switch: float, max_ticks: int) -> list[float]:
+    """Run the bang-bang move switching at the real-valued tick `switch` on `plant`; return its actions.
 
-    The first tick runs with no command: the controller's first action acts one period later.
+    Whole ticks of full current, one tick of the remainder (between full drive and full braking), then full
+    braking until the shaft stops. The first tick runs with no command: an action acts one period later.
     """
     plant.reset(start_rad)
     plant.advance(0.0)
     limit_a = plant.profile.driver.current_limit_a
+    whole = int(switch)
+    actions: list[float] = []
     for tick in range(max_ticks):
-        accelerating = tick < switch_tick
-        plant.advance(direction * limit_a * (1.0 if accelerating else -1.0))
-        if not accelerating and direction * plant.velocity_rad_s <= 0.0:
+        action = 1.0 if tick < whole else (2.0 * (switch - whole) - 1.0 if tick == whole else -1.0)
+        actions.append(direction * action)
+        plant.advance(direction * action * limit_a)
+        if tick >= whole and direction * plant.velocity_rad_s <= 0.0:
             break
-    return plant.angle_rad
+    return actions
 
 
 def bang_bang_schedule(plant: Plant, *, start_rad: float, target_rad: float) -> list[float]:
-    """Actions of the time-optimal move from rest at `start_rad` to `target_rad` on `plant` (±1 each tick)."""
+    """Actions of the time-optimal move from rest at `start_rad` to rest at `target_rad` on `plant`."""
     direction = 1.0 if target_rad >= start_rad else -1.0
     max_ticks = round(5.0 / plant.profile.dt_s)
-    low, high = 0, 1
-    # Grow the accelerating phase until it overshoots, then bisect for the last switch tick that does not.
-    while direction * (_stop_position(plant, start_rad, direction, high, max_ticks) - target_rad) < 0.0:
-        low, high = high, high * 2
-        if high > max_ticks:
-            break
-    while high - low > 1:
-        middle = (low + high) // 2
-        if direction * (_stop_position(plant, start_rad, direction, middle, max_ticks) - target_rad) < 0.0:
+
+    def short_of_target(switch: float) -> bool:
+        _bang_bang(plant, start_rad, direction, switch, max_ticks)
+        return direction * (plant.angle_rad - target_rad) < 0.0
+
+    low, high = 0.0, 1.0
+    # Grow the accelerating phase until the shaft stops beyond the target, then bisect the switch to 1 % of a tick.
+    while short_of_target(high) and high < max_ticks:
+        low, high = high, 2.0 * high
+    while high - low > 0.01:
+        middle = 0.5 * (low + high)
+        if short_of_target(middle):
             low = middle
         else:
             high = middle
-    schedule = [direction] * low
-    plant.reset(start_rad)
-    plant.advance(0.0)
-    for action in schedule:
-        plant.advance(action * plant.profile.driver.current_limit_a)
-    while direction * plant.velocity_rad_s > 0.0 and len(schedule) < max_ticks:
-        schedule.append(-direction)
-        plant.advance(-direction * plant.profile.driver.current_limit_a)
-    return schedule
+    return _bang_bang(plant, start_rad, direction, low, max_ticks)
 
 
 def tune_all(evaluations: int, moves_per_tune: int) -> dict[str, Any]:
@@ -345,8 +370,8 @@ def main(args: list[str] | None = None) -> None:
     """Retune every shipped profile and write the cache (`python -m mm_sim.baselines --out FILE`)."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--out", type=Path, required=True, help="where to write tuned_pid.yaml")
-    parser.add_argument("--evaluations", type=int, default=40, help="gain sets tried per profile/load/objective")
-    parser.add_argument("--moves", type=int, default=6, help="training moves per evaluation")
+    parser.add_argument("--evaluations", type=int, default=32, help="most gain sets tried per profile/load/objective")
+    parser.add_argument("--moves", type=int, default=5, help="training moves per evaluation")
     options = parser.parse_args(args)
     cache = tune_all(options.evaluations, options.moves)
     header = "# Written by `python -m mm_sim.baselines`: PID gains tuned on the twin per profile/load/objective.\n"

@@ -58,7 +58,9 @@ def build_mjcf(profile: ServoProfile, load: LoadParams) -> str:
             f'pos="0 0.008 {1.6 * disc_radius_m:.6g}" rgba="0.2 0.4 0.9 1" {visual}/>'
         )
     limit = (
-        f'limited="true" range="{-profile.end_stop_rad:.9g} {profile.end_stop_rad:.9g}"'
+        # As stiff as the time step allows: MuJoCo's default end stop gives way by several degrees.
+        f'limited="true" range="{-profile.end_stop_rad:.9g} {profile.end_stop_rad:.9g}" '
+        f'solreflimit="{2 * physics_dt_s:.9g} 1"'
         if profile.end_stop_rad is not None
         else 'limited="false"'
     )
