@@ -1,0 +1,226 @@
+"""MoveTo without ROS: goal validation, settle detection, and the result metrics from mm_sim.metrics.
+
+A move is judged on the servo's own state samples, stamped with the servo's clock (sim time for the twin), so
+the result does not depend on how busy the host is. It has settled when |error| < tolerance and
+|velocity| < settle_velocity for `settle_window_s` in a row.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from mm_sim.metrics import Response, step_metrics
+
+from mm_driver.errors import GoalRejected
+from mm_driver.transport import Mode, ServoSample
+
+CONTROLLERS = {"pid": Mode.POSITION, "policy": Mode.POLICY}
+
+
+@dataclass(frozen=True)
+class MoveLimits:
+    """What the driver allows and assumes for moves (parameters of the node).
+
+    Attributes:
+        position_min_rad, position_max_rad: reachable targets (rad), inside the servo's end stops.
+        max_velocity_rad_s: largest velocity limit a goal may ask for (rad/s).
+        max_timeout_s: longest timeout a goal may ask for (s).
+        default_tolerance_rad: settle band when the goal gives 0 (rad).
+        default_timeout_s: timeout when the goal gives 0 (s).
+        default_controller: "pid" or "policy", when the goal leaves it empty.
+        settle_window_s: how long the shaft must stay in the band, slow, to count as settled (s).
+        settle_velocity_rad_s: largest |velocity| that counts as at rest (rad/s).
+    """
+
+    position_min_rad: float
+    position_max_rad: float
+    max_velocity_rad_s: float
+    max_timeout_s: float
+    default_tolerance_rad: float
+    default_timeout_s: float
+    default_controller: str
+    settle_window_s: float
+    settle_velocity_rad_s: float
+
+
+@dataclass(frozen=True)
+class MoveRequest:
+    """A validated move: every default filled in."""
+
+    target_rad: float
+    tolerance_rad: float
+    timeout_s: float
+    max_velocity_rad_s: float
+    controller: str
+
+    @property
+    def mode(self) -> Mode:
+        """The servo mode that runs this move."""
+        return CONTROLLERS[self.controller]
+
+
+def validate_goal(
+    *,
+    target_rad: float,
+    tolerance_rad: float,
+    timeout_s: float,
+    max_velocity_rad_s: float,
+    controller: str,
+    limits: MoveLimits,
+) -> MoveRequest:
+    """Check a MoveTo goal and fill in the defaults.
+
+    Raises:
+        GoalRejected: saying which field is wrong and what range it must be in.
+    """
+    for name, value in (
+        ("target_rad", target_rad),
+        ("tolerance_rad", tolerance_rad),
+        ("timeout_s", timeout_s),
+        ("max_velocity_rad_s", max_velocity_rad_s),
+    ):
+        if not math.isfinite(value):
+            raise GoalRejected(f"{name} is {value}; give a finite number")
+    if not limits.position_min_rad <= target_rad <= limits.position_max_rad:
+        msg = (
+            f"target_rad {target_rad:.4g} is outside the limits [{limits.position_min_rad:.4g}, "
+            f"{limits.position_max_rad:.4g}] rad"
+        )
+        raise GoalRejected(msg)
+    if tolerance_rad < 0.0 or tolerance_rad > 0.5 * (limits.position_max_rad - limits.position_min_rad):
+        raise GoalRejected(f"tolerance_rad {tolerance_rad:.4g} must be 0 (default) or a positive band within reach")
+    if not 0.0 <= timeout_s <= limits.max_timeout_s:
+        raise GoalRejected(f"timeout_s {timeout_s:.4g} must be in [0, {limits.max_timeout_s:.4g}] s (0: default)")
+    if not 0.0 <= max_velocity_rad_s <= limits.max_velocity_rad_s:
+        msg = f"max_velocity_rad_s {max_velocity_rad_s:.4g} must be in [0, {limits.max_velocity_rad_s:.4g}] (0: none)"
+        raise GoalRejected(msg)
+    chosen = controller or limits.default_controller
+    if chosen not in CONTROLLERS:
+        raise GoalRejected(f"controller {controller!r} is unknown; use one of {sorted(CONTROLLERS)} or leave it empty")
+    return MoveRequest(
+        target_rad=target_rad,
+        tolerance_rad=tolerance_rad or limits.default_tolerance_rad,
+        timeout_s=timeout_s or limits.default_timeout_s,
+        max_velocity_rad_s=max_velocity_rad_s,
+        controller=chosen,
+    )
+
+
+@dataclass(frozen=True)
+class PowerModel:
+    """Electrical power of the motor from what the servo reports: P = (R·i + k_e·ω)·i (W), the twin's model.
+
+    Attributes:
+        resistance_ohm: winding resistance (Ω).
+        emf_v_s_per_rad: back-EMF constant at the output shaft, motor constant × gear ratio (V·s/rad).
+    """
+
+    resistance_ohm: float
+    emf_v_s_per_rad: float
+
+    def power_w(self, current_a: float, velocity_rad_s: float) -> float:
+        """Power drawn (W), negative when the motor regenerates."""
+        return (self.resistance_ohm * current_a + self.emf_v_s_per_rad * velocity_rad_s) * current_a
+
+
+@dataclass(frozen=True)
+class MoveResult:
+    """The MoveTo result fields (SI units as named)."""
+
+    success: bool
+    message: str
+    final_error_rad: float
+    elapsed_s: float
+    settle_time_s: float
+    overshoot_rad: float
+    energy_j: float
+    peak_current_a: float
+
+
+class MoveSupervisor:
+    """Follows one move from the state samples that arrive after it was commanded."""
+
+    def __init__(
+        self, request: MoveRequest, *, start: ServoSample, limits: MoveLimits, power: PowerModel
+    ) -> None:
+        """Start judging `request`; `start` is the last sample before the command (its stamp is time zero)."""
+        self.request = request
+        self._limits = limits
+        self._power = power
+        self._start = start
+        self._samples: list[ServoSample] = [start]
+        self._in_band_since: float | None = None
+        self.first_motion_s: float | None = None
+
+    @property
+    def elapsed_s(self) -> float:
+        """Servo time since the move was commanded (s)."""
+        return self._samples[-1].stamp_s - self._start.stamp_s
+
+    @property
+    def error_rad(self) -> float:
+        """Target minus the latest position (rad)."""
+        return self.request.target_rad - self._samples[-1].position_rad
+
+    @property
+    def settled(self) -> bool:
+        """The shaft has stayed in the band, at rest, for the settle window."""
+        return self._in_band_since is not None and (
+            self._samples[-1].stamp_s - self._in_band_since >= self._limits.settle_window_s
+        )
+
+    @property
+    def timed_out(self) -> bool:
+        """The move's timeout has passed in servo time."""
+        return self.elapsed_s >= self.request.timeout_s
+
+    def update(self, sample: ServoSample) -> None:
+        """Add a sample (samples with an old stamp, e.g. reordered best-effort ones, are ignored)."""
+        if sample.stamp_s <= self._samples[-1].stamp_s:
+            return
+        self._samples.append(sample)
+        if self.first_motion_s is None and abs(sample.position_rad - self._start.position_rad) > 2e-3:
+            self.first_motion_s = sample.stamp_s - self._start.stamp_s
+        at_rest = abs(sample.velocity_rad_s) < self._limits.settle_velocity_rad_s
+        if abs(self.request.target_rad - sample.position_rad) < self.request.tolerance_rad and at_rest:
+            if self._in_band_since is None:
+                self._in_band_since = sample.stamp_s
+        else:
+            self._in_band_since = None
+
+    def result(self, *, success: bool, message: str) -> MoveResult:
+        """The result with mm_sim's step metrics over the samples so far (resampled onto an even grid)."""
+        samples = self._samples
+        t = np.array([s.stamp_s - self._start.stamp_s for s in samples])
+        if len(samples) < 3 or t[-1] <= 0.0:
+            return MoveResult(success, message, self.error_rad, self.elapsed_s, math.nan, 0.0, 0.0, 0.0)
+        # Best-effort state samples can be lost: metrics assume even ticks, so interpolate onto the median period.
+        dt_s = float(np.median(np.diff(t)))
+        grid = np.arange(0.0, t[-1] + 0.5 * dt_s, dt_s)
+
+        def column(values: list[float]) -> np.ndarray:
+            return np.interp(grid, t, np.array(values, dtype=np.float64))
+
+        current = column([s.current_a for s in samples])
+        velocity = column([s.velocity_rad_s for s in samples])
+        response = Response(
+            time_s=grid,
+            position_rad=column([s.position_rad for s in samples]),
+            target_rad=np.full_like(grid, self.request.target_rad),
+            current_a=current,
+            power_w=np.array([self._power.power_w(i, w) for i, w in zip(current, velocity, strict=True)]),
+            action=column([s.current_cmd_a for s in samples]),
+        )
+        metrics = step_metrics(response, start_rad=self._start.position_rad, tolerance_rad=self.request.tolerance_rad)
+        return MoveResult(
+            success=success,
+            message=message,
+            final_error_rad=self.error_rad,
+            elapsed_s=self.elapsed_s,
+            settle_time_s=math.nan if metrics.settling_time_s is None else metrics.settling_time_s,
+            overshoot_rad=metrics.overshoot_rad,
+            energy_j=metrics.energy_j,
+            peak_current_a=metrics.peak_current_a,
+        )
