@@ -41,6 +41,7 @@ def _config(out_dir: Path, **overrides: object) -> TrainConfig:
         "eval_moves": 2,
         "checkpoint_every_steps": 512,
         "hyperparameters": {"n_steps": 256, "batch_size": 128},
+        "clone_baseline_episodes": 0,
         "tensorboard": False,
     }
     settings.update(overrides)
@@ -105,6 +106,7 @@ def test_ppo_run_reaches_its_budget_with_progress_evaluation_and_checkpoint(tmp_
     assert all(r.steps_per_s > 0 for r in evaluations)
     checkpoint = latest_checkpoint(tmp_path)
     assert checkpoint is not None and json.loads((checkpoint / "state.json").read_text())["steps"] == 1024
+    assert (checkpoint / "reward_normalizer.pkl").is_file(), "the PPO preset's reward normalisation is not saved"
     assert list((tmp_path / "tb").rglob("events.out.tfevents.*")), "no TensorBoard event file written"
 
 
@@ -193,7 +195,7 @@ _CHILD = textwrap.dedent(
     from mm_learning.trainer import Trainer, TrainConfig, TwinSpec
     twin = TwinSpec(episode_s=0.3, objective="accuracy")
     Trainer(TrainConfig(out_dir=Path(sys.argv[1]), twin=twin, max_steps=100_000, eval_every_steps=0,
-                        checkpoint_every_steps=512, tensorboard=False,
+                        checkpoint_every_steps=512, tensorboard=False, clone_baseline_episodes=0,
                         hyperparameters={"n_steps": 256, "batch_size": 128})).run()
     """
 )
@@ -226,3 +228,17 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_continues_the_step_co
     result = resumed.run()
     assert reports[0].steps == killed_at >= 1024
     assert killed_at + 512 <= result.steps < killed_at + 1024
+
+
+@pytest.mark.slow
+def test_cloning_the_pid_gives_a_policy_close_to_it_before_any_rl(tmp_path: Path) -> None:
+    twin = TwinSpec(profile="mm_v3", load="inertia_disk", objective="accuracy", episode_s=0.5)
+    reports: list[Progress] = []
+    config = _config(tmp_path, twin=twin, max_steps=512, eval_moves=5, clone_baseline_episodes=10)
+    result = Trainer(config, on_progress=reports.append).run()
+    assert "cloning" in [r.phase for r in reports]
+    from_scratch = Trainer(_config(tmp_path / "scratch", twin=twin, max_steps=512, eval_moves=5)).run()
+    pid = result.baseline_metrics["mean_return"]
+    # Returns are negative (accumulated error): the clone is within 25 % of the PID, the random policy is not.
+    assert result.eval_metrics["mean_return"] >= 1.25 * pid
+    assert from_scratch.eval_metrics["mean_return"] < 1.25 * pid

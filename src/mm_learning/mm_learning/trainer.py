@@ -46,7 +46,7 @@ from stable_baselines3.common.logger import configure as configure_logger
 from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.utils import set_random_seed
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from mm_learning.actor import actor_from_sb3
 from mm_learning.errors import LearningError
@@ -58,11 +58,17 @@ OBJECTIVES = ("accuracy", "speed", "energy", "smooth")
 
 _ACTIVATIONS: dict[str, type[torch.nn.Module]] = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 _LATEST = "latest"
+_REWARD_NORMALIZER = "reward_normalizer.pkl"
 _STEP_DIR_DIGITS = 12
 # Seed of the evaluation moves and their sensor noise; far from the training envs' seeds (the run's seed + n).
 EVAL_SEED = 1_000_000
 # Seeds of the export's calibration, held-out and closed-loop moves: disjoint from each other and from EVAL_SEED.
 EXPORT_CALIBRATION_SEED, EXPORT_HELD_OUT_SEED, EXPORT_CHECK_SEED = 2_000_000, 3_000_000, 4_000_000
+CLONE_SEED = 5_000_000
+# Behaviour cloning of the baseline (preset `clone_baseline_episodes`): gradient steps, and the label limit that
+# keeps tanh-squashed actors (SAC, TD3, DDPG) out of their flat tails.
+CLONE_GRADIENT_STEPS = 3000
+CLONE_ACTION_LIMIT = 0.98
 # Evaluations of mm_sim's PID tuner when no tuned gains are cached for the profile/load/objective.
 BASELINE_TUNING_EVALUATIONS = 12
 
@@ -237,6 +243,54 @@ def beats_target(objective: Mapping[str, float], policy: Mapping[str, float], pi
     )
 
 
+def _actor_net(model: BaseAlgorithm) -> torch.nn.Module:
+    """The torch modules of the deterministic actor, output squashed to [-1, 1] as the exported actor is."""
+    policy = model.policy
+    if isinstance(model, PPO | A2C):
+        return torch.nn.Sequential(*policy.mlp_extractor.policy_net, policy.action_net, torch.nn.Hardtanh())
+    if isinstance(model, SAC):
+        return torch.nn.Sequential(*policy.actor.latent_pi, policy.actor.mu, torch.nn.Tanh())
+    return policy.actor.mu  # TD3/DDPG: ends in Tanh
+
+
+def clone_controller(
+    model: BaseAlgorithm, env: gym.Env[Any, Any], controller: Any, *, episodes: int, seed: int, noise: float = 0.1
+) -> float:
+    """Fit the actor of ``model`` to ``controller`` by behaviour cloning (supervised, in place).
+
+    The controller drives ``episodes`` seeded episodes of ``env`` with Gaussian noise (std ``noise``) added to
+    its actions, so the data also covers states just off its own trajectories; the labels are its noiseless
+    actions. Returns the final mean squared action error.
+    """
+    rng = np.random.default_rng(seed)
+    observations, labels = [], []
+    for episode in range(episodes):
+        observation, info = env.reset(seed=seed + episode)
+        controller.reset(env.unwrapped, info)
+        truncated = False
+        while not truncated:
+            action = np.asarray(controller(observation, info), dtype=np.float32).reshape(1)
+            observations.append(observation)
+            labels.append(action)
+            noisy = np.clip(action + rng.normal(0.0, noise, 1), -1.0, 1.0).astype(np.float32)
+            observation, _, _, truncated, info = env.step(noisy)
+    obs = torch.as_tensor(np.asarray(observations))
+    target = torch.as_tensor(np.clip(np.asarray(labels), -CLONE_ACTION_LIMIT, CLONE_ACTION_LIMIT))
+    net = _actor_net(model)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(seed)
+    loss = torch.zeros(())
+    for _ in range(CLONE_GRADIENT_STEPS):
+        batch = torch.randint(0, len(obs), (512,), generator=generator)
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(net(obs[batch]), target[batch])
+        loss.backward()
+        optimizer.step()
+    if isinstance(model, TD3):  # DDPG is a TD3: its target actor must start from the cloned actor
+        model.actor_target.load_state_dict(model.actor.state_dict())
+    return float(loss.detach())
+
+
 def evaluate_model(model: BaseAlgorithm, twin: TwinSpec, moves: int) -> dict[str, dict[str, float]]:
     """The deterministic actor of ``model`` and the PID tuned for the objective on the same seeded moves."""
     env = twin.make_env(randomize=False)
@@ -315,6 +369,8 @@ class TrainConfig:
         checkpoint_every_steps: checkpoint every this many env steps (a checkpoint is also written at the end).
         stop_on_target: stop as soon as an evaluation beats the objective's target.
         hyperparameters: overrides of the preset's hyperparameters.
+        clone_baseline_episodes: episodes of the PID baseline to clone into a new model before RL (None: the
+            preset's ``clone_baseline_episodes``; 0: start from a random policy).
         tensorboard: write TensorBoard logs under ``out_dir/tb``.
         progress_bar: show SB3's progress bar (tqdm/rich) on the terminal.
     """
@@ -331,6 +387,7 @@ class TrainConfig:
     checkpoint_every_steps: int = 20_000
     stop_on_target: bool = True
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    clone_baseline_episodes: int | None = None
     tensorboard: bool = True
     progress_bar: bool = False
 
@@ -443,6 +500,9 @@ def save_checkpoint(out_dir: Path, model: BaseAlgorithm, state: Mapping[str, Any
     model.save(tmp / "model.zip")
     if isinstance(model, OffPolicyAlgorithm):
         model.save_replay_buffer(tmp / "replay_buffer.pkl")
+    reward_normalizer = model.get_vec_normalize_env()
+    if reward_normalizer is not None:
+        reward_normalizer.save(str(tmp / _REWARD_NORMALIZER))
     rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     (tmp / "rng.pkl").write_bytes(pickle.dumps(rng))
     (tmp / "state.json").write_text(json.dumps(dict(state), indent=1), encoding="utf-8")
@@ -496,12 +556,19 @@ class Trainer:
 
     # -- building --------------------------------------------------------------------------------------------
 
-    def _vec_env(self, seed: int) -> DummyVecEnv:
+    def _vec_env(self, seed: int, checkpoint: Path | None) -> VecEnv:
         n_envs = self.config.n_envs or int(self.preset.get("n_envs", 1))
         # DummyVecEnv: measured faster than SubprocVecEnv for this cheap env on 2 cores (ml-stack-notes).
-        return make_vec_env(self.config.twin.make_env, n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv)  # type: ignore[return-value]
+        env = make_vec_env(self.config.twin.make_env, n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv)
+        if not self.preset.get("normalize_reward", False):
+            return env
+        if checkpoint is not None and (checkpoint / _REWARD_NORMALIZER).is_file():
+            return VecNormalize.load(str(checkpoint / _REWARD_NORMALIZER), env)
+        # Rewards only: the observation is the contract's, already in [-1, 1], and is what the servo computes.
+        gamma = float({**self.preset["hyperparameters"], **self.config.hyperparameters}.get("gamma", 0.99))
+        return VecNormalize(env, norm_obs=False, norm_reward=True, gamma=gamma)
 
-    def _new_model(self, env: DummyVecEnv) -> BaseAlgorithm:
+    def _new_model(self, env: VecEnv) -> BaseAlgorithm:
         hyperparameters = {**self.preset["hyperparameters"], **self.config.hyperparameters}
         policy_kwargs = dict(self.preset.get("policy_kwargs", {}))
         activation = policy_kwargs.get("activation_fn", "tanh")
@@ -524,7 +591,7 @@ class Trainer:
             **hyperparameters,
         )
 
-    def _resume(self, checkpoint: Path, env: DummyVecEnv) -> tuple[BaseAlgorithm, dict[str, Any]]:
+    def _resume(self, checkpoint: Path, env: VecEnv) -> tuple[BaseAlgorithm, dict[str, Any]]:
         state = json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))
         for key in ("algorithm", "objective"):
             wanted = self.config.algorithm if key == "algorithm" else self.config.twin.objective
@@ -551,6 +618,7 @@ class Trainer:
 
     def run(self) -> TrainResult:
         """Train (or resume) until the target is beaten, the budget is spent or the run is cancelled."""
+        start = time.monotonic()  # the time budget counts setup and the baseline, not just learning
         config = self.config
         config.out_dir.mkdir(parents=True, exist_ok=True)
         (config.out_dir / "config.json").write_text(json.dumps(config.to_json(), indent=1), encoding="utf-8")
@@ -560,20 +628,26 @@ class Trainer:
         checkpoint = latest_checkpoint(config.out_dir)
         resumed_steps = 0 if checkpoint is None else json.loads((checkpoint / "state.json").read_text())["steps"]
         # Resumed parts reseed their envs from the step count so they do not replay the first part's episodes.
-        env = self._vec_env(config.seed + resumed_steps)
-        if checkpoint is None:
-            set_random_seed(config.seed)
-            model = self._new_model(env)
-            state: dict[str, Any] = {"steps": 0, "elapsed_s": 0.0, "resumes": 0}
-        else:
-            model, state = self._resume(checkpoint, env)
-            state["resumes"] = int(state.get("resumes", 0)) + 1
+        env = self._vec_env(config.seed + resumed_steps, checkpoint)
         eval_env = config.twin.make_env(randomize=False)
         try:
-            self._on_progress(Progress("evaluating", model.num_timesteps, 0.0, math.nan, {}, {}))
+            self._on_progress(Progress("evaluating", resumed_steps, 0.0, math.nan, {}, {}))
             baseline = config.twin.make_baseline(eval_env, self.eval_moves)
             self.baseline_metrics = evaluate_moves(eval_env, baseline, self.eval_moves)
-            callback = _RunCallback(self, eval_env, state)
+            if checkpoint is None:
+                set_random_seed(config.seed)
+                model = self._new_model(env)
+                state: dict[str, Any] = {"steps": 0, "elapsed_s": 0.0, "resumes": 0}
+                episodes = config.clone_baseline_episodes
+                if episodes is None:
+                    episodes = int(self.preset.get("clone_baseline_episodes", 0))
+                if episodes:
+                    self._on_progress(Progress("cloning", 0, 0.0, math.nan, {}, dict(self.baseline_metrics)))
+                    state["clone_mse"] = clone_controller(model, eval_env, baseline, episodes=episodes, seed=CLONE_SEED)
+            else:
+                model, state = self._resume(checkpoint, env)
+                state["resumes"] = int(state.get("resumes", 0)) + 1
+            callback = _RunCallback(self, eval_env, state, start)
             callback.init_callback(model)
             remaining = config.max_steps - model.num_timesteps if config.max_steps else 2**62
             if remaining <= 0 or callback.out_of_time():
@@ -613,7 +687,7 @@ class Trainer:
 class _RunCallback(BaseCallback):
     """Budget, cancel, checkpoints, evaluation and progress inside ``model.learn``."""
 
-    def __init__(self, trainer: Trainer, eval_env: gym.Env[Any, Any], state: dict[str, Any]) -> None:
+    def __init__(self, trainer: Trainer, eval_env: gym.Env[Any, Any], state: dict[str, Any], start: float) -> None:
         super().__init__()
         self.trainer = trainer
         self.config = trainer.config
@@ -623,8 +697,8 @@ class _RunCallback(BaseCallback):
         self.evaluated_at = -1
         self._rate = 0.0
         self._elapsed_before_s = float(state["elapsed_s"])
-        self._start = time.monotonic()
-        self._last_report = (self._start, 0)
+        self._start = start
+        self._last_report = (start, 0)
         self._reward_sum, self._reward_count = 0.0, 0
         self._next_eval = 0
         self._next_checkpoint = 0
@@ -645,8 +719,10 @@ class _RunCallback(BaseCallback):
         self._next_checkpoint = steps + self.config.checkpoint_every_steps
 
     def _on_step(self) -> bool:
-        self._reward_sum += float(np.sum(self.locals["rewards"]))
-        self._reward_count += len(self.locals["rewards"])
+        normalizer = self.model.get_vec_normalize_env()
+        rewards = self.locals["rewards"] if normalizer is None else normalizer.get_original_reward()
+        self._reward_sum += float(np.sum(rewards))
+        self._reward_count += len(rewards)
         steps = self.model.num_timesteps
         if self.trainer._should_cancel():
             self.stop_reason = "cancelled"
