@@ -245,7 +245,7 @@ def beats_target(objective: Mapping[str, float], policy: Mapping[str, float], pi
 
 def _actor_net(model: BaseAlgorithm) -> torch.nn.Module:
     """The torch modules of the deterministic actor, output squashed to [-1, 1] as the exported actor is."""
-    policy = model.policy
+    policy: Any = model.policy  # SB3 types it as a generic Module
     if isinstance(model, PPO | A2C):
         return torch.nn.Sequential(*policy.mlp_extractor.policy_net, policy.action_net, torch.nn.Hardtanh())
     if isinstance(model, SAC):
