@@ -1,0 +1,291 @@
+"""`virtual_servo`: the ROS 2 node that puts a `VirtualServo` behind the servo's own topics.
+
+Same topics, types, QoS and rates as the micro-ROS firmware (firmware/esp32/main/uros_task.c), with relative
+names so each servo lives in its own namespace (`--ros-args -r __ns:=/servo1`):
+
+| topic | type | QoS (as rclc) | direction |
+|---|---|---|---|
+| `state` | ServoState | best effort (sensor data) | every `state_decimation` ticks |
+| `transitions` | TransitionBatch | reliable | every complete batch of 24 samples while streaming |
+| `policy_ack` | PolicyAck | reliable | after the last chunk of a transfer, or a refusal |
+| `command` | ServoCommand | reliable | subscribed |
+| `heartbeat` | Heartbeat | best effort (sensor data) | subscribed |
+| `policy_chunk` | PolicyChunk | reliable | subscribed |
+
+`time_mode` "realtime" paces the control loop by the wall clock; "fast" runs as fast as it can and publishes the
+simulated time on `/clock` (nodes with `use_sim_time` follow it). With `can_interface` set (e.g. "virtual"),
+the servo also answers the DBC protocol on that python-can bus. Parameter defaults: config/virtual_servo.yaml.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import Any
+
+import rclpy
+from builtin_interfaces.msg import Time
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock
+
+from mm_msgs.msg import Heartbeat, PolicyAck, PolicyChunk, ServoCommand, ServoState, TransitionBatch
+from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig, VirtualServoError
+
+TIME_MODES = ("realtime", "fast")
+# rclc's "default" QoS: reliable, volatile, keep last 10.
+RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Reliable keep-last-1 serves both reliable and best-effort /clock subscribers (rclpy's time source is the latter).
+CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+# Real-time mode gives up catching up after this much lag (s) instead of running a burst.
+_MAX_LAG_S = 0.1
+
+PARAMETERS: dict[str, Any] = {
+    "profile": "mm_v3",
+    "load": "pendulum",
+    "seed": 0,
+    "public_key": "",
+    "control_rate_hz": 0,
+    "heartbeat_timeout_s": 0.5,
+    "watchdog_brake": False,
+    "initial_angle_rad": 0.0,
+    "state_decimation": 5,
+    "tflm_arena_bytes": 8192,
+    "max_policy_bytes": 32768,
+    "pid_objective": "accuracy",
+    "time_mode": "realtime",
+    "publish_clock": True,
+    "can_interface": "",
+    "can_channel": "vcan0",
+    "can_device_id": 1,
+    "can_bitrate": 500000,
+}
+
+
+def _time_msg(seconds: float) -> Time:
+    nanoseconds = round(seconds * 1e9)
+    return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
+
+
+def state_message(state: Any, seq: int, stamp: Time) -> ServoState:
+    """A ServoState from the core's state, filled field by field as uros_task.c does."""
+    return ServoState(
+        stamp=stamp,
+        seq=seq,
+        tick=state.tick,
+        mode=state.mode,
+        fault_flags=state.fault_flags,
+        position_rad=state.position_rad,
+        velocity_rad_s=state.velocity_rad_s,
+        current_a=state.current_a,
+        current_cmd_a=state.current_cmd_a,
+        effort_nm=state.effort_nm,
+        bus_voltage_v=state.bus_voltage_v,
+        temperature_c=state.temperature_c,
+        target_rad=state.target_rad,
+        policy_crc32=state.policy_crc32,
+        dropped_samples=state.dropped_samples,
+    )
+
+
+def batch_message(batch: Any, stamp: Time) -> TransitionBatch:
+    """A TransitionBatch from the core's batch columns (count samples)."""
+    n = int(batch.count)
+    return TransitionBatch(
+        stamp=stamp,
+        first_tick=batch.first_tick,
+        dt_s=batch.dt_s,
+        policy_crc32=batch.policy_crc32,
+        dropped_samples=batch.dropped_samples,
+        count=n,
+        observations=list(batch.observations[: n * TransitionBatch.OBS_DIM]),
+        actions=list(batch.actions[:n]),
+        position_rad=list(batch.position_rad[:n]),
+        velocity_rad_s=list(batch.velocity_rad_s[:n]),
+        current_a=list(batch.current_a[:n]),
+        target_rad=list(batch.target_rad[:n]),
+        power_w=list(batch.power_w[:n]),
+        flags=bytes(batch.flags[:n]),
+    )
+
+
+def ack_message(ack: Any) -> PolicyAck:
+    """A PolicyAck from the core's ack."""
+    return PolicyAck(
+        transfer_id=ack.transfer_id,
+        status=ack.status,
+        reason=ack.reason,
+        received_chunks=ack.received_chunks,
+        total_chunks=ack.total_chunks,
+        missing=list(ack.missing[: ack.missing_count]),
+        active_policy_crc32=ack.active_policy_crc32,
+    )
+
+
+class VirtualServoNode(Node):
+    """The twin behind the servo's topics; `run()` drives the control loop in the calling thread."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        """Declare the parameters, build the servo (and its CAN port) and the publishers/subscriptions."""
+        super().__init__("virtual_servo", **kwargs)
+        params = {name: self.declare_parameter(name, default).value for name, default in PARAMETERS.items()}
+        if params["time_mode"] not in TIME_MODES:
+            msg = f"time_mode {params['time_mode']!r} is not one of {TIME_MODES}"
+            raise VirtualServoError(msg)
+        self.fast = params["time_mode"] == "fast"
+        self.publish_clock = self.fast and bool(params["publish_clock"])
+        config = VirtualServoConfig(
+            profile=params["profile"],
+            load=params["load"],
+            seed=int(params["seed"]),
+            public_key_hex=params["public_key"],
+            control_rate_hz=int(params["control_rate_hz"]),
+            heartbeat_timeout_s=float(params["heartbeat_timeout_s"]),
+            watchdog_brake=bool(params["watchdog_brake"]),
+            initial_angle_rad=float(params["initial_angle_rad"]),
+            state_decimation=int(params["state_decimation"]),
+            tflm_arena_bytes=int(params["tflm_arena_bytes"]),
+            max_policy_bytes=int(params["max_policy_bytes"]),
+            pid_objective=params["pid_objective"],
+        )
+        self.servo = VirtualServo(config)
+        self.lock = threading.Lock()  # the core is not re-entrant: callbacks and the control loop share it
+        self._bus: Any = None
+        if params["can_interface"]:
+            import can
+
+            self._bus = can.Bus(
+                interface=params["can_interface"], channel=params["can_channel"], bitrate=int(params["can_bitrate"])
+            )
+            self.servo.attach_can(self._bus, int(params["can_device_id"]))
+        self._state_pub = self.create_publisher(ServoState, "state", qos_profile_sensor_data)
+        self._batch_pub = self.create_publisher(TransitionBatch, "transitions", RELIABLE_QOS)
+        self._ack_pub = self.create_publisher(PolicyAck, "policy_ack", RELIABLE_QOS)
+        self._clock_pub = self.create_publisher(Clock, "/clock", CLOCK_QOS) if self.publish_clock else None
+        self.create_subscription(ServoCommand, "command", self._on_command, RELIABLE_QOS)
+        self.create_subscription(Heartbeat, "heartbeat", self._on_heartbeat, qos_profile_sensor_data)
+        self.create_subscription(PolicyChunk, "policy_chunk", self._on_chunk, RELIABLE_QOS)
+        self._seq = 0
+        self._stop = threading.Event()
+        self.get_logger().info(
+            f"virtual servo {config.profile}/{config.load} at {self.servo.profile.control.rate_hz} Hz, "
+            f"{params['time_mode']} time, state every {config.state_decimation} ticks"
+            + (f", CAN {params['can_interface']}:{params['can_channel']}" if self._bus else "")
+        )
+
+    def _on_command(self, msg: ServoCommand) -> None:
+        with self.lock:
+            status = self.servo.command(
+                msg.mode,
+                msg.target,
+                seq=msg.seq,
+                target_velocity_rad_s=msg.target_velocity_rad_s,
+                max_velocity_rad_s=msg.max_velocity_rad_s,
+                current_limit_a=msg.current_limit_a,
+                kp_pos=msg.kp_pos,
+                kp_vel=msg.kp_vel,
+                ki_vel=msg.ki_vel,
+                gravity_ff_a=msg.gravity_ff_a,
+                clear_faults=msg.clear_faults,
+                stream_transitions=msg.stream_transitions,
+            )
+        if status != 0:
+            self.get_logger().warning(f"command {msg.seq} refused: status {status}")
+
+    def _on_heartbeat(self, msg: Heartbeat) -> None:
+        with self.lock:
+            self.servo.heartbeat(msg.seq)
+
+    def _on_chunk(self, msg: PolicyChunk) -> None:
+        with self.lock:
+            due = self.servo.policy_chunk(
+                transfer_id=msg.transfer_id,
+                total_size=msg.total_size,
+                image_crc32=msg.image_crc32,
+                index=msg.index,
+                chunk_size=msg.chunk_size,
+                data=bytes(msg.data),
+            )
+            ack = self.servo.policy_ack() if due else None
+        if ack is not None:
+            self._ack_pub.publish(ack_message(ack))
+
+    def _stamp(self, sim_time_s: float) -> Time:
+        # Fast mode: this node is the clock. Real time: the wall clock (the firmware's agent-synchronised time).
+        return _time_msg(sim_time_s) if self.fast else self.get_clock().now().to_msg()
+
+    def run_period(self) -> None:
+        """One state period: step the control ticks, then publish state, complete batches and the clock."""
+        with self.lock:
+            self.servo.step(self.servo.config.state_decimation)
+            state = self.servo.state()
+            batches = self.servo.full_batches()
+            sim_time_s = self.servo.time_s
+        stamp = self._stamp(sim_time_s)
+        self._state_pub.publish(state_message(state, self._seq, stamp))
+        self._seq += 1
+        for batch in batches:
+            self._batch_pub.publish(batch_message(batch, stamp))
+        if self._clock_pub is not None:
+            self._clock_pub.publish(Clock(clock=stamp))
+
+    def run(self) -> None:
+        """Run the control loop until `stop()` or shutdown: paced by the wall clock unless in fast mode."""
+        period_s = self.servo.config.state_decimation * self.servo.dt_s
+        deadline = time.monotonic()
+        while not self._stop.is_set() and rclpy.ok(context=self.context):
+            self.run_period()
+            if self.fast:
+                continue
+            deadline += period_s
+            lag_s = time.monotonic() - deadline
+            if lag_s > _MAX_LAG_S:
+                deadline = time.monotonic()  # fell behind (a loaded machine): resume from now, no burst
+            elif lag_s < 0.0:
+                time.sleep(-lag_s)
+
+    def stop(self) -> None:
+        """Make `run()` return after the current period."""
+        self._stop.set()
+
+    def destroy_node(self) -> None:
+        """Release the CAN bus with the node."""
+        if self._bus is not None:
+            self._bus.shutdown()
+            self._bus = None
+        super().destroy_node()
+
+
+def _spin(executor: SingleThreadedExecutor) -> None:
+    # Ctrl-C or rclpy.shutdown() end the spin; the control loop sees the shutdown too and returns.
+    with contextlib.suppress(ExternalShutdownException):
+        executor.spin()
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of `ros2 run mm_sim virtual_servo`: callbacks in a background executor, the loop here."""
+    rclpy.init(args=args)  # Jazzy's rclpy.init() is not a context manager
+    node: VirtualServoNode | None = None
+    executor = SingleThreadedExecutor()
+    spinner: threading.Thread | None = None
+    try:
+        node = VirtualServoNode()
+        executor.add_node(node)
+        spinner = threading.Thread(target=_spin, args=(executor,), name="virtual_servo_callbacks", daemon=True)
+        spinner.start()
+        node.run()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+        if spinner is not None:
+            spinner.join(timeout=1.0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""The `virtual_servo` node from other processes over DDS, seen exactly as a driver sees the real servo.
+
+Two servos in two namespaces at once: state at the firmware's rate (200 Hz at 1 kHz control), commands move
+each one independently, transition batches of 24 samples stream, a policy deployed in chunks by this test
+client is acknowledged (accepted; a tampered one refused with the previous policy id kept); in fast mode the
+node publishes /clock faster than real time.
+
+Run inside the loopback-only namespace: tools/run_tests.sh tests/mm_sim/test_twin_node.py
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+import rclpy
+from cryptography.hazmat.primitives.asymmetric import ec
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock
+
+from mm_msgs.msg import PolicyAck, PolicyChunk, ServoCommand, ServoState, TransitionBatch
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+TIMEOUT_S = 60.0
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def _start(tmp_path: Path, name: str, *params: str) -> tuple[subprocess.Popen[bytes], Path]:
+    log_path = tmp_path / f"{name}.log"
+    args = [sys.executable, "-m", "mm_sim.twin_node", "--ros-args", "-r", f"__ns:=/{name}"]
+    for param in params:
+        args += ["-p", param]
+    with log_path.open("wb") as log:
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT), log_path
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def policy() -> dict[str, Any]:
+    """A small int8 policy (mm_learning's converter), its signed image, a tampered copy and the key's hex."""
+    from mm_learning.actor import ActorSpec, DenseLayer
+    from mm_learning.tflite_convert import convert, to_keras
+    from mm_learning.tflm import Scheme
+
+    from mm_learning import policy_image, signing
+    from mm_sim import ObsScales, load_profile
+
+    rng = np.random.default_rng(11)
+    actor = ActorSpec(
+        layers=(
+            DenseLayer(rng.normal(0, 0.5, (8, 16)).astype(np.float32), np.zeros(16, np.float32), "relu"),
+            DenseLayer(rng.normal(0, 0.5, (16, 1)).astype(np.float32), np.zeros(1, np.float32), "linear"),
+        ),
+        squash="clip",
+        algorithm="PPO",
+    )
+    model = convert(to_keras(actor), rng.uniform(-1, 1, (300, 8)).astype(np.float32), Scheme.INT8)
+    key = ec.generate_private_key(ec.SECP256R1())
+    scales = policy_image.ObsScaleValues.of(ObsScales.from_profile(load_profile("mm_v3")))
+    header = policy_image.PolicyHeader(model_type=Scheme.INT8.model_type, scales=scales, arena_bytes=4096)
+    image = policy_image.pack_image(header, model, lambda data: signing.sign(key, data))
+    tampered = bytearray(image)
+    tampered[-5] ^= 0x10
+    return {"image": image, "tampered": bytes(tampered), "public_hex": signing.public_key_hex(key)}
+
+
+@pytest.fixture(scope="module")
+def servos(tmp_path_factory: pytest.TempPathFactory, policy: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Two real-time virtual servos: /servo1 (pendulum, with the policy key) and /servo2 (inertia disc)."""
+    tmp_path = tmp_path_factory.mktemp("twins")
+    started = {
+        "servo1": _start(tmp_path, "servo1", f"public_key:={policy['public_hex']}", "heartbeat_timeout_s:=0.0"),
+        "servo2": _start(tmp_path, "servo2", "load:=inertia_disk", "seed:=4", "heartbeat_timeout_s:=0.0"),
+    }
+    try:
+        yield started
+    finally:
+        for process, _ in started.values():
+            _stop(process)
+
+
+class Client:
+    """A test node in its own rclpy context that records what the servos publish."""
+
+    def __init__(self, namespaces: list[str]) -> None:
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = Node("twin_test_client", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.states: dict[str, list[tuple[float, ServoState]]] = {ns: [] for ns in namespaces}
+        self.batches: dict[str, list[TransitionBatch]] = {ns: [] for ns in namespaces}
+        self.acks: dict[str, list[PolicyAck]] = {ns: [] for ns in namespaces}
+        self.commands = {ns: self.node.create_publisher(ServoCommand, f"/{ns}/command", RELIABLE) for ns in namespaces}
+        self.chunks = {
+            ns: self.node.create_publisher(PolicyChunk, f"/{ns}/policy_chunk", RELIABLE) for ns in namespaces
+        }
+        for ns in namespaces:
+            self.node.create_subscription(
+                ServoState, f"/{ns}/state", self._recorder(self.states[ns], stamp=True), qos_profile_sensor_data
+            )
+            self.node.create_subscription(TransitionBatch, f"/{ns}/transitions", self.batches[ns].append, RELIABLE)
+            self.node.create_subscription(PolicyAck, f"/{ns}/policy_ack", self.acks[ns].append, RELIABLE)
+
+    @staticmethod
+    def _recorder(sink: list[Any], *, stamp: bool) -> Callable[[Any], None]:
+        return lambda msg: sink.append((time.monotonic(), msg) if stamp else msg)
+
+    def wait(self, done: Callable[[], bool], what: str, processes: dict[str, Any] | None = None) -> None:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not done():
+            for name, (process, log) in (processes or {}).items():
+                assert process.poll() is None, f"{name} died:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def close(self) -> None:
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture(scope="module")
+def client(servos: dict[str, Any]) -> Iterator[Client]:
+    """The client, once both servos publish state."""
+    c = Client(list(servos))
+    try:
+        c.wait(lambda: all(len(s) > 10 for s in c.states.values()), "state from both servos", servos)
+        yield c
+    finally:
+        c.close()
+
+
+def _command(client: Client, ns: str, seq: int, mode: int, target: float = 0.0, **fields: Any) -> None:
+    client.commands[ns].publish(ServoCommand(seq=seq, mode=mode, target=target, **fields))
+
+
+def test_state_arrives_at_the_firmware_rate_from_both_namespaces(
+    client: Client, servos: dict[str, Any], report: Callable[[str], None]
+) -> None:
+    for states in client.states.values():
+        states.clear()
+    start = time.monotonic()
+    client.wait(lambda: time.monotonic() - start > 2.0, "two seconds of state", servos)
+    for ns, states in client.states.items():
+        received = [msg for _, msg in states]
+        span_s = states[-1][0] - states[0][0]
+        rate_hz = (len(states) - 1) / span_s
+        report(f"virtual servo /{ns}/state (real time, two servos running): {rate_hz:.1f} Hz received")
+        assert 150.0 < rate_hz < 230.0, f"{ns}: {rate_hz:.0f} Hz"
+        ticks = np.diff([msg.tick for msg in received])
+        seqs = np.diff([msg.seq for msg in received])
+        assert set(ticks.tolist()) <= {5 * k for k in range(1, 20)}, "every state is 5 ticks (1 kHz / 200 Hz) apart"
+        assert np.mean(seqs == 1) > 0.9, "seq increments per published state"
+        stamp_s = [m.stamp.sec + 1e-9 * m.stamp.nanosec for m in received]
+        assert abs((stamp_s[-1] - stamp_s[0]) - span_s) < 0.2, "real-time stamps follow the wall clock"
+
+
+def test_commands_move_each_servo_in_its_own_namespace(client: Client, servos: dict[str, Any]) -> None:
+    targets = {"servo1": 1.0, "servo2": -0.7}
+    for ns, target in targets.items():
+        _command(client, ns, 1, ServoCommand.MODE_POSITION, target)
+
+    def arrived() -> bool:
+        return all(
+            client.states[ns] and abs(client.states[ns][-1][1].position_rad - target) < 0.02
+            for ns, target in targets.items()
+        )
+
+    client.wait(arrived, "both servos at their targets", servos)
+    for ns, target in targets.items():
+        last = client.states[ns][-1][1]
+        assert last.mode == ServoCommand.MODE_POSITION and last.target_rad == pytest.approx(target)
+
+
+def test_streaming_publishes_batches_of_24_consecutive_ticks(client: Client, servos: dict[str, Any]) -> None:
+    _command(client, "servo2", 2, ServoCommand.MODE_POSITION, 0.3, stream_transitions=True)
+    client.wait(lambda: len(client.batches["servo2"]) >= 5, "five transition batches", servos)
+    _command(client, "servo2", 3, ServoCommand.MODE_POSITION, 0.3, stream_transitions=False)
+    batches = client.batches["servo2"][:5]
+    assert all(b.count == 24 and len(b.observations) == 24 * 8 and len(b.flags) == 24 for b in batches)
+    assert [b.first_tick for b in batches] == [batches[0].first_tick + 24 * i for i in range(5)]
+    assert batches[0].dt_s == pytest.approx(0.001)
+    assert not client.batches["servo1"], "only the servo told to stream does"
+
+
+def _deploy(client: Client, image: bytes, transfer_id: int, servos: dict[str, Any]) -> PolicyAck:
+    """Send the image in PolicyChunks to /servo1, resending what the acks report missing; the final ack."""
+    acks = client.acks["servo1"]
+    acks.clear()
+    crc, size = zlib.crc32(image), PolicyChunk.MAX_DATA
+    pieces = [image[offset : offset + size] for offset in range(0, len(image), size)]
+
+    def send(indices: list[int]) -> None:
+        for index in indices:
+            client.chunks["servo1"].publish(
+                PolicyChunk(
+                    transfer_id=transfer_id,
+                    total_size=len(image),
+                    image_crc32=crc,
+                    index=index,
+                    chunk_size=size,
+                    data=pieces[index],
+                )
+            )
+
+    send(list(range(len(pieces))))
+    for _ in range(5):
+        client.wait(lambda: bool(acks) and acks[-1].transfer_id == transfer_id, "a policy ack", servos)
+        if acks[-1].status != PolicyAck.STATUS_RECEIVING:
+            return acks[-1]
+        missing = list(acks[-1].missing)
+        acks.clear()
+        send(missing)
+    pytest.fail("the transfer never completed")
+
+
+def test_a_deployed_policy_is_acked_and_a_tampered_one_refused(
+    client: Client, servos: dict[str, Any], policy: dict[str, Any]
+) -> None:
+    image = policy["image"]
+    ack = _deploy(client, image, 21, servos)
+    assert ack.status == PolicyAck.STATUS_ACCEPTED, (ack.status, ack.reason)
+    assert ack.active_policy_crc32 == zlib.crc32(image)
+    client.wait(lambda: client.states["servo1"][-1][1].policy_crc32 == zlib.crc32(image), "the id in state", servos)
+
+    ack = _deploy(client, policy["tampered"], 22, servos)
+    assert (ack.status, ack.reason) == (PolicyAck.STATUS_REJECTED, PolicyAck.REASON_SIGNATURE)
+    assert ack.active_policy_crc32 == zlib.crc32(image)
+
+    _command(client, "servo1", 5, ServoCommand.MODE_POLICY, 0.5)
+    client.wait(lambda: client.states["servo1"][-1][1].mode == ServoCommand.MODE_POLICY, "policy mode", servos)
+    client.states["servo1"].clear()
+    client.wait(lambda: len(client.states["servo1"]) > 50, "state in policy mode", servos)
+    recent = [msg for _, msg in client.states["servo1"]]
+    assert all(m.policy_crc32 == zlib.crc32(image) and m.fault_flags == 0 for m in recent)
+    assert np.ptp([m.current_cmd_a for m in recent]) > 0.0, "the policy drives the current"
+
+
+def test_fast_mode_publishes_clock_faster_than_real_time(tmp_path: Path, report: Callable[[str], None]) -> None:
+    process, log = _start(tmp_path, "fast", "time_mode:=fast", "heartbeat_timeout_s:=0.0")
+    client = Client(["fast"])
+    clocks: list[tuple[float, float]] = []
+
+    def on_clock(msg: Any) -> None:
+        clocks.append((time.monotonic(), msg.clock.sec + 1e-9 * msg.clock.nanosec))
+
+    client.node.create_subscription(
+        Clock,
+        "/clock",
+        on_clock,
+        QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT),  # as rclpy's own time source
+    )
+    try:
+        client.wait(lambda: len(clocks) > 10, "/clock", {"fast": (process, log)})
+        start = clocks[-1]
+        client.wait(lambda: clocks[-1][0] - start[0] > 2.0, "two seconds of /clock", {"fast": (process, log)})
+    finally:
+        client.close()
+        _stop(process)
+    end = clocks[-1]
+    factor = (end[1] - start[1]) / (end[0] - start[0])
+    report(f"virtual servo fast mode (1 kHz control, across processes): /clock at {factor:.1f}x real time")
+    assert factor > 2.0, f"simulated time ran at {factor:.1f}x real time"
+    states = [msg for _, msg in client.states["fast"]]
+    assert states and states[-1].stamp.sec + 1e-9 * states[-1].stamp.nanosec == pytest.approx(
+        states[-1].tick * 0.001 - 0.001, abs=0.002
+    ), "fast-mode stamps are simulated time"
