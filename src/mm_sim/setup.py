@@ -11,6 +11,7 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml", "README.md"]),
+        ("share/" + package_name + "/config", ["config/virtual_servo.yaml"]),
     ],
     install_requires=["setuptools"],
     zip_safe=False,
@@ -22,6 +23,7 @@ setup(
     entry_points={
         "console_scripts": [
             "rollout = mm_sim.cli:main",
+            "virtual_servo = mm_sim.twin_node:main",
         ],
     },
 )
