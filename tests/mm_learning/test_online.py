@@ -3,6 +3,7 @@ the replay buffer fills only with valid transitions, and SAC/TD3/DDPG take gradi
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -87,34 +88,12 @@ def test_rewards_from_streamed_columns_equal_the_twins_rewards(objective: str) -
 def test_faults_episode_starts_and_gaps_drop_transitions() -> None:
     batches, _ = _servo_stream("accuracy", ticks=48)
     first, second = batches
-    faulty = TransitionColumns.from_arrays(
-        first_tick=first.first_tick,
-        dt_s=first.dt_s,
-        observations=first.observations,
-        actions=first.actions,
-        position_rad=first.position_rad,
-        velocity_rad_s=first.velocity_rad_s,
-        current_a=first.current_a,
-        target_rad=first.target_rad,
-        power_w=first.power_w,
-        flags=np.where(np.arange(24) == 10, FLAG_FAULT, 0),
-    )
+    faulty = dataclasses.replace(first, flags=np.where(np.arange(24) == 10, FLAG_FAULT, 0).astype(np.uint8))
     learner = OnlineLearner(objective="accuracy", hyperparameters={"buffer_size": 100})
     # 23 transitions in 24 samples; the faulty sample 10 ends one and starts another.
     assert learner.add_batch(faulty) == 21
     # A batch that does not continue the previous one (a tick was lost) is not bridged.
-    gap = TransitionColumns.from_arrays(
-        first_tick=second.first_tick + 1,
-        dt_s=second.dt_s,
-        observations=second.observations,
-        actions=second.actions,
-        position_rad=second.position_rad,
-        velocity_rad_s=second.velocity_rad_s,
-        current_a=second.current_a,
-        target_rad=second.target_rad,
-        power_w=second.power_w,
-        flags=second.flags,
-    )
+    gap = dataclasses.replace(second, first_tick=second.first_tick + 1)
     assert learner.add_batch(gap) == 23
 
 
