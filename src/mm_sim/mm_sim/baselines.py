@@ -146,12 +146,19 @@ class PidController:
         self._limit_a = env.profile.driver.current_limit_a
         self._pid = CascadedPid(self.gains, current_limit_a=self._limit_a, dt_s=env.dt_s)
 
-    def __call__(self, observation: NDArray[np.float32], info: dict[str, Any]) -> NDArray[np.float32]:
-        """The action (normalised current command) for the sensed state in `info`."""
+    def _started(self) -> CascadedPid:
         if self._pid is None:
             msg = "call reset(env, info) after env.reset before using the controller"
             raise MmSimError(msg)
-        current_a = self._pid.step(
+        return self._pid
+
+    def preset_integrator(self, integrator_a: float) -> None:
+        """Start the integrator at `integrator_a` (A): a bumpless hand-over from another controller."""
+        self._started().reset(integrator_a)
+
+    def __call__(self, observation: NDArray[np.float32], info: dict[str, Any]) -> NDArray[np.float32]:
+        """The action (normalised current command) for the sensed state in `info`."""
+        current_a = self._started().step(
             position_rad=info["position_rad"],
             velocity_rad_s=info["velocity_rad_s"],
             target_rad=info["target_rad"],
@@ -269,17 +276,15 @@ class TimeOptimalController:
     def __init__(self, hold_gains: PidGains) -> None:
         """Hold the target with `hold_gains` once the bang-bang part has stopped the shaft."""
         self.hold_gains = hold_gains
+        self._hold = PidController(hold_gains)
         self._schedule: list[float] = []
         self._tick = 0
-        self._pid: CascadedPid | None = None
-        self._limit_a = 1.0
         self._hold_integrator_a = 0.0
 
     def reset(self, env: ServoEnv, info: dict[str, Any]) -> None:
         """Plan the bang-bang part for the move `env` has just started."""
         profile, load, target_rad = env.profile, env.plant.load, info["target_rad"]
-        self._limit_a = profile.driver.current_limit_a
-        self._pid = CascadedPid(self.hold_gains, current_limit_a=self._limit_a, dt_s=env.dt_s)
+        self._hold.reset(env, info)
         self._tick = 0
         self._schedule = bang_bang_schedule(Plant(profile, load), start_rad=env.plant.angle_rad, target_rad=target_rad)
         static_nm = load.gravity_torque_nm * math.sin(target_rad) + load.stiffness_nm_per_rad * target_rad
@@ -288,21 +293,12 @@ class TimeOptimalController:
 
     def __call__(self, observation: NDArray[np.float32], info: dict[str, Any]) -> NDArray[np.float32]:
         """The planned action, then the PID's."""
-        if self._pid is None:
-            msg = "call reset(env, info) after env.reset before using the controller"
-            raise MmSimError(msg)
         self._tick += 1
         if self._tick <= len(self._schedule):
             return np.array([self._schedule[self._tick - 1]], dtype=np.float32)
         if self._tick == len(self._schedule) + 1:
-            self._pid.reset(integrator_a=self._hold_integrator_a)
-        current_a = self._pid.step(
-            position_rad=info["position_rad"],
-            velocity_rad_s=info["velocity_rad_s"],
-            target_rad=info["target_rad"],
-            target_velocity_rad_s=info["target_velocity_rad_s"],
-        )
-        return np.array([current_a / self._limit_a], dtype=np.float32)
+            self._hold.preset_integrator(self._hold_integrator_a)
+        return self._hold(observation, info)
 
 
 def _bang_bang(plant: Plant, start_rad: float, direction: float, switch: float, max_ticks: int) -> list[float]:
