@@ -116,23 +116,39 @@ class VirtualServoConfig:
             raise VirtualServoError("; ".join(problems))
 
 
+@dataclass(frozen=True)
+class _LoadedModel:
+    """One slot's interpreter and its input/output quantisation in the firmware's float32 terms."""
+
+    policy: TflmPolicy
+    round_half_away: Any
+    in_scale: np.float32
+    in_zero: np.float32
+    in_low: int
+    in_high: int
+    in_dtype: Any
+    out_zero: int
+    out_scale: np.float32
+
+
 class TflmBackend:
     """The ESP32's TFLite Micro backend (`policy_tflm.cc`) in Python: two slots of a fixed arena each.
 
     `load` refuses a model whose header asks for more arena than a slot has, one TFLite Micro cannot load, or
-    one that does not map 8 inputs to 1 output; `invoke` quantises, runs and dequantises like the firmware
-    (through `mm_learning.tflm.TflmPolicy`).
+    one that does not map 8 inputs to 1 output. `invoke` quantises the observation with policy_tflm.cc's
+    arithmetic (float32 `obs / scale + zero_point`, rounded half away from zero, saturated), runs the integer
+    model in the `mm_learning.tflm.TflmPolicy` interpreter and dequantises the action in float32.
     """
 
     def __init__(self, arena_bytes: int = DEFAULT_TFLM_ARENA_BYTES) -> None:
         """Two empty slots of `arena_bytes` (bytes) each."""
         self.arena_bytes = arena_bytes
-        self._slots: dict[int, TflmPolicy] = {}
+        self._slots: dict[int, _LoadedModel] = {}
 
     def load(self, slot: int, model: bytes, arena_bytes: int, model_type: int) -> bool:
         """Load `model` into `slot`; False refuses it (the core reports REASON_BACKEND)."""
         # Imported here: mm_learning depends on mm_sim, and the runtime is only needed once a policy arrives.
-        from mm_learning.tflm import TflmError, TflmPolicy
+        from mm_learning.tflm import TflmError, TflmPolicy, round_half_away
 
         self._slots.pop(slot, None)
         if arena_bytes > self.arena_bytes:
@@ -143,12 +159,29 @@ class TflmBackend:
         except (TflmError, ValueError, RuntimeError):
             return False
         if shape_ok:
-            self._slots[slot] = policy
+            q_in, q_out = policy.input_quant, policy.output_quant
+            info = np.iinfo(q_in.dtype)
+            self._slots[slot] = _LoadedModel(
+                policy=policy,
+                round_half_away=round_half_away,
+                in_scale=np.float32(q_in.scale),
+                in_zero=np.float32(q_in.zero_point),
+                in_low=int(info.min),
+                in_high=int(info.max),
+                in_dtype=q_in.dtype,
+                out_zero=q_out.zero_point,
+                out_scale=np.float32(q_out.scale),
+            )
         return shape_ok
 
     def invoke(self, slot: int, observation: list[float]) -> float:
         """The action of the model in `slot` for the 8 observation features."""
-        return float(self._slots[slot](np.asarray(observation, dtype=np.float32))[0])
+        m = self._slots[slot]
+        # TflmPolicy.__call__ (float64, clipped first) would cost 4x more per tick than the firmware's steps.
+        scaled = np.asarray(observation, dtype=np.float32) / m.in_scale + m.in_zero
+        q = np.clip(m.round_half_away(scaled), m.in_low, m.in_high).astype(m.in_dtype)
+        out = int(m.policy.act_quantized(q[np.newaxis])[0, 0])
+        return float(np.float32(out - m.out_zero) * m.out_scale)
 
 
 def _servo_profile(config: VirtualServoConfig) -> ServoProfile:
