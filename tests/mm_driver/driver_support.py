@@ -12,10 +12,9 @@ from collections.abc import Callable
 import can
 import mm_firmware_core as fw
 from cryptography.hazmat.primitives.asymmetric import ec
+from mm_driver.transport import Chunk, ChunkLink
 from mm_learning.policy_image import ModelType, ObsScaleValues, PolicyHeader, pack_image
 from mm_learning.signing import public_key_hex, sign
-
-from mm_driver.transport import Chunk, ChunkLink
 
 SCALES = ObsScaleValues(3.14159265, 160.0, 40.0, 4.0, 0.002)
 

@@ -12,13 +12,13 @@ import mm_firmware_core as fw
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from driver_support import AcceptAnyBackend, CanServo, FaultyLink, public_key_bytes, signed_image, wrong_crc_image
-
 from mm_driver.can_transport import CanTransport
 from mm_driver.deploy import Deployer
 from mm_driver.errors import DriverError
 from mm_driver.transport import AckReason, Command, Mode, ServoSample
 
 DEVICE = 7
+
 
 class Link:
     """A CanTransport opened against a CanServo, with its samples and acks collected."""
@@ -41,6 +41,7 @@ class Link:
             assert ok, f"no matching state sample within {timeout_s} s (last: {self.samples[-1:]})"
             return self.samples[-1]
 
+
 @pytest.fixture
 def rig(signing_key: ec.EllipticCurvePrivateKey) -> Iterator[tuple[CanServo, Link, int]]:
     """A servo on CAN already running a first policy, and the driver's link to it."""
@@ -54,6 +55,7 @@ def rig(signing_key: ec.EllipticCurvePrivateKey) -> Iterator[tuple[CanServo, Lin
     finally:
         link.transport.close()
         servo.close()
+
 
 @pytest.mark.slow
 def test_16k_policy_over_isotp_is_accepted(
@@ -69,6 +71,7 @@ def test_16k_policy_over_isotp_is_accepted(
     link.wait_sample(lambda s: s.policy_crc32 == zlib.crc32(image))
     report(f"CAN virtual bus: 16 KB deploy {outcome.elapsed_s:.3f} s wall, {link.transport.frames_sent} frames sent")  # type: ignore[operator]
 
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["corrupted_chunk", "wrong_crc", "bad_signature", "truncated_image", "abandoned"])
 def test_refusals_keep_the_previous_policy(
@@ -79,13 +82,16 @@ def test_refusals_keep_the_previous_policy(
 ) -> None:
     servo, link, first = rig
     image = signed_image(signing_key, 16 * 1024, seed=3)
-    deployer, expected = link.deployer, {
-        "corrupted_chunk": AckReason.CRC,
-        "wrong_crc": AckReason.CRC,
-        "bad_signature": AckReason.SIGNATURE,
-        "truncated_image": AckReason.FORMAT,
-        "abandoned": AckReason.TRUNCATED,
-    }[case]
+    deployer, expected = (
+        link.deployer,
+        {
+            "corrupted_chunk": AckReason.CRC,
+            "wrong_crc": AckReason.CRC,
+            "bad_signature": AckReason.SIGNATURE,
+            "truncated_image": AckReason.FORMAT,
+            "abandoned": AckReason.TRUNCATED,
+        }[case],
+    )
     if case == "corrupted_chunk":
         deployer = Deployer(FaultyLink(link.transport, corrupt=5), chunk_size=1024, ack_timeout_s=0.5, max_rounds=4)
     elif case == "abandoned":
@@ -105,6 +111,7 @@ def test_refusals_keep_the_previous_policy(
     assert f"{first:08x}" in outcome.message
     link.wait_sample(lambda s: s.policy_crc32 == first)
 
+
 def test_commands_registers_and_state_over_can(rig: tuple[CanServo, Link, int]) -> None:
     servo, link, _ = rig
     link.transport.send_command(Command(Mode.POSITION, target=0.75, kp_pos=20.0, kp_vel=0.05, ki_vel=1.5))
@@ -118,6 +125,7 @@ def test_commands_registers_and_state_over_can(rig: tuple[CanServo, Link, int]) 
     link.transport.send_command(Command(Mode.HOLD))
     link.wait_sample(lambda s: s.mode == Mode.HOLD)
 
+
 def test_device_id_and_interface_errors_say_what_to_do() -> None:
     with pytest.raises(DriverError, match=r"1\.\.1022"):
         CanTransport(interface="virtual", channel="x", device_id=1023)
@@ -126,4 +134,3 @@ def test_device_id_and_interface_errors_say_what_to_do() -> None:
         transport.open(lambda s: None, lambda a: None)
     with pytest.raises(DriverError, match="not open"):
         transport.send_heartbeat(1)
-

@@ -9,10 +9,10 @@ import mm_firmware_core as fw
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from driver_support import AcceptAnyBackend, CoreLink, FaultyLink, public_key_bytes, signed_image, wrong_crc_image
-
 from mm_driver.deploy import Deployer, DeployProgress, cut_image
 from mm_driver.errors import DriverError
 from mm_driver.transport import AckReason
+
 from mm_msgs.msg import PolicyChunk
 
 
@@ -37,7 +37,7 @@ def _servo(key: ec.EllipticCurvePrivateKey) -> fw.ServoCore:
 
 
 def _deployer(link: object, *, max_rounds: int = 5) -> Deployer:
-    return Deployer(link, chunk_size=PolicyChunk.MAX_DATA, ack_timeout_s=0.05, max_rounds=max_rounds)  # type: ignore[arg-type]
+    return Deployer(link, chunk_size=PolicyChunk.MAX_DATA, ack_timeout_s=0.05, max_rounds=max_rounds)
 
 
 def _setup(key: ec.EllipticCurvePrivateKey, **faults: object) -> tuple[fw.ServoCore, Deployer, int]:
@@ -46,7 +46,7 @@ def _setup(key: ec.EllipticCurvePrivateKey, **faults: object) -> tuple[fw.ServoC
     first = signed_image(key, 2000, seed=1)
     assert core.load_policy(first) == 0
     deployer: Deployer
-    link = CoreLink(core, lambda ack: deployer.on_ack(ack))
+    link = CoreLink(core, lambda ack: deployer.on_ack(ack))  # noqa: PLW0108 -- deployer is bound below
     deployer = _deployer(FaultyLink(link, **faults))  # type: ignore[arg-type]
     return core, deployer, zlib.crc32(first)
 
@@ -92,7 +92,9 @@ def test_wrong_model_crc_is_refused(signing_key: ec.EllipticCurvePrivateKey) -> 
     assert core.state().policy_crc32 == first
 
 
-def test_bad_signature_is_refused(signing_key: ec.EllipticCurvePrivateKey, other_key: ec.EllipticCurvePrivateKey) -> None:
+def test_bad_signature_is_refused(
+    signing_key: ec.EllipticCurvePrivateKey, other_key: ec.EllipticCurvePrivateKey
+) -> None:
     core, deployer, first = _setup(signing_key)
     outcome = deployer.deploy(signed_image(other_key, 16 * 1024, seed=6), previous_policy_crc32=first)
     assert (outcome.success, outcome.reason) == (False, AckReason.SIGNATURE)
@@ -116,7 +118,7 @@ def test_abandoned_transfer_reports_truncated(signing_key: ec.EllipticCurvePriva
 
 
 def test_second_deploy_on_the_same_link_is_refused_while_one_runs(signing_key: ec.EllipticCurvePrivateKey) -> None:
-    core, deployer, first = _setup(signing_key)
+    _, deployer, first = _setup(signing_key)
     inner: list[object] = []
 
     def progress(_: DeployProgress) -> None:

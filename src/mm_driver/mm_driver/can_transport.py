@@ -13,7 +13,7 @@ import math
 import struct
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import can
 import cantools
@@ -176,7 +176,9 @@ class CanTransport:
         count = -(-chunk.total_size // chunk.chunk_size)
         with self._lock:
             self._transfers[chunk.transfer_id] = (count, chunk.image_crc32)
-        header = CHUNK_HEADER.pack(chunk.transfer_id, chunk.total_size, chunk.image_crc32, chunk.index, chunk.chunk_size)
+        header = CHUNK_HEADER.pack(
+            chunk.transfer_id, chunk.total_size, chunk.image_crc32, chunk.index, chunk.chunk_size
+        )
         try:
             self._stack.send(header + chunk.data, send_timeout=self._send_timeout_s)
         except isotp.BlockingSendFailure as exc:
@@ -196,7 +198,7 @@ class CanTransport:
             return
         if spec.name in {"POLICY_TP_DATA", "POLICY_TP_FLOW", "HEARTBEAT", "COMMAND", "REGISTER_REQUEST"}:
             return  # ISO-TP is the stack's; the rest are host frames
-        signals = spec.decode(bytes(msg.data), decode_choices=False)
+        signals = cast(dict[str, Any], spec.decode(bytes(msg.data), decode_choices=False))
         if spec.name == "POLICY_ACK":
             self._ack(signals)
             return

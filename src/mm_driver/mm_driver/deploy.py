@@ -1,5 +1,7 @@
-"""Policy deployment over any link: cut the image into chunks, send them, resend what the servo reports
-missing, and wait for its verdict (docs/servo-contract.md section 6).
+"""Policy deployment over any link: chunks out, the servo's verdict back (docs/servo-contract.md section 6).
+
+The deployer cuts the image into chunks, sends them, resends what the servo reports missing, and waits for
+its verdict.
 
 The servo acknowledges when the chunk with the last index arrives (with the missing indices when there are
 gaps), after it has verified a complete image (ACCEPTED or REJECTED with the reason), and on any chunk of a
@@ -164,7 +166,9 @@ class Deployer:
             raise DriverError("a policy deployment is already running on this servo; wait for its result")
         try:
             tid = transfer_id if transfer_id is not None else secrets.randbits(32) or 1
-            return _Transfer(self, image, tid, previous_policy_crc32, progress, cancelled).run()
+            return _Transfer(
+                self, image, tid, previous_crc=previous_policy_crc32, progress=progress, cancelled=cancelled
+            ).run()
         finally:
             self._busy.release()
 
@@ -177,6 +181,7 @@ class _Transfer:
         deployer: Deployer,
         image: bytes,
         transfer_id: int,
+        *,
         previous_crc: int,
         progress: Callable[[DeployProgress], None] | None,
         cancelled: Callable[[], bool] | None,

@@ -142,9 +142,7 @@ class MoveResult:
 class MoveSupervisor:
     """Follows one move from the state samples that arrive after it was commanded."""
 
-    def __init__(
-        self, request: MoveRequest, *, start: ServoSample, limits: MoveLimits, power: PowerModel
-    ) -> None:
+    def __init__(self, request: MoveRequest, *, start: ServoSample, limits: MoveLimits, power: PowerModel) -> None:
         """Start judging `request`; `start` is the last sample before the command (its stamp is time zero)."""
         self.request = request
         self._limits = limits
@@ -192,7 +190,7 @@ class MoveSupervisor:
 
     def result(self, *, success: bool, message: str) -> MoveResult:
         """The result with mm_sim's step metrics over the samples so far (resampled onto an even grid)."""
-        samples = self._samples
+        samples = list(self._samples)  # a snapshot: the transport's thread may still be appending
         t = np.array([s.stamp_s - self._start.stamp_s for s in samples])
         if len(samples) < 3 or t[-1] <= 0.0:
             return MoveResult(success, message, self.error_rad, self.elapsed_s, math.nan, 0.0, 0.0, 0.0)

@@ -1,0 +1,564 @@
+"""The driver node: a lifecycle node `driver` wrapping one servo (real or virtual) in its namespace.
+
+- configure: opens the transport chosen by `transport` (`ros`: the servo's micro-ROS topics; `can`: python-can),
+  publishes `robot_description` (URDF from mm_sim, transient local), creates the `move_to` and
+  `deploy_policy` action servers and subscribes `policy` (the learner's PolicyBlob, transient local);
+  cleanup releases all of it.
+- activate: heartbeat to the servo every `heartbeat_period_s`, `joint_states` on every state sample,
+  `/diagnostics` every `diagnostics_period_s`; deactivate puts the servo in HOLD and stops them.
+- `move_to` (mm_msgs/action/MoveTo): goals with NaN or out-of-limit targets, bad tolerances, timeouts or
+  velocity limits, an unknown controller, or `policy` with no policy on the servo are rejected in the goal
+  callback with the reason logged; a new goal preempts the running one; cancel puts the servo in HOLD; the
+  result carries mm_sim's step metrics. `controller: pid` runs the servo's POSITION mode with the configured
+  gains, so baselines go through the same path.
+- `deploy_policy` (mm_msgs/action/DeployPolicy): the registry entry named by `policy_id`, or the latest blob
+  on `policy`; chunks with progress feedback; the servo's verdict (and, on refusal, the policy it still runs).
+
+Parameters: defaults in `config/driver.yaml` (installed to the package share), declared in `PARAMETERS`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor  # type: ignore[import-untyped]
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.action.server import ServerGoalHandle
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.node import Node
+from rclpy.publisher import Publisher
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.subscription import Subscription
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+
+from mm_driver.deploy import Deployer, DeployProgress
+from mm_driver.errors import DriverError, GoalRejected
+from mm_driver.supervisor import MoveLimits, MoveRequest, MoveResult, MoveSupervisor, PowerModel, validate_goal
+from mm_driver.transport import Ack, Command, Mode, ServoSample, Transport, fault_names
+from mm_msgs.action import DeployPolicy, MoveTo
+from mm_msgs.msg import PolicyBlob
+
+PARAMETERS: dict[str, tuple[Any, str]] = {
+    "autostart": (False, "configure and activate at start (no lifecycle manager needed)"),
+    "transport": ("ros", "ros: the servo's micro-ROS topics (ESP32 via micro-ros-agent, or the twin); can"),
+    "profile": ("mm_v3", "mm_sim servo profile: URDF, power model for the energy metric"),
+    "load": ("pendulum", "mm_sim load of that profile (URDF)"),
+    "heartbeat_period_s": (0.05, "heartbeat period (s); the servo holds/brakes when they stop"),
+    "diagnostics_period_s": (1.0, "/diagnostics publishing period (s)"),
+    "state_timeout_s": (0.5, "no state for this long (wall clock): link lost (s)"),
+    "position_min_rad": (-12.566, "lowest MoveTo target (rad); also clipped to the profile's end stops"),
+    "position_max_rad": (12.566, "highest MoveTo target (rad); also clipped to the profile's end stops"),
+    "max_velocity_rad_s": (160.0, "largest velocity limit a MoveTo goal may ask for (rad/s)"),
+    "max_timeout_s": (60.0, "longest MoveTo timeout a goal may ask for (s)"),
+    "default_tolerance_rad": (0.02, "MoveTo settle band when the goal gives 0 (rad)"),
+    "default_timeout_s": (3.0, "MoveTo timeout when the goal gives 0 (s, servo time)"),
+    "default_controller": ("pid", "pid | policy, when the goal leaves `controller` empty"),
+    "settle_window_s": (0.1, "in the band and at rest this long counts as settled (s)"),
+    "settle_velocity_rad_s": (0.5, "at rest below this |velocity| (rad/s)"),
+    "kp_pos": (0.0, "PID kp_pos sent with pid moves (1/s); all four gains 0 keeps the servo's"),
+    "kp_vel": (0.0, "PID kp_vel (A*s/rad)"),
+    "ki_vel": (0.0, "PID ki_vel (A/rad)"),
+    "gravity_ff_a": (0.0, "PID gravity feed-forward (A)"),
+    "current_limit_a": (0.0, "current limit sent with every move (A); 0 keeps the servo's"),
+    "chunk_size": (448, "policy bytes per PolicyChunk (<= PolicyChunk.MAX_DATA)"),
+    "ack_timeout_s": (0.5, "wait this long for the servo's ack before asking again (s)"),
+    "deploy_max_rounds": (6, "rounds without progress before a transfer is reported truncated"),
+    "registry_dir": ("~/.ros/mm_learning/policies", "mm_learning registry for DeployPolicy goals with a policy_id"),
+    "can_interface": ("socketcan", "python-can interface (socketcan, slcan, virtual, ...)"),
+    "can_channel": ("can0", "python-can channel"),
+    "can_bitrate": (500000, "CAN bit rate (bit/s)"),
+    "can_device_id": (1, "the servo's CAN device id, 1..1022"),
+    "can_chunk_size": (1024, "policy bytes per ISO-TP message (the servo's buffer holds 1040 with the header)"),
+}
+LATCHED_QOS = QoSProfile(
+    depth=1,
+    history=HistoryPolicy.KEEP_LAST,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+# Faults that stop a move; END_STOP alone lets the servo drive away from the stop.
+_STOPPING_FAULTS = 0xFF & ~0x20
+
+
+def joint_name(urdf: str) -> str:
+    """The name of the first movable joint of a URDF."""
+    for joint in ET.fromstring(urdf).iter("joint"):
+        if joint.get("type") != "fixed":
+            return str(joint.get("name"))
+    raise DriverError("the URDF has no movable joint; check the mm_sim profile")
+
+
+def destroy_entity(node: Node, entity: Any) -> None:
+    """Destroy a publisher, subscription or action server created on `node` (so the node forgets it too)."""
+    if isinstance(entity, Publisher):
+        node.destroy_publisher(entity)
+    elif isinstance(entity, Subscription):
+        node.destroy_subscription(entity)
+    else:
+        entity.destroy()
+
+
+class DriverNode(LifecycleNode):
+    """Lifecycle node `driver`: one servo behind a transport, with move_to and deploy_policy."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("driver", **kwargs)
+        for name, (default, description) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        self._cond = threading.Condition()
+        self._latest: ServoSample | None = None
+        self._latest_wall_s = 0.0
+        self._samples = 0
+        self._supervisors: set[MoveSupervisor] = set()
+        self._move_token = 0
+        self._active = False
+        self._transport: Transport | None = None
+        self._deployer: Deployer | None = None
+        self._blob: PolicyBlob | None = None
+        self._deploy_lock = threading.Lock()
+        self._resources: list[Any] = []
+        self._timers: list[Any] = []
+        self._heartbeat_seq = 0
+        self._last_ack: Ack | None = None
+        self._sub_group = MutuallyExclusiveCallbackGroup()
+        self._action_group = ReentrantCallbackGroup()
+
+    def _p(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Open the transport and create publishers and action servers."""
+        try:
+            self._configure()
+        except (DriverError, ValueError, OSError) as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure(self) -> None:
+        from mm_sim.errors import MmSimError
+        from mm_sim.model import build_urdf
+        from mm_sim.profiles import load_profile
+
+        try:
+            profile = load_profile(str(self._p("profile")))
+            urdf = build_urdf(profile, profile.load(str(self._p("load"))))
+        except MmSimError as exc:
+            raise DriverError(f"profile/load parameters: {exc}") from exc
+        self._joint = joint_name(urdf)
+        low, high = float(self._p("position_min_rad")), float(self._p("position_max_rad"))
+        if profile.end_stop_rad is not None:
+            low, high = max(low, -profile.end_stop_rad), min(high, profile.end_stop_rad)
+        if not low < high:
+            raise DriverError(f"position limits [{low}, {high}] rad are empty; fix position_min_rad/position_max_rad")
+        self._limits = MoveLimits(
+            position_min_rad=low,
+            position_max_rad=high,
+            max_velocity_rad_s=float(self._p("max_velocity_rad_s")),
+            max_timeout_s=float(self._p("max_timeout_s")),
+            default_tolerance_rad=float(self._p("default_tolerance_rad")),
+            default_timeout_s=float(self._p("default_timeout_s")),
+            default_controller=str(self._p("default_controller")),
+            settle_window_s=float(self._p("settle_window_s")),
+            settle_velocity_rad_s=float(self._p("settle_velocity_rad_s")),
+        )
+        self._power = PowerModel(profile.motor.resistance_ohm, profile.motor.back_emf_v_s_per_rad * profile.gear.ratio)
+        self._transport = self._make_transport()
+        self._deployer = Deployer(
+            self._transport,
+            chunk_size=int(self._p("chunk_size")),
+            ack_timeout_s=float(self._p("ack_timeout_s")),
+            max_rounds=int(self._p("deploy_max_rounds")),
+        )
+        self._transport.open(self._on_state, self._on_ack)
+        description = self.create_publisher(String, "robot_description", LATCHED_QOS)
+        description.publish(String(data=urdf))
+        self._joint_pub = self.create_publisher(JointState, "joint_states", 10)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._resources = [
+            description,
+            self._joint_pub,
+            self._diag_pub,
+            self.create_subscription(PolicyBlob, "policy", self._on_blob, LATCHED_QOS, callback_group=self._sub_group),
+            ActionServer(
+                self,
+                MoveTo,
+                "move_to",
+                execute_callback=self._execute_move,
+                goal_callback=self._on_move_goal,
+                handle_accepted_callback=self._on_move_accepted,
+                cancel_callback=lambda _: CancelResponse.ACCEPT,
+                callback_group=self._action_group,
+            ),
+            ActionServer(
+                self,
+                DeployPolicy,
+                "deploy_policy",
+                execute_callback=self._execute_deploy,
+                goal_callback=self._on_deploy_goal,
+                cancel_callback=lambda _: CancelResponse.ACCEPT,
+                callback_group=self._action_group,
+            ),
+        ]
+        self.get_logger().info(f"configured: transport {self._p('transport')}, joint {self._joint!r}")
+
+    def _make_transport(self) -> Transport:
+        kind = str(self._p("transport"))
+        if kind == "ros":
+            from mm_driver.ros_transport import RosTransport
+
+            return RosTransport(self, chunk_size=int(self._p("chunk_size")), callback_group=self._sub_group)
+        if kind == "can":
+            from mm_driver.can_transport import CanTransport
+
+            return CanTransport(
+                interface=str(self._p("can_interface")),
+                channel=str(self._p("can_channel")),
+                device_id=int(self._p("can_device_id")),
+                bitrate=int(self._p("can_bitrate")),
+                chunk_size=int(self._p("can_chunk_size")),
+            )
+        raise DriverError(f"transport {kind!r} is unknown; use 'ros' or 'can'")
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Start the heartbeat, joint_states and diagnostics."""
+        self._active = True
+        self._timers = [
+            self.create_timer(float(self._p("heartbeat_period_s")), self._heartbeat, self._sub_group),
+            self.create_timer(float(self._p("diagnostics_period_s")), self._diagnostics, self._sub_group),
+        ]
+        self._heartbeat()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Hold the servo where it is, then stop the heartbeat (its watchdog would brake later anyway)."""
+        self._stop_moves()
+        self._send(Command(Mode.HOLD))
+        self._active = False
+        for timer in self._timers:
+            self.destroy_timer(timer)
+        self._timers = []
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release the transport, publishers and action servers."""
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Hold the servo if it was active, and release everything."""
+        if self._active:
+            self._send(Command(Mode.HOLD))
+        self._active = False
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        self._stop_moves()
+        for timer in self._timers:
+            self.destroy_timer(timer)
+        self._timers = []
+        for entity in self._resources:
+            destroy_entity(self, entity)
+        self._resources = []
+        if self._transport is not None:
+            self._transport.close()
+        self._transport = None
+        self._deployer = None
+        with self._cond:
+            self._latest = None
+
+    def _stop_moves(self) -> None:
+        with self._cond:
+            self._move_token += 1
+            self._cond.notify_all()
+
+    # -- servo link ------------------------------------------------------------------------------------------
+
+    def _send(self, command: Command) -> None:
+        if self._transport is not None:
+            self._transport.send_command(command)
+
+    def _heartbeat(self) -> None:
+        if self._transport is not None:
+            self._heartbeat_seq += 1
+            self._transport.send_heartbeat(self._heartbeat_seq)
+
+    def _on_state(self, sample: ServoSample) -> None:
+        """Any thread: a state sample from the servo."""
+        with self._cond:
+            self._latest = sample
+            self._latest_wall_s = time.monotonic()
+            self._samples += 1
+            for supervisor in self._supervisors:
+                supervisor.update(sample)
+            self._cond.notify_all()
+        if self._active:
+            msg = JointState(name=[self._joint])
+            sec = math.floor(sample.stamp_s)
+            msg.header.stamp.sec, msg.header.stamp.nanosec = int(sec), int((sample.stamp_s - sec) * 1e9)
+            msg.position, msg.velocity, msg.effort = [sample.position_rad], [sample.velocity_rad_s], [sample.effort_nm]
+            self._joint_pub.publish(msg)
+
+    def _on_ack(self, ack: Ack) -> None:
+        self._last_ack = ack
+        if self._deployer is not None:
+            self._deployer.on_ack(ack)
+
+    def _on_blob(self, blob: PolicyBlob) -> None:
+        self._blob = blob
+        self.get_logger().info(f"policy blob {blob.policy_id[:12]} ({len(blob.image)} B, {blob.objective!r}) ready")
+
+    def _diagnostics(self) -> None:
+        with self._cond:
+            sample, age_s, count = self._latest, time.monotonic() - self._latest_wall_s, self._samples
+        status = DiagnosticStatus(
+            name=f"{self.get_name()}: servo", hardware_id=f"{self.get_namespace()} ({self._p('transport')})"
+        )
+        if sample is None or age_s > float(self._p("state_timeout_s")):
+            status.level, status.message = DiagnosticStatus.ERROR, "no state from the servo: check the link"
+        elif sample.fault_flags:
+            faults = ", ".join(fault_names(sample.fault_flags))
+            status.level, status.message = DiagnosticStatus.ERROR, f"faults latched: {faults}"
+        else:
+            status.level, status.message = DiagnosticStatus.OK, f"mode {Mode(sample.mode).name}"
+        values = {"state_samples": str(count), "state_age_s": f"{age_s:.3f}" if sample else "never"}
+        if sample is not None:
+            values |= {
+                "mode": Mode(sample.mode).name,
+                "faults": ",".join(fault_names(sample.fault_flags)) or "none",
+                "policy_crc32": f"{sample.policy_crc32:08x}",
+                "position_rad": f"{sample.position_rad:.4f}",
+                "temperature_c": f"{sample.temperature_c:.1f}",
+                "bus_voltage_v": f"{sample.bus_voltage_v:.2f}",
+            }
+        if self._last_ack is not None:
+            values["last_policy_ack"] = (
+                f"{self._last_ack.transfer_id}: {self._last_ack.status.name}/{self._last_ack.reason.name}"
+            )
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(array)
+
+    def _wait_sample(self, timeout_s: float) -> ServoSample | None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._latest is not None, timeout_s)
+            return self._latest
+
+    # -- move_to ---------------------------------------------------------------------------------------------
+
+    def _validate(self, goal: MoveTo.Goal) -> MoveRequest:
+        if not self._active:
+            raise GoalRejected("the driver is not active; configure and activate it")
+        request = validate_goal(
+            target_rad=goal.target_rad,
+            tolerance_rad=goal.tolerance_rad,
+            timeout_s=goal.timeout_s,
+            max_velocity_rad_s=goal.max_velocity_rad_s,
+            controller=goal.controller,
+            limits=self._limits,
+        )
+        with self._cond:
+            latest = self._latest
+        if latest is None:
+            raise GoalRejected("no state from the servo yet: is it running in this namespace?")
+        if request.mode == Mode.POLICY and latest.policy_crc32 == 0:
+            raise GoalRejected("controller 'policy' but the servo has no policy: deploy one first, or use 'pid'")
+        return request
+
+    def _on_move_goal(self, goal: MoveTo.Goal) -> GoalResponse:
+        try:
+            self._validate(goal)
+        except GoalRejected as exc:
+            self.get_logger().warning(f"rejected move_to goal (target {goal.target_rad} rad): {exc}")
+            return GoalResponse.REJECT
+        return GoalResponse.ACCEPT
+
+    def _on_move_accepted(self, goal_handle: ServerGoalHandle) -> None:
+        # One goal at a time: the running move sees the token change and ends as preempted.
+        self._stop_moves()
+        goal_handle.execute()
+
+    def _move_command(self, request: MoveRequest) -> Command:
+        gains: dict[str, Any] = {name: float(self._p(name)) for name in ("kp_pos", "kp_vel", "ki_vel", "gravity_ff_a")}
+        return Command(
+            mode=request.mode,
+            target=request.target_rad,
+            max_velocity_rad_s=request.max_velocity_rad_s,
+            current_limit_a=float(self._p("current_limit_a")),
+            **(gains if request.mode == Mode.POSITION else {}),
+        )
+
+    def _execute_move(self, goal_handle: ServerGoalHandle) -> MoveTo.Result:
+        with self._cond:
+            token = self._move_token
+        try:
+            request = self._validate(goal_handle.request)
+        except GoalRejected as exc:
+            goal_handle.abort()
+            return MoveTo.Result(success=False, message=str(exc))
+        start = self._wait_sample(0.0)
+        assert start is not None  # _validate checked it
+        supervisor = MoveSupervisor(request, start=start, limits=self._limits, power=self._power)
+        with self._cond:
+            self._supervisors.add(supervisor)
+        try:
+            self._send(self._move_command(request))
+            result, outcome = self._follow(goal_handle, supervisor, token)
+        finally:
+            with self._cond:
+                self._supervisors.discard(supervisor)
+        getattr(goal_handle, outcome)()
+        log = self.get_logger().info if result.success else self.get_logger().warning
+        log(f"move_to {request.target_rad:.3f} rad ({request.controller}): {result.message}")
+        return MoveTo.Result(**vars(result))
+
+    def _follow(  # noqa: PLR0911 -- one return per way a move ends
+        self, goal_handle: ServerGoalHandle, sup: MoveSupervisor, token: int
+    ) -> tuple[MoveResult, str]:
+        """Wait on state samples until the move settles, times out, faults, is cancelled or preempted."""
+        state_timeout_s = float(self._p("state_timeout_s"))
+        last_feedback = 0.0
+        while True:
+            with self._cond:
+                seen = self._samples
+                self._cond.wait_for(
+                    lambda seen=seen: self._samples != seen or self._move_token != token,  # type: ignore[misc]
+                    state_timeout_s,
+                )
+                latest, fresh, preempted = self._latest, self._samples != seen, self._move_token != token
+            if preempted:
+                return sup.result(success=False, message="preempted by a newer goal"), "abort"
+            if goal_handle.is_cancel_requested:
+                self._send(Command(Mode.HOLD))
+                return sup.result(success=False, message="cancelled: holding position"), "canceled"
+            if not fresh or latest is None:
+                self._send(Command(Mode.HOLD))
+                msg = f"no state from the servo for {state_timeout_s} s: link lost, HOLD sent"
+                return sup.result(success=False, message=msg), "abort"
+            if latest.fault_flags & _STOPPING_FAULTS:
+                msg = f"servo fault: {', '.join(fault_names(latest.fault_flags))}"
+                return sup.result(success=False, message=msg), "abort"
+            if sup.elapsed_s > 0.1 and latest.mode != sup.request.mode:
+                msg = f"servo left {sup.request.mode.name} for {Mode(latest.mode).name}"
+                return sup.result(success=False, message=msg), "abort"
+            if sup.settled:
+                msg = f"settled within {sup.request.tolerance_rad:.4g} rad"
+                return sup.result(success=True, message=msg), "succeed"
+            if sup.timed_out:
+                msg = f"timeout after {sup.request.timeout_s:.3g} s, error {sup.error_rad:.4g} rad"
+                return sup.result(success=False, message=msg), "abort"
+            if latest.stamp_s - last_feedback >= 0.05:
+                last_feedback = latest.stamp_s
+                goal_handle.publish_feedback(
+                    MoveTo.Feedback(position_rad=latest.position_rad, error_rad=sup.error_rad, elapsed_s=sup.elapsed_s)
+                )
+
+    # -- deploy_policy ---------------------------------------------------------------------------------------
+
+    def _image_for(self, policy_id: str) -> bytes:
+        """The image of a registry entry, or of the latest blob on `policy` when `policy_id` is empty."""
+        if not policy_id:
+            if self._blob is None:
+                raise DriverError("no policy blob received on `policy` yet; give a registry policy_id")
+            return bytes(self._blob.image)
+        from mm_learning.errors import LearningError
+        from mm_learning.registry import Registry
+
+        try:
+            return Registry(Path(str(self._p("registry_dir"))).expanduser()).show(policy_id).image()
+        except LearningError as exc:
+            raise DriverError(str(exc)) from exc
+
+    def _on_deploy_goal(self, goal: DeployPolicy.Goal) -> GoalResponse:
+        problem = "" if self._active else "the driver is not active; configure and activate it"
+        if not problem:
+            try:
+                self._image_for(goal.policy_id)
+            except DriverError as exc:
+                problem = str(exc)
+        if not problem and not self._deploy_lock.acquire(blocking=False):
+            problem = "another deployment is running; wait for its result"
+        if problem:
+            self.get_logger().warning(f"rejected deploy_policy goal {goal.policy_id!r}: {problem}")
+            return GoalResponse.REJECT
+        return GoalResponse.ACCEPT  # the lock is held until the execute callback ends
+
+    def _execute_deploy(self, goal_handle: ServerGoalHandle) -> DeployPolicy.Result:
+        try:
+            image = self._image_for(goal_handle.request.policy_id)
+            latest = self._wait_sample(float(self._p("state_timeout_s")))
+            previous = latest.policy_crc32 if latest is not None else 0
+            if self._deployer is None:
+                raise DriverError("the driver was cleaned up during the deployment")
+
+            def progress(p: DeployProgress) -> None:
+                goal_handle.publish_feedback(
+                    DeployPolicy.Feedback(
+                        phase=p.phase, chunks_acked=p.chunks_acked, total_chunks=p.total_chunks, bytes_sent=p.bytes_sent
+                    )
+                )
+
+            outcome = self._deployer.deploy(
+                image,
+                previous_policy_crc32=previous,
+                progress=progress,
+                cancelled=lambda: bool(goal_handle.is_cancel_requested),
+            )
+        except DriverError as exc:
+            goal_handle.abort()
+            return DeployPolicy.Result(success=False, message=str(exc))
+        finally:
+            self._deploy_lock.release()
+        if outcome.success:
+            goal_handle.succeed()
+        elif goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        else:
+            goal_handle.abort()
+        (self.get_logger().info if outcome.success else self.get_logger().warning)(f"deploy_policy: {outcome.message}")
+        return DeployPolicy.Result(
+            success=outcome.success,
+            message=outcome.message,
+            active_policy_crc32=outcome.active_policy_crc32,
+            previous_policy_crc32=outcome.previous_policy_crc32,
+            elapsed_s=outcome.elapsed_s,
+            chunks_sent=outcome.chunks_sent,
+            chunks_resent=outcome.chunks_resent,
+        )
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the driver node (lifecycle: configure/activate through its services, or `autostart: true`)."""
+    rclpy.init(args=args)
+    node = DriverNode()
+    executor = MultiThreadedExecutor()
+    executor.add_node(node)
+    try:
+        if node.get_parameter("autostart").value:
+            node.trigger_configure()
+            node.trigger_activate()
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

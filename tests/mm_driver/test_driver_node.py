@@ -1,0 +1,352 @@
+"""The driver node against the virtual servo (mm_sim twin node), each in its own process, over DDS.
+
+MoveTo to 20 seeded targets through PID and through a deployed quantised policy; policy deployment over ROS
+chunks (16 KB accepted; corrupted chunk, wrong CRC, bad signature, truncated image and an abandoned transfer
+refused with the previous policy still active); goal rejection, preemption and cancel; robot_description,
+joint_states and diagnostics; heartbeat loss; two servos in two namespaces; lifecycle transitions.
+
+Run inside the loopback-only namespace: tools/run_tests.sh tests/mm_driver/test_driver_node.py
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("rclpy")
+from cryptography.hazmat.primitives.asymmetric import ec
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from driver_support import FaultyLink, wrong_crc_image
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
+from mm_driver.deploy import Deployer
+from mm_driver.driver_node import LATCHED_QOS
+from mm_driver.ros_transport import RosTransport
+from mm_driver.transport import Mode
+from mm_learning.registry import Registry
+from mm_learning.signing import public_key_hex
+from mm_sim.evaluate import seeded_moves
+from policies import pd_policy, sized_policy
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from ros_support import Client, driver_args, process, stamp_s, twin_args, wait, write_params
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+
+from mm_msgs.action import DeployPolicy, MoveTo
+from mm_msgs.msg import Heartbeat, PolicyBlob, ServoState
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+NS = "/servo1"
+TOLERANCE_RAD = 0.02
+HEARTBEAT_TIMEOUT_S = 0.5
+
+
+@pytest.fixture(scope="module")
+def keys() -> tuple[ec.EllipticCurvePrivateKey, ec.EllipticCurvePrivateKey]:
+    """The key the servos trust, and another one."""
+    return ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.fixture(scope="module")
+def images(keys: tuple[ec.EllipticCurvePrivateKey, ec.EllipticCurvePrivateKey]) -> dict[str, bytes]:
+    """Quantised policies converted by mm_learning: the PD actor, and a ~16 KB random one."""
+    key, other = keys
+    big = sized_policy(key, hidden=100)
+    return {"pd": pd_policy(key), "16k": big, "16k_other_key": sized_policy(other, hidden=100)}
+
+
+@pytest.fixture(scope="module")
+def rig(
+    tmp_path_factory: pytest.TempPathFactory,
+    keys: tuple[ec.EllipticCurvePrivateKey, ec.EllipticCurvePrivateKey],
+    images: dict[str, bytes],
+) -> Iterator[dict[str, Any]]:
+    """Twin + driver in NS (real time, inertia disk), a registry holding the PD policy, and a client."""
+    root = tmp_path_factory.mktemp("driver")
+    registry = Registry(root / "policies")
+    pd_entry = registry.add(images["pd"], {"objective": "accuracy", "algorithm": "ppo"})
+    params = write_params(
+        root / "driver.yaml",
+        "/**",
+        {"autostart": True, "registry_dir": str(registry.root), "ack_timeout_s": 0.3, "default_timeout_s": 3.0},
+    )
+    twin = twin_args(NS, load="inertia_disk", public_key=public_key_hex(keys[0]), seed=1)
+    with (
+        process(twin, root / "twin.log") as twin_proc,
+        process(driver_args(NS, params), root / "driver.log") as driver_proc,
+    ):
+        client = Client("driver_test_client")
+        try:
+            states = client.subscribe(ServoState, f"{NS}/state", qos_profile_sensor_data)
+            yield {
+                "client": client,
+                "states": states,
+                "move": client.action(MoveTo, f"{NS}/move_to"),
+                "deploy": client.action(DeployPolicy, f"{NS}/deploy_policy"),
+                "pd_id": pd_entry.policy_id,
+                "driver_log": root / "driver.log",
+                "driver_proc": driver_proc,
+                "twin_proc": twin_proc,
+            }
+        finally:
+            client.close()
+
+
+def _latest_state(rig: dict[str, Any]) -> ServoState:
+    client, states = rig["client"], rig["states"]
+    client.wait_for(lambda: bool(states), 20.0, "a servo state")
+    return states[-1]
+
+
+def _move(rig: dict[str, Any], target_rad: float, controller: str = "pid", **fields: Any) -> tuple[bool, Any, int]:
+    goal = MoveTo.Goal(target_rad=target_rad, tolerance_rad=TOLERANCE_RAD, controller=controller, **fields)
+    return rig["client"].call(rig["move"], goal, timeout_s=30.0)
+
+
+def test_description_joint_states_and_diagnostics(rig: dict[str, Any]) -> None:
+    client = rig["client"]
+    description = client.subscribe(String, f"{NS}/robot_description", LATCHED_QOS)
+    joints = client.subscribe(JointState, f"{NS}/joint_states")
+    diagnostics = client.subscribe(DiagnosticArray, "/diagnostics")
+    client.wait_for(lambda: bool(description and joints and diagnostics), 20.0, "description, joints, diagnostics")
+    assert '<joint name="servo_joint"' in description[0].data
+    assert list(joints[-1].name) == ["servo_joint"] and len(joints[-1].position) == 1
+    client.wait_for(
+        lambda: any(s.level == DiagnosticStatus.OK and s.name.endswith(": servo") for s in diagnostics[-1].status),
+        10.0,
+        "an OK servo diagnostic",
+    )
+    values = {kv.key: kv.value for kv in diagnostics[-1].status[0].values}
+    assert values["faults"] == "none" and values["policy_crc32"] == "00000000"
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"target_rad": math.nan}, "target_rad is nan"),
+        ({"target_rad": 100.0}, "outside the limits"),
+        ({"target_rad": 0.5, "tolerance_rad": -0.1}, "tolerance_rad"),
+        ({"target_rad": 0.5, "timeout_s": 1e6}, "timeout_s"),
+        ({"target_rad": 0.5, "controller": "magic"}, "controller 'magic' is unknown"),
+        ({"target_rad": 0.5, "controller": "policy"}, "the servo has no policy"),
+    ],
+)
+def test_bad_goals_are_rejected_with_the_reason_logged(
+    rig: dict[str, Any], fields: dict[str, Any], reason: str
+) -> None:
+    _latest_state(rig)
+    accepted, _, _ = rig["client"].call(rig["move"], MoveTo.Goal(**fields))
+    assert not accepted
+    assert reason in rig["driver_log"].read_text()
+
+
+def _twenty_moves(rig: dict[str, Any], controller: str, report: Any) -> None:
+    targets = [m.target_rad for m in seeded_moves(20, seed=11)]
+    errors, settles, energies = [], [], []
+    for target in targets:
+        accepted, result, _ = _move(rig, target, controller)
+        assert accepted
+        assert result.success, f"{controller} move to {target:.3f}: {result.message}"
+        assert abs(result.final_error_rad) < TOLERANCE_RAD
+        assert result.elapsed_s > 0.0 and result.peak_current_a > 0.0 and result.energy_j > 0.0
+        errors.append(abs(result.final_error_rad))
+        settles.append(result.settle_time_s)
+        energies.append(result.energy_j)
+        state = _latest_state(rig)
+        assert state.mode == (Mode.POSITION if controller == "pid" else Mode.POLICY)
+    report(
+        f"driver+twin MoveTo x20 ({controller}): max |final error| {max(errors) * 1e3:.2f} mrad, "
+        f"mean settle {sum(settles) / 20:.3f} s, mean energy {sum(energies) / 20:.3f} J"
+    )
+
+
+def test_move_to_20_seeded_targets_with_pid(rig: dict[str, Any], report: Any) -> None:
+    _twenty_moves(rig, "pid", report)
+
+
+def _publish_blob(rig: dict[str, Any], image: bytes) -> None:
+    node = rig["client"].node
+    if "blob_pub" not in rig:
+        rig["blob_pub"] = node.create_publisher(PolicyBlob, f"{NS}/policy", LATCHED_QOS)
+    rig["blob_pub"].publish(PolicyBlob(image=list(image), policy_crc32=zlib.crc32(image), policy_id="test"))
+
+
+def _deploy(rig: dict[str, Any], policy_id: str = "") -> Any:
+    feedback: list[Any] = []
+    accepted, result, _ = rig["client"].call(rig["deploy"], DeployPolicy.Goal(policy_id=policy_id), feedback=feedback)
+    assert accepted
+    return result, feedback
+
+
+def test_16k_policy_over_ros_chunks_is_accepted(rig: dict[str, Any], images: dict[str, bytes], report: Any) -> None:
+    image = images["16k"]
+    _publish_blob(rig, image)
+    # The blob is taken from the transient-local topic; wait until the driver has it.
+    rig["client"].wait_for(lambda: "ready" in rig["driver_log"].read_text(), 10.0, "the driver to take the blob")
+    result, feedback = _deploy(rig)
+    assert result.success, result.message
+    assert result.active_policy_crc32 == zlib.crc32(image)
+    assert result.chunks_sent >= math.ceil(len(image) / 448)
+    assert {f.phase for f in feedback} >= {"sending", "verifying"}
+    assert feedback[-1].total_chunks == math.ceil(len(image) / 448)
+    rig["client"].wait_for(
+        lambda: rig["states"][-1].policy_crc32 == zlib.crc32(image), 5.0, "the state to show the new policy"
+    )
+    report(f"ROS chunks: {len(image)} B policy deployed in {result.elapsed_s:.3f} s ({result.chunks_sent} chunks)")
+
+
+@pytest.mark.parametrize("case", ["wrong_crc", "bad_signature", "truncated_image"])
+def test_bad_blobs_are_refused_and_the_previous_policy_stays(
+    rig: dict[str, Any],
+    keys: tuple[ec.EllipticCurvePrivateKey, ec.EllipticCurvePrivateKey],
+    images: dict[str, bytes],
+    case: str,
+) -> None:
+    previous = _latest_state(rig).policy_crc32
+    assert previous == zlib.crc32(images["16k"])
+    image = {
+        "wrong_crc": lambda: wrong_crc_image(keys[0], 16 * 1024),
+        "bad_signature": lambda: images["16k_other_key"],
+        "truncated_image": lambda: images["16k"][:-1000],
+    }[case]()
+    _publish_blob(rig, image)
+    rig["client"].wait_for(
+        lambda: rig["driver_log"].read_text().count("ready") >= 2, 10.0, "the driver to take the new blob"
+    )
+    result, _ = _deploy(rig)
+    assert not result.success
+    expected = {"wrong_crc": "CRC", "bad_signature": "SIGNATURE", "truncated_image": "FORMAT"}[case]
+    assert f"refused by the servo ({expected}" in result.message
+    assert result.active_policy_crc32 == previous == result.previous_policy_crc32
+    assert _latest_state(rig).policy_crc32 == previous
+
+
+@pytest.mark.parametrize("case", ["corrupted_chunk", "abandoned_transfer"])
+def test_faulty_chunk_streams_are_refused(rig: dict[str, Any], images: dict[str, bytes], case: str) -> None:
+    """The test sends the chunks itself (RosTransport + Deployer in a node of its own in NS), through a link that
+    corrupts one chunk or stops after 12 of them."""
+    client = rig["client"]
+    previous = _latest_state(rig).policy_crc32
+    sender = Node("chunk_sender", namespace=NS, context=client.context)
+    client.executor.add_node(sender)
+    transport = RosTransport(sender, chunk_size=448)
+    faults: dict[str, Any] = {"corrupt": 7} if case == "corrupted_chunk" else {"stop_after": 12}
+    deployer = Deployer(FaultyLink(transport, **faults), chunk_size=448, ack_timeout_s=0.3, max_rounds=3)
+    transport.open(lambda _: None, deployer.on_ack)
+    try:
+        client.wait_for(
+            lambda: (
+                sender.count_publishers(f"{NS}/policy_ack") > 0 and sender.count_subscribers(f"{NS}/policy_chunk") > 0
+            ),
+            10.0,
+            "the servo's policy topics",
+        )
+        outcome = deployer.deploy(images["16k"], previous_policy_crc32=previous)
+    finally:
+        transport.close()
+        client.executor.remove_node(sender)
+        sender.destroy_node()
+    assert not outcome.success
+    assert outcome.reason.name == ("CRC" if case == "corrupted_chunk" else "TRUNCATED"), outcome.message
+    assert _latest_state(rig).policy_crc32 == previous == outcome.active_policy_crc32
+
+
+def test_move_to_20_seeded_targets_with_a_deployed_policy(rig: dict[str, Any], report: Any) -> None:
+    result, _ = _deploy(rig, rig["pd_id"][:12])  # from the registry, by id prefix
+    assert result.success, result.message
+    _twenty_moves(rig, "policy", report)
+
+
+def test_preemption_and_cancel_hold(rig: dict[str, Any]) -> None:
+    client = rig["client"]
+    first_handle: list[Any] = []
+    results: list[Any] = []
+
+    def preempt(handle: Any) -> None:
+        first_handle.append(handle)
+        results.append(client.call(rig["move"], MoveTo.Goal(target_rad=-2.0, controller="pid"), on_accepted=cancel))
+
+    def cancel(handle: Any) -> None:
+        wait(handle.cancel_goal_async(), 10.0)
+
+    accepted, first, _ = client.call(
+        rig["move"], MoveTo.Goal(target_rad=2.5, controller="pid", timeout_s=20.0), on_accepted=preempt
+    )
+    assert accepted and not first.success and "preempted" in first.message
+    ((second_accepted, second, _),) = results
+    assert second_accepted and not second.success and "cancelled" in second.message
+    client.wait_for(lambda: rig["states"][-1].mode == Mode.HOLD, 5.0, "HOLD after cancel")
+
+
+def test_heartbeat_loss_holds_within_50_ms(rig: dict[str, Any], report: Any) -> None:
+    """Freeze the driver process: its heartbeats stop, and the servo must hold within timeout + 50 ms."""
+    client, states = rig["client"], rig["states"]
+    beats = client.subscribe(Heartbeat, f"{NS}/heartbeat", qos_profile_sensor_data)
+    accepted, result, _ = _move(rig, 1.0, "pid")
+    assert accepted and result.success
+    client.wait_for(lambda: bool(beats), 5.0, "a heartbeat")
+    proc = rig["driver_proc"]
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        client.wait_for(
+            lambda: bool(states[-1].fault_flags & ServoState.FAULT_HEARTBEAT_LOST), 5.0, "FAULT_HEARTBEAT_LOST"
+        )
+        last_beat = stamp_s(beats[-1].stamp)
+        lost = next(s for s in states if s.fault_flags & ServoState.FAULT_HEARTBEAT_LOST)
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    delay_s = stamp_s(lost.stamp) - last_beat - HEARTBEAT_TIMEOUT_S
+    assert lost.mode in {Mode.HOLD, Mode.BRAKE}
+    report(f"heartbeat loss: HOLD/BRAKE {delay_s * 1e3:.1f} ms after the {HEARTBEAT_TIMEOUT_S} s watchdog timeout")
+    assert delay_s <= 0.05
+
+
+def test_two_servos_in_two_namespaces_with_lifecycle(tmp_path: Path) -> None:
+    """Two twins and two drivers; the second driver is brought up through its lifecycle services."""
+    auto = write_params(tmp_path / "a.yaml", "/**", {"autostart": True})
+    manual = write_params(tmp_path / "b.yaml", "/**", {"autostart": False})
+    with (
+        process(twin_args("/left", load="inertia_disk"), tmp_path / "twin_left.log"),
+        process(twin_args("/right", load="inertia_disk"), tmp_path / "twin_right.log"),
+        process(driver_args("/left", auto), tmp_path / "driver_left.log"),
+        process(driver_args("/right", manual), tmp_path / "driver_right.log"),
+    ):
+        client = Client("two_servo_client")
+        try:
+            change = client.node.create_client(ChangeState, "/right/driver/change_state")
+            assert change.wait_for_service(timeout_sec=30.0)
+            for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+                response = wait(change.call_async(ChangeState.Request(transition=Transition(id=transition))), 20.0)
+                assert response.success, transition
+            left = client.action(MoveTo, "/left/move_to")
+            right = client.action(MoveTo, "/right/move_to")
+            states = {
+                ns: client.subscribe(ServoState, f"/{ns}/state", qos_profile_sensor_data) for ns in ("left", "right")
+            }
+            client.wait_for(lambda: all(states.values()), 20.0, "both servos' states")
+            futures = [
+                left.send_goal_async(MoveTo.Goal(target_rad=1.2, controller="pid")),
+                right.send_goal_async(MoveTo.Goal(target_rad=-0.8, controller="pid")),
+            ]
+            handles = [wait(f, 20.0) for f in futures]
+            assert all(h.accepted for h in handles)
+            results = [wait(h.get_result_async(), 30.0).result for h in handles]
+            assert all(r.success for r in results), [r.message for r in results]
+            assert abs(states["left"][-1].position_rad - 1.2) < TOLERANCE_RAD
+            assert abs(states["right"][-1].position_rad + 0.8) < TOLERANCE_RAD
+            response = wait(
+                change.call_async(ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))), 20.0
+            )
+            assert response.success
+            client.wait_for(lambda: states["right"][-1].mode == Mode.HOLD, 5.0, "HOLD after deactivate")
+        finally:
+            client.close()
