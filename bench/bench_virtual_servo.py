@@ -17,6 +17,7 @@ ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST): python bench/bench_virtual_servo.py [-
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -45,7 +46,7 @@ def _policy_image() -> tuple[bytes, str]:
             np.zeros(n_out, np.float32),
             "linear" if n_out == 1 else "tanh",
         )
-        for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)
+        for n_in, n_out in itertools.pairwise(sizes)
     )
     actor = ActorSpec(layers=layers, squash="clip", algorithm="PPO")
     model = convert(to_keras(actor), rng.uniform(-1, 1, (300, 8)).astype(np.float32), Scheme.INT16X8)
@@ -63,7 +64,7 @@ def in_process(seconds: float, repeats: int) -> dict[str, list[float]]:
     from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig
 
     image, public_hex = _policy_image()
-    setups: dict[str, Callable[[VirtualServo], None]] = {
+    setups: dict[str, Callable[[VirtualServo], int]] = {
         "position (PID)": lambda s: s.command(fw.MODE_POSITION, 1.0),
         "position + streaming": lambda s: s.command(fw.MODE_POSITION, 1.0, stream_transitions=True),
         "policy (int16x8 [48, 48] tanh, TFLite Micro)": lambda s: s.command(fw.MODE_POLICY, 1.0),
@@ -74,7 +75,8 @@ def in_process(seconds: float, repeats: int) -> dict[str, list[float]]:
             servo = VirtualServo(VirtualServoConfig(public_key_hex=public_hex, heartbeat_timeout_s=0.0))
             if servo.core.load_policy(image) != 0:
                 raise SystemExit("the bench policy was refused; see mm_sim.virtual_servo.TflmBackend")
-            setup(servo)
+            if setup(servo) != 0:
+                raise SystemExit(f"the core refused the command of {name!r}")
             ticks = round(seconds / servo.dt_s)
             start = time.perf_counter()
             for _ in range(ticks // 5):  # the node steps one state period (5 ticks) at a time, then drains batches

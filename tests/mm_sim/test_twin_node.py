@@ -23,7 +23,6 @@ import pytest
 
 pytest.importorskip("rclpy")
 import rclpy
-from cryptography.hazmat.primitives.asymmetric import ec
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -31,6 +30,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 
 from mm_msgs.msg import PolicyAck, PolicyChunk, ServoCommand, ServoState, TransitionBatch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_virtual_servo_support import signed_policy
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -58,31 +60,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="module")
 def policy() -> dict[str, Any]:
-    """A small int8 policy (mm_learning's converter), its signed image, a tampered copy and the key's hex."""
-    from mm_learning.actor import ActorSpec, DenseLayer
-    from mm_learning.tflite_convert import convert, to_keras
-    from mm_learning.tflm import Scheme
-
-    from mm_learning import policy_image, signing
-    from mm_sim import ObsScales, load_profile
-
-    rng = np.random.default_rng(11)
-    actor = ActorSpec(
-        layers=(
-            DenseLayer(rng.normal(0, 0.5, (8, 16)).astype(np.float32), np.zeros(16, np.float32), "relu"),
-            DenseLayer(rng.normal(0, 0.5, (16, 1)).astype(np.float32), np.zeros(1, np.float32), "linear"),
-        ),
-        squash="clip",
-        algorithm="PPO",
-    )
-    model = convert(to_keras(actor), rng.uniform(-1, 1, (300, 8)).astype(np.float32), Scheme.INT8)
-    key = ec.generate_private_key(ec.SECP256R1())
-    scales = policy_image.ObsScaleValues.of(ObsScales.from_profile(load_profile("mm_v3")))
-    header = policy_image.PolicyHeader(model_type=Scheme.INT8.model_type, scales=scales, arena_bytes=4096)
-    image = policy_image.pack_image(header, model, lambda data: signing.sign(key, data))
-    tampered = bytearray(image)
+    """A small signed int8 policy, a copy with a broken signature and the key's hex."""
+    signed = signed_policy(11)
+    tampered = bytearray(signed.image)
     tampered[-5] ^= 0x10
-    return {"image": image, "tampered": bytes(tampered), "public_hex": signing.public_key_hex(key)}
+    return {"image": signed.image, "tampered": bytes(tampered), "public_hex": signed.public_hex}
 
 
 @pytest.fixture(scope="module")

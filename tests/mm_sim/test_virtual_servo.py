@@ -9,10 +9,11 @@ protocol on a python-can virtual bus, policies over ISO-TP included.
 from __future__ import annotations
 
 import struct
+import sys
 import uuid
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import mm_firmware_core as fw
@@ -21,56 +22,19 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig, VirtualServoError
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_virtual_servo_support import Signed, signed_policy
+
 CHUNK = 448  # mm_msgs/PolicyChunk.MAX_DATA
 ACCEPTED, REJECTED = 1, 2
 REASON_SIGNATURE, REASON_CRC, REASON_BACKEND, REASON_TOO_LARGE = 4, 1, 6, 5
 FAULT_HEARTBEAT_LOST = 64
 
 
-@dataclass(frozen=True)
-class Signed:
-    """A signing key, its firmware public key in hex, a quantised model and a packed, signed image of it."""
-
-    key: ec.EllipticCurvePrivateKey
-    public_hex: str
-    model: bytes
-    image: bytes
-
-    def pack(self, *, arena_bytes: int = 4096, model: bytes | None = None, key: Any = None) -> bytes:
-        """Another image of (by default) the same model, signed with `key` (default: the configured key)."""
-        from mm_learning.tflm import Scheme
-
-        from mm_learning import policy_image, signing
-        from mm_sim import ObsScales, load_profile
-
-        scales = policy_image.ObsScaleValues.of(ObsScales.from_profile(load_profile("mm_v3")))
-        header = policy_image.PolicyHeader(model_type=Scheme.INT8.model_type, scales=scales, arena_bytes=arena_bytes)
-        signer = key or self.key
-        return policy_image.pack_image(header, model or self.model, lambda data: signing.sign(signer, data))
-
-
 @pytest.fixture(scope="module")
 def signed() -> Signed:
-    """A small int8 actor converted by mm_learning's converter and signed (TensorFlow: a few seconds)."""
-    from mm_learning.actor import ActorSpec, DenseLayer
-    from mm_learning.tflite_convert import convert, to_keras
-    from mm_learning.tflm import Scheme
-
-    from mm_learning import signing
-
-    rng = np.random.default_rng(5)
-    actor = ActorSpec(
-        layers=(
-            DenseLayer(rng.normal(0, 0.6, (8, 16)).astype(np.float32), np.zeros(16, np.float32), "relu"),
-            DenseLayer(rng.normal(0, 0.6, (16, 1)).astype(np.float32), np.zeros(1, np.float32), "linear"),
-        ),
-        squash="clip",
-        algorithm="PPO",
-    )
-    model = convert(to_keras(actor), rng.uniform(-1, 1, (300, 8)).astype(np.float32), Scheme.INT8)
-    key = ec.generate_private_key(ec.SECP256R1())
-    partial = Signed(key, signing.public_key_hex(key), model, b"")
-    return Signed(key, partial.public_hex, model, partial.pack())
+    """A small int8 policy, signed (TensorFlow: a few seconds)."""
+    return signed_policy(5)
 
 
 def deploy(servo: VirtualServo, image: bytes, transfer_id: int, drop: set[int] | None = None) -> Any:
