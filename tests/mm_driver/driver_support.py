@@ -85,7 +85,8 @@ class CoreLink:
 
 
 class FaultyLink:
-    """Wraps a link: drops chunks the first time (`drop`), duplicates some, corrupts one, or stops after N."""
+    """Wraps a link: drops chunks the first time (`drop`), duplicates some, corrupts one (every
+    copy), or stops delivering after N."""
 
     def __init__(
         self,
@@ -113,8 +114,7 @@ class FaultyLink:
         if chunk.index in self.drop:
             self.drop.discard(chunk.index)
             return
-        if chunk.index == self.corrupt:
-            self.corrupt = None
+        if chunk.index == self.corrupt:  # every copy: a resend must not repair it
             chunk = Chunk(**{**vars(chunk), "data": bytes([chunk.data[0] ^ 0xFF]) + chunk.data[1:]})
         self.inner.send_chunk(chunk)
         self.delivered += 1

@@ -288,7 +288,8 @@ def test_preemption_and_cancel_hold(rig: dict[str, Any]) -> None:
 
 
 def test_heartbeat_loss_holds_within_50_ms(rig: dict[str, Any], report: Any) -> None:
-    """Freeze the driver process: its heartbeats stop, and the servo must hold within timeout + 50 ms."""
+    """Freeze the driver process: its heartbeats stop, and the servo must hold within timeout + 50 ms of its own
+    (simulated) time, counted in control ticks: the real-time twin may run slower than the wall clock."""
     client, states = rig["client"], rig["states"]
     beats = client.subscribe(Heartbeat, f"{NS}/heartbeat", qos_profile_sensor_data)
     accepted, result, _ = _move(rig, 1.0, "pid")
@@ -300,13 +301,16 @@ def test_heartbeat_loss_holds_within_50_ms(rig: dict[str, Any], report: Any) -> 
         client.wait_for(
             lambda: bool(states[-1].fault_flags & ServoState.FAULT_HEARTBEAT_LOST), 5.0, "FAULT_HEARTBEAT_LOST"
         )
-        last_beat = stamp_s(beats[-1].stamp)
+        last_beat_s = stamp_s(beats[-1].stamp)
         lost = next(s for s in states if s.fault_flags & ServoState.FAULT_HEARTBEAT_LOST)
     finally:
         os.kill(proc.pid, signal.SIGCONT)
-    delay_s = stamp_s(lost.stamp) - last_beat - HEARTBEAT_TIMEOUT_S
+    # Both stamps are wall clock (real-time twin, driver without sim time): the last state published before the
+    # last heartbeat gives the servo's tick at that heartbeat, to within the DDS latency.
+    at_beat = [s for s in states if stamp_s(s.stamp) <= last_beat_s][-1]
+    delay_s = (lost.tick - at_beat.tick) * 1e-3 - HEARTBEAT_TIMEOUT_S  # 1 kHz control
     assert lost.mode in {Mode.HOLD, Mode.BRAKE}
-    report(f"heartbeat loss: HOLD/BRAKE {delay_s * 1e3:.1f} ms after the {HEARTBEAT_TIMEOUT_S} s watchdog timeout")
+    report(f"heartbeat loss: HOLD/BRAKE {delay_s * 1e3:.1f} ms (servo time) after the {HEARTBEAT_TIMEOUT_S} s timeout")
     assert delay_s <= 0.05
 
 

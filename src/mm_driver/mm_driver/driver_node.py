@@ -136,6 +136,13 @@ class DriverNode(LifecycleNode):
     def _p(self, name: str) -> Any:
         return self.get_parameter(name).value
 
+    def _log(self, ok: bool, message: str) -> None:
+        # rclpy refuses one call site logging at two severities, so each severity has its own line.
+        if ok:
+            self.get_logger().info(message)
+        else:
+            self.get_logger().warning(message)
+
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -423,8 +430,7 @@ class DriverNode(LifecycleNode):
             with self._cond:
                 self._supervisors.discard(supervisor)
         getattr(goal_handle, outcome)()
-        log = self.get_logger().info if result.success else self.get_logger().warning
-        log(f"move_to {request.target_rad:.3f} rad ({request.controller}): {result.message}")
+        self._log(result.success, f"move_to {request.target_rad:.3f} rad ({request.controller}): {result.message}")
         return MoveTo.Result(**vars(result))
 
     def _follow(  # noqa: PLR0911 -- one return per way a move ends
@@ -530,7 +536,7 @@ class DriverNode(LifecycleNode):
             goal_handle.canceled()
         else:
             goal_handle.abort()
-        (self.get_logger().info if outcome.success else self.get_logger().warning)(f"deploy_policy: {outcome.message}")
+        self._log(outcome.success, f"deploy_policy: {outcome.message}")
         return DeployPolicy.Result(
             success=outcome.success,
             message=outcome.message,
@@ -555,6 +561,10 @@ def main(args: list[str] | None = None) -> None:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # SIGTERM shuts the context down under the spinning executor; only errors while it is up are ours.
+        if rclpy.ok():
+            raise
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
