@@ -3,11 +3,12 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: help setup build lint test demo bench clean
 
 help:
-	@echo "make demo   - set up, then run the main job"
+	@echo "make demo   - set up, then run the main job (DEMO_ARGS=\"--objective energy --time-s 300\")"
 	@echo "make test   - set up, then lint and run the whole test suite (loopback-only network namespace)"
 	@echo "make bench  - run every benchmark and write bench/RESULTS.md"
 	@echo "make clean  - remove build/, install/ and log/ (keeps .venv)"
@@ -25,7 +26,7 @@ test: build lint
 	@tools/run_tests.sh $(PYTEST_ARGS)
 
 demo: build
-	@source tools/env.sh && python tools/demo.py
+	@source tools/env.sh && python -m mm_learning.demo $(DEMO_ARGS)
 
 bench: build
 	@source tools/env.sh && python bench/run_all.py
