@@ -555,8 +555,7 @@ def main(args: list[str] | None = None) -> None:
     executor = MultiThreadedExecutor()
     executor.add_node(node)
     try:
-        if node.get_parameter("autostart").value:
-            node.trigger_configure()
+        if node.get_parameter("autostart").value and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             node.trigger_activate()
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

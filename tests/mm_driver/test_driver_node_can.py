@@ -1,0 +1,165 @@
+"""The driver node with `transport: can` against the virtual servo's CAN side (plant + firmware core + TFLite
+Micro, answering the DBC protocol) on a python-can virtual bus. The virtual bus exists only inside one process,
+so servo, driver and client share this process (the driver still runs in its own rclpy context).
+
+MoveTo through PID and through a deployed policy over CAN, a 16 KB policy deployed over ISO-TP by the
+deploy_policy action, and a refusal that keeps the previous policy.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("rclpy")
+import can
+import rclpy
+from cryptography.hazmat.primitives.asymmetric import ec
+from mm_driver.driver_node import LATCHED_QOS, DriverNode
+from mm_learning.signing import public_key_hex
+from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig
+from policies import pd_policy, sized_policy
+from rclpy.context import Context
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from ros_support import Client
+from sensor_msgs.msg import JointState
+
+from mm_msgs.action import DeployPolicy, MoveTo
+from mm_msgs.msg import PolicyBlob
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+NS = "/can_servo"
+DEVICE = 5
+
+
+class PacedServo:
+    """A VirtualServo stepped in real time (5 ticks per 5 ms) in a thread, serving its CAN port every tick."""
+
+    def __init__(self, servo: VirtualServo) -> None:
+        self.servo = servo
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        period_s = 5 * self.servo.dt_s
+        deadline = time.monotonic()
+        while not self._stop.is_set():
+            with self.lock:
+                self.servo.step(5)
+            deadline += period_s
+            # Pacing the plant to the wall clock, not synchronising the test.
+            self._stop.wait(max(0.0, deadline - time.monotonic()))
+
+    def policy_crc32(self) -> int:
+        with self.lock:
+            return int(self.servo.state().policy_crc32)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+
+
+@pytest.fixture(scope="module")
+def key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.fixture(scope="module")
+def rig(key: ec.EllipticCurvePrivateKey) -> Iterator[dict[str, Any]]:
+    channel = f"mm-driver-can-{uuid.uuid4().hex}"
+    servo = VirtualServo(VirtualServoConfig(load="inertia_disk", public_key_hex=public_key_hex(key), seed=3))
+    servo_bus = can.Bus(interface="virtual", channel=channel)
+    servo.attach_can(servo_bus, DEVICE)
+    paced = PacedServo(servo)
+    context = Context()
+    rclpy.init(context=context)
+    overrides = {
+        "transport": "can",
+        "can_interface": "virtual",
+        "can_channel": channel,
+        "can_device_id": DEVICE,
+        "ack_timeout_s": 0.5,
+    }
+    node = DriverNode(
+        context=context,
+        namespace=NS,
+        parameter_overrides=[Parameter(name, value=value) for name, value in overrides.items()],
+    )
+    executor = MultiThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    client = Client("can_driver_client")
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        yield {
+            "paced": paced,
+            "client": client,
+            "move": client.action(MoveTo, f"{NS}/move_to"),
+            "deploy": client.action(DeployPolicy, f"{NS}/deploy_policy"),
+            "blob": client.node.create_publisher(PolicyBlob, f"{NS}/policy", LATCHED_QOS),
+            "node": node,
+        }
+    finally:
+        client.close()
+        node.trigger_shutdown()
+        executor.shutdown(timeout_sec=2.0)
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        paced.close()
+        servo_bus.shutdown()
+
+
+def _deploy(rig: dict[str, Any], image: bytes) -> Any:
+    rig["blob"].publish(PolicyBlob(image=list(image), policy_crc32=zlib.crc32(image)))
+    client, node = rig["client"], rig["node"]
+    client.wait_for(lambda: node._blob is not None and bytes(node._blob.image) == image, 10.0, "the blob")
+    accepted, result, _ = client.call(rig["deploy"], DeployPolicy.Goal(), timeout_s=60.0)
+    assert accepted
+    return result
+
+
+def test_joint_states_from_can_state_frames(rig: dict[str, Any]) -> None:
+    joints = rig["client"].subscribe(JointState, f"{NS}/joint_states")
+    rig["client"].wait_for(lambda: len(joints) > 5, 10.0, "joint_states from CAN")
+    assert list(joints[-1].name) == ["servo_joint"]
+
+
+def test_pid_moves_over_can(rig: dict[str, Any]) -> None:
+    for target in (1.0, -0.7, 2.2):
+        goal = MoveTo.Goal(target_rad=target, tolerance_rad=0.02, controller="pid")
+        accepted, result, _ = rig["client"].call(rig["move"], goal)
+        assert accepted and result.success, result.message
+        assert abs(result.final_error_rad) < 0.02
+
+
+def test_16k_policy_over_isotp_then_refusal_then_policy_moves(
+    rig: dict[str, Any], key: ec.EllipticCurvePrivateKey, report: Any
+) -> None:
+    big = sized_policy(key, hidden=100)
+    result = _deploy(rig, big)
+    assert result.success, result.message
+    assert rig["paced"].policy_crc32() == zlib.crc32(big) == result.active_policy_crc32
+    report(f"CAN (virtual bus, ISO-TP): {len(big)} B policy deployed by the driver in {result.elapsed_s:.3f} s wall")
+    other = ec.generate_private_key(ec.SECP256R1())
+    refused = _deploy(rig, sized_policy(other, hidden=100))
+    assert not refused.success and "SIGNATURE" in refused.message
+    assert rig["paced"].policy_crc32() == zlib.crc32(big) == refused.active_policy_crc32
+    pd = pd_policy(key)
+    assert _deploy(rig, pd).success
+    for target in (0.8, -1.5):
+        goal = MoveTo.Goal(target_rad=target, tolerance_rad=0.02, controller="policy")
+        accepted, moved, _ = rig["client"].call(rig["move"], goal)
+        assert accepted and moved.success, moved.message
