@@ -268,3 +268,69 @@ def test_fast_mode_publishes_clock_faster_than_real_time(tmp_path: Path, report:
     assert states and states[-1].stamp.sec + 1e-9 * states[-1].stamp.nanosec == pytest.approx(
         states[-1].tick * 0.001 - 0.001, abs=0.002
     ), "fast-mode stamps are simulated time"
+
+
+def test_with_can_interface_the_node_serves_the_dbc_protocol_on_that_bus() -> None:
+    """Node parameters `can_interface`/`can_channel`/`can_device_id` put the servo on a python-can bus (the
+    `virtual` interface lives inside one process, so node and host bus share this one)."""
+    import uuid
+
+    import can
+    import cantools
+    import mm_firmware_core as fw
+    from mm_sim.twin_node import VirtualServoNode
+    from rclpy.parameter import Parameter
+
+    channel, device = f"mm-{uuid.uuid4().hex}", 7
+    context = Context()
+    rclpy.init(context=context)
+    host = can.Bus(interface="virtual", channel=channel)
+    node = None
+    try:
+        overrides = {"can_interface": "virtual", "can_channel": channel, "can_device_id": device}
+        overrides |= {"heartbeat_timeout_s": 0.0, "time_mode": "fast", "publish_clock": False}
+        params = [Parameter(name, value=value) for name, value in overrides.items()]
+        node = VirtualServoNode(context=context, parameter_overrides=params, namespace="can_servo")
+        db: Any = cantools.database.load_file(fw.dbc_path(), frame_id_mask=0x1FFFFC00)
+        command = db.get_message_by_name("COMMAND")
+        fields = {s.name: 0 for s in command.signals} | {"mode": ServoCommand.MODE_POSITION, "target": 0.8}
+        frame_id = int(command.frame_id) | device
+        host.send(can.Message(arbitration_id=frame_id, data=command.encode(fields), is_extended_id=True))
+        for _ in range(300):  # 1.5 s of simulated time
+            node.run_period()
+        motion = []
+        while (msg := host.recv(timeout=0.0)) is not None:
+            message = db.get_message_by_frame_id(msg.arbitration_id, force_extended_id=True)
+            if message.name == "STATE_MOTION" and msg.arbitration_id & 0x3FF == device:
+                motion.append(message.decode(bytes(msg.data))["position"])
+        assert len(motion) == 300, "one state burst per state period"
+        assert motion[-1] == pytest.approx(0.8, abs=0.01)
+    finally:
+        if node is not None:
+            node.destroy_node()
+        host.shutdown()
+        rclpy.shutdown(context=context)
+
+
+def test_a_follower_servo_keeps_to_the_leaders_simulated_time(tmp_path: Path) -> None:
+    leader = _start(tmp_path, "leader", "time_mode:=fast", "fast_max_factor:=5.0", "heartbeat_timeout_s:=0.0")
+    follower = _start(tmp_path, "follower", "time_mode:=follow", "load:=spring", "heartbeat_timeout_s:=0.0")
+    processes = {"leader": leader, "follower": follower}
+    client = Client(["leader", "follower"])
+    try:
+        client.wait(lambda: min(len(s) for s in client.states.values()) > 200, "state of both", processes)
+        start_wall, first = client.states["follower"][-1]
+        client.wait(lambda: time.monotonic() - start_wall > 2.0, "two seconds", processes)
+        leader_last = client.states["leader"][-1][1]
+        follower_last = client.states["follower"][-1][1]
+    finally:
+        client.close()
+        for process, _ in processes.values():
+            _stop(process)
+
+    def sim_s(msg: ServoState) -> float:
+        return msg.stamp.sec + 1e-9 * msg.stamp.nanosec
+
+    factor = (sim_s(follower_last) - sim_s(first)) / 2.0
+    assert 2.0 < factor < 6.0, f"the follower ran at {factor:.1f}x real time; the leader was capped at 5x"
+    assert abs(sim_s(follower_last) - sim_s(leader_last)) < 0.1, "follower and leader share one simulated time"

@@ -12,9 +12,13 @@ names so each servo lives in its own namespace (`--ros-args -r __ns:=/servo1`):
 | `heartbeat` | Heartbeat | best effort (sensor data) | subscribed |
 | `policy_chunk` | PolicyChunk | reliable | subscribed |
 
-`time_mode` "realtime" paces the control loop by the wall clock; "fast" runs as fast as it can and publishes the
-simulated time on `/clock` (nodes with `use_sim_time` follow it). With `can_interface` set (e.g. "virtual"),
-the servo also answers the DBC protocol on that python-can bus. Parameter defaults: config/virtual_servo.yaml.
+`time_mode` "realtime" paces the control loop by the wall clock; "fast" runs as fast as it can (or at most
+`fast_max_factor` times real time) and publishes the simulated time on `/clock` (nodes with `use_sim_time`
+follow it); "follow" steps up to the latest `/clock` another node publishes, so several servos, each in its own
+process and namespace, share one simulated time (one leader in "fast" mode, the others following; a follower
+slower than the leader lags behind, so cap the leader with `fast_max_factor` when needed). With `can_interface`
+set (e.g. "virtual"), the servo also answers the DBC protocol on that python-can bus. Parameter defaults:
+config/virtual_servo.yaml.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from rosgraph_msgs.msg import Clock
 from mm_msgs.msg import Heartbeat, PolicyAck, PolicyChunk, ServoCommand, ServoState, TransitionBatch
 from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig, VirtualServoError
 
-TIME_MODES = ("realtime", "fast")
+TIME_MODES = ("realtime", "fast", "follow")
 # rclc's "default" QoS: reliable, volatile, keep last 10.
 RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Reliable keep-last-1 serves both reliable and best-effort /clock subscribers (rclpy's time source is the latter).
@@ -57,6 +61,7 @@ PARAMETERS: dict[str, Any] = {
     "pid_objective": "accuracy",
     "time_mode": "realtime",
     "publish_clock": True,
+    "fast_max_factor": 0.0,
     "can_interface": "",
     "can_channel": "vcan0",
     "can_device_id": 1,
@@ -134,8 +139,12 @@ class VirtualServoNode(Node):
         if params["time_mode"] not in TIME_MODES:
             msg = f"time_mode {params['time_mode']!r} is not one of {TIME_MODES}"
             raise VirtualServoError(msg)
-        self.fast = params["time_mode"] == "fast"
-        self.publish_clock = self.fast and bool(params["publish_clock"])
+        self.time_mode = params["time_mode"]
+        self.publish_clock = self.time_mode == "fast" and bool(params["publish_clock"])
+        self._max_factor = float(params["fast_max_factor"])
+        if not self._max_factor >= 0.0:
+            msg = f"fast_max_factor must be >= 0 (0: as fast as possible), got {self._max_factor}"
+            raise VirtualServoError(msg)
         config = VirtualServoConfig(
             profile=params["profile"],
             load=params["load"],
@@ -169,9 +178,14 @@ class VirtualServoNode(Node):
         self.create_subscription(PolicyChunk, "policy_chunk", self._on_chunk, RELIABLE_QOS)
         self._seq = 0
         self._stop = threading.Event()
+        self._leader_time_s = 0.0
+        self._leader_ticked = threading.Event()
+        if self.time_mode == "follow":
+            leader_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+            self.create_subscription(Clock, "/clock", self._on_leader_clock, leader_qos)
         self.get_logger().info(
             f"virtual servo {config.profile}/{config.load} at {self.servo.profile.control.rate_hz} Hz, "
-            f"{params['time_mode']} time, state every {config.state_decimation} ticks"
+            f"{self.time_mode} mode, state every {config.state_decimation} ticks"
             + (f", CAN {params['can_interface']}:{params['can_channel']}" if self._bus else "")
         )
 
@@ -212,9 +226,13 @@ class VirtualServoNode(Node):
         if ack is not None:
             self._ack_pub.publish(ack_message(ack))
 
+    def _on_leader_clock(self, msg: Clock) -> None:
+        self._leader_time_s = msg.clock.sec + 1e-9 * msg.clock.nanosec
+        self._leader_ticked.set()
+
     def _stamp(self, sim_time_s: float) -> Time:
-        # Fast mode: this node is the clock. Real time: the wall clock (the firmware's agent-synchronised time).
-        return _time_msg(sim_time_s) if self.fast else self.get_clock().now().to_msg()
+        # Fast/follow: simulated time. Real time: the wall clock (the firmware's agent-synchronised time).
+        return self.get_clock().now().to_msg() if self.time_mode == "realtime" else _time_msg(sim_time_s)
 
     def run_period(self) -> None:
         """One state period: step the control ticks, then publish state, complete batches and the clock."""
@@ -232,14 +250,25 @@ class VirtualServoNode(Node):
             self._clock_pub.publish(Clock(clock=stamp))
 
     def run(self) -> None:
-        """Run the control loop until `stop()` or shutdown: paced by the wall clock unless in fast mode."""
+        """Run the control loop until `stop()` or shutdown, paced as `time_mode` says."""
         period_s = self.servo.config.state_decimation * self.servo.dt_s
+        if self.time_mode == "realtime":
+            wall_period_s = period_s
+        elif self.time_mode == "fast" and self._max_factor > 0.0:
+            wall_period_s = period_s / self._max_factor
+        else:
+            wall_period_s = 0.0
         deadline = time.monotonic()
         while not self._stop.is_set() and rclpy.ok(context=self.context):
+            if self.time_mode == "follow":
+                self._leader_ticked.clear()  # before the check, so a clock arriving after it ends the wait
+                if self.servo.time_s + period_s > self._leader_time_s + 1e-9:
+                    self._leader_ticked.wait(timeout=0.1)
+                    continue
             self.run_period()
-            if self.fast:
+            if wall_period_s == 0.0:
                 continue
-            deadline += period_s
+            deadline += wall_period_s
             lag_s = time.monotonic() - deadline
             if lag_s > _MAX_LAG_S:
                 deadline = time.monotonic()  # fell behind (a loaded machine): resume from now, no burst
