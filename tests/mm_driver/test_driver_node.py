@@ -336,7 +336,9 @@ def test_two_servos_in_two_namespaces_with_lifecycle(tmp_path: Path) -> None:
             states = {
                 ns: client.subscribe(ServoState, f"/{ns}/state", qos_profile_sensor_data) for ns in ("left", "right")
             }
-            client.wait_for(lambda: all(states.values()), 20.0, "both servos' states")
+            # joint_states flow once a driver is active and has the servo's state: then goals can be judged.
+            joints = [client.subscribe(JointState, f"/{ns}/joint_states") for ns in ("left", "right")]
+            client.wait_for(lambda: all(states.values()) and all(joints), 20.0, "both servos' states and joints")
             futures = [
                 left.send_goal_async(MoveTo.Goal(target_rad=1.2, controller="pid")),
                 right.send_goal_async(MoveTo.Goal(target_rad=-0.8, controller="pid")),
