@@ -21,7 +21,7 @@ pytest.importorskip("rclpy")
 import can
 import rclpy
 from cryptography.hazmat.primitives.asymmetric import ec
-from mm_driver.driver_node import LATCHED_QOS, DriverNode
+from mm_driver.driver_node import LATCHED_QOS, PARAMETERS, DriverNode
 from mm_learning.signing import public_key_hex
 from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig
 from policies import pd_policy, sized_policy
@@ -163,3 +163,32 @@ def test_16k_policy_over_isotp_then_refusal_then_policy_moves(
         goal = MoveTo.Goal(target_rad=target, tolerance_rad=0.02, controller="policy")
         accepted, moved, _ = rig["client"].call(rig["move"], goal)
         assert accepted and moved.success, moved.message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "logged"),
+    [
+        ({"transport": "serial"}, "transport 'serial' is unknown"),
+        ({"transport": "can", "can_interface": "no-such-bus"}, "cannot open CAN interface 'no-such-bus'"),
+        ({"profile": "no_such_profile"}, "profile/load parameters"),
+        ({"position_min_rad": 1.0, "position_max_rad": -1.0}, "position limits"),
+    ],
+)
+def test_configure_fails_cleanly_on_bad_parameters(
+    overrides: dict[str, Any], logged: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        node = DriverNode(
+            context=context, parameter_overrides=[Parameter(name, value=value) for name, value in overrides.items()]
+        )
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert logged in capfd.readouterr().err
+        # Nothing was left open: a corrected configuration can be tried again from the same node.
+        node.set_parameters([Parameter(name, value=PARAMETERS[name][0]) for name in overrides])
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
