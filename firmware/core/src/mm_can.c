@@ -42,6 +42,8 @@ uint8_t mm_can_register_read(const mm_can_t *can, const mm_core_t *core, uint16_
     case MM_REG_DROPPED_SAMPLES: *value = (int32_t)s.dropped_samples; break;
     case MM_REG_HARD_CURRENT_LIMIT_MA: *value = scaled(cfg->current_limit_a, 1e3f); break;
     case MM_REG_HEARTBEAT_TIMEOUT_MS: *value = scaled(cfg->heartbeat_timeout_s, 1e3f); break;
+    case MM_REG_RAW_ENCODER_COUNT: *value = mm_core_raw_encoder_count(core); break;
+    case MM_REG_ZERO_OFFSET_COUNTS: *value = cfg->zero_offset_counts; break;
     case MM_REG_CURRENT_LIMIT_MA: *value = scaled(t.current_limit_a, 1e3f); break;
     case MM_REG_MAX_VELOCITY_MRAD_S: *value = scaled(t.gains.v_max, 1e3f); break;
     case MM_REG_KP_POS_MILLI: *value = scaled(t.gains.kp_pos, 1e3f); break;
@@ -55,6 +57,12 @@ uint8_t mm_can_register_read(const mm_can_t *can, const mm_core_t *core, uint16_
 
 uint8_t mm_can_register_write(mm_can_t *can, mm_core_t *core, uint16_t reg, int32_t value)
 {
+    if (reg == MM_REG_ZERO_OFFSET_COUNTS) {
+        if (value < 0 || value >= (int32_t)MM_ENCODER_COUNTS) {
+            return MM_REG_OUT_OF_RANGE;
+        }
+        return mm_core_set_zero_offset(core, (uint16_t)value) == MM_OK ? MM_REG_OK : MM_REG_ACTIVE_MODE;
+    }
     mm_tuning_t t;
     mm_core_get_tuning(core, &t);
     const float v = (float)value;
@@ -167,8 +175,14 @@ uint8_t mm_can_receive(mm_can_t *can, mm_core_t *core, const mm_can_frame_t *rx,
             tx[n].dlc = 8u;
             ++n;
         }
-        if (st == MM_ISOTP_COMPLETE && policy_chunk(core, can->isotp.buffer, can->isotp.length) &&
-            !mm_core_policy_verify_pending(core)) {
+        if (st != MM_ISOTP_COMPLETE) {
+            return n;
+        }
+        const bool ack_due = policy_chunk(core, can->isotp.buffer, can->isotp.length);
+        if (mm_can_truncated_ack_frame(can, core, &tx[n])) {
+            ++n; /* this chunk abandoned the previous transfer: its sender hears it before the new ack */
+        }
+        if (ack_due && !mm_core_policy_verify_pending(core)) {
             mm_can_policy_ack_frame(can, core, &tx[n]);
             ++n;
         }
@@ -226,19 +240,35 @@ bool mm_can_fault_frame(mm_can_t *can, const mm_core_t *core, mm_can_frame_t *tx
     return true;
 }
 
+static void ack_frame(const mm_can_t *can, const mm_policy_ack_t *ack, mm_can_frame_t *tx)
+{
+    /* Every missing chunk is counted (saturating); only the lowest index fits the frame. */
+    const uint32_t missing =
+        ack->status == MM_ACK_RECEIVING ? (uint32_t)ack->total_chunks - ack->received_chunks : 0u;
+    const struct mm_servo_policy_ack_t msg = {
+        .transfer_id = ack->transfer_id,
+        .status = ack->status,
+        .reason = ack->reason,
+        .missing_count = (uint8_t)(missing > 255u ? 255u : missing),
+        .first_missing = missing > 0u ? ack->missing[0] : 0xFFFFu,
+    };
+    tx->id = frame_id(MM_SERVO_POLICY_ACK_FRAME_ID, can->device_id);
+    tx->dlc = (uint8_t)mm_servo_policy_ack_pack(tx->data, &msg, 8u);
+}
+
 void mm_can_policy_ack_frame(const mm_can_t *can, const mm_core_t *core, mm_can_frame_t *tx)
 {
     mm_policy_ack_t ack;
     mm_core_policy_ack(core, &ack);
-    /* Every missing chunk is counted (saturating); only the lowest index fits the frame. */
-    const uint32_t missing = ack.status == MM_ACK_RECEIVING ? (uint32_t)ack.total_chunks - ack.received_chunks : 0u;
-    const struct mm_servo_policy_ack_t msg = {
-        .transfer_id = ack.transfer_id,
-        .status = ack.status,
-        .reason = ack.reason,
-        .missing_count = (uint8_t)(missing > 255u ? 255u : missing),
-        .first_missing = missing > 0u ? ack.missing[0] : 0xFFFFu,
-    };
-    tx->id = frame_id(MM_SERVO_POLICY_ACK_FRAME_ID, can->device_id);
-    tx->dlc = (uint8_t)mm_servo_policy_ack_pack(tx->data, &msg, 8u);
+    ack_frame(can, &ack, tx);
+}
+
+bool mm_can_truncated_ack_frame(const mm_can_t *can, mm_core_t *core, mm_can_frame_t *tx)
+{
+    mm_policy_ack_t ack;
+    if (!mm_core_policy_truncated_ack(core, &ack)) {
+        return false;
+    }
+    ack_frame(can, &ack, tx);
+    return true;
 }

@@ -53,6 +53,9 @@ struct mm_core {
     uint32_t ack_transfer_id;
     uint8_t ack_status;
     uint8_t ack_reason;
+    float since_chunk_s;          /* control time since the last chunk, for transfer_timeout_s */
+    bool truncated_due;           /* truncated_ack waits for mm_core_policy_truncated_ack() */
+    mm_policy_ack_t truncated_ack;
     uint8_t slots[2][MM_MAX_POLICY_BYTES];
     mm_sample_ring_t samples;
 };
@@ -75,6 +78,8 @@ void mm_core_config_default(mm_config_t *cfg)
     cfg->obs = (mm_obs_params_t){.pos_scale_rad = 3.14159265f, .vel_scale_rad_s = 50.0f, .fine_gain_per_rad = 20.0f,
                                  .current_limit_a = 4.0f, .velocity_filter_tau_s = 0.005f};
     cfg->max_policy_bytes = MM_MAX_POLICY_BYTES;
+    /* Senders resend at least every ack timeout (mm_driver: 0.5 s), so 2 s of silence means they gave up. */
+    cfg->transfer_timeout_s = 2.0f;
 }
 
 size_t mm_core_size(void)
@@ -101,7 +106,8 @@ static bool config_valid(const mm_config_t *cfg)
            (cfg->watchdog_mode == MM_MODE_HOLD || cfg->watchdog_mode == MM_MODE_BRAKE) &&
            cfg->policy_decimation >= 1u && isfinite(cfg->velocity_filter_tau_s) &&
            cfg->velocity_filter_tau_s >= 0.0f && gains_valid(&cfg->gains) && mm_obs_params_valid(&cfg->obs) &&
-           cfg->max_policy_bytes <= MM_MAX_POLICY_BYTES;
+           cfg->max_policy_bytes <= MM_MAX_POLICY_BYTES && cfg->zero_offset_counts < MM_ENCODER_COUNTS &&
+           isfinite(cfg->transfer_timeout_s) && cfg->transfer_timeout_s >= 0.0f;
 }
 
 static uint8_t staging_slot(const mm_core_t *core)
@@ -160,6 +166,43 @@ static void enter_mode(mm_core_t *core, uint8_t mode)
 static const mm_obs_params_t *obs_params(const mm_core_t *core)
 {
     return core->policy_active ? &core->active_header.scales : &core->cfg.obs;
+}
+
+static void set_ack(mm_core_t *core, uint32_t transfer_id, uint8_t status, uint8_t reason)
+{
+    core->ack_transfer_id = transfer_id;
+    core->ack_status = status;
+    core->ack_reason = reason;
+}
+
+/* A transfer is partly received: what a new transfer_id, the transfer timeout or a direct load abandons. (A
+ * complete transfer waiting for verification has finished reassembly, so this never races with
+ * mm_core_policy_verify(), which runs unlocked.) */
+static bool transfer_receiving(const mm_core_t *core)
+{
+    const mm_reassembly_t *r = &core->reassembly;
+    return core->ack_status == MM_ACK_RECEIVING && r->active && !r->finished && r->total_chunks > 0u &&
+           r->transfer_id == core->ack_transfer_id;
+}
+
+/* Abandon the transfer in progress: REJECTED/TRUNCATED, kept for mm_core_policy_truncated_ack() with the chunks it
+ * had; its bytes are dropped, so a sender that carries on starts it again from scratch. */
+static void truncate_transfer(mm_core_t *core)
+{
+    set_ack(core, core->ack_transfer_id, MM_ACK_REJECTED, MM_REASON_TRUNCATED);
+    mm_core_policy_ack(core, &core->truncated_ack);
+    core->truncated_due = true;
+    mm_reassembly_abort(&core->reassembly);
+}
+
+static void policy_transfer_timeout(mm_core_t *core, float dt_s)
+{
+    if (core->cfg.transfer_timeout_s > 0.0f && transfer_receiving(core)) {
+        core->since_chunk_s += dt_s;
+        if (core->since_chunk_s > core->cfg.transfer_timeout_s) {
+            truncate_transfer(core);
+        }
+    }
 }
 
 static bool command_valid(const mm_command_t *cmd)
@@ -332,11 +375,13 @@ void mm_core_step(mm_core_t *core, const mm_sensors_t *s, float dt_s, mm_actuato
     core->sensors = *s;
     const mm_obs_params_t *params = obs_params(core);
     if (s->encoder_ok && s->encoder_count < MM_ENCODER_COUNTS) {
-        core->position_rad = mm_encoder_update(&core->encoder, s->encoder_count);
+        core->position_rad =
+            mm_encoder_update(&core->encoder, mm_encoder_calibrate(s->encoder_count, core->cfg.zero_offset_counts));
         mm_velocity_filter_update(&core->velocity, core->position_rad, dt_s, core->cfg.velocity_filter_tau_s);
         mm_velocity_filter_update(&core->obs_velocity, core->position_rad, dt_s, params->velocity_filter_tau_s);
     }
     latch_faults(core, fault_conditions(core, s, dt_s));
+    policy_transfer_timeout(core, dt_s);
     if (core->capture_hold) {
         core->hold_target_rad = core->position_rad;
         core->capture_hold = false;
@@ -392,6 +437,27 @@ void mm_core_step(mm_core_t *core, const mm_sensors_t *s, float dt_s, mm_actuato
     core->prev_action = applied;
 }
 
+mm_status_t mm_core_set_zero_offset(mm_core_t *core, uint16_t counts)
+{
+    if (counts >= MM_ENCODER_COUNTS) {
+        return MM_ERR_ARGUMENT;
+    }
+    if (mode_is_active(core->mode)) {
+        return MM_ERR_STATE;
+    }
+    core->cfg.zero_offset_counts = counts;
+    /* A new frame: the next reading starts turn 0 and both velocity estimates, so the jump is no velocity. */
+    mm_encoder_reset(&core->encoder);
+    mm_velocity_filter_reset(&core->velocity);
+    mm_velocity_filter_reset(&core->obs_velocity);
+    return MM_OK;
+}
+
+uint16_t mm_core_raw_encoder_count(const mm_core_t *core)
+{
+    return core->sensors.encoder_count;
+}
+
 void mm_core_get_state(const mm_core_t *core, mm_state_t *out)
 {
     out->tick = core->tick;
@@ -416,13 +482,6 @@ void mm_core_get_observation(const mm_core_t *core, float obs[MM_OBS_DIM])
 
 /* ---- policies ---- */
 
-static void set_ack(mm_core_t *core, uint32_t transfer_id, uint8_t status, uint8_t reason)
-{
-    core->ack_transfer_id = transfer_id;
-    core->ack_status = status;
-    core->ack_reason = reason;
-}
-
 uint8_t mm_core_policy_chunk(mm_core_t *core, uint32_t transfer_id, uint32_t total_size, uint32_t image_crc32,
                              uint16_t index, uint16_t chunk_size, const uint8_t *data, uint16_t len,
                              bool *ack_due)
@@ -440,8 +499,12 @@ uint8_t mm_core_policy_chunk(mm_core_t *core, uint32_t transfer_id, uint32_t tot
     }
     if (transfer_id != core->ack_transfer_id || core->ack_status == MM_ACK_REJECTED) {
         /* A new transfer, or the sender retrying a refused one from scratch. */
+        if (transfer_receiving(core)) {
+            truncate_transfer(core);
+        }
         set_ack(core, transfer_id, MM_ACK_RECEIVING, MM_REASON_NONE);
     }
+    core->since_chunk_s = 0.0f;
     const mm_chunk_result_t result =
         mm_reassembly_add(&core->reassembly, transfer_id, total_size, image_crc32, index, chunk_size, data, len);
     switch (result) {
@@ -533,6 +596,9 @@ mm_policy_reason_t mm_core_policy_load(mm_core_t *core, const uint8_t *image, ui
     if (core->staged != STAGED_NONE) {
         return MM_REASON_BUSY;
     }
+    if (transfer_receiving(core)) {
+        truncate_transfer(core);
+    }
     set_ack(core, 0u, MM_ACK_RECEIVING, MM_REASON_NONE);
     if (len > core->cfg.max_policy_bytes) {
         set_ack(core, 0u, MM_ACK_REJECTED, MM_REASON_TOO_LARGE);
@@ -559,6 +625,16 @@ void mm_core_policy_ack(const mm_core_t *core, mm_policy_ack_t *out)
         }
     }
     out->active_policy_crc32 = core->policy_active ? core->active_crc32 : 0u;
+}
+
+bool mm_core_policy_truncated_ack(mm_core_t *core, mm_policy_ack_t *out)
+{
+    if (!core->truncated_due) {
+        return false;
+    }
+    *out = core->truncated_ack;
+    core->truncated_due = false;
+    return true;
 }
 
 bool mm_core_policy_active(const mm_core_t *core, mm_policy_header_t *out)

@@ -28,6 +28,12 @@ float mm_encoder_update(mm_encoder_t *enc, uint16_t count)
     return (float)enc->turns * MM_TWO_PI_F + (float)count * (MM_TWO_PI_F / (float)MM_ENCODER_COUNTS);
 }
 
+uint16_t mm_encoder_calibrate(uint16_t raw_count, uint16_t zero_offset_counts)
+{
+    /* Unsigned wrap-around then the 14-bit mask: the modulo for any offset, without a branch. */
+    return (uint16_t)((uint32_t)(raw_count - zero_offset_counts) & (MM_ENCODER_COUNTS - 1u));
+}
+
 void mm_velocity_filter_reset(mm_velocity_filter_t *filter)
 {
     filter->velocity_rad_s = 0.0f;

@@ -66,6 +66,33 @@ static void registers_read_write_and_refuse(void **state)
     assert_int_equal(resp.status, MM_REG_OK);
 }
 
+static void zero_offset_register_calibrates_while_stopped(void **state)
+{
+    (void)state;
+    mm_core_t *core = can_core();
+    mm_actuator_t out;
+    const mm_sensors_t hanging = test_sensors(9000u);
+    mm_core_step(core, &hanging, 0.001f, &out);
+    int32_t raw = 0;
+    assert_int_equal(mm_can_register_read(&g_can, core, MM_REG_RAW_ENCODER_COUNT, &raw), MM_REG_OK);
+    assert_int_equal(raw, 9000);
+    assert_int_equal(mm_can_register_write(&g_can, core, MM_REG_RAW_ENCODER_COUNT, 1), MM_REG_READ_ONLY);
+    assert_int_equal(mm_can_register_write(&g_can, core, MM_REG_ZERO_OFFSET_COUNTS, 16384), MM_REG_OUT_OF_RANGE);
+    assert_int_equal(mm_can_register_write(&g_can, core, MM_REG_ZERO_OFFSET_COUNTS, -1), MM_REG_OUT_OF_RANGE);
+    assert_int_equal(mm_can_register_write(&g_can, core, MM_REG_ZERO_OFFSET_COUNTS, raw), MM_REG_OK);
+    int32_t v = 0;
+    assert_int_equal(mm_can_register_read(&g_can, core, MM_REG_ZERO_OFFSET_COUNTS, &v), MM_REG_OK);
+    assert_int_equal(v, 9000);
+    mm_core_step(core, &hanging, 0.001f, &out);
+    assert_true(test_state(core).position_rad == 0.0f);
+    /* Under control the frame must not move. */
+    const mm_command_t hold = {.mode = MM_MODE_HOLD};
+    assert_int_equal(mm_core_command(core, &hold), MM_OK);
+    assert_int_equal(mm_can_register_write(&g_can, core, MM_REG_ZERO_OFFSET_COUNTS, 100), MM_REG_ACTIVE_MODE);
+    assert_int_equal(MM_REG_ACTIVE_MODE, MM_SERVO_REGISTER_RESPONSE_STATUS_ACTIVE_MODE_CHOICE);
+    assert_int_equal(mm_core_config(core)->zero_offset_counts, 9000u);
+}
+
 static void fault_frames_announce_new_faults_once(void **state)
 {
     (void)state;
@@ -87,6 +114,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(commands_reach_only_this_device_or_broadcast),
         cmocka_unit_test(registers_read_write_and_refuse),
+        cmocka_unit_test(zero_offset_register_calibrates_while_stopped),
         cmocka_unit_test(fault_frames_announce_new_faults_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -139,6 +139,57 @@ static void encoder_unwraps_turns_and_faults_on_error(void **state)
     assert_float_equal(s.position_rad, 2.0f * 6.2831853f + 200.0f * 6.2831853f / 16384.0f, 1e-4);
 }
 
+/* The load hanging straight down reads raw count `offset` (magnet glued anywhere): with zero_offset_counts = offset
+ * that is position 0, the magnet's own wrap is no turn, and the gravity feed-forward sees the calibrated angle. */
+static void zero_offset_makes_the_hanging_load_position_zero(void **state)
+{
+    (void)state;
+    const uint16_t offset = 12000u;
+    mm_config_t cfg = base_config();
+    cfg.zero_offset_counts = offset;
+    cfg.gains = (mm_pid_gains_t){.kp_pos = 0.0f, .v_max = 10.0f, .kp_vel = 0.0f, .ki_vel = 0.0f, .gravity_ff_a = 1.0f};
+    mm_core_t *core = test_core(&cfg);
+    step(core, test_sensors(offset));
+    assert_true(test_state(core).position_rad == 0.0f);
+    /* A quarter turn up passes the magnet's raw wrap (16383 -> 0) without a turn jump: 12000 + 4096 = 16096,
+     * then 12000 + 4500 wraps to 116. */
+    step(core, test_sensors(16096u));
+    assert_float_equal(test_state(core).position_rad, 1.5707964f, 1e-6);
+    step(core, test_sensors(116u));
+    assert_float_equal(test_state(core).position_rad, 4500.0f * 6.2831853f / 16384.0f, 1e-5);
+    /* Horizontal (a quarter turn from hanging): the feed-forward is gravity_ff * sin(pi/2) = 1 A. */
+    step(core, test_sensors(16096u));
+    assert_int_equal(command(core, MM_MODE_POSITION, 1.5707964f), MM_OK);
+    assert_float_equal(step(core, test_sensors(16096u)).current_cmd_a, 1.0f, 1e-6);
+    /* Hanging: no feed-forward. */
+    assert_float_equal(step(core, test_sensors(offset)).current_cmd_a, 0.0f, 1e-6);
+    cfg.zero_offset_counts = MM_ENCODER_COUNTS;
+    assert_int_equal(mm_core_init(core, &cfg), MM_ERR_ARGUMENT);
+}
+
+static void zero_offset_is_recalibrated_only_when_stopped(void **state)
+{
+    (void)state;
+    mm_config_t cfg = base_config();
+    mm_core_t *core = test_core(&cfg);
+    for (uint16_t c = 0u; c < 16384u * 2u - 1u; c = (uint16_t)(c + 1000u)) {
+        step(core, test_sensors((uint16_t)(c & 16383u))); /* up to 15616 in the second turn */
+    }
+    step(core, test_sensors(3000u)); /* third turn */
+    assert_float_equal(test_state(core).position_rad, 2.0f * 6.2831853f + 3000.0f * 6.2831853f / 16384.0f, 1e-4);
+    assert_int_equal(mm_core_raw_encoder_count(core), 3000u);
+    assert_int_equal(command(core, MM_MODE_HOLD, 0.0f), MM_OK);
+    assert_int_equal(mm_core_set_zero_offset(core, 3000u), MM_ERR_STATE);
+    assert_int_equal(command(core, MM_MODE_IDLE, 0.0f), MM_OK);
+    assert_int_equal(mm_core_set_zero_offset(core, MM_ENCODER_COUNTS), MM_ERR_ARGUMENT);
+    assert_int_equal(mm_core_set_zero_offset(core, 3000u), MM_OK);
+    assert_int_equal(mm_core_config(core)->zero_offset_counts, 3000u);
+    /* The new frame starts at turn 0 and the jump is no velocity. */
+    step(core, test_sensors(3000u));
+    assert_true(test_state(core).position_rad == 0.0f);
+    assert_true(test_state(core).velocity_rad_s == 0.0f);
+}
+
 static void velocity_filter_follows_the_contract(void **state)
 {
     (void)state;
@@ -313,6 +364,8 @@ int main(void)
         cmocka_unit_test(pid_antiwindup_stops_integrating_into_saturation),
         cmocka_unit_test(hold_keeps_the_position_at_entry),
         cmocka_unit_test(encoder_unwraps_turns_and_faults_on_error),
+        cmocka_unit_test(zero_offset_makes_the_hanging_load_position_zero),
+        cmocka_unit_test(zero_offset_is_recalibrated_only_when_stopped),
         cmocka_unit_test(velocity_filter_follows_the_contract),
         cmocka_unit_test(faults_latch_until_cleared_when_the_cause_is_gone),
         cmocka_unit_test(end_stop_blocks_current_into_the_stop_only),

@@ -195,6 +195,98 @@ static void chunks_reassemble_despite_loss_duplicates_and_reordering(void **stat
     assert_int_equal(send_chunk(core, 42u, 1u, chunk, &due), MM_ACK_ACCEPTED);
 }
 
+static void assert_truncated_ack(mm_core_t *core, uint32_t transfer_id, uint16_t received, uint32_t active_crc)
+{
+    mm_policy_ack_t ack;
+    assert_true(mm_core_policy_truncated_ack(core, &ack));
+    assert_int_equal(ack.transfer_id, transfer_id);
+    assert_int_equal(ack.status, MM_ACK_REJECTED);
+    assert_int_equal(ack.reason, MM_REASON_TRUNCATED);
+    assert_int_equal(ack.received_chunks, received);
+    assert_int_equal(ack.total_chunks, (IMAGE_BYTES + 99u) / 100u);
+    assert_int_equal(ack.active_policy_crc32, active_crc);
+    assert_false(mm_core_policy_truncated_ack(core, &ack)); /* reported once */
+    assert_int_equal(test_state(core).policy_crc32, active_crc);
+}
+
+static void a_new_transfer_id_truncates_the_unfinished_one(void **state)
+{
+    (void)state;
+    mm_core_t *core = policy_core();
+    assert_int_equal(mm_core_policy_load(core, g_image, IMAGE_BYTES), MM_REASON_NONE);
+    const uint32_t good = test_state(core).policy_crc32;
+    bool due = false;
+    mm_policy_ack_t ack;
+    for (uint16_t i = 0; i < 3u; ++i) {
+        send_chunk(core, 50u, i, 100u, &due);
+    }
+    assert_false(mm_core_policy_truncated_ack(core, &ack));
+    assert_int_equal(send_chunk(core, 51u, 0u, 100u, &due), MM_ACK_RECEIVING);
+    assert_truncated_ack(core, 50u, 3u, good);
+    mm_core_policy_ack(core, &ack);
+    assert_int_equal(ack.transfer_id, 51u);
+    assert_int_equal(ack.status, MM_ACK_RECEIVING);
+    /* The old sender carrying on starts its transfer again from scratch, truncating 51 in turn. */
+    send_chunk(core, 50u, 3u, 100u, &due);
+    assert_truncated_ack(core, 51u, 1u, good);
+    mm_core_policy_ack(core, &ack);
+    assert_int_equal(ack.received_chunks, 1u);
+    /* A direct load also abandons the transfer in progress. */
+    assert_int_equal(mm_core_policy_load(core, g_image, IMAGE_BYTES), MM_REASON_NONE);
+    assert_truncated_ack(core, 50u, 1u, good);
+    /* A finished transfer is not truncated by the next one. */
+    for (uint16_t i = 0; i < (IMAGE_BYTES + 99u) / 100u; ++i) {
+        send_chunk(core, 52u, i, 100u, &due);
+    }
+    assert_int_equal(mm_core_policy_finish(core), MM_REASON_NONE);
+    send_chunk(core, 53u, 0u, 100u, &due);
+    assert_false(mm_core_policy_truncated_ack(core, &ack));
+}
+
+static void a_silent_transfer_times_out_as_truncated(void **state)
+{
+    (void)state;
+    mm_config_t cfg;
+    mm_core_config_default(&cfg);
+    assert_float_equal(cfg.transfer_timeout_s, 2.0f, 0.0);
+    mm_core_t *core = policy_core();
+    assert_int_equal(mm_core_policy_load(core, g_image, IMAGE_BYTES), MM_REASON_NONE);
+    const uint32_t good = test_state(core).policy_crc32;
+    const mm_sensors_t s = test_sensors(0);
+    mm_actuator_t out;
+    bool due = false;
+    mm_policy_ack_t ack;
+    /* Chunks every 1.5 s keep a transfer alive; 2 s of silence ends it. */
+    for (uint16_t i = 0; i < 4u; ++i) {
+        send_chunk(core, 60u, i, 100u, &due);
+        for (int k = 0; k < 1500; ++k) {
+            mm_core_step(core, &s, 0.001f, &out);
+        }
+        assert_false(mm_core_policy_truncated_ack(core, &ack));
+    }
+    for (int k = 0; k < 499; ++k) {
+        mm_core_step(core, &s, 0.001f, &out);
+    }
+    assert_false(mm_core_policy_truncated_ack(core, &ack));
+    for (int k = 0; k < 3; ++k) {
+        mm_core_step(core, &s, 0.001f, &out);
+    }
+    assert_truncated_ack(core, 60u, 4u, good);
+    mm_core_policy_ack(core, &ack);
+    assert_int_equal(ack.transfer_id, 60u);
+    assert_int_equal(ack.status, MM_ACK_REJECTED);
+    assert_int_equal(ack.reason, MM_REASON_TRUNCATED);
+    /* Nothing runs after that: no second report, and the previous policy still drives. */
+    for (int k = 0; k < 3000; ++k) {
+        mm_core_step(core, &s, 0.001f, &out);
+    }
+    assert_false(mm_core_policy_truncated_ack(core, &ack));
+    const mm_command_t cmd = {.mode = MM_MODE_POLICY, .target = 3.0f};
+    assert_int_equal(mm_core_command(core, &cmd), MM_OK);
+    mm_core_step(core, &s, 0.001f, &out);
+    assert_float_equal(out.current_cmd_a, 1.0f, 1e-6);
+}
+
 static void corrupted_chunk_fails_the_image_crc(void **state)
 {
     (void)state;
@@ -259,6 +351,8 @@ int main(void)
         cmocka_unit_test(corrupt_images_are_refused_keeping_the_last_good_policy),
         cmocka_unit_test(new_policies_load_into_the_idle_slot),
         cmocka_unit_test(chunks_reassemble_despite_loss_duplicates_and_reordering),
+        cmocka_unit_test(a_new_transfer_id_truncates_the_unfinished_one),
+        cmocka_unit_test(a_silent_transfer_times_out_as_truncated),
         cmocka_unit_test(corrupted_chunk_fails_the_image_crc),
         cmocka_unit_test(inference_failure_latches_policy_fault_and_holds),
         cmocka_unit_test(policy_decimation_holds_the_action_between_runs),

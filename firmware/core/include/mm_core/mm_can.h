@@ -22,7 +22,9 @@ extern "C" {
 #define MM_CAN_DEVICE_BITS 10u
 #define MM_CAN_DEVICE_MASK 0x3FFu
 #define MM_CAN_BROADCAST 1023u
-#define MM_CAN_MAX_REPLIES 2u   /**< most frames one received frame can cause (flow control + ack) */
+/** Most frames one received frame can cause: flow control, or the TRUNCATED ack of the transfer a chunk abandons
+ *  + that chunk's own ack (the ISO-TP frame that completes a chunk never asks for flow control). */
+#define MM_CAN_MAX_REPLIES 2u
 
 /** Registers of REGISTER_REQUEST/RESPONSE; int32 values in the units named. */
 typedef enum {
@@ -33,16 +35,19 @@ typedef enum {
     MM_REG_DROPPED_SAMPLES = 0x0005,    /**< RO */
     MM_REG_HARD_CURRENT_LIMIT_MA = 0x0006, /**< RO, configured hard limit (mA) */
     MM_REG_HEARTBEAT_TIMEOUT_MS = 0x0007,  /**< RO (ms) */
+    MM_REG_RAW_ENCODER_COUNT = 0x0008,  /**< RO, last raw encoder count 0..16383 (read it to calibrate the zero) */
     MM_REG_CURRENT_LIMIT_MA = 0x0010,   /**< RW, limit in effect (mA), 1..hard limit */
     MM_REG_MAX_VELOCITY_MRAD_S = 0x0011,/**< RW, PID v_max (mrad/s) */
     MM_REG_KP_POS_MILLI = 0x0012,       /**< RW, kp_pos (1e-3 /s) */
     MM_REG_KP_VEL_MICRO = 0x0013,       /**< RW, kp_vel (1e-6 A s/rad) */
     MM_REG_KI_VEL_MICRO = 0x0014,       /**< RW, ki_vel (1e-6 A/rad) */
     MM_REG_GRAVITY_FF_MA = 0x0015,      /**< RW, gravity_ff (mA) */
+    MM_REG_ZERO_OFFSET_COUNTS = 0x0016, /**< RW, raw count 0..16383 at position 0 (load hanging straight down);
+                                             written only in IDLE or BRAKE; RAM only (Kconfig sets it at boot) */
 } mm_register_t;
 
 /** REGISTER_RESPONSE.status */
-enum { MM_REG_OK = 0, MM_REG_UNKNOWN = 1, MM_REG_READ_ONLY = 2, MM_REG_OUT_OF_RANGE = 3 };
+enum { MM_REG_OK = 0, MM_REG_UNKNOWN = 1, MM_REG_READ_ONLY = 2, MM_REG_OUT_OF_RANGE = 3, MM_REG_ACTIVE_MODE = 4 };
 
 #define MM_FIRMWARE_VERSION ((0 << 16) | (1 << 8) | 0)
 
@@ -81,6 +86,11 @@ bool mm_can_fault_frame(mm_can_t *can, const mm_core_t *core, mm_can_frame_t *tx
 
 /** The POLICY_ACK frame of the current transfer. */
 void mm_can_policy_ack_frame(const mm_can_t *can, const mm_core_t *core, mm_can_frame_t *tx);
+
+/** The POLICY_ACK frame (REJECTED, TRUNCATED) of a transfer the core abandoned (mm_core_policy_truncated_ack());
+ *  false when there is none. mm_can_receive() sends it itself when a chunk abandons a transfer; call this every
+ *  period for the transfer timeout. */
+bool mm_can_truncated_ack_frame(const mm_can_t *can, mm_core_t *core, mm_can_frame_t *tx);
 
 /** Read a register; returns MM_REG_* status. */
 uint8_t mm_can_register_read(const mm_can_t *can, const mm_core_t *core, uint16_t reg, int32_t *value);

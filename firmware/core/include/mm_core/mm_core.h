@@ -83,16 +83,20 @@ typedef struct {
     uint16_t policy_decimation;     /**< run the policy every N ticks (>= 1), holding its action between */
     float velocity_filter_tau_s;    /**< tau of the state velocity estimate (s) */
     float torque_constant_nm_per_a; /**< output torque per amp, for the effort estimate (N m/A) */
+    uint16_t zero_offset_counts;    /**< raw encoder count (0..16383) with the load hanging straight down: position 0
+                                         of the observation and the gravity feed-forward (contract section 2) */
     mm_pid_gains_t gains;           /**< PID gains until a command sets others */
     mm_obs_params_t obs;            /**< observation scales for samples while no policy is active */
     uint32_t max_policy_bytes;      /**< largest accepted image (<= MM_MAX_POLICY_BYTES) */
+    float transfer_timeout_s;       /**< a transfer with no chunk for this long is abandoned and acknowledged
+                                         REJECTED/TRUNCATED (s, control time: counted by mm_core_step); 0 disables */
     uint8_t public_key[MM_PUBLIC_KEY_BYTES]; /**< policy signing key, uncompressed P-256 point */
     mm_backend_t backend;           /**< inference backend; load/invoke may be NULL (then no policy loads) */
 } mm_config_t;
 
 /** This tick's sensor readings. */
 typedef struct {
-    uint16_t encoder_count;   /**< 0..16383 */
+    uint16_t encoder_count;   /**< raw count 0..16383 (the core subtracts zero_offset_counts) */
     bool encoder_ok;          /**< false on an SPI/parity/magnet error */
     bool end_stop_low;        /**< end-stop switch at the negative end is active */
     bool end_stop_high;       /**< end-stop switch at the positive end is active */
@@ -157,7 +161,8 @@ enum { MM_ACK_RECEIVING = 0, MM_ACK_ACCEPTED = 1, MM_ACK_REJECTED = 2 };
 /** Opaque core; allocate mm_core_size() bytes (suitably aligned) or a static mm_core_t. */
 typedef struct mm_core mm_core_t;
 
-/** Sensible defaults (4 A, 1 s heartbeat timeout holding, 80/100 deg C, ...); the key is all zero. */
+/** Sensible defaults (4 A, 0.5 s heartbeat timeout holding, 80/100 deg C, 2 s transfer timeout, zero offset 0,
+ *  ...); the key is all zero. */
 void mm_core_config_default(mm_config_t *cfg);
 
 /** Bytes of mm_core_t (for callers that cannot see the struct, such as the Python binding). */
@@ -174,6 +179,16 @@ mm_status_t mm_core_command(mm_core_t *core, const mm_command_t *cmd);
 
 /** A host heartbeat arrived: restart the watchdog. */
 void mm_core_heartbeat(mm_core_t *core, uint32_t seq);
+
+/**
+ * Recalibrate the zero (raw count 0..16383 with the load hanging straight down), only in IDLE or BRAKE: the
+ * position restarts within the first turn of the new frame, as at power-up (the turn count is forgotten).
+ * MM_ERR_ARGUMENT when counts > 16383, MM_ERR_STATE in an active mode (the position would jump under control).
+ */
+mm_status_t mm_core_set_zero_offset(mm_core_t *core, uint16_t counts);
+
+/** The raw encoder count of the last step (before the zero offset): what to read for the calibration. */
+uint16_t mm_core_raw_encoder_count(const mm_core_t *core);
 
 /** Current state. */
 void mm_core_get_state(const mm_core_t *core, mm_state_t *out);
@@ -212,6 +227,16 @@ mm_policy_reason_t mm_core_policy_load(mm_core_t *core, const uint8_t *image, ui
 
 /** The ack of the current (or last) transfer. */
 void mm_core_policy_ack(const mm_core_t *core, mm_policy_ack_t *out);
+
+/**
+ * The ack of a transfer the core abandoned before it completed: a chunk of another transfer_id arrived, no chunk
+ * arrived for transfer_timeout_s (checked in mm_core_step), or mm_core_policy_load() replaced it. Status
+ * REJECTED, reason MM_REASON_TRUNCATED, the chunks it had received; the previous policy stays active. Returns
+ * true once per abandoned transfer (false: nothing new). Poll it after every chunk and every control period and
+ * send the ack to the transfer's sender: it is the only news that sender gets. Holds one ack: a second
+ * abandonment before the poll replaces the first.
+ */
+bool mm_core_policy_truncated_ack(mm_core_t *core, mm_policy_ack_t *out);
 
 /** The active policy's header, or false when none is active. */
 bool mm_core_policy_active(const mm_core_t *core, mm_policy_header_t *out);

@@ -61,6 +61,12 @@ void mm_encoder_reset(mm_encoder_t *enc);
  */
 float mm_encoder_update(mm_encoder_t *enc, uint16_t count);
 
+/**
+ * A raw 14-bit count in the calibrated frame: (raw - zero_offset_counts) mod 16384, so count 0 is the load hanging
+ * straight down (contract section 2). Applied before mm_encoder_update().
+ */
+uint16_t mm_encoder_calibrate(uint16_t raw_count, uint16_t zero_offset_counts);
+
 /** Forget the history; the next update sets theta_{-1} = theta_0 and v = 0. */
 void mm_velocity_filter_reset(mm_velocity_filter_t *filter);
 

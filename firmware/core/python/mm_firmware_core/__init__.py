@@ -66,6 +66,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         "mm_core_heartbeat": (None, [ctypes.c_void_p, ctypes.c_uint32]),
         "mm_core_get_state": (None, [ctypes.c_void_p, p(cs.State)]),
         "mm_core_get_observation": (None, [ctypes.c_void_p, p(ctypes.c_float)]),
+        "mm_core_set_zero_offset": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_uint16]),
+        "mm_core_raw_encoder_count": (ctypes.c_uint16, [ctypes.c_void_p]),
+        "mm_core_config": (p(cs.Config), [ctypes.c_void_p]),
         "mm_core_policy_chunk": (
             ctypes.c_uint8,
             [
@@ -84,6 +87,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "mm_core_policy_finish": (ctypes.c_int, [ctypes.c_void_p]),
         "mm_core_policy_load": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint32]),
         "mm_core_policy_ack": (None, [ctypes.c_void_p, p(cs.PolicyAck)]),
+        "mm_core_policy_truncated_ack": (ctypes.c_bool, [ctypes.c_void_p, p(cs.PolicyAck)]),
         "mm_core_policy_active": (ctypes.c_bool, [ctypes.c_void_p, p(cs.PolicyHeader)]),
         "mm_core_pop_batch": (ctypes.c_uint8, [ctypes.c_void_p, p(cs.Batch), ctypes.c_uint8]),
         "mm_core_get_tuning": (None, [ctypes.c_void_p, p(cs.Tuning)]),
@@ -127,6 +131,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "mm_can_state_frames": (ctypes.c_uint8, [ctypes.c_void_p, ctypes.c_void_p, p(cs.CanFrame)]),
         "mm_can_fault_frame": (ctypes.c_bool, [ctypes.c_void_p, ctypes.c_void_p, p(cs.CanFrame)]),
         "mm_can_policy_ack_frame": (None, [ctypes.c_void_p, ctypes.c_void_p, p(cs.CanFrame)]),
+        "mm_can_truncated_ack_frame": (ctypes.c_bool, [ctypes.c_void_p, ctypes.c_void_p, p(cs.CanFrame)]),
         "mm_can_tick": (None, [ctypes.c_void_p, ctypes.c_float]),
     }
     for name, (restype, argtypes) in sigs.items():
@@ -312,7 +317,9 @@ class ServoCore:
             backend: inference backend; None means no policy can load.
             obs_scales: observation scales for samples while no policy is active.
             gains: initial PID gains (kp_pos, v_max, kp_vel, ki_vel, gravity_ff_a).
-            overrides: mm_config_t scalar fields to change from the defaults (e.g. heartbeat_timeout_s=0).
+            overrides: mm_config_t scalar fields to change from the defaults (e.g. heartbeat_timeout_s=0,
+                zero_offset_counts=5120: the raw count with the load hanging straight down, transfer_timeout_s=2.0:
+                control time without a chunk before a transfer is abandoned as truncated, 0 disables).
         """
         self._lib = library()
         self._mem = ctypes.create_string_buffer(self._lib.mm_core_size() + 16)
@@ -415,6 +422,30 @@ class ServoCore:
         self._lib.mm_core_get_observation(self._ptr, obs)
         return list(obs)
 
+    @property
+    def zero_offset_counts(self) -> int:
+        """Raw encoder count (0..16383) that the core takes as position 0 (load hanging straight down)."""
+        return int(self._lib.mm_core_config(self._ptr).contents.zero_offset_counts)
+
+    @property
+    def raw_encoder_count(self) -> int:
+        """The raw encoder count of the last step, before the zero offset (read it to calibrate the zero)."""
+        return int(self._lib.mm_core_raw_encoder_count(self._ptr))
+
+    def set_zero_offset(self, counts: int) -> None:
+        """Recalibrate the zero to raw count `counts` (0..16383); the position restarts within the first turn.
+
+        Raises:
+            FirmwareCoreError: counts outside 0..16383, or the servo is in an active mode (command IDLE or BRAKE
+                first: the position would jump under control).
+        """
+        if not 0 <= counts < ENCODER_COUNTS:
+            msg = f"zero offset {counts} is outside 0..{ENCODER_COUNTS - 1}: give the raw count of the hanging load"
+            raise FirmwareCoreError(msg)
+        if self._lib.mm_core_set_zero_offset(self._ptr, counts) != 0:
+            msg = "the zero offset can only change in IDLE or BRAKE; command one of them first"
+            raise FirmwareCoreError(msg)
+
     def pop_batch(self, max_samples: int = cs.BATCH_MAX_SAMPLES) -> cs.Batch:
         """Take up to max_samples consecutive transition samples (TransitionBatch columns)."""
         batch = cs.Batch()
@@ -451,6 +482,16 @@ class ServoCore:
         out = cs.PolicyAck()
         self._lib.mm_core_policy_ack(self._ptr, ctypes.byref(out))
         return out
+
+    def truncated_ack(self) -> cs.PolicyAck | None:
+        """The REJECTED/TRUNCATED ack of a transfer the core abandoned, once, or None.
+
+        A transfer is abandoned when a chunk of another transfer_id arrives before it completed, when no chunk
+        arrived for `transfer_timeout_s` of control time (checked in `step`), or when `load_policy` replaces it.
+        Poll after every chunk and every control period and send the ack to the sender: it hears nothing else.
+        """
+        out = cs.PolicyAck()
+        return out if self._lib.mm_core_policy_truncated_ack(self._ptr, ctypes.byref(out)) else None
 
     def active_policy(self) -> cs.PolicyHeader | None:
         """The active policy's header, or None."""
@@ -493,10 +534,11 @@ class CanEndpoint:
     def receive(self, frame_id: int, data: bytes) -> list[Frame]:
         """Handle one received frame; returns the frames to send (flow control, acks, register answers).
 
-        A completed policy transfer is verified and activated before returning, and its ack is included.
+        A completed policy transfer is verified and activated before returning, and its ack is included; a chunk
+        that abandons an unfinished transfer also yields that transfer's REJECTED/TRUNCATED ack.
         """
         rx = cs.CanFrame(frame_id, len(data), (ctypes.c_uint8 * 8)(*data))
-        tx = (cs.CanFrame * 2)()
+        tx = (cs.CanFrame * constant("MM_CAN_MAX_REPLIES"))()
         n = self._lib.mm_can_receive(self._mem, self._core._ptr, ctypes.byref(rx), tx)
         out = self._frames(tx, n)
         if self._lib.mm_core_policy_verify_pending(self._core._ptr):
@@ -515,6 +557,13 @@ class CanEndpoint:
         """A FAULT frame when new faults latched since the last call."""
         tx = cs.CanFrame()
         if self._lib.mm_can_fault_frame(self._mem, self._core._ptr, ctypes.byref(tx)):
+            return int(tx.id), bytes(tx.data[: tx.dlc])
+        return None
+
+    def truncated_ack_frame(self) -> Frame | None:
+        """The POLICY_ACK frame (REJECTED, TRUNCATED) of a transfer the core abandoned, once; poll every period."""
+        tx = cs.CanFrame()
+        if self._lib.mm_can_truncated_ack_frame(self._mem, self._core._ptr, ctypes.byref(tx)):
             return int(tx.id), bytes(tx.data[: tx.dlc])
         return None
 

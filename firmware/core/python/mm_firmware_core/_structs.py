@@ -91,9 +91,11 @@ class Config(ctypes.Structure):
         ("policy_decimation", ctypes.c_uint16),
         ("velocity_filter_tau_s", ctypes.c_float),
         ("torque_constant_nm_per_a", ctypes.c_float),
+        ("zero_offset_counts", ctypes.c_uint16),
         ("gains", PidGains),
         ("obs", ObsParams),
         ("max_policy_bytes", ctypes.c_uint32),
+        ("transfer_timeout_s", ctypes.c_float),
         ("public_key", ctypes.c_uint8 * PUBLIC_KEY_BYTES),
         ("backend", Backend),
     ]
