@@ -6,10 +6,14 @@
 #include "freertos/semphr.h"
 #include "mm_core/mm_core.h"
 
+/** Which transport sent the last policy chunk: the one that reports a transfer the core abandoned. */
+enum { APP_LINK_ROS = 0, APP_LINK_CAN = 1 };
+
 typedef struct {
     mm_core_t *core;            /* static storage in main.c */
     SemaphoreHandle_t lock;     /* every mm_core_* call except mm_core_policy_verify() */
     float dt_s;                 /* control period (s) */
+    uint8_t policy_link;        /* APP_LINK_*, written and read under the lock */
 } app_t;
 
 extern app_t g_app;

@@ -5,6 +5,7 @@
 #include "esp_log.h"
 #include "freertos/task.h"
 #include "mm_core/mm_can.h"
+#include "mm_servo.h"
 #include "sdkconfig.h"
 
 static const char *TAG = "can";
@@ -36,6 +37,9 @@ static void can_task(void *arg)
             }
             mm_can_frame_t tx[MM_CAN_MAX_REPLIES];
             xSemaphoreTake(g_app.lock, portMAX_DELAY);
+            if ((rx.id & ~(uint32_t)MM_CAN_DEVICE_MASK) == MM_SERVO_POLICY_TP_DATA_FRAME_ID) {
+                g_app.policy_link = APP_LINK_CAN;
+            }
             const uint8_t n = mm_can_receive(&s_can, g_app.core, &rx, tx);
             xSemaphoreGive(g_app.lock);
             for (uint8_t i = 0; i < n; ++i) {
@@ -58,12 +62,19 @@ static void can_task(void *arg)
             next_state = xTaskGetTickCount();
             mm_can_frame_t frames[3];
             mm_can_frame_t fault;
+            mm_can_frame_t truncated;
             xSemaphoreTake(g_app.lock, portMAX_DELAY);
             const uint8_t n = mm_can_state_frames(&s_can, g_app.core, frames);
             const bool has_fault = mm_can_fault_frame(&s_can, g_app.core, &fault);
+            /* The transfer timeout runs in the control step: its TRUNCATED ack goes out with the state. */
+            const bool has_truncated =
+                g_app.policy_link == APP_LINK_CAN && mm_can_truncated_ack_frame(&s_can, g_app.core, &truncated);
             xSemaphoreGive(g_app.lock);
             if (has_fault) {
                 send(&fault);
+            }
+            if (has_truncated) {
+                send(&truncated);
             }
             for (uint8_t i = 0; i < n; ++i) {
                 send(&frames[i]);

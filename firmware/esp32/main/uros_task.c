@@ -70,6 +70,7 @@ static void on_chunk(const void *msg)
     const mm_msgs__msg__PolicyChunk *c = msg;
     bool due = false;
     xSemaphoreTake(g_app.lock, portMAX_DELAY);
+    g_app.policy_link = APP_LINK_ROS;
     (void)mm_core_policy_chunk(g_app.core, c->transfer_id, c->total_size, c->image_crc32, c->index, c->chunk_size,
                                c->data.data, (uint16_t)c->data.size, &due);
     xSemaphoreGive(g_app.lock);
@@ -80,21 +81,40 @@ static void on_chunk(const void *msg)
     s_ack_due = s_ack_due || due;
 }
 
-static void publish_ack(void)
+static void publish_ack(const mm_policy_ack_t *ack)
 {
-    mm_policy_ack_t ack;
-    xSemaphoreTake(g_app.lock, portMAX_DELAY);
-    mm_core_policy_ack(g_app.core, &ack);
-    xSemaphoreGive(g_app.lock);
-    s_ack.transfer_id = ack.transfer_id;
-    s_ack.status = ack.status;
-    s_ack.reason = ack.reason;
-    s_ack.received_chunks = ack.received_chunks;
-    s_ack.total_chunks = ack.total_chunks;
-    memcpy(s_ack_missing, ack.missing, sizeof s_ack_missing);
-    s_ack.missing.size = ack.missing_count;
-    s_ack.active_policy_crc32 = ack.active_policy_crc32;
+    s_ack.transfer_id = ack->transfer_id;
+    s_ack.status = ack->status;
+    s_ack.reason = ack->reason;
+    s_ack.received_chunks = ack->received_chunks;
+    s_ack.total_chunks = ack->total_chunks;
+    memcpy(s_ack_missing, ack->missing, sizeof s_ack_missing);
+    s_ack.missing.size = ack->missing_count;
+    s_ack.active_policy_crc32 = ack->active_policy_crc32;
     (void)rcl_publish(&s_ack_pub, &s_ack, NULL);
+}
+
+/* A transfer the core abandoned (superseded, or silent for the transfer timeout) is reported REJECTED/TRUNCATED
+ * first, then the current transfer's ack when one is due. */
+static void publish_acks(void)
+{
+    mm_policy_ack_t truncated;
+    mm_policy_ack_t current;
+    const bool current_due = s_ack_due; /* s_ack_due belongs to this task (on_chunk runs in its executor) */
+    s_ack_due = false;
+    xSemaphoreTake(g_app.lock, portMAX_DELAY);
+    const bool has_truncated =
+        g_app.policy_link == APP_LINK_ROS && mm_core_policy_truncated_ack(g_app.core, &truncated);
+    if (current_due) {
+        mm_core_policy_ack(g_app.core, &current);
+    }
+    xSemaphoreGive(g_app.lock);
+    if (has_truncated) {
+        publish_ack(&truncated);
+    }
+    if (current_due) {
+        publish_ack(&current);
+    }
 }
 
 /* Agent-synchronised wall time (rmw_uros_sync_session at startup). */
@@ -236,10 +256,7 @@ static void uros_task(void *arg)
         (void)rclc_executor_spin_some(&executor, RCL_MS_TO_NS(1));
         publish_state(seq);
         publish_batches();
-        if (s_ack_due) {
-            s_ack_due = false;
-            publish_ack();
-        }
+        publish_acks();
         vTaskDelayUntil(&wake, period > 0 ? period : 1);
     }
 
