@@ -151,6 +151,8 @@ class CanServo:
                     self.core.step(encoder_count=0, dt_s=0.001)
                     self.endpoint.tick(self.period_s)
                     out += self.endpoint.state_frames()
+                    truncated = self.endpoint.truncated_ack_frame()  # the servo gave up on a transfer
+                    out += [truncated] if truncated is not None else []
                     next_state = now + self.period_s
             for frame_id, data in out:
                 self.bus.send(can.Message(arbitration_id=frame_id, data=data, is_extended_id=True))

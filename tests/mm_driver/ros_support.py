@@ -110,9 +110,9 @@ class Client:
     def close(self) -> None:
         """Stop spinning and shut the context down."""
         self.executor.shutdown(timeout_sec=2.0)
+        self._thread.join(timeout=2.0)  # before destroying what the spinning thread may still be waiting on
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
-        self._thread.join(timeout=2.0)
 
 
 def wait(future: Any, timeout_s: float) -> Any:

@@ -112,6 +112,32 @@ def test_refusals_keep_the_previous_policy(
     link.wait_sample(lambda s: s.policy_crc32 == first)
 
 
+@pytest.mark.slow
+def test_servo_abandons_a_stalled_transfer_and_says_so(signing_key: ec.EllipticCurvePrivateKey) -> None:
+    """With a short transfer timeout the servo's own REJECTED/TRUNCATED ack ends the deployment."""
+    core = fw.ServoCore(
+        public_key=public_key_bytes(signing_key),
+        backend=AcceptAnyBackend(),
+        heartbeat_timeout_s=0,
+        transfer_timeout_s=0.05,  # 50 control ticks of the harness: half a second of wall time
+    )
+    first = signed_image(signing_key, 3000, seed=1)
+    assert core.load_policy(first) == 0
+    servo = CanServo(core, device_id=DEVICE)
+    link = Link(servo)
+    try:
+        deployer = Deployer(FaultyLink(link.transport, stop_after=4), chunk_size=1024, ack_timeout_s=0.5, max_rounds=20)
+        link.transport.close()
+        link.transport.open(link._on_state, deployer.on_ack)
+        outcome = deployer.deploy(signed_image(signing_key, 16 * 1024, seed=9), previous_policy_crc32=zlib.crc32(first))
+    finally:
+        link.transport.close()
+        servo.close()
+    assert (outcome.success, outcome.reason) == (False, AckReason.TRUNCATED)
+    assert outcome.message.startswith("refused by the servo (TRUNCATED"), outcome.message
+    assert servo.policy_crc32() == zlib.crc32(first) == outcome.active_policy_crc32
+
+
 def test_commands_registers_and_state_over_can(rig: tuple[CanServo, Link, int]) -> None:
     servo, link, _ = rig
     link.transport.send_command(Command(Mode.POSITION, target=0.75, kp_pos=20.0, kp_vel=0.05, ki_vel=1.5))

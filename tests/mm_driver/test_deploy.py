@@ -113,7 +113,7 @@ def test_abandoned_transfer_reports_truncated(signing_key: ec.EllipticCurvePriva
     core, deployer, first = _setup(signing_key, stop_after=10)
     outcome = deployer.deploy(signed_image(signing_key, 16 * 1024, seed=8), previous_policy_crc32=first)
     assert (outcome.success, outcome.reason) == (False, AckReason.TRUNCATED)
-    assert "truncated" in outcome.message and f"{first:08x}" in outcome.message
+    assert "truncat" in outcome.message.lower() and f"{first:08x}" in outcome.message
     assert core.state().policy_crc32 == first
 
 

@@ -5,10 +5,11 @@ its verdict.
 
 The servo acknowledges when the chunk with the last index arrives (with the missing indices when there are
 gaps), after it has verified a complete image (ACCEPTED or REJECTED with the reason), and on any chunk of a
-transfer it has already judged. So when no answer comes, resending the last chunk asks for one. A servo that
-never completes the transfer never refuses it either (the core does not emit REASON_TRUNCATED itself): the
-deployer then gives up after `max_rounds` unanswered or incomplete rounds and reports the transfer truncated.
-In every failure the servo keeps running its previous policy; the outcome says what it runs.
+transfer it has already judged. So when no answer comes, resending the last chunk asks for one. A transfer that
+stops arriving is abandoned by the servo itself after its transfer timeout (REJECTED/TRUNCATED, firmware core
+`transfer_timeout_s`, 2 s of control time by default); the deployer does not rely on it and also gives up after
+`max_rounds` unanswered or unprogressing rounds, reporting the transfer truncated. In every failure the servo
+keeps running its previous policy; the outcome says what it runs.
 """
 
 from __future__ import annotations
