@@ -253,13 +253,23 @@ def test_fast_mode_publishes_clock_faster_than_real_time(tmp_path: Path, report:
         on_clock,
         QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT),  # as rclpy's own time source
     )
+    from rclpy.parameter import Parameter
+
+    # A node with use_sim_time follows the servo's /clock (in the same executor as the client).
+    sim_node = Node(
+        "sim_time_user", context=client.context, parameter_overrides=[Parameter("use_sim_time", value=True)]
+    )
+    client.executor.add_node(sim_node)
     try:
         client.wait(lambda: len(clocks) > 10, "/clock", {"fast": (process, log)})
         start = clocks[-1]
         client.wait(lambda: clocks[-1][0] - start[0] > 2.0, "two seconds of /clock", {"fast": (process, log)})
+        sim_now_s = sim_node.get_clock().now().nanoseconds * 1e-9
     finally:
+        sim_node.destroy_node()
         client.close()
         _stop(process)
+    assert abs(sim_now_s - clocks[-1][1]) < 0.5, "a use_sim_time node's clock is the servo's time"
     end = clocks[-1]
     factor = (end[1] - start[1]) / (end[0] - start[0])
     report(f"virtual servo fast mode (1 kHz control, across processes): /clock at {factor:.1f}x real time")
