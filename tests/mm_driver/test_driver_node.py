@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -354,5 +355,30 @@ def test_two_servos_in_two_namespaces_with_lifecycle(tmp_path: Path) -> None:
             )
             assert response.success
             client.wait_for(lambda: states["right"][-1].mode == Mode.HOLD, 5.0, "HOLD after deactivate")
+        finally:
+            client.close()
+
+
+def test_fast_mode_driver_follows_the_simulated_clock(tmp_path: Path, report: Any) -> None:
+    """A fast twin publishes /clock; the driver with use_sim_time judges moves and beats its heart in sim time."""
+    params = write_params(tmp_path / "fast.yaml", "/**", {"autostart": True, "use_sim_time": True})
+    twin = twin_args("/fast", load="inertia_disk", time_mode="fast", fast_max_factor=20.0)
+    with process(twin, tmp_path / "twin.log"), process(driver_args("/fast", params), tmp_path / "driver.log"):
+        client = Client("fast_client")
+        try:
+            move = client.action(MoveTo, "/fast/move_to")
+            joints = client.subscribe(JointState, "/fast/joint_states")
+            states = client.subscribe(ServoState, "/fast/state", qos_profile_sensor_data)
+            client.wait_for(lambda: bool(joints), 30.0, "joint_states")
+            walls, sims = [], []
+            for target in (1.0, -1.0, 2.0):
+                t0 = time.monotonic()
+                accepted, result, _ = client.call(move, MoveTo.Goal(target_rad=target, controller="pid"))
+                walls.append(time.monotonic() - t0)
+                sims.append(result.elapsed_s)
+                assert accepted and result.success, result.message
+            # No heartbeat loss although sim time runs faster than the wall clock.
+            assert not states[-1].fault_flags & ServoState.FAULT_HEARTBEAT_LOST
+            report(f"fast twin (<= 20x): 3 moves took {sum(sims):.3f} s sim time in {sum(walls):.3f} s wall")
         finally:
             client.close()
