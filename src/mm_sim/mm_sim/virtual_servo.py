@@ -279,8 +279,9 @@ class VirtualServo:
         self.can: CanPort | None = None
         self.plant.reset(config.initial_angle_rad)
         self._sensors.reset(config.initial_angle_rad)
-        # Power-up reading: the firmware reads the encoder once before the control timer starts, so its turn
-        # counter starts at the noise-free count (a shaft resting at 0 does not boot one turn up at 2π - ε).
+        # The core counts turns from its first reading. That reading is taken noise-free here, so a shaft resting
+        # at 0 boots at 0 and not one turn up at 2π - ε when the noise dips below count 0 (a real servo resting
+        # there has the same ambiguity; it is the core's boot convention, not something the twin can fix).
         self._last_output = self.core.step(
             encoder_count=fw.encoder_count(config.initial_angle_rad), dt_s=self.dt_s, bus_voltage_v=self._bus_voltage_v
         )
