@@ -38,6 +38,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 import yaml
+from mm_sim.objectives import OBJECTIVES as NAMED_OBJECTIVES
+from mm_sim.objectives import objective_weights
 from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -54,7 +56,8 @@ from mm_learning.errors import LearningError
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "td3": TD3, "ddpg": DDPG, "a2c": A2C}
 OFF_POLICY = frozenset({"sac", "td3", "ddpg"})
 DEFAULT_ALGORITHM = "ppo"
-OBJECTIVES = ("accuracy", "speed", "energy", "smooth")
+OBJECTIVES = tuple(NAMED_OBJECTIVES)
+"""The named objectives (mm_sim's); a mix weights several of them."""
 
 _ACTIVATIONS: dict[str, type[torch.nn.Module]] = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 _LATEST = "latest"
@@ -128,8 +131,6 @@ def load_preset(algorithm: str) -> dict[str, Any]:
 
 def objective_terms(objective: str) -> dict[str, float]:
     """mm_sim reward-term weights of an objective text: the weighted sum of each named objective's terms."""
-    from mm_sim.objectives import objective_weights
-
     terms: dict[str, float] = {}
     for name, weight in parse_objective(objective).items():
         for term, term_weight in objective_weights(name).items():
