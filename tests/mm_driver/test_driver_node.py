@@ -42,7 +42,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
 from mm_msgs.action import DeployPolicy, MoveTo
-from mm_msgs.msg import Heartbeat, PolicyBlob, ServoState
+from mm_msgs.msg import Heartbeat, PolicyBlob, ServoCommand, ServoState
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -286,6 +286,26 @@ def test_preemption_and_cancel_hold(rig: dict[str, Any]) -> None:
     ((second_accepted, second, _),) = results
     assert second_accepted and not second.success and "cancelled" in second.message
     client.wait_for(lambda: rig["states"][-1].mode == Mode.HOLD, 5.0, "HOLD after cancel")
+
+
+def test_torque_and_hold_through_the_driver_servo_command(rig: dict[str, Any]) -> None:
+    """Baselines that need other modes use the driver's `servo_command`; bad ones are ignored with a reason."""
+    client, states = rig["client"], rig["states"]
+    publisher = client.node.create_publisher(ServoCommand, f"{NS}/servo_command", 10)
+    try:
+        client.wait_for(lambda: publisher.get_subscription_count() > 0, 10.0, "the driver's servo_command")
+        publisher.publish(ServoCommand(mode=ServoCommand.MODE_POSITION, target=100.0))
+        client.wait_for(lambda: "ignored servo_command (mode 3)" in rig["driver_log"].read_text(), 5.0, "the log")
+        start = states[-1].position_rad
+        publisher.publish(ServoCommand(mode=ServoCommand.MODE_TORQUE, target=0.3))
+        client.wait_for(
+            lambda: states[-1].mode == Mode.TORQUE and abs(states[-1].position_rad - start) > 0.5, 5.0, "torque"
+        )
+        assert states[-1].current_cmd_a == pytest.approx(0.3, abs=0.05)
+        publisher.publish(ServoCommand(mode=ServoCommand.MODE_HOLD))
+        client.wait_for(lambda: states[-1].mode == Mode.HOLD and abs(states[-1].velocity_rad_s) < 0.5, 5.0, "hold")
+    finally:
+        client.node.destroy_publisher(publisher)
 
 
 def test_heartbeat_loss_holds_within_50_ms(rig: dict[str, Any], report: Any) -> None:

@@ -33,7 +33,7 @@ from ros_support import Client
 from sensor_msgs.msg import JointState
 
 from mm_msgs.action import DeployPolicy, MoveTo
-from mm_msgs.msg import PolicyBlob
+from mm_msgs.msg import PolicyBlob, ServoCommand
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -163,6 +163,24 @@ def test_16k_policy_over_isotp_then_refusal_then_policy_moves(
         goal = MoveTo.Goal(target_rad=target, tolerance_rad=0.02, controller="policy")
         accepted, moved, _ = rig["client"].call(rig["move"], goal)
         assert accepted and moved.success, moved.message
+
+
+def test_torque_command_over_can(rig: dict[str, Any]) -> None:
+    """The driver's servo_command path works the same on CAN (COMMAND frame, target in A)."""
+    client, servo = rig["client"], rig["paced"]
+    publisher = client.node.create_publisher(ServoCommand, f"{NS}/servo_command", 10)
+    joints = client.messages.get(f"{NS}/joint_states") or client.subscribe(JointState, f"{NS}/joint_states")
+    try:
+        client.wait_for(lambda: publisher.get_subscription_count() > 0, 10.0, "the driver's servo_command")
+        publisher.publish(ServoCommand(mode=ServoCommand.MODE_TORQUE, target=0.25))
+        client.wait_for(lambda: bool(joints) and abs(joints[-1].velocity[0]) > 1.0, 5.0, "the shaft to spin up")
+        with servo.lock:
+            state = servo.servo.state()
+        assert state.mode == ServoCommand.MODE_TORQUE and state.current_cmd_a == pytest.approx(0.25, abs=0.02)
+        publisher.publish(ServoCommand(mode=ServoCommand.MODE_HOLD))
+        client.wait_for(lambda: abs(joints[-1].velocity[0]) < 0.5, 5.0, "the shaft to stop in HOLD")
+    finally:
+        client.node.destroy_publisher(publisher)
 
 
 @pytest.mark.parametrize(

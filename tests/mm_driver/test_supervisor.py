@@ -98,3 +98,18 @@ def test_parameter_file_equals_the_declared_defaults() -> None:
     path = Path(__file__).resolve().parents[2] / "src" / "mm_driver" / "config" / "driver.yaml"
     declared = {name: default for name, (default, _) in PARAMETERS.items()}
     assert yaml.safe_load(path.read_text())["driver"]["ros__parameters"] == declared
+
+
+def test_direct_commands_are_checked() -> None:
+    from mm_driver.errors import DriverError
+    from mm_driver.supervisor import validate_command
+
+    torque = validate_command(2, {"target": 0.4, "current_limit_a": 1.0}, LIMITS)
+    assert (torque.mode, torque.target, torque.current_limit_a) == (Mode.TORQUE, 0.4, 1.0)
+    assert validate_command(2, {"target": 100.0}, LIMITS).target == 100.0  # amperes: the servo clamps them
+    with pytest.raises(DriverError, match="mode 9 is unknown"):
+        validate_command(9, {}, LIMITS)
+    with pytest.raises(DriverError, match="kp_pos is nan"):
+        validate_command(3, {"target": 0.0, "kp_pos": math.nan}, LIMITS)
+    with pytest.raises(DriverError, match="outside the limits"):
+        validate_command(3, {"target": 4.0}, LIMITS)

@@ -11,6 +11,8 @@
   callback with the reason logged; a new goal preempts the running one; cancel puts the servo in HOLD; the
   result carries mm_sim's step metrics. `controller: pid` runs the servo's POSITION mode with the configured
   gains, so baselines go through the same path.
+- `servo_command` (mm_msgs/ServoCommand, subscribed): direct commands (torque, hold, brake, idle, position
+  with gains, clear faults) checked and forwarded on either transport, so baselines need no other path.
 - `deploy_policy` (mm_msgs/action/DeployPolicy): the registry entry named by `policy_id`, or the latest blob
   on `policy`; chunks with progress feedback; the servo's verdict (and, on refusal, the policy it still runs).
 
@@ -43,10 +45,18 @@ from std_msgs.msg import String
 
 from mm_driver.deploy import Deployer, DeployProgress
 from mm_driver.errors import DriverError, GoalRejected
-from mm_driver.supervisor import MoveLimits, MoveRequest, MoveResult, MoveSupervisor, PowerModel, validate_goal
+from mm_driver.supervisor import (
+    MoveLimits,
+    MoveRequest,
+    MoveResult,
+    MoveSupervisor,
+    PowerModel,
+    validate_command,
+    validate_goal,
+)
 from mm_driver.transport import Ack, Command, Mode, ServoSample, Transport, fault_names
 from mm_msgs.action import DeployPolicy, MoveTo
-from mm_msgs.msg import PolicyBlob
+from mm_msgs.msg import PolicyBlob, ServoCommand
 
 PARAMETERS: dict[str, tuple[Any, str]] = {
     "autostart": (False, "configure and activate at start (no lifecycle manager needed)"),
@@ -200,6 +210,9 @@ class DriverNode(LifecycleNode):
             self._joint_pub,
             self._diag_pub,
             self.create_subscription(PolicyBlob, "policy", self._on_blob, LATCHED_QOS, callback_group=self._sub_group),
+            self.create_subscription(
+                ServoCommand, "servo_command", self._on_servo_command, 10, callback_group=self._sub_group
+            ),
             ActionServer(
                 self,
                 MoveTo,
@@ -328,6 +341,22 @@ class DriverNode(LifecycleNode):
     def _on_blob(self, blob: PolicyBlob) -> None:
         self._blob = blob
         self.get_logger().info(f"policy blob {blob.policy_id[:12]} ({len(blob.image)} B, {blob.objective!r}) ready")
+
+    def _on_servo_command(self, msg: ServoCommand) -> None:
+        """A direct command (PID, torque, hold, brake, idle, clear faults): checked, then forwarded on any transport.
+
+        It ends a running move (that move's result says it was preempted).
+        """
+        fields = {name: getattr(msg, name) for name in Command.__dataclass_fields__ if name != "mode"}
+        try:
+            if not self._active:
+                raise DriverError("the driver is not active; configure and activate it")
+            command = validate_command(msg.mode, fields, self._limits)
+        except DriverError as exc:
+            self.get_logger().warning(f"ignored servo_command (mode {msg.mode}): {exc}")
+            return
+        self._stop_moves()
+        self._send(command)
 
     def _diagnostics(self) -> None:
         with self._cond:

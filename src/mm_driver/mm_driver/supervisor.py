@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from mm_sim.metrics import Response, step_metrics
 
-from mm_driver.errors import GoalRejected
-from mm_driver.transport import Mode, ServoSample
+from mm_driver.errors import DriverError, GoalRejected
+from mm_driver.transport import Command, Mode, ServoSample
 
 CONTROLLERS = {"pid": Mode.POSITION, "policy": Mode.POLICY}
 
@@ -106,6 +106,28 @@ def validate_goal(
         max_velocity_rad_s=max_velocity_rad_s,
         controller=chosen,
     )
+
+
+def validate_command(mode: int, fields: dict[str, float | bool], limits: MoveLimits) -> Command:
+    """Check a direct servo command (PID, torque, hold, ... modes: ServoCommand fields) and build it.
+
+    Raises:
+        DriverError: an unknown mode, a non-finite field, or a position target outside the limits.
+    """
+    if mode not in Mode._value2member_map_:
+        raise DriverError(f"mode {mode} is unknown; use ServoCommand.MODE_* (0..5)")
+    for name, value in fields.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise DriverError(f"{name} is {value}; give a finite number")
+    command = Command(mode=Mode(mode), **fields)  # type: ignore[arg-type]
+    positional = command.mode in {Mode.POSITION, Mode.POLICY}
+    if positional and not limits.position_min_rad <= command.target <= limits.position_max_rad:
+        msg = (
+            f"target {command.target:.4g} rad is outside the limits [{limits.position_min_rad:.4g}, "
+            f"{limits.position_max_rad:.4g}] rad"
+        )
+        raise DriverError(msg)
+    return command
 
 
 @dataclass(frozen=True)
