@@ -58,8 +58,15 @@ class Client:
         self.executor.add_node(self.node)
         self.cond = threading.Condition()
         self.messages: dict[str, list[Any]] = {}
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
+
+    def _spin(self) -> None:
+        # spin_once in a loop that close() ends first: shutting an executor down under spin() races its
+        # guard conditions (rclpy raises from the spinning thread).
+        while not self._stop.is_set():
+            self.executor.spin_once(timeout_sec=0.05)
 
     def subscribe(self, msg_type: Any, topic: str, qos: QoSProfile | int = 10) -> list[Any]:
         """Start collecting messages on `topic`; returns the live list."""
@@ -109,8 +116,9 @@ class Client:
 
     def close(self) -> None:
         """Stop spinning and shut the context down."""
+        self._stop.set()
+        self._thread.join(timeout=5.0)
         self.executor.shutdown(timeout_sec=2.0)
-        self._thread.join(timeout=2.0)  # before destroying what the spinning thread may still be waiting on
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
 

@@ -380,9 +380,13 @@ def test_two_servos_in_two_namespaces_with_lifecycle(tmp_path: Path) -> None:
 
 
 def test_fast_mode_driver_follows_the_simulated_clock(tmp_path: Path, report: Any) -> None:
-    """A fast twin publishes /clock; the driver with use_sim_time judges moves and beats its heart in sim time."""
+    """A fast twin publishes /clock; the driver with use_sim_time judges moves and beats its heart in sim time.
+
+    The twin is capped at 5x real time: its 0.5 s (sim) watchdog then leaves the driver 100 ms of wall time to
+    answer. At 20x it is 25 ms, which a loaded 2-core machine does not always give (HEARTBEAT_LOST was seen).
+    """
     params = write_params(tmp_path / "fast.yaml", "/**", {"autostart": True, "use_sim_time": True})
-    twin = twin_args("/fast", load="inertia_disk", time_mode="fast", fast_max_factor=20.0)
+    twin = twin_args("/fast", load="inertia_disk", time_mode="fast", fast_max_factor=5.0)
     with process(twin, tmp_path / "twin.log"), process(driver_args("/fast", params), tmp_path / "driver.log"):
         client = Client("fast_client")
         try:
@@ -399,6 +403,6 @@ def test_fast_mode_driver_follows_the_simulated_clock(tmp_path: Path, report: An
                 assert accepted and result.success, result.message
             # No heartbeat loss although sim time runs faster than the wall clock.
             assert not states[-1].fault_flags & ServoState.FAULT_HEARTBEAT_LOST
-            report(f"fast twin (<= 20x): 3 moves took {sum(sims):.3f} s sim time in {sum(walls):.3f} s wall")
+            report(f"fast twin (<= 5x): 3 moves took {sum(sims):.3f} s sim time in {sum(walls):.3f} s wall")
         finally:
             client.close()

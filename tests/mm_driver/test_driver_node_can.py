@@ -98,7 +98,13 @@ def rig(key: ec.EllipticCurvePrivateKey) -> Iterator[dict[str, Any]]:
     )
     executor = MultiThreadedExecutor(context=context)
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
+    stop = threading.Event()
+
+    def spin() -> None:  # spin_once in a loop that ends before the executor shuts down (see ros_support.Client)
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.05)
+
+    spinner = threading.Thread(target=spin, daemon=True)
     spinner.start()
     client = Client("can_driver_client")
     try:
@@ -115,6 +121,8 @@ def rig(key: ec.EllipticCurvePrivateKey) -> Iterator[dict[str, Any]]:
     finally:
         client.close()
         node.trigger_shutdown()
+        stop.set()
+        spinner.join(timeout=5.0)
         executor.shutdown(timeout_sec=2.0)
         node.destroy_node()
         rclpy.try_shutdown(context=context)
