@@ -242,3 +242,19 @@ def test_cloning_the_pid_gives_a_policy_close_to_it_before_any_rl(tmp_path: Path
     # Returns are negative (accumulated error): the clone is within 25 % of the PID, the random policy is not.
     assert result.eval_metrics["mean_return"] >= 1.25 * pid
     assert from_scratch.eval_metrics["mean_return"] < 1.25 * pid
+
+
+def test_the_best_evaluated_model_is_kept_when_training_makes_the_policy_worse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_evaluate = trainer_module.evaluate_moves
+    returns = iter([-1.0, -2.0, -3.0])  # the PID's, then the policy's first evaluation, then a worse one
+
+    def worsening(env: object, controller: object, moves: list[object]) -> dict[str, float]:
+        return real_evaluate(env, controller, moves) | {"mean_return": next(returns)}  # type: ignore[arg-type]
+
+    monkeypatch.setattr(trainer_module, "evaluate_moves", worsening)
+    result = Trainer(_config(tmp_path, max_steps=1024, stop_on_target=False)).run()
+    assert result.steps == 1024 and result.best_steps == 512
+    assert result.best_metrics["mean_return"] == -2.0
+    assert ALGORITHMS["ppo"].load(result.best_model_path).num_timesteps == 512

@@ -12,6 +12,7 @@ Run directory layout (``TrainConfig.out_dir``)::
 
     config.json                    the run's configuration (a resumed run must ask for the same objective/algo)
     model.zip                      the model at the end of the last finished part of the run
+    best_model.zip                 the evaluated model with the highest mean return (what to export)
     checkpoints/latest             name of the newest complete checkpoint (replaced atomically)
     checkpoints/step-<n>/          model.zip, replay_buffer.pkl (off-policy), rng.pkl, state.json
     tb/                            TensorBoard logs
@@ -61,6 +62,7 @@ OBJECTIVES = tuple(NAMED_OBJECTIVES)
 
 _ACTIVATIONS: dict[str, type[torch.nn.Module]] = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 _LATEST = "latest"
+BEST_MODEL = "best_model.zip"
 _REWARD_NORMALIZER = "reward_normalizer.pkl"
 _STEP_DIR_DIGITS = 12
 # Seed of the evaluation moves and their sensor noise; far from the training envs' seeds (the run's seed + n).
@@ -451,6 +453,10 @@ class TrainResult:
         baseline_metrics: the PID baseline on the same moves.
         checkpoint_dir: the checkpoint written at the end.
         elapsed_s: wall time over all parts of the run (s).
+        best_model_path: ``out_dir/best_model.zip``, the evaluated model with the highest mean return so far
+            (what to export: RL can make a policy worse, and the last model is not always the best).
+        best_steps: the step count of that model.
+        best_metrics: its evaluation.
     """
 
     model: BaseAlgorithm
@@ -461,6 +467,9 @@ class TrainResult:
     baseline_metrics: Mapping[str, float]
     checkpoint_dir: Path
     elapsed_s: float
+    best_model_path: Path
+    best_steps: int
+    best_metrics: Mapping[str, float]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -682,6 +691,9 @@ class Trainer:
             baseline_metrics=dict(self.baseline_metrics),
             checkpoint_dir=final,
             elapsed_s=float(state["elapsed_s"]),
+            best_model_path=config.out_dir / BEST_MODEL,
+            best_steps=int(state["best"]["steps"]),
+            best_metrics=dict(state["best"]["metrics"]),
         )
 
 
@@ -714,6 +726,9 @@ class _RunCallback(BaseCallback):
 
     def _on_training_start(self) -> None:
         steps = self.model.num_timesteps
+        if steps == 0 and "clone_mse" in self.state:
+            # The cloned baseline competes for the best model too.
+            self.evaluate(self.model)
         self._last_report = (time.monotonic(), steps)
         every = self.config.eval_every_steps
         self._next_eval = steps + every if every else 2**62
@@ -765,6 +780,11 @@ class _RunCallback(BaseCallback):
         metrics = evaluate_moves(self.eval_env, policy_controller(model), self.trainer.eval_moves)
         self.trainer.eval_metrics = metrics
         self.evaluated_at = model.num_timesteps
+        best = self.state.get("best")
+        if best is None or metrics["mean_return"] > best["metrics"]["mean_return"]:
+            model.save(self.config.out_dir / ".best_model.zip.tmp")
+            os.replace(self.config.out_dir / ".best_model.zip.tmp", self.config.out_dir / BEST_MODEL)
+            self.state["best"] = {"steps": model.num_timesteps, "metrics": metrics}
         for name, value in metrics.items():
             model.logger.record(f"eval/{name}", value)
             model.logger.record(f"pid/{name}", self.trainer.baseline_metrics.get(name, math.nan))
