@@ -230,14 +230,16 @@ class LearnerNode(Node):
         self._feedback(goal_handle, "exporting", last[0] if last else None)
         from mm_learning.signing import load_private_key
 
+        # Export the best evaluated model: RL can make the policy worse than an earlier evaluation of it.
+        best = ALGORITHMS[algorithm].load(result.best_model_path, device="cpu")
         try:
             export = export_trained(
-                result.model,
+                best,
                 twin,
                 private_key=load_private_key(self._path("signing_key")),
                 out_dir=out_dir / "export",
                 moves=int(self._param("export_moves")),
-                metrics=_metric_dict(dict(result.eval_metrics)),
+                metrics=_metric_dict(dict(result.best_metrics)),
             )
         except LearningError as exc:
             # The training is kept: a retry with another budget resumes from the checkpoint.
@@ -259,7 +261,7 @@ class LearnerNode(Node):
             image=list(export.image),
             objective=twin.objective,
             algorithm=algorithm,
-            training_steps=result.steps,
+            training_steps=result.best_steps,
             metrics=metric_values(quantized_metrics),
             metadata_json=json.dumps(metadata),
         )
@@ -269,7 +271,7 @@ class LearnerNode(Node):
         verdict = "beats" if result.target_beaten else "does not beat"
         note = "; deploy: the driver takes it from `policy`" if goal.deploy else ""
         message = (
-            f"{algorithm} policy {entry.policy_id[:12]} ({result.stop_reason} after {result.steps} steps) "
+            f"{algorithm} policy {entry.policy_id[:12]} (best of {result.steps} steps: step {result.best_steps}) "
             f"{verdict} the PID on {twin.objective}; published on `policy`{note}"
         )
         self.get_logger().info(message)
