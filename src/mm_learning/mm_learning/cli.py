@@ -161,7 +161,10 @@ def _train(args: argparse.Namespace) -> None:
         f"the policy {verdict} the {config.twin.objective} target against the PID"
     )
     _print_comparison(dict(result.eval_metrics), dict(result.baseline_metrics))
-    print(f"model: {args.out / 'model.zip'}  (mm export {args.out / 'model.zip'} --algorithm {args.algo.upper()} ...)")
+    print(
+        f"best evaluated model (step {result.best_steps}, return {result.best_metrics['mean_return']:.4g}): "
+        f"{result.best_model_path}  (mm export {result.best_model_path} --algorithm {args.algo.upper()} ...)"
+    )
 
 
 def _eval(args: argparse.Namespace) -> None:
