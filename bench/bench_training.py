@@ -41,6 +41,7 @@ from mm_learning.trainer import (
 )
 from mm_sim.baselines import TimeOptimalController
 from mm_sim.evaluate import PolicyController
+from stable_baselines3 import PPO
 
 COLUMNS = (
     ("settled_fraction", "settled", "{:.2f}"),
@@ -86,17 +87,20 @@ def bench_objective(objective: str, minutes: float, moves: int, eval_every: int,
         "time_to_beat_pid_s": wall_s if result.stop_reason == "target" else None,
         "curve": curve,
     }
+    # The best evaluated model is what the trainer hands to the export (RL can make the policy worse).
+    model = PPO.load(result.best_model_path, device="cpu")
+    row["best_steps"] = result.best_steps
     env = twin.make_env(randomize=False)
     seeded = twin.moves(moves)
     pid = twin.make_baseline(env, seeded)
     table = {
-        "float": evaluate_moves(env, policy_controller(result.model), seeded),
+        "float": evaluate_moves(env, policy_controller(model), seeded),
         "pid": evaluate_moves(env, pid, seeded),
         "bound": evaluate_moves(env, TimeOptimalController(pid.gains), seeded),
     }
     try:
         export = export_trained(
-            result.model, twin, private_key=ec.generate_private_key(ec.SECP256R1()), out_dir=out_dir / "export"
+            model, twin, private_key=ec.generate_private_key(ec.SECP256R1()), out_dir=out_dir / "export"
         )
         tflite = export.paths["tflite"].read_bytes()
         table["quantised"] = evaluate_moves(env, PolicyController(TflmPolicy(tflite)), seeded)
