@@ -442,13 +442,15 @@ class DriverNode(LifecycleNode):
     def _execute_move(self, goal_handle: ServerGoalHandle) -> MoveTo.Result:
         with self._cond:
             token = self._move_token
+        start = self._wait_sample(0.0)
         try:
+            # Again at execution: the driver may have been deactivated since the goal was accepted.
             request = self._validate(goal_handle.request)
+            if start is None:
+                raise GoalRejected("no state from the servo: is it running in this namespace?")
         except GoalRejected as exc:
             goal_handle.abort()
             return MoveTo.Result(success=False, message=str(exc))
-        start = self._wait_sample(0.0)
-        assert start is not None  # _validate checked it
         supervisor = MoveSupervisor(request, start=start, limits=self._limits, power=self._power)
         with self._cond:
             self._supervisors.add(supervisor)
