@@ -43,7 +43,7 @@ def learner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     params = {
         "learner": {
             "ros__parameters": {
-                "episode_s": 0.3,
+                "episode_s": 1.0,  # moves long enough to settle: the closed-loop check compares settled errors
                 "runs_dir": str(root / "runs"),
                 "registry_dir": str(root / "policies"),
                 "signing_key": str(key),
