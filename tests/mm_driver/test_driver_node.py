@@ -395,7 +395,7 @@ def test_fast_mode_driver_follows_the_simulated_clock(tmp_path: Path, report: An
             joints = client.subscribe(JointState, "/fast/joint_states")
             states = client.subscribe(ServoState, "/fast/state", qos_profile_sensor_data)
             beats = client.subscribe(Heartbeat, "/fast/heartbeat", qos_profile_sensor_data)
-            client.wait_for(lambda: bool(joints), 30.0, "joint_states")
+            client.wait_for(lambda: bool(joints and states and beats), 30.0, "joint_states, state and heartbeat")
             t0 = time.monotonic()
             sims = []
             for target in (1.0, -1.0, 2.0):

@@ -161,6 +161,10 @@ class CanTransport:
             },
         )
 
+    def wait_ready(self, timeout_s: float) -> bool:
+        """A CAN bus has no subscriptions to match: ready as soon as it is open."""
+        return self._bus is not None
+
     def send_heartbeat(self, seq: int) -> None:
         """Send a HEARTBEAT frame."""
         self._send("HEARTBEAT", {"seq": seq & 0xFFFFFFFF})

@@ -455,8 +455,12 @@ class DriverNode(LifecycleNode):
         with self._cond:
             self._supervisors.add(supervisor)
         try:
-            self._send(self._move_command(request))
-            result, outcome = self._follow(goal_handle, supervisor, token)
+            if self._transport is None or not self._transport.wait_ready(float(self._p("state_timeout_s"))):
+                result = supervisor.result(success=False, message="the servo does not listen to commands yet: retry")
+                outcome = "abort"
+            else:
+                self._send(self._move_command(request))
+                result, outcome = self._follow(goal_handle, supervisor, token)
         finally:
             with self._cond:
                 self._supervisors.discard(supervisor)
@@ -470,6 +474,8 @@ class DriverNode(LifecycleNode):
         """Wait on state samples until the move settles, times out, faults, is cancelled or preempted."""
         state_timeout_s = float(self._p("state_timeout_s"))
         last_feedback = 0.0
+        entered = False
+        commanded_wall_s = time.monotonic()
         while True:
             with self._cond:
                 seen = self._samples
@@ -490,8 +496,16 @@ class DriverNode(LifecycleNode):
             if latest.fault_flags & _STOPPING_FAULTS:
                 msg = f"servo fault: {', '.join(fault_names(latest.fault_flags))}"
                 return sup.result(success=False, message=msg), "abort"
-            if sup.elapsed_s > 0.1 and latest.mode != sup.request.mode:
+            # Judged on the mode actually entered, not on a grace time: with a fast twin 0.1 s of servo time can
+            # pass before the command even arrives.
+            if latest.mode == sup.request.mode:
+                entered = True
+            elif entered:
                 msg = f"servo left {sup.request.mode.name} for {Mode(latest.mode).name}"
+                return sup.result(success=False, message=msg), "abort"
+            elif time.monotonic() - commanded_wall_s > state_timeout_s:
+                mode = Mode(latest.mode).name
+                msg = f"servo did not enter {sup.request.mode.name} within {state_timeout_s} s (it is in {mode})"
                 return sup.result(success=False, message=msg), "abort"
             if sup.settled:
                 msg = f"settled within {sup.request.tolerance_rad:.4g} rad"

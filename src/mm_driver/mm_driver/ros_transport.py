@@ -6,9 +6,11 @@ Topics, types and QoS as the firmware uses them (docs/architecture.md): `state` 
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from rclpy.callback_groups import CallbackGroup
+from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
@@ -65,6 +67,7 @@ class RosTransport:
         self._chunk_size = min(chunk_size, PolicyChunk.MAX_DATA)
         self._group = callback_group
         self._entities: list[Any] = []
+        self._matched = threading.Condition()
         self._seq = 0
 
     @property
@@ -76,7 +79,13 @@ class RosTransport:
         """Create the publishers and subscriptions."""
         self.close()
         node = self._node
-        self._command = node.create_publisher(ServoCommand, "command", RELIABLE_QOS)
+        self._command = node.create_publisher(
+            ServoCommand,
+            "command",
+            RELIABLE_QOS,
+            event_callbacks=PublisherEventCallbacks(matched=self._on_matched),
+            callback_group=self._group,
+        )
         self._heartbeat = node.create_publisher(Heartbeat, "heartbeat", qos_profile_sensor_data)
         self._chunk = node.create_publisher(PolicyChunk, "policy_chunk", CHUNK_QOS)
         subs = [
@@ -104,6 +113,15 @@ class RosTransport:
         for entity in self._entities:
             destroy_entity(self._node, entity)
         self._entities = []
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Wait until the servo subscribes `command`: a reliable, volatile message sent before that is lost."""
+        with self._matched:
+            return self._matched.wait_for(lambda: self._command.get_subscription_count() > 0, timeout_s)
+
+    def _on_matched(self, _status: Any) -> None:
+        with self._matched:
+            self._matched.notify_all()
 
     def send_command(self, command: Command) -> None:
         """Publish a ServoCommand."""

@@ -162,6 +162,10 @@ class Transport(ChunkLink, Protocol):
         """Stop receiving and release the link's resources (idempotent)."""
         ...
 
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` (s, wall) until a command sent now reaches the servo; False if it does not."""
+        ...
+
     def send_command(self, command: Command) -> None:
         """Send a command."""
         ...
