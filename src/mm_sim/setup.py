@@ -19,7 +19,6 @@ setup(
     maintainer_email="maintainers@musclememory-ros.org",
     description="ROS-free MuJoCo twin of the Muscle Memory servo, its Gymnasium env and PID baseline.",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "rollout = mm_sim.cli:main",
