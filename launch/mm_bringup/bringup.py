@@ -1,0 +1,324 @@
+"""The bringup as data: which nodes start, in which namespaces, with which parameter files and overrides.
+
+`sim.launch.py`, `hardware.launch.py` (through `mm_bringup.launch_support`) and the composed runner
+(`python -m mm_bringup.run`) all call `describe(kind, arguments)`, so `ros2 launch` and the runner start the
+same nodes with the same parameters. This module needs no ROS: package share and prefix directories come from
+`ament_index_python` by default and can be passed in (tests).
+
+Parameters, lowest precedence first: each package's own `config/*.yaml` (the defaults), then
+`mm_bringup/config/bringup.yaml` (what the bringup sets differently, same for every servo), then the overrides
+computed here from the launch arguments (profile, load, transport, CAN device ids, simulated time).
+
+Servos live in namespaces `/<namespace>1` ... `/<namespace>N` (`servos:=N`); every servo gets its own driver,
+learner and robot_state_publisher (TF frames prefixed `<namespace>i/`); rviz and the micro-ROS agent are shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from mm_bringup.errors import BringupError
+
+ParameterValue = bool | int | float | str
+PackageDir = Callable[[str], Path]
+"""Maps a package name to a directory of it (share or prefix); raises `BringupError` when not installed."""
+
+SIM = "sim"
+HARDWARE = "hardware"
+KINDS = (SIM, HARDWARE)
+TRUE_WORDS = ("true", "false")
+# Optional nodes: started when their package is installed, skipped with a message otherwise.
+OPTIONAL_PACKAGES = ("robot_state_publisher", "rviz2", "micro_ros_agent")
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One launch argument (`name:=value` on `ros2 launch` and on the runner's command line)."""
+
+    name: str
+    default: str
+    description: str
+    choices: tuple[str, ...] = ()
+
+
+_COMMON = (
+    Argument("servos", "1", "number of servos; each gets its own namespace /<namespace>1 ... /<namespace>N"),
+    Argument("namespace", "servo", "namespace prefix of the servos (servo -> /servo1, /servo2, ...)"),
+    Argument("profile", "", "mm_sim servo profile (mm_v3, mm_minimal, gimbal_bldc); empty: each package's default"),
+    Argument("load", "", "load of that profile (inertia_disk, pendulum, spring); empty: each package's default"),
+    Argument("learner", "true", "start a learner (train action, policy publisher) per servo", TRUE_WORDS),
+    Argument(
+        "robot_state_publisher",
+        "true",
+        "start robot_state_publisher per servo (TF for rviz) when it is installed",
+        TRUE_WORDS,
+    ),
+    Argument("rviz", "true", "start rviz2 with mm_bringup's config when it is installed", TRUE_WORDS),
+)
+ARGUMENTS: dict[str, tuple[Argument, ...]] = {
+    SIM: (
+        *_COMMON,
+        Argument(
+            "driver", "true", "start a driver per virtual servo (joint_states, move_to, deploy_policy)", TRUE_WORDS
+        ),
+        Argument(
+            "sim_time",
+            "false",
+            "true: the first virtual servo runs as fast as it can and publishes /clock, the others follow it, "
+            "every other node uses simulated time",
+            TRUE_WORDS,
+        ),
+    ),
+    HARDWARE: (
+        *_COMMON,
+        Argument("transport", "ros", "how the drivers reach the servos: micro-ROS topics or CAN", ("ros", "can")),
+        Argument(
+            "agent",
+            "udp4",
+            "micro-ROS agent transport for transport:=ros (started when micro_ros_agent is installed); none: no agent",
+            ("udp4", "serial", "none"),
+        ),
+        Argument("agent_port", "8888", "UDP port of the micro-ROS agent (agent:=udp4)"),
+        Argument("agent_device", "/dev/ttyUSB0", "serial device of the micro-ROS agent (agent:=serial)"),
+        Argument("can_interface", "", "python-can interface for transport:=can; empty: the driver's default"),
+        Argument("can_channel", "", "python-can channel for transport:=can; empty: the driver's default"),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One process of the bringup, as `launch_ros.actions.Node` takes it.
+
+    `namespace` is absolute ("" for the root namespace); `name` "" keeps the executable's own node name.
+    `parameter_files` are applied in order, then `parameters` (launch_ros writes them to a file keyed by the
+    node's full name; the runner does the same). `arguments` are the executable's own (non-ROS) arguments.
+    """
+
+    package: str
+    executable: str
+    name: str = ""
+    namespace: str = ""
+    parameter_files: tuple[Path, ...] = ()
+    parameters: Mapping[str, ParameterValue] = field(default_factory=dict)
+    remappings: tuple[tuple[str, str], ...] = ()
+    arguments: tuple[str, ...] = ()
+    lifecycle: bool = False
+
+    @property
+    def full_name(self) -> str:
+        """`/namespace/name` (or `/name`), or "" when the node keeps the executable's own name."""
+        if not self.name:
+            return ""
+        return f"{self.namespace}/{self.name}"
+
+
+def package_share(package: str) -> Path:
+    """The installed share directory of `package` (ament index)."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+    try:
+        return Path(get_package_share_directory(package))
+    except PackageNotFoundError as exc:
+        msg = f"package {package!r} is not installed: build the workspace and `source install/setup.bash`"
+        raise BringupError(msg) from exc
+
+
+def package_prefix(package: str) -> Path:
+    """The install prefix of `package` (ament index); its executables are in `<prefix>/lib/<package>/`."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    try:
+        return Path(get_package_prefix(package))
+    except PackageNotFoundError as exc:
+        msg = f"package {package!r} is not installed: build the workspace and `source install/setup.bash`"
+        raise BringupError(msg) from exc
+
+
+def is_installed(package: str, prefix: PackageDir = package_prefix) -> bool:
+    """Whether `package` is in the ament index (optional nodes are skipped otherwise)."""
+    try:
+        prefix(package)
+    except BringupError:
+        return False
+    return True
+
+
+def parse_arguments(kind: str, given: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
+    """Every argument of `kind` with its value: `given` (`name:=value` words or a mapping) over the defaults.
+
+    Raises `BringupError` for an unknown kind, an unknown argument, a malformed word or a value outside the
+    argument's choices.
+    """
+    if kind not in ARGUMENTS:
+        msg = f"unknown bringup {kind!r}: choose one of {', '.join(KINDS)}"
+        raise BringupError(msg)
+    declared = {argument.name: argument for argument in ARGUMENTS[kind]}
+    pairs: dict[str, str] = {}
+    if isinstance(given, Mapping):
+        pairs.update(given)
+    else:
+        for word in given:
+            name, sep, value = word.partition(":=")
+            if not sep:
+                msg = f"argument {word!r} is not of the form name:=value (like ros2 launch)"
+                raise BringupError(msg)
+            pairs[name] = value
+    values = {name: argument.default for name, argument in declared.items()}
+    for name, value in pairs.items():
+        if name not in declared:
+            msg = f"{kind} has no argument {name!r}; its arguments: {', '.join(declared)}"
+            raise BringupError(msg)
+        choices = declared[name].choices
+        if choices and value not in choices:
+            msg = f"{name}:={value} is not one of {', '.join(choices)}"
+            raise BringupError(msg)
+        values[name] = value
+    return values
+
+
+def configured_parameter(parameter_file: Path, node_name: str, parameter: str) -> ParameterValue:
+    """The value a package's parameter file gives `parameter` of node `node_name` (any namespace).
+
+    Used to build the URDF for robot_state_publisher from the same profile/load the driver is configured with,
+    so that default stays in the driver's file only.
+    """
+    try:
+        blocks = yaml.safe_load(parameter_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        msg = f"cannot read parameter file {parameter_file}: {exc}"
+        raise BringupError(msg) from exc
+    for key in (node_name, f"/{node_name}", f"/**/{node_name}", "/**"):
+        values = (blocks.get(key) or {}).get("ros__parameters", {})
+        if parameter in values:
+            return values[parameter]
+    msg = f"{parameter_file} sets no {parameter!r} for node {node_name!r}: set the {parameter} argument"
+    raise BringupError(msg)
+
+
+def robot_description(profile: str, load: str) -> str:
+    """URDF of the servo and its load (mm_sim), as robot_state_publisher's `robot_description`."""
+    from mm_sim.errors import MmSimError
+    from mm_sim.model import build_urdf
+    from mm_sim.profiles import load_profile
+
+    try:
+        servo_profile = load_profile(profile)
+        return build_urdf(servo_profile, servo_profile.load(load))
+    except MmSimError as exc:
+        msg = f"profile {profile!r} / load {load!r}: {exc}"
+        raise BringupError(msg) from exc
+
+
+def _flag(values: Mapping[str, str], name: str) -> bool:
+    return values[name] == "true"
+
+
+def _servo_count(values: Mapping[str, str]) -> int:
+    try:
+        count = int(values["servos"])
+    except ValueError:
+        count = 0
+    if count < 1:
+        msg = f"servos:={values['servos']} must be a whole number >= 1"
+        raise BringupError(msg)
+    return count
+
+
+def describe(
+    kind: str,
+    arguments: Sequence[str] | Mapping[str, str] = (),
+    *,
+    share: PackageDir = package_share,
+    installed: Callable[[str], bool] = is_installed,
+    urdf: Callable[[str, str], str] = robot_description,
+) -> list[NodeSpec]:
+    """Every node of bringup `kind` ("sim" or "hardware") for `arguments` (`name:=value` words or a mapping).
+
+    `share` finds package share directories (parameter files, rviz config), `installed` decides whether the
+    optional nodes (robot_state_publisher, rviz2, micro_ros_agent) can start, `urdf` builds the robot
+    description from a profile and load.
+    """
+    values = parse_arguments(kind, arguments)
+    count = _servo_count(values)
+    prefix = values["namespace"].strip("/")
+    if not prefix:
+        msg = "namespace:= must not be empty: several servos need their own namespaces"
+        raise BringupError(msg)
+    bringup_file = share("mm_bringup") / "config" / "bringup.yaml"
+    driver_file = share("mm_driver") / "config" / "driver.yaml"
+    learner_file = share("mm_learning") / "config" / "learner.yaml"
+    model: dict[str, ParameterValue] = {name: values[name] for name in ("profile", "load") if values[name]}
+    sim_time = kind == SIM and _flag(values, "sim_time")
+    clock: dict[str, ParameterValue] = {"use_sim_time": True} if sim_time else {}
+    specs: list[NodeSpec] = []
+    if kind == HARDWARE and values["transport"] == "ros" and values["agent"] != "none" and installed("micro_ros_agent"):
+        agent = (
+            ("udp4", "--port", values["agent_port"])
+            if values["agent"] == "udp4"
+            else ("serial", "--dev", values["agent_device"])
+        )
+        specs.append(NodeSpec("micro_ros_agent", "micro_ros_agent", arguments=agent))
+    for index in range(1, count + 1):
+        namespace = f"/{prefix}{index}"
+        if kind == SIM:
+            # One simulated clock for every servo: the first leads on /clock, the others step to it.
+            time_mode = {"time_mode": "fast" if index == 1 else "follow"} if sim_time else {}
+            specs.append(
+                NodeSpec(
+                    "mm_sim",
+                    "virtual_servo",
+                    "virtual_servo",
+                    namespace,
+                    (share("mm_sim") / "config" / "virtual_servo.yaml", bringup_file),
+                    model | time_mode,
+                )
+            )
+        if kind == HARDWARE or _flag(values, "driver"):
+            transport: dict[str, ParameterValue] = {}
+            if kind == HARDWARE:
+                transport["transport"] = values["transport"]
+                if values["transport"] == "can":
+                    # One bus, one CAN id per servo: servo i answers to device id i (ids 1..1022).
+                    transport["can_device_id"] = index
+                    transport |= {name: values[name] for name in ("can_interface", "can_channel") if values[name]}
+            specs.append(
+                NodeSpec(
+                    "mm_driver",
+                    "driver",
+                    "driver",
+                    namespace,
+                    (driver_file, bringup_file),
+                    model | transport | clock,
+                    lifecycle=True,
+                )
+            )
+        if _flag(values, "learner"):
+            specs.append(
+                NodeSpec("mm_learning", "learner", "learner", namespace, (learner_file, bringup_file), model | clock)
+            )
+        if _flag(values, "robot_state_publisher") and installed("robot_state_publisher"):
+            description = urdf(
+                str(values["profile"] or configured_parameter(driver_file, "driver", "profile")),
+                str(values["load"] or configured_parameter(driver_file, "driver", "load")),
+            )
+            specs.append(
+                NodeSpec(
+                    "robot_state_publisher",
+                    "robot_state_publisher",
+                    "robot_state_publisher",
+                    namespace,
+                    (bringup_file,),
+                    {"robot_description": description, "frame_prefix": f"{prefix}{index}/"} | clock,
+                )
+            )
+    if _flag(values, "rviz") and installed("rviz2"):
+        rviz_config = share("mm_bringup") / "rviz" / "mm.rviz"
+        specs.append(
+            NodeSpec("rviz2", "rviz2", "rviz2", "", (bringup_file,), dict(clock), arguments=("-d", str(rviz_config)))
+        )
+    return specs
