@@ -142,6 +142,7 @@ class BagWriter:
         self._connections: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
         """Messages written per topic."""
+        self.flush()  # the MCAP header on disk: a recording killed from now on is recognised as one
 
     def add_topic(self, topic: str, msgtype: str, *, qos: Qos = RELIABLE) -> None:
         """Declare a topic before writing to it.
@@ -329,6 +330,8 @@ def read_messages(bag_path: Path | str, *, msgtypes: Iterable[str] | None = None
 def _salvage_mcap(path: Path) -> Iterator[RawMessage]:
     """Messages of an MCAP file that was never closed, up to the first record cut short (MCAP format v0)."""
     data = path.read_bytes()
+    if len(data) < len(_MCAP_MAGIC) and _MCAP_MAGIC.startswith(data):
+        return  # killed before the file header reached the disk: nothing was recorded
     if not data.startswith(_MCAP_MAGIC):
         msg = f"{path} is not an MCAP file (bad magic); it cannot be recovered"
         raise BagError(msg)
