@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -291,3 +296,167 @@ def test_flag_bits_match_the_message_definition() -> None:
     constants = {m[0]: int(m[1]) for m in re.findall(r"^uint8 (FLAG_\w+)=(\d+)", text, re.MULTILINE)}
     assert constants["FLAG_EPISODE_START"] == FLAG_EPISODE_START
     assert constants["FLAG_FAULT"] == FLAG_FAULT
+
+
+# --- across processes: the recorder node records what this process publishes over DDS -----------------------
+
+DISCOVERY_TIMEOUT_S = 30.0
+SYNC_SEQ = 2**32 - 1  # ServoState.seq of the messages that only wait for the recorder
+
+
+def _continuous(n: int, seed: int = 1) -> list[TransitionColumns]:
+    rng = np.random.default_rng(seed)
+    return [_columns(rng, k * 24, np.zeros(24, dtype=np.uint8)) for k in range(n)]
+
+
+def _ros_message(columns: TransitionColumns, policy_crc32: int) -> Any:
+    from mm_msgs.msg import TransitionBatch
+
+    return TransitionBatch(
+        first_tick=columns.first_tick,
+        dt_s=columns.dt_s,
+        policy_crc32=policy_crc32,
+        count=columns.count,
+        observations=columns.observations.reshape(-1).tolist(),
+        actions=columns.actions.tolist(),
+        position_rad=columns.position_rad.tolist(),
+        velocity_rad_s=columns.velocity_rad_s.tolist(),
+        current_a=columns.current_a.tolist(),
+        target_rad=columns.target_rad.tolist(),
+        power_w=columns.power_w.tolist(),
+        flags=columns.flags.tolist(),
+    )
+
+
+class _Publisher:
+    """A node in /bagtest publishing transitions (reliable) and state (best effort), as the servo does."""
+
+    def __init__(self) -> None:
+        rclpy = pytest.importorskip("rclpy")
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        from mm_msgs.msg import ServoState, TransitionBatch
+
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("bag_source", namespace="/bagtest", context=self.context)
+        self.transitions = self.node.create_publisher(
+            TransitionBatch, "transitions", QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+        )
+        self.state = self.node.create_publisher(
+            ServoState, "state", QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+        )
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def wait_for_recorder(self, recorder: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + DISCOVERY_TIMEOUT_S
+        while min(self.transitions.get_subscription_count(), self.state.get_subscription_count()) < 1:
+            assert recorder.poll() is None, "the recorder exited before subscribing (see recorder.log)"
+            assert time.monotonic() < deadline, "the recorder did not subscribe within the discovery timeout"
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def publish(self, columns: TransitionColumns, seq: int) -> None:
+        from mm_msgs.msg import ServoState
+
+        self.transitions.publish(_ros_message(columns, policy_crc32=7))
+        self.state.publish(ServoState(seq=seq, tick=columns.first_tick, position_rad=float(seq)))
+
+    def close(self) -> None:
+        import rclpy
+
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+def _start_recorder(tmp_path: Path, bag: Path) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "mm_learning.recorder_node", "--ros-args", "-r", "__ns:=/bagtest"]
+    args += ["-p", f"output:={bag}", "-p", "flush_period_s:=0.2"]
+    with (tmp_path / "recorder.log").open("wb") as log:
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_recorder_node_records_across_processes(tmp_path: Path, report: Callable[[str], None]) -> None:
+    from rclpy.duration import Duration
+
+    from mm_msgs.msg import ServoState
+
+    source = _Publisher()
+    recorder = _start_recorder(tmp_path, tmp_path / "bag")
+    try:
+        source.wait_for_recorder(recorder)
+        # `state` is best effort: what is published before the recorder's reader matches is lost, so wait until
+        # one state has reached the bag (the recorder flushes every 0.2 s) before the measured run.
+        deadline = time.monotonic() + DISCOVERY_TIMEOUT_S
+        while not read_messages(tmp_path / "bag", msgtypes=["mm_msgs/msg/ServoState"]).messages:
+            assert time.monotonic() < deadline, "no best-effort state reached the bag"
+            source.state.publish(ServoState(seq=SYNC_SEQ))
+            source.executor.spin_once(timeout_sec=0.05)
+        sent = _continuous(40)
+        for seq, columns in enumerate(sent):
+            source.publish(columns, seq)
+        assert source.transitions.wait_for_all_acked(Duration(seconds=10)), "the recorder did not acknowledge"
+        recorder.send_signal(signal.SIGINT)
+        assert recorder.wait(timeout=30) == 0, (tmp_path / "recorder.log").read_text()
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+        source.close()
+    batches, complete = read_batches(tmp_path / "bag")
+    assert complete
+    assert len(batches) == len(sent), f"{len(batches)} of {len(sent)} reliable batches recorded"
+    for read, written in zip(batches, sent, strict=True):
+        assert read.topic == "/bagtest/transitions" and read.policy_crc32 == 7
+        assert_same_batch(read.columns, written)
+    dataset = load_transitions(tmp_path / "bag", "energy")
+    assert len(dataset) == 40 * 24 - 1 and dataset.dones.sum() == 1  # one run: ticks continue across batches
+    info = yaml.safe_load((tmp_path / "bag" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    topics = {t["topic_metadata"]["name"]: t for t in info["topics_with_message_count"]}
+    assert topics["/bagtest/state"]["topic_metadata"]["offered_qos_profiles"][0]["reliability"] == "best_effort"
+    assert topics["/bagtest/joint_states"]["topic_metadata"]["type"] == "sensor_msgs/msg/JointState"
+    states = [m for m in read_messages(tmp_path / "bag").messages if m.topic == "/bagtest/state"]
+    measured = sum(1 for m in states if m.data != states[0].data)  # the run's states, not the SYNC_SEQ ones
+    assert topics["/bagtest/state"]["message_count"] == len(states) and 0 < measured <= len(sent)
+    report(f"bags: recorder across processes: {len(batches)}/{len(sent)} transition batches, {measured}/40 states")
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_recording_killed_with_sigkill_still_reads_back(tmp_path: Path, report: Callable[[str], None]) -> None:
+    source = _Publisher()
+    recorder = _start_recorder(tmp_path, tmp_path / "bag")
+    sent = _continuous(400, seed=2)
+    published = 0
+    try:
+        source.wait_for_recorder(recorder)
+        on_disk = 0
+        # Publish until the recorder's periodic flushes have put >= 10 batches on disk, then kill it mid-run.
+        while on_disk < 10:
+            assert published < len(sent), f"only {on_disk} batches reached the disk after {published} were sent"
+            for columns in sent[published : published + 5]:
+                source.publish(columns, published)
+                published += 1
+            source.executor.spin_once(timeout_sec=0.02)
+            on_disk = len(read_messages(tmp_path / "bag", msgtypes=[TRANSITION_BATCH]).messages)
+        for columns in sent[published : published + 5]:
+            source.publish(columns, published)
+            published += 1
+        recorder.send_signal(signal.SIGKILL)
+        recorder.wait(timeout=30)
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+        source.close()
+    assert not (tmp_path / "bag" / "metadata.yaml").exists(), "a killed recorder cannot have closed the bag"
+    batches, complete = read_batches(tmp_path / "bag")
+    assert not complete
+    # What survives is exactly a prefix of what was sent: every flushed chunk, nothing after the last flush.
+    assert 10 <= len(batches) <= published
+    for read, written in zip(batches, sent, strict=False):
+        assert_same_batch(read.columns, written)
+    assert len(load_transitions(tmp_path / "bag", "accuracy")) == len(batches) * 24 - 1
+    report(f"bags: recorder killed with SIGKILL: {len(batches)} of {published} published batches survived")
