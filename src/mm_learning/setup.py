@@ -25,6 +25,7 @@ setup(
         "console_scripts": [
             "mm = mm_learning.cli:main",
             "learner = mm_learning.learner_node:main",
+            "recorder = mm_learning.recorder_node:main",
         ],
     },
 )
