@@ -44,9 +44,17 @@ if TYPE_CHECKING:
     from mm_learning.online import TransitionColumns
 
 TRANSITION_BATCH = "mm_msgs/msg/TransitionBatch"
-FLAG_EPISODE_START = 1
-FLAG_FAULT = 2
-"""The ``mm_msgs/TransitionBatch`` flag bits (the same values as mm_learning.online; tests check the .msg)."""
+_BATCH_COLUMNS = (
+    "observations",
+    "actions",
+    "position_rad",
+    "velocity_rad_s",
+    "current_a",
+    "target_rad",
+    "power_w",
+    "flags",
+)
+"""The per-sample columns of a TransitionBatch (mm_learning.online.TransitionColumns has the same)."""
 
 _MCAP_MAGIC = b"\x89MCAP0\r\n"
 
@@ -252,25 +260,24 @@ def batch_message(
         policy_crc32=policy_crc32,
         dropped_samples=dropped_samples,
         count=batch.count,
-        observations=f32(batch.observations),
-        actions=f32(batch.actions),
-        position_rad=f32(batch.position_rad),
-        velocity_rad_s=f32(batch.velocity_rad_s),
-        current_a=f32(batch.current_a),
-        target_rad=f32(batch.target_rad),
-        power_w=f32(batch.power_w),
+        **{name: f32(getattr(batch, name)) for name in _BATCH_COLUMNS if name != "flags"},
         flags=np.ascontiguousarray(batch.flags, dtype=np.uint8),
     )
 
 
 @dataclass(frozen=True)
 class RawMessage:
-    """One recorded message as stored: ``data`` is its CDR serialization."""
+    """One recorded message as stored: ``data`` is its CDR serialization.
+
+    Attributes:
+        type_hash: RIHS01 hash of the definition it was recorded with ("" when the bag does not say).
+    """
 
     topic: str
     msgtype: str
     stamp_ns: int
     data: bytes
+    type_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -313,7 +320,7 @@ def read_messages(bag_path: Path | str, *, msgtypes: Iterable[str] | None = None
             connections = [c for c in reader.connections if wanted is None or c.msgtype in wanted]
             messages = (
                 [
-                    RawMessage(conn.topic, conn.msgtype, stamp, bytes(data))
+                    RawMessage(conn.topic, conn.msgtype, stamp, bytes(data), conn.digest)
                     for conn, stamp, data in reader.messages(connections=connections)
                 ]
                 if connections
@@ -417,6 +424,13 @@ def read_batches(bag_path: Path | str, *, typestore: Typestore | None = None) ->
     if not raw:
         msg = f"bag {bag_path} holds no {TRANSITION_BATCH} messages (topics: {found}); record the `transitions` topic"
         raise BagError(msg)
+    known_hash = store.hash_rihs01(TRANSITION_BATCH)
+    if other := sorted({m.type_hash for m in raw if m.type_hash and m.type_hash != known_hash}):
+        msg = (
+            f"bag {bag_path} recorded {TRANSITION_BATCH} with another definition ({other[0]}, this mm_msgs has "
+            f"{known_hash}); read it with the mm_msgs version that recorded it (make_typestore(msg_dirs=...))"
+        )
+        raise BagError(msg)
     batches = []
     for message in raw:
         try:
@@ -424,14 +438,7 @@ def read_batches(bag_path: Path | str, *, typestore: Typestore | None = None) ->
             columns = TransitionColumns.from_arrays(
                 first_tick=int(decoded.first_tick),
                 dt_s=float(decoded.dt_s),
-                observations=decoded.observations,
-                actions=decoded.actions,
-                position_rad=decoded.position_rad,
-                velocity_rad_s=decoded.velocity_rad_s,
-                current_a=decoded.current_a,
-                target_rad=decoded.target_rad,
-                power_w=decoded.power_w,
-                flags=decoded.flags,
+                **{name: getattr(decoded, name) for name in _BATCH_COLUMNS},
             )
         except (TrainingError, ValueError, IndexError, struct.error) as err:
             msg = (
@@ -584,6 +591,8 @@ def load_transitions(
 
 def _transitions(topic: str, batches: list[RecordedBatch]) -> dict[str, NDArray[Any]]:
     """Valid transitions of one servo's batches as columns; physical columns are those of the second sample."""
+    from mm_learning.online import FLAG_EPISODE_START, FLAG_FAULT
+
     c = [b.columns for b in batches]
     ticks = np.concatenate([b.first_tick + np.arange(b.count, dtype=np.int64) for b in c])
     flags = np.concatenate([b.flags for b in c])

@@ -27,6 +27,7 @@ from types import FrameType
 from typing import Any
 
 import rclpy
+import rclpy.logging
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -126,6 +127,9 @@ def main(args: list[str] | None = None) -> None:
         while not stop.is_set():
             executor.spin_once(timeout_sec=0.1)
         _drain(executor, node)
+    except BagError as err:
+        rclpy.logging.get_logger("recorder").fatal(str(err))
+        raise SystemExit(1) from None
     except ExternalShutdownException:
         pass
     finally:
