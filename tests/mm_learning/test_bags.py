@@ -6,8 +6,8 @@ process records what this process publishes over DDS, then is stopped cleanly or
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import re
 import signal
 import subprocess
 import sys
@@ -22,8 +22,6 @@ import pytest
 import yaml
 from mm_learning.bags import (
     BEST_EFFORT,
-    FLAG_EPISODE_START,
-    FLAG_FAULT,
     TRANSITION_BATCH,
     BagError,
     BagWriter,
@@ -33,7 +31,7 @@ from mm_learning.bags import (
     read_batches,
     read_messages,
 )
-from mm_learning.online import TransitionColumns
+from mm_learning.online import FLAG_EPISODE_START, FLAG_FAULT, TransitionColumns
 from mm_learning.trainer import objective_terms
 from mm_sim.objectives import TransitionSample, reward
 
@@ -291,11 +289,22 @@ def test_bad_paths_and_missing_types_are_explained(tmp_path: Path) -> None:
         read_batches(tmp_path / "states", typestore=get_typestore(Stores.ROS2_JAZZY))
 
 
-def test_flag_bits_match_the_message_definition() -> None:
-    text = (MSG_DIR / "TransitionBatch.msg").read_text()
-    constants = {m[0]: int(m[1]) for m in re.findall(r"^uint8 (FLAG_\w+)=(\d+)", text, re.MULTILINE)}
-    assert constants["FLAG_EPISODE_START"] == FLAG_EPISODE_START
-    assert constants["FLAG_FAULT"] == FLAG_FAULT
+def test_bag_of_another_mm_msgs_version_is_refused(tmp_path: Path) -> None:
+    changed = tmp_path / "msg"
+    changed.mkdir()
+    for path in MSG_DIR.glob("*.msg"):
+        (changed / path.name).write_text(path.read_text())
+    with (changed / "TransitionBatch.msg").open("a") as definition:
+        definition.write("float32[<=24] torque_nm\n")
+    old = make_typestore([changed])
+    with BagWriter(tmp_path / "old", typestore=old) as bag:
+        bag.add_topic(TOPIC, TRANSITION_BATCH)
+        current = batch_message(generated_recording().batches[0][0], stamp_ns=0)
+        fields = {f.name: getattr(current, f.name) for f in dataclasses.fields(current)}  # type: ignore[arg-type]
+        bag.write(TOPIC, old.types[TRANSITION_BATCH](**fields, torque_nm=np.zeros(24, np.float32)), 0)
+    with pytest.raises(BagError, match=r"with another definition .* read it with the mm_msgs version"):
+        load_transitions(tmp_path / "old", "accuracy")
+    assert len(read_batches(tmp_path / "old", typestore=old)[0]) == 1
 
 
 # --- across processes: the recorder node records what this process publishes over DDS -----------------------
@@ -460,3 +469,22 @@ def test_recording_killed_with_sigkill_still_reads_back(tmp_path: Path, report: 
         assert_same_batch(read.columns, written)
     assert len(load_transitions(tmp_path / "bag", "accuracy")) == len(batches) * 24 - 1
     report(f"bags: recorder killed with SIGKILL: {len(batches)} of {published} published batches survived")
+
+
+def test_recorder_topic_entries() -> None:
+    pytest.importorskip("rclpy")
+    from mm_learning.recorder_node import topic_type
+
+    assert topic_type("transitions") == ("transitions", TRANSITION_BATCH)
+    assert topic_type("odom:nav_msgs/msg/Odometry") == ("odom", "nav_msgs/msg/Odometry")
+    with pytest.raises(BagError, match=r"give one of .* or name:pkg/msg/Type"):
+        topic_type("odom")
+
+
+@pytest.mark.ros
+def test_recorder_without_output_says_what_to_set() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mm_learning.recorder_node"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1
+    assert "parameter `output` is empty" in result.stderr + result.stdout
