@@ -17,35 +17,37 @@ CONFIG_SOURCES = {
 
 
 class FakeInstall:
-    """An install tree in tmp_path: `<root>/<package>/share/<package>/...` and `<root>/<package>/lib/<package>/`."""
+    """An ament install prefix in tmp_path (merged layout): `share/<package>/`, `lib/<package>/<executable>`
+    and the ament index marker, so `AMENT_PREFIX_PATH=<root>` makes a child process find it too."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.packages: set[str] = set()
 
-    def add(self, package: str, *executables: str) -> None:
-        """Install `package` with its config file (if it has one) and executable scripts."""
+    def add(self, package: str, *executables: str, script: str = "#!/bin/sh\n") -> None:
+        """Install `package` with its config file (if it has one) and executables running `script`."""
         share = self.share(package)
         (share / "config").mkdir(parents=True, exist_ok=True)
         if package in CONFIG_SOURCES:
             shutil.copy(CONFIG_SOURCES[package], share / "config")
-        lib = self.root / package / "lib" / package
+        index = self.root / "share/ament_index/resource_index/packages"
+        index.mkdir(parents=True, exist_ok=True)
+        (index / package).touch()
+        lib = self.root / "lib" / package
         lib.mkdir(parents=True, exist_ok=True)
         for executable in executables:
-            script = lib / executable
-            script.write_text("#!/bin/sh\n", encoding="utf-8")
-            script.chmod(0o755)
-        self.packages.add(package)
+            path = lib / executable
+            path.write_text(script, encoding="utf-8")
+            path.chmod(0o755)
 
     def share(self, package: str) -> Path:
-        return self.root / package / "share" / package
+        return self.root / "share" / package
+
+    def installed(self, package: str) -> bool:
+        return (self.root / "share/ament_index/resource_index/packages" / package).is_file()
 
     def prefix(self, package: str) -> Path:
         from mm_bringup.errors import BringupError
 
-        if package not in self.packages:
+        if not self.installed(package):
             raise BringupError(f"package {package!r} is not installed")
-        return self.root / package
-
-    def installed(self, package: str) -> bool:
-        return package in self.packages
+        return self.root

@@ -165,7 +165,7 @@ def test_bad_arguments_are_refused_with_the_reason(
 
 
 def test_missing_executable_says_to_rebuild(fake_install: FakeInstall, tmp_path: Path) -> None:
-    (fake_install.prefix("mm_learning") / "lib/mm_learning/learner").unlink()
+    (fake_install.root / "lib/mm_learning/learner").unlink()
     with pytest.raises(BringupError, match=r"mm_learning has no executable 'learner'.*rebuild"):
         _commands(fake_install, SIM, tmp_path)
 
