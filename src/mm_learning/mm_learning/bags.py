@@ -521,13 +521,15 @@ class TransitionDataset:
                 f"the servo's transitions need 1 env, observations {self.observations.shape[1:]}, 1 action"
             )
             raise BagError(msg)
+        # A buffer that does not handle time limits would treat a run's end as terminal and stop bootstrapping.
+        dones = self.dones if buffer.handle_timeout_termination else np.zeros_like(self.dones)
         for j in range(len(self)):
             buffer.add(
                 self.observations[j : j + 1],
                 self.next_observations[j : j + 1],
                 self.actions[j : j + 1],
                 self.rewards[j : j + 1].astype(np.float32),
-                self.dones[j : j + 1],
+                dones[j : j + 1],
                 [{"TimeLimit.truncated": bool(self.dones[j])}],
             )
         return len(self)
