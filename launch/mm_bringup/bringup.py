@@ -117,17 +117,6 @@ class NodeSpec:
         return f"{self.namespace}/{self.name}"
 
 
-def package_share(package: str) -> Path:
-    """The installed share directory of `package` (ament index)."""
-    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-    try:
-        return Path(get_package_share_directory(package))
-    except PackageNotFoundError as exc:
-        msg = f"package {package!r} is not installed: build the workspace and `source install/setup.bash`"
-        raise BringupError(msg) from exc
-
-
 def package_prefix(package: str) -> Path:
     """The install prefix of `package` (ament index); its executables are in `<prefix>/lib/<package>/`."""
     from ament_index_python.packages import PackageNotFoundError, get_package_prefix
@@ -137,6 +126,11 @@ def package_prefix(package: str) -> Path:
     except PackageNotFoundError as exc:
         msg = f"package {package!r} is not installed: build the workspace and `source install/setup.bash`"
         raise BringupError(msg) from exc
+
+
+def package_share(package: str) -> Path:
+    """The installed share directory of `package` (as ament_index_python's get_package_share_directory)."""
+    return package_prefix(package) / "share" / package
 
 
 def is_installed(package: str, prefix: PackageDir = package_prefix) -> bool:

@@ -234,3 +234,13 @@ def test_override_file_is_keyed_like_launch_ros(tmp_path: Path) -> None:
         "/servo3/driver": {"ros__parameters": {"transport": "can"}}
     }
     assert overrides_file(NodeSpec("mm_driver", "driver", "driver", "/servo3"), tmp_path) is None
+
+
+def test_robot_description_is_mm_sims_urdf_for_the_profile_and_load() -> None:
+    from mm_bringup.bringup import robot_description
+
+    urdf = robot_description("mm_v3", "spring")
+    assert '<robot name="mm_servo_mm_v3_spring">' in urdf
+    assert '<joint name="servo_joint" type="continuous">' in urdf
+    with pytest.raises(BringupError, match=r"profile 'mm_v3' / load 'anvil'.*has no load 'anvil'"):
+        robot_description("mm_v3", "anvil")
