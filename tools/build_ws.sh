@@ -6,6 +6,6 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 # shellcheck disable=SC1091
 source tools/env.sh
-colcon --log-base log build --base-paths src firmware/core --symlink-install \
+colcon --log-base log build --base-paths src firmware/core launch --symlink-install \
   --event-handlers console_cohesion- console_stderr- summary+ status- \
   --cmake-args -DBUILD_TESTING=ON -DPython3_EXECUTABLE="$VIRTUAL_ENV/bin/python" -Wno-dev

@@ -13,3 +13,6 @@ for d in src/mm_sim/mm_sim src/mm_learning/mm_learning src/mm_driver/mm_driver \
   [ -d "$d" ] && targets+=("$d")
 done
 mypy "${targets[@]}"
+# launch/ (package mm_bringup) holds a launch/ folder of launch files without __init__.py; as a namespace package
+# it would shadow ROS 2's `launch` module, so mm_bringup is checked without namespace packages.
+MYPYPATH=launch mypy --no-namespace-packages --no-explicit-package-bases launch/mm_bringup

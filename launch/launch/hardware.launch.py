@@ -9,10 +9,9 @@ The micro-ROS agent starts when `micro_ros_agent` is installed (otherwise run it
 parameters are described once in mm_bringup/bringup.py; `python -m mm_bringup.run hardware` starts the same.
 """
 
+from launch import LaunchDescription
 from mm_bringup.bringup import HARDWARE
 from mm_bringup.launch_support import generate
-
-from launch import LaunchDescription
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -8,10 +8,9 @@ The nodes and parameters are described once in mm_bringup/bringup.py; `python -m
 the same ones without `launch`.
 """
 
+from launch import LaunchDescription
 from mm_bringup.bringup import SIM
 from mm_bringup.launch_support import generate
-
-from launch import LaunchDescription
 
 
 def generate_launch_description() -> LaunchDescription:

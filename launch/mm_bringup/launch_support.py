@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from launch import Action, LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 
-from launch import Action, LaunchContext, LaunchDescription
 from mm_bringup.bringup import ARGUMENTS, OPTIONAL_PACKAGES, NodeSpec, describe, is_installed
 
 

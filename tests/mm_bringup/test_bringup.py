@@ -186,28 +186,7 @@ def test_bringup_yaml_applies_in_every_namespace_and_starts_the_driver() -> None
 
 
 @pytest.mark.parametrize(
-    ("node", "package"),
-    [
-        ("virtual_servo", "mm_sim"),
-        pytest.param(
-            "driver",
-            "mm_driver",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="config/driver.yaml is keyed `driver:`, which rcl matches only for /driver, not "
-                "/servo1/driver; the key should be `/**/driver:` (mm_driver owns the file)",
-            ),
-        ),
-        pytest.param(
-            "learner",
-            "mm_learning",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="config/learner.yaml is keyed `learner:`, which rcl matches only for /learner, not "
-                "/servo1/learner; the key should be `/**/learner:` (mm_learning owns the file)",
-            ),
-        ),
-    ],
+    ("node", "package"), [("virtual_servo", "mm_sim"), ("driver", "mm_driver"), ("learner", "mm_learning")]
 )
 def test_package_defaults_apply_to_namespaced_nodes(node: str, package: str) -> None:
     """A package's parameter file must reach its node in /servo1: rcl matches keys against /servo1/<node>."""

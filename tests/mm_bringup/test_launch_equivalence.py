@@ -20,13 +20,12 @@ from bringup_support import REPO
 
 # `launch` alone is not a good probe: the repository's own launch/ directory imports as a namespace package.
 pytest.importorskip("launch_ros", reason="launch_ros is not installed: the launch-side half needs a ROS 2 install")
+from launch import LaunchContext
 from launch.launch_description_sources import get_launch_description_from_python_launch_file
 from launch.utilities import perform_substitutions
 from launch_ros.actions import LifecycleNode, Node
 from mm_bringup.bringup import HARDWARE, SIM, describe
 from mm_bringup.run import Runner
-
-from launch import LaunchContext
 
 LAUNCH_FILES = {SIM: REPO / "launch/launch/sim.launch.py", HARDWARE: REPO / "launch/launch/hardware.launch.py"}
 

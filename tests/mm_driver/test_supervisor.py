@@ -97,7 +97,7 @@ def test_parameter_file_equals_the_declared_defaults() -> None:
 
     path = Path(__file__).resolve().parents[2] / "src" / "mm_driver" / "config" / "driver.yaml"
     declared = {name: default for name, (default, _) in PARAMETERS.items()}
-    assert yaml.safe_load(path.read_text())["driver"]["ros__parameters"] == declared
+    assert yaml.safe_load(path.read_text())["/**/driver"]["ros__parameters"] == declared
 
 
 def test_direct_commands_are_checked() -> None:

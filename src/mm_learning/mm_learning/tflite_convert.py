@@ -9,7 +9,7 @@ import contextlib
 import io
 from collections.abc import Iterator
 
-import flatbuffers  # type: ignore[import-untyped]
+import flatbuffers
 import keras
 import numpy as np
 import numpy.typing as npt
