@@ -33,11 +33,12 @@ def _policy_files(directory: Path) -> list[str]:
     """A signed image (2 KB of placeholder model bytes) and its public key, packed by mm_learning."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
+    from mm_sim.observation import ObsScales
 
     from mm_learning import policy_image, signing
 
     key = ec.generate_private_key(ec.SECP256R1())
-    scales = policy_image.ObsScaleValues(3.0, 40.0, 25.0, 2.0, 0.004)
+    scales = ObsScales(3.0, 40.0, 25.0, 2.0, 0.004)
     header = policy_image.PolicyHeader(model_type=policy_image.ModelType.INT8, scales=scales, arena_bytes=2800)
     image = policy_image.pack_image(header, bytes(2048), lambda data: signing.sign(key, data))
     public = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)

@@ -51,7 +51,7 @@ def _policy_image() -> tuple[bytes, str]:
     )
     actor = ActorSpec(layers=layers, squash="clip", algorithm="PPO")
     model = convert(to_keras(actor), rng.uniform(-1, 1, (300, 8)).astype(np.float32), Scheme.INT16X8)
-    scales = policy_image.ObsScaleValues.of(ObsScales.from_profile(load_profile("mm_v3")))
+    scales = ObsScales.from_profile(load_profile("mm_v3"))
     header = policy_image.PolicyHeader(
         model_type=Scheme.INT16X8.model_type, scales=scales, arena_bytes=measure_arena_bytes(model)
     )

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from fw_support import HalfGainBackend, header, image, public_key_bytes, require, sign_raw
+from mm_sim.observation import ObsScales
 
 MODEL = bytes(range(256)) * 3
 ACCEPTED, REJECTED = 1, 2
@@ -143,7 +144,7 @@ def test_images_from_the_project_packer_are_accepted(
 ) -> None:
     policy_image = require("mm_learning.policy_image")
     core, _ = servo
-    scales = policy_image.ObsScaleValues(3.0, 40.0, 25.0, 2.0, 0.004)
+    scales = ObsScales(3.0, 40.0, 25.0, 2.0, 0.004)
     head = policy_image.PolicyHeader(model_type=policy_image.ModelType.INT8, scales=scales, arena_bytes=2800)
     img = policy_image.pack_image(head, MODEL, lambda data: sign_raw(signing_key, data))
     assert core.load_policy(img) == 0

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from fw_support import public_key_bytes, require
+from mm_sim.observation import ObsScales
 
 LIMIT_A = 2.0
 
@@ -50,7 +51,7 @@ def test_core_runs_an_int8_policy_through_tflite_micro(signing_key: ec.EllipticC
         algorithm="PPO",
     )
     model = convert(to_keras(actor), rng.uniform(-1, 1, (300, 8)).astype(np.float32), Scheme.INT8)
-    scales = policy_image.ObsScaleValues(3.0, 40.0, 25.0, LIMIT_A, 0.004)
+    scales = ObsScales(3.0, 40.0, 25.0, LIMIT_A, 0.004)
     header = policy_image.PolicyHeader(model_type=Scheme.INT8.model_type, scales=scales, arena_bytes=4096)
     image = policy_image.pack_image(header, model, lambda data: signing.sign(signing_key, data))
 

@@ -13,10 +13,11 @@ import can
 import mm_firmware_core as fw
 from cryptography.hazmat.primitives.asymmetric import ec
 from mm_driver.transport import Chunk, ChunkLink
-from mm_learning.policy_image import ModelType, ObsScaleValues, PolicyHeader, pack_image
+from mm_learning.policy_image import ModelType, PolicyHeader, pack_image
 from mm_learning.signing import public_key_hex, sign
+from mm_sim.observation import ObsScales
 
-SCALES = ObsScaleValues(3.14159265, 160.0, 40.0, 4.0, 0.002)
+SCALES = ObsScales(3.14159265, 160.0, 40.0, 4.0, 0.002)
 
 
 def signed_image(key: ec.EllipticCurvePrivateKey, size: int, *, seed: int = 0) -> bytes:

@@ -29,7 +29,7 @@ def _pack(key: ec.EllipticCurvePrivateKey, layers: list[tuple[np.ndarray, str]],
     )
     rng = np.random.default_rng(seed)
     model = convert(to_keras(actor), rng.uniform(-1, 1, (300, 8)).astype(np.float32), Scheme.INT16X8)
-    scales = policy_image.ObsScaleValues.of(ObsScales.from_profile(load_profile("mm_v3")))
+    scales = ObsScales.from_profile(load_profile("mm_v3"))
     header = policy_image.PolicyHeader(model_type=Scheme.INT16X8.model_type, scales=scales, arena_bytes=4096)
     return policy_image.pack_image(header, model, lambda data: signing.sign(key, data))
 

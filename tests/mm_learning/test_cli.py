@@ -7,8 +7,9 @@ import json
 import gymnasium as gym
 import pytest
 from mm_learning.cli import main
-from mm_learning.policy_image import ModelType, ObsScaleValues, PolicyHeader, pack_image
+from mm_learning.policy_image import ModelType, PolicyHeader, pack_image
 from mm_learning.registry import Registry
+from mm_sim.observation import ObsScales
 from stable_baselines3 import PPO
 
 
@@ -26,7 +27,7 @@ def test_keygen_prints_the_key_that_pubkey_reads_back(tmp_path, capsys) -> None:
 
 
 def test_registry_commands_list_show_and_pick_the_best(tmp_path, capsys) -> None:
-    header = PolicyHeader(ModelType.INT16X8, ObsScaleValues(3.0, 40.0, 25.0, 2.0, 0.004), arena_bytes=3552)
+    header = PolicyHeader(ModelType.INT16X8, ObsScales(3.0, 40.0, 25.0, 2.0, 0.004), arena_bytes=3552)
     registry = Registry(tmp_path)
     for i, ret in enumerate((-3.0, -1.0)):
         image = pack_image(header, bytes([i]) * 64, lambda _: bytes(64))

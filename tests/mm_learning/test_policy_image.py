@@ -10,19 +10,19 @@ from mm_learning.errors import PolicyImageError
 from mm_learning.policy_image import (
     HEADER_SIZE,
     ModelType,
-    ObsScaleValues,
     PolicyHeader,
     pack_image,
     parse_image,
     policy_crc32,
 )
+from mm_sim.observation import ObsScales
 
 MODEL = bytes(range(256)) * 3
 SIGNATURE = bytes(range(64))
 
 
 def _image(model: bytes = MODEL, model_type: ModelType = ModelType.INT16X8) -> bytes:
-    scales = ObsScaleValues(3.0, 40.0, 25.0, 2.0, 0.004)
+    scales = ObsScales(3.0, 40.0, 25.0, 2.0, 0.004)
     return pack_image(PolicyHeader(model_type=model_type, scales=scales, arena_bytes=3552), model, lambda _: SIGNATURE)
 
 
@@ -85,16 +85,6 @@ def test_image_above_the_maximum_size_is_refused() -> None:
 
 
 def test_signer_must_return_a_raw_64_byte_signature() -> None:
-    scales = ObsScaleValues(1.0, 1.0, 1.0, 1.0, 0.001)
+    scales = ObsScales(1.0, 1.0, 1.0, 1.0, 0.001)
     with pytest.raises(PolicyImageError, match="raw 64-byte"):
         pack_image(PolicyHeader(ModelType.INT8, scales, 1024), MODEL, lambda _: b"\x30" * 70)
-
-
-def test_scales_are_taken_from_any_object_with_the_contract_names() -> None:
-    class Profile:
-        pos_scale_rad, vel_scale_rad_s, fine_gain_per_rad, current_limit_a = 3.0, 40.0, 25.0, 2.0
-
-    with pytest.raises(PolicyImageError, match="velocity_filter_tau_s"):
-        ObsScaleValues.of(Profile())
-    Profile.velocity_filter_tau_s = 0.004  # type: ignore[attr-defined]
-    assert ObsScaleValues.of(Profile()).vel_scale_rad_s == 40.0

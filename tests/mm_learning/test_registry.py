@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 from mm_learning.errors import RegistryError
-from mm_learning.policy_image import ModelType, ObsScaleValues, PolicyHeader, pack_image
+from mm_learning.policy_image import ModelType, PolicyHeader, pack_image
 from mm_learning.registry import Registry
+from mm_sim.observation import ObsScales
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "mm_learning"
 
 
 def _image(model: bytes) -> bytes:
-    header = PolicyHeader(ModelType.INT16X8, ObsScaleValues(3.0, 40.0, 25.0, 2.0, 0.004), arena_bytes=3552)
+    header = PolicyHeader(ModelType.INT16X8, ObsScales(3.0, 40.0, 25.0, 2.0, 0.004), arena_bytes=3552)
     return pack_image(header, model, lambda _: bytes(64))
 
 

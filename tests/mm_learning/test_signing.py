@@ -8,7 +8,7 @@ import stat
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from mm_learning.errors import SignatureError
-from mm_learning.policy_image import ModelType, ObsScaleValues, PolicyHeader, pack_image
+from mm_learning.policy_image import ModelType, PolicyHeader, pack_image
 from mm_learning.signing import (
     generate_keypair,
     load_private_key,
@@ -18,6 +18,7 @@ from mm_learning.signing import (
     verify,
     verify_image,
 )
+from mm_sim.observation import ObsScales
 
 MODEL = b"\x1c\x00\x00\x00TFL3" + bytes(200)
 
@@ -29,7 +30,7 @@ def keys(tmp_path_factory) -> tuple[ec.EllipticCurvePrivateKey, ec.EllipticCurve
 
 
 def _image(key: ec.EllipticCurvePrivateKey) -> bytes:
-    header = PolicyHeader(ModelType.INT16X8, ObsScaleValues(3.0, 40.0, 25.0, 2.0, 0.004), arena_bytes=3552)
+    header = PolicyHeader(ModelType.INT16X8, ObsScales(3.0, 40.0, 25.0, 2.0, 0.004), arena_bytes=3552)
     return pack_image(header, MODEL, functools.partial(sign, key))
 
 

@@ -29,7 +29,7 @@ def _pack(model: bytes, key: ec.EllipticCurvePrivateKey, arena_bytes: int) -> by
     from mm_learning import policy_image, signing
     from mm_sim import ObsScales, load_profile
 
-    scales = policy_image.ObsScaleValues.of(ObsScales.from_profile(load_profile("mm_v3")))
+    scales = ObsScales.from_profile(load_profile("mm_v3"))
     header = policy_image.PolicyHeader(model_type=Scheme.INT8.model_type, scales=scales, arena_bytes=arena_bytes)
     return policy_image.pack_image(header, model, lambda data: signing.sign(key, data))
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from mm_sim.observation import ObsScales
 
 from mm_learning.acceptance import (
     Budget,
@@ -33,7 +34,7 @@ from mm_learning.acceptance import (
 )
 from mm_learning.actor import ActorSpec
 from mm_learning.errors import ExportError
-from mm_learning.policy_image import ObsScaleValues, PolicyHeader, pack_image, policy_crc32
+from mm_learning.policy_image import PolicyHeader, pack_image, policy_crc32
 from mm_learning.signing import public_key_hex, sign
 from mm_learning.tflite_convert import convert, to_keras
 from mm_learning.tflm import QuantParams, Scheme, TflmPolicy, measure_arena_bytes
@@ -91,7 +92,7 @@ def _quant_json(q: QuantParams) -> dict[str, Any]:
 def export_policy(
     actor: ActorSpec,
     *,
-    scales: object,
+    scales: ObsScales,
     representative_obs: Any,
     held_out_obs: Any,
     closed_loop_setup: ClosedLoopSetup,
@@ -109,7 +110,7 @@ def export_policy(
 
     Args:
         actor: the deterministic actor (see :func:`mm_learning.actor.actor_from_sb3`).
-        scales: the env's observation scales (``mm_sim`` ObsScales or :class:`ObsScaleValues`); written into
+        scales: the env's observation scales (``mm_sim.observation.ObsScales``); written into
             the image header so the firmware builds the same observation.
         representative_obs: (N, 8) observations from real rollouts, for calibration (clipped to [-1, 1]).
         held_out_obs: (M, 8) observations not used for calibration, for check (b).
@@ -139,8 +140,7 @@ def export_policy(
     loop_report = closed_loop(closed_loop_setup.make_env, actor, quantized, closed_loop_setup.seeds)
     check_closed_loop(loop_report, thresholds)
 
-    scale_values = ObsScaleValues.of(scales)
-    header = PolicyHeader(model_type=scheme.model_type, scales=scale_values, arena_bytes=arena)
+    header = PolicyHeader(model_type=scheme.model_type, scales=scales, arena_bytes=arena)
     image = pack_image(header, model, functools.partial(sign, private_key))
     metadata: dict[str, Any] = {
         "format": METADATA_FORMAT,
@@ -151,11 +151,11 @@ def export_policy(
         "training_steps": training_steps,
         "scheme": scheme.value,
         "model_type": int(scheme.model_type),
-        "obs_scales": asdict(scale_values),
+        "obs_scales": asdict(scales),
         "action_scaling": {
             "range": [-1.0, 1.0],
             "squash": actor.squash,
-            "current_cmd_a_per_unit": scale_values.current_limit_a,
+            "current_cmd_a_per_unit": scales.current_limit_a,
         },
         "network": {
             "layers": [[lyr.weight.shape[0], lyr.weight.shape[1], lyr.activation] for lyr in actor.layers],

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
+from mm_sim.observation import ObsScales
+
 from mm_learning.errors import PolicyImageError
 
 MAGIC = b"MMPL"
@@ -42,36 +44,11 @@ class ModelType(IntEnum):
 
 
 @dataclass(frozen=True)
-class ObsScaleValues:
-    """The observation scales of contract section 3 and the velocity filter constant of section 2.
-
-    Any object with these five attributes (for example ``mm_sim.observation.ObsScales``) can be passed where
-    this type is expected; :meth:`of` copies such an object.
-    """
-
-    pos_scale_rad: float
-    vel_scale_rad_s: float
-    fine_gain_per_rad: float
-    current_limit_a: float
-    velocity_filter_tau_s: float
-
-    @classmethod
-    def of(cls, scales: object) -> ObsScaleValues:
-        """Copy the five scale attributes of ``scales`` (raises :class:`PolicyImageError` if one is missing)."""
-        try:
-            values = {name: float(getattr(scales, name)) for name in cls.__dataclass_fields__}
-        except AttributeError as exc:
-            msg = f"observation scales object {scales!r} lacks {exc.name!r}; pass mm_sim ObsScales or ObsScaleValues"
-            raise PolicyImageError(msg) from exc
-        return cls(**values)
-
-
-@dataclass(frozen=True)
 class PolicyHeader:
     """The 48-byte header fields the caller chooses (sizes and CRC are derived from the model when packing)."""
 
     model_type: ModelType
-    scales: ObsScaleValues
+    scales: ObsScales
     arena_bytes: int
     model_size: int = 0
     model_crc32: int = 0
@@ -207,7 +184,7 @@ def parse_image(image: bytes, *, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES)
         raise PolicyImageError(f"model_crc32 0x{model_crc:08x} != CRC of the model bytes 0x{actual_crc:08x}")
     header = PolicyHeader(
         model_type=ModelType(model_type),
-        scales=ObsScaleValues(pos_scale, vel_scale, fine_gain, current_limit, tau),
+        scales=ObsScales(pos_scale, vel_scale, fine_gain, current_limit, tau),
         arena_bytes=arena,
         model_size=model_size,
         model_crc32=model_crc,
