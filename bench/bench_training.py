@@ -11,6 +11,9 @@ Goals (issue 4): beat the PID on every objective's primary metric in <= 5 min ea
 >= 30 % shorter (and within 1.25x the bound); energy: >= 25 % less energy at equal or better settling;
 accuracy: lower steady-state and RMS error.
 
+The velocity feature's scale is matched to the pendulum (trainer.matched_velocity_scale, 39 rad/s instead of
+the profile's 160 rad/s; ``--vel-scale profile`` for the profile's): the exported image carries it.
+
 Run: ``PYTHONPATH=src/mm_learning:src/mm_sim python bench/bench_training.py [--minutes 5] [--objectives ...]``.
 Prints a markdown table and the JSON of the run.
 """
@@ -36,6 +39,7 @@ from mm_learning.trainer import (
     beats_target,
     evaluate_moves,
     export_trained,
+    matched_velocity_scale,
     parse_objective,
     policy_controller,
 )
@@ -54,9 +58,13 @@ COLUMNS = (
 )
 
 
-def bench_objective(objective: str, minutes: float, moves: int, eval_every: int, out_dir: Path) -> dict[str, Any]:
+def bench_objective(
+    objective: str, minutes: float, moves: int, eval_every: int, out_dir: Path, *, vel_scale_rad_s: float | None
+) -> dict[str, Any]:
     """Train, export and measure one objective; returns its row of the JSON."""
-    twin = TwinSpec(profile="mm_v3", load="pendulum", objective=objective, episode_s=1.0)
+    twin = TwinSpec(
+        profile="mm_v3", load="pendulum", objective=objective, episode_s=1.0, vel_scale_rad_s=vel_scale_rad_s
+    )
     curve: list[dict[str, float]] = []
 
     def on_progress(progress: Progress) -> None:
@@ -79,6 +87,7 @@ def bench_objective(objective: str, minutes: float, moves: int, eval_every: int,
     wall_s = time.monotonic() - started
     row: dict[str, Any] = {
         "objective": objective,
+        "vel_scale_rad_s": env_scale(twin),
         "steps": result.steps,
         "train_wall_s": wall_s,
         "steps_per_s": result.steps / wall_s,
@@ -119,10 +128,18 @@ def bench_objective(objective: str, minutes: float, moves: int, eval_every: int,
     return row
 
 
+def env_scale(twin: TwinSpec) -> float:
+    """The velocity scale (rad/s) the twin's env, and so the exported image, uses."""
+    env = twin.make_env()
+    env.close()
+    return float(env.unwrapped.scales.vel_scale_rad_s)  # type: ignore[attr-defined]
+
+
 def markdown(rows: list[dict[str, Any]], moves: int, minutes: float) -> str:
     """The run as markdown: one summary table and one metrics table per objective."""
     lines = [
-        f"PPO, mm_v3 + pendulum, {moves} seeded 1 s step moves, budget {minutes:g} min per objective",
+        f"PPO, mm_v3 + pendulum, {moves} seeded 1 s step moves, budget {minutes:g} min per objective, "
+        f"velocity scale {rows[0]['vel_scale_rad_s']:g} rad/s",
         "",
         "| objective | steps | env steps/s | stop | time to beat PID | model B | arena B | export |",
         "|---|---|---|---|---|---|---|---|",
@@ -149,11 +166,17 @@ def main() -> None:
     parser.add_argument("--moves", type=int, default=100, help="seeded step moves of every evaluation")
     parser.add_argument("--eval-every", type=int, default=50_000, help="evaluate every N env steps")
     parser.add_argument("--json", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument(
+        "--vel-scale", default="matched", help="velocity feature scale: 'matched' to the load, 'profile', or rad/s"
+    )
     args = parser.parse_args()
+    scale = {"matched": matched_velocity_scale("mm_v3", "pendulum"), "profile": None}.get(args.vel_scale)
+    if scale is None and args.vel_scale != "profile":
+        scale = float(args.vel_scale)
     out_dir = Path(tempfile.mkdtemp(prefix="bench_training-"))
     try:
         rows = [
-            bench_objective(objective, args.minutes, args.moves, args.eval_every, out_dir)
+            bench_objective(objective, args.minutes, args.moves, args.eval_every, out_dir, vel_scale_rad_s=scale)
             for objective in args.objectives.split(",")
         ]
     finally:

@@ -21,6 +21,7 @@ Run directory layout (``TrainConfig.out_dir``)::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -140,6 +141,32 @@ def objective_terms(objective: str) -> dict[str, float]:
     return terms
 
 
+@functools.cache
+def matched_velocity_scale(profile: str, load: str) -> float:
+    """A velocity scale (rad/s) matched to ``load``: the peak speed of its fastest move across ±π, rounded up.
+
+    Capped at the profile's own scale (the motor's no-load speed on mm_v3). The policy image carries the scale,
+    so it may differ per load. Why: mm_v3's 160 rad/s suits its disc and spring (time-optimal moves reach
+    ~160 rad/s) but the pendulum peaks at 39 rad/s and its tuned PIDs stay below ~27, so its velocity feature
+    used only a tenth of [-1, 1]: the PID's velocity gain then is ~180 action units per feature unit, which the
+    clone could not fit (speed PID cloned at 160 rad/s: 70 % of 20 moves settled; at 40 rad/s: all, in 0.260 s
+    vs the PID's 0.265 s; docs/learning.md, "Observation scale").
+    """
+    from mm_sim.baselines import bang_bang_schedule
+    from mm_sim.model import Plant
+    from mm_sim.profiles import load_profile
+
+    servo = load_profile(profile)
+    plant = Plant(servo, servo.load(load))
+    actions = bang_bang_schedule(plant, start_rad=-math.pi, target_rad=math.pi)
+    plant.reset(-math.pi)
+    peak = 0.0
+    for action in actions:
+        plant.advance(action * servo.driver.current_limit_a)
+        peak = max(peak, abs(plant.velocity_rad_s))
+    return float(min(servo.observation.vel_scale_rad_s, math.ceil(peak)))
+
+
 @dataclass(frozen=True)
 class TwinSpec:
     """Which twin to train in.
@@ -151,6 +178,8 @@ class TwinSpec:
         episode_s: episode length (s); one step move per episode.
         randomize: draw each training episode's plant from the profile's randomisation ranges (evaluation
             always runs the nominal plant).
+        vel_scale_rad_s: velocity giving a velocity feature of 1 (rad/s), written into the exported policy's
+            image; None: the profile's. :func:`matched_velocity_scale` gives one matched to the load.
     """
 
     profile: str = "mm_v3"
@@ -158,13 +187,18 @@ class TwinSpec:
     objective: str = "accuracy"
     episode_s: float = 1.0
     randomize: bool = False
+    vel_scale_rad_s: float | None = None
 
     def make_env(self, *, randomize: bool | None = None) -> gym.Env[Any, Any]:
         """A fresh twin env for this objective (``randomize`` overrides the spec's choice)."""
         from mm_sim.env import ServoEnv
+        from mm_sim.profiles import load_profile
 
+        profile = load_profile(self.profile)
+        scale = self.vel_scale_rad_s or profile.observation.vel_scale_rad_s
+        observation = dataclasses.replace(profile.observation, vel_scale_rad_s=scale)
         return ServoEnv(
-            self.profile,
+            dataclasses.replace(profile, observation=observation),
             load=self.load,
             objective=objective_terms(self.objective),
             episode_s=self.episode_s,
