@@ -1,6 +1,7 @@
 /**
  * @file mm_core.h
- * @brief The servo's control core: modes, limits, faults, watchdog, policies and samples. Portable C11.
+ * @brief The servo's control core: modes, limits, faults, watchdog, policies (with exploration noise) and samples.
+ *        Portable C11.
  *
  * mm_core_step() is the control law: it takes this tick's sensor readings and the period and returns the actuator
  * command; it never reads a clock or a register, so the same code runs on the ESP32, in the twin and in tests.
