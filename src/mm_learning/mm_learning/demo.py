@@ -390,8 +390,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; returns the exit status."""
     options = _parser().parse_args(argv)
     options.out.mkdir(parents=True, exist_ok=True)
-    # DDS stays on this machine unless the user chose otherwise.
+    # DDS stays on this machine unless the user chose otherwise; TensorFlow's C++ start-up chatter stays quiet.
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     started = time.monotonic()
     config = SessionConfig(
         out=options.out,
