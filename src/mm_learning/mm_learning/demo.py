@@ -44,6 +44,7 @@ from mm_learning.errors import LearningError
 
 DEFAULT_OUT = Path("out/demo")
 ANIMATION_FPS = 25.0
+SLOW_MOTION = 4.0  # a move settles in a few tenths of a second: the replay runs this many times slower
 PLOTTED_MOVES = 3
 COMPARISON_SEED = 9_000  # disjoint from the trainer's evaluation and export seeds
 STATE_TYPE = "mm_msgs/msg/ServoState"
@@ -365,14 +366,14 @@ def _render_frames(profile_name: str, load_name: str, angles: list[float], targe
 
 
 def _animation(options: argparse.Namespace, move: MoveOutcome, trace: Trace) -> Path:
-    """Replay a recorded move in the MuJoCo model, rendered in a fresh child process.
+    """Replay a recorded move in the MuJoCo model (in slow motion), rendered in a fresh child process.
 
     TensorFlow (imported with mm_learning's export) crashes MuJoCo's EGL renderer in the same process, so the
     frames are drawn by a child that imports only MuJoCo and mm_sim.
     """
     import multiprocessing
 
-    frame_s = np.arange(-0.2, float(trace.time_s[-1]) + 0.3, 1.0 / ANIMATION_FPS)
+    frame_s = np.arange(-0.1, float(trace.time_s[-1]) + 0.1, 1.0 / (ANIMATION_FPS * SLOW_MOTION))
     angles = [float(a) for a in np.interp(frame_s, trace.time_s, trace.position_rad)]
     path = options.out / f"move_{move.controller}.gif"
     child = multiprocessing.get_context("spawn").Process(
