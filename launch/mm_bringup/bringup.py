@@ -6,8 +6,9 @@ same nodes with the same parameters. This module needs no ROS: package share and
 `ament_index_python` by default and can be passed in (tests).
 
 Parameters, lowest precedence first: each package's own `config/*.yaml` (the defaults), then
-`mm_bringup/config/bringup.yaml` (what the bringup sets differently, same for every servo), then the overrides
-computed here from the launch arguments (profile, load, transport, CAN device ids, simulated time).
+`mm_bringup/config/bringup.yaml` (what the bringup sets differently, same for every servo), then the user's
+`params_file:=` if given, then the overrides computed here from the launch arguments (profile, load, transport,
+CAN device ids, simulated time, the recorder's output and topics).
 
 Servos live in namespaces `/<namespace>1` ... `/<namespace>N` (`servos:=N`); every servo gets its own driver,
 learner and robot_state_publisher (TF frames prefixed `<namespace>i/`); rviz, the micro-ROS agent and the recorder
@@ -74,7 +75,7 @@ _COMMON = (
     ),
 )
 RECORDED_TOPICS = ("state", "transitions", "policy_ack", "command", "joint_states", "reward")
-"""What the `bag:=` recorder records in each servo's namespace."""
+"""What the `bag:=` recorder records in each servo's namespace (the recorder's own default topics)."""
 ARGUMENTS: dict[str, tuple[Argument, ...]] = {
     SIM: (
         *_COMMON,

@@ -391,9 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; returns the exit status."""
     options = _parser().parse_args(argv)
     options.out.mkdir(parents=True, exist_ok=True)
-    # DDS stays on this machine unless the user chose otherwise; TensorFlow's C++ start-up chatter stays quiet.
+    # DDS stays on this machine unless the user chose otherwise.
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     started = time.monotonic()
     config = SessionConfig(
         out=options.out,
@@ -469,7 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"demo: {error}", file=sys.stderr)
         return 1
     print("\nwritten:")
-    extra = [summary_path, options.out / "comparison.md", config.bag, options.out / "policies", config.log]
+    extra = [summary_path, options.out / "comparison.md", config.bag, options.out / "run", options.out / "policies"]
+    extra.append(config.log)
     for path in [*paths, *extra]:
         print(f"  {path}")
     print(f"demo finished in {math.ceil(time.monotonic() - started)} s")
