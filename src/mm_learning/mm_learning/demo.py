@@ -54,6 +54,7 @@ ROWS = {
     "pid": "PID tuned for objective (servo)",
     "bound": "time-optimal bound (twin)",
 }
+COLORS = {"policy": "C0", "pid": "C1", "bound": "C2"}  # the same colour for a controller in every plot
 
 
 @dataclass(frozen=True)
@@ -320,7 +321,7 @@ def _plots(
     for k, ax in enumerate(axes[:, 0]):
         for move, trace in zip(session.moves, traces, strict=True):
             if move.index == k:
-                ax.plot(trace.time_s, trace.position_rad, label=ROWS[move.controller])
+                ax.plot(trace.time_s, trace.position_rad, color=COLORS[move.controller], label=ROWS[move.controller])
                 target_rad = move.target_rad
         ax.plot(bound_traces[k].time_s, bound_traces[k].position_rad, ":", color="grey", label=ROWS["bound"])
         ax.axhline(target_rad, color="k", lw=0.8, ls=":")
@@ -337,7 +338,7 @@ def _plots(
     width = 0.8 / len(rows)
     for offset, (key, values) in enumerate(rows.items()):
         energies = [r.energy_j for r in values]
-        ax.bar(np.arange(len(energies)) + offset * width, energies, width=width, label=ROWS[key])
+        ax.bar(np.arange(len(energies)) + offset * width, energies, width=width, color=COLORS[key], label=ROWS[key])
     count = len(next(iter(rows.values())))
     ax.set_xticks(np.arange(count) + 0.4 - width / 2, [str(k + 1) for k in range(count)])
     ax.set(xlabel="move", ylabel="electrical energy until settled (J)", title="Energy per move")
