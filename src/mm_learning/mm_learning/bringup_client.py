@@ -11,7 +11,9 @@ What a user does with ``ros2 launch mm_bringup sim.launch.py`` and ``ros2 action
 4. runs each seeded move with ``move_to`` for the policy and then for the PID (each from the move's start, to
    which a PID move brings the servo first), then lets the policy run a few moves with the servo streaming
    transitions (``servo_command`` with ``stream_transitions``; ``move_to`` does not stream). When training
-   ends without a policy (e.g. the export checks refused it), the moves run with the PID only;
+   ends without a policy (e.g. the export checks refused it), the moves run with the PID only. A move that a
+   servo fault ended (the heartbeat watchdog trips when the machine stalls for half a second) is run once more
+   after the faults are cleared;
 5. stops the bringup (every node with SIGINT, the recorder closes the bag), reads the bag back (messages per
    topic) and loads the recorded transitions as a dataset.
 
@@ -50,10 +52,18 @@ ACTION_TIMEOUT_S = 120.0
 """Hang protection for a deployment or a move (s, wall)."""
 EXPORT_TIMEOUT_S = 1800.0
 """Hang protection for what follows training (export, checks, evaluation; s, wall)."""
+DEPLOY_ATTEMPTS = 20
+"""DeployPolicy goals sent, 0.5 s apart, while the driver has not yet taken the learner's blob from `policy`."""
+MOVE_ATTEMPTS = 2
+"""Runs of a move that a servo fault ended (e.g. HEARTBEAT_LOST after a stall of the machine), faults cleared."""
 
 
 class SessionError(LearningError):
     """The bringup did not come up, a node died, or a goal was refused or failed."""
+
+
+class GoalRefusedError(SessionError):
+    """An action server rejected a goal (its node logs why)."""
 
 
 @dataclass(frozen=True)
@@ -287,9 +297,17 @@ class ServoClient:
         handle = self._done(client.send_goal_async(goal, feedback_callback=callback), f"{what}: goal response", 30.0)
         if not handle.accepted:
             msg = f"{what}: goal rejected (the node logs why: see the bringup log)"
-            raise SessionError(msg)
+            raise GoalRefusedError(msg)
         response = self._done(handle.get_result_async(), f"{what}: result", timeout_s)
         return response.status, response.result
+
+    def clear_faults(self) -> None:
+        """If the servo reports faults: HOLD with clear_faults through `servo_command`, until they are gone."""
+        from mm_msgs.msg import ServoCommand
+
+        if self.latest.fault_flags:
+            self.command.publish(ServoCommand(mode=ServoCommand.MODE_HOLD, clear_faults=True))
+            self.wait_state("the servo's faults to clear", _no_faults, ACTION_TIMEOUT_S)
 
     def move_to(self, target_rad: float, controller: str) -> Any:
         """A MoveTo goal with the session's tolerance and timeout; the result (succeeded or not)."""
@@ -353,9 +371,17 @@ def _deploy(client: ServoClient, reporter: Reporter, result: SessionResult) -> N
     from mm_msgs.action import DeployPolicy
 
     # The policy the learner published on `policy` (goal without policy_id): the driver holds the latest blob.
-    status, deploy = client.run_goal(
-        client.deploy_client, DeployPolicy.Goal(), "deploy_policy", ACTION_TIMEOUT_S, reporter.deploy_feedback
-    )
+    for attempt in range(1, DEPLOY_ATTEMPTS + 1):
+        try:
+            status, deploy = client.run_goal(
+                client.deploy_client, DeployPolicy.Goal(), "deploy_policy", ACTION_TIMEOUT_S, reporter.deploy_feedback
+            )
+            break
+        except GoalRefusedError:
+            # The learner published the blob before answering; the driver may take it a moment later.
+            if attempt == DEPLOY_ATTEMPTS:
+                raise
+            time.sleep(0.5)
     if status != GoalStatus.STATUS_SUCCEEDED or not deploy.success:
         msg = f"deployment failed: {deploy.message}"
         raise SessionError(msg)
@@ -377,9 +403,13 @@ def _moves(
     total = len(controllers) * len(config.moves)
     for index, move in enumerate(config.moves):
         for controller in controllers:
-            client.move_to(move.start_rad, "pid")  # to the start; it need not settle exactly: start_rad is measured
-            start_rad = float(client.latest.position_rad)
-            r = client.move_to(move.target_rad, controller)
+            for _ in range(MOVE_ATTEMPTS):
+                client.clear_faults()
+                client.move_to(move.start_rad, "pid")  # to the start; need not settle exactly: start_rad is measured
+                start_rad = float(client.latest.position_rad)
+                r = client.move_to(move.target_rad, controller)
+                if not client.latest.fault_flags:
+                    break
             outcome = MoveOutcome(
                 index,
                 controller,
@@ -402,6 +432,7 @@ def _stream(client: ServoClient, config: SessionConfig) -> None:
     from mm_msgs.msg import ServoCommand
 
     for move in config.moves[: config.stream_moves]:
+        client.clear_faults()
         target = float(move.target_rad)
         client.command.publish(ServoCommand(mode=ServoCommand.MODE_POLICY, target=target, stream_transitions=True))
         state = client.wait_state(
@@ -416,6 +447,10 @@ def _runs_policy_to(target_rad: float, state: Any) -> bool:
     from mm_msgs.msg import ServoCommand
 
     return bool(state.mode == ServoCommand.MODE_POLICY and abs(state.target_rad - target_rad) < 1e-5)
+
+
+def _no_faults(state: Any) -> bool:
+    return not state.fault_flags
 
 
 def _stamped_after(time_s: float, state: Any) -> bool:
