@@ -6,11 +6,14 @@ same nodes with the same parameters. This module needs no ROS: package share and
 `ament_index_python` by default and can be passed in (tests).
 
 Parameters, lowest precedence first: each package's own `config/*.yaml` (the defaults), then
-`mm_bringup/config/bringup.yaml` (what the bringup sets differently, same for every servo), then the overrides
-computed here from the launch arguments (profile, load, transport, CAN device ids, simulated time).
+`mm_bringup/config/bringup.yaml` (what the bringup sets differently, same for every servo), then the user's
+`params_file:=` if given, then the overrides computed here from the launch arguments (profile, load, transport,
+CAN device ids, simulated time, the recorder's output and topics).
 
 Servos live in namespaces `/<namespace>1` ... `/<namespace>N` (`servos:=N`); every servo gets its own driver,
-learner and robot_state_publisher (TF frames prefixed `<namespace>i/`); rviz and the micro-ROS agent are shared.
+learner and robot_state_publisher (TF frames prefixed `<namespace>i/`); rviz, the micro-ROS agent and the recorder
+(`bag:=<dir>`: one bag of every servo's topics) are shared. `params_file:=<file>` adds a parameter file of the
+user's to every node, after the bringup's (e.g. the learner's signing key and the virtual servo's public key).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import yaml
 
 from mm_bringup.errors import BringupError
 
-ParameterValue = bool | int | float | str
+ParameterValue = bool | int | float | str | list[str]
 PackageDir = Callable[[str], Path]
 """Maps a package name to a directory of it (share or prefix); raises `BringupError` when not installed."""
 
@@ -58,7 +61,21 @@ _COMMON = (
         TRUE_WORDS,
     ),
     Argument("rviz", "true", "start rviz2 with mm_bringup's config when it is installed", TRUE_WORDS),
+    Argument(
+        "bag",
+        "",
+        "record every servo's topics (state, transitions, policy_ack, command, joint_states, reward) into this new "
+        "bag directory (MCAP, mm_learning's recorder); empty: no recording",
+    ),
+    Argument(
+        "params_file",
+        "",
+        "an extra parameter file given to every node after the bringup's own (its keys select the nodes, e.g. "
+        "/**/learner or /**/virtual_servo); empty: none",
+    ),
 )
+RECORDED_TOPICS = ("state", "transitions", "policy_ack", "command", "joint_states", "reward")
+"""What the `bag:=` recorder records in each servo's namespace (the recorder's own default topics)."""
 ARGUMENTS: dict[str, tuple[Argument, ...]] = {
     SIM: (
         *_COMMON,
@@ -244,6 +261,8 @@ def describe(
         msg = "namespace:= must not be empty: several servos need their own namespaces"
         raise BringupError(msg)
     bringup_file = share("mm_bringup") / "config" / "bringup.yaml"
+    # The user's file comes after the bringup's own, so it has the last word before the argument overrides.
+    extra = (Path(values["params_file"]).expanduser().resolve(),) if values["params_file"] else ()
     driver_file = share("mm_driver") / "config" / "driver.yaml"
     learner_file = share("mm_learning") / "config" / "learner.yaml"
     model: dict[str, ParameterValue] = {name: values[name] for name in ("profile", "load") if values[name]}
@@ -268,7 +287,7 @@ def describe(
                     "virtual_servo",
                     "virtual_servo",
                     namespace,
-                    (share("mm_sim") / "config" / "virtual_servo.yaml", bringup_file),
+                    (share("mm_sim") / "config" / "virtual_servo.yaml", bringup_file, *extra),
                     model | time_mode,
                 )
             )
@@ -286,14 +305,16 @@ def describe(
                     "driver",
                     "driver",
                     namespace,
-                    (driver_file, bringup_file),
+                    (driver_file, bringup_file, *extra),
                     model | transport | clock,
                     lifecycle=True,
                 )
             )
         if _flag(values, "learner"):
             specs.append(
-                NodeSpec("mm_learning", "learner", "learner", namespace, (learner_file, bringup_file), model | clock)
+                NodeSpec(
+                    "mm_learning", "learner", "learner", namespace, (learner_file, bringup_file, *extra), model | clock
+                )
             )
         if _flag(values, "robot_state_publisher") and installed("robot_state_publisher"):
             description = urdf(
@@ -306,13 +327,23 @@ def describe(
                     "robot_state_publisher",
                     "robot_state_publisher",
                     namespace,
-                    (bringup_file,),
+                    (bringup_file, *extra),
                     {"robot_description": description, "frame_prefix": f"{prefix}{index}/"} | clock,
                 )
             )
+    if values["bag"]:
+        # One recorder for every servo: one bag, as `ros2 bag record` of all their topics would write.
+        topics = [f"{prefix}{index}/{topic}" for index in range(1, count + 1) for topic in RECORDED_TOPICS]
+        recording: dict[str, ParameterValue] = {
+            "output": str(Path(values["bag"]).expanduser().resolve()),
+            "topics": topics,
+        }
+        specs.append(NodeSpec("mm_learning", "recorder", "recorder", "", (bringup_file, *extra), recording | clock))
     if _flag(values, "rviz") and installed("rviz2"):
         rviz_config = share("mm_bringup") / "rviz" / "mm.rviz"
         specs.append(
-            NodeSpec("rviz2", "rviz2", "rviz2", "", (bringup_file,), dict(clock), arguments=("-d", str(rviz_config)))
+            NodeSpec(
+                "rviz2", "rviz2", "rviz2", "", (bringup_file, *extra), dict(clock), arguments=("-d", str(rviz_config))
+            )
         )
     return specs

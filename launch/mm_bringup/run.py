@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 import yaml
 
@@ -83,9 +83,14 @@ class Runner:
         sigterm_timeout_s: float = 10.0,
         sigkill_timeout_s: float = 5.0,
         out: TextIO = sys.stdout,
+        log: BinaryIO | None = None,
     ) -> None:
-        """`specs` from `describe`; `prefix` finds installed packages; timeouts in seconds; messages to `out`."""
+        """`specs` from `describe`; `prefix` finds installed packages; timeouts in seconds; messages to `out`.
+
+        The nodes write to this process's stdout and stderr, or both to `log` (an open file) when given.
+        """
         self._specs = list(specs)
+        self._log = log
         self._prefix = prefix
         self._sigterm_timeout_s = sigterm_timeout_s
         self._sigkill_timeout_s = sigkill_timeout_s
@@ -109,7 +114,13 @@ class Runner:
         try:
             for spec, command in zip(self._specs, commands, strict=True):
                 # Own process group: a terminal's Ctrl-C reaches the runner only, which forwards it once.
-                process = subprocess.Popen(command, process_group=0)
+                process = subprocess.Popen(
+                    command,
+                    process_group=0,
+                    stdout=self._log,
+                    stderr=subprocess.STDOUT if self._log is not None else None,
+                    preexec_fn=_default_sigint if signal.getsignal(signal.SIGINT) is signal.SIG_IGN else None,  # noqa: PLW1509
+                )
                 self.processes.append((spec, process))
                 self._say(f"started {_label(spec)} pid {process.pid}: {' '.join(command)}")
         except OSError as exc:
@@ -173,6 +184,16 @@ class Runner:
 
     def _say(self, text: str) -> None:
         print(f"[mm_bringup.run] {text}", file=self._out, flush=True)
+
+
+def _default_sigint() -> None:
+    """In a node's process before exec: SIGINT back to its default action.
+
+    A runner started with SIGINT ignored (a background job of a non-interactive shell) would pass that on, and
+    a node cannot undo an ignored SIGINT it inherits (POSIX shells, Python without rclpy's handler): the SIGINT
+    the runner sends to stop the nodes would do nothing.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _label(spec: NodeSpec) -> str:

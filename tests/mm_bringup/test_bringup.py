@@ -223,3 +223,30 @@ def test_robot_description_is_mm_sims_urdf_for_the_profile_and_load() -> None:
     assert '<joint name="servo_joint" type="continuous">' in urdf
     with pytest.raises(BringupError, match=r"profile 'mm_v3' / load 'anvil'.*has no load 'anvil'"):
         robot_description("mm_v3", "anvil")
+
+
+def test_bag_adds_one_recorder_of_every_servo_topic(fake_install: FakeInstall, tmp_path: Path) -> None:
+    fake_install.add("mm_learning", "learner", "recorder")
+    bag = tmp_path / "bags" / "run1"
+    commands = _commands(fake_install, SIM, tmp_path, "servos:=2", f"bag:={bag}", "sim_time:=true")
+    recorders = [c for c in commands if Path(c[0]).name == "recorder"]
+    assert len(recorders) == 1 and len(commands) == 7  # twin, driver, learner per servo, and one recorder
+    assert _option_values(recorders[0], "-r") == ["__node:=recorder"]  # root namespace: both servos' topics
+    parameters = _overrides(recorders[0])["/recorder"]["ros__parameters"]
+    assert parameters["output"] == str(bag)
+    assert parameters["use_sim_time"] is True  # stamped in the simulated time the servos publish
+    topics = parameters["topics"]
+    for servo in ("servo1", "servo2"):
+        assert {f"{servo}/state", f"{servo}/transitions", f"{servo}/joint_states", f"{servo}/command"} <= set(topics)
+    assert not [c for c in _commands(fake_install, SIM, tmp_path) if Path(c[0]).name == "recorder"]
+
+
+def test_params_file_comes_after_the_bringup_files_of_every_node(fake_install: FakeInstall, tmp_path: Path) -> None:
+    mine = tmp_path / "mine.yaml"
+    commands = _commands(fake_install, SIM, tmp_path, f"params_file:={mine}", "load:=spring")
+    bringup_yaml = str(fake_install.share("mm_bringup") / "config/bringup.yaml")
+    for command in commands:
+        files = _option_values(command, "--params-file")
+        # package defaults, bringup.yaml, the user's file, then the argument overrides (load:=spring)
+        assert files[1:3] == [bringup_yaml, str(mine)], command
+        assert len(files) == 4

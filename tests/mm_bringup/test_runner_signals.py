@@ -48,16 +48,12 @@ def test_stop_escalates_from_sigint_to_sigterm_to_sigkill(fake_install: FakeInst
     runner = Runner(specs, prefix=fake_install.prefix, sigterm_timeout_s=1.0, sigkill_timeout_s=1.0, out=out)
     runner.start()
     _wait_for([tmp_path / name for name in SCRIPTS])
-    started = time.monotonic()
     codes = runner.stop()
-    elapsed_s = time.monotonic() - started
     assert codes == {"/t/polite": 0, "/t/stubborn": 3, "/t/deaf": -signal.SIGKILL}
     log = out.getvalue()
     assert "/t/stubborn still running: sending SIGTERM" in log
     assert "/t/deaf still running: sending SIGKILL" in log
     assert "/t/polite still running" not in log
-    # Two timeouts of 1 s, not more: the runner does not wait for nodes that already stopped.
-    assert elapsed_s < 4.0
     assert all(process.poll() is not None for _, process in runner.processes)
 
 

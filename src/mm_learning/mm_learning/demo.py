@@ -1,14 +1,19 @@
-"""The main job on a fresh machine (`make demo`): train, export, check and compare a policy in the twin.
+"""The main job on a fresh machine (`make demo`): train, deploy and compare a policy through ROS 2.
 
-1. trains a policy in the MuJoCo twin for an objective with a wall-time budget (PPO, both cores);
-2. exports it as an integer-only TFLite model, runs the acceptance checks in TFLite Micro and signs it;
-3. runs the quantised policy (through TFLite Micro, as the servo would), the float policy, the PID tuned for the
-   same objective and the time-optimal bound on the same seeded step moves, and prints the table;
-4. writes plots (training curve, step responses, energy per move), an animation of the quantised policy and a
-   JSON summary, and prints where they are.
+What a user would do with `ros2 launch mm_bringup sim.launch.py` and `ros2 action send_goal`
+(mm_learning.bringup_client runs it, the end-to-end test runs the same code):
 
-The ROS parts (deployment to the virtual servo through the driver, bag recording) join this job once the twin
-node and the driver exist; until then everything here is the twin and the export pipeline, for real.
+1. starts the sim bringup (virtual servo = the firmware's C core on the MuJoCo twin, driver, learner, recorder);
+2. sends the learner's Train goal for an objective with a wall-time budget (PPO in the twin, export to an
+   integer-only TFLite model, acceptance checks in TFLite Micro, signature) and draws its feedback;
+3. deploys the published policy to the virtual servo through the driver's deploy_policy action;
+4. runs the seeded step moves with move_to, the quantised policy on the servo and then the servo's PID tuned for
+   the objective, and computes mm_sim's time-optimal bound for the same moves;
+5. stops the bringup, reads the bag back (messages per topic, the recorded transitions as a dataset), prints the
+   table, writes the plots (training curve; step responses and a GIF of a move replayed from the bag; energy
+   per move) and a JSON summary, and prints where everything is.
+
+The virtual servo runs in real time: the bag, the step responses and the move metrics are in wall-clock time.
 """
 
 from __future__ import annotations
@@ -16,30 +21,58 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mm_learning.errors import LearningError, PolicyRejected
+from mm_learning.bringup_client import (
+    MOVE_TIMEOUT_S,
+    TOLERANCE_RAD,
+    MoveOutcome,
+    Reporter,
+    SessionConfig,
+    SessionResult,
+    run_session,
+)
+from mm_learning.errors import LearningError
 
 DEFAULT_OUT = Path("out/demo")
 ANIMATION_FPS = 25.0
+SLOW_MOTION = 4.0  # a move settles in a few tenths of a second: the replay runs this many times slower
 PLOTTED_MOVES = 3
 COMPARISON_SEED = 9_000  # disjoint from the trainer's evaluation and export seeds
+STATE_TYPE = "mm_msgs/msg/ServoState"
+MODES = {"policy": 4, "pid": 3}  # ServoCommand.MODE_POLICY, MODE_POSITION: the servo mode each controller runs in
+ROWS = {
+    "policy": "RL quantised (servo)",
+    "pid": "PID tuned for objective (servo)",
+    "bound": "time-optimal bound (twin)",
+}
+COLORS = {"policy": "C0", "pid": "C1", "bound": "C2"}  # the same colour for a controller in every plot
 
 
-@dataclass
-class _History:
-    """Evaluations seen during training, for the training curve."""
+@dataclass(frozen=True)
+class Row:
+    """One move's measurements in the table's terms (s, rad, J; settle_time_s NaN if it did not settle)."""
 
-    steps: list[int] = field(default_factory=list)
-    policy_return: list[float] = field(default_factory=list)
-    pid_return: list[float] = field(default_factory=list)
+    settle_time_s: float
+    overshoot_rad: float
+    final_error_rad: float
+    energy_j: float
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A position trace of one move: time since the command (s) and position (rad)."""
+
+    time_s: np.ndarray
+    position_rad: np.ndarray
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,173 +85,268 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=0, help="training step budget (0: only the time budget)")
     parser.add_argument("--profile", default="mm_v3", help="mm_sim servo profile (default mm_v3)")
     parser.add_argument("--load", default="pendulum", help="load of the profile (default pendulum)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     parser.add_argument("--moves", type=int, default=20, help="seeded step moves in the comparison (default 20)")
+    parser.add_argument(
+        "--stream-moves", type=int, default=3, help="moves the policy runs with transitions streaming (default 3)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     parser.add_argument("--no-animation", action="store_true", help="skip the rendered animation")
+    parser.add_argument(
+        "--learner-param",
+        action="append",
+        default=[],
+        type=_learner_parameter,
+        metavar="NAME=VALUE",
+        help="a learner node parameter (config/learner.yaml), e.g. eval_every_steps=5000; repeatable",
+    )
     return parser
 
 
-def _train(options: argparse.Namespace, history: _History) -> Any:
-    from mm_learning.trainer import Progress, TrainConfig, Trainer, TwinSpec
+def _learner_parameter(text: str) -> tuple[str, Any]:
+    """`name=value` with the value read as YAML when it is a scalar (numbers, booleans), else kept as text."""
+    import yaml
 
-    def on_progress(progress: Progress) -> None:
-        if progress.phase == "evaluating" and progress.eval_metrics:
-            history.steps.append(progress.steps)
-            history.policy_return.append(float(progress.eval_metrics["mean_return"]))
-            history.pid_return.append(float(progress.baseline_metrics["mean_return"]))
-            print(
-                f"  {progress.steps:>8} steps ({progress.steps_per_s:5.0f}/s): return "
-                f"{progress.eval_metrics['mean_return']:.4g} vs PID {progress.baseline_metrics['mean_return']:.4g}",
-                flush=True,
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        msg = f"{text!r} is not NAME=VALUE"
+        raise argparse.ArgumentTypeError(msg)
+    value = yaml.safe_load(raw)
+    return name, value if isinstance(value, bool | int | float | str) else raw
+
+
+class _Progress(Reporter):
+    """Progress bars (tqdm, on a terminal) and one line per phase and per evaluation."""
+
+    def __init__(self, options: argparse.Namespace) -> None:
+        self._options = options
+        self._bar: Any = None
+        self._bar_kind = ""
+        self._started_s = 0.0
+        self._last_eval_steps = -1
+
+    def _open(self, kind: str, total: float, unit: str) -> Any:
+        from tqdm import tqdm  # type: ignore[import-untyped]
+
+        if self._bar_kind != kind:
+            self.close()
+            self._bar_kind = kind
+            self._started_s = time.monotonic()
+            self._bar = tqdm(total=total, unit=unit, disable=not sys.stderr.isatty(), leave=False)
+        return self._bar
+
+    def close(self) -> None:
+        """End the running progress bar."""
+        if self._bar is not None:
+            self._bar.close()
+        self._bar, self._bar_kind = None, ""
+
+    def phase(self, text: str) -> None:
+        self.close()
+        print(f"  {text}", flush=True)
+
+    def train_feedback(self, feedback: Any) -> None:
+        from mm_learning.bringup_client import metric
+
+        if feedback.phase in ("exporting", "validating", "publishing"):
+            self.phase(f"learner: {feedback.phase}")
+            return
+        budget_s = float(self._options.time_s)
+        if budget_s > 0:
+            bar = self._open("train", budget_s, "s")
+            bar.n = min(budget_s, round(time.monotonic() - self._started_s))
+        else:
+            bar = self._open("train", float(self._options.steps), "step")
+            bar.n = int(feedback.steps)
+        bar.set_postfix_str(f"{feedback.steps} steps, {feedback.steps_per_s:.0f}/s")
+        if feedback.phase == "evaluating" and feedback.eval_metrics and feedback.steps != self._last_eval_steps:
+            self._last_eval_steps = int(feedback.steps)
+            bar.write(
+                f"  {feedback.steps:>8} steps ({feedback.steps_per_s:5.0f}/s): return "
+                f"{metric(feedback.eval_metrics, 'mean_return'):.4g} vs PID "
+                f"{metric(feedback.baseline_metrics, 'mean_return'):.4g}"
             )
+        bar.refresh()
 
-    twin = TwinSpec(profile=options.profile, load=options.load, objective=options.objective)
-    config = TrainConfig(
-        out_dir=options.out / "run",
-        twin=twin,
-        algorithm=options.algo,
-        max_steps=options.steps,
-        max_time_s=options.time_s,
-        eval_every_steps=20_000,
-        eval_moves=10,
-        progress_bar=sys.stdout.isatty(),
-    )
-    result = Trainer(config, on_progress=on_progress).run()
-    print(f"  stopped ({result.stop_reason}) after {result.steps} steps in {result.elapsed_s:.0f} s")
-    return twin, result
+    def deploy_feedback(self, feedback: Any) -> None:
+        bar = self._open("deploy", float(max(1, feedback.total_chunks)), "chunk")
+        bar.n = int(feedback.chunks_acked)
+        bar.set_postfix_str(f"{feedback.phase}, {feedback.bytes_sent} B")
+        bar.refresh()
+
+    def move_done(self, done: int, total: int, outcome: MoveOutcome) -> None:
+        bar = self._open("moves", float(total), "move")
+        bar.n = done
+        bar.set_postfix_str(f"{outcome.controller} to {outcome.target_rad:+.2f} rad: {outcome.message}")
+        bar.refresh()
 
 
-def _export(twin: Any, result: Any, out: Path) -> tuple[bytes | None, str]:
-    """Export and check; returns (model bytes or None, a one-line verdict)."""
-    from mm_learning.signing import generate_keypair, load_private_key
-    from mm_learning.trainer import export_trained
+def _seeded_moves(options: argparse.Namespace) -> list[Any]:
+    from mm_sim.evaluate import seeded_moves
 
-    key_dir = out / "keys"
-    private_path = key_dir / "policy_signing_key.pem"
-    if not private_path.exists():
-        private_path, _ = generate_keypair(key_dir)
-    try:
-        exported = export_trained(
-            result.model,
-            twin,
-            private_key=load_private_key(private_path),
-            out_dir=out / "policy",
-            metrics=dict(result.eval_metrics),
-        )
-    except PolicyRejected as refusal:
-        return None, f"REFUSED (the quantised policy is left out of the comparison): {refusal}"
-    model_path = exported.paths.get("tflite")
-    model = model_path.read_bytes() if model_path else None
-    return model, f"accepted, signed image {exported.paths.get('mmpl', '?')}"
+    return seeded_moves(options.moves, seed=COMPARISON_SEED, duration_s=MOVE_TIMEOUT_S)
 
 
-def _controllers(twin: Any, result: Any, env: Any, model_bytes: bytes | None) -> dict[str, Any]:
+def _bound(options: argparse.Namespace, session: SessionResult) -> tuple[list[Row], list[Trace]]:
+    """mm_sim's time-optimal bound on each measured move, from the start the servo really had.
+
+    Measured as the driver measures a move: up to its settling plus the driver's settle window.
+    """
+    from mm_bringup.bringup import configured_parameter, package_share  # type: ignore[import-untyped]
     from mm_sim.baselines import TimeOptimalController
-    from mm_sim.evaluate import PolicyController
+    from mm_sim.evaluate import Move, run_move
+    from mm_sim.metrics import Response, step_metrics
 
-    from mm_learning.tflm import TflmPolicy
-    from mm_learning.trainer import policy_controller
+    from mm_learning.trainer import TwinSpec
 
-    moves_for_tuning = twin.moves(10)
-    pid = twin.make_baseline(env, moves_for_tuning)
-    controllers: dict[str, Any] = {}
-    if model_bytes is not None:
-        controllers["RL quantised (TFLite Micro)"] = PolicyController(TflmPolicy(model_bytes))
-    controllers["RL float"] = policy_controller(result.model)
-    controllers["PID tuned for objective"] = pid
-    controllers["time-optimal bound"] = TimeOptimalController(pid.gains)
-    return controllers
+    driver_file = package_share("mm_driver") / "config" / "driver.yaml"
+    window_s = float(configured_parameter(driver_file, "driver", "settle_window_s"))
+    twin = TwinSpec(profile=options.profile, load=options.load, objective=options.objective)
+    env: Any = twin.make_env(randomize=False).unwrapped
+    controller = TimeOptimalController(twin.make_baseline(env, twin.moves(10)).gains)
+    rows, traces = [], []
+    first_runs = {m.index: m for m in reversed(session.moves)}  # each move's first run: its measured start
+    try:
+        for outcome in (first_runs[index] for index in sorted(first_runs)):
+            move = Move(outcome.start_rad, outcome.target_rad, MOVE_TIMEOUT_S)
+            response, _ = run_move(env, controller, move, seed=COMPARISON_SEED + outcome.index)
+            full = step_metrics(response, start_rad=move.start_rad, tolerance_rad=TOLERANCE_RAD)
+            end = len(response.time_s)
+            if full.settling_time_s is not None:
+                end = min(end, round((full.settling_time_s + window_s) / response.dt_s) + 1)
+            cut = Response(*(np.asarray(column)[:end] for column in vars(response).values()))
+            measured = step_metrics(cut, start_rad=move.start_rad, tolerance_rad=TOLERANCE_RAD)
+            settle = math.nan if full.settling_time_s is None else full.settling_time_s
+            error = abs(move.target_rad - float(cut.position_rad[-1]))
+            rows.append(Row(settle, measured.overshoot_rad, error, measured.energy_j))
+            time_s = np.concatenate([[0.0], cut.time_s])
+            traces.append(Trace(time_s, np.concatenate([[move.start_rad], cut.position_rad])))
+    finally:
+        env.close()
+    return rows, traces
 
 
-def _compare(env: Any, controllers: dict[str, Any], moves: list[Any]) -> dict[str, Any]:
-    from mm_sim.evaluate import evaluate
-
-    return {name: evaluate(env, controller, moves, seed=COMPARISON_SEED) for name, controller in controllers.items()}
-
-
-def _table(evaluations: dict[str, Any]) -> str:
-    rows = [
-        "| controller | settled | settle time (s) | overshoot (mrad) | final error (mrad) | energy (J) | return |",
-        "|---|---|---|---|---|---|---|",
+def _servo_rows(session: SessionResult, controller: str) -> list[Row]:
+    return [
+        Row(m.settle_time_s, m.overshoot_rad, abs(m.final_error_rad), m.energy_j)
+        for m in session.moves
+        if m.controller == controller
     ]
-    for name, evaluation in evaluations.items():
-        s = evaluation.summary()
-        rows.append(
-            f"| {name} | {s['settled_fraction']:.0%} | {s['mean_settling_time_s']:.3f} | "
-            f"{1e3 * s['mean_overshoot_rad']:.1f} | {1e3 * s['mean_steady_state_error_rad']:.2f} | "
-            f"{s['mean_energy_j']:.3f} | {s['mean_return']:.4g} |"
+
+
+def _summary(rows: list[Row]) -> dict[str, float]:
+    settled = [r.settle_time_s for r in rows if math.isfinite(r.settle_time_s)]
+    return {
+        "moves": len(rows),
+        "settled_fraction": len(settled) / len(rows) if rows else math.nan,
+        "mean_settle_time_s": float(np.mean(settled)) if settled else math.nan,
+        "mean_overshoot_rad": float(np.mean([r.overshoot_rad for r in rows])) if rows else math.nan,
+        "mean_final_error_rad": float(np.mean([r.final_error_rad for r in rows])) if rows else math.nan,
+        "mean_energy_j": float(np.mean([r.energy_j for r in rows])) if rows else math.nan,
+    }
+
+
+def _table(summaries: dict[str, dict[str, float]]) -> str:
+    lines = [
+        "| controller | settled | settle time (s) | overshoot (mrad) | final error (mrad) | energy (J) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, s in summaries.items():
+        lines.append(
+            f"| {name} | {s['settled_fraction']:.0%} | {s['mean_settle_time_s']:.3f} | "
+            f"{1e3 * s['mean_overshoot_rad']:.1f} | {1e3 * s['mean_final_error_rad']:.2f} | {s['mean_energy_j']:.3f} |"
         )
-    return "\n".join(rows)
+    return "\n".join(lines)
+
+
+def recorded_traces(bag: Path, moves: Sequence[MoveOutcome]) -> list[Trace]:
+    """Each measured move's position trace, from the servo states recorded in the bag.
+
+    A move is the run of states in which the servo is in the controller's mode with the move's target; time 0
+    is the last state before it (the driver's convention). Raises `LearningError` when a move is not found.
+    """
+    from mm_learning.bags import make_typestore, read_messages
+
+    store = make_typestore()
+    states: list[Any] = [
+        store.deserialize_cdr(m.data, STATE_TYPE) for m in read_messages(bag, msgtypes=[STATE_TYPE]).messages
+    ]
+    states.sort(key=lambda s: (s.stamp.sec, s.stamp.nanosec))
+    stamp = np.array([s.stamp.sec + 1e-9 * s.stamp.nanosec for s in states])
+    position = np.array([s.position_rad for s in states])
+    mode = np.array([s.mode for s in states])
+    target = np.array([s.target_rad for s in states])
+    traces, cursor = [], 1
+    for move in moves:
+        match = (mode == MODES[move.controller]) & (np.abs(target - move.target_rad) < 1e-5)
+        found = np.flatnonzero(match[cursor:])
+        if not len(found):
+            msg = f"{bag} has no recorded state of move {move.index} ({move.controller} to {move.target_rad} rad)"
+            raise LearningError(msg)
+        first = cursor + int(found[0])
+        last = first + int(np.argmin(match[first:])) if not match[first:].all() else len(states)
+        window = slice(first - 1, last)
+        traces.append(Trace(stamp[window] - stamp[first - 1], position[window]))
+        cursor = last
+    return traces
 
 
 def _plots(
-    out: Path, history: _History, env: Any, controllers: dict[str, Any], evaluations: dict[str, Any]
+    out: Path,
+    session: SessionResult,
+    traces: list[Trace],
+    bound_traces: list[Trace],
+    rows: dict[str, list[Row]],
 ) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from mm_sim.evaluate import run_move
 
     written = []
     fig, ax = plt.subplots(figsize=(7, 4))
-    if history.steps:
-        ax.plot(history.steps, history.policy_return, "o-", label="policy (float)")
-        ax.plot(history.steps, history.pid_return, "--", label="PID tuned for the objective")
-    ax.set(xlabel="environment steps", ylabel="mean return per move", title="Training curve")
+    if session.curve:
+        steps = [p.steps for p in session.curve]
+        ax.plot(steps, [p.policy_return for p in session.curve], "o-", label="policy (float, twin)")
+        ax.plot(steps, [p.pid_return for p in session.curve], "--", label="PID tuned for the objective (twin)")
+    ax.set(xlabel="environment steps", ylabel="mean return per move", title="Training curve (learner feedback)")
     ax.legend()
     ax.grid(alpha=0.3)
     written.append(out / "training_curve.png")
     fig.savefig(written[-1], dpi=110, bbox_inches="tight")
     plt.close(fig)
 
-    moves = next(iter(evaluations.values())).moves[:PLOTTED_MOVES]
-    fig, axes = plt.subplots(len(moves), 1, figsize=(7, 2.6 * len(moves)), sharex=True, squeeze=False)
-    for ax, (index, move) in zip(axes[:, 0], enumerate(moves), strict=True):
-        for name, controller in controllers.items():
-            response, _ = run_move(env, controller, move, seed=COMPARISON_SEED + index)
-            ax.plot(response.time_s, response.position_rad, label=name)
-        ax.axhline(move.target_rad, color="k", lw=0.8, ls=":")
+    shown = min(PLOTTED_MOVES, len(bound_traces))
+    fig, axes = plt.subplots(shown, 1, figsize=(7, 2.6 * shown), sharex=True, squeeze=False)
+    for k, ax in enumerate(axes[:, 0]):
+        for move, trace in zip(session.moves, traces, strict=True):
+            if move.index == k:
+                ax.plot(trace.time_s, trace.position_rad, color=COLORS[move.controller], label=ROWS[move.controller])
+                target_rad = move.target_rad
+        ax.plot(bound_traces[k].time_s, bound_traces[k].position_rad, ":", color="grey", label=ROWS["bound"])
+        ax.axhline(target_rad, color="k", lw=0.8, ls=":")
         ax.set_ylabel("position (rad)")
         ax.grid(alpha=0.3)
-    axes[0, 0].set_title("Step responses on the same seeded moves")
+    axes[0, 0].set_title("Step responses on the virtual servo (recorded in the bag)")
     axes[0, 0].legend(fontsize=8)
-    axes[-1, 0].set_xlabel("time (s)")
+    axes[-1, 0].set_xlabel("time since the move_to command (s, wall clock)")
     written.append(out / "step_responses.png")
     fig.savefig(written[-1], dpi=110, bbox_inches="tight")
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    width = 0.8 / len(evaluations)
-    for offset, (name, evaluation) in enumerate(evaluations.items()):
-        energies = [m.energy_j for m in evaluation.metrics]
-        ax.bar(np.arange(len(energies)) + offset * width, energies, width=width, label=name)
-    ax.set(xlabel="move", ylabel="electrical energy (J)", title="Energy per move")
+    width = 0.8 / len(rows)
+    for offset, (key, values) in enumerate(rows.items()):
+        energies = [r.energy_j for r in values]
+        ax.bar(np.arange(len(energies)) + offset * width, energies, width=width, color=COLORS[key], label=ROWS[key])
+    count = len(next(iter(rows.values())))
+    ax.set_xticks(np.arange(count) + 0.4 - width / 2, [str(k + 1) for k in range(count)])
+    ax.set(xlabel="move", ylabel="electrical energy until settled (J)", title="Energy per move")
     ax.legend(fontsize=8)
     written.append(out / "energy_per_move.png")
     fig.savefig(written[-1], dpi=110, bbox_inches="tight")
     plt.close(fig)
     return written
-
-
-def _record_move(env: Any, controller: Any, move: Any) -> list[float]:
-    """Run one move and return the true shaft angle (rad) at every animation frame."""
-    from mm_sim.reference import Piecewise, StepReference
-
-    env.max_steps = round(move.duration_s / env.dt_s)
-    reference = StepReference(Piecewise((0.0,), (move.target_rad,)))
-    options = {"initial_angle_rad": move.start_rad, "reference": reference}
-    observation, info = env.reset(seed=COMPARISON_SEED, options=options)
-    controller.reset(env, info)
-    every = max(1, round(1.0 / (ANIMATION_FPS * env.dt_s)))
-    angles = [env.plant.angle_rad]
-    truncated, tick = False, 0
-    while not truncated:
-        observation, _, _, truncated, info = env.step(controller(observation, info))
-        tick += 1
-        if tick % every == 0:
-            angles.append(env.plant.angle_rad)
-    return angles
 
 
 def _render_frames(profile_name: str, load_name: str, angles: list[float], target_rad: float, path: Path) -> None:
@@ -238,16 +366,17 @@ def _render_frames(profile_name: str, load_name: str, angles: list[float], targe
     save_animation(path, frames, ANIMATION_FPS)
 
 
-def _animation(options: argparse.Namespace, env: Any, name: str, controller: Any, move: Any) -> Path:
-    """Record a move in this process, then render it in a fresh child process.
+def _animation(options: argparse.Namespace, move: MoveOutcome, trace: Trace) -> Path:
+    """Replay a recorded move in the MuJoCo model (in slow motion), rendered in a fresh child process.
 
-    TensorFlow, loaded here by the export, crashes MuJoCo's EGL renderer in the same process, so the frames
-    are drawn by a child that imports only MuJoCo and mm_sim.
+    TensorFlow (imported with mm_learning's export) crashes MuJoCo's EGL renderer in the same process, so the
+    frames are drawn by a child that imports only MuJoCo and mm_sim.
     """
     import multiprocessing
 
-    angles = _record_move(env, controller, move)
-    path = options.out / f"move_{'quantised' if 'quantised' in name else 'float'}.gif"
+    frame_s = np.arange(-0.1, float(trace.time_s[-1]) + 0.1, 1.0 / (ANIMATION_FPS * SLOW_MOTION))
+    angles = [float(a) for a in np.interp(frame_s, trace.time_s, trace.position_rad)]
+    path = options.out / f"move_{move.controller}.gif"
     child = multiprocessing.get_context("spawn").Process(
         target=_render_frames, args=(options.profile, options.load, angles, move.target_rad, path)
     )
@@ -263,55 +392,86 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; returns the exit status."""
     options = _parser().parse_args(argv)
     options.out.mkdir(parents=True, exist_ok=True)
+    # DDS stays on this machine unless the user chose otherwise.
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     started = time.monotonic()
+    config = SessionConfig(
+        out=options.out,
+        objective=options.objective,
+        algorithm=options.algo,
+        max_time_s=options.time_s,
+        max_steps=options.steps,
+        profile=options.profile,
+        load=options.load,
+        seed=options.seed,
+        moves=_seeded_moves(options),
+        stream_moves=options.stream_moves,
+        learner_parameters=dict(options.learner_param),
+        bag_name=time.strftime("bag_%Y%m%d_%H%M%S"),
+    )
+    progress = _Progress(options)
     try:
         print(
-            f"[1/4] training {options.algo.upper()} for '{options.objective}' on {options.profile}/{options.load}"
-            f" (budget {options.time_s:.0f} s)",
+            f"[1/3] sim bringup; training {options.algo.upper()} for '{options.objective}' on "
+            f"{options.profile}/{options.load} (budget {options.time_s:.0f} s), deploying, {options.moves} moves",
             flush=True,
         )
-        history = _History()
-        twin, result = _train(options, history)
+        session = run_session(config, progress)
+        progress.close()
+        if session.train_success:
+            print(f"  trained: {session.train_message}")
+            print(f"  deployed in {session.deploy_elapsed_s:.2f} s: the servo runs {session.servo_policy_crc32:08x}")
+        else:
+            print(f"  REFUSED (no policy on the servo, left out of the table): {session.train_message}")
+        print(f"  bag {config.bag} ({'closed' if session.bag_complete else 'NOT closed'}):")
+        for topic, count in sorted(session.bag_counts.items()):
+            print(f"    {topic}: {count} messages")
+        print(f"  dataset: {session.dataset_transitions} transitions in {session.dataset_episodes} runs")
 
-        print("[2/4] exporting to integer TFLite and checking it in TFLite Micro", flush=True)
-        model_bytes, verdict = _export(twin, result, options.out)
-        print(f"  {verdict}")
-
-        print(f"[3/4] comparing on {options.moves} seeded step moves", flush=True)
-        from mm_sim.evaluate import seeded_moves
-
-        env = twin.make_env(randomize=False).unwrapped
-        controllers = _controllers(twin, result, env, model_bytes)
-        moves = seeded_moves(options.moves, seed=COMPARISON_SEED, duration_s=twin.episode_s)
-        evaluations = _compare(env, controllers, moves)
-        table = _table(evaluations)
+        print("[2/3] time-optimal bound (mm_sim) on the same moves; the table", flush=True)
+        bound_rows, bound_traces = _bound(options, session)
+        rows = {key: _servo_rows(session, key) for key in ("policy", "pid") if _servo_rows(session, key)}
+        rows["bound"] = bound_rows
+        summaries = {ROWS[key]: _summary(values) for key, values in rows.items()}
+        table = _table(summaries)
         print(table)
 
-        print("[4/4] writing plots" + ("" if options.no_animation else " and an animation"), flush=True)
-        paths = _plots(options.out, history, env, controllers, evaluations)
+        print("[3/3] plots from the bag" + ("" if options.no_animation else " and a replay of a move"), flush=True)
+        traces = recorded_traces(config.bag, session.moves)
+        paths = _plots(options.out, session, traces, bound_traces, rows)
         if not options.no_animation:
-            name = next(iter(controllers))
-            paths.append(_animation(options, env, name, controllers[name], moves[0]))
+            # The first move the policy ran (the PID's when there is no policy).
+            first = min(range(len(session.moves)), key=lambda k: (session.moves[k].controller != "policy", k))
+            paths.append(_animation(options, session.moves[first], traces[first]))
+        (options.out / "comparison.md").write_text(table + "\n", encoding="utf-8")
         summary = {
             "objective": options.objective,
             "algorithm": options.algo,
             "profile": options.profile,
             "load": options.load,
-            "training_steps": int(result.steps),
-            "stop_reason": result.stop_reason,
-            "export": verdict,
-            "comparison": {name: ev.summary() for name, ev in evaluations.items()},
+            "policy_id": session.policy_id,
+            "policy_crc32": f"{session.policy_crc32:08x}",
+            "training_steps": session.training_steps,
+            "train": session.train_message,
+            "deploy": session.deploy_message,
+            "comparison": summaries,
+            "moves": [asdict(m) for m in session.moves],
+            "bound": [asdict(r) for r in bound_rows],
+            "bag": str(config.bag),
+            "bag_counts": session.bag_counts,
+            "dataset_transitions": session.dataset_transitions,
             "elapsed_s": time.monotonic() - started,
         }
         summary_path = options.out / "summary.json"
         summary_path.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n", encoding="utf-8")
-        (options.out / "comparison.md").write_text(table + "\n", encoding="utf-8")
-        env.close()
     except LearningError as error:
+        progress.close()
         print(f"demo: {error}", file=sys.stderr)
         return 1
     print("\nwritten:")
-    for path in [*paths, summary_path, options.out / "comparison.md", options.out / "policy"]:
+    extra = [summary_path, options.out / "comparison.md", config.bag, options.out / "run", options.out / "policies"]
+    extra.append(config.log)
+    for path in [*paths, *extra]:
         print(f"  {path}")
     print(f"demo finished in {math.ceil(time.monotonic() - started)} s")
     return 0

@@ -7,8 +7,8 @@
 
 ROS parameters:
     output (string): bag directory to create (must not exist).
-    topics (string[]): topic names relative to the namespace; ``name`` for the servo topics below, or
-        ``name:pkg/msg/Type`` for any other.
+    topics (string[]): topic names relative to the namespace; ``name`` for the servo topics below (also below a
+        servo's namespace, e.g. ``servo1/state`` for a recorder of several servos), or ``name:pkg/msg/Type``.
     flush_period_s (double): write the pending chunk to disk this often (s); a SIGKILL loses at most this much.
 
 Messages are taken serialized (raw subscriptions), as ``ros2 bag record`` does: the bytes written are the CDR the
@@ -51,14 +51,19 @@ BEST_EFFORT_TOPICS = frozenset({"state", "heartbeat"})
 _QUEUE_DEPTH = 1000
 
 
+def _servo_topic(name: str) -> str:
+    """The servo topic a name ends with (``servo1/state`` -> ``state``)."""
+    return name.rsplit("/", 1)[-1]
+
+
 def topic_type(entry: str) -> tuple[str, str]:
-    """``(name, pkg/msg/Type)`` of a ``topics`` entry (``name`` of a servo topic, or ``name:pkg/msg/Type``).
+    """``(name, pkg/msg/Type)`` of a ``topics`` entry (``[ns/]name`` of a servo topic, or ``name:pkg/msg/Type``).
 
     Raises:
         BagError: an unknown name without a type, or a malformed type.
     """
     name, _, msgtype = entry.partition(":")
-    msgtype = msgtype or SERVO_TOPICS.get(name, "")
+    msgtype = msgtype or SERVO_TOPICS.get(_servo_topic(name), "")
     if msgtype.count("/") != 2:
         msg = f"topic entry {entry!r}: give one of {sorted(SERVO_TOPICS)} or name:pkg/msg/Type"
         raise BagError(msg)
@@ -89,7 +94,7 @@ class RecorderNode(Node):
         self.bag = BagWriter(Path(output).expanduser())
         self.received = 0
         for name, msgtype in topics:
-            best_effort = name in BEST_EFFORT_TOPICS
+            best_effort = _servo_topic(name) in BEST_EFFORT_TOPICS
             full_name = self.resolve_topic_name(name)
             self.bag.add_topic(full_name, msgtype, qos=BEST_EFFORT if best_effort else RELIABLE)
             reliability = ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE
