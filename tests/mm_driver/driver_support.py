@@ -12,7 +12,7 @@ from collections.abc import Callable
 import can
 import mm_firmware_core as fw
 from cryptography.hazmat.primitives.asymmetric import ec
-from mm_driver.transport import Chunk, ChunkLink
+from mm_driver.transport import Ack, AckReason, AckStatus, Chunk, ChunkLink
 from mm_learning.policy_image import ModelType, PolicyHeader, pack_image
 from mm_learning.signing import public_key_hex, sign
 from mm_sim.observation import ObsScales
@@ -51,6 +51,19 @@ class AcceptAnyBackend:
         return 0.0
 
 
+def ack_of(a: fw.cs.PolicyAck) -> Ack:
+    """The driver's Ack of a firmware core's PolicyAck."""
+    return Ack(
+        a.transfer_id,
+        AckStatus(a.status),
+        AckReason(a.reason),
+        a.received_chunks,
+        a.total_chunks,
+        tuple(a.missing[: a.missing_count]),
+        a.active_policy_crc32,
+    )
+
+
 class CoreLink:
     """A link straight into a firmware core (chunks in, acks out), like the servo's `policy_chunk` topic."""
 
@@ -60,8 +73,6 @@ class CoreLink:
         self.max_chunk_data = max_chunk_data
 
     def send_chunk(self, chunk: Chunk) -> None:
-        from mm_driver.transport import Ack, AckReason, AckStatus
-
         _, due = self.core.policy_chunk(
             transfer_id=chunk.transfer_id,
             total_size=chunk.total_size,
@@ -71,18 +82,7 @@ class CoreLink:
             data=chunk.data,
         )
         if due:
-            a = self.core.policy_ack()
-            self.on_ack(
-                Ack(
-                    a.transfer_id,
-                    AckStatus(a.status),
-                    AckReason(a.reason),
-                    a.received_chunks,
-                    a.total_chunks,
-                    tuple(a.missing[: a.missing_count]),
-                    a.active_policy_crc32,
-                )
-            )
+            self.on_ack(ack_of(self.core.policy_ack()))
 
 
 class FaultyLink:
