@@ -12,6 +12,7 @@ from collections.abc import Callable
 import can
 import mm_firmware_core as fw
 from cryptography.hazmat.primitives.asymmetric import ec
+from mm_driver.errors import DriverError
 from mm_driver.transport import Ack, AckReason, AckStatus, Chunk, ChunkLink
 from mm_learning.policy_image import ModelType, PolicyHeader, pack_image
 from mm_learning.signing import public_key_hex, sign
@@ -86,20 +87,22 @@ class CoreLink:
 
 
 class FaultyLink:
-    """Wraps a link: drops chunks the first time (`drop`), duplicates some, corrupts one (every
-    copy), or stops delivering after N."""
+    """Wraps a link: drops chunks the first time (`drop`), fails to send some the first time (`fail`: DriverError,
+    as a send that timed out), duplicates some, corrupts one (every copy), or stops delivering after N."""
 
     def __init__(
         self,
         inner: ChunkLink,
         *,
         drop: set[int] | None = None,
+        fail: set[int] | None = None,
         duplicate: set[int] | None = None,
         corrupt: int | None = None,
         stop_after: int | None = None,
     ) -> None:
         self.inner = inner
         self.drop = set(drop or ())
+        self.fail = set(fail or ())
         self.duplicate = set(duplicate or ())
         self.corrupt = corrupt
         self.stop_after = stop_after
@@ -115,6 +118,9 @@ class FaultyLink:
         if chunk.index in self.drop:
             self.drop.discard(chunk.index)
             return
+        if chunk.index in self.fail:
+            self.fail.discard(chunk.index)
+            raise DriverError(f"chunk {chunk.index} could not be sent (test link)")
         if chunk.index == self.corrupt:  # every copy: a resend must not repair it
             chunk = Chunk(**{**vars(chunk), "data": bytes([chunk.data[0] ^ 0xFF]) + chunk.data[1:]})
         self.inner.send_chunk(chunk)

@@ -84,6 +84,14 @@ def test_losing_the_last_chunk_is_recovered_by_asking_again(signing_key: ec.Elli
     assert core.state().policy_crc32 == zlib.crc32(image)
 
 
+def test_chunks_the_link_fails_to_send_go_again(signing_key: ec.EllipticCurvePrivateKey) -> None:
+    core, deployer, first = _setup(signing_key, fail={2, 9})
+    image = signed_image(signing_key, 8 * 1024, seed=10)
+    outcome = deployer.deploy(image, previous_policy_crc32=first)
+    assert outcome.success, outcome.message
+    assert outcome.chunks_resent >= 2 and core.state().policy_crc32 == zlib.crc32(image)
+
+
 def test_corrupted_chunk_is_refused_and_previous_policy_stays(signing_key: ec.EllipticCurvePrivateKey) -> None:
     core, deployer, first = _setup(signing_key, corrupt=4)
     outcome = deployer.deploy(signed_image(signing_key, 16 * 1024, seed=4), previous_policy_crc32=first)

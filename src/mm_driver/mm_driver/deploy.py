@@ -206,6 +206,7 @@ class _Transfer:
         self.progress = progress
         self.cancelled = cancelled or (lambda: False)
         self.sent = self.resent = self.bytes_sent = self.acked = 0
+        self.send_error = ""  # the last chunk the link failed to send, and why
         self.active_crc = previous_crc
         self.start = deployer._clock()
 
@@ -214,12 +215,20 @@ class _Transfer:
             self.progress(DeployProgress(phase, self.acked, len(self.chunks), self.bytes_sent))
 
     def _send(self, indices: list[int], *, resend: bool) -> bool:
-        """Send chunks by index; False when cancelled."""
+        """Send chunks by index; False when cancelled.
+
+        A chunk the link fails to send (e.g. an ISO-TP flow control that came too late from a busy servo) counts
+        as lost: the servo reports it missing and it goes again, or the rounds run out.
+        """
         for index in indices:
             if self.cancelled():
                 return False
             chunk = self.chunks[index]
-            self.d._link.send_chunk(chunk)
+            try:
+                self.d._link.send_chunk(chunk)
+            except DriverError as exc:
+                self.send_error = f"chunk {index}: {exc}"
+                continue
             self.sent += 1
             self.resent += int(resend)
             self.bytes_sent += len(chunk.data)
@@ -255,7 +264,8 @@ class _Transfer:
         return self._outcome(False, reason, msg)
 
     def _truncated(self, why: str) -> DeployOutcome:
-        msg = f"transfer truncated ({why}); the servo keeps policy {self.active_crc:08x}"
+        failed = f"; last send failure: {self.send_error}" if self.send_error else ""
+        msg = f"transfer truncated ({why}{failed}); the servo keeps policy {self.active_crc:08x}"
         return self._outcome(False, AckReason.TRUNCATED, msg)
 
     def _abandoned(self, seen: int, why: str) -> DeployOutcome:
