@@ -131,10 +131,10 @@ class Client:
     once instead of after a timeout.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, namespace: str = "") -> None:
         self.context = Context()
         rclpy.init(context=self.context)
-        self.node = Node(name, context=self.context)
+        self.node = Node(name, namespace=namespace, context=self.context)
         self.executor = MultiThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.cond = threading.Condition()

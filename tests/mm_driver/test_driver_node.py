@@ -45,7 +45,6 @@ from mm_sim.evaluate import seeded_moves
 from mm_sim.twin_node import CLOCK_QOS, VirtualServoNode
 from policies import pd_policy, sized_policy
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from ros_support import Client, driver_args, node_process, ros_context, stamp_s, twin_args, wait, write_params
@@ -258,18 +257,20 @@ def test_faulty_chunk_streams_are_refused(rig: dict[str, Any], images: dict[str,
     previous = _latest_state(rig).policy_crc32
     acks = client.messages.get(f"{NS}/policy_ack") or client.subscribe(PolicyAck, f"{NS}/policy_ack", RELIABLE_QOS)
     transfer_id = {"corrupted_chunk": 0x5EED0001, "abandoned_transfer": 0x5EED0002}[case]
-    sender = Node("chunk_sender", namespace=NS, context=client.context)
-    client.executor.add_node(sender)
-    transport = RosTransport(sender, chunk_size=448)
+    # A client of its own (context and spinning thread), not a node added to and removed from the running
+    # client's executor: once under load (two CPU hogs) that client received nothing more after this test.
+    sender = Client("chunk_sender", namespace=NS)
+    transport = RosTransport(sender.node, chunk_size=448)
     faults: dict[str, Any] = {"corrupt": 7} if case == "corrupted_chunk" else {"stop_after": 12}
     deployer = Deployer(
         FaultyLink(transport, **faults), chunk_size=448, ack_timeout_s=1.0, max_rounds=3, verdict_timeout_s=WAIT_S
     )
     transport.open(lambda _: None, deployer.on_ack)
     try:
-        client.wait_for(
+        sender.wait_for(
             lambda: (
-                sender.count_publishers(f"{NS}/policy_ack") > 0 and sender.count_subscribers(f"{NS}/policy_chunk") > 0
+                sender.node.count_publishers(f"{NS}/policy_ack") > 0
+                and sender.node.count_subscribers(f"{NS}/policy_chunk") > 0
             ),
             WAIT_S,
             "the servo's policy topics",
@@ -277,8 +278,7 @@ def test_faulty_chunk_streams_are_refused(rig: dict[str, Any], images: dict[str,
         outcome = deployer.deploy(images["16k"], previous_policy_crc32=previous, transfer_id=transfer_id)
     finally:
         transport.close()
-        client.executor.remove_node(sender)
-        sender.destroy_node()
+        sender.close()
     assert not outcome.success
     expected = "CRC" if case == "corrupted_chunk" else "TRUNCATED"
     assert outcome.reason.name == expected, outcome.message
