@@ -216,10 +216,14 @@ class Client:
         response = wait(handle.get_result_async(), timeout_s)
         return True, response.result, response.status
 
-    def close(self) -> None:
-        """Stop spinning and shut the context down."""
+    def stop(self) -> None:
+        """Stop spinning, so that entities of the node can be destroyed (under a spinning executor they cannot)."""
         self._stop.set()
         self._thread.join(timeout=5.0)
+
+    def close(self) -> None:
+        """Stop spinning and shut the context down."""
+        self.stop()
         self.executor.shutdown(timeout_sec=2.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)

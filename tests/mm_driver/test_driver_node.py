@@ -277,6 +277,7 @@ def test_faulty_chunk_streams_are_refused(rig: dict[str, Any], images: dict[str,
         )
         outcome = deployer.deploy(images["16k"], previous_policy_crc32=previous, transfer_id=transfer_id)
     finally:
+        sender.stop()
         transport.close()
         sender.close()
     assert not outcome.success
