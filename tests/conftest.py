@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+
+# tests/ros_support.py (helpers of the cross-process ROS tests) is importable from every test folder.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 _MEASUREMENTS: list[str] = []
 

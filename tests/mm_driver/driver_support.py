@@ -12,7 +12,8 @@ from collections.abc import Callable
 import can
 import mm_firmware_core as fw
 from cryptography.hazmat.primitives.asymmetric import ec
-from mm_driver.transport import Chunk, ChunkLink
+from mm_driver.errors import DriverError
+from mm_driver.transport import Ack, AckReason, AckStatus, Chunk, ChunkLink
 from mm_learning.policy_image import ModelType, PolicyHeader, pack_image
 from mm_learning.signing import public_key_hex, sign
 from mm_sim.observation import ObsScales
@@ -51,6 +52,19 @@ class AcceptAnyBackend:
         return 0.0
 
 
+def ack_of(a: fw.cs.PolicyAck) -> Ack:
+    """The driver's Ack of a firmware core's PolicyAck."""
+    return Ack(
+        a.transfer_id,
+        AckStatus(a.status),
+        AckReason(a.reason),
+        a.received_chunks,
+        a.total_chunks,
+        tuple(a.missing[: a.missing_count]),
+        a.active_policy_crc32,
+    )
+
+
 class CoreLink:
     """A link straight into a firmware core (chunks in, acks out), like the servo's `policy_chunk` topic."""
 
@@ -60,8 +74,6 @@ class CoreLink:
         self.max_chunk_data = max_chunk_data
 
     def send_chunk(self, chunk: Chunk) -> None:
-        from mm_driver.transport import Ack, AckReason, AckStatus
-
         _, due = self.core.policy_chunk(
             transfer_id=chunk.transfer_id,
             total_size=chunk.total_size,
@@ -71,35 +83,26 @@ class CoreLink:
             data=chunk.data,
         )
         if due:
-            a = self.core.policy_ack()
-            self.on_ack(
-                Ack(
-                    a.transfer_id,
-                    AckStatus(a.status),
-                    AckReason(a.reason),
-                    a.received_chunks,
-                    a.total_chunks,
-                    tuple(a.missing[: a.missing_count]),
-                    a.active_policy_crc32,
-                )
-            )
+            self.on_ack(ack_of(self.core.policy_ack()))
 
 
 class FaultyLink:
-    """Wraps a link: drops chunks the first time (`drop`), duplicates some, corrupts one (every
-    copy), or stops delivering after N."""
+    """Wraps a link: drops chunks the first time (`drop`), fails to send some the first time (`fail`: DriverError,
+    as a send that timed out), duplicates some, corrupts one (every copy), or stops delivering after N."""
 
     def __init__(
         self,
         inner: ChunkLink,
         *,
         drop: set[int] | None = None,
+        fail: set[int] | None = None,
         duplicate: set[int] | None = None,
         corrupt: int | None = None,
         stop_after: int | None = None,
     ) -> None:
         self.inner = inner
         self.drop = set(drop or ())
+        self.fail = set(fail or ())
         self.duplicate = set(duplicate or ())
         self.corrupt = corrupt
         self.stop_after = stop_after
@@ -115,6 +118,9 @@ class FaultyLink:
         if chunk.index in self.drop:
             self.drop.discard(chunk.index)
             return
+        if chunk.index in self.fail:
+            self.fail.discard(chunk.index)
+            raise DriverError(f"chunk {chunk.index} could not be sent (test link)")
         if chunk.index == self.corrupt:  # every copy: a resend must not repair it
             chunk = Chunk(**{**vars(chunk), "data": bytes([chunk.data[0] ^ 0xFF]) + chunk.data[1:]})
         self.inner.send_chunk(chunk)

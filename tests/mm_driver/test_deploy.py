@@ -3,12 +3,21 @@ ROS): loss, duplicates, corruption, refusals, and a transfer that never complete
 
 from __future__ import annotations
 
+import threading
 import zlib
 
 import mm_firmware_core as fw
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from driver_support import AcceptAnyBackend, CoreLink, FaultyLink, public_key_bytes, signed_image, wrong_crc_image
+from driver_support import (
+    AcceptAnyBackend,
+    CoreLink,
+    FaultyLink,
+    ack_of,
+    public_key_bytes,
+    signed_image,
+    wrong_crc_image,
+)
 from mm_driver.deploy import Deployer, DeployProgress, cut_image
 from mm_driver.errors import DriverError
 from mm_driver.transport import AckReason
@@ -75,6 +84,14 @@ def test_losing_the_last_chunk_is_recovered_by_asking_again(signing_key: ec.Elli
     assert core.state().policy_crc32 == zlib.crc32(image)
 
 
+def test_chunks_the_link_fails_to_send_go_again(signing_key: ec.EllipticCurvePrivateKey) -> None:
+    core, deployer, first = _setup(signing_key, fail={2, 9})
+    image = signed_image(signing_key, 8 * 1024, seed=10)
+    outcome = deployer.deploy(image, previous_policy_crc32=first)
+    assert outcome.success, outcome.message
+    assert outcome.chunks_resent >= 2 and core.state().policy_crc32 == zlib.crc32(image)
+
+
 def test_corrupted_chunk_is_refused_and_previous_policy_stays(signing_key: ec.EllipticCurvePrivateKey) -> None:
     core, deployer, first = _setup(signing_key, corrupt=4)
     outcome = deployer.deploy(signed_image(signing_key, 16 * 1024, seed=4), previous_policy_crc32=first)
@@ -115,6 +132,46 @@ def test_abandoned_transfer_reports_truncated(signing_key: ec.EllipticCurvePriva
     assert (outcome.success, outcome.reason) == (False, AckReason.TRUNCATED)
     assert "truncat" in outcome.message.lower() and f"{first:08x}" in outcome.message
     assert core.state().policy_crc32 == first
+
+
+def test_a_stopped_transfer_ends_with_the_servos_own_truncated_verdict(signing_key: ec.EllipticCurvePrivateKey) -> None:
+    """The link stops after 10 chunks. The deployer stops sending after its silent rounds and listens; the servo,
+    stepped from then on, abandons the transfer after its transfer timeout (0.05 s of control time) and its
+    REJECTED/TRUNCATED ack, with the chunks it had, is the outcome."""
+    core = fw.ServoCore(
+        public_key=public_key_bytes(signing_key),
+        backend=AcceptAnyBackend(),
+        heartbeat_timeout_s=0,
+        transfer_timeout_s=0.05,
+    )
+    first = signed_image(signing_key, 2000, seed=1)
+    assert core.load_policy(first) == 0
+    deployer: Deployer
+    link = FaultyLink(CoreLink(core, lambda ack: deployer.on_ack(ack)), stop_after=10)  # noqa: PLW0108
+    deployer = Deployer(link, chunk_size=PolicyChunk.MAX_DATA, ack_timeout_s=0.05, max_rounds=2, verdict_timeout_s=10.0)
+
+    def servo_runs() -> None:  # the control loop, once the link is dead (the core is not re-entrant)
+        for _ in range(1000):
+            core.step(encoder_count=0, dt_s=0.001)
+            if (truncated := core.truncated_ack()) is not None:
+                deployer.on_ack(ack_of(truncated))
+                return
+
+    stepper = threading.Thread(target=servo_runs)
+
+    def start_the_servo(progress: DeployProgress) -> None:
+        if progress.phase == "verifying" and stepper.ident is None:  # every chunk the link passes has gone
+            stepper.start()
+
+    outcome = deployer.deploy(
+        signed_image(signing_key, 16 * 1024, seed=9),
+        previous_policy_crc32=zlib.crc32(first),
+        progress=start_the_servo,
+    )
+    stepper.join()
+    assert (outcome.success, outcome.reason) == (False, AckReason.TRUNCATED)
+    assert outcome.message.startswith("refused by the servo (TRUNCATED"), outcome.message
+    assert outcome.active_policy_crc32 == zlib.crc32(first) == core.state().policy_crc32
 
 
 def test_second_deploy_on_the_same_link_is_refused_while_one_runs(signing_key: ec.EllipticCurvePrivateKey) -> None:

@@ -3,7 +3,12 @@ Micro, answering the DBC protocol) on a python-can virtual bus. The virtual bus 
 so servo, driver and client share this process (the driver still runs in its own rclpy context).
 
 MoveTo through PID and through a deployed policy over CAN, a 16 KB policy deployed over ISO-TP by the
-deploy_policy action, and a refusal that keeps the previous policy.
+deploy_policy action, a refusal that keeps the previous policy, and a transfer whose chunks stop: the servo's
+TRUNCATED ack is the action's result.
+
+Timing on a loaded or stalling host: the CAN state frames carry no servo time, so moves are judged on the host's
+receive stamps; the driver's timeouts (state_timeout_s, ack_timeout_s, each goal's timeout_s) outlast a 2 s stall,
+and the test's own waits are hang protection only.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ pytest.importorskip("rclpy")
 import can
 import rclpy
 from cryptography.hazmat.primitives.asymmetric import ec
+from driver_support import FaultyLink
 from mm_driver.driver_node import LATCHED_QOS, PARAMETERS, DriverNode
 from mm_learning.signing import public_key_hex
 from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig
@@ -33,12 +39,14 @@ from ros_support import Client
 from sensor_msgs.msg import JointState
 
 from mm_msgs.action import DeployPolicy, MoveTo
-from mm_msgs.msg import PolicyBlob, ServoCommand
+from mm_msgs.msg import PolicyAck, PolicyBlob, ServoCommand
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 NS = "/can_servo"
 DEVICE = 5
+MOVE_TIMEOUT_S = 20.0  # host time (CAN states carry no servo time): a stall counts, so the move gets room
+WAIT_S = 30.0  # hang protection of the test's own waits
 
 
 class PacedServo:
@@ -95,7 +103,8 @@ def rig(key: ec.EllipticCurvePrivateKey) -> Iterator[dict[str, Any]]:
         "can_interface": "virtual",
         "can_channel": channel,
         "can_device_id": DEVICE,
-        "ack_timeout_s": 0.5,
+        "state_timeout_s": 3.0,
+        "ack_timeout_s": 1.0,
     }
     node = DriverNode(
         context=context,
@@ -139,21 +148,21 @@ def rig(key: ec.EllipticCurvePrivateKey) -> Iterator[dict[str, Any]]:
 def _deploy(rig: dict[str, Any], image: bytes) -> Any:
     rig["blob"].publish(PolicyBlob(image=list(image), policy_crc32=zlib.crc32(image)))
     client, node = rig["client"], rig["node"]
-    client.wait_for(lambda: node._blob is not None and bytes(node._blob.image) == image, 10.0, "the blob")
-    accepted, result, _ = client.call(rig["deploy"], DeployPolicy.Goal(), timeout_s=60.0)
+    client.wait_for(lambda: node._blob is not None and bytes(node._blob.image) == image, WAIT_S, "the blob")
+    accepted, result, _ = client.call(rig["deploy"], DeployPolicy.Goal())
     assert accepted
     return result
 
 
 def test_joint_states_from_can_state_frames(rig: dict[str, Any]) -> None:
     joints = rig["client"].subscribe(JointState, f"{NS}/joint_states")
-    rig["client"].wait_for(lambda: len(joints) > 5, 10.0, "joint_states from CAN")
+    rig["client"].wait_for(lambda: len(joints) > 5, WAIT_S, "joint_states from CAN")
     assert list(joints[-1].name) == ["servo_joint"]
 
 
 def test_pid_moves_over_can(rig: dict[str, Any]) -> None:
     for target in (1.0, -0.7, 2.2):
-        goal = MoveTo.Goal(target_rad=target, tolerance_rad=0.02, controller="pid")
+        goal = MoveTo.Goal(target_rad=target, tolerance_rad=0.02, controller="pid", timeout_s=MOVE_TIMEOUT_S)
         accepted, result, _ = rig["client"].call(rig["move"], goal)
         assert accepted and result.success, result.message
         assert abs(result.final_error_rad) < 0.02
@@ -174,9 +183,26 @@ def test_16k_policy_over_isotp_then_refusal_then_policy_moves(
     pd = pd_policy(key)
     assert _deploy(rig, pd).success
     for target in (0.8, -1.5):
-        goal = MoveTo.Goal(target_rad=target, tolerance_rad=0.02, controller="policy")
+        goal = MoveTo.Goal(target_rad=target, tolerance_rad=0.02, controller="policy", timeout_s=MOVE_TIMEOUT_S)
         accepted, moved, _ = rig["client"].call(rig["move"], goal)
         assert accepted and moved.success, moved.message
+
+
+def test_a_transfer_whose_chunks_stop_ends_with_the_servos_truncated_ack(
+    rig: dict[str, Any], key: ec.EllipticCurvePrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver's link stops delivering after 5 chunks (ISO-TP messages): the driver stops sending after its
+    silent rounds, the servo abandons the transfer after its transfer timeout (2 s of control time) and sends a
+    REJECTED/TRUNCATED POLICY_ACK frame, and DeployPolicy reports that verdict with the policy the servo still
+    runs."""
+    node, paced = rig["node"], rig["paced"]
+    previous = paced.policy_crc32()
+    monkeypatch.setattr(node._deployer, "_link", FaultyLink(node._transport, stop_after=5))
+    result = _deploy(rig, sized_policy(key, hidden=100))
+    assert not result.success
+    assert "refused by the servo (TRUNCATED" in result.message, result.message
+    assert node._last_ack is not None and node._last_ack.reason == PolicyAck.REASON_TRUNCATED
+    assert result.active_policy_crc32 == previous == paced.policy_crc32()
 
 
 def test_torque_command_over_can(rig: dict[str, Any]) -> None:
@@ -185,14 +211,14 @@ def test_torque_command_over_can(rig: dict[str, Any]) -> None:
     publisher = client.node.create_publisher(ServoCommand, f"{NS}/servo_command", 10)
     joints = client.messages.get(f"{NS}/joint_states") or client.subscribe(JointState, f"{NS}/joint_states")
     try:
-        client.wait_for(lambda: publisher.get_subscription_count() > 0, 10.0, "the driver's servo_command")
+        client.wait_for(lambda: publisher.get_subscription_count() > 0, WAIT_S, "the driver's servo_command")
         publisher.publish(ServoCommand(mode=ServoCommand.MODE_TORQUE, target=0.25))
-        client.wait_for(lambda: bool(joints) and abs(joints[-1].velocity[0]) > 1.0, 5.0, "the shaft to spin up")
+        client.wait_for(lambda: bool(joints) and abs(joints[-1].velocity[0]) > 1.0, WAIT_S, "the shaft to spin up")
         with servo.lock:
             state = servo.servo.state()
         assert state.mode == ServoCommand.MODE_TORQUE and state.current_cmd_a == pytest.approx(0.25, abs=0.02)
         publisher.publish(ServoCommand(mode=ServoCommand.MODE_HOLD))
-        client.wait_for(lambda: abs(joints[-1].velocity[0]) < 0.5, 5.0, "the shaft to stop in HOLD")
+        client.wait_for(lambda: abs(joints[-1].velocity[0]) < 0.5, WAIT_S, "the shaft to stop in HOLD")
     finally:
         client.node.destroy_publisher(publisher)
 

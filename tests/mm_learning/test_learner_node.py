@@ -7,8 +7,6 @@ Run inside the loopback-only namespace: tools/run_tests.sh tests/mm_learning/tes
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -18,14 +16,13 @@ from typing import Any
 import pytest
 
 pytest.importorskip("rclpy")
-import rclpy
 from action_msgs.msg import GoalStatus
 from mm_learning.learner_node import POLICY_QOS
 from mm_learning.signing import generate_keypair
 from rclpy.action import ActionClient
-from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from ros_support import check_alive, ros_args, ros_context, spin_until, start_node, stop_process
 
 from mm_msgs.action import Train
 from mm_msgs.msg import PolicyBlob
@@ -58,49 +55,34 @@ def learner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     params_file = root / "learner.yaml"
     params_file.write_text(json.dumps(params))  # JSON is YAML
     log_path = root / "learner.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mm_learning.learner_node", "--ros-args", "--params-file", str(params_file)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_node([*ros_args("mm_learning.learner_node"), "--params-file", str(params_file)], log_path)
     try:
         yield {"root": root, "log": log_path, "process": process}
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout_s=20.0)
 
 
 @pytest.fixture
 def client(learner: dict[str, Any]) -> Iterator[tuple[Node, ActionClient, SingleThreadedExecutor]]:
     """An action client in this process, in its own rclpy context."""
-    context = Context()
-    rclpy.init(context=context)
-    node = Node("learner_test_client", context=context)
-    action = ActionClient(node, Train, "train")
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    try:
-        deadline = time.monotonic() + TIMEOUT_S
-        while not action.wait_for_server(timeout_sec=1.0):
-            assert learner["process"].poll() is None, learner["log"].read_text()
-            assert time.monotonic() < deadline, "the learner's train action did not appear"
-        yield node, action, executor
-    finally:
-        action.destroy()
-        node.destroy_node()
-        rclpy.shutdown(context=context)
+    with ros_context() as context:
+        node = Node("learner_test_client", context=context)
+        action = ActionClient(node, Train, "train")
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        try:
+            deadline = time.monotonic() + TIMEOUT_S
+            while not action.wait_for_server(timeout_sec=1.0):
+                check_alive({"learner": (learner["process"], learner["log"])})
+                assert time.monotonic() < deadline, "the learner's train action did not appear"
+            yield node, action, executor
+        finally:
+            action.destroy()
+            node.destroy_node()
 
 
 def _wait(executor: SingleThreadedExecutor, done: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT_S
-    while not done():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        executor.spin_once(timeout_sec=0.1)
+    spin_until(executor, done, what, TIMEOUT_S)
 
 
 def _send(

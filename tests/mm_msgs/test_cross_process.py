@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from rclpy.action import ActionClient
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from ros_support import ros_context, spin_until, stop_process
 
 PEER = Path(__file__).with_name("_peer_nodes.py")
 DISCOVERY_TIMEOUT_S = 30.0
@@ -24,22 +24,12 @@ DISCOVERY_TIMEOUT_S = 30.0
 @pytest.fixture
 def context() -> Iterator[Context]:
     """An isolated rclpy context for one test."""
-    ctx = Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
+    with ros_context() as ctx:
+        yield ctx
 
 
 def _start_peer(role: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, str(PEER), role, "--lifetime", "90"])
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 @pytest.mark.ros
@@ -54,16 +44,13 @@ def test_servo_state_crosses_processes(context: Context) -> None:
         node.create_subscription(ServoState, "state", received.append, qos)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
-        deadline = time.monotonic() + DISCOVERY_TIMEOUT_S
-        while len(received) < 20 and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.1)
-        assert len(received) >= 20, f"only {len(received)} ServoState messages arrived"
+        spin_until(executor, lambda: len(received) >= 20, "20 ServoState messages", DISCOVERY_TIMEOUT_S)
         seqs = [m.seq for m in received]
         assert seqs == sorted(seqs), "messages from one publisher arrived out of order"
         assert all(m.mode == ServoCommand.MODE_POSITION for m in received)
         assert all(m.position_rad == pytest.approx(m.seq / 1000.0, abs=1e-6) for m in received)
     finally:
-        _stop(peer)
+        stop_process(peer, timeout_s=10.0)
 
 
 @pytest.mark.ros
@@ -76,10 +63,7 @@ def test_train_action_crosses_processes(context: Context) -> None:
         client = ActionClient(node, Train, "train")
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
-        deadline = time.monotonic() + DISCOVERY_TIMEOUT_S
-        while not client.server_is_ready() and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.1)
-        assert client.server_is_ready(), "Train action server not discovered"
+        spin_until(executor, client.server_is_ready, "the Train action server", DISCOVERY_TIMEOUT_S)
 
         feedback: list[Train.Feedback] = []
         future = client.send_goal_async(
@@ -96,13 +80,11 @@ def test_train_action_crosses_processes(context: Context) -> None:
         assert result.result.success and result.result.message == "trained for energy"
         assert result.result.metrics[0].value == 500.0
         # Feedback travels on its own topic: the last one may still be in flight when the result arrives.
-        deadline = time.monotonic() + 10.0
-        while len(feedback) < 3 and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.1)
+        spin_until(executor, lambda: len(feedback) >= 3, "three feedback messages", 10.0)
         assert [f.steps for f in feedback] == [100, 200, 300]
 
         rejected = client.send_goal_async(Train.Goal(objective="teleport"))
         executor.spin_until_future_complete(rejected, timeout_sec=20)
         assert rejected.result() is not None and not rejected.result().accepted
     finally:
-        _stop(peer)
+        stop_process(peer, timeout_s=10.0)

@@ -10,7 +10,6 @@ Run inside the loopback-only namespace: tools/run_tests.sh tests/mm_sim/test_twi
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 import zlib
@@ -22,11 +21,9 @@ import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")
-import rclpy
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from ros_support import Client, Watched, ros_context, stamp_s, start_node, stop_process, twin_args
 from rosgraph_msgs.msg import Clock
 
 from mm_msgs.msg import PolicyAck, PolicyChunk, ServoCommand, ServoState, TransitionBatch
@@ -40,22 +37,10 @@ TIMEOUT_S = 60.0
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def _start(tmp_path: Path, name: str, *params: str) -> tuple[subprocess.Popen[bytes], Path]:
+def _start(tmp_path: Path, name: str, **params: Any) -> Watched:
+    """A twin node process in namespace /name, and its log file."""
     log_path = tmp_path / f"{name}.log"
-    args = [sys.executable, "-m", "mm_sim.twin_node", "--ros-args", "-r", f"__ns:=/{name}"]
-    for param in params:
-        args += ["-p", param]
-    with log_path.open("wb") as log:
-        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT), log_path
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    return start_node(twin_args(f"/{name}", **params), log_path), log_path
 
 
 @pytest.fixture(scope="module")
@@ -68,82 +53,69 @@ def policy() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def servos(tmp_path_factory: pytest.TempPathFactory, policy: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def servos(tmp_path_factory: pytest.TempPathFactory, policy: dict[str, Any]) -> Iterator[dict[str, Watched]]:
     """Two real-time virtual servos: /servo1 (pendulum, with the policy key) and /servo2 (inertia disc)."""
     tmp_path = tmp_path_factory.mktemp("twins")
     started = {
-        "servo1": _start(tmp_path, "servo1", f"public_key:={policy['public_hex']}", "heartbeat_timeout_s:=0.0"),
-        "servo2": _start(tmp_path, "servo2", "load:=inertia_disk", "seed:=4", "heartbeat_timeout_s:=0.0"),
+        "servo1": _start(tmp_path, "servo1", public_key=policy["public_hex"], heartbeat_timeout_s=0.0),
+        "servo2": _start(tmp_path, "servo2", load="inertia_disk", seed=4, heartbeat_timeout_s=0.0),
     }
     try:
         yield started
     finally:
         for process, _ in started.values():
-            _stop(process)
+            stop_process(process, timeout_s=10.0)
 
 
-class Client:
-    """A test node in its own rclpy context that records what the servos publish."""
+class TwinClient:
+    """A test node (ros_support.Client) that records what the servos publish and commands them."""
 
-    def __init__(self, namespaces: list[str]) -> None:
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = Node("twin_test_client", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.states: dict[str, list[tuple[float, ServoState]]] = {ns: [] for ns in namespaces}
-        self.batches: dict[str, list[TransitionBatch]] = {ns: [] for ns in namespaces}
-        self.acks: dict[str, list[PolicyAck]] = {ns: [] for ns in namespaces}
-        self.commands = {ns: self.node.create_publisher(ServoCommand, f"/{ns}/command", RELIABLE) for ns in namespaces}
-        self.chunks = {
-            ns: self.node.create_publisher(PolicyChunk, f"/{ns}/policy_chunk", RELIABLE) for ns in namespaces
+    def __init__(self, processes: dict[str, Watched]) -> None:
+        self.ros = Client("twin_test_client")
+        for name, (process, log) in processes.items():
+            self.ros.watch(name, process, log)
+        node, namespaces = self.ros.node, list(processes)
+        self.states = {
+            ns: self.ros.subscribe(ServoState, f"/{ns}/state", qos_profile_sensor_data, arrival=True)
+            for ns in namespaces
         }
-        for ns in namespaces:
-            self.node.create_subscription(
-                ServoState, f"/{ns}/state", self._recorder(self.states[ns], stamp=True), qos_profile_sensor_data
-            )
-            self.node.create_subscription(TransitionBatch, f"/{ns}/transitions", self.batches[ns].append, RELIABLE)
-            self.node.create_subscription(PolicyAck, f"/{ns}/policy_ack", self.acks[ns].append, RELIABLE)
+        self.batches = {ns: self.ros.subscribe(TransitionBatch, f"/{ns}/transitions", RELIABLE) for ns in namespaces}
+        self.acks = {ns: self.ros.subscribe(PolicyAck, f"/{ns}/policy_ack", RELIABLE) for ns in namespaces}
+        self.commands = {ns: node.create_publisher(ServoCommand, f"/{ns}/command", RELIABLE) for ns in namespaces}
+        self.chunks = {ns: node.create_publisher(PolicyChunk, f"/{ns}/policy_chunk", RELIABLE) for ns in namespaces}
 
-    @staticmethod
-    def _recorder(sink: list[Any], *, stamp: bool) -> Callable[[Any], None]:
-        return lambda msg: sink.append((time.monotonic(), msg) if stamp else msg)
-
-    def wait(self, done: Callable[[], bool], what: str, processes: dict[str, Any] | None = None) -> None:
+    def wait(self, done: Callable[[], bool], what: str) -> None:
+        """Until done() holds (hang protection: TIMEOUT_S of wall time); a servo that died fails at once."""
         deadline = time.monotonic() + TIMEOUT_S
-        while not done():
-            for name, (process, log) in (processes or {}).items():
-                assert process.poll() is None, f"{name} died:\n{log.read_text()}"
+        while not self.ros.poll(done, 0.1):  # also conditions on the wall clock, which no message announces
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            self.executor.spin_once(timeout_sec=0.05)
 
     def close(self) -> None:
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
+        self.ros.close()
 
 
 @pytest.fixture(scope="module")
-def client(servos: dict[str, Any]) -> Iterator[Client]:
+def client(servos: dict[str, Watched]) -> Iterator[TwinClient]:
     """The client, once both servos publish state."""
-    c = Client(list(servos))
+    c = TwinClient(servos)
     try:
-        c.wait(lambda: all(len(s) > 10 for s in c.states.values()), "state from both servos", servos)
+        c.wait(lambda: all(len(s) > 10 for s in c.states.values()), "state from both servos")
         yield c
     finally:
         c.close()
 
 
-def _command(client: Client, ns: str, seq: int, mode: int, target: float = 0.0, **fields: Any) -> None:
+def _command(client: TwinClient, ns: str, seq: int, mode: int, target: float = 0.0, **fields: Any) -> None:
     client.commands[ns].publish(ServoCommand(seq=seq, mode=mode, target=target, **fields))
 
 
 def test_state_arrives_at_the_firmware_rate_from_both_namespaces(
-    client: Client, servos: dict[str, Any], report: Callable[[str], None]
+    client: TwinClient, report: Callable[[str], None]
 ) -> None:
     for states in client.states.values():
         states.clear()
     start = time.monotonic()
-    client.wait(lambda: time.monotonic() - start > 2.0, "two seconds of state", servos)
+    client.wait(lambda: time.monotonic() - start > 2.0, "two seconds of state")
     for ns, states in client.states.items():
         received = [msg for _, msg in states]
         span_s = states[-1][0] - states[0][0]
@@ -158,7 +130,7 @@ def test_state_arrives_at_the_firmware_rate_from_both_namespaces(
         assert abs((stamp_s[-1] - stamp_s[0]) - span_s) < 0.2, "real-time stamps follow the wall clock"
 
 
-def test_commands_move_each_servo_in_its_own_namespace(client: Client, servos: dict[str, Any]) -> None:
+def test_commands_move_each_servo_in_its_own_namespace(client: TwinClient) -> None:
     targets = {"servo1": 1.0, "servo2": -0.7}
     for ns, target in targets.items():
         _command(client, ns, 1, ServoCommand.MODE_POSITION, target)
@@ -169,15 +141,15 @@ def test_commands_move_each_servo_in_its_own_namespace(client: Client, servos: d
             for ns, target in targets.items()
         )
 
-    client.wait(arrived, "both servos at their targets", servos)
+    client.wait(arrived, "both servos at their targets")
     for ns, target in targets.items():
         last = client.states[ns][-1][1]
         assert last.mode == ServoCommand.MODE_POSITION and last.target_rad == pytest.approx(target)
 
 
-def test_streaming_publishes_batches_of_24_consecutive_ticks(client: Client, servos: dict[str, Any]) -> None:
+def test_streaming_publishes_batches_of_24_consecutive_ticks(client: TwinClient) -> None:
     _command(client, "servo2", 2, ServoCommand.MODE_POSITION, 0.3, stream_transitions=True)
-    client.wait(lambda: len(client.batches["servo2"]) >= 5, "five transition batches", servos)
+    client.wait(lambda: len(client.batches["servo2"]) >= 5, "five transition batches")
     _command(client, "servo2", 3, ServoCommand.MODE_POSITION, 0.3, stream_transitions=False)
     batches = client.batches["servo2"][:5]
     assert all(b.count == 24 and len(b.observations) == 24 * 8 and len(b.flags) == 24 for b in batches)
@@ -186,7 +158,7 @@ def test_streaming_publishes_batches_of_24_consecutive_ticks(client: Client, ser
     assert not client.batches["servo1"], "only the servo told to stream does"
 
 
-def _deploy(client: Client, image: bytes, transfer_id: int, servos: dict[str, Any]) -> PolicyAck:
+def _deploy(client: TwinClient, image: bytes, transfer_id: int) -> PolicyAck:
     """Send the image in PolicyChunks to /servo1, resending what the acks report missing; the final ack."""
     acks = client.acks["servo1"]
     acks.clear()
@@ -208,7 +180,7 @@ def _deploy(client: Client, image: bytes, transfer_id: int, servos: dict[str, An
 
     send(list(range(len(pieces))))
     for _ in range(5):
-        client.wait(lambda: bool(acks) and acks[-1].transfer_id == transfer_id, "a policy ack", servos)
+        client.wait(lambda: bool(acks) and acks[-1].transfer_id == transfer_id, "a policy ack")
         if acks[-1].status != PolicyAck.STATUS_RECEIVING:
             return acks[-1]
         missing = list(acks[-1].missing)
@@ -217,69 +189,63 @@ def _deploy(client: Client, image: bytes, transfer_id: int, servos: dict[str, An
     pytest.fail("the transfer never completed")
 
 
-def test_a_deployed_policy_is_acked_and_a_tampered_one_refused(
-    client: Client, servos: dict[str, Any], policy: dict[str, Any]
-) -> None:
+def test_a_deployed_policy_is_acked_and_a_tampered_one_refused(client: TwinClient, policy: dict[str, Any]) -> None:
     image = policy["image"]
-    ack = _deploy(client, image, 21, servos)
+    ack = _deploy(client, image, 21)
     assert ack.status == PolicyAck.STATUS_ACCEPTED, (ack.status, ack.reason)
     assert ack.active_policy_crc32 == zlib.crc32(image)
-    client.wait(lambda: client.states["servo1"][-1][1].policy_crc32 == zlib.crc32(image), "the id in state", servos)
+    client.wait(lambda: client.states["servo1"][-1][1].policy_crc32 == zlib.crc32(image), "the id in state")
 
-    ack = _deploy(client, policy["tampered"], 22, servos)
+    ack = _deploy(client, policy["tampered"], 22)
     assert (ack.status, ack.reason) == (PolicyAck.STATUS_REJECTED, PolicyAck.REASON_SIGNATURE)
     assert ack.active_policy_crc32 == zlib.crc32(image)
 
     _command(client, "servo1", 5, ServoCommand.MODE_POLICY, 0.5)
-    client.wait(lambda: client.states["servo1"][-1][1].mode == ServoCommand.MODE_POLICY, "policy mode", servos)
+    client.wait(lambda: client.states["servo1"][-1][1].mode == ServoCommand.MODE_POLICY, "policy mode")
     client.states["servo1"].clear()
-    client.wait(lambda: len(client.states["servo1"]) > 50, "state in policy mode", servos)
+    client.wait(lambda: len(client.states["servo1"]) > 50, "state in policy mode")
     recent = [msg for _, msg in client.states["servo1"]]
     assert all(m.policy_crc32 == zlib.crc32(image) and m.fault_flags == 0 for m in recent)
     assert np.ptp([m.current_cmd_a for m in recent]) > 0.0, "the policy drives the current"
 
 
 def test_fast_mode_publishes_clock_faster_than_real_time(tmp_path: Path, report: Callable[[str], None]) -> None:
-    process, log = _start(tmp_path, "fast", "time_mode:=fast", "heartbeat_timeout_s:=0.0")
-    client = Client(["fast"])
-    clocks: list[tuple[float, float]] = []
-
-    def on_clock(msg: Any) -> None:
-        clocks.append((time.monotonic(), msg.clock.sec + 1e-9 * msg.clock.nanosec))
-
-    client.node.create_subscription(
-        Clock,
-        "/clock",
-        on_clock,
-        QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT),  # as rclpy's own time source
+    fast = _start(tmp_path, "fast", time_mode="fast", heartbeat_timeout_s=0.0)
+    client = TwinClient({"fast": fast})
+    # As rclpy's own time source subscribes: best effort, depth 1.
+    clocks = client.ros.subscribe(
+        Clock, "/clock", QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT), arrival=True
     )
     from rclpy.parameter import Parameter
 
     # A node with use_sim_time follows the servo's /clock (in the same executor as the client).
     sim_node = Node(
-        "sim_time_user", context=client.context, parameter_overrides=[Parameter("use_sim_time", value=True)]
+        "sim_time_user", context=client.ros.context, parameter_overrides=[Parameter("use_sim_time", value=True)]
     )
-    client.executor.add_node(sim_node)
+    client.ros.executor.add_node(sim_node)
     try:
-        client.wait(lambda: len(clocks) > 10, "/clock", {"fast": (process, log)})
+        client.wait(lambda: len(clocks) > 10, "/clock")
         start = clocks[-1]
-        client.wait(lambda: clocks[-1][0] - start[0] > 2.0, "two seconds of /clock", {"fast": (process, log)})
+        client.wait(lambda: clocks[-1][0] - start[0] > 2.0, "two seconds of /clock")
+        end = clocks[-1]
         sim_now_s = sim_node.get_clock().now().nanoseconds * 1e-9
     finally:
+        client.ros.executor.remove_node(sim_node)
         sim_node.destroy_node()
         client.close()
-        _stop(process)
-    end = clocks[-1]
-    factor = (end[1] - start[1]) / (end[0] - start[0])
+        stop_process(fast[0], timeout_s=10.0)
+    factor = (stamp_s(end[1].clock) - stamp_s(start[1].clock)) / (end[0] - start[0])
     # The two subscriptions see /clock messages at slightly different moments; allow 200 ms of wall time
     # between them (wall-clock time itself is ~1.8e9 s, so this still tells sim time from wall time).
-    assert abs(sim_now_s - end[1]) < max(0.5, 0.2 * factor), "a use_sim_time node's clock is the servo's time"
+    assert abs(sim_now_s - stamp_s(end[1].clock)) < max(0.5, 0.2 * factor), (
+        "a use_sim_time node's clock is the servo's time"
+    )
     report(f"virtual servo fast mode (1 kHz control, across processes): /clock at {factor:.1f}x real time")
     assert factor > 2.0, f"simulated time ran at {factor:.1f}x real time"
     states = [msg for _, msg in client.states["fast"]]
-    assert states and states[-1].stamp.sec + 1e-9 * states[-1].stamp.nanosec == pytest.approx(
-        states[-1].tick * 0.001 - 0.001, abs=0.002
-    ), "fast-mode stamps are simulated time"
+    assert states and stamp_s(states[-1].stamp) == pytest.approx(states[-1].tick * 0.001 - 0.001, abs=0.002), (
+        "fast-mode stamps are simulated time"
+    )
 
 
 def test_with_can_interface_the_node_serves_the_dbc_protocol_on_that_bus() -> None:
@@ -294,54 +260,52 @@ def test_with_can_interface_the_node_serves_the_dbc_protocol_on_that_bus() -> No
     from rclpy.parameter import Parameter
 
     channel, device = f"mm-{uuid.uuid4().hex}", 7
-    context = Context()
-    rclpy.init(context=context)
-    host = can.Bus(interface="virtual", channel=channel)
-    node = None
-    try:
-        overrides = {"can_interface": "virtual", "can_channel": channel, "can_device_id": device}
-        overrides |= {"heartbeat_timeout_s": 0.0, "time_mode": "fast", "publish_clock": False}
-        params = [Parameter(name, value=value) for name, value in overrides.items()]
-        node = VirtualServoNode(context=context, parameter_overrides=params, namespace="can_servo")
-        db: Any = cantools.database.load_file(fw.dbc_path(), frame_id_mask=0x1FFFFC00)
-        command = db.get_message_by_name("COMMAND")
-        fields = {s.name: 0 for s in command.signals} | {"mode": ServoCommand.MODE_POSITION, "target": 0.8}
-        frame_id = int(command.frame_id) | device
-        host.send(can.Message(arbitration_id=frame_id, data=command.encode(fields), is_extended_id=True))
-        for _ in range(300):  # 1.5 s of simulated time
-            node.run_period()
-        motion = []
-        while (msg := host.recv(timeout=0.0)) is not None:
-            message = db.get_message_by_frame_id(msg.arbitration_id, force_extended_id=True)
-            if message.name == "STATE_MOTION" and msg.arbitration_id & 0x3FF == device:
-                motion.append(message.decode(bytes(msg.data))["position"])
-        assert len(motion) == 300, "one state burst per state period"
-        assert motion[-1] == pytest.approx(0.8, abs=0.01)
-    finally:
-        if node is not None:
-            node.destroy_node()
-        host.shutdown()
-        rclpy.shutdown(context=context)
+    with ros_context() as context:
+        host = can.Bus(interface="virtual", channel=channel)
+        node = None
+        try:
+            overrides = {"can_interface": "virtual", "can_channel": channel, "can_device_id": device}
+            overrides |= {"heartbeat_timeout_s": 0.0, "time_mode": "fast", "publish_clock": False}
+            params = [Parameter(name, value=value) for name, value in overrides.items()]
+            node = VirtualServoNode(context=context, parameter_overrides=params, namespace="can_servo")
+            db: Any = cantools.database.load_file(fw.dbc_path(), frame_id_mask=0x1FFFFC00)
+            command = db.get_message_by_name("COMMAND")
+            fields = {s.name: 0 for s in command.signals} | {"mode": ServoCommand.MODE_POSITION, "target": 0.8}
+            frame_id = int(command.frame_id) | device
+            host.send(can.Message(arbitration_id=frame_id, data=command.encode(fields), is_extended_id=True))
+            for _ in range(300):  # 1.5 s of simulated time
+                node.run_period()
+            motion = []
+            while (msg := host.recv(timeout=0.0)) is not None:
+                message = db.get_message_by_frame_id(msg.arbitration_id, force_extended_id=True)
+                if message.name == "STATE_MOTION" and msg.arbitration_id & 0x3FF == device:
+                    motion.append(message.decode(bytes(msg.data))["position"])
+            assert len(motion) == 300, "one state burst per state period"
+            assert motion[-1] == pytest.approx(0.8, abs=0.01)
+        finally:
+            if node is not None:
+                node.destroy_node()
+            host.shutdown()
 
 
 def test_a_follower_servo_keeps_to_the_leaders_simulated_time(tmp_path: Path) -> None:
-    leader = _start(tmp_path, "leader", "time_mode:=fast", "fast_max_factor:=5.0", "heartbeat_timeout_s:=0.0")
-    follower = _start(tmp_path, "follower", "time_mode:=follow", "load:=spring", "heartbeat_timeout_s:=0.0")
+    leader = _start(tmp_path, "leader", time_mode="fast", fast_max_factor=5.0, heartbeat_timeout_s=0.0)
+    follower = _start(tmp_path, "follower", time_mode="follow", load="spring", heartbeat_timeout_s=0.0)
     processes = {"leader": leader, "follower": follower}
-    client = Client(["leader", "follower"])
+    client = TwinClient(processes)
     try:
-        client.wait(lambda: min(len(s) for s in client.states.values()) > 200, "state of both", processes)
+        client.wait(lambda: min(len(s) for s in client.states.values()) > 200, "state of both")
         start_wall, first = client.states["follower"][-1]
-        client.wait(lambda: time.monotonic() - start_wall > 2.0, "two seconds", processes)
+        client.wait(lambda: time.monotonic() - start_wall > 2.0, "two seconds")
         leader_last = client.states["leader"][-1][1]
         follower_last = client.states["follower"][-1][1]
     finally:
         client.close()
         for process, _ in processes.values():
-            _stop(process)
+            stop_process(process, timeout_s=10.0)
 
     def sim_s(msg: ServoState) -> float:
-        return msg.stamp.sec + 1e-9 * msg.stamp.nanosec
+        return stamp_s(msg.stamp)
 
     factor = (sim_s(follower_last) - sim_s(first)) / 2.0
     assert 2.0 < factor < 6.0, f"the follower ran at {factor:.1f}x real time; the leader was capped at 5x"

@@ -7,9 +7,11 @@ The servo acknowledges when the chunk with the last index arrives (with the miss
 gaps), after it has verified a complete image (ACCEPTED or REJECTED with the reason), and on any chunk of a
 transfer it has already judged. So when no answer comes, resending the last chunk asks for one. A transfer that
 stops arriving is abandoned by the servo itself after its transfer timeout (REJECTED/TRUNCATED, firmware core
-`transfer_timeout_s`, 2 s of control time by default); the deployer does not rely on it and also gives up after
-`max_rounds` unanswered or unprogressing rounds, reporting the transfer truncated. In every failure the servo
-keeps running its previous policy; the outcome says what it runs.
+`transfer_timeout_s`, 2 s of control time by default), and that ack is its verdict like any other. The deployer
+stops sending after `max_rounds` unanswered or unprogressing rounds, then listens `verdict_timeout_s` more for the
+servo's TRUNCATED ack and reports it (with the policy the servo says it runs); without one it reports the transfer
+truncated on its own account. In every failure the servo keeps running its previous policy; the outcome says what
+it runs.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class Deployer:
         chunk_size: int,
         ack_timeout_s: float,
         max_rounds: int,
+        verdict_timeout_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Bind to a link.
@@ -98,15 +101,23 @@ class Deployer:
             link: sends chunks (a transport, or a wrapper that loses or corrupts them in tests).
             chunk_size: payload bytes per chunk; capped at what the link carries.
             ack_timeout_s: how long to wait for an answer before asking again (s).
-            max_rounds: answers (or silences) without progress before the transfer is given up as truncated.
+            max_rounds: answers (or silences) without progress before the deployer stops sending.
+            verdict_timeout_s: then how long to listen for the servo's own TRUNCATED ack (s); longer than the
+                servo's transfer timeout (2 s by default) so that the servo's verdict is the one reported; 0 reports
+                at once.
             clock: monotonic time source (s).
         """
-        if ack_timeout_s <= 0.0 or max_rounds < 1:
-            raise DriverError(f"ack_timeout_s ({ack_timeout_s}) must be > 0 and max_rounds ({max_rounds}) >= 1")
+        if ack_timeout_s <= 0.0 or max_rounds < 1 or verdict_timeout_s < 0.0:
+            msg = (
+                f"ack_timeout_s ({ack_timeout_s}) must be > 0, max_rounds ({max_rounds}) >= 1 and "
+                f"verdict_timeout_s ({verdict_timeout_s}) >= 0"
+            )
+            raise DriverError(msg)
         self._link = link
         self._chunk_size = min(chunk_size, link.max_chunk_data)
         self._ack_timeout_s = ack_timeout_s
         self._max_rounds = max_rounds
+        self._verdict_timeout_s = verdict_timeout_s
         self._clock = clock
         self._acks: list[Ack] = []
         self._cond = threading.Condition()
@@ -123,13 +134,13 @@ class Deployer:
             self._acks.append(ack)
             self._cond.notify_all()
 
-    def _next_ack(self, transfer_id: int, seen: int) -> tuple[Ack | None, int]:
-        """The freshest news on `transfer_id` among the acks after the first `seen`, waiting up to the timeout.
+    def _next_ack(self, transfer_id: int, seen: int, timeout_s: float) -> tuple[Ack | None, int]:
+        """The freshest news on `transfer_id` among the acks after the first `seen`, waiting up to timeout_s (s).
 
         A verdict (accepted/refused) wins over any RECEIVING ack; of several RECEIVING acks only the last counts,
         because the servo also acknowledges duplicates mid-transfer and those older gap lists are stale.
         """
-        deadline = self._clock() + self._ack_timeout_s
+        deadline = self._clock() + timeout_s
         with self._cond:
             while True:
                 news = [a for a in self._acks[seen:] if a.transfer_id == transfer_id]
@@ -195,6 +206,7 @@ class _Transfer:
         self.progress = progress
         self.cancelled = cancelled or (lambda: False)
         self.sent = self.resent = self.bytes_sent = self.acked = 0
+        self.send_error = ""  # the last chunk the link failed to send, and why
         self.active_crc = previous_crc
         self.start = deployer._clock()
 
@@ -203,12 +215,20 @@ class _Transfer:
             self.progress(DeployProgress(phase, self.acked, len(self.chunks), self.bytes_sent))
 
     def _send(self, indices: list[int], *, resend: bool) -> bool:
-        """Send chunks by index; False when cancelled."""
+        """Send chunks by index; False when cancelled.
+
+        A chunk the link fails to send (e.g. an ISO-TP flow control that came too late from a busy servo) counts
+        as lost: the servo reports it missing and it goes again, or the rounds run out.
+        """
         for index in indices:
             if self.cancelled():
                 return False
             chunk = self.chunks[index]
-            self.d._link.send_chunk(chunk)
+            try:
+                self.d._link.send_chunk(chunk)
+            except DriverError as exc:
+                self.send_error = f"chunk {index}: {exc}"
+                continue
             self.sent += 1
             self.resent += int(resend)
             self.bytes_sent += len(chunk.data)
@@ -244,8 +264,20 @@ class _Transfer:
         return self._outcome(False, reason, msg)
 
     def _truncated(self, why: str) -> DeployOutcome:
-        msg = f"transfer truncated ({why}); the servo keeps policy {self.active_crc:08x}"
+        failed = f"; last send failure: {self.send_error}" if self.send_error else ""
+        msg = f"transfer truncated ({why}{failed}); the servo keeps policy {self.active_crc:08x}"
         return self._outcome(False, AckReason.TRUNCATED, msg)
+
+    def _abandoned(self, seen: int, why: str) -> DeployOutcome:
+        """Sending stopped: the servo's own verdict when it comes within verdict_timeout_s, else ours."""
+        self._report("verifying")
+        deadline = self.d._clock() + self.d._verdict_timeout_s
+        while (remaining := deadline - self.d._clock()) > 0.0:
+            ack, seen = self.d._next_ack(self.transfer_id, seen, remaining)
+            if ack is not None and ack.status != AckStatus.RECEIVING:
+                self.active_crc = ack.active_policy_crc32
+                return self._verdict(ack)
+        return self._truncated(f"{why}; the servo sent no verdict within {self.d._verdict_timeout_s} s")
 
     def run(self) -> DeployOutcome:
         total = len(self.chunks)
@@ -257,7 +289,7 @@ class _Transfer:
         stalled = 0
         while True:
             self._report("verifying")
-            ack, seen = self.d._next_ack(self.transfer_id, seen)
+            ack, seen = self.d._next_ack(self.transfer_id, seen, self.d._ack_timeout_s)
             if ack is not None:
                 self.active_crc = ack.active_policy_crc32
                 self.acked = ack.received_chunks
@@ -271,8 +303,11 @@ class _Transfer:
                 stalled += 1
                 resend = [last]
             if stalled >= self.d._max_rounds:
-                got = f"{max(best_received, 0)}/{total} chunks acknowledged"
-                return self._truncated(f"{got}, no progress in {stalled} rounds of {self.d._ack_timeout_s} s")
+                return self._abandoned(
+                    seen,
+                    f"{max(best_received, 0)}/{total} chunks acknowledged, no progress in "
+                    f"{stalled} rounds of {self.d._ack_timeout_s} s",
+                )
             if not self._send([i for i in resend if 0 <= i < total], resend=True):
                 return self._truncated("cancelled while resending")
 

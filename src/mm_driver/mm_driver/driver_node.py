@@ -83,7 +83,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "current_limit_a": (0.0, "current limit sent with every move (A); 0 keeps the servo's"),
     "chunk_size": (448, "policy bytes per PolicyChunk (<= PolicyChunk.MAX_DATA)"),
     "ack_timeout_s": (0.5, "wait this long for the servo's ack before asking again (s)"),
-    "deploy_max_rounds": (6, "rounds without progress before a transfer is reported truncated"),
+    "deploy_max_rounds": (6, "rounds without progress before the driver stops sending a transfer"),
+    "deploy_verdict_timeout_s": (
+        3.0,
+        "then wait this long for the servo's TRUNCATED verdict (s); above its transfer_timeout_s (2 s by default)",
+    ),
     "registry_dir": ("~/.ros/mm_learning/policies", "mm_learning registry for DeployPolicy goals with a policy_id"),
     "can_interface": ("socketcan", "python-can interface (socketcan, slcan, virtual, ...)"),
     "can_channel": ("can0", "python-can channel"),
@@ -200,6 +204,7 @@ class DriverNode(LifecycleNode):
             chunk_size=int(self._p("chunk_size")),
             ack_timeout_s=float(self._p("ack_timeout_s")),
             max_rounds=int(self._p("deploy_max_rounds")),
+            verdict_timeout_s=float(self._p("deploy_verdict_timeout_s")),
         )
         self._transport.open(self._on_state, self._on_ack)
         description = self.create_publisher(String, "robot_description", LATCHED_QOS)
@@ -474,7 +479,12 @@ class DriverNode(LifecycleNode):
     def _follow(  # noqa: PLR0911 -- one return per way a move ends
         self, goal_handle: ServerGoalHandle, sup: MoveSupervisor, token: int
     ) -> tuple[MoveResult, str]:
-        """Wait on state samples until the move settles, times out, faults, is cancelled or preempted."""
+        """Wait on state samples until the move settles, times out, faults, is cancelled or preempted.
+
+        The link counts as lost only when the servo stayed silent for `state_timeout_s` while this process was
+        listening: a wait that overran its timeout by half means the driver itself was starved (a loaded or
+        stalled host), and the samples queued meanwhile are read before anything is judged.
+        """
         state_timeout_s = float(self._p("state_timeout_s"))
         last_feedback = 0.0
         entered = False
@@ -482,16 +492,20 @@ class DriverNode(LifecycleNode):
         while True:
             with self._cond:
                 seen = self._samples
+                waited_from_s = time.monotonic()
                 self._cond.wait_for(
                     lambda seen=seen: self._samples != seen or self._move_token != token,  # type: ignore[misc]
                     state_timeout_s,
                 )
+                starved = time.monotonic() - waited_from_s > 1.5 * state_timeout_s
                 latest, fresh, preempted = self._latest, self._samples != seen, self._move_token != token
             if preempted:
                 return sup.result(success=False, message="preempted by a newer goal"), "abort"
             if goal_handle.is_cancel_requested:
                 self._send(Command(Mode.HOLD))
                 return sup.result(success=False, message="cancelled: holding position"), "canceled"
+            if not fresh and starved:
+                continue
             if not fresh or latest is None:
                 self._send(Command(Mode.HOLD))
                 msg = f"no state from the servo for {state_timeout_s} s: link lost, HOLD sent"
@@ -506,7 +520,9 @@ class DriverNode(LifecycleNode):
             elif entered:
                 msg = f"servo left {sup.request.mode.name} for {Mode(latest.mode).name}"
                 return sup.result(success=False, message=msg), "abort"
-            elif time.monotonic() - commanded_wall_s > state_timeout_s:
+            elif time.monotonic() - commanded_wall_s > state_timeout_s and sup.elapsed_s > state_timeout_s:
+                # Both clocks: the wall clock alone would count a stall of this process against the servo, the
+                # servo's alone a fast twin's simulated time that passed before the command arrived.
                 mode = Mode(latest.mode).name
                 msg = f"servo did not enter {sup.request.mode.name} within {state_timeout_s} s (it is in {mode})"
                 return sup.result(success=False, message=msg), "abort"

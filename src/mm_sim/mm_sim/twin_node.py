@@ -7,7 +7,7 @@ names so each servo lives in its own namespace (`--ros-args -r __ns:=/servo1`):
 |---|---|---|---|
 | `state` | ServoState | best effort (sensor data) | every `state_decimation` ticks |
 | `transitions` | TransitionBatch | reliable | every complete batch of 24 samples while streaming |
-| `policy_ack` | PolicyAck | reliable | after the last chunk of a transfer, or a refusal |
+| `policy_ack` | PolicyAck | reliable | after the last chunk of a transfer, a refusal, or an abandoned transfer |
 | `command` | ServoCommand | reliable | subscribed |
 | `heartbeat` | Heartbeat | best effort (sensor data) | subscribed |
 | `policy_chunk` | PolicyChunk | reliable | subscribed |
@@ -224,9 +224,14 @@ class VirtualServoNode(Node):
                 chunk_size=msg.chunk_size,
                 data=bytes(msg.data),
             )
-            ack = self.servo.policy_ack() if due else None
-        if ack is not None:
-            self._ack_pub.publish(ack_message(ack))
+            # A chunk of another transfer abandons the one in progress: its TRUNCATED ack goes out first.
+            acks = [self.servo.truncated_ack(), self.servo.policy_ack() if due else None]
+        self._publish_acks(acks)
+
+    def _publish_acks(self, acks: list[Any]) -> None:
+        for ack in acks:
+            if ack is not None:
+                self._ack_pub.publish(ack_message(ack))
 
     def _on_leader_clock(self, msg: Clock) -> None:
         self._leader_time_s = msg.clock.sec + 1e-9 * msg.clock.nanosec
@@ -243,6 +248,8 @@ class VirtualServoNode(Node):
             state = self.servo.state()
             batches = self.servo.full_batches()
             sim_time_s = self.servo.time_s
+            truncated = self.servo.truncated_ack()  # a transfer silent for the core's transfer timeout
+        self._publish_acks([truncated])
         stamp = self._stamp(sim_time_s)
         self._state_pub.publish(state_message(state, self._seq, stamp))
         self._seq += 1

@@ -39,6 +39,7 @@ PUBLIC_KEY_BYTES = 65
 DEFAULT_TFLM_ARENA_BYTES = 8192  # CONFIG_MM_TFLM_ARENA_BYTES default (firmware/esp32/main/Kconfig.projbuild)
 DEFAULT_MAX_POLICY_BYTES = 32 * 1024  # the ESP32's CONFIG_MM_MAX_POLICY_BYTES default
 DEFAULT_TEMPERATURE_C = 25.0  # the twin has no thermal model; the firmware reads an ambient-like value
+_CAN_TYPE_MASK = 0x1FFFFC00  # a frame id is message type << 10 | device id (mm_servo.dbc)
 _OVERCURRENT_RATIO = 1.5  # trip at 1.5x the limit, as the firmware's defaults (4 A limit, 6 A trip)
 
 
@@ -205,20 +206,25 @@ class CanPort:
     """The servo's CAN side: a python-can bus and the core's `CanEndpoint`, served once per control tick.
 
     Like the firmware's TWAI task: received frames go to the endpoint and its answers (ISO-TP flow control,
-    register answers, policy acks) go out at once; every `state_decimation` ticks the three state frames and,
-    when new faults latched, a FAULT frame are sent.
+    register answers, policy acks) go out at once; every `state_decimation` ticks the three state frames,
+    when new faults latched a FAULT frame, and when the core abandoned a transfer whose last chunk came over CAN
+    (`carries_policy`) its TRUNCATED POLICY_ACK frame are sent.
     """
 
     def __init__(self, core: fw.ServoCore, bus: can.BusABC, device_id: int, state_decimation: int) -> None:
         """Serve `bus` as device `device_id` (1..1022) for `core`."""
         import can
+        import cantools
 
         self._can = can
         self.bus = bus
         self.endpoint = core.can_endpoint(device_id)
+        db: Any = cantools.database.load_file(str(fw.dbc_path()), frame_id_mask=_CAN_TYPE_MASK)
+        self._chunk_frame_id = int(db.get_message_by_name("POLICY_TP_DATA").frame_id) | device_id
         self._state_decimation = state_decimation
         self.frames_received = 0
         self.frames_sent = 0
+        self.carries_policy = False  # the last policy chunk came over CAN (its acks go out here)
 
     def _send(self, frames: list[fw.Frame]) -> None:
         for frame_id, data in frames:
@@ -230,6 +236,7 @@ class CanPort:
         while (message := self.bus.recv(timeout=0.0)) is not None:
             if message.is_extended_id and not message.is_remote_frame and not message.is_error_frame:
                 self.frames_received += 1
+                self.carries_policy |= message.arbitration_id == self._chunk_frame_id
                 self._send(self.endpoint.receive(message.arbitration_id, bytes(message.data)))
         self.endpoint.tick(dt_s)
         if tick % self._state_decimation == 0:
@@ -237,6 +244,9 @@ class CanPort:
             fault = self.endpoint.fault_frame()
             if fault is not None:
                 self._send([fault])
+            truncated = self.endpoint.truncated_ack_frame() if self.carries_policy else None
+            if truncated is not None:
+                self._send([truncated])
 
 
 class VirtualServo:
@@ -357,7 +367,13 @@ class VirtualServo:
     def policy_chunk(
         self, *, transfer_id: int, total_size: int, image_crc32: int, index: int, chunk_size: int, data: bytes
     ) -> bool:
-        """Feed one PolicyChunk; True when a PolicyAck is due (gap report, accepted or refused)."""
+        """Feed one PolicyChunk; True when a PolicyAck is due (gap report, accepted or refused).
+
+        Its acks, and the TRUNCATED ack of a transfer the core abandons later (`truncated_ack`), then belong to
+        this path rather than to the CAN port, as on the firmware (the link of the last chunk).
+        """
+        if self.can is not None:
+            self.can.carries_policy = False
         _, due = self.core.policy_chunk(
             transfer_id=transfer_id,
             total_size=total_size,
@@ -371,6 +387,17 @@ class VirtualServo:
     def policy_ack(self) -> fw.cs.PolicyAck:
         """The PolicyAck of the current or last transfer."""
         return self.core.policy_ack()
+
+    def truncated_ack(self) -> fw.cs.PolicyAck | None:
+        """The REJECTED/TRUNCATED ack of a transfer the core abandoned, once; None when there is none.
+
+        A transfer is abandoned when a chunk of another one arrives or no chunk came for the core's transfer
+        timeout. Only for transfers whose last chunk came through `policy_chunk` (the CAN port sends its own);
+        poll after every chunk and every state period.
+        """
+        if self.can is not None and self.can.carries_policy:
+            return None
+        return self.core.truncated_ack()
 
     def full_batches(self) -> list[fw.cs.Batch]:
         """Every complete batch of transition samples queued (24 each), as the firmware publishes them.
