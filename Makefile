@@ -26,10 +26,10 @@ test: build lint
 	@tools/run_tests.sh $(PYTEST_ARGS)
 
 demo: build
-	@source tools/env.sh && python -m mm_learning.demo $(DEMO_ARGS)
+	@tools/isolated.sh python -m mm_learning.demo $(DEMO_ARGS)
 
 bench: build
-	@source tools/env.sh && python bench/run_all.py
+	@tools/isolated.sh python bench/run_all.py
 
 clean:
 	rm -rf build install log
