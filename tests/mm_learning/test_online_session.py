@@ -15,8 +15,9 @@ import mm_firmware_core as fw
 import pytest
 from mm_learning.online_session import OnlineError, OnlineSession, SessionConfig, SessionProgress
 from mm_learning.signing import generate_keypair, load_private_key, public_key_hex
-from mm_sim import ObsScales, load_profile
 from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig
+
+from mm_sim import ObsScales, load_profile
 
 sys.path.insert(0, str(Path(__file__).parent))
 from online_support import VirtualServoLink
@@ -111,5 +112,5 @@ def test_cancel_stops_at_the_next_move_with_the_servo_holding(tmp_path: Path) ->
 def test_a_configuration_that_cannot_run_is_refused_naming_the_field() -> None:
     with pytest.raises(OnlineError, match="budget is zero"):
         SessionConfig(objective="speed").validate()
-    with pytest.raises(OnlineError, match="redeploy_every_s=0.0 must be > 0"):
+    with pytest.raises(OnlineError, match=r"redeploy_every_s=0\.0 must be > 0"):
         SessionConfig(objective="speed", max_steps=10, redeploy_every_s=0.0).validate()
