@@ -13,7 +13,8 @@ from typing import Any
 import cantools
 import pytest
 from cantools.database.can import Database
-from fw_support import REPO
+from cryptography.hazmat.primitives.asymmetric import ec
+from fw_support import REPO, HalfGainBackend, image, public_key_bytes
 
 MASK = 0x1FFFFC00
 DEVICE = 7
@@ -82,6 +83,33 @@ def test_cantools_commands_drive_the_core(db: Database) -> None:
     # Broadcast reaches every servo.
     endpoint.receive(command.frame_id | 1023, brake)
     assert core.state().mode == fw.MODE_BRAKE
+
+
+def test_cantools_exploration_frames_give_the_next_command_its_noise(
+    db: Database, signing_key: ec.EllipticCurvePrivateKey
+) -> None:
+    import mm_firmware_core as fw
+
+    core = fw.ServoCore(public_key=public_key_bytes(signing_key), backend=HalfGainBackend(), heartbeat_timeout_s=0)
+    assert core.load_policy(image(signing_key, bytes(100))) == 0
+    endpoint = core.can_endpoint(DEVICE)
+    exploration, command = db.get_message_by_name("EXPLORATION"), db.get_message_by_name("COMMAND")
+    policy = command.encode(
+        {"mode": "POLICY", "clear_faults": 0, "stream_transitions": 1, "target_velocity": 0.0, "target": 1.0}
+    )
+    noise = exploration.encode({"exploration_std": 0.25, "exploration_tau": 0.04})
+    assert decode(db, exploration.frame_id | DEVICE, noise) == pytest.approx(
+        {"exploration_std": 0.25, "exploration_tau": 0.04}
+    )
+    assert endpoint.receive(exploration.frame_id | DEVICE, noise) == []
+    assert endpoint.receive(command.frame_id | DEVICE, policy) == []
+    state = core.state()
+    assert (state.mode, state.exploration_std) == (fw.MODE_POLICY, 0.25)
+    core.step(encoder_count=0, dt_s=0.001)
+    assert not core.pop_batch().flags[0] & fw.constant("MM_SAMPLE_POLICY"), "the applied action was noisy"
+    # Used once: the next COMMAND alone runs the bare policy.
+    endpoint.receive(command.frame_id | DEVICE, policy)
+    assert core.state().exploration_std == 0.0
 
 
 def test_register_write_then_read_round_trip(db: Database) -> None:

@@ -5,6 +5,7 @@ the previous policy still active; commands, registers and the state stream throu
 from __future__ import annotations
 
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 
@@ -150,6 +151,40 @@ def test_commands_registers_and_state_over_can(rig: tuple[CanServo, Link, int]) 
     assert (tuning.gains.kp_pos, tuning.gains.kp_vel, tuning.gains.ki_vel) == pytest.approx((20.0, 0.05, 1.5))
     link.transport.send_command(Command(Mode.HOLD))
     link.wait_sample(lambda s: s.mode == Mode.HOLD)
+
+
+def test_policy_command_with_exploration_over_can(rig: tuple[CanServo, Link, int]) -> None:
+    import can
+    import cantools
+
+    servo, link, _ = rig
+    db = cantools.database.load_file(fw.dbc_path(), frame_id_mask=0x1FFFFC00)
+    monitor = can.Bus(interface="virtual", channel=servo.channel)
+    try:
+        link.transport.send_command(Command(Mode.POLICY, target=0.5, exploration_std=0.3, exploration_tau_s=0.02))
+        link.wait_sample(lambda s: s.mode == Mode.POLICY)
+        with servo.lock:
+            assert servo.core.state().exploration_std == pytest.approx(0.3)
+        # A command without exploration (what MoveTo sends) sends no EXPLORATION frame: the servo explores not.
+        link.transport.send_command(Command(Mode.POLICY, target=0.6))
+        for _ in range(300):  # the servo thread takes the frame within a period or two; 3 s at most
+            with servo.lock:
+                if servo.core.state().target_rad == pytest.approx(0.6):
+                    break
+            time.sleep(0.01)
+        frames = []
+        while (msg := monitor.recv(timeout=0.0)) is not None:
+            name = db.get_message_by_frame_id(msg.arbitration_id, force_extended_id=True).name  # type: ignore[union-attr]
+            if name in {"EXPLORATION", "COMMAND"}:
+                frames.append((name, db.decode_message(name, bytes(msg.data))))  # type: ignore[union-attr]
+    finally:
+        monitor.shutdown()
+    with servo.lock:
+        state = servo.core.state()
+    assert (state.mode, state.target_rad, state.exploration_std) == (Mode.POLICY, pytest.approx(0.6), 0.0)
+    assert [name for name, _ in frames] == ["EXPLORATION", "COMMAND", "COMMAND"]
+    sent = frames[0][1]
+    assert (sent["exploration_std"], sent["exploration_tau"]) == pytest.approx((0.3, 0.02))
 
 
 def test_device_id_and_interface_errors_say_what_to_do() -> None:

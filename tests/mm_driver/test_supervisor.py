@@ -104,12 +104,49 @@ def test_direct_commands_are_checked() -> None:
     from mm_driver.errors import DriverError
     from mm_driver.supervisor import validate_command
 
-    torque = validate_command(2, {"target": 0.4, "current_limit_a": 1.0}, LIMITS)
+    torque = validate_command(2, {"target": 0.4, "current_limit_a": 1.0}, LIMITS, policy_crc32=0)
     assert (torque.mode, torque.target, torque.current_limit_a) == (Mode.TORQUE, 0.4, 1.0)
-    assert validate_command(2, {"target": 100.0}, LIMITS).target == 100.0  # amperes: the servo clamps them
+    assert validate_command(2, {"target": 100.0}, LIMITS, policy_crc32=0).target == 100.0  # A: the servo clamps
     with pytest.raises(DriverError, match="mode 9 is unknown"):
-        validate_command(9, {}, LIMITS)
+        validate_command(9, {}, LIMITS, policy_crc32=0)
     with pytest.raises(DriverError, match="kp_pos is nan"):
-        validate_command(3, {"target": 0.0, "kp_pos": math.nan}, LIMITS)
+        validate_command(3, {"target": 0.0, "kp_pos": math.nan}, LIMITS, policy_crc32=0)
     with pytest.raises(DriverError, match="outside the limits"):
-        validate_command(3, {"target": 4.0}, LIMITS)
+        validate_command(3, {"target": 4.0}, LIMITS, policy_crc32=0)
+
+
+def test_policy_commands_with_exploration_need_a_policy_and_fields_in_range() -> None:
+    from mm_driver.errors import DriverError
+    from mm_driver.supervisor import validate_command
+
+    fields: dict[str, float | bool] = {
+        "target": 1.5,
+        "stream_transitions": True,
+        "exploration_std": 0.2,
+        "exploration_tau_s": 0.03,
+    }
+    command = validate_command(4, fields, LIMITS, policy_crc32=0x1234ABCD)
+    assert (command.mode, command.target, command.exploration_std, command.exploration_tau_s) == (
+        Mode.POLICY,
+        1.5,
+        0.2,
+        0.03,
+    )
+    assert command.stream_transitions
+    assert validate_command(4, {**fields, "exploration_std": 1.0}, LIMITS, policy_crc32=1).exploration_std == 1.0
+    with pytest.raises(DriverError, match="no policy: deploy one first"):
+        validate_command(4, fields, LIMITS, policy_crc32=0)
+    with pytest.raises(DriverError, match="outside the limits"):
+        validate_command(4, {**fields, "target": -3.5}, LIMITS, policy_crc32=1)
+    for std in (-0.01, 1.01):
+        with pytest.raises(DriverError, match=r"exploration_std .* must be in \[0, 1\]"):
+            validate_command(4, {**fields, "exploration_std": std}, LIMITS, policy_crc32=1)
+    with pytest.raises(DriverError, match="exploration_std is nan"):
+        validate_command(4, {**fields, "exploration_std": math.nan}, LIMITS, policy_crc32=1)
+    with pytest.raises(DriverError, match=r"exploration_tau_s -0\.01 s must be >= 0"):
+        validate_command(4, {**fields, "exploration_tau_s": -0.01}, LIMITS, policy_crc32=1)
+    with pytest.raises(DriverError, match="exploration_tau_s is inf"):
+        validate_command(4, {**fields, "exploration_tau_s": math.inf}, LIMITS, policy_crc32=1)
+    # Checked in every mode, as the servo checks them (they act in POLICY mode only).
+    with pytest.raises(DriverError, match="exploration_std"):
+        validate_command(1, {"exploration_std": 2.0}, LIMITS, policy_crc32=0)

@@ -2,12 +2,14 @@
 
 PID mode reaches its target; heartbeat loss holds (or brakes) within 50 ms of simulated time with the fault
 latched; a policy packed and signed by mm_learning travels in PolicyChunk-sized pieces, is accepted and runs
-through TFLite Micro; bad images are refused with the previous policy still active; the CAN side answers the DBC
-protocol on a python-can virtual bus, policies over ISO-TP included.
+through TFLite Micro, and explores around its output when a command asks for exploration noise; bad images are
+refused with the previous policy still active; the CAN side answers the DBC protocol on a python-can virtual bus,
+policies over ISO-TP included.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import sys
 import uuid
@@ -147,6 +149,50 @@ def test_signed_policy_in_chunks_is_accepted_and_runs_through_tflite_micro(signe
         commands.append(out.current_cmd_a)
     assert servo.state().mode == fw.MODE_POLICY and servo.state().fault_flags == 0
     assert np.ptp(commands) > 0.05, "the policy acted on a changing observation"
+
+
+def _policy_transitions(servo: VirtualServo, signed: Signed, std: float, ticks: int = 240) -> dict[str, np.ndarray]:
+    """POLICY mode to 1 rad streaming transitions; their actions and flags next to the deterministic policy's
+    output (TFLite Micro run on each sample's observation)."""
+    from mm_learning.tflm import TflmPolicy
+
+    reference = TflmPolicy(signed.model, arena_bytes=8192)
+    assert servo.command(fw.MODE_POLICY, 1.0, stream_transitions=True, exploration_std=std, exploration_tau_s=0.02) == 0
+    servo.step(ticks)
+    obs, actions, flags = [], [], []
+    while (batch := servo.core.pop_batch()).count:
+        obs += [batch.observations[i * 8 : (i + 1) * 8] for i in range(batch.count)]
+        actions += batch.actions[: batch.count]
+        flags += batch.flags[: batch.count]
+    observations = np.array(obs, dtype=np.float32)
+    policy = np.array([float(reference(o)[0]) for o in observations])
+    return {"actions": np.array(actions), "flags": np.array(flags), "policy": policy}
+
+
+@pytest.mark.slow
+def test_policy_mode_explores_around_the_policy_when_asked(signed: Signed) -> None:
+    policy_flag = fw.constant("MM_SAMPLE_POLICY")
+    config = VirtualServoConfig(public_key_hex=signed.public_hex, heartbeat_timeout_s=0.0)
+    runs = {}
+    for name, std, seed in (("plain", 0.0, 3), ("noisy", 0.25, 3), ("same_seed", 0.25, 3), ("other", 0.25, 4)):
+        servo = VirtualServo(dataclasses.replace(config, seed=seed))
+        assert deploy(servo, signed.image, transfer_id=1).status == ACCEPTED
+        runs[name] = _policy_transitions(servo, signed, std)
+        assert servo.state().mode == fw.MODE_POLICY and servo.state().fault_flags == 0
+    plain, noisy = runs["plain"], runs["noisy"]
+    assert len(plain["actions"]) == len(noisy["actions"]) == 240
+    # std 0: the applied action is the policy's own output, flagged as such.
+    assert np.allclose(plain["actions"], plain["policy"], atol=1e-5)
+    assert np.all(plain["flags"] & policy_flag)
+    # std 0.25: the servo explored around the policy; the samples say so and carry what it applied.
+    deviation = noisy["actions"] - noisy["policy"]
+    assert np.mean(np.abs(deviation) > 1e-3) > 0.95
+    assert 0.1 < float(np.std(deviation)) < 0.4
+    assert not np.any(noisy["flags"] & policy_flag)
+    assert np.all(np.abs(noisy["actions"]) <= 1.0)
+    # The twin's `seed` seeds the core's noise: same seed, same run; another seed, another noise.
+    assert np.array_equal(runs["same_seed"]["actions"], noisy["actions"])
+    assert not np.array_equal(runs["other"]["actions"], noisy["actions"])
 
 
 @pytest.mark.slow

@@ -103,20 +103,34 @@ static void register_request(mm_can_t *can, mm_core_t *core, const mm_can_frame_
     tx->dlc = (uint8_t)mm_servo_register_response_pack(tx->data, &resp, sizeof tx->data);
 }
 
-static void command(mm_core_t *core, const mm_can_frame_t *rx)
+static void exploration(mm_can_t *can, const mm_can_frame_t *rx)
+{
+    struct mm_servo_exploration_t msg;
+    if (mm_servo_exploration_unpack(&msg, rx->data, rx->dlc) == 0) {
+        can->exploration_std = msg.exploration_std;
+        can->exploration_tau_s = msg.exploration_tau;
+    }
+}
+
+static void command(mm_can_t *can, mm_core_t *core, const mm_can_frame_t *rx)
 {
     struct mm_servo_command_t msg;
     if (mm_servo_command_unpack(&msg, rx->data, rx->dlc) != 0) {
         return;
     }
-    /* Limits and gains stay as the registers set them (zero means "keep" in mm_command_t). */
+    /* Limits and gains stay as the registers set them (zero means "keep" in mm_command_t); the exploration is the
+     * preceding EXPLORATION frame's, used by this command only (out of range: the core refuses the command). */
     const mm_command_t cmd = {
         .mode = msg.mode,
         .target = msg.target,
         .target_velocity_rad_s = mm_servo_command_target_velocity_decode(msg.target_velocity),
         .clear_faults = msg.clear_faults != 0u,
         .stream_transitions = msg.stream_transitions != 0u,
+        .exploration_std = can->exploration_std,
+        .exploration_tau_s = can->exploration_tau_s,
     };
+    can->exploration_std = 0.0f;
+    can->exploration_tau_s = 0.0f;
     (void)mm_core_command(core, &cmd);
 }
 
@@ -154,8 +168,11 @@ uint8_t mm_can_receive(mm_can_t *can, mm_core_t *core, const mm_can_frame_t *rx,
         }
         return 0u;
     }
+    case MM_SERVO_EXPLORATION_FRAME_ID:
+        exploration(can, rx);
+        return 0u;
     case MM_SERVO_COMMAND_FRAME_ID:
-        command(core, rx);
+        command(can, core, rx);
         return 0u;
     case MM_SERVO_REGISTER_REQUEST_FRAME_ID:
         if (broadcast || rx->dlc < MM_SERVO_REGISTER_REQUEST_LENGTH) {

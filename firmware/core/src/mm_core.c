@@ -39,8 +39,13 @@ struct mm_core {
     /* policy */
     float obs[MM_OBS_DIM];
     float prev_action;
-    float policy_action;
+    float policy_action;          /* the action applied in POLICY mode, noise included, held between runs */
+    bool policy_noisy;            /* policy_action carries exploration noise (FLAG_POLICY clear) */
     uint32_t policy_counter;
+    /* exploration (contract section 4): set by POLICY commands */
+    float exploration_std;
+    float exploration_tau_s;
+    mm_noise_t noise;
     bool policy_active;
     uint8_t active_slot;
     mm_policy_header_t active_header;
@@ -130,6 +135,7 @@ mm_status_t mm_core_init(mm_core_t *core, const mm_config_t *cfg)
     mm_velocity_filter_reset(&core->velocity);
     mm_velocity_filter_reset(&core->obs_velocity);
     mm_samples_init(&core->samples);
+    mm_noise_init(&core->noise, cfg->exploration_seed);
     mm_reassembly_init(&core->reassembly, core->slots[staging_slot(core)], cfg->max_policy_bytes);
     core->ready = true;
     return MM_OK;
@@ -157,7 +163,9 @@ static void enter_mode(mm_core_t *core, uint8_t mode)
     if (mode == MM_MODE_POLICY) {
         core->prev_action = 0.0f;
         core->policy_action = 0.0f;
+        core->policy_noisy = false;
         core->policy_counter = 0u;
+        mm_noise_reset(&core->noise);
     }
     core->mode = mode;
     core->episode_start = true;
@@ -210,7 +218,8 @@ static bool command_valid(const mm_command_t *cmd)
     const mm_pid_gains_t g = {cmd->kp_pos, 0.0f, cmd->kp_vel, cmd->ki_vel, cmd->gravity_ff_a};
     return cmd->mode <= MM_MODE_BRAKE && isfinite(cmd->target) && isfinite(cmd->target_velocity_rad_s) &&
            isfinite(cmd->max_velocity_rad_s) && cmd->max_velocity_rad_s >= 0.0f && isfinite(cmd->current_limit_a) &&
-           cmd->current_limit_a >= 0.0f && gains_valid(&g);
+           cmd->current_limit_a >= 0.0f && gains_valid(&g) && cmd->exploration_std >= 0.0f &&
+           cmd->exploration_std <= 1.0f && isfinite(cmd->exploration_tau_s) && cmd->exploration_tau_s >= 0.0f;
 }
 
 mm_status_t mm_core_command(mm_core_t *core, const mm_command_t *cmd)
@@ -253,10 +262,14 @@ mm_status_t mm_core_command(mm_core_t *core, const mm_command_t *cmd)
     } else if (cmd->mode == MM_MODE_POSITION || cmd->mode == MM_MODE_POLICY) {
         if (cmd->target != core->target_rad || cmd->target_velocity_rad_s != core->target_velocity_rad_s) {
             core->episode_start = true;
+            mm_noise_reset(&core->noise); /* a new episode explores from n = 0 */
         }
         core->target_rad = cmd->target;
         core->target_velocity_rad_s = cmd->target_velocity_rad_s;
     }
+    const bool policy = cmd->mode == MM_MODE_POLICY;
+    core->exploration_std = policy ? cmd->exploration_std : 0.0f;
+    core->exploration_tau_s = policy ? cmd->exploration_tau_s : 0.0f;
     enter_mode(core, cmd->mode);
     return MM_OK;
 }
@@ -324,8 +337,9 @@ static float derating(const mm_config_t *cfg, float temperature_c)
     return fmaxf(f, 0.0f);
 }
 
-/* Run the policy (every policy_decimation ticks); false when inference failed. */
-static bool run_policy(mm_core_t *core)
+/* Run the policy (every policy_decimation ticks, dt_s apart) and add the exploration noise, updated at the same
+ * rate (contract section 4); false when inference failed. */
+static bool run_policy(mm_core_t *core, float dt_s)
 {
     if (core->policy_counter % core->cfg.policy_decimation == 0u) {
         float action[MM_ACTION_DIM] = {0.0f};
@@ -334,6 +348,12 @@ static bool run_policy(mm_core_t *core)
             return false;
         }
         core->policy_action = mm_clip_unit(action[0]);
+        core->policy_noisy = core->exploration_std > 0.0f;
+        if (core->policy_noisy) {
+            const float period_s = dt_s * (float)core->cfg.policy_decimation;
+            const float n = mm_noise_step(&core->noise, core->exploration_std, core->exploration_tau_s, period_s);
+            core->policy_action = mm_clip_unit(core->policy_action + n);
+        }
     }
     core->policy_counter += 1u;
     return true;
@@ -351,7 +371,7 @@ static float mode_current(mm_core_t *core, float limit_a, float dt_s)
         return mm_pid_step(&core->pid, &core->gains, limit_a, dt_s, core->position_rad, core->velocity.velocity_rad_s,
                            core->target_rad, core->target_velocity_rad_s);
     case MM_MODE_POLICY:
-        if (!run_policy(core)) {
+        if (!run_policy(core, dt_s)) {
             core->faults |= MM_FAULT_POLICY;
             enter_mode(core, MM_MODE_HOLD);
             core->hold_target_rad = core->position_rad;
@@ -428,7 +448,8 @@ void mm_core_step(mm_core_t *core, const mm_sensors_t *s, float dt_s, mm_actuato
             .target_rad = core->mode == MM_MODE_HOLD ? core->hold_target_rad : core->target_rad,
             .power_w = s->power_w,
             .flags = (uint8_t)((core->episode_start ? MM_SAMPLE_EPISODE_START : 0u) |
-                               (core->faults != 0u ? MM_SAMPLE_FAULT : 0u) | (from_policy ? MM_SAMPLE_POLICY : 0u)),
+                               (core->faults != 0u ? MM_SAMPLE_FAULT : 0u) |
+                               (from_policy && !core->policy_noisy ? MM_SAMPLE_POLICY : 0u)),
         };
         memcpy(sample.observation, core->obs, sizeof sample.observation);
         mm_samples_push(&core->samples, &sample);
@@ -473,6 +494,7 @@ void mm_core_get_state(const mm_core_t *core, mm_state_t *out)
     out->target_rad = core->mode == MM_MODE_HOLD ? core->hold_target_rad : core->target_rad;
     out->policy_crc32 = core->policy_active ? core->active_crc32 : 0u;
     out->dropped_samples = mm_samples_dropped(&core->samples);
+    out->exploration_std = core->mode == MM_MODE_POLICY ? core->exploration_std : 0.0f;
 }
 
 void mm_core_get_observation(const mm_core_t *core, float obs[MM_OBS_DIM])

@@ -1,4 +1,4 @@
-/* CAN endpoint: addressing, commands, heartbeat, registers, state and fault frames. */
+/* CAN endpoint: addressing, commands with their exploration, heartbeat, registers, state and fault frames. */
 #include <string.h>
 
 #include "mm_core/mm_can.h"
@@ -40,6 +40,56 @@ static void commands_reach_only_this_device_or_broadcast(void **state)
     mm_can_receive(&g_can, core, &f, tx);
     assert_int_equal(test_state(core).mode, MM_MODE_BRAKE);
     assert_false(mm_can_init(&g_can, MM_CAN_BROADCAST, 0u, 0u, 1.0f));
+}
+
+static mm_can_frame_t exploration_frame(uint16_t device, float std, float tau_s)
+{
+    const struct mm_servo_exploration_t msg = {.exploration_std = std, .exploration_tau = tau_s};
+    mm_can_frame_t f = {.id = MM_SERVO_EXPLORATION_FRAME_ID | device};
+    f.dlc = (uint8_t)mm_servo_exploration_pack(f.data, &msg, 8u);
+    return f;
+}
+
+/* EXPLORATION then COMMAND: the noise applies to that command only, for this device or broadcast. */
+static void exploration_frames_arm_the_next_command_only(void **state)
+{
+    (void)state;
+    static fake_backend_t fake;
+    static test_key_t key;
+    static uint8_t model[64];
+    static uint8_t image[MM_POLICY_HEADER_BYTES + sizeof model + MM_POLICY_SIGNATURE_BYTES];
+    test_key_make(&key, 3u);
+    const uint32_t len = test_image_make(image, &key, model, sizeof model, 2.0f);
+    mm_config_t cfg;
+    mm_core_config_default(&cfg);
+    cfg.heartbeat_timeout_s = 0.0f;
+    memcpy(cfg.public_key, key.public_key, sizeof key.public_key);
+    cfg.backend = fake_backend(&fake);
+    mm_core_t *core = test_core(&cfg);
+    assert_true(mm_can_init(&g_can, 5u, 0u, 0u, 1.0f));
+    assert_int_equal(mm_core_policy_load(core, image, len), MM_REASON_NONE);
+
+    mm_can_frame_t tx[MM_CAN_MAX_REPLIES];
+    const mm_can_frame_t frames[][2] = {
+        {exploration_frame(5u, 0.3f, 0.02f), command_frame(5u, MM_MODE_POLICY, 1.0f)},
+        {exploration_frame(6u, 0.4f, 0.0f), command_frame(5u, MM_MODE_POLICY, 2.0f)},   /* another servo's */
+        {exploration_frame(MM_CAN_BROADCAST, 0.5f, 0.0f), command_frame(MM_CAN_BROADCAST, MM_MODE_POLICY, 1.0f)},
+        {exploration_frame(5u, 1.5f, 0.0f), command_frame(5u, MM_MODE_POLICY, 2.0f)},  /* refused: std > 1 */
+    };
+    const float expected_std[] = {0.3f, 0.0f, 0.5f, 0.5f};
+    for (unsigned i = 0; i < sizeof expected_std / sizeof expected_std[0]; ++i) {
+        assert_int_equal(mm_can_receive(&g_can, core, &frames[i][0], tx), 0);
+        assert_int_equal(mm_can_receive(&g_can, core, &frames[i][1], tx), 0);
+        assert_true(test_state(core).exploration_std == expected_std[i]);
+    }
+    assert_true(test_state(core).target_rad == 1.0f); /* the refused command changed nothing */
+    /* The EXPLORATION frame was used once: the next command alone explores not at all. */
+    const mm_can_frame_t again = command_frame(5u, MM_MODE_POLICY, 2.0f);
+    mm_can_receive(&g_can, core, &frames[0][0], tx);
+    mm_can_receive(&g_can, core, &frames[0][1], tx);
+    mm_can_receive(&g_can, core, &again, tx);
+    assert_true(test_state(core).exploration_std == 0.0f);
+    assert_int_equal(test_state(core).mode, MM_MODE_POLICY);
 }
 
 static void registers_read_write_and_refuse(void **state)
@@ -113,6 +163,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(commands_reach_only_this_device_or_broadcast),
+        cmocka_unit_test(exploration_frames_arm_the_next_command_only),
         cmocka_unit_test(registers_read_write_and_refuse),
         cmocka_unit_test(zero_offset_register_calibrates_while_stopped),
         cmocka_unit_test(fault_frames_announce_new_faults_once),

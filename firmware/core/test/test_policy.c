@@ -1,5 +1,6 @@
 /* Policy images: acceptance, every refusal with the last good policy still active, double buffering, chunked
- * transfer with loss, duplication and reordering, and inference failure. */
+ * transfer with loss, duplication and reordering, inference failure, and the exploration noise of POLICY mode. */
+#include <math.h>
 #include <string.h>
 
 #include "mm_core/mm_crc32.h"
@@ -14,17 +15,23 @@ static uint8_t g_model[MODEL_BYTES];
 static uint8_t g_image[IMAGE_BYTES];
 static uint8_t g_bad[IMAGE_BYTES + 16];
 
-static mm_core_t *policy_core_decimated(uint16_t decimation)
+static mm_core_t *policy_core_seeded(uint16_t decimation, uint32_t exploration_seed)
 {
     mm_config_t cfg;
     mm_core_config_default(&cfg);
     cfg.heartbeat_timeout_s = 0.0f;
     cfg.policy_decimation = decimation;
+    cfg.exploration_seed = exploration_seed;
     memcpy(cfg.public_key, g_key.public_key, sizeof g_key.public_key);
     memset(&g_fake, 0, sizeof g_fake);
     g_fake.gain = 0.5f;
     cfg.backend = fake_backend(&g_fake);
     return test_core(&cfg);
+}
+
+static mm_core_t *policy_core_decimated(uint16_t decimation)
+{
+    return policy_core_seeded(decimation, 0u);
 }
 
 static mm_core_t *policy_core(void)
@@ -344,6 +351,239 @@ static void policy_decimation_holds_the_action_between_runs(void **state)
     assert_int_equal(g_fake.invokes, 2);
 }
 
+/* ---- exploration noise (contract section 4) ---- */
+
+#define EXPLORE_TICKS 20000
+#define DT_S 0.001f
+
+static float g_actions[EXPLORE_TICKS];
+static uint8_t g_flags[EXPLORE_TICKS];
+
+/* An active policy in POLICY mode to target_rad with the given noise, streaming one sample per tick. */
+static mm_core_t *exploring_core(uint16_t decimation, uint32_t seed, float gain, float target_rad, float std,
+                                 float tau_s)
+{
+    mm_core_t *core = policy_core_seeded(decimation, seed);
+    assert_int_equal(mm_core_policy_load(core, g_image, IMAGE_BYTES), MM_REASON_NONE);
+    g_fake.gain = gain;
+    const mm_command_t cmd = {.mode = MM_MODE_POLICY, .target = target_rad, .stream_transitions = true,
+                              .exploration_std = std, .exploration_tau_s = tau_s};
+    assert_int_equal(mm_core_command(core, &cmd), MM_OK);
+    return core;
+}
+
+/* Step n ticks, recording each tick's transition sample (applied action and flags). */
+static void record(mm_core_t *core, int n)
+{
+    const mm_sensors_t s = test_sensors(0);
+    mm_actuator_t out;
+    mm_batch_t batch;
+    for (int k = 0; k < n; ++k) {
+        mm_core_step(core, &s, DT_S, &out);
+        assert_int_equal(mm_core_pop_batch(core, &batch, 1u), 1u);
+        g_actions[k] = batch.actions[0];
+        g_flags[k] = batch.flags[0];
+    }
+}
+
+/* Mean, standard deviation and lag-1 autocorrelation of the series x[0], x[stride], x[2 stride], ... below n. */
+typedef struct {
+    double mean, std, autocorrelation;
+} stats_t;
+
+static stats_t statistics(const float *x, int n, int stride)
+{
+    double sum = 0.0;
+    int count = 0;
+    for (int k = 0; k < n; k += stride, ++count) {
+        sum += x[k];
+    }
+    const double mean = sum / count;
+    double var = 0.0;
+    double cov = 0.0;
+    for (int k = 0; k < n; k += stride) {
+        var += (x[k] - mean) * (x[k] - mean);
+        if (k + stride < n) {
+            cov += (x[k] - mean) * (x[k + stride] - mean);
+        }
+    }
+    return (stats_t){.mean = mean, .std = sqrt(var / count), .autocorrelation = cov / var};
+}
+
+/* With a policy that outputs exactly 0 the applied action is the noise itself: an AR(1) process with the given
+ * std and lag-1 autocorrelation a = exp(-dt/tau) (0 for white noise). Tolerances: about 4 standard errors for
+ * EXPLORE_TICKS samples. */
+static void check_noise_statistics(float std, float tau_s)
+{
+    mm_core_t *core = exploring_core(1u, 42u, 0.0f, 1.0f, std, tau_s);
+    record(core, EXPLORE_TICKS);
+    const double a = tau_s > 0.0f ? exp(-DT_S / tau_s) : 0.0;
+    const stats_t st = statistics(g_actions, EXPLORE_TICKS, 1);
+    const double mean_se = std * sqrt((1.0 + a) / (1.0 - a) / EXPLORE_TICKS);
+    assert_true(fabs(st.mean) < 4.0 * mean_se);
+    assert_true(fabs(st.std - std) < 0.05 * std);
+    assert_true(fabs(st.autocorrelation - a) < 0.03);
+    assert_true(test_state(core).exploration_std == std);
+}
+
+static void exploration_noise_is_white_with_the_commanded_std(void **state)
+{
+    (void)state;
+    check_noise_statistics(0.2f, 0.0f);
+}
+
+static void exploration_noise_is_correlated_over_tau(void **state)
+{
+    (void)state;
+    check_noise_statistics(0.2f, 0.005f);  /* a = exp(-1 ms / 5 ms) = 0.82 */
+    check_noise_statistics(0.1f, 0.05f);   /* a = 0.98 */
+}
+
+static void exploration_noise_follows_the_policy_decimation(void **state)
+{
+    (void)state;
+    const uint16_t decimation = 4u;
+    const float tau_s = 0.01f;
+    mm_core_t *core = exploring_core(decimation, 3u, 0.0f, 1.0f, 0.3f, tau_s);
+    record(core, EXPLORE_TICKS);
+    for (int k = 0; k < EXPLORE_TICKS; ++k) {
+        if (k % decimation != 0) {
+            assert_true(g_actions[k] == g_actions[k - 1]);  /* held between policy runs */
+        }
+    }
+    const stats_t st = statistics(g_actions, EXPLORE_TICKS, decimation);
+    assert_true(fabs(st.std - 0.3) < 0.05 * 0.3);
+    /* One update per policy period: a = exp(-4 ms / 10 ms) = 0.67 between runs. */
+    assert_true(fabs(st.autocorrelation - exp(-decimation * DT_S / tau_s)) < 0.04);
+}
+
+static void exploration_noise_is_deterministic_by_seed(void **state)
+{
+    (void)state;
+    static float first[500];
+    record(exploring_core(1u, 7u, 0.5f, 1.0f, 0.3f, 0.01f), 500);
+    memcpy(first, g_actions, sizeof first);
+    record(exploring_core(1u, 7u, 0.5f, 1.0f, 0.3f, 0.01f), 500);
+    assert_memory_equal(first, g_actions, sizeof first);
+    record(exploring_core(1u, 8u, 0.5f, 1.0f, 0.3f, 0.01f), 500);
+    assert_memory_not_equal(first, g_actions, sizeof first);
+}
+
+static void zero_std_applies_exactly_the_policy_action_with_the_policy_flag(void **state)
+{
+    (void)state;
+    /* target 1 rad: coarse error 1/3 -> action 0.5 / 3 */
+    const float policy_action = mm_clip_unit((1.0f / 3.0f) * 0.5f);
+    mm_core_t *core = exploring_core(1u, 1u, 0.5f, 1.0f, 0.0f, 0.02f);
+    record(core, 50);
+    for (int k = 0; k < 50; ++k) {
+        assert_true(g_actions[k] == policy_action);
+        assert_true((g_flags[k] & MM_SAMPLE_POLICY) != 0u);
+    }
+    assert_true(test_state(core).exploration_std == 0.0f);
+    core = exploring_core(1u, 1u, 0.5f, 1.0f, 0.25f, 0.02f);
+    record(core, 50);
+    for (int k = 0; k < 50; ++k) {
+        assert_true(g_actions[k] != policy_action);
+        assert_true((g_flags[k] & MM_SAMPLE_POLICY) == 0u);
+    }
+    /* The observation's previous action is the applied (noisy) one. */
+    float obs[MM_OBS_DIM];
+    record(core, 1);
+    const float applied = g_actions[0];
+    record(core, 1);
+    mm_core_get_observation(core, obs);
+    assert_true(obs[6] == applied);
+}
+
+static void noisy_actions_are_clipped_to_the_unit_range(void **state)
+{
+    (void)state;
+    for (int sign = -1; sign <= 1; sign += 2) {
+        /* target 3 rad away: coarse error +-1 -> policy action +-1; every positive-going draw is clipped */
+        record(exploring_core(1u, 5u, 1.0f, 3.0f * (float)sign, 0.5f, 0.0f), 2000);
+        int at_bound = 0;
+        for (int k = 0; k < 2000; ++k) {
+            assert_true(fabsf(g_actions[k]) <= 1.0f);
+            at_bound += g_actions[k] == (float)sign;
+        }
+        assert_true(at_bound > 800 && at_bound < 1200);  /* about half of the draws push past the bound */
+    }
+}
+
+/* Mean |n| over ticks just after a reset versus just before it, for a slow process (tau 1 s, so n builds up to
+ * ~std over a few seconds and a reset is visible as a near-zero value). */
+static void exploration_noise_restarts_from_zero_each_episode(void **state)
+{
+    (void)state;
+    const mm_sensors_t s = test_sensors(0);
+    mm_actuator_t out;
+    mm_core_t *core = exploring_core(1u, 9u, 0.0f, 1.0f, 0.5f, 1.0f);
+    mm_command_t cmd = {.mode = MM_MODE_POLICY, .target = 1.0f, .exploration_std = 0.5f, .exploration_tau_s = 1.0f};
+    const mm_command_t hold = {.mode = MM_MODE_HOLD};
+    double before = 0.0;
+    double after = 0.0;
+    const int episodes = 20;
+    for (int e = 0; e < episodes; ++e) {
+        for (int k = 0; k < 3000; ++k) {
+            mm_core_step(core, &s, DT_S, &out);
+        }
+        before += fabsf(out.current_cmd_a);
+        if (e % 2 == 1) {
+            /* the same target, but POLICY entered again */
+            assert_int_equal(mm_core_command(core, &hold), MM_OK);
+            mm_core_step(core, &s, DT_S, &out);
+        } else {
+            cmd.target += 0.1f; /* a new episode in POLICY mode */
+        }
+        assert_int_equal(mm_core_command(core, &cmd), MM_OK);
+        mm_core_step(core, &s, DT_S, &out);
+        after += fabsf(out.current_cmd_a);
+    }
+    /* Just after a reset |n| ~ sqrt(1 - a^2) std = 0.045 std; before it, ~ std. */
+    assert_true(after < 0.15 * before);
+    assert_true(before / episodes > 0.2 * 0.5 * 2.0);  /* in A: the process had built up (limit 2 A) */
+}
+
+static void exploration_fields_are_validated_and_ignored_outside_policy_mode(void **state)
+{
+    (void)state;
+    mm_core_t *core = policy_core();
+    assert_int_equal(mm_core_policy_load(core, g_image, IMAGE_BYTES), MM_REASON_NONE);
+    const float bad_std[] = {-0.1f, 1.01f, NAN, INFINITY};
+    for (unsigned i = 0; i < sizeof bad_std / sizeof bad_std[0]; ++i) {
+        const mm_command_t cmd = {.mode = MM_MODE_POLICY, .target = 1.0f, .exploration_std = bad_std[i]};
+        assert_int_equal(mm_core_command(core, &cmd), MM_ERR_ARGUMENT);
+    }
+    const float bad_tau[] = {-0.001f, NAN, INFINITY};
+    for (unsigned i = 0; i < sizeof bad_tau / sizeof bad_tau[0]; ++i) {
+        const mm_command_t cmd = {.mode = MM_MODE_POLICY, .target = 1.0f, .exploration_std = 0.1f,
+                                  .exploration_tau_s = bad_tau[i]};
+        assert_int_equal(mm_core_command(core, &cmd), MM_ERR_ARGUMENT);
+    }
+    assert_int_equal(test_state(core).mode, MM_MODE_IDLE);  /* refused commands change nothing */
+    const mm_command_t edge = {.mode = MM_MODE_POLICY, .target = 1.0f, .exploration_std = 1.0f};
+    assert_int_equal(mm_core_command(core, &edge), MM_OK);
+    assert_true(test_state(core).exploration_std == 1.0f);
+
+    /* POSITION with noise fields: the same current as without, and no std reported. */
+    const mm_sensors_t s = test_sensors(0);
+    float current[2][100];
+    for (int variant = 0; variant < 2; ++variant) {
+        core = policy_core();
+        const mm_command_t cmd = {.mode = MM_MODE_POSITION, .target = 1.0f,
+                                  .exploration_std = variant ? 0.5f : 0.0f, .exploration_tau_s = 0.01f};
+        assert_int_equal(mm_core_command(core, &cmd), MM_OK);
+        assert_true(test_state(core).exploration_std == 0.0f);
+        for (int k = 0; k < 100; ++k) {
+            mm_actuator_t out;
+            mm_core_step(core, &s, DT_S, &out);
+            current[variant][k] = out.current_cmd_a;
+        }
+    }
+    assert_memory_equal(current[0], current[1], sizeof current[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -356,6 +596,14 @@ int main(void)
         cmocka_unit_test(corrupted_chunk_fails_the_image_crc),
         cmocka_unit_test(inference_failure_latches_policy_fault_and_holds),
         cmocka_unit_test(policy_decimation_holds_the_action_between_runs),
+        cmocka_unit_test(exploration_noise_is_white_with_the_commanded_std),
+        cmocka_unit_test(exploration_noise_is_correlated_over_tau),
+        cmocka_unit_test(exploration_noise_follows_the_policy_decimation),
+        cmocka_unit_test(exploration_noise_is_deterministic_by_seed),
+        cmocka_unit_test(zero_std_applies_exactly_the_policy_action_with_the_policy_flag),
+        cmocka_unit_test(noisy_actions_are_clipped_to_the_unit_range),
+        cmocka_unit_test(exploration_noise_restarts_from_zero_each_episode),
+        cmocka_unit_test(exploration_fields_are_validated_and_ignored_outside_policy_mode),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

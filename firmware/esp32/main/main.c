@@ -50,6 +50,7 @@ static esp_err_t core_init(void)
     cfg.max_policy_bytes = CONFIG_MM_MAX_POLICY_BYTES;
     cfg.transfer_timeout_s = CONFIG_MM_POLICY_TRANSFER_TIMEOUT_MS / 1000.0f;
     cfg.zero_offset_counts = CONFIG_MM_ZERO_OFFSET_COUNTS;
+    cfg.exploration_seed = (uint32_t)CONFIG_MM_EXPLORATION_SEED;
     cfg.backend = policy_tflm_backend();
     if (!parse_public_key(CONFIG_MM_POLICY_PUBLIC_KEY, cfg.public_key)) {
         ESP_LOGW(TAG, "no valid policy public key configured: every policy will be refused (REASON_SIGNATURE)");

@@ -48,6 +48,7 @@ static void on_command(const void *msg)
         .max_velocity_rad_s = c->max_velocity_rad_s, .current_limit_a = c->current_limit_a, .kp_pos = c->kp_pos,
         .kp_vel = c->kp_vel, .ki_vel = c->ki_vel, .gravity_ff_a = c->gravity_ff_a,
         .clear_faults = c->clear_faults, .stream_transitions = c->stream_transitions,
+        .exploration_std = c->exploration_std, .exploration_tau_s = c->exploration_tau_s,
     };
     xSemaphoreTake(g_app.lock, portMAX_DELAY);
     const mm_status_t st = mm_core_command(g_app.core, &cmd);

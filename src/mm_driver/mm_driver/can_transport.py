@@ -143,13 +143,22 @@ class CanTransport:
         self.frames_sent += 1
 
     def send_command(self, command: Command) -> None:
-        """Write the command's non-zero limits and gains to registers, then send the COMMAND frame."""
+        """Write the command's non-zero limits and gains to registers, then send the COMMAND frame.
+
+        Exploration noise travels in an EXPLORATION frame just before the COMMAND frame it belongs to (the servo
+        uses it for that one command); a command without exploration sends none.
+        """
         gains_given = any(getattr(command, name) for name in _GAINS)
         for field, register, scale in _REGISTERS:
             value = float(getattr(command, field))
             if value or (gains_given and field in _GAINS):
                 self._send("REGISTER_REQUEST", {"op": _WRITE, "register_id": register, "value": round(value * scale)})
         self._target = float(command.target)
+        if command.exploration_std or command.exploration_tau_s:
+            self._send(
+                "EXPLORATION",
+                {"exploration_std": command.exploration_std, "exploration_tau": command.exploration_tau_s},
+            )
         self._send(
             "COMMAND",
             {
@@ -200,7 +209,7 @@ class CanTransport:
             spec = self._db.get_message_by_frame_id(msg.arbitration_id, force_extended_id=True)
         except KeyError:
             return
-        if spec.name in {"POLICY_TP_DATA", "POLICY_TP_FLOW", "HEARTBEAT", "COMMAND", "REGISTER_REQUEST"}:
+        if spec.name in {"POLICY_TP_DATA", "POLICY_TP_FLOW", "HEARTBEAT", "EXPLORATION", "COMMAND", "REGISTER_REQUEST"}:
             return  # ISO-TP is the stack's; the rest are host frames
         signals = cast(dict[str, Any], spec.decode(bytes(msg.data), decode_choices=False))
         if spec.name == "POLICY_ACK":

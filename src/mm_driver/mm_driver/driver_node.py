@@ -12,7 +12,8 @@
   result carries mm_sim's step metrics. `controller: pid` runs the servo's POSITION mode with the configured
   gains, so baselines go through the same path.
 - `servo_command` (mm_msgs/ServoCommand, subscribed): direct commands (torque, hold, brake, idle, position
-  with gains, clear faults) checked and forwarded on either transport, so baselines need no other path.
+  with gains, policy with exploration noise, clear faults) checked and forwarded on either transport, so
+  baselines and the online learner need no other path.
 - `deploy_policy` (mm_msgs/action/DeployPolicy): the registry entry named by `policy_id`, or the latest blob
   on `policy`; chunks with progress feedback; the servo's verdict (and, on refusal, the policy it still runs).
 
@@ -343,7 +344,7 @@ class DriverNode(LifecycleNode):
         self.get_logger().info(f"policy blob {blob.policy_id[:12]} ({len(blob.image)} B, {blob.objective!r}) ready")
 
     def _on_servo_command(self, msg: ServoCommand) -> None:
-        """A direct command (PID, torque, hold, brake, idle, clear faults): checked, then forwarded on any transport.
+        """A direct command (PID, torque, hold, brake, idle, policy, clear faults): checked, then forwarded.
 
         It ends a running move (that move's result says it was preempted).
         """
@@ -351,7 +352,9 @@ class DriverNode(LifecycleNode):
         try:
             if not self._active:
                 raise DriverError("the driver is not active; configure and activate it")
-            command = validate_command(msg.mode, fields, self._limits)
+            with self._cond:
+                policy_crc32 = self._latest.policy_crc32 if self._latest is not None else 0
+            command = validate_command(msg.mode, fields, self._limits, policy_crc32=policy_crc32)
         except DriverError as exc:
             self.get_logger().warning(f"ignored servo_command (mode {msg.mode}): {exc}")
             return

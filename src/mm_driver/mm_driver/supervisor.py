@@ -108,11 +108,15 @@ def validate_goal(
     )
 
 
-def validate_command(mode: int, fields: dict[str, float | bool], limits: MoveLimits) -> Command:
-    """Check a direct servo command (PID, torque, hold, ... modes: ServoCommand fields) and build it.
+def validate_command(mode: int, fields: dict[str, float | bool], limits: MoveLimits, *, policy_crc32: int) -> Command:
+    """Check a direct servo command (PID, torque, hold, policy, ... modes: ServoCommand fields) and build it.
+
+    `policy_crc32` is the active policy the servo last reported (0: none, or no state yet): POLICY mode needs one.
+    The exploration fields are checked in every mode, as the servo checks them, and act in POLICY mode only.
 
     Raises:
-        DriverError: an unknown mode, a non-finite field, or a position target outside the limits.
+        DriverError: an unknown mode, a non-finite field, a position target outside the limits, POLICY mode
+            without a policy on the servo, exploration_std outside [0, 1] or a negative exploration_tau_s.
     """
     if mode not in Mode._value2member_map_:
         raise DriverError(f"mode {mode} is unknown; use ServoCommand.MODE_* (0..5)")
@@ -120,6 +124,12 @@ def validate_command(mode: int, fields: dict[str, float | bool], limits: MoveLim
         if isinstance(value, float) and not math.isfinite(value):
             raise DriverError(f"{name} is {value}; give a finite number")
     command = Command(mode=Mode(mode), **fields)  # type: ignore[arg-type]
+    if not 0.0 <= command.exploration_std <= 1.0:
+        raise DriverError(f"exploration_std {command.exploration_std:.4g} must be in [0, 1] (0: no exploration)")
+    if command.exploration_tau_s < 0.0:
+        raise DriverError(f"exploration_tau_s {command.exploration_tau_s:.4g} s must be >= 0 (0: white noise)")
+    if command.mode == Mode.POLICY and policy_crc32 == 0:
+        raise DriverError("MODE_POLICY but the servo has no policy: deploy one first (deploy_policy)")
     positional = command.mode in {Mode.POSITION, Mode.POLICY}
     if positional and not limits.position_min_rad <= command.target <= limits.position_max_rad:
         msg = (

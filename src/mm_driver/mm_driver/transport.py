@@ -76,6 +76,9 @@ class Command:
         kp_pos, kp_vel, ki_vel, gravity_ff_a: cascaded PID gains (1/s, A·s/rad, A/rad, A); all 0 keeps them.
         clear_faults: clear latched faults whose cause is gone.
         stream_transitions: stream TransitionBatch samples.
+        exploration_std: POLICY mode: std of the noise the servo adds to the policy's normalised action, in
+            [0, 1] (0: none; docs/servo-contract.md section 4); no effect in other modes.
+        exploration_tau_s: POLICY mode: correlation time of that noise (s), >= 0 (0: white).
     """
 
     mode: Mode
@@ -89,6 +92,8 @@ class Command:
     gravity_ff_a: float = 0.0
     clear_faults: bool = False
     stream_transitions: bool = False
+    exploration_std: float = 0.0
+    exploration_tau_s: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -204,6 +204,8 @@ class VirtualServoNode(Node):
                 gravity_ff_a=msg.gravity_ff_a,
                 clear_faults=msg.clear_faults,
                 stream_transitions=msg.stream_transitions,
+                exploration_std=msg.exploration_std,
+                exploration_tau_s=msg.exploration_tau_s,
             )
         if status != 0:
             self.get_logger().warning(f"command {msg.seq} refused: status {status}")

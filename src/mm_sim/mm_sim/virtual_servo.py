@@ -75,7 +75,8 @@ class VirtualServoConfig:
     Attributes:
         profile: a shipped profile name (`mm_sim.list_profiles()`) or a profile YAML path.
         load: one of the profile's loads ("inertia_disk", "pendulum", "spring").
-        seed: seed of the sensor noise (the plant itself is deterministic).
+        seed: seed of the sensor noise and of the core's POLICY-mode exploration noise (the plant itself is
+            deterministic).
         public_key_hex: policy signing key, 130 hex digits (empty: every policy is refused).
         control_rate_hz: control rate; 0 keeps the profile's rate.
         heartbeat_timeout_s: watchdog timeout; 0 disables the watchdog.
@@ -270,6 +271,7 @@ class VirtualServo:
                 velocity_filter_tau_s=scales.velocity_filter_tau_s,
                 torque_constant_nm_per_a=profile.output_torque_per_a,
                 max_policy_bytes=config.max_policy_bytes,
+                exploration_seed=config.seed,
             )
         except fw.FirmwareCoreError as exc:
             raise VirtualServoError(f"the firmware core refused the configuration of {config}: {exc}") from exc

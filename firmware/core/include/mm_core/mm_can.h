@@ -4,7 +4,8 @@
  *        can/generated/): commands, heartbeat, registers, state stream, faults and policy transfer over ISO-TP.
  *
  * Frame id = (message type << 10) | device id, 29-bit; device ids 1..1022 address one servo, 1023 broadcasts
- * (accepted for HEARTBEAT and COMMAND only, because every servo would answer anything else).
+ * (accepted for HEARTBEAT, EXPLORATION and COMMAND only, because every servo would answer anything else).
+ * An EXPLORATION frame sets the exploration noise of the next COMMAND frame only (contract section 4).
  */
 #ifndef MM_CORE_CAN_H
 #define MM_CORE_CAN_H
@@ -62,6 +63,8 @@ typedef struct {
 typedef struct {
     uint16_t device_id;     /**< 1..1022 */
     uint32_t last_faults;   /**< fault bits already announced with a FAULT frame */
+    float exploration_std;  /**< from the last EXPLORATION frame, for the next COMMAND frame (then 0) */
+    float exploration_tau_s;
     mm_isotp_rx_t isotp;
 } mm_can_t;
 

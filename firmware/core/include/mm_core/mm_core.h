@@ -19,6 +19,7 @@
 
 #include "mm_backend.h"
 #include "mm_config.h"
+#include "mm_noise.h"
 #include "mm_pid.h"
 #include "mm_policy_image.h"
 #include "mm_samples.h"
@@ -90,6 +91,7 @@ typedef struct {
     uint32_t max_policy_bytes;      /**< largest accepted image (<= MM_MAX_POLICY_BYTES) */
     float transfer_timeout_s;       /**< a transfer with no chunk for this long is abandoned and acknowledged
                                          REJECTED/TRUNCATED (s, control time: counted by mm_core_step); 0 disables */
+    uint32_t exploration_seed;      /**< seed of the exploration noise generator (any value; contract section 4) */
     uint8_t public_key[MM_PUBLIC_KEY_BYTES]; /**< policy signing key, uncompressed P-256 point */
     mm_backend_t backend;           /**< inference backend; load/invoke may be NULL (then no policy loads) */
 } mm_config_t;
@@ -124,6 +126,9 @@ typedef struct {
     float kp_pos, kp_vel, ki_vel, gravity_ff_a; /**< all four 0 keeps the current gains */
     bool clear_faults;            /**< clear the latched faults whose cause is gone, before the mode applies */
     bool stream_transitions;      /**< queue a sample every tick for TransitionBatch */
+    float exploration_std;        /**< POLICY mode: std of the noise added to the normalised action, [0, 1];
+                                       0: none (contract section 4); ignored in other modes */
+    float exploration_tau_s;      /**< POLICY mode: correlation time of the noise (s), >= 0; 0: white */
 } mm_command_t;
 
 /** Reported state; fields as ServoState. */
@@ -141,6 +146,7 @@ typedef struct {
     float target_rad;
     uint32_t policy_crc32;
     uint32_t dropped_samples;
+    float exploration_std;        /**< std of the exploration noise in effect (0 outside POLICY mode) */
 } mm_state_t;
 
 /** PolicyAck contents. */
@@ -174,7 +180,8 @@ mm_status_t mm_core_init(mm_core_t *core, const mm_config_t *cfg);
 /** One control tick: read sensors (this tick), dt_s (s); write the actuator command for the next tick. */
 void mm_core_step(mm_core_t *core, const mm_sensors_t *sensors, float dt_s, mm_actuator_t *out);
 
-/** Apply a host command (takes effect on the next step). */
+/** Apply a host command (takes effect on the next step). MM_ERR_ARGUMENT for a bad mode, a non-finite target,
+ *  negative limits or gains, exploration_std outside [0, 1] or exploration_tau_s negative or not finite. */
 mm_status_t mm_core_command(mm_core_t *core, const mm_command_t *cmd);
 
 /** A host heartbeat arrived: restart the watchdog. */

@@ -319,7 +319,8 @@ class ServoCore:
             gains: initial PID gains (kp_pos, v_max, kp_vel, ki_vel, gravity_ff_a).
             overrides: mm_config_t scalar fields to change from the defaults (e.g. heartbeat_timeout_s=0,
                 zero_offset_counts=5120: the raw count with the load hanging straight down, transfer_timeout_s=2.0:
-                control time without a chunk before a transfer is abandoned as truncated, 0 disables).
+                control time without a chunk before a transfer is abandoned as truncated, 0 disables,
+                exploration_seed=3: seed of the POLICY-mode exploration noise).
         """
         self._lib = library()
         self._mem = ctypes.create_string_buffer(self._lib.mm_core_size() + 16)
@@ -400,7 +401,11 @@ class ServoCore:
         return out
 
     def command(self, mode: int, target: float = 0.0, **fields: float | bool) -> int:
-        """Apply a ServoCommand-like command; returns the mm_status_t (0 = accepted)."""
+        """Apply a ServoCommand-like command; returns the mm_status_t (0 = accepted, 1 = a field out of range).
+
+        `fields` are mm_command_t fields by name, e.g. stream_transitions=True, or exploration_std=0.2 (in [0, 1])
+        and exploration_tau_s=0.02 (s, >= 0): POLICY-mode exploration noise (servo contract section 4).
+        """
         cmd = cs.Command(mode=mode, target=target)
         for name, value in fields.items():
             setattr(cmd, name, value)

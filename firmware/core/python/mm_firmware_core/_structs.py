@@ -96,6 +96,7 @@ class Config(ctypes.Structure):
         ("obs", ObsParams),
         ("max_policy_bytes", ctypes.c_uint32),
         ("transfer_timeout_s", ctypes.c_float),
+        ("exploration_seed", ctypes.c_uint32),
         ("public_key", ctypes.c_uint8 * PUBLIC_KEY_BYTES),
         ("backend", Backend),
     ]
@@ -138,6 +139,8 @@ class Command(ctypes.Structure):
         ("gravity_ff_a", ctypes.c_float),
         ("clear_faults", ctypes.c_bool),
         ("stream_transitions", ctypes.c_bool),
+        ("exploration_std", ctypes.c_float),
+        ("exploration_tau_s", ctypes.c_float),
     ]
 
 
@@ -158,6 +161,7 @@ class State(ctypes.Structure):
         ("target_rad", ctypes.c_float),
         ("policy_crc32", ctypes.c_uint32),
         ("dropped_samples", ctypes.c_uint32),
+        ("exploration_std", ctypes.c_float),
     ]
 
 
