@@ -25,8 +25,6 @@ class VirtualServoLink:
     def __init__(self, servo: VirtualServo) -> None:
         self.servo = servo
         self._transfer = 0
-        self.episodes = 0
-        self.explorations: list[tuple[float, float]] = []
 
     def deploy(self, image: bytes, metadata: object) -> int:
         """Send the image in PolicyChunk-sized pieces; the CRC the servo runs, or OnlineError with its reason."""
@@ -51,13 +49,17 @@ class VirtualServoLink:
     def run_episode(self, episode: Episode) -> TransitionColumns:
         """PID to the start (if any), POLICY to the target with streaming for duration_s, then HOLD."""
         servo = self.servo
-        self.episodes += 1
-        self.explorations.append((episode.exploration_std, episode.exploration_tau_s))
         if episode.start_rad is not None:
             servo.command(fw.MODE_POSITION, episode.start_rad)
             servo.step(round(episode.settle_s / servo.dt_s))
         ticks = round(episode.duration_s / servo.dt_s)
-        status = servo.command(fw.MODE_POLICY, episode.target_rad, stream_transitions=True)
+        status = servo.command(
+            fw.MODE_POLICY,
+            episode.target_rad,
+            stream_transitions=True,
+            exploration_std=episode.exploration_std,
+            exploration_tau_s=episode.exploration_tau_s,
+        )
         if status != 0:
             raise OnlineError(f"POLICY command refused: status {status}")
         servo.step(ticks + fw.cs.BATCH_MAX_SAMPLES)

@@ -9,6 +9,7 @@ Run inside the loopback-only namespace: tools/run_tests.sh tests/mm_learning/tes
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -31,7 +32,9 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 LEARNER_YAML = Path(__file__).parents[2] / "src/mm_learning/config/learner.yaml"
 LOAD = "inertia_disk"
-BUDGET_S = 100.0  # wall time of the online goal (the session stops there; setup and the start policy included)
+# Wall time of the online goal (the session stops there; the start policy included). The full run of
+# docs/learning.md sets MM_ONLINE_BUDGET_S.
+BUDGET_S = float(os.environ.get("MM_ONLINE_BUDGET_S", "100"))
 
 
 def learner_args(namespace: str, *params_files: Path) -> list[str]:
@@ -127,6 +130,8 @@ def test_online_training_beats_the_untrained_start_policy_on_the_servo(stack: di
     metrics = {m.name: m.value for m in result.metrics}
     baseline = {m.name: m.value for m in result.baseline_metrics}
     report(f"online (servo-measured, {LOAD}/accuracy, {BUDGET_S:.0f} s): {result.message}")
+    for name in ("mean_return", "mean_rms_error_rad", "mean_steady_state_error_rad", "settled_fraction"):
+        report(f"  {name}: best {metrics[name]:.4g}, start {baseline[name]:.4g}")
     assert metrics["mean_return"] > baseline["mean_return"], result.message
     assert result.policy_crc32 != 0 and len(result.policy_id) == 64
     assert Path(result.image_path).is_file()

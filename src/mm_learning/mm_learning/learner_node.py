@@ -86,8 +86,8 @@ _PARAMETERS: dict[str, tuple[Any, str]] = {
     "online_updates_per_transition": (0.25, "gradient steps per new transition (update-to-data ratio)"),
     "online_max_gradient_steps_per_cycle": (2000, "at most this many gradient steps between two deployments"),
     "online_learning_starts": (2000, "stored transitions before the first gradient step"),
-    "online_exploration_std": (0.0, "servo exploration noise std on the normalised action at the start"),
-    "online_exploration_std_final": (0.0, "exploration noise std at the end of the budget (linear)"),
+    "online_exploration_std": (0.3, "servo exploration noise std on the normalised action at the start"),
+    "online_exploration_std_final": (0.05, "exploration noise std at the end of the budget (linear)"),
     "online_exploration_tau_s": (0.02, "exploration noise correlation time (s; 0: white)"),
     "online_wait_s": (5.0, "wall time to wait for the driver's deploy_policy server and the servo's state (s)"),
     "online_move_timeout_s": (60.0, "wall time a move, a deployment or a PID settle may take before giving up (s)"),
@@ -426,8 +426,6 @@ class LearnerNode(Node):
             timeout_s=float(self._param("online_move_timeout_s")),
             deploy_client=self._deploy_client,
         )
-        if config.exploration_std > 0.0 or config.exploration_std_final > 0.0:
-            self._link.require_exploration()
         self._feedback(goal_handle, "deploying")
         model = self._start_model(algorithm, twin, int(goal.seed))
         probe = twin.make_env(randomize=False)
@@ -529,16 +527,6 @@ class RosServoLink:
         """Registry shared with the driver, wall-time limit of each wait (s), the driver's deploy_policy client."""
         self._registry_dir, self._timeout_s, self._deploy_client = registry_dir, timeout_s, deploy_client
 
-    @staticmethod
-    def require_exploration() -> None:
-        """Refuse exploration noise when this build's ServoCommand cannot carry it."""
-        if "exploration_std" not in ServoCommand.get_fields_and_field_types():
-            msg = (
-                "this mm_msgs/ServoCommand has no exploration_std/exploration_tau_s fields; set "
-                "online_exploration_std and online_exploration_std_final to 0 (target variety only)"
-            )
-            raise OnlineError(msg)
-
     def _on_batch(self, msg: TransitionBatch) -> None:
         with self._cond:
             self._batches.append(msg)
@@ -604,16 +592,16 @@ class RosServoLink:
                 lambda: self._state is not None and _stamp_s(self._state.stamp) - since >= episode.settle_s,
                 f"the PID to reach {episode.start_rad:.3f} rad",
             )
-        exploration = {}
-        if episode.exploration_std > 0.0:
-            exploration = {
-                "exploration_std": episode.exploration_std,
-                "exploration_tau_s": episode.exploration_tau_s,
-            }
         target = float(np.float32(episode.target_rad))
         with self._cond:
             self._batches = []
-        self._command(ServoCommand.MODE_POLICY, target, stream_transitions=True, **exploration)
+        self._command(
+            ServoCommand.MODE_POLICY,
+            target,
+            stream_transitions=True,
+            exploration_std=episode.exploration_std,
+            exploration_tau_s=episode.exploration_tau_s,
+        )
         move: list[TransitionBatch] = []
 
         def gathered() -> bool:

@@ -27,7 +27,7 @@ from stable_baselines3.common.logger import configure as configure_logger
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from mm_learning.policy_image import ACTION_DIM, OBS_DIM
-from mm_learning.trainer import OFF_POLICY, TrainingError, build_model, objective_terms
+from mm_learning.trainer import OFF_POLICY, TrainingError, build_model, load_preset, objective_terms
 
 FLAG_EPISODE_START = 1
 FLAG_FAULT = 2
@@ -150,11 +150,11 @@ class OnlineLearner:
 
     Args:
         objective: objective text (``"speed"``, ``"speed:0.7,energy:0.3"``): the reward of every transition.
-        algorithm: "sac", "td3" or "ddpg" (the preset's hyperparameters and network apply, minus the
-            env-driven hyperparameters: learning_starts, train_freq, gradient_steps).
+        algorithm: "sac", "td3" or "ddpg" (the preset's hyperparameters, with its ``online_hyperparameters`` on
+            top, and its network apply, minus the env-driven ones: learning_starts, train_freq, gradient_steps).
         model: continue an existing off-policy model (e.g. pre-trained in the twin) instead of a new one.
         seed: seed of a new model.
-        hyperparameters: overrides of the preset's hyperparameters for a new model.
+        hyperparameters: overrides of the preset's (and its online) hyperparameters for a new model.
     """
 
     def __init__(
@@ -175,7 +175,8 @@ class OnlineLearner:
         self.objective = objective
         self.terms = objective_terms(objective)
         if model is None:
-            new_model = build_model(algorithm, _NoEnv(), seed=seed, overrides=hyperparameters, leave_out=_ENV_DRIVEN)
+            overrides = {**load_preset(algorithm).get("online_hyperparameters", {}), **(hyperparameters or {})}
+            new_model = build_model(algorithm, _NoEnv(), seed=seed, overrides=overrides, leave_out=_ENV_DRIVEN)
             model = cast(OffPolicyAlgorithm, new_model)
         self.model: OffPolicyAlgorithm = model
         # train() logs through the model's logger, which SB3 only creates inside learn().
