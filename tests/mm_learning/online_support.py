@@ -50,13 +50,14 @@ class VirtualServoLink:
         """PID to the start (if any), POLICY to the target with streaming for duration_s, then HOLD."""
         servo = self.servo
         if episode.start_rad is not None:
-            servo.command(fw.MODE_POSITION, episode.start_rad)
+            servo.command(fw.MODE_POSITION, episode.start_rad, clear_faults=True)
             servo.step(round(episode.settle_s / servo.dt_s))
         ticks = round(episode.duration_s / servo.dt_s)
         status = servo.command(
             fw.MODE_POLICY,
             episode.target_rad,
             stream_transitions=True,
+            clear_faults=True,
             exploration_std=episode.exploration_std,
             exploration_tau_s=episode.exploration_tau_s,
         )

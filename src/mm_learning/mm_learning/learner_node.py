@@ -505,7 +505,9 @@ class RosServoLink:
     deploy: the image into the registry the driver reads, then a ``deploy_policy`` goal with its id. Moves:
     ``servo_command`` (POSITION to the start and ``settle_s`` of servo time on ``state``, then POLICY with
     streaming and the exploration fields), the move's samples gathered from ``transitions`` from its first
-    sample (``FLAG_EPISODE_START`` with the move's target), then HOLD without streaming.
+    sample (``FLAG_EPISODE_START`` with the move's target), then HOLD without streaming. Move commands clear
+    latched faults whose cause is gone (a heartbeat lost while this machine stalled, an exploring policy's over-
+    current): the transitions carry FLAG_FAULT, which the learner never stores.
     """
 
     def __init__(self, node: Node, group: ReentrantCallbackGroup) -> None:
@@ -553,7 +555,9 @@ class RosServoLink:
     def _wait(self, predicate: Any, what: str) -> None:
         with self._cond:
             if not self._cond.wait_for(predicate, self._timeout_s):
-                msg = f"timed out after {self._timeout_s} s (wall) waiting for {what}; is the servo running?"
+                state = self._state
+                seen = "no state" if state is None else f"mode {state.mode}, faults 0x{state.fault_flags:x}"
+                msg = f"timed out after {self._timeout_s} s (wall) waiting for {what}; the servo reports {seen}"
                 raise OnlineError(msg)
 
     def deploy(self, image: bytes, metadata: Any) -> int:
@@ -587,7 +591,7 @@ class RosServoLink:
             if state is None:
                 raise OnlineError("no servo state: cannot time the PID's move to the start")
             since = _stamp_s(state.stamp)
-            self._command(ServoCommand.MODE_POSITION, episode.start_rad)
+            self._command(ServoCommand.MODE_POSITION, episode.start_rad, clear_faults=True)
             self._wait(
                 lambda: self._state is not None and _stamp_s(self._state.stamp) - since >= episode.settle_s,
                 f"the PID to reach {episode.start_rad:.3f} rad",
@@ -599,6 +603,7 @@ class RosServoLink:
             ServoCommand.MODE_POLICY,
             target,
             stream_transitions=True,
+            clear_faults=True,
             exploration_std=episode.exploration_std,
             exploration_tau_s=episode.exploration_tau_s,
         )
