@@ -89,6 +89,7 @@ _PARAMETERS: dict[str, tuple[Any, str]] = {
     "online_exploration_std": (0.3, "servo exploration noise std on the normalised action at the start"),
     "online_exploration_std_final": (0.05, "exploration noise std at the end of the budget (linear)"),
     "online_exploration_tau_s": (0.02, "exploration noise correlation time (s; 0: white)"),
+    "online_stop_on_target": (True, "stop once an evaluation beats the objective's target against the start policy"),
     "online_wait_s": (5.0, "wall time to wait for the driver's deploy_policy server and the servo's state (s)"),
     "online_move_timeout_s": (60.0, "wall time a move, a deployment or a PID settle may take before giving up (s)"),
 }
@@ -397,6 +398,7 @@ class LearnerNode(Node):
             exploration_std=float(p("online_exploration_std")),
             exploration_std_final=float(p("online_exploration_std_final")),
             exploration_tau_s=float(p("online_exploration_tau_s")),
+            stop_on_target=bool(p("online_stop_on_target")),
             hyperparameters=json.loads(str(p("hyperparameters_json"))),
         )
 
