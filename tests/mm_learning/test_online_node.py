@@ -21,6 +21,7 @@ import pytest
 pytest.importorskip("rclpy")
 from action_msgs.msg import GoalStatus
 from mm_learning.signing import generate_keypair, load_private_key, public_key_hex
+from rclpy.action import ActionClient
 
 from mm_msgs.action import Train
 from mm_msgs.msg import Reward
@@ -36,6 +37,7 @@ LOAD = "inertia_disk"
 # run of docs/learning.md sets MM_ONLINE_BUDGET_S, and then trains for the whole budget.
 FULL_RUN = "MM_ONLINE_BUDGET_S" in os.environ
 BUDGET_S = float(os.environ.get("MM_ONLINE_BUDGET_S", "150"))
+STARTUP_S = 120.0  # hang protection only
 
 
 def learner_args(namespace: str, *params_files: Path) -> list[str]:
@@ -90,6 +92,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             client.close()
 
 
+def _train(client: Client, name: str) -> ActionClient:
+    """The learner's train action client; a learner importing TensorFlow and torch on a busy VM starts slowly."""
+    action = ActionClient(client.node, Train, name)
+    assert action.wait_for_server(timeout_sec=STARTUP_S), f"{name} did not come up within {STARTUP_S} s"
+    return action
+
+
 def _goal(**fields: Any) -> Train.Goal:
     return Train.Goal(mode="online", objective="accuracy", seed=0, **fields)
 
@@ -107,10 +116,10 @@ def test_online_goals_are_refused_with_the_reason(stack: dict[str, Any]) -> None
     """PPO online and a learner with no driver in its namespace: rejected, the reason in the log."""
     client: Client = stack["client"]
     root: Path = stack["root"]
-    accepted, _, _ = client.call(client.action(Train, "/online/train"), _goal(algorithm="ppo", max_time_s=10.0))
+    accepted, _, _ = client.call(_train(client, "/online/train"), _goal(algorithm="ppo", max_time_s=10.0))
     assert not accepted
     assert _log_says(root / "learner.log", "online mode needs an off-policy algorithm")
-    accepted, _, _ = client.call(client.action(Train, "/alone/train"), _goal(max_time_s=10.0), timeout_s=60.0)
+    accepted, _, _ = client.call(_train(client, "/alone/train"), _goal(max_time_s=10.0), timeout_s=60.0)
     assert not accepted
     assert _log_says(root / "alone.log", "no driver: the deploy_policy action server in '/alone'")
 
@@ -121,7 +130,7 @@ def test_online_training_beats_the_untrained_start_policy_on_the_servo(stack: di
     rewards = client.subscribe(Reward, "/online/reward")
     feedback: list[Any] = []
     accepted, result, status = client.call(
-        client.action(Train, "/online/train"),
+        _train(client, "/online/train"),
         _goal(max_time_s=BUDGET_S),
         timeout_s=BUDGET_S + 120.0,
         feedback=feedback,
