@@ -1,7 +1,7 @@
 """The learner node: the ``train`` action (mm_msgs/action/Train) and accepted policies on ``policy``.
 
-A thin ROS wrapper around :mod:`mm_learning.trainer` and :mod:`mm_learning.export` (sim mode; online mode
-arrives with the bringup issue):
+A thin ROS wrapper around :mod:`mm_learning.trainer` and :mod:`mm_learning.export` (``mode: sim``) and
+:mod:`mm_learning.online_session` (``mode: online``: the servo in this node's namespace, through its driver):
 
 - goals with an unknown objective or algorithm, an unknown mode, profile or load, a zero or invalid budget, NaN
   objective weights, or no signing key are rejected in the goal callback, with the reason logged;
@@ -12,6 +12,11 @@ arrives with the bringup issue):
   directory is named after the objective, algorithm, profile, load and seed);
 - after training: export + acceptance checks, the quantised policy evaluated in the twin, signature, registry,
   and an ``mm_msgs/PolicyBlob`` on ``policy`` (reliable, transient local: a late driver still gets the last one).
+- online: every policy goes into the registry the driver reads (same ``registry_dir``) and to the servo through
+  the driver's ``deploy_policy``; moves through its ``servo_command`` (POLICY mode, streaming, exploration);
+  ``transitions`` subscribed, the objective's ``reward`` with its terms published per move; the result is the
+  best policy the servo measured, with the start policy's measurement as baseline; cancel leaves the servo in
+  HOLD and keeps the best policy.
 
 Parameters (defaults in ``config/learner.yaml``, installed to the package share): see ``_PARAMETERS``.
 """
@@ -23,22 +28,27 @@ import json
 import math
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor  # type: ignore[import-untyped]
-from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from mm_learning.errors import LearningError
+from mm_learning.online import TransitionColumns
+from mm_learning.online_session import Episode, OnlineError
 from mm_learning.trainer import (
     ALGORITHMS,
     DEFAULT_ALGORITHM,
+    OFF_POLICY,
     Progress,
     TrainConfig,
     Trainer,
@@ -47,8 +57,8 @@ from mm_learning.trainer import (
     export_trained,
     parse_objective,
 )
-from mm_msgs.action import Train
-from mm_msgs.msg import MetricValue, PolicyBlob
+from mm_msgs.action import DeployPolicy, Train
+from mm_msgs.msg import MetricValue, PolicyBlob, Reward, RewardTerm, ServoCommand, ServoState, TransitionBatch
 
 _PARAMETERS: dict[str, tuple[Any, str]] = {
     "profile": ("mm_v3", "mm_sim servo profile used when a goal leaves `profile` empty"),
@@ -62,8 +72,30 @@ _PARAMETERS: dict[str, tuple[Any, str]] = {
     "checkpoint_every_steps": (20000, "checkpoint every this many env steps"),
     "export_moves": (10, "seeded moves for the export's calibration, held-out and closed-loop checks"),
     "hyperparameters_json": ("{}", "JSON object overriding the algorithm preset's hyperparameters"),
+    "online_start_policy": (
+        "untrained",
+        "online start policy: untrained (a fresh actor), pid_clone (the objective's PID cloned in the twin of "
+        "profile/load) or the path of an SB3 .zip of the same algorithm (e.g. trained in the twin)",
+    ),
+    "online_target_limit_rad": (3.14159, "online move targets and evaluation starts in [-limit, limit] (rad)"),
+    "online_min_move_rad": (0.2, "online training targets at least this far from the load (rad)"),
+    "online_redeploy_every_s": (5.0, "servo time of exploration between two deployments (s)"),
+    "online_eval_moves": (4, "seeded evaluation moves (exploration off) after each evaluated deployment"),
+    "online_eval_every_deploys": (1, "evaluate after every this many deployments"),
+    "online_settle_s": (0.5, "servo time the PID is given to reach an evaluation move's start (s)"),
+    "online_updates_per_transition": (0.25, "gradient steps per new transition (update-to-data ratio)"),
+    "online_max_gradient_steps_per_cycle": (2000, "at most this many gradient steps between two deployments"),
+    "online_learning_starts": (2000, "stored transitions before the first gradient step"),
+    "online_exploration_std": (0.3, "servo exploration noise std on the normalised action at the start"),
+    "online_exploration_std_final": (0.05, "exploration noise std at the end of the budget (linear)"),
+    "online_exploration_tau_s": (0.02, "exploration noise correlation time (s; 0: white)"),
+    "online_stop_on_target": (True, "stop once an evaluation beats the objective's target against the start policy"),
+    "online_wait_s": (5.0, "wall time to wait for the driver's deploy_policy server and the servo's state (s)"),
+    "online_move_timeout_s": (60.0, "wall time a move, a deployment or a PID settle may take before giving up (s)"),
 }
-_MODES = ("", "sim")
+_MODES = ("", "sim", "online")
+ONLINE_DEFAULT_ALGORITHM = "sac"
+PID_CLONE_EPISODES = 20  # noisy PID episodes cloned into the online start policy (as the PPO preset's clone)
 _UNITS = {"_s": "s", "_rad": "rad", "_j": "J", "_a": "A"}
 # A policy blob is published once and kept for late subscribers.
 POLICY_QOS = QoSProfile(
@@ -88,6 +120,19 @@ def _metric_dict(metrics: dict[str, float]) -> dict[str, float]:
     return {name: value for name, value in metrics.items() if math.isfinite(value)}
 
 
+def _algorithm_problem(goal: Train.Goal) -> str:
+    """Why the goal's algorithm cannot run in its mode, or ""."""
+    if goal.algorithm and goal.algorithm not in ALGORITHMS:
+        return f"unknown algorithm {goal.algorithm!r}; use one of {', '.join(ALGORITHMS)}"
+    if goal.mode == "online" and goal.algorithm and goal.algorithm not in OFF_POLICY:
+        return (
+            f"online mode needs an off-policy algorithm ({', '.join(sorted(OFF_POLICY))}), not "
+            f"{goal.algorithm!r}: the servo's transitions come from exploration noise and earlier deployments, "
+            "which an on-policy algorithm cannot learn from"
+        )
+    return ""
+
+
 class LearnerNode(Node):
     """Serves the ``train`` action and publishes accepted policies on ``policy``."""
 
@@ -97,6 +142,10 @@ class LearnerNode(Node):
             self.declare_parameter(name, default, ParameterDescriptor(description=description))
         self._busy = threading.Lock()
         self._policy_pub = self.create_publisher(PolicyBlob, "policy", POLICY_QOS)
+        group = ReentrantCallbackGroup()
+        self._deploy_client = ActionClient(self, DeployPolicy, "deploy_policy", callback_group=group)
+        self._reward_pub = self.create_publisher(Reward, "reward", 10)
+        self._link = RosServoLink(self, group)
         self._server = ActionServer(
             self,
             Train,
@@ -126,9 +175,10 @@ class LearnerNode(Node):
     def _goal_problem(self, goal: Train.Goal) -> str:
         """Why the goal cannot run, or "" if it can."""
         if goal.mode not in _MODES:
-            return f"mode {goal.mode!r} is not available (only 'sim' for now; 'online' arrives with bringup)"
-        if goal.algorithm and goal.algorithm not in ALGORITHMS:
-            return f"unknown algorithm {goal.algorithm!r}; use one of {', '.join(ALGORITHMS)}"
+            return f"mode {goal.mode!r} is unknown; use 'sim' or 'online'"
+        algorithm_problem = _algorithm_problem(goal)
+        if algorithm_problem:
+            return algorithm_problem
         if not (math.isfinite(goal.max_time_s) and goal.max_time_s >= 0.0):
             return f"max_time_s={goal.max_time_s} must be a finite number >= 0"
         if goal.max_steps == 0 and goal.max_time_s == 0.0:
@@ -145,6 +195,19 @@ class LearnerNode(Node):
             load_private_key(self._path("signing_key"))
         except (LearningError, MmSimError) as exc:
             return str(exc)
+        return self._servo_problem() if goal.mode == "online" else ""
+
+    def _servo_problem(self) -> str:
+        """Why this node cannot reach a servo through a driver (online mode), or ""."""
+        wait_s = float(self._param("online_wait_s"))
+        if not self._deploy_client.wait_for_server(timeout_sec=wait_s):
+            ns = self.get_namespace()
+            return (
+                f"no driver: the deploy_policy action server in {ns!r} did not answer within {wait_s} s; start the "
+                "driver (active) in this namespace"
+            )
+        if self._link.wait_state(wait_s) is None:
+            return f"no servo state on {self.resolve_topic_name('state')!r} within {wait_s} s; is the servo running?"
         return ""
 
     def _on_goal(self, goal: Train.Goal) -> GoalResponse:
@@ -171,6 +234,8 @@ class LearnerNode(Node):
 
     def _execute(self, goal_handle: ServerGoalHandle) -> Train.Result:
         try:
+            if goal_handle.request.mode == "online":
+                return self._train_online(goal_handle)
             return self._train(goal_handle)
         except LearningError as exc:
             self.get_logger().error(f"train goal failed: {exc}")
@@ -285,6 +350,143 @@ class LearnerNode(Node):
             **common,
         )
 
+    # -- online mode -----------------------------------------------------------------------------------------
+
+    def _start_model(self, algorithm: str, twin: TwinSpec, seed: int) -> Any:
+        """The online start policy (``online_start_policy``): None for a fresh actor, or a loaded/cloned model."""
+        start = str(self._param("online_start_policy"))
+        if start == "untrained":
+            return None
+        if start == "pid_clone":
+            from mm_learning.online import OnlineLearner
+            from mm_learning.trainer import CLONE_SEED, clone_controller
+
+            model = OnlineLearner(objective=twin.objective, algorithm=algorithm, seed=seed).model
+            env = twin.make_env(randomize=False)
+            try:
+                baseline = twin.make_baseline(env, twin.moves(10))
+                clone_controller(model, env, baseline, episodes=PID_CLONE_EPISODES, seed=CLONE_SEED)
+            finally:
+                env.close()
+            return model
+        path = Path(start).expanduser()
+        if not path.is_file():
+            msg = f"online_start_policy {start!r} is not 'untrained', 'pid_clone' or an existing SB3 .zip"
+            raise OnlineError(msg)
+        return ALGORITHMS[algorithm].load(path, device="cpu")
+
+    def _online_config(self, goal: Train.Goal, algorithm: str) -> Any:
+        from mm_learning.online_session import SessionConfig
+
+        p = self._param
+        return SessionConfig(
+            objective=goal.objective,
+            algorithm=algorithm,
+            seed=int(goal.seed),
+            max_steps=int(goal.max_steps),
+            max_time_s=float(goal.max_time_s),
+            episode_s=float(p("episode_s")),
+            target_limit_rad=float(p("online_target_limit_rad")),
+            min_move_rad=float(p("online_min_move_rad")),
+            redeploy_every_s=float(p("online_redeploy_every_s")),
+            eval_moves=int(p("online_eval_moves")),
+            eval_every_deploys=int(p("online_eval_every_deploys")),
+            settle_s=float(p("online_settle_s")),
+            updates_per_transition=float(p("online_updates_per_transition")),
+            max_gradient_steps_per_cycle=int(p("online_max_gradient_steps_per_cycle")),
+            learning_starts=int(p("online_learning_starts")),
+            exploration_std=float(p("online_exploration_std")),
+            exploration_std_final=float(p("online_exploration_std_final")),
+            exploration_tau_s=float(p("online_exploration_tau_s")),
+            stop_on_target=bool(p("online_stop_on_target")),
+            hyperparameters=json.loads(str(p("hyperparameters_json"))),
+        )
+
+    def _publish_reward(self, objective: str, report: Any) -> None:
+        msg = Reward(
+            objective=objective,
+            first_tick=report.first_tick,
+            samples=report.samples,
+            reward=report.reward,
+            terms=[RewardTerm(name=name, value=value) for name, value in report.terms.items()],
+        )
+        msg.stamp = self.get_clock().now().to_msg()
+        self._reward_pub.publish(msg)
+
+    def _train_online(self, goal_handle: ServerGoalHandle) -> Train.Result:
+        """Train against the servo in this namespace (mm_learning.online_session), through its driver."""
+        from mm_learning.online_session import OnlineSession, SessionProgress
+        from mm_learning.signing import load_private_key
+
+        goal: Train.Goal = goal_handle.request
+        algorithm = goal.algorithm or ONLINE_DEFAULT_ALGORITHM
+        twin = self._twin(goal)
+        out_dir = self._run_dir(goal, twin, f"online-{algorithm}") / f"session-{int(time.time())}"
+        config = self._online_config(goal, algorithm)
+        self._link.configure(
+            registry_dir=self._path("registry_dir"),
+            timeout_s=float(self._param("online_move_timeout_s")),
+            deploy_client=self._deploy_client,
+        )
+        self._feedback(goal_handle, "deploying")
+        model = self._start_model(algorithm, twin, int(goal.seed))
+        probe = twin.make_env(randomize=False)
+        scales = probe.unwrapped.scales  # type: ignore[attr-defined]
+        probe.close()
+
+        def on_progress(progress: SessionProgress) -> None:
+            feedback = Train.Feedback(
+                phase=progress.phase,
+                steps=progress.steps,
+                steps_per_s=float(progress.steps_per_s),
+                mean_reward=float(progress.mean_reward),
+                eval_metrics=metric_values(dict(progress.eval_metrics)),
+                baseline_metrics=metric_values(dict(progress.baseline_metrics)),
+            )
+            goal_handle.publish_feedback(feedback)
+
+        session = OnlineSession(
+            config,
+            self._link,
+            scales=scales,
+            private_key=load_private_key(self._path("signing_key")),
+            out_dir=out_dir,
+            model=model,
+            on_progress=on_progress,
+            on_reward=lambda report: self._publish_reward(goal.objective, report),
+            should_cancel=lambda: bool(goal_handle.is_cancel_requested),
+        )
+        result = session.run()
+        session.learner.model.save(out_dir / "model.zip")
+        best, start = result.best, result.start
+        if goal.deploy and result.stop_reason != "cancelled":
+            self._link.deploy(best.image, best.metadata)
+        policy_id = hashlib.sha256(best.image).hexdigest()
+        summary = (
+            f"online {algorithm}: {result.steps} transitions ({result.transitions_per_s:.0f}/s), "
+            f"{result.gradient_steps} gradient steps ({result.gradient_steps_per_s:.0f}/s), {result.deploys} deploys, "
+            f"stopped by {result.stop_reason}; best policy {policy_id[:12]} (at {best.steps} transitions) return "
+            f"{best.metrics['mean_return']:.4g} vs start {start.metrics['mean_return']:.4g} on "
+            f"{config.eval_moves} servo moves"
+            + (f"; {len(session.refusals)} exports refused, last: {session.refusals[-1]}" if session.refusals else "")
+        )
+        self.get_logger().info(summary)
+        fields = {
+            "message": summary,
+            "policy_id": policy_id,
+            "policy_crc32": best.policy_crc32,
+            "steps": result.steps,
+            "metrics": metric_values(best.metrics),
+            "baseline_metrics": metric_values(start.metrics),
+            "checkpoint_path": str(out_dir / "model.zip"),
+            "image_path": str(best.metadata["paths"]["mmpl"]),
+        }
+        if result.stop_reason == "cancelled":
+            goal_handle.canceled()
+            return Train.Result(success=False, **fields)
+        goal_handle.succeed()
+        return Train.Result(success=True, **fields)
+
     @staticmethod
     def _evaluate_quantized(model: bytes, twin: TwinSpec, moves: int) -> dict[str, float]:
         """The quantised policy, run by TFLite Micro, in the twin on the evaluation moves."""
@@ -297,6 +499,170 @@ class LearnerNode(Node):
             return evaluate_moves(env, PolicyController(TflmPolicy(model)), twin.moves(moves))
         finally:
             env.close()
+
+
+class RosServoLink:
+    """The servo in the node's namespace, reached through its driver (an ``online_session.ServoLink``).
+
+    deploy: the image into the registry the driver reads, then a ``deploy_policy`` goal with its id. Moves:
+    ``servo_command`` (POSITION to the start and ``settle_s`` of servo time on ``state``, then POLICY with
+    streaming and the exploration fields), the move's samples gathered from ``transitions`` from its first
+    sample (``FLAG_EPISODE_START`` with the move's target), then HOLD without streaming. Move commands clear
+    latched faults whose cause is gone (a heartbeat lost while this machine stalled, an exploring policy's over-
+    current): the transitions carry FLAG_FAULT, which the learner never stores.
+    """
+
+    def __init__(self, node: Node, group: ReentrantCallbackGroup) -> None:
+        self._node = node
+        self._cond = threading.Condition()
+        self._batches: list[TransitionBatch] = []
+        self._state: ServoState | None = None
+        self._state_wall_s = -math.inf
+        self._seq = 0
+        self._registry_dir = Path()
+        self._timeout_s = 60.0
+        self._deploy_client: ActionClient | None = None
+        self.lost_batches = 0
+        self._command_pub = node.create_publisher(ServoCommand, "servo_command", 10)
+        node.create_subscription(TransitionBatch, "transitions", self._on_batch, 1000, callback_group=group)
+        node.create_subscription(ServoState, "state", self._on_state, qos_profile_sensor_data, callback_group=group)
+
+    def configure(self, *, registry_dir: Path, timeout_s: float, deploy_client: ActionClient) -> None:
+        """Registry shared with the driver, wall-time limit of each wait (s), the driver's deploy_policy client."""
+        self._registry_dir, self._timeout_s, self._deploy_client = registry_dir, timeout_s, deploy_client
+
+    def _on_batch(self, msg: TransitionBatch) -> None:
+        with self._cond:
+            self._batches.append(msg)
+            self._cond.notify_all()
+
+    def _on_state(self, msg: ServoState) -> None:
+        with self._cond:
+            self._state = msg
+            self._state_wall_s = time.monotonic()
+            self._cond.notify_all()
+
+    def wait_state(self, timeout_s: float) -> ServoState | None:
+        """A state received within the last ``timeout_s`` of wall time (waiting up to that long), or None."""
+        with self._cond:
+            self._cond.wait_for(lambda: time.monotonic() - self._state_wall_s < timeout_s, timeout_s)
+            return self._state if time.monotonic() - self._state_wall_s < timeout_s else None
+
+    def _command(self, mode: int, target: float = 0.0, **fields: Any) -> None:
+        self._seq += 1
+        msg = ServoCommand(seq=self._seq, mode=mode, target=float(target), **fields)
+        msg.stamp = self._node.get_clock().now().to_msg()
+        self._command_pub.publish(msg)
+
+    def _wait(self, predicate: Any, what: str) -> None:
+        with self._cond:
+            if not self._cond.wait_for(predicate, self._timeout_s):
+                state = self._state
+                seen = "no state" if state is None else f"mode {state.mode}, faults 0x{state.fault_flags:x}"
+                msg = f"timed out after {self._timeout_s} s (wall) waiting for {what}; the servo reports {seen}"
+                raise OnlineError(msg)
+
+    def deploy(self, image: bytes, metadata: Any) -> int:
+        """Register the image where the driver looks, deploy it by id; the CRC the servo reports running."""
+        from mm_learning.registry import Registry
+
+        entry = Registry(self._registry_dir).add(image, metadata)
+        if self._deploy_client is None or not self._deploy_client.wait_for_server(timeout_sec=self._timeout_s):
+            raise OnlineError("the driver's deploy_policy server is gone")
+        done = threading.Event()
+        future = self._deploy_client.send_goal_async(DeployPolicy.Goal(policy_id=entry.policy_id))
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(self._timeout_s) or not future.result().accepted:
+            raise OnlineError(f"the driver did not accept deploying {entry.policy_id[:12]} (see its log)")
+        done.clear()
+        result_future = future.result().get_result_async()
+        result_future.add_done_callback(lambda _: done.set())
+        if not done.wait(self._timeout_s):
+            raise OnlineError(f"no deploy_policy result within {self._timeout_s} s")
+        result = result_future.result().result
+        if not result.success:
+            raise OnlineError(f"the servo refused policy {entry.policy_id[:12]}: {result.message}")
+        return int(result.active_policy_crc32)
+
+    def run_episode(self, episode: Episode) -> TransitionColumns:
+        """One move; see the class docstring."""
+        from mm_learning.online import FLAG_EPISODE_START
+
+        if episode.start_rad is not None:
+            state = self.wait_state(self._timeout_s)
+            if state is None:
+                raise OnlineError("no servo state: cannot time the PID's move to the start")
+            since = _stamp_s(state.stamp)
+            self._command(ServoCommand.MODE_POSITION, episode.start_rad, clear_faults=True)
+            self._wait(
+                lambda: self._state is not None and _stamp_s(self._state.stamp) - since >= episode.settle_s,
+                f"the PID to reach {episode.start_rad:.3f} rad",
+            )
+        target = float(np.float32(episode.target_rad))
+        with self._cond:
+            self._batches = []
+        self._command(
+            ServoCommand.MODE_POLICY,
+            target,
+            stream_transitions=True,
+            clear_faults=True,
+            exploration_std=episode.exploration_std,
+            exploration_tau_s=episode.exploration_tau_s,
+        )
+        move: list[TransitionBatch] = []
+
+        def gathered() -> bool:
+            # Batches from the one holding the move's first sample on, while they follow tick by tick.
+            while self._batches:
+                batch = self._batches.pop(0)
+                if not move:
+                    flags = np.frombuffer(bytes(batch.flags), dtype=np.uint8)
+                    starts = (flags & FLAG_EPISODE_START) & (np.asarray(batch.target_rad) == target)
+                    if np.any(starts):
+                        move.append(batch)
+                elif batch.first_tick == move[-1].first_tick + move[-1].count:
+                    move.append(batch)
+                else:
+                    self.lost_batches += 1
+                    return True
+            # A whole batch more than the move: its first sample may sit anywhere in the first batch.
+            return bool(move) and _samples(move) >= round(episode.duration_s / move[0].dt_s) + len(move[0].actions)
+
+        try:
+            self._wait(gathered, f"the transitions of a move to {target:.3f} rad")
+        finally:
+            self._command(ServoCommand.MODE_HOLD)
+        return _move_columns(move, target, episode.duration_s)
+
+    def hold(self) -> None:
+        """HOLD without streaming."""
+        self._command(ServoCommand.MODE_HOLD)
+
+
+def _stamp_s(stamp: Any) -> float:
+    return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
+
+
+def _samples(batches: list[TransitionBatch]) -> int:
+    return sum(int(b.count) for b in batches)
+
+
+def _move_columns(batches: list[TransitionBatch], target: float, duration_s: float) -> TransitionColumns:
+    """The samples of a move's batches from its first sample (to ``target``) on, at most ``duration_s`` of them."""
+    from mm_learning.online import FLAG_EPISODE_START
+
+    names = ("actions", "position_rad", "velocity_rad_s", "current_a", "target_rad", "power_w")
+    columns = {name: np.concatenate([np.asarray(getattr(b, name)) for b in batches]) for name in names}
+    columns["flags"] = np.concatenate([np.frombuffer(bytes(b.flags), dtype=np.uint8) for b in batches])
+    observations = np.concatenate([np.asarray(b.observations, dtype=np.float32).reshape(-1, 8) for b in batches])
+    first = int(np.flatnonzero((columns["flags"] & FLAG_EPISODE_START) & (columns["target_rad"] == target))[0])
+    part = slice(first, first + round(duration_s / batches[0].dt_s))
+    return TransitionColumns.from_arrays(
+        first_tick=int(batches[0].first_tick) + first,
+        dt_s=float(batches[0].dt_s),
+        observations=observations[part],
+        **{name: values[part] for name, values in columns.items()},
+    )
 
 
 def main(args: list[str] | None = None) -> None:

@@ -27,7 +27,7 @@ from stable_baselines3.common.logger import configure as configure_logger
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from mm_learning.policy_image import ACTION_DIM, OBS_DIM
-from mm_learning.trainer import ALGORITHMS, OFF_POLICY, TrainingError, load_preset, objective_terms
+from mm_learning.trainer import OFF_POLICY, TrainingError, build_model, load_preset, objective_terms
 
 FLAG_EPISODE_START = 1
 FLAG_FAULT = 2
@@ -150,10 +150,11 @@ class OnlineLearner:
 
     Args:
         objective: objective text (``"speed"``, ``"speed:0.7,energy:0.3"``): the reward of every transition.
-        algorithm: "sac", "td3" or "ddpg" (the preset's hyperparameters apply, minus the env-driven ones).
+        algorithm: "sac", "td3" or "ddpg" (the preset's hyperparameters, with its ``online_hyperparameters`` on
+            top, and its network apply, minus the env-driven ones: learning_starts, train_freq, gradient_steps).
         model: continue an existing off-policy model (e.g. pre-trained in the twin) instead of a new one.
         seed: seed of a new model.
-        hyperparameters: overrides of the preset's hyperparameters for a new model.
+        hyperparameters: overrides of the preset's (and its online) hyperparameters for a new model.
     """
 
     def __init__(
@@ -174,10 +175,8 @@ class OnlineLearner:
         self.objective = objective
         self.terms = objective_terms(objective)
         if model is None:
-            preset = load_preset(algorithm)
-            settings = {k: v for k, v in preset["hyperparameters"].items() if k not in _ENV_DRIVEN}
-            settings |= hyperparameters or {}
-            new_model = ALGORITHMS[algorithm]("MlpPolicy", _NoEnv(), seed=seed, verbose=0, **settings)
+            overrides = {**load_preset(algorithm).get("online_hyperparameters", {}), **(hyperparameters or {})}
+            new_model = build_model(algorithm, _NoEnv(), seed=seed, overrides=overrides, leave_out=_ENV_DRIVEN)
             model = cast(OffPolicyAlgorithm, new_model)
         self.model: OffPolicyAlgorithm = model
         # train() logs through the model's logger, which SB3 only creates inside learn().
@@ -192,9 +191,14 @@ class OnlineLearner:
         The twin's env computes the same: the measured state of sample i+1 (after action i took effect), action
         i, and the action before it (feature 6 of observation i, the previous action as the contract defines it).
         """
+        return self.reward_terms(batch)[0]
+
+    def reward_terms(self, batch: TransitionColumns) -> tuple[NDArray[np.float64], dict[str, NDArray[np.float64]]]:
+        """:meth:`rewards` and each weighted term of them (``count - 1`` values each; the terms sum to it)."""
         from mm_sim.objectives import TransitionSample
 
         values = np.empty(batch.count - 1)
+        terms = {name: np.empty(batch.count - 1) for name in self.terms}
         for i in range(batch.count - 1):
             sample = TransitionSample(
                 position_rad=float(batch.position_rad[i + 1]),
@@ -206,8 +210,10 @@ class OnlineLearner:
                 previous_action=float(batch.observations[i, 6]),
                 dt_s=batch.dt_s,
             )
-            values[i] = self._reward(self.terms, sample)[0]
-        return values
+            values[i], sample_terms = self._reward(self.terms, sample)
+            for name, value in sample_terms.items():
+                terms[name][i] = value
+        return values, terms
 
     def add_batch(self, batch: TransitionColumns) -> int:
         """Store the batch's transitions in the replay buffer; returns how many were stored."""

@@ -246,7 +246,11 @@ def evaluate_moves(env: gym.Env[Any, Any], controller: Any, moves: list[Any]) ->
     """
     from mm_sim.evaluate import evaluate
 
-    evaluation = evaluate(env.unwrapped, controller, moves, seed=EVAL_SEED)  # type: ignore[arg-type]
+    return summarize(evaluate(env.unwrapped, controller, moves, seed=EVAL_SEED))  # type: ignore[arg-type]
+
+
+def summarize(evaluation: Any) -> dict[str, float]:
+    """``mm_sim.evaluate.Evaluation.summary`` plus ``mean_rms_error_rad`` and ``mean_command_smoothness``."""
     return evaluation.summary() | {
         "mean_rms_error_rad": float(np.mean([m.rms_error_rad for m in evaluation.metrics])),
         "mean_command_smoothness": float(np.mean([m.command_smoothness for m in evaluation.metrics])),
@@ -382,6 +386,48 @@ def export_trained(
         objective=twin.objective,
         training_steps=int(model.num_timesteps),
         metrics=metrics,
+    )
+
+
+def build_model(
+    algorithm: str,
+    env: Any,
+    *,
+    seed: int,
+    overrides: Mapping[str, Any] | None = None,
+    leave_out: tuple[str, ...] = (),
+    tensorboard_log: str | None = None,
+) -> BaseAlgorithm:
+    """A new SB3 model from the algorithm's preset (hyperparameters, policy_kwargs, action noise).
+
+    Args:
+        algorithm: one of :data:`ALGORITHMS`.
+        env: the env (or vectorised env) the model is built for; only its spaces matter to an online learner.
+        seed: model seed.
+        overrides: hyperparameters replacing the preset's.
+        leave_out: preset hyperparameters to drop (e.g. the env-driven ones when the model never steps an env).
+        tensorboard_log: TensorBoard directory, or None.
+    """
+    preset = load_preset(algorithm)
+    hyperparameters = {k: v for k, v in preset["hyperparameters"].items() if k not in leave_out}
+    hyperparameters |= dict(overrides or {})
+    policy_kwargs = dict(preset.get("policy_kwargs", {}))
+    activation = policy_kwargs.get("activation_fn", "tanh")
+    if activation not in _ACTIVATIONS:
+        msg = f"preset {algorithm}.yaml: activation_fn {activation!r} must be one of {list(_ACTIVATIONS)}"
+        raise TrainingError(msg)
+    policy_kwargs["activation_fn"] = _ACTIVATIONS[activation]
+    if "action_noise_std" in preset:
+        sigma = float(preset["action_noise_std"]) * np.ones(1)
+        hyperparameters["action_noise"] = NormalActionNoise(mean=np.zeros(1), sigma=sigma)
+    return ALGORITHMS[algorithm](
+        "MlpPolicy",
+        env,
+        policy_kwargs=policy_kwargs,
+        seed=seed,
+        tensorboard_log=tensorboard_log,
+        verbose=0,
+        **hyperparameters,
     )
 
 
@@ -613,26 +659,12 @@ class Trainer:
         return VecNormalize(env, norm_obs=False, norm_reward=True, gamma=gamma)
 
     def _new_model(self, env: VecEnv) -> BaseAlgorithm:
-        hyperparameters = {**self.preset["hyperparameters"], **self.config.hyperparameters}
-        policy_kwargs = dict(self.preset.get("policy_kwargs", {}))
-        activation = policy_kwargs.get("activation_fn", "tanh")
-        if activation not in _ACTIVATIONS:
-            msg = (
-                f"preset {self.config.algorithm}.yaml: activation_fn {activation!r} must be one of {list(_ACTIVATIONS)}"
-            )
-            raise TrainingError(msg)
-        policy_kwargs["activation_fn"] = _ACTIVATIONS[activation]
-        if "action_noise_std" in self.preset:
-            sigma = float(self.preset["action_noise_std"]) * np.ones(1)
-            hyperparameters["action_noise"] = NormalActionNoise(mean=np.zeros(1), sigma=sigma)
-        return ALGORITHMS[self.config.algorithm](
-            "MlpPolicy",
+        return build_model(
+            self.config.algorithm,
             env,
-            policy_kwargs=policy_kwargs,
             seed=self.config.seed,
+            overrides=self.config.hyperparameters,
             tensorboard_log=str(self.config.out_dir / "tb") if self.config.tensorboard else None,
-            verbose=0,
-            **hyperparameters,
         )
 
     def _resume(self, checkpoint: Path, env: VecEnv) -> tuple[BaseAlgorithm, dict[str, Any]]:

@@ -1,0 +1,573 @@
+"""One online training session against a servo (ROS-free): the Muscle Memory loop.
+
+The servo runs the deployed integer policy at its control rate and streams its transitions; the session
+
+1. exports the start policy (a fresh actor, or one trained or cloned in the twin), deploys it and evaluates it
+   on fixed seeded moves: the baseline;
+2. **explores**: step moves to seeded random targets within the limits, the servo adding its exploration noise
+   (``exploration_std`` decays linearly to ``exploration_std_final`` over the budget), every transition into the
+   replay buffer of an :class:`mm_learning.online.OnlineLearner` with the objective's reward;
+3. **trains**: ``updates_per_transition`` gradient steps per new transition (the update-to-data ratio), at most
+   ``max_gradient_steps_per_cycle`` per cycle, once ``learning_starts`` transitions are stored;
+4. **deploys** every ``redeploy_every_s`` of servo time: the actor exported to a signed integer TFLite policy by
+   :func:`mm_learning.export.export_policy` (integer-only ops, model/arena budget and quantisation fidelity on
+   the servo's own observations; no closed-loop twin check: step 5 measures the quantised policy on the servo);
+5. **evaluates** every ``eval_every_deploys`` deployments with exploration off, on the same seeded moves (each
+   move starts with the servo's PID holding the move's start), measuring the objective's return and the shared
+   step metrics (``mm_sim.metrics``) from the servo's transitions;
+
+until ``max_steps`` transitions were consumed, ``max_time_s`` of wall time passed, the target was reached (the
+objective's target against the start policy, ``trainer.beats_target``, with a higher return too) or the caller
+cancels. The best evaluated policy is kept and reported. The servo is reached through a :class:`ServoLink`
+(ROS: the learner node; tests: the virtual servo in-process).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mm_learning.actor import actor_from_sb3
+from mm_learning.errors import LearningError, PolicyRejected
+from mm_learning.online import OnlineLearner, TransitionColumns
+from mm_learning.trainer import EVAL_SEED, beats_target, parse_objective, summarize
+
+PHASES = ("deploying", "exploring", "training", "evaluating")
+_CALIBRATION_OBS = 1000  # observations for the export's calibration, and as many held out for check (b)
+
+
+class OnlineError(LearningError):
+    """An online session cannot start or go on (bad configuration, a servo that refuses or stops answering)."""
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One step move run by the servo's active policy.
+
+    Attributes:
+        target_rad: the policy's target (rad).
+        duration_s: servo time the move is given (s).
+        start_rad: when set, the servo's PID first holds this position (rad) so the move starts from rest there
+            (evaluation moves); None starts from wherever the last move left the load.
+        exploration_std: std of the servo's exploration noise on the normalised action (0: none).
+        exploration_tau_s: its correlation time (s; 0: white).
+        settle_s: servo time the PID is given to reach ``start_rad`` (s).
+    """
+
+    target_rad: float
+    duration_s: float
+    start_rad: float | None = None
+    exploration_std: float = 0.0
+    exploration_tau_s: float = 0.0
+    settle_s: float = 0.0
+
+
+class ServoLink(Protocol):
+    """How a session reaches the servo; each call blocks until the servo has done it."""
+
+    def deploy(self, image: bytes, metadata: Mapping[str, Any]) -> int:
+        """Send a signed policy image with its export metadata (e.g. for a registry).
+
+        Returns the CRC the servo now runs; raises OnlineError with the servo's or the driver's reason.
+        """
+        ...
+
+    def run_episode(self, episode: Episode) -> TransitionColumns:
+        """Run one move in POLICY mode with transitions streamed, then HOLD without streaming.
+
+        Returns its samples, from the first one of the move (``FLAG_EPISODE_START``) to ``duration_s``.
+        """
+        ...
+
+    def hold(self) -> None:
+        """Put the servo in HOLD and stop streaming."""
+        ...
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """One online session; times in servo time unless said otherwise.
+
+    Attributes:
+        objective: objective text (``trainer.parse_objective``).
+        algorithm: sac, td3 or ddpg.
+        seed: seed of a new model, the targets and the calibration sample.
+        max_steps: transitions to consume (exploration and evaluation), 0: no limit.
+        max_time_s: wall-time budget (s), 0: no limit.
+        episode_s: length of each move (s).
+        target_limit_rad: targets (and evaluation starts) are drawn in [-limit, limit] (rad).
+        min_move_rad: a training target is at least this far from where the load is (rad).
+        redeploy_every_s: servo time of exploration between deployments (s).
+        eval_moves: seeded evaluation moves (``mm_sim.evaluate.seeded_moves``, seed ``trainer.EVAL_SEED``).
+        eval_every_deploys: evaluate after every this many deployments.
+        settle_s: servo time the PID is given to reach an evaluation move's start (s).
+        updates_per_transition: gradient steps per new transition (update-to-data ratio).
+        max_gradient_steps_per_cycle: at most this many gradient steps between two deployments.
+        learning_starts: stored transitions before the first gradient step.
+        exploration_std: noise std at the start, on the normalised action.
+        exploration_std_final: noise std at the end of the budget (linear in the budget used).
+        exploration_tau_s: noise correlation time (s).
+        stop_on_target: stop once an evaluation reaches the target.
+        hyperparameters: overrides of the algorithm preset.
+    """
+
+    objective: str
+    algorithm: str = "sac"
+    seed: int = 0
+    max_steps: int = 0
+    max_time_s: float = 0.0
+    episode_s: float = 1.0
+    target_limit_rad: float = math.pi
+    min_move_rad: float = 0.2
+    redeploy_every_s: float = 5.0
+    eval_moves: int = 4
+    eval_every_deploys: int = 1
+    settle_s: float = 0.5
+    updates_per_transition: float = 0.25
+    max_gradient_steps_per_cycle: int = 2000
+    learning_starts: int = 2000
+    exploration_std: float = 0.3
+    exploration_std_final: float = 0.05
+    exploration_tau_s: float = 0.02
+    stop_on_target: bool = True
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Refuse a configuration that cannot run, naming the field (OnlineError)."""
+        parse_objective(self.objective)
+        positive = {
+            "episode_s": self.episode_s,
+            "target_limit_rad": self.target_limit_rad,
+            "redeploy_every_s": self.redeploy_every_s,
+        }
+        non_negative = {
+            "max_time_s": self.max_time_s,
+            "min_move_rad": self.min_move_rad,
+            "settle_s": self.settle_s,
+            "updates_per_transition": self.updates_per_transition,
+            "exploration_std": self.exploration_std,
+            "exploration_std_final": self.exploration_std_final,
+            "exploration_tau_s": self.exploration_tau_s,
+        }
+        problems = [f"{k}={v} must be > 0" for k, v in positive.items() if not (math.isfinite(v) and v > 0.0)]
+        problems += [f"{k}={v} must be >= 0" for k, v in non_negative.items() if not (math.isfinite(v) and v >= 0.0)]
+        if self.max_steps < 0 or (self.max_steps == 0 and self.max_time_s == 0.0):
+            problems.append("the budget is zero: give max_steps > 0 or max_time_s > 0")
+        if self.eval_moves < 1 or self.eval_every_deploys < 1 or self.max_gradient_steps_per_cycle < 1:
+            problems.append("eval_moves, eval_every_deploys and max_gradient_steps_per_cycle must be >= 1")
+        if self.learning_starts < 0:
+            problems.append(f"learning_starts={self.learning_starts} must be >= 0")
+        if 2.0 * self.min_move_rad >= 2.0 * self.target_limit_rad:
+            problems.append(f"min_move_rad={self.min_move_rad} leaves no target in ±{self.target_limit_rad} rad")
+        if problems:
+            raise OnlineError("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class PolicyRecord:
+    """A deployed policy and how it did on the evaluation moves.
+
+    Attributes:
+        image: the signed policy image.
+        metadata: the export's metadata (``paths``: its artifacts).
+        policy_crc32: what the servo reports while it runs it.
+        steps: transitions consumed when it was exported.
+        metrics: its evaluation (``trainer.summarize`` names; empty until evaluated).
+    """
+
+    image: bytes
+    metadata: dict[str, Any]
+    policy_crc32: int
+    steps: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SessionProgress:
+    """A progress report.
+
+    Attributes:
+        phase: one of :data:`PHASES`.
+        steps: transitions consumed so far.
+        steps_per_s: transitions per second of wall time since the session started.
+        gradient_steps: gradient steps so far.
+        deploys: policies deployed so far (the start policy included).
+        mean_reward: mean reward per transition of the last exploration cycle (NaN before the first).
+        eval_metrics: the latest evaluation.
+        baseline_metrics: the start policy's evaluation on the same moves.
+    """
+
+    phase: str
+    steps: int
+    steps_per_s: float
+    gradient_steps: int
+    deploys: int
+    mean_reward: float
+    eval_metrics: Mapping[str, float]
+    baseline_metrics: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class RewardReport:
+    """The rewards of one move, for plotting (``mm_msgs/Reward``).
+
+    Attributes:
+        first_tick: control tick of the move's first sample.
+        samples: transitions averaged.
+        reward: mean reward per transition.
+        terms: mean weighted term per transition (they sum to ``reward``).
+    """
+
+    first_tick: int
+    samples: int
+    reward: float
+    terms: dict[str, float]
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    """How a session ended.
+
+    Attributes:
+        stop_reason: "target", "steps", "time" or "cancelled".
+        steps: transitions consumed.
+        gradient_steps: gradient steps run.
+        deploys: policies deployed (the start policy included).
+        start: the start policy with its evaluation (the baseline).
+        best: the best evaluated policy (the start policy if nothing beat it).
+        history: (transitions, mean return) of every evaluation.
+        elapsed_s: wall time (s).
+        servo_time_s: servo time of all consumed transitions (s).
+        train_time_s: wall time spent in gradient steps (s).
+    """
+
+    stop_reason: str
+    steps: int
+    gradient_steps: int
+    deploys: int
+    start: PolicyRecord
+    best: PolicyRecord
+    history: list[tuple[int, float]]
+    elapsed_s: float
+    servo_time_s: float
+    train_time_s: float
+
+    @property
+    def transitions_per_s(self) -> float:
+        """Transitions consumed per second of wall time."""
+        return self.steps / self.elapsed_s if self.elapsed_s > 0.0 else 0.0
+
+    @property
+    def gradient_steps_per_s(self) -> float:
+        """Gradient steps per second of wall time spent training."""
+        return self.gradient_steps / self.train_time_s if self.train_time_s > 0.0 else 0.0
+
+
+def evaluation_summary(learner: OnlineLearner, moves: list[TransitionColumns], starts: list[float]) -> dict[str, float]:
+    """Mean return and step metrics of evaluation moves measured by the servo (``trainer.summarize`` names).
+
+    The return of a move is the sum of the objective's rewards of its transitions; the metrics are
+    ``mm_sim.metrics.step_metrics`` of its samples, from ``starts`` (the move's commanded start, rad).
+    """
+    from mm_sim.evaluate import Evaluation, Move
+    from mm_sim.metrics import Response, step_metrics
+    from mm_sim.objectives import DEFAULT_TOLERANCE_RAD
+
+    metrics, returns, described = [], [], []
+    for columns, start in zip(moves, starts, strict=True):
+        response = Response(
+            time_s=np.arange(columns.count, dtype=np.float64) * columns.dt_s,
+            position_rad=columns.position_rad,
+            target_rad=columns.target_rad,
+            current_a=columns.current_a,
+            power_w=columns.power_w,
+            action=columns.actions.astype(np.float64),
+        )
+        metrics.append(step_metrics(response, start_rad=start, tolerance_rad=DEFAULT_TOLERANCE_RAD))
+        returns.append(float(np.sum(learner.rewards(columns))))
+        described.append(Move(start, float(columns.target_rad[0]), columns.count * columns.dt_s))
+    return summarize(Evaluation(described, metrics, returns))
+
+
+class OnlineSession:
+    """Runs one session; see the module docstring.
+
+    Args:
+        config: the session.
+        link: the servo.
+        scales: observation scales written into every policy image (the servo computes its observation with
+            the active policy's scales, so all images of a session carry the same).
+        private_key: ECDSA P-256 key that signs the images.
+        out_dir: export artifacts (``deploy-<n>/``).
+        model: start from this off-policy model (trained or cloned in the twin); None: a fresh one.
+        on_progress: progress hook (phase changes, after each cycle and evaluation).
+        on_reward: called with each move's rewards.
+        should_cancel: polled between moves and gradient-step chunks; True stops the session.
+    """
+
+    def __init__(
+        self,
+        config: SessionConfig,
+        link: ServoLink,
+        *,
+        scales: Any,
+        private_key: Any,
+        out_dir: Path,
+        model: Any = None,
+        on_progress: Callable[[SessionProgress], None] | None = None,
+        on_reward: Callable[[RewardReport], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> None:
+        config.validate()
+        self.config = config
+        self.link = link
+        self.learner = OnlineLearner(
+            objective=config.objective,
+            algorithm=config.algorithm,
+            model=model,
+            seed=config.seed,
+            hyperparameters=dict(config.hyperparameters),
+        )
+        self.objective = parse_objective(config.objective)
+        self._scales = scales
+        self._key = private_key
+        self._out_dir = out_dir
+        self._on_progress = on_progress or (lambda _progress: None)
+        self._on_reward = on_reward or (lambda _report: None)
+        self._should_cancel = should_cancel or (lambda: False)
+        self._rng = np.random.default_rng(config.seed)
+        from mm_sim.evaluate import seeded_moves
+
+        self.eval_moves = seeded_moves(
+            config.eval_moves,
+            seed=EVAL_SEED,
+            range_rad=config.target_limit_rad,
+            min_distance_rad=config.min_move_rad,
+            duration_s=config.episode_s,
+        )
+        self.steps = 0
+        self.deploys = 0
+        self._servo_time_s = 0.0
+        self._train_time_s = 0.0
+        self._start_wall = 0.0
+        self._position_rad: float | None = None
+        self._observations: list[NDArray[np.float32]] = []
+        self._eval_metrics: dict[str, float] = {}
+        self._baseline: dict[str, float] = {}
+        self._cycle_rewards: list[float] = []
+        self._stop_reason = ""
+        self.refusals: list[str] = []
+        """Why exports were refused (the previous policy kept running)."""
+
+    # -- budget and progress ---------------------------------------------------------------------------------
+
+    def _budget_used(self) -> float:
+        """Fraction of the budget spent (the larger of steps and wall time)."""
+        used = 0.0
+        if self.config.max_steps:
+            used = self.steps / self.config.max_steps
+        if self.config.max_time_s:
+            used = max(used, (time.monotonic() - self._start_wall) / self.config.max_time_s)
+        return min(used, 1.0)
+
+    def _should_stop(self) -> bool:
+        if not self._stop_reason:
+            if self._should_cancel():
+                self._stop_reason = "cancelled"
+            elif self.config.max_steps and self.steps >= self.config.max_steps:
+                self._stop_reason = "steps"
+            elif self.config.max_time_s and time.monotonic() - self._start_wall >= self.config.max_time_s:
+                self._stop_reason = "time"
+        return bool(self._stop_reason)
+
+    def _report(self, phase: str) -> None:
+        wall = time.monotonic() - self._start_wall
+        rewards = self._cycle_rewards
+        self._on_progress(
+            SessionProgress(
+                phase=phase,
+                steps=self.steps,
+                steps_per_s=self.steps / wall if wall > 0.0 else 0.0,
+                gradient_steps=self.learner.gradient_steps,
+                deploys=self.deploys,
+                mean_reward=float(np.mean(rewards)) if rewards else math.nan,
+                eval_metrics=dict(self._eval_metrics),
+                baseline_metrics=dict(self._baseline),
+            )
+        )
+
+    # -- the servo -------------------------------------------------------------------------------------------
+
+    def _consume(self, columns: TransitionColumns) -> None:
+        """Store a move's transitions, count them, report its rewards."""
+        if columns.count < 2:
+            msg = f"the servo returned {columns.count} samples for a move; is it streaming transitions?"
+            raise OnlineError(msg)
+        self.learner.add_batch(columns)
+        self.steps += columns.count
+        self._servo_time_s += columns.count * columns.dt_s
+        self._position_rad = float(columns.position_rad[-1])
+        self._observations.append(columns.observations)
+        rewards, terms = self.learner.reward_terms(columns)
+        self._cycle_rewards.extend(rewards.tolist())
+        self._on_reward(
+            RewardReport(
+                first_tick=columns.first_tick,
+                samples=len(rewards),
+                reward=float(np.mean(rewards)),
+                terms={name: float(np.mean(values)) for name, values in terms.items()},
+            )
+        )
+
+    def _training_episode(self) -> Episode:
+        """A seeded random target at least ``min_move_rad`` from the load; a PID start when it wandered off."""
+        limit, config = self.config.target_limit_rad, self.config
+        start = None
+        here = self._position_rad
+        if here is None or abs(here) > limit:
+            here = start = float(self._rng.uniform(-limit, limit))
+        target = here
+        while abs(target - here) < config.min_move_rad:
+            target = float(self._rng.uniform(-limit, limit))
+        used = self._budget_used()
+        std = config.exploration_std + (config.exploration_std_final - config.exploration_std) * used
+        return Episode(target, config.episode_s, start, std, config.exploration_tau_s, config.settle_s)
+
+    def _export_and_deploy(self) -> PolicyRecord | None:
+        """Export the actor and deploy it; None (the previous policy keeps running) when the export refuses it."""
+        from mm_learning.export import export_policy
+
+        self._report("deploying")
+        calibration, held_out = self._observation_sample()
+        try:
+            export = export_policy(
+                actor_from_sb3(self.learner.model),
+                scales=self._scales,
+                representative_obs=calibration,
+                held_out_obs=held_out,
+                closed_loop_setup=None,
+                private_key=self._key,
+                out_dir=self._out_dir / f"deploy-{self.deploys:04d}",
+                objective=self.config.objective,
+                training_steps=self.steps,
+            )
+        except PolicyRejected as exc:
+            self.refusals.append(str(exc))
+            return None
+        crc = self.link.deploy(export.image, export.metadata)
+        self.deploys += 1
+        metadata = export.metadata | {"paths": {kind: str(path) for kind, path in export.paths.items()}}
+        return PolicyRecord(export.image, metadata, crc, self.steps)
+
+    def _observation_sample(self) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """Disjoint calibration and held-out observations from the servo's own transitions.
+
+        Before the servo has sent enough (the start policy), the rest are drawn uniformly from the contract's
+        box, with sin/cos of one angle, so the input scale still spans [-1, 1].
+        """
+        seen = np.concatenate(self._observations) if self._observations else np.empty((0, 8), np.float32)
+        need = 2 * _CALIBRATION_OBS
+        picked = seen[self._rng.permutation(len(seen))[:need]]
+        if len(picked) < need:
+            extra = self._rng.uniform(-1.0, 1.0, (need - len(picked), 8)).astype(np.float32)
+            angle = self._rng.uniform(-math.pi, math.pi, len(extra))
+            extra[:, 3], extra[:, 4] = np.sin(angle), np.cos(angle)
+            picked = np.concatenate([picked, extra])
+        return picked[:_CALIBRATION_OBS], picked[_CALIBRATION_OBS:]
+
+    def _evaluate(self) -> dict[str, float]:
+        """The deployed policy on the seeded moves, exploration off; the transitions are stored too."""
+        self._report("evaluating")
+        moves = []
+        for move in self.eval_moves:
+            episode = Episode(move.target_rad, move.duration_s, move.start_rad, settle_s=self.config.settle_s)
+            columns = self.link.run_episode(episode)
+            self._consume(columns)
+            moves.append(columns)
+        return evaluation_summary(self.learner, moves, [m.start_rad for m in self.eval_moves])
+
+    def _train(self, new_transitions: int) -> None:
+        """Gradient steps for the transitions stored since the last cycle, in chunks that can be cancelled."""
+        learner = self.learner
+        if learner.transitions < max(self.config.learning_starts, int(learner.model.batch_size)):
+            return
+        wanted = min(
+            round(self.config.updates_per_transition * new_transitions), self.config.max_gradient_steps_per_cycle
+        )
+        self._report("training")
+        started = time.monotonic()
+        while wanted > 0 and not self._should_stop():
+            chunk = min(wanted, 100)
+            learner.train(chunk)
+            wanted -= chunk
+        self._train_time_s += time.monotonic() - started
+
+    # -- the session -----------------------------------------------------------------------------------------
+
+    def run(self) -> SessionResult:
+        """Run until the budget, the target or a cancel; the servo is left in HOLD."""
+        import torch
+
+        torch.set_num_threads(1)  # see trainer.Trainer.run: one intra-op thread on this class of machine
+        self._start_wall = time.monotonic()
+        history: list[tuple[int, float]] = []
+        try:
+            start = self._export_and_deploy()
+            if start is None:
+                msg = f"the start policy was refused by the export checks: {self.refusals[-1]}"
+                raise OnlineError(msg)
+            self._baseline = self._evaluate()
+            start = PolicyRecord(start.image, start.metadata, start.policy_crc32, start.steps, dict(self._baseline))
+            history.append((self.steps, self._baseline["mean_return"]))
+            best = start
+            while not self._should_stop():
+                self._cycle_rewards = []
+                cycle_start = self.learner.transitions
+                self._report("exploring")
+                explored_s = 0.0
+                while explored_s < self.config.redeploy_every_s and not self._should_stop():
+                    columns = self.link.run_episode(self._training_episode())
+                    self._consume(columns)
+                    explored_s += columns.count * columns.dt_s
+                self._train(self.learner.transitions - cycle_start)
+                if self._stop_reason == "cancelled":
+                    break
+                record = self._export_and_deploy()
+                if record is None or self.deploys % self.config.eval_every_deploys:
+                    continue
+                self._eval_metrics = self._evaluate()
+                history.append((self.steps, self._eval_metrics["mean_return"]))
+                if self._eval_metrics["mean_return"] > best.metrics["mean_return"]:
+                    best = PolicyRecord(
+                        record.image, record.metadata, record.policy_crc32, record.steps, self._eval_metrics
+                    )
+                self._report("evaluating")
+                if self.config.stop_on_target and self._reached_target(self._eval_metrics):
+                    self._stop_reason = "target"
+        finally:
+            self.link.hold()
+        return SessionResult(
+            stop_reason=self._stop_reason,
+            steps=self.steps,
+            gradient_steps=self.learner.gradient_steps,
+            deploys=self.deploys,
+            start=start,
+            best=best,
+            history=history,
+            elapsed_s=time.monotonic() - self._start_wall,
+            servo_time_s=self._servo_time_s,
+            train_time_s=self._train_time_s,
+        )
+
+    def _reached_target(self, metrics: Mapping[str, float]) -> bool:
+        """The objective's target (``trainer.beats_target``) against the start policy, with a higher return."""
+        return metrics["mean_return"] > self._baseline["mean_return"] and beats_target(
+            self.objective, metrics, self._baseline
+        )

@@ -1,0 +1,116 @@
+"""The online session core against a virtual servo in this process (firmware core + TFLite Micro + plant).
+
+The schedule (targets, exploration decay, update-to-data ratio, redeploys, evaluations on fixed moves), the
+budget and cancel, and that what is reported is what the servo ran and measured.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import mm_firmware_core as fw
+import pytest
+from mm_learning.online_session import OnlineError, OnlineSession, SessionConfig, SessionProgress
+from mm_learning.signing import generate_keypair, load_private_key, public_key_hex
+from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig
+
+from mm_sim import ObsScales, load_profile
+
+sys.path.insert(0, str(Path(__file__).parent))
+from online_support import VirtualServoLink
+
+pytestmark = pytest.mark.slow
+
+
+def _session(tmp_path: Path, **overrides: Any) -> tuple[OnlineSession, VirtualServoLink, list[SessionProgress]]:
+    key = load_private_key(generate_keypair(tmp_path / "keys")[0])
+    servo = VirtualServo(
+        VirtualServoConfig(load="inertia_disk", heartbeat_timeout_s=0.0, public_key_hex=public_key_hex(key))
+    )
+    link = VirtualServoLink(servo)
+    settings: dict[str, Any] = {
+        "objective": "accuracy",
+        "max_steps": 5000,
+        "episode_s": 0.5,
+        "redeploy_every_s": 2.0,
+        "eval_moves": 2,
+        "settle_s": 0.3,
+        "updates_per_transition": 0.05,
+        "max_gradient_steps_per_cycle": 60,
+        "learning_starts": 500,
+        "exploration_std": 0.3,
+        "exploration_std_final": 0.1,
+        "target_limit_rad": 2.0,
+        "stop_on_target": False,
+    }
+    progress: list[SessionProgress] = []
+    session = OnlineSession(
+        SessionConfig(**(settings | overrides)),
+        link,
+        scales=ObsScales.from_profile(load_profile("mm_v3")),
+        private_key=key,
+        out_dir=tmp_path / "out",
+        on_progress=progress.append,
+    )
+    return session, link, progress
+
+
+def test_a_session_follows_its_schedule_and_reports_what_the_servo_ran(tmp_path: Path) -> None:
+    session, link, progress = _session(tmp_path)
+    episodes: list[Any] = []
+    run_episode = link.run_episode
+    link.run_episode = lambda episode: (episodes.append(episode), run_episode(episode))[1]  # type: ignore[method-assign]
+    crcs: list[int] = []
+    deploy = link.deploy
+    link.deploy = lambda image, metadata: (crcs.append(deploy(image, metadata)), crcs[-1])[1]  # type: ignore[method-assign]
+
+    result = session.run()
+
+    config = session.config
+    assert result.stop_reason == "steps" and result.steps >= config.max_steps
+    assert link.servo.state().mode == fw.MODE_HOLD, "the servo is left holding"
+    # The start policy plus one per cycle; each deployment was evaluated on the same fixed moves.
+    assert result.deploys == len(crcs) == len(result.history) >= 3
+    assert len(set(crcs)) == len(crcs), "every deployment is a new policy image"
+    evaluations = [e for e in episodes if e.exploration_std == 0.0]
+    assert len(evaluations) == config.eval_moves * result.deploys
+    first = [(e.start_rad, e.target_rad) for e in evaluations[: config.eval_moves]]
+    for k in range(result.deploys):
+        chunk = evaluations[k * config.eval_moves : (k + 1) * config.eval_moves]
+        assert [(e.start_rad, e.target_rad) for e in chunk] == first
+        assert all(e.start_rad is not None for e in chunk), "evaluation moves start from rest at their start"
+    # Training moves: targets inside the limits, exploration decaying linearly over the budget.
+    training = [e for e in episodes if e.exploration_std > 0.0]
+    assert all(abs(e.target_rad) <= config.target_limit_rad for e in training)
+    stds = [e.exploration_std for e in training]
+    assert stds == sorted(stds, reverse=True) and stds[0] <= config.exploration_std
+    assert config.exploration_std_final <= stds[-1] < stds[0]
+    # Update-to-data ratio, bounded per cycle: at most 60 gradient steps per cycle of ~2,000 transitions.
+    assert 0 < result.gradient_steps <= config.max_gradient_steps_per_cycle * (result.deploys - 1)
+    # The best policy is the evaluated one with the highest servo-measured return; the start is the baseline.
+    returns = [r for _, r in result.history]
+    assert result.start.metrics["mean_return"] == returns[0]
+    assert result.best.metrics["mean_return"] == max(returns)
+    assert result.best.policy_crc32 in crcs
+    assert math.isfinite(result.best.metrics["mean_rms_error_rad"])
+    assert {p.phase for p in progress} == {"deploying", "exploring", "training", "evaluating"}
+    assert all(p.baseline_metrics == result.start.metrics for p in progress if p.phase == "training")
+
+
+def test_cancel_stops_at_the_next_move_with_the_servo_holding(tmp_path: Path) -> None:
+    session, link, progress = _session(tmp_path, max_steps=0, max_time_s=600.0)
+    session._should_cancel = lambda: any(p.phase == "exploring" for p in progress)
+    result = session.run()
+    assert result.stop_reason == "cancelled"
+    assert result.deploys == 1 and result.best is result.start
+    assert link.servo.state().mode == fw.MODE_HOLD
+
+
+def test_a_configuration_that_cannot_run_is_refused_naming_the_field() -> None:
+    with pytest.raises(OnlineError, match="budget is zero"):
+        SessionConfig(objective="speed").validate()
+    with pytest.raises(OnlineError, match=r"redeploy_every_s=0\.0 must be > 0"):
+        SessionConfig(objective="speed", max_steps=10, redeploy_every_s=0.0).validate()
