@@ -27,7 +27,7 @@ from mm_msgs.action import Train
 from mm_msgs.msg import Reward
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "mm_driver"))
-from ros_support import Client, driver_args, process, twin_args, write_params
+from ros_support import Client, driver_args, node_process, twin_args, write_params
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -80,10 +80,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         public_key=public_key_hex(load_private_key(key_path)),
     )
     with (
-        process(twin, root / "twin.log"),
-        process(driver_args("/online", driver_params), root / "driver.log"),
-        process(learner_args("/online", learner_params), root / "learner.log"),
-        process(learner_args("/alone", learner_params), root / "alone.log"),
+        node_process(twin, root / "twin.log"),
+        node_process(driver_args("/online", driver_params), root / "driver.log"),
+        node_process(learner_args("/online", learner_params), root / "learner.log"),
+        node_process(learner_args("/alone", learner_params), root / "alone.log"),
     ):
         client = Client("online_client")
         try:
