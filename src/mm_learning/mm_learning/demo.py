@@ -78,7 +78,7 @@ class Trace:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mm-demo", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--objective", default="accuracy", help="accuracy, speed, energy, smooth or a mix 'speed:0.7,energy:0.3'"
+        "--objective", default="speed", help="accuracy, speed, energy, smooth or a mix 'speed:0.7,energy:0.3'"
     )
     parser.add_argument("--algo", default="ppo", help="SB3 algorithm (ppo, sac, td3, ddpg, a2c)")
     parser.add_argument("--time-s", type=float, default=240.0, help="training wall-time budget (s, default 240)")
@@ -92,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     parser.add_argument("--no-animation", action="store_true", help="skip the rendered animation")
+    parser.add_argument(
+        "--velocity-scale",
+        choices=("matched", "profile"),
+        default="matched",
+        help="velocity feature scale of the policy (learner parameter velocity_scale; default matched: the load's "
+        "fastest move, which speed needs; accuracy and energy policies pass the export checks with profile)",
+    )
     parser.add_argument(
         "--learner-param",
         action="append",
@@ -406,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=options.seed,
         moves=_seeded_moves(options),
         stream_moves=options.stream_moves,
-        learner_parameters=dict(options.learner_param),
+        learner_parameters={"velocity_scale": options.velocity_scale} | dict(options.learner_param),
         bag_name=time.strftime("bag_%Y%m%d_%H%M%S"),
     )
     progress = _Progress(options)

@@ -55,6 +55,7 @@ from mm_learning.trainer import (
     TwinSpec,
     evaluate_moves,
     export_trained,
+    matched_velocity_scale,
     parse_objective,
 )
 from mm_msgs.action import DeployPolicy, Train
@@ -64,6 +65,11 @@ _PARAMETERS: dict[str, tuple[Any, str]] = {
     "profile": ("mm_v3", "mm_sim servo profile used when a goal leaves `profile` empty"),
     "load": ("pendulum", "mm_sim load used when a goal leaves `load` empty"),
     "episode_s": (1.0, "length of one training/evaluation step move (s)"),
+    "velocity_scale": (
+        "profile",
+        "velocity feature scale written into every exported policy: profile (the profile's vel_scale_rad_s) or "
+        "matched (the load's fastest move, trainer.matched_velocity_scale; finer velocity resolution)",
+    ),
     "runs_dir": ("~/.ros/mm_learning/runs", "run directories (checkpoints, TensorBoard logs, exports)"),
     "registry_dir": ("~/.ros/mm_learning/policies", "registry of accepted policies"),
     "signing_key": ("~/.ros/mm_learning/keys/policy_signing_key.pem", "ECDSA P-256 private key (`mm keygen`)"),
@@ -94,6 +100,7 @@ _PARAMETERS: dict[str, tuple[Any, str]] = {
     "online_move_timeout_s": (60.0, "wall time a move, a deployment or a PID settle may take before giving up (s)"),
 }
 _MODES = ("", "sim", "online")
+VELOCITY_SCALES = ("profile", "matched")
 ONLINE_DEFAULT_ALGORITHM = "sac"
 PID_CLONE_EPISODES = 20  # noisy PID episodes cloned into the online start policy (as the PPO preset's clone)
 _UNITS = {"_s": "s", "_rad": "rad", "_j": "J", "_a": "A"}
@@ -165,11 +172,24 @@ class LearnerNode(Node):
     # -- goals -----------------------------------------------------------------------------------------------
 
     def _twin(self, goal: Train.Goal) -> TwinSpec:
+        """The twin of a goal (profile, load, objective and the velocity scale the node is configured for).
+
+        Raises:
+            LearningError: `velocity_scale` is neither "profile" nor "matched".
+            MmSimError: unknown profile or load.
+        """
+        profile = goal.profile or str(self._param("profile"))
+        load = goal.load or str(self._param("load"))
+        scale = str(self._param("velocity_scale"))
+        if scale not in VELOCITY_SCALES:
+            msg = f"parameter velocity_scale={scale!r}: use one of {', '.join(VELOCITY_SCALES)}"
+            raise LearningError(msg)
         return TwinSpec(
-            profile=goal.profile or str(self._param("profile")),
-            load=goal.load or str(self._param("load")),
+            profile=profile,
+            load=load,
             objective=goal.objective,
             episode_s=float(self._param("episode_s")),
+            vel_scale_rad_s=matched_velocity_scale(profile, load) if scale == "matched" else None,
         )
 
     def _goal_problem(self, goal: Train.Goal) -> str:
