@@ -139,6 +139,7 @@ class Client:
         self.executor.add_node(self.node)
         self.cond = threading.Condition()
         self.messages: dict[str, list[Any]] = {}
+        self._subscriptions: dict[str, list[Any]] = {}
         self.processes: dict[str, Watched] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._spin, daemon=True)
@@ -164,8 +165,14 @@ class Client:
                 box.append((time.monotonic(), msg) if arrival else msg)
                 self.cond.notify_all()
 
-        self.node.create_subscription(msg_type, topic, on_msg, qos)
+        subscription = self.node.create_subscription(msg_type, topic, on_msg, qos)
+        self._subscriptions.setdefault(topic, []).append(subscription)
         return box
+
+    def unsubscribe(self, topic: str) -> None:
+        """Stop collecting messages on `topic` (its list stays as it is)."""
+        for subscription in self._subscriptions.pop(topic, []):
+            self.node.destroy_subscription(subscription)
 
     def poll(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
         """Whether predicate() holds within timeout_s (s): checked when a message arrives, and every 0.2 s for

@@ -129,7 +129,8 @@ def test_state_arrives_at_the_firmware_rate_from_both_namespaces(
             f"received, {1e3 * (len(received) - 1) / ticks.sum():.1f} per 1000 control ticks"
         )
         assert ticks.size > 0 and np.all(ticks % 5 == 0), "a state every 5 ticks (1 kHz control / 200 Hz)"
-        assert np.mean(seqs == 1) > 0.9, "seq increments per published state"
+        # States this client's executor did not take in time are lost (best effort): a gap in seq is a gap in tick.
+        assert np.all(seqs * 5 == ticks), "seq counts published states, one per 5 ticks"
         assert 1e-3 * ticks.sum() < wall_span_s + 0.05, "a real-time servo never runs ahead of the wall clock"
         assert abs((stamp_s[-1] - stamp_s[0]) - wall_span_s) < 0.5, "real-time stamps follow the wall clock"
 
@@ -157,7 +158,9 @@ def test_streaming_publishes_batches_of_24_consecutive_ticks(client: TwinClient)
     _command(client, "servo2", 3, ServoCommand.MODE_POSITION, 0.3, stream_transitions=False)
     batches = client.batches["servo2"][:5]
     assert all(b.count == 24 and len(b.observations) == 24 * 8 and len(b.flags) == 24 for b in batches)
-    assert [b.first_tick for b in batches] == [batches[0].first_tick + 24 * i for i in range(5)]
+    # The servo's batches tile its ticks; one the client took too late is lost whole (keep-last history).
+    gaps = np.diff([b.first_tick for b in batches])
+    assert np.all((gaps > 0) & (gaps % 24 == 0)), f"batch start ticks {[b.first_tick for b in batches]}"
     assert batches[0].dt_s == pytest.approx(0.001)
     assert not client.batches["servo1"], "only the servo told to stream does"
 
