@@ -317,12 +317,14 @@ def main(args: list[str] | None = None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        executor.shutdown(timeout_sec=1.0)
+        # The callback thread calls into the firmware core: it must have stopped before the node and the core go
+        # (destroying them under a running callback ended the process with SIGSEGV on Ctrl-C).
+        executor.shutdown(timeout_sec=5.0)
+        if spinner is not None:
+            spinner.join(timeout=5.0)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
-        if spinner is not None:
-            spinner.join(timeout=1.0)
 
 
 if __name__ == "__main__":
