@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "mm_driver"))  # policies.py and ros_support.py: shared with the tests
+sys.path[:0] = [str(REPO / "tests" / "mm_driver"), str(REPO / "tests")]  # policies.py, ros_support.py: the tests
 
 BITRATE = 500_000
 SIZES = {"4 KB": 34, "16 KB": 100}  # hidden width of a [h, h] actor whose signed int16x8 image has about that size
@@ -216,7 +216,7 @@ def _deploys(client: Any, deploy: Any, ns: str, log: Path, image: bytes, *, repe
 
 def bench_ros(images: dict[str, bytes], repeats: int, seconds: float) -> dict[str, Any]:
     """Twin + driver processes over DDS: joint_states rate, goal→first-motion latency, deploy times."""
-    from ros_support import Client, driver_args, process, twin_args, write_params
+    from ros_support import Client, driver_args, node_process, twin_args, write_params
 
     from mm_msgs.action import DeployPolicy, MoveTo
 
@@ -227,7 +227,7 @@ def bench_ros(images: dict[str, bytes], repeats: int, seconds: float) -> dict[st
         root = Path(tmp)
         params = write_params(root / "driver.yaml", "/**", {"autostart": True})
         twin = twin_args(ns, load="inertia_disk", public_key=images["key"].hex())
-        with process(twin, root / "twin.log"), process(driver_args(ns, params), root / "driver.log"):
+        with node_process(twin, root / "twin.log"), node_process(driver_args(ns, params), root / "driver.log"):
             client = Client("bench_driver_client")
             try:
                 move = client.action(MoveTo, f"{ns}/move_to")
