@@ -23,6 +23,7 @@ Parameters (defaults in ``config/learner.yaml``, installed to the package share)
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -44,7 +45,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from mm_learning.errors import LearningError
 from mm_learning.online import TransitionColumns
-from mm_learning.online_session import Episode, OnlineError
+from mm_learning.online_session import Episode, OnlineError, SessionConfig
 from mm_learning.trainer import (
     ALGORITHMS,
     DEFAULT_ALGORITHM,
@@ -83,22 +84,27 @@ _PARAMETERS: dict[str, tuple[Any, str]] = {
         "online start policy: untrained (a fresh actor), pid_clone (the objective's PID cloned in the twin of "
         "profile/load) or the path of an SB3 .zip of the same algorithm (e.g. trained in the twin)",
     ),
-    "online_target_limit_rad": (3.14159, "online move targets and evaluation starts in [-limit, limit] (rad)"),
-    "online_min_move_rad": (0.2, "online training targets at least this far from the load (rad)"),
-    "online_redeploy_every_s": (5.0, "servo time of exploration between two deployments (s)"),
-    "online_eval_moves": (4, "seeded evaluation moves (exploration off) after each evaluated deployment"),
-    "online_eval_every_deploys": (1, "evaluate after every this many deployments"),
-    "online_settle_s": (0.5, "servo time the PID is given to reach an evaluation move's start (s)"),
-    "online_updates_per_transition": (0.25, "gradient steps per new transition (update-to-data ratio)"),
-    "online_max_gradient_steps_per_cycle": (2000, "at most this many gradient steps between two deployments"),
-    "online_learning_starts": (2000, "stored transitions before the first gradient step"),
-    "online_exploration_std": (0.3, "servo exploration noise std on the normalised action at the start"),
-    "online_exploration_std_final": (0.05, "exploration noise std at the end of the budget (linear)"),
-    "online_exploration_tau_s": (0.02, "exploration noise correlation time (s; 0: white)"),
-    "online_stop_on_target": (True, "stop once an evaluation beats the objective's target against the start policy"),
     "online_wait_s": (5.0, "wall time to wait for the driver's deploy_policy server and the servo's state (s)"),
     "online_move_timeout_s": (60.0, "wall time a move, a deployment or a PID settle may take before giving up (s)"),
 }
+# Online session settings: `online_<field>` parameters whose defaults are SessionConfig's (one source).
+_SESSION_PARAMETERS: dict[str, str] = {
+    "target_limit_rad": "online move targets and evaluation starts in [-limit, limit] (rad)",
+    "min_move_rad": "online training targets at least this far from the load (rad)",
+    "redeploy_every_s": "servo time of exploration between two deployments (s)",
+    "eval_moves": "seeded evaluation moves (exploration off) after each evaluated deployment",
+    "eval_every_deploys": "evaluate after every this many deployments",
+    "settle_s": "servo time the PID is given to reach an evaluation move's start (s)",
+    "updates_per_transition": "gradient steps per new transition (update-to-data ratio)",
+    "max_gradient_steps_per_cycle": "at most this many gradient steps between two deployments",
+    "learning_starts": "stored transitions before the first gradient step",
+    "exploration_std": "servo exploration noise std on the normalised action at the start",
+    "exploration_std_final": "exploration noise std at the end of the budget (linear)",
+    "exploration_tau_s": "exploration noise correlation time (s; 0: white)",
+    "stop_on_target": "stop once an evaluation beats the objective's target against the start policy",
+}
+_SESSION_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(SessionConfig)}
+_PARAMETERS |= {f"online_{name}": (_SESSION_DEFAULTS[name], text) for name, text in _SESSION_PARAMETERS.items()}
 _MODES = ("", "sim", "online")
 VELOCITY_SCALES = ("profile", "matched")
 ONLINE_DEFAULT_ALGORITHM = "sac"
@@ -395,9 +401,7 @@ class LearnerNode(Node):
             raise OnlineError(msg)
         return ALGORITHMS[algorithm].load(path, device="cpu")
 
-    def _online_config(self, goal: Train.Goal, algorithm: str) -> Any:
-        from mm_learning.online_session import SessionConfig
-
+    def _online_config(self, goal: Train.Goal, algorithm: str) -> SessionConfig:
         p = self._param
         return SessionConfig(
             objective=goal.objective,
@@ -406,19 +410,7 @@ class LearnerNode(Node):
             max_steps=int(goal.max_steps),
             max_time_s=float(goal.max_time_s),
             episode_s=float(p("episode_s")),
-            target_limit_rad=float(p("online_target_limit_rad")),
-            min_move_rad=float(p("online_min_move_rad")),
-            redeploy_every_s=float(p("online_redeploy_every_s")),
-            eval_moves=int(p("online_eval_moves")),
-            eval_every_deploys=int(p("online_eval_every_deploys")),
-            settle_s=float(p("online_settle_s")),
-            updates_per_transition=float(p("online_updates_per_transition")),
-            max_gradient_steps_per_cycle=int(p("online_max_gradient_steps_per_cycle")),
-            learning_starts=int(p("online_learning_starts")),
-            exploration_std=float(p("online_exploration_std")),
-            exploration_std_final=float(p("online_exploration_std_final")),
-            exploration_tau_s=float(p("online_exploration_tau_s")),
-            stop_on_target=bool(p("online_stop_on_target")),
+            **{name: type(_SESSION_DEFAULTS[name])(p(f"online_{name}")) for name in _SESSION_PARAMETERS},
             hyperparameters=json.loads(str(p("hyperparameters_json"))),
         )
 
