@@ -319,3 +319,39 @@ def test_a_follower_servo_keeps_to_the_leaders_simulated_time(tmp_path: Path) ->
     # The last states of the two were received up to a few executor cycles apart (at 5x, 0.5 s of simulated
     # time is 100 ms of wall time); a follower on its own clock would be seconds away after 2 s.
     assert abs(sim_s(follower_last) - sim_s(leader_last)) < 0.5, "follower and leader share one simulated time"
+
+
+def test_a_shutdown_between_the_loop_check_and_a_publish_ends_the_loop_without_an_error() -> None:
+    """Ctrl-C shuts the context down from the signal handler at any point of a period; the publish that then
+    fails must end `run()` as a shutdown (the process exits 0), and the same failure with the context up is raised.
+    """
+    from mm_sim.twin_node import VirtualServoNode
+    from rclpy._rclpy_pybind11 import RCLError
+    from rclpy.parameter import Parameter
+
+    with ros_context() as context:
+        overrides = {"heartbeat_timeout_s": 0.0, "time_mode": "fast", "publish_clock": False}
+        params = [Parameter(name, value=value) for name, value in overrides.items()]
+        node = VirtualServoNode(context=context, parameter_overrides=params, namespace="shutdown_servo")
+        real_period = node.run_period
+        periods = []
+
+        def failing_period() -> None:
+            periods.append(1)
+            raise RCLError("Failed to publish: publisher's context is invalid")
+
+        node.run_period = failing_period  # type: ignore[method-assign]
+        with pytest.raises(RCLError):
+            node.run()  # the context is up: the error is the node's, not a shutdown
+        assert len(periods) == 1
+
+        def period_under_ctrl_c() -> None:
+            periods.append(1)
+            if len(periods) == 4:
+                context.shutdown()  # what the SIGINT handler does, after the loop's rclpy.ok() check
+            real_period()
+
+        node.run_period = period_under_ctrl_c  # type: ignore[method-assign]
+        node.run()  # returns: the failed publish after the shutdown ends the loop
+        assert len(periods) == 4
+        node.destroy_node()

@@ -30,6 +30,7 @@ from typing import Any
 
 import rclpy
 from builtin_interfaces.msg import Time
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -274,7 +275,14 @@ class VirtualServoNode(Node):
                 if self.servo.time_s + period_s > self._leader_time_s + 1e-9:
                     self._leader_ticked.wait(timeout=0.1)
                     continue
-            self.run_period()
+            try:
+                self.run_period()
+            except RCLError:
+                # Ctrl-C shuts the context down from the signal handler, possibly between the check above and a
+                # publish: that publish fails and the loop ends as a shutdown, not as an error.
+                if rclpy.ok(context=self.context):
+                    raise
+                return
             if wall_period_s == 0.0:
                 continue
             deadline += wall_period_s
