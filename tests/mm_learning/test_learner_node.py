@@ -1,5 +1,6 @@
 """The learner node from another process: rejected goals, a tiny training goal with feedback through export to
-a PolicyBlob on `policy`, and cancel with a checkpoint while a second goal is refused (one goal at a time).
+a PolicyBlob on `policy`, cancel with a checkpoint while a second goal is refused (one goal at a time), and Ctrl-C
+during training (a checkpoint, exit 0).
 
 Run inside the loopback-only namespace: tools/run_tests.sh tests/mm_learning/test_learner_node.py
 """
@@ -7,6 +8,7 @@ Run inside the loopback-only namespace: tools/run_tests.sh tests/mm_learning/tes
 from __future__ import annotations
 
 import json
+import signal
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -19,6 +21,7 @@ pytest.importorskip("rclpy")
 from action_msgs.msg import GoalStatus
 from mm_learning.learner_node import POLICY_QOS
 from mm_learning.signing import generate_keypair
+from mm_learning.trainer import latest_checkpoint
 from rclpy.action import ActionClient
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -160,3 +163,43 @@ def test_cancel_stops_with_a_checkpoint_and_one_goal_runs_at_a_time(client: Any)
     assert 0 < response.result.steps < 10**8
     checkpoint = Path(response.result.checkpoint_path)
     assert json.loads((checkpoint / "state.json").read_text())["steps"] == response.result.steps
+
+
+def test_ctrl_c_during_training_exits_cleanly_with_a_checkpoint_of_the_last_step(
+    tmp_path: Path, learner: dict[str, Any]
+) -> None:
+    """SIGINT stops the running goal like a cancel (checkpoint at the step reached), and the process exits 0."""
+    params_file = tmp_path / "learner.yaml"
+    params = json.loads((learner["root"] / "learner.yaml").read_text())["learner"]
+    runs = tmp_path / "runs"
+    params["ros__parameters"]["runs_dir"] = str(runs)
+    params_file.write_text(json.dumps({"/ctrl_c/learner": params}))
+    log_path = tmp_path / "learner.log"
+    args = [*ros_args("mm_learning.learner_node", "/ctrl_c"), "--params-file", str(params_file)]
+    process = start_node(args, log_path)
+    try:
+        with ros_context() as context:
+            node = Node("ctrl_c_client", context=context)
+            action = ActionClient(node, Train, "/ctrl_c/train")
+            executor = SingleThreadedExecutor(context=context)
+            executor.add_node(node)
+            deadline = time.monotonic() + TIMEOUT_S
+            while not action.wait_for_server(timeout_sec=1.0):
+                check_alive({"learner": (process, log_path)})
+                assert time.monotonic() < deadline, "the learner's train action did not appear"
+            feedback: list[Train.Feedback] = []
+            goal = Train.Goal(objective="accuracy", max_steps=10**8, seed=4)
+            future = action.send_goal_async(goal, feedback_callback=lambda msg: feedback.append(msg.feedback))
+            _wait(executor, lambda: any(f.steps > 600 for f in feedback), "training past the first checkpoint")
+            action.destroy()
+            node.destroy_node()
+        assert future.result().accepted
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60.0) == 0, log_path.read_text()[-3000:]
+    finally:
+        stop_process(process)
+    checkpoint = latest_checkpoint(next(runs.iterdir()))
+    assert checkpoint is not None
+    steps = json.loads((checkpoint / "state.json").read_text())["steps"]
+    assert steps > max(f.steps for f in feedback)
+    assert f"after {steps} steps; checkpoint {checkpoint}" in log_path.read_text(), "not the stop's own checkpoint"

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor  # type: ignore[import-untyped]
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -267,10 +268,32 @@ class LearnerNode(Node):
             self.get_logger().error(f"train goal failed: {exc}")
             goal_handle.abort()
             return Train.Result(success=False, message=str(exc))
+        except RCLError:
+            # Ctrl-C shut the context down between a check and a feedback or state publish: a shutdown, not an error
+            # (training stopped at the shutdown with a checkpoint; nobody is left to receive a result).
+            if not self._shutting_down():
+                raise
+            return Train.Result(success=False, message="the learner shut down during the goal")
         finally:
             self._busy.release()
 
+    def _shutting_down(self) -> bool:
+        """Whether Ctrl-C (or rclpy.shutdown) has shut this node's context down."""
+        return not rclpy.ok(context=self.context)
+
+    @staticmethod
+    def _end_stopped(goal_handle: ServerGoalHandle) -> None:
+        """End a goal whose training stopped early: CANCELED when cancelled, left as it is after a shutdown."""
+        if goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+
+    def _stop_requested(self, goal_handle: ServerGoalHandle) -> bool:
+        """A cancel of the goal, or a shutdown of the node: training stops at the next check with a checkpoint."""
+        return bool(goal_handle.is_cancel_requested) or self._shutting_down()
+
     def _feedback(self, goal_handle: ServerGoalHandle, phase: str, progress: Progress | None = None) -> None:
+        if self._shutting_down():
+            return
         feedback = Train.Feedback(phase=phase)
         if progress is not None:
             feedback.steps = progress.steps
@@ -303,14 +326,14 @@ class LearnerNode(Node):
             last[:] = [progress]
             self._feedback(goal_handle, progress.phase, progress)
 
-        result = Trainer(config, on_progress=on_progress, should_cancel=lambda: goal_handle.is_cancel_requested).run()
+        result = Trainer(config, on_progress=on_progress, should_cancel=lambda: self._stop_requested(goal_handle)).run()
         common = {
             "steps": result.steps,
             "checkpoint_path": str(result.checkpoint_dir),
             "baseline_metrics": metric_values(dict(result.baseline_metrics)),
         }
         if result.stop_reason == "cancelled":
-            goal_handle.canceled()
+            self._end_stopped(goal_handle)
             message = (
                 f"cancelled after {result.steps} steps; checkpoint {result.checkpoint_dir} "
                 "(send the same goal again to resume)"
@@ -455,7 +478,8 @@ class LearnerNode(Node):
                 eval_metrics=metric_values(dict(progress.eval_metrics)),
                 baseline_metrics=metric_values(dict(progress.baseline_metrics)),
             )
-            goal_handle.publish_feedback(feedback)
+            if not self._shutting_down():
+                goal_handle.publish_feedback(feedback)
 
         session = OnlineSession(
             config,
@@ -466,7 +490,7 @@ class LearnerNode(Node):
             model=model,
             on_progress=on_progress,
             on_reward=lambda report: self._publish_reward(goal.objective, report),
-            should_cancel=lambda: bool(goal_handle.is_cancel_requested),
+            should_cancel=lambda: self._stop_requested(goal_handle),
         )
         result = session.run()
         session.learner.model.save(out_dir / "model.zip")
@@ -494,7 +518,7 @@ class LearnerNode(Node):
             "image_path": str(best.metadata["paths"]["mmpl"]),
         }
         if result.stop_reason == "cancelled":
-            goal_handle.canceled()
+            self._end_stopped(goal_handle)
             return Train.Result(success=False, **fields)
         goal_handle.succeed()
         return Train.Result(success=True, **fields)
