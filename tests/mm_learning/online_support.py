@@ -63,9 +63,11 @@ class VirtualServoLink:
         )
         if status != 0:
             raise OnlineError(f"POLICY command refused: status {status}")
-        servo.step(ticks + fw.cs.BATCH_MAX_SAMPLES)
+        batches = []
+        for _ in range(ticks // fw.cs.BATCH_MAX_SAMPLES + 2):  # drained batch by batch, as the twin node does
+            servo.step(fw.cs.BATCH_MAX_SAMPLES)
+            batches += servo.full_batches()
         servo.command(fw.MODE_HOLD, 0.0)
-        batches = servo.full_batches()
         # The move's batches are consecutive from the one holding its first sample (earlier ones: a tail of the
         # previous move the core kept until now).
         starts = [i for i, b in enumerate(batches) if any(_column(b, "flags") & FLAG_EPISODE_START)]

@@ -505,8 +505,15 @@ class LearnerNode(Node):
             f"{best.metrics['mean_return']:.4g} vs start {start.metrics['mean_return']:.4g} on "
             f"{config.eval_moves} servo moves"
             + (f"; {len(session.refusals)} exports refused, last: {session.refusals[-1]}" if session.refusals else "")
+            + (
+                f"; {session.incomplete_moves} evaluation moves rerun (transitions lost)"
+                if session.incomplete_moves
+                else ""
+            )
         )
         self.get_logger().info(summary)
+        evaluations = ", ".join(f"{steps}: {value:.4g}" for steps, value in result.history)
+        self.get_logger().info(f"servo-measured return at each evaluation (transitions: return): {evaluations}")
         fields = {
             "message": summary,
             "policy_id": policy_id,

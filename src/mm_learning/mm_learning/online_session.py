@@ -41,6 +41,7 @@ from mm_learning.trainer import EVAL_SEED, beats_target, parse_objective, summar
 
 PHASES = ("deploying", "exploring", "training", "evaluating")
 _CALIBRATION_OBS = 1000  # observations for the export's calibration, and as many held out for check (b)
+_EVAL_ATTEMPTS = 3  # runs of an evaluation move whose transitions come back incomplete, before giving up
 
 
 class OnlineError(LearningError):
@@ -365,6 +366,8 @@ class OnlineSession:
         self._stop_reason = ""
         self.refusals: list[str] = []
         """Why exports were refused (the previous policy kept running)."""
+        self.incomplete_moves = 0
+        """Evaluation moves run again because their transitions came back incomplete."""
 
     # -- budget and progress ---------------------------------------------------------------------------------
 
@@ -488,10 +491,26 @@ class OnlineSession:
         moves = []
         for move in self.eval_moves:
             episode = Episode(move.target_rad, move.duration_s, move.start_rad, settle_s=self.config.settle_s)
+            moves.append(self._complete_move(episode))
+        return evaluation_summary(self.learner, moves, [m.start_rad for m in self.eval_moves])
+
+    def _complete_move(self, episode: Episode) -> TransitionColumns:
+        """Run an evaluation move until its transitions arrive whole; every attempt is stored for training.
+
+        A return summed over a move cut short by lost transitions would compare policies on different moves.
+        """
+        for _ in range(_EVAL_ATTEMPTS):
             columns = self.link.run_episode(episode)
             self._consume(columns)
-            moves.append(columns)
-        return evaluation_summary(self.learner, moves, [m.start_rad for m in self.eval_moves])
+            if columns.count >= round(episode.duration_s / columns.dt_s):
+                return columns
+            self.incomplete_moves += 1
+        msg = (
+            f"the evaluation move to {episode.target_rad:.3f} rad came back incomplete {_EVAL_ATTEMPTS} times "
+            f"(the last had {columns.count} samples for {episode.duration_s} s): transitions are being lost "
+            "between the servo and the learner"
+        )
+        raise OnlineError(msg)
 
     def _train(self, new_transitions: int) -> None:
         """Gradient steps for the transitions stored since the last cycle, in chunks that can be cancelled."""
