@@ -19,7 +19,7 @@ from typing import Any
 import rclpy
 from rclpy.action import ActionClient
 from rclpy.context import Context
-from rclpy.executors import Executor, MultiThreadedExecutor
+from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
@@ -135,7 +135,7 @@ class Client:
         self.context = Context()
         rclpy.init(context=self.context)
         self.node = Node(name, namespace=namespace, context=self.context)
-        self.executor = MultiThreadedExecutor(context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.cond = threading.Condition()
         self.messages: dict[str, list[Any]] = {}
