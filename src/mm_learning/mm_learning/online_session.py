@@ -14,7 +14,7 @@ The servo runs the deployed integer policy at its control rate and streams its t
    the servo's own observations; no closed-loop twin check: step 5 measures the quantised policy on the servo);
 5. **evaluates** every ``eval_every_deploys`` deployments with exploration off, on the same seeded moves (each
    move starts with the servo's PID holding the move's start), measuring the objective's return and the shared
-   step metrics (``mm_sim.metrics``) from the servo's transitions;
+   step metrics (``mm_sim.metrics``) from the servo's transitions (a move that arrives incomplete is run again);
 
 until ``max_steps`` transitions were consumed, ``max_time_s`` of wall time passed, the target was reached (the
 objective's target against the start policy, ``trainer.beats_target``, with a higher return too) or the caller
