@@ -46,7 +46,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from mm_learning.errors import LearningError
 from mm_learning.online import TransitionColumns
-from mm_learning.online_session import Episode, OnlineError, SessionConfig
+from mm_learning.online_session import Episode, OnlineError, SessionConfig, SessionProgress
 from mm_learning.trainer import (
     ALGORITHMS,
     DEFAULT_ALGORITHM,
@@ -291,7 +291,10 @@ class LearnerNode(Node):
         """A cancel of the goal, or a shutdown of the node: training stops at the next check with a checkpoint."""
         return bool(goal_handle.is_cancel_requested) or self._shutting_down()
 
-    def _feedback(self, goal_handle: ServerGoalHandle, phase: str, progress: Progress | None = None) -> None:
+    def _feedback(
+        self, goal_handle: ServerGoalHandle, phase: str, progress: Progress | SessionProgress | None = None
+    ) -> None:
+        """Publish Train feedback (sim or online progress have the same fields); nothing after a shutdown."""
         if self._shutting_down():
             return
         feedback = Train.Feedback(phase=phase)
@@ -450,7 +453,7 @@ class LearnerNode(Node):
 
     def _train_online(self, goal_handle: ServerGoalHandle) -> Train.Result:
         """Train against the servo in this namespace (mm_learning.online_session), through its driver."""
-        from mm_learning.online_session import OnlineSession, SessionProgress
+        from mm_learning.online_session import OnlineSession
         from mm_learning.signing import load_private_key
 
         goal: Train.Goal = goal_handle.request
@@ -470,16 +473,7 @@ class LearnerNode(Node):
         probe.close()
 
         def on_progress(progress: SessionProgress) -> None:
-            feedback = Train.Feedback(
-                phase=progress.phase,
-                steps=progress.steps,
-                steps_per_s=float(progress.steps_per_s),
-                mean_reward=float(progress.mean_reward),
-                eval_metrics=metric_values(dict(progress.eval_metrics)),
-                baseline_metrics=metric_values(dict(progress.baseline_metrics)),
-            )
-            if not self._shutting_down():
-                goal_handle.publish_feedback(feedback)
+            self._feedback(goal_handle, progress.phase, progress)
 
         session = OnlineSession(
             config,
