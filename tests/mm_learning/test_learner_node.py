@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,23 +67,32 @@ def learner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         stop_process(process, timeout_s=20.0)
 
 
-@pytest.fixture
-def client(learner: dict[str, Any]) -> Iterator[tuple[Node, ActionClient, SingleThreadedExecutor]]:
-    """An action client in this process, in its own rclpy context."""
+@contextmanager
+def _train_client(
+    name: str, action_name: str, process: subprocess.Popen[bytes], log: Path
+) -> Iterator[tuple[Node, ActionClient, SingleThreadedExecutor]]:
+    """A Train action client in this process, in its own rclpy context, once the learner's server is up."""
     with ros_context() as context:
-        node = Node("learner_test_client", context=context)
-        action = ActionClient(node, Train, "train")
+        node = Node(name, context=context)
+        action = ActionClient(node, Train, action_name)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         try:
             deadline = time.monotonic() + TIMEOUT_S
             while not action.wait_for_server(timeout_sec=1.0):
-                check_alive({"learner": (learner["process"], learner["log"])})
+                check_alive({"learner": (process, log)})
                 assert time.monotonic() < deadline, "the learner's train action did not appear"
             yield node, action, executor
         finally:
             action.destroy()
             node.destroy_node()
+
+
+@pytest.fixture
+def client(learner: dict[str, Any]) -> Iterator[tuple[Node, ActionClient, SingleThreadedExecutor]]:
+    """An action client of the module's learner."""
+    with _train_client("learner_test_client", "train", learner["process"], learner["log"]) as client:
+        yield client
 
 
 def _wait(executor: SingleThreadedExecutor, done: Callable[[], bool], what: str) -> None:
@@ -178,21 +189,11 @@ def test_ctrl_c_during_training_exits_cleanly_with_a_checkpoint_of_the_last_step
     args = [*ros_args("mm_learning.learner_node", "/ctrl_c"), "--params-file", str(params_file)]
     process = start_node(args, log_path)
     try:
-        with ros_context() as context:
-            node = Node("ctrl_c_client", context=context)
-            action = ActionClient(node, Train, "/ctrl_c/train")
-            executor = SingleThreadedExecutor(context=context)
-            executor.add_node(node)
-            deadline = time.monotonic() + TIMEOUT_S
-            while not action.wait_for_server(timeout_sec=1.0):
-                check_alive({"learner": (process, log_path)})
-                assert time.monotonic() < deadline, "the learner's train action did not appear"
+        with _train_client("ctrl_c_client", "/ctrl_c/train", process, log_path) as (_, action, executor):
             feedback: list[Train.Feedback] = []
             goal = Train.Goal(objective="accuracy", max_steps=10**8, seed=4)
             future = action.send_goal_async(goal, feedback_callback=lambda msg: feedback.append(msg.feedback))
             _wait(executor, lambda: any(f.steps > 600 for f in feedback), "training past the first checkpoint")
-            action.destroy()
-            node.destroy_node()
         assert future.result().accepted
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60.0) == 0, log_path.read_text()[-3000:]
