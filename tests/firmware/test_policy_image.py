@@ -3,6 +3,7 @@ previous policy still active (servo contract section 5); chunked transfer with l
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import zlib
 from typing import Any
@@ -149,6 +150,15 @@ def test_images_from_the_project_packer_are_accepted(
     img = policy_image.pack_image(head, MODEL, lambda data: sign_raw(signing_key, data))
     assert core.load_policy(img) == 0
     assert core.state().policy_crc32 == policy_image.policy_crc32(img)
+    active = core.active_policy()
+    assert active is not None and active.policy_decimation == 0
+    # The decimation the policy was trained at reaches the core's header (the core runs it at that rate).
+    decimated = policy_image.pack_image(
+        dataclasses.replace(head, policy_decimation=10), MODEL, lambda data: sign_raw(signing_key, data)
+    )
+    assert core.load_policy(decimated) == 0
+    active = core.active_policy()
+    assert active is not None and active.policy_decimation == 10
 
 
 def test_header_helper_matches_the_contract_layout() -> None:

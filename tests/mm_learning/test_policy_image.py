@@ -48,6 +48,16 @@ def test_layout_matches_the_contract_table() -> None:
     assert len(image) == 48 + len(MODEL) + 64
 
 
+def test_the_policy_decimation_travels_in_byte_11() -> None:
+    scales = ObsScales(3.0, 40.0, 25.0, 2.0, 0.004)
+    header = PolicyHeader(ModelType.INT16X8, scales, arena_bytes=3552, policy_decimation=10)
+    image = pack_image(header, MODEL, lambda _: SIGNATURE)
+    assert image[11] == 10 and parse_image(image).header.policy_decimation == 10
+    assert _image()[11] == 0 and parse_image(_image()).header.policy_decimation == 0, "0: the servo's default"
+    with pytest.raises(PolicyImageError, match="policy_decimation=256 must be in"):
+        pack_image(PolicyHeader(ModelType.INT16X8, scales, 3552, policy_decimation=256), MODEL, lambda _: SIGNATURE)
+
+
 def test_policy_crc32_is_the_crc_of_the_whole_image() -> None:
     image = _image()
     assert policy_crc32(image) == zlib.crc32(image) == parse_image(image).policy_crc32

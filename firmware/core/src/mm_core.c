@@ -146,6 +146,13 @@ static bool mode_is_active(uint8_t mode)
     return mode != MM_MODE_IDLE && mode != MM_MODE_BRAKE;
 }
 
+/* A new episode: its first sample is flagged, and the policy runs on its first tick (decisions start with it). */
+static void start_episode(mm_core_t *core)
+{
+    core->episode_start = true;
+    core->policy_counter = 0u;
+}
+
 static void enter_mode(mm_core_t *core, uint8_t mode)
 {
     if (mode == core->mode) {
@@ -164,11 +171,10 @@ static void enter_mode(mm_core_t *core, uint8_t mode)
         core->prev_action = 0.0f;
         core->policy_action = 0.0f;
         core->policy_noisy = false;
-        core->policy_counter = 0u;
         mm_noise_reset(&core->noise);
     }
     core->mode = mode;
-    core->episode_start = true;
+    start_episode(core);
 }
 
 static const mm_obs_params_t *obs_params(const mm_core_t *core)
@@ -236,7 +242,7 @@ mm_status_t mm_core_command(mm_core_t *core, const mm_command_t *cmd)
         core->conditions = present;
     }
     if (cmd->stream_transitions && !core->streaming) {
-        core->episode_start = true;
+        start_episode(core);
     }
     core->streaming = cmd->stream_transitions;
     if (cmd->max_velocity_rad_s > 0.0f) {
@@ -261,7 +267,7 @@ mm_status_t mm_core_command(mm_core_t *core, const mm_command_t *cmd)
         core->torque_current_a = cmd->target;
     } else if (cmd->mode == MM_MODE_POSITION || cmd->mode == MM_MODE_POLICY) {
         if (cmd->target != core->target_rad || cmd->target_velocity_rad_s != core->target_velocity_rad_s) {
-            core->episode_start = true;
+            start_episode(core);
             mm_noise_reset(&core->noise); /* a new episode explores from n = 0 */
         }
         core->target_rad = cmd->target;
@@ -337,11 +343,19 @@ static float derating(const mm_config_t *cfg, float temperature_c)
     return fmaxf(f, 0.0f);
 }
 
+/* Ticks per policy run: the active image's own decimation, or the firmware's configured one when it has none. */
+static uint16_t policy_decimation(const mm_core_t *core)
+{
+    const uint8_t own = core->active_header.policy_decimation;
+    return own != 0u ? (uint16_t)own : core->cfg.policy_decimation;
+}
+
 /* Run the policy (every policy_decimation ticks, dt_s apart) and add the exploration noise, updated at the same
  * rate (contract section 4); false when inference failed. */
 static bool run_policy(mm_core_t *core, float dt_s)
 {
-    if (core->policy_counter % core->cfg.policy_decimation == 0u) {
+    const uint16_t decimation = policy_decimation(core);
+    if (core->policy_counter % decimation == 0u) {
         float action[MM_ACTION_DIM] = {0.0f};
         const int rc = core->cfg.backend.invoke(core->cfg.backend.ctx, core->active_slot, core->obs, action);
         if (rc != 0 || !isfinite(action[0])) {
@@ -350,7 +364,7 @@ static bool run_policy(mm_core_t *core, float dt_s)
         core->policy_action = mm_clip_unit(action[0]);
         core->policy_noisy = core->exploration_std > 0.0f;
         if (core->policy_noisy) {
-            const float period_s = dt_s * (float)core->cfg.policy_decimation;
+            const float period_s = dt_s * (float)decimation;
             const float n = mm_noise_step(&core->noise, core->exploration_std, core->exploration_tau_s, period_s);
             core->policy_action = mm_clip_unit(core->policy_action + n);
         }
@@ -597,7 +611,7 @@ mm_status_t mm_core_policy_commit(mm_core_t *core)
     core->active_header = core->staged_header;
     core->active_slot = slot;
     core->policy_active = true;
-    core->episode_start = true;
+    start_episode(core); /* the new policy runs on the next tick, at its own decimation */
     /* The next transfer goes to the slot that just became idle. */
     const uint32_t abandoned = core->reassembly.abandoned;
     mm_reassembly_init(&core->reassembly, core->slots[staging_slot(core)], core->cfg.max_policy_bytes);

@@ -31,6 +31,7 @@ bool mm_policy_header_decode(const uint8_t *image, uint32_t len, mm_policy_heade
     out->model_type = image[8];
     out->obs_dim = image[9];
     out->action_dim = image[10];
+    out->policy_decimation = image[11];
     out->model_size = read_u32(image + 12);
     out->scales.pos_scale_rad = read_f32(image + 16);
     out->scales.vel_scale_rad_s = read_f32(image + 20);

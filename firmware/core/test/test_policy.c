@@ -351,6 +351,42 @@ static void policy_decimation_holds_the_action_between_runs(void **state)
     assert_int_equal(g_fake.invokes, 2);
 }
 
+/* Policy invocations in n ticks of POLICY mode. */
+static int invokes_in(mm_core_t *core, int n)
+{
+    const mm_sensors_t s = test_sensors(0);
+    mm_actuator_t out;
+    const int before = g_fake.invokes;
+    for (int k = 0; k < n; ++k) {
+        mm_core_step(core, &s, 0.001f, &out);
+    }
+    return g_fake.invokes - before;
+}
+
+static void an_image_carries_its_own_decimation_counted_from_each_episode(void **state)
+{
+    (void)state;
+    mm_core_t *core = policy_core_decimated(4u);
+    static uint8_t own[IMAGE_BYTES];
+    assert_int_equal(test_image_make_decimated(own, &g_key, g_model, MODEL_BYTES, 2.0f, 10u), IMAGE_BYTES);
+    assert_int_equal(mm_core_policy_load(core, own, IMAGE_BYTES), MM_REASON_NONE);
+    mm_policy_header_t header;
+    assert_true(mm_core_policy_active(core, &header));
+    assert_int_equal(header.policy_decimation, 10);
+    const mm_command_t cmd = {.mode = MM_MODE_POLICY, .target = 1.0f};
+    assert_int_equal(mm_core_command(core, &cmd), MM_OK);
+    assert_int_equal(invokes_in(core, 3), 1); /* ticks 0, 1, 2: only tick 0 runs the policy */
+    /* A new target is a new episode: the policy decides on its first tick. */
+    const mm_command_t next = {.mode = MM_MODE_POLICY, .target = 2.0f};
+    assert_int_equal(mm_core_command(core, &next), MM_OK);
+    assert_int_equal(invokes_in(core, 1), 1);
+    /* An image without its own decimation (0) runs at the firmware's (4), phase restarted at the swap. */
+    assert_int_equal(mm_core_policy_load(core, g_image, IMAGE_BYTES), MM_REASON_NONE);
+    assert_int_equal(invokes_in(core, 8), 2);
+    assert_int_equal(mm_core_policy_load(core, own, IMAGE_BYTES), MM_REASON_NONE);
+    assert_int_equal(invokes_in(core, 20), 2);
+}
+
 /* ---- exploration noise (contract section 4) ---- */
 
 #define EXPLORE_TICKS 20000
@@ -596,6 +632,7 @@ int main(void)
         cmocka_unit_test(corrupted_chunk_fails_the_image_crc),
         cmocka_unit_test(inference_failure_latches_policy_fault_and_holds),
         cmocka_unit_test(policy_decimation_holds_the_action_between_runs),
+        cmocka_unit_test(an_image_carries_its_own_decimation_counted_from_each_episode),
         cmocka_unit_test(exploration_noise_is_white_with_the_commanded_std),
         cmocka_unit_test(exploration_noise_is_correlated_over_tau),
         cmocka_unit_test(exploration_noise_follows_the_policy_decimation),

@@ -60,6 +60,12 @@ static void put_f32(uint8_t *p, float f)
 uint32_t test_image_make(uint8_t *buf, const test_key_t *key, const uint8_t *model, uint32_t model_size,
                          float current_limit_a)
 {
+    return test_image_make_decimated(buf, key, model, model_size, current_limit_a, 0u);
+}
+
+uint32_t test_image_make_decimated(uint8_t *buf, const test_key_t *key, const uint8_t *model, uint32_t model_size,
+                                   float current_limit_a, uint8_t policy_decimation)
+{
     memset(buf, 0, MM_POLICY_HEADER_BYTES);
     memcpy(buf, "MMPL", 4);
     buf[4] = 1;
@@ -67,6 +73,7 @@ uint32_t test_image_make(uint8_t *buf, const test_key_t *key, const uint8_t *mod
     buf[8] = MM_POLICY_MODEL_INT8;
     buf[9] = MM_OBS_DIM;
     buf[10] = MM_ACTION_DIM;
+    buf[11] = policy_decimation;
     put_u32(buf + 12, model_size);
     put_f32(buf + 16, 3.0f);
     put_f32(buf + 20, 40.0f);

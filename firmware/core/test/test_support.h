@@ -22,6 +22,10 @@ void test_key_make(test_key_t *key, unsigned seed);
 uint32_t test_image_make(uint8_t *buf, const test_key_t *key, const uint8_t *model, uint32_t model_size,
                          float current_limit_a);
 
+/** test_image_make with the header's policy_decimation (0: the firmware's configured one). */
+uint32_t test_image_make_decimated(uint8_t *buf, const test_key_t *key, const uint8_t *model, uint32_t model_size,
+                                   float current_limit_a, uint8_t policy_decimation);
+
 /** The fake backend: action = obs[0] * gain (or an error when fail_invoke), load fails when fail_load. */
 typedef struct {
     float gain;

@@ -26,8 +26,9 @@ ACTION_DIM = 1
 # Image size ceiling used when the caller does not pass the firmware's configured maximum: the model budget
 # (see mm_learning.acceptance.Budget) is far below it, so this only guards against absurd inputs.
 DEFAULT_MAX_IMAGE_BYTES = 256 * 1024
+MAX_POLICY_DECIMATION = 255  # one header byte
 
-# magic, format_version, header_size, model_type, obs_dim, action_dim, reserved, model_size,
+# magic, format_version, header_size, model_type, obs_dim, action_dim, policy_decimation, model_size,
 # pos_scale_rad, vel_scale_rad_s, fine_gain_per_rad, current_limit_a, velocity_filter_tau_s,
 # arena_bytes, model_crc32, reserved
 _HEADER = struct.Struct("<4sHHBBBBI5fIII")
@@ -54,9 +55,18 @@ class PolicyHeader:
     model_crc32: int = 0
     obs_dim: int = OBS_DIM
     action_dim: int = ACTION_DIM
+    policy_decimation: int = 0
+    """Control ticks per policy run (the action is held between runs); 0: the servo's configured default."""
 
     def pack(self) -> bytes:
-        """Serialise to the 48 header bytes."""
+        """Serialise to the 48 header bytes.
+
+        Raises:
+            PolicyImageError: a policy_decimation that does not fit its byte.
+        """
+        if not 0 <= self.policy_decimation <= MAX_POLICY_DECIMATION:
+            msg = f"policy_decimation={self.policy_decimation} must be in [0, {MAX_POLICY_DECIMATION}] (0: the servo's)"
+            raise PolicyImageError(msg)
         s = self.scales
         return _HEADER.pack(
             MAGIC,
@@ -65,7 +75,7 @@ class PolicyHeader:
             int(self.model_type),
             self.obs_dim,
             self.action_dim,
-            0,
+            self.policy_decimation,
             self.model_size,
             s.pos_scale_rad,
             s.vel_scale_rad_s,
@@ -122,6 +132,7 @@ def pack_image(header: PolicyHeader, model: bytes, sign: Callable[[bytes], bytes
         model_crc32=zlib.crc32(model) & 0xFFFFFFFF,
         obs_dim=header.obs_dim,
         action_dim=header.action_dim,
+        policy_decimation=header.policy_decimation,
     )
     signed = full.pack() + model
     signature = sign(signed)
@@ -150,7 +161,7 @@ def parse_image(image: bytes, *, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES)
         model_type,
         obs_dim,
         action_dim,
-        _r0,
+        decimation,
         model_size,
         pos_scale,
         vel_scale,
@@ -190,5 +201,6 @@ def parse_image(image: bytes, *, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES)
         model_crc32=model_crc,
         obs_dim=obs_dim,
         action_dim=action_dim,
+        policy_decimation=decimation,
     )
     return PolicyImage(header=header, model=model, signature=image[HEADER_SIZE + model_size :], raw=image)

@@ -40,6 +40,7 @@ typedef struct {
     uint8_t model_type;        /**< MM_POLICY_MODEL_* */
     uint8_t obs_dim;
     uint8_t action_dim;
+    uint8_t policy_decimation; /**< run the policy every N control ticks; 0: the firmware's configured default */
     uint32_t model_size;       /**< bytes of .tflite model */
     mm_obs_params_t scales;    /**< observation scales and velocity filter tau */
     uint32_t arena_bytes;      /**< TFLite Micro tensor arena the model needs (bytes) */

@@ -187,6 +187,7 @@ class PolicyHeader(ctypes.Structure):
         ("model_type", ctypes.c_uint8),
         ("obs_dim", ctypes.c_uint8),
         ("action_dim", ctypes.c_uint8),
+        ("policy_decimation", ctypes.c_uint8),
         ("model_size", ctypes.c_uint32),
         ("scales", ObsParams),
         ("arena_bytes", ctypes.c_uint32),
