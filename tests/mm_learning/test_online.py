@@ -15,8 +15,12 @@ from mm_learning.trainer import TrainingError, objective_terms
 MAX_SAMPLES = 24  # TransitionBatch.MAX_SAMPLES
 
 
-def _servo_stream(objective: str, ticks: int, seed: int = 0) -> tuple[list[TransitionColumns], list[float]]:
+def _servo_stream(
+    objective: str, ticks: int, seed: int = 0, decimation: int = 1
+) -> tuple[list[TransitionColumns], list[float]]:
     """Roll a noisy PD law out in the twin and pack the ticks into batches as the servo would.
+
+    The law decides every `decimation` ticks from each episode start and its action holds in between.
 
     Returns the batches and the env's reward of every step (the reward of the transition into tick k+1).
     """
@@ -29,9 +33,11 @@ def _servo_stream(objective: str, ticks: int, seed: int = 0) -> tuple[list[Trans
     }
     observations, actions, flags, env_rewards = [], [], [], []
     obs, info = env.reset(seed=seed)
-    start = True
+    start, since_start, action = True, 0, 0.0
     for _ in range(ticks):
-        action = float(np.clip(2.0 * obs[0] - 0.5 * obs[2] + rng.normal(0.0, 0.2), -1.0, 1.0))
+        since_start = 0 if start else since_start + 1
+        if since_start % decimation == 0:
+            action = float(np.clip(2.0 * obs[0] - 0.5 * obs[2] + rng.normal(0.0, 0.2), -1.0, 1.0))
         observations.append(obs)
         actions.append(action)
         flags.append(FLAG_POLICY | (FLAG_EPISODE_START if start else 0))
@@ -97,6 +103,36 @@ def test_faults_episode_starts_and_gaps_drop_transitions() -> None:
     assert learner.add_batch(gap) == 23
 
 
+def test_decisions_of_k_ticks_sum_the_twins_rewards_from_each_episode_start() -> None:
+    k, scale = 10, 10.0
+    batches, env_rewards = _servo_stream("accuracy", ticks=600, decimation=k)  # 0.25 s episodes: 250 ticks
+    learner = OnlineLearner(
+        objective="accuracy", hyperparameters={"buffer_size": 1000}, policy_decimation=k, reward_scale=scale
+    )
+    for batch in batches:
+        learner.add_batch(batch)
+    obs = np.concatenate([b.observations for b in batches])
+    # Episodes start at ticks 0, 250 and 500; a decision needs k + 1 samples of its episode: 24 + 24 + 9.
+    firsts = [e + j for e in (0, 250, 500) for j in range(0, 250, k) if e + j + k < min(e + 250, 600)]
+    assert learner.transitions == len(firsts) == 57
+    buffer = learner.model.replay_buffer
+    np.testing.assert_array_equal(buffer.observations[:57, 0], obs[firsts])
+    np.testing.assert_array_equal(buffer.next_observations[:57, 0], obs[[f + k for f in firsts]])
+    expected = [scale * sum(env_rewards[f : f + k]) for f in firsts]
+    np.testing.assert_allclose(buffer.rewards[:57, 0], expected, rtol=1e-5, atol=1e-9)
+
+
+def test_windows_whose_action_changes_are_no_decisions() -> None:
+    ramp = np.linspace(-0.5, 0.5, MAX_SAMPLES, dtype=np.float32)  # a new action every tick
+    batches = [dataclasses.replace(b, actions=ramp) for b in _servo_stream("accuracy", ticks=48)[0]]
+    pid = [dataclasses.replace(b, flags=b.flags & ~np.uint8(FLAG_POLICY)) for b in batches]
+    learner = OnlineLearner(objective="accuracy", hyperparameters={"buffer_size": 100}, policy_decimation=4)
+    assert learner.add_batch(pid[0]) == 0 and learner.add_batch(pid[1]) == 0, "PID ticks: nothing held"
+    learner = OnlineLearner(objective="accuracy", hyperparameters={"buffer_size": 100}, policy_decimation=4)
+    with pytest.raises(TrainingError, match="changed its action within a decision of 4 ticks"):
+        learner.add_batch(batches[0])
+
+
 def test_malformed_batches_are_refused_with_the_reason() -> None:
     columns = {k: np.zeros(3) for k in ("position_rad", "velocity_rad_s", "current_a", "target_rad", "power_w")}
     good = {
@@ -117,6 +153,8 @@ def test_malformed_batches_are_refused_with_the_reason() -> None:
         TransitionColumns.from_arrays(**good | {"actions": np.array([0.0, 1.5, 0.0])})
     with pytest.raises(TrainingError, match="off-policy algorithm"):
         OnlineLearner(objective="accuracy", algorithm="ppo")
+    with pytest.raises(TrainingError, match="policy_decimation=0 must be >= 1"):
+        OnlineLearner(objective="accuracy", policy_decimation=0)
 
 
 @pytest.mark.parametrize("algorithm", ["sac", "td3", "ddpg"])

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from mm_learning.online import TransitionColumns
 from mm_learning.online_session import OnlineError, OnlineSession, SessionConfig, SessionProgress
+from mm_learning.policy_image import parse_image
 from mm_learning.signing import generate_keypair, load_private_key, public_key_hex
 from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig
 
@@ -42,9 +43,9 @@ def _session(tmp_path: Path, **overrides: Any) -> tuple[OnlineSession, VirtualSe
         "redeploy_every_s": 2.0,
         "eval_moves": 2,
         "settle_s": 0.3,
-        "updates_per_transition": 0.05,
+        "updates_per_transition": 0.5,
         "max_gradient_steps_per_cycle": 60,
-        "learning_starts": 500,
+        "learning_starts": 50,
         "exploration_std": 0.3,
         "exploration_std_final": 0.1,
         "target_limit_rad": 2.0,
@@ -92,8 +93,12 @@ def test_a_session_follows_its_schedule_and_reports_what_the_servo_ran(tmp_path:
     stds = [e.exploration_std for e in training]
     assert stds == sorted(stds, reverse=True) and stds[0] <= config.exploration_std
     assert config.exploration_std_final <= stds[-1] < stds[0]
-    # Update-to-data ratio, bounded per cycle: at most 60 gradient steps per cycle of ~2,000 transitions.
+    # Update-to-data ratio, bounded per cycle: at most 60 gradient steps per cycle of ~200 decisions.
     assert 0 < result.gradient_steps <= config.max_gradient_steps_per_cycle * (result.deploys - 1)
+    # Every image carries the session's decimation; the learner stored one transition per decision of a move.
+    assert {parse_image(record.image).header.policy_decimation for record in (result.start, result.best)} == {10}
+    moves = len(episodes)
+    assert session.learner.transitions == moves * (round(config.episode_s * 1000) // 10 - 1)
     # The best policy is the evaluated one with the highest servo-measured return; the start is the baseline.
     returns = [r for _, r in result.history]
     assert result.start.metrics["mean_return"] == returns[0]

@@ -105,6 +105,7 @@ def export_policy(
     metrics: Mapping[str, float] | None = None,
     budget: Budget = Budget(),  # noqa: B008 -- frozen dataclass, safe as a default
     thresholds: Thresholds = Thresholds(),  # noqa: B008 -- frozen dataclass, safe as a default
+    policy_decimation: int = 0,
 ) -> ExportResult:
     """Convert, check, sign and write one policy.
 
@@ -125,12 +126,20 @@ def export_policy(
         metrics: the trainer's evaluation metrics (metadata, registry ranking).
         budget: firmware model/arena budget for check (d).
         thresholds: fidelity thresholds for checks (b) and (c).
+        policy_decimation: control ticks per policy run, written into the image (0: the servo's configured
+            default). Check (c) runs the policy every tick, so a policy decimated by more than 1 goes without it.
 
     Raises:
         PolicyRejected: naming the failed check.
         ExportError: when the inputs cannot be exported at all.
 
     """
+    if policy_decimation > 1 and closed_loop_setup is not None:
+        msg = (
+            f"check (c) runs the policy every control tick; a policy with policy_decimation={policy_decimation} "
+            "needs closed_loop_setup=None (its servo evaluation judges it)"
+        )
+        raise ExportError(msg)
     model = convert(to_keras(actor), representative_obs, scheme)
     ops = check_ops(model, scheme)
     arena = measure_arena_bytes(model)
@@ -144,7 +153,9 @@ def export_policy(
         check_closed_loop(loop_report, thresholds)
         loop_summary = dict(loop_report.summary())
 
-    header = PolicyHeader(model_type=scheme.model_type, scales=scales, arena_bytes=arena)
+    header = PolicyHeader(
+        model_type=scheme.model_type, scales=scales, arena_bytes=arena, policy_decimation=policy_decimation
+    )
     image = pack_image(header, model, functools.partial(sign, private_key))
     metadata: dict[str, Any] = {
         "format": METADATA_FORMAT,
@@ -156,6 +167,7 @@ def export_policy(
         "scheme": scheme.value,
         "model_type": int(scheme.model_type),
         "obs_scales": asdict(scales),
+        "policy_decimation": policy_decimation,
         "action_scaling": {
             "range": [-1.0, 1.0],
             "squash": actor.squash,

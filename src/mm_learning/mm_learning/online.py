@@ -1,17 +1,24 @@
 """Off-policy learning from transitions streamed by a servo (ROS-free).
 
 The servo sends consecutive control-tick samples in batches (the columns of ``mm_msgs/TransitionBatch``). An
-:class:`OnlineLearner` turns consecutive samples into transitions ``(obs_i, action_i, reward, obs_{i+1})``, with
-the reward computed by ``mm_sim.objectives.reward`` for the chosen objective from the physical columns of
-sample i+1 (so the objective changes without touching the firmware), stores them in the SB3 replay buffer of a
-SAC, TD3 or DDPG model, and runs gradient steps on it. The model never steps an env itself.
+:class:`OnlineLearner` turns them into decision transitions ``(obs_i, action_i, reward, obs_{i+k})``, where k is
+the policy's decimation (the policy runs every k control ticks and the servo holds its action, exploration noise
+included, in between; servo contract sections 4 and 5) and the reward is the sum of the objective's per-tick
+rewards over the k ticks, each computed by ``mm_sim.objectives.reward`` from the physical columns of the tick after
+(so the objective changes without touching the firmware), times ``reward_scale``. It stores them in the SB3 replay
+buffer of a SAC, TD3 or DDPG model and runs gradient steps on it. The model never steps an env itself.
 
 Which samples make a transition (the flags are ``TransitionBatch.FLAG_*``):
-- sample i+1 must be the tick after sample i: within a batch always; across batches when ``first_tick`` follows
+- samples i..i+k must be consecutive ticks: within a batch always; across batches when ``first_tick`` follows
   the previous batch's last tick;
-- sample i+1 must not start an episode (a new target, a reset or a mode change breaks the causal link);
-- neither sample may carry a fault (the firmware's limits, not the action, drove the motor).
-The servo has no terminal state, so every stored transition bootstraps (done = False).
+- decisions start at an episode start (the servo restarts its policy counter there) and follow every k ticks;
+  none of samples i+1..i+k may start an episode (a new target, a reset, a mode change or a new policy breaks the
+  causal link);
+- none of samples i..i+k may carry a fault (the firmware's limits, not the action, drove the motor);
+- the action must be the same on ticks i..i+k-1 (a window where the PID, not a held policy action, drove the
+  motor is no decision; a policy window whose action changes means the servo does not run the policy at k).
+With k = 1 every pair of consecutive samples is a transition. The servo has no terminal state, so every stored
+transition bootstraps (done = False).
 """
 
 from __future__ import annotations
@@ -155,6 +162,9 @@ class OnlineLearner:
         model: continue an existing off-policy model (e.g. pre-trained in the twin) instead of a new one.
         seed: seed of a new model.
         hyperparameters: overrides of the preset's (and its online) hyperparameters for a new model.
+        policy_decimation: control ticks per decision k (the deployed policies' ``policy_decimation``).
+        reward_scale: factor on the stored rewards (not on :meth:`rewards`): the per-tick rewards are integrals
+            over one tick (e.g. rad·s), small next to SAC's entropy bonus unless scaled.
     """
 
     def __init__(
@@ -165,7 +175,12 @@ class OnlineLearner:
         model: OffPolicyAlgorithm | None = None,
         seed: int = 0,
         hyperparameters: dict[str, Any] | None = None,
+        policy_decimation: int = 1,
+        reward_scale: float = 1.0,
     ) -> None:
+        if policy_decimation < 1 or not (math.isfinite(reward_scale) and reward_scale > 0.0):
+            msg = f"policy_decimation={policy_decimation} must be >= 1 and reward_scale={reward_scale} > 0"
+            raise TrainingError(msg)
         if algorithm not in OFF_POLICY:
             msg = f"online learning needs an off-policy algorithm ({', '.join(sorted(OFF_POLICY))}), not {algorithm!r}"
             raise TrainingError(msg)
@@ -181,7 +196,9 @@ class OnlineLearner:
         self.model: OffPolicyAlgorithm = model
         # train() logs through the model's logger, which SB3 only creates inside learn().
         self.model.set_logger(configure_logger(None, []))
-        self._previous: TransitionColumns | None = None
+        self.policy_decimation = policy_decimation
+        self.reward_scale = reward_scale
+        self._pending: TransitionColumns | None = None  # samples from the last decision start on
         self.transitions = 0
         self.gradient_steps = 0
 
@@ -216,30 +233,51 @@ class OnlineLearner:
         return values, terms
 
     def add_batch(self, batch: TransitionColumns) -> int:
-        """Store the batch's transitions in the replay buffer; returns how many were stored."""
-        # Prepend the previous batch's last sample when this batch continues it tick by tick.
-        if self._previous is not None and self._previous.first_tick + 1 == batch.first_tick:
-            batch = _concatenate(self._previous, batch)
-        obs, actions, flags = batch.observations, batch.actions, batch.flags
-        rewards = self.rewards(batch)
-        stored = 0
+        """Store the batch's decision transitions in the replay buffer; returns how many were stored.
+
+        Raises:
+            TrainingError: no replay buffer, or a policy window whose action changed within a decision.
+        """
         buffer = self.model.replay_buffer
         if buffer is None:
             msg = "the model has no replay buffer; load it (model.load_replay_buffer) before adding batches"
             raise TrainingError(msg)
-        for i in range(batch.count - 1):
-            if flags[i + 1] & FLAG_EPISODE_START or (flags[i] | flags[i + 1]) & FLAG_FAULT:
+        k = self.policy_decimation
+        pending = self._pending
+        if pending is not None and pending.first_tick + pending.count == batch.first_tick:
+            batch, i = _concatenate(pending, batch), 0  # the pending samples start at a decision
+        else:
+            # A new stream: decisions start at its first episode start (any sample when every tick decides).
+            starts = np.flatnonzero(batch.flags & FLAG_EPISODE_START)
+            i = 0 if k == 1 else int(starts[0]) if len(starts) else batch.count
+        obs, actions, flags = batch.observations, batch.actions, batch.flags
+        rewards = self.rewards(batch)
+        stored = 0
+        while i + k < batch.count:
+            later_start = np.flatnonzero(flags[i + 1 : i + k + 1] & FLAG_EPISODE_START)
+            if len(later_start):
+                i += 1 + int(later_start[0])  # the next decision starts with the new episode
                 continue
-            buffer.add(
-                obs[i][None, :],
-                obs[i + 1][None, :],
-                actions[i][None, None],
-                np.array([rewards[i]], dtype=np.float32),
-                np.array([False]),
-                [{}],
-            )
-            stored += 1
-        self._previous = _last_sample(batch)
+            held = bool(np.all(actions[i : i + k] == actions[i]))
+            if not held and np.all(flags[i : i + k] & FLAG_POLICY):
+                msg = (
+                    f"the servo changed its action within a decision of {k} ticks (from tick {batch.first_tick + i}):"
+                    " it does not run the policy at the image's policy_decimation (firmware without contract"
+                    " section 5's decimation byte?)"
+                )
+                raise TrainingError(msg)
+            if held and not np.any(flags[i : i + k + 1] & FLAG_FAULT):
+                buffer.add(
+                    obs[i][None, :],
+                    obs[i + k][None, :],
+                    actions[i][None, None],
+                    np.array([self.reward_scale * np.sum(rewards[i : i + k])], dtype=np.float32),
+                    np.array([False]),
+                    [{}],
+                )
+                stored += 1
+            i += k
+        self._pending = _samples_from(batch, i) if i < batch.count else None
         self.transitions += stored
         return stored
 
@@ -259,12 +297,12 @@ class OnlineLearner:
         return {name: float(value) for name, value in values.items() if name.startswith("train/")}
 
 
-def _last_sample(batch: TransitionColumns) -> TransitionColumns:
-    """The last sample of a batch as a one-sample batch."""
+def _samples_from(batch: TransitionColumns, start: int) -> TransitionColumns:
+    """The samples of a batch from index ``start`` on."""
     return TransitionColumns(
-        first_tick=batch.first_tick + batch.count - 1,
+        first_tick=batch.first_tick + start,
         dt_s=batch.dt_s,
-        **{name: getattr(batch, name)[-1:] for name in _COLUMNS},
+        **{name: getattr(batch, name)[start:] for name in _COLUMNS},
     )
 
 

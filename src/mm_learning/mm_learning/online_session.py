@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 from mm_learning.actor import actor_from_sb3
 from mm_learning.errors import LearningError, PolicyRejected
 from mm_learning.online import OnlineLearner, TransitionColumns
+from mm_learning.policy_image import MAX_POLICY_DECIMATION
 from mm_learning.trainer import EVAL_SEED, beats_target, parse_objective, summarize
 
 PHASES = ("deploying", "exploring", "training", "evaluating")
@@ -109,9 +110,15 @@ class SessionConfig:
         eval_moves: seeded evaluation moves (``mm_sim.evaluate.seeded_moves``, seed ``trainer.EVAL_SEED``).
         eval_every_deploys: evaluate after every this many deployments.
         settle_s: servo time the PID is given to reach an evaluation move's start (s).
-        updates_per_transition: gradient steps per new transition (update-to-data ratio).
+        policy_decimation: control ticks per policy decision, written into every exported image: the servo runs
+            the policy every k ticks and holds its action (noise included), and the learner stores one transition
+            per decision (``OnlineLearner``). 10 at the 1 kHz control rate: 100 decisions/s, so gamma 0.98 looks
+            0.5 s ahead, the length of a move.
+        reward_scale: factor on the rewards in the replay buffer (``OnlineLearner``); evaluations report the
+            objective's own returns.
+        updates_per_transition: gradient steps per new stored transition (decision; update-to-data ratio).
         max_gradient_steps_per_cycle: at most this many gradient steps between two deployments.
-        learning_starts: stored transitions before the first gradient step.
+        learning_starts: stored transitions (decisions) before the first gradient step.
         exploration_std: noise std at the start, on the normalised action.
         exploration_std_final: noise std at the end of the budget (linear in the budget used).
         exploration_tau_s: noise correlation time (s).
@@ -131,9 +138,11 @@ class SessionConfig:
     eval_moves: int = 4
     eval_every_deploys: int = 1
     settle_s: float = 0.5
-    updates_per_transition: float = 0.25
+    policy_decimation: int = 10
+    reward_scale: float = 10.0
+    updates_per_transition: float = 2.0
     max_gradient_steps_per_cycle: int = 2000
-    learning_starts: int = 2000
+    learning_starts: int = 500
     exploration_std: float = 0.3
     exploration_std_final: float = 0.05
     exploration_tau_s: float = 0.02
@@ -147,6 +156,7 @@ class SessionConfig:
             "episode_s": self.episode_s,
             "target_limit_rad": self.target_limit_rad,
             "redeploy_every_s": self.redeploy_every_s,
+            "reward_scale": self.reward_scale,
         }
         non_negative = {
             "max_time_s": self.max_time_s,
@@ -163,6 +173,8 @@ class SessionConfig:
             problems.append("the budget is zero: give max_steps > 0 or max_time_s > 0")
         if self.eval_moves < 1 or self.eval_every_deploys < 1 or self.max_gradient_steps_per_cycle < 1:
             problems.append("eval_moves, eval_every_deploys and max_gradient_steps_per_cycle must be >= 1")
+        if not 1 <= self.policy_decimation <= MAX_POLICY_DECIMATION:
+            problems.append(f"policy_decimation={self.policy_decimation} must be in [1, {MAX_POLICY_DECIMATION}]")
         if self.learning_starts < 0:
             problems.append(f"learning_starts={self.learning_starts} must be >= 0")
         if 2.0 * self.min_move_rad >= 2.0 * self.target_limit_rad:
@@ -335,6 +347,8 @@ class OnlineSession:
             model=model,
             seed=config.seed,
             hyperparameters=dict(config.hyperparameters),
+            policy_decimation=config.policy_decimation,
+            reward_scale=config.reward_scale,
         )
         self.objective = parse_objective(config.objective)
         self._scales = scales
@@ -460,6 +474,7 @@ class OnlineSession:
                 out_dir=self._out_dir / f"deploy-{self.deploys:04d}",
                 objective=self.config.objective,
                 training_steps=self.steps,
+                policy_decimation=self.config.policy_decimation,
             )
         except PolicyRejected as exc:
             self.refusals.append(str(exc))
