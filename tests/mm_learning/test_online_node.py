@@ -33,10 +33,11 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 LEARNER_YAML = Path(__file__).parents[2] / "src/mm_learning/config/learner.yaml"
 LOAD = "inertia_disk"
-# Wall time of the online goal (the session stops there or at the target; the start policy included). The full
-# run of docs/learning.md sets MM_ONLINE_BUDGET_S, and then trains for the whole budget.
+# Wall time of the online goal (the session stops there or at the target; the start policy included). Here the
+# target came at 31,000-40,000 transitions, 70-120 s (docs/learning.md, Online runs); the margin is for a slower
+# machine. The full run of docs/learning.md sets MM_ONLINE_BUDGET_S, and then trains for the whole budget.
 FULL_RUN = "MM_ONLINE_BUDGET_S" in os.environ
-BUDGET_S = float(os.environ.get("MM_ONLINE_BUDGET_S", "150"))
+BUDGET_S = float(os.environ.get("MM_ONLINE_BUDGET_S", "240"))
 STARTUP_S = 120.0  # hang protection only
 
 
@@ -166,15 +167,10 @@ def test_an_online_goal_deploys_trains_and_reports_what_the_servo_measured(
         assert sum(t.value for t in msg.terms) == pytest.approx(msg.reward, rel=1e-5, abs=1e-9)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue #7 acceptance not met reliably at this budget: with the evaluation now repeatable (the start "
-    "measures -2.584 +- 0.001 every run), two of three 150 s runs found a better deployment (8 % and 20 % in "
-    "return) and one found none (docs/learning.md, Online runs)",
-)
 def test_online_training_beats_the_untrained_start_policy_on_the_servo(online_run: dict[str, Any]) -> None:
     """A small online budget: the best policy's servo-measured return beats the start policy's, same moves."""
     result = online_run["result"]
     metrics = {m.name: m.value for m in result.metrics}
     baseline = {m.name: m.value for m in result.baseline_metrics}
     assert metrics["mean_return"] > baseline["mean_return"], result.message
+    assert metrics["mean_rms_error_rad"] < baseline["mean_rms_error_rad"], result.message
