@@ -601,7 +601,7 @@ def _transitions(topic: str, batches: list[RecordedBatch]) -> dict[str, NDArray[
     policy = np.concatenate([np.full(r.columns.count, r.policy_crc32, dtype=np.uint32) for r in batches])
     dt_s = np.concatenate([np.full(b.count, b.dt_s) for b in c])
     obs = np.concatenate([b.observations for b in c])
-    # Transition i -> i+1 (the same rules as mm_learning.online.OnlineLearner.add_batch).
+    # Transition i -> i+1 (the rules of mm_learning.online.OnlineLearner.add_batch with policy_decimation 1).
     valid = (
         (ticks[1:] == ticks[:-1] + 1)
         & (flags[1:] & FLAG_EPISODE_START == 0)
