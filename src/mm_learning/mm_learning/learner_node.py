@@ -714,6 +714,10 @@ def main(args: list[str] | None = None) -> None:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RCLError:
+        # Ctrl-C can invalidate the context while the executor builds its wait set: a shutdown, not an error.
+        if rclpy.ok():
+            raise
     finally:
         rclpy.try_shutdown()
 
