@@ -29,13 +29,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from mm_sim.ros_process import rclpy_process
 from rcl_interfaces.msg import ParameterDescriptor  # type: ignore[import-untyped]
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.publisher import Publisher
@@ -614,23 +614,16 @@ class DriverNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> None:
     """Run the driver node (lifecycle: configure/activate through its services, or `autostart: true`)."""
-    rclpy.init(args=args)
-    node = DriverNode()
-    executor = MultiThreadedExecutor()
-    executor.add_node(node)
-    try:
-        if node.get_parameter("autostart").value and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            node.trigger_activate()
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        # SIGTERM shuts the context down under the spinning executor; only errors while it is up are ours.
-        if rclpy.ok():
-            raise
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    with rclpy_process(args):
+        node = DriverNode()
+        executor = MultiThreadedExecutor()
+        executor.add_node(node)
+        try:
+            if node.get_parameter("autostart").value and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                node.trigger_activate()
+            executor.spin()
+        finally:
+            node.destroy_node()
 
 
 if __name__ == "__main__":

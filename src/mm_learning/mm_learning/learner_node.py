@@ -35,12 +35,13 @@ from typing import Any
 
 import numpy as np
 import rclpy
+from mm_sim.ros_process import rclpy_process
 from rcl_interfaces.msg import ParameterDescriptor  # type: ignore[import-untyped]
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
@@ -706,20 +707,10 @@ def _move_columns(batches: list[TransitionBatch], target: float, duration_s: flo
 
 def main(args: list[str] | None = None) -> None:
     """Run the learner node (``ros2 run mm_learning learner --ros-args --params-file config/learner.yaml``)."""
-    rclpy.init(args=args)  # Jazzy's rclpy.init() is not a context manager
-    try:
-        node = LearnerNode()
+    with rclpy_process(args):
         executor = MultiThreadedExecutor()
-        executor.add_node(node)
+        executor.add_node(LearnerNode())
         executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RCLError:
-        # Ctrl-C can invalidate the context while the executor builds its wait set: a shutdown, not an error.
-        if rclpy.ok():
-            raise
-    finally:
-        rclpy.try_shutdown()
 
 
 if __name__ == "__main__":

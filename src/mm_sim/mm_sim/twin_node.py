@@ -37,6 +37,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 
 from mm_msgs.msg import Heartbeat, PolicyAck, PolicyChunk, ServoCommand, ServoState, TransitionBatch
+from mm_sim.ros_process import rclpy_process
 from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig, VirtualServoError
 
 TIME_MODES = ("realtime", "fast", "follow")
@@ -312,27 +313,24 @@ def _spin(executor: SingleThreadedExecutor) -> None:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of `ros2 run mm_sim virtual_servo`: callbacks in a background executor, the loop here."""
-    rclpy.init(args=args)  # Jazzy's rclpy.init() is not a context manager
-    node: VirtualServoNode | None = None
-    executor = SingleThreadedExecutor()
-    spinner: threading.Thread | None = None
-    try:
-        node = VirtualServoNode()
-        executor.add_node(node)
-        spinner = threading.Thread(target=_spin, args=(executor,), name="virtual_servo_callbacks", daemon=True)
-        spinner.start()
-        node.run()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        # The callback thread calls into the firmware core: it must have stopped before the node and the core go
-        # (destroying them under a running callback ended the process with SIGSEGV on Ctrl-C).
-        executor.shutdown(timeout_sec=5.0)
-        if spinner is not None:
-            spinner.join(timeout=5.0)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    with rclpy_process(args):
+        node: VirtualServoNode | None = None
+        executor = SingleThreadedExecutor()
+        spinner: threading.Thread | None = None
+        try:
+            node = VirtualServoNode()
+            executor.add_node(node)
+            spinner = threading.Thread(target=_spin, args=(executor,), name="virtual_servo_callbacks", daemon=True)
+            spinner.start()
+            node.run()
+        finally:
+            # The callback thread calls into the firmware core: it must have stopped before the node and the core
+            # go (destroying them under a running callback ended the process with SIGSEGV on Ctrl-C).
+            executor.shutdown(timeout_sec=5.0)
+            if spinner is not None:
+                spinner.join(timeout=5.0)
+            if node is not None:
+                node.destroy_node()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,39 @@
+"""The ROS lifetime of a node process (the virtual servo, the driver, the learner).
+
+rclpy up, then down again however Ctrl-C or SIGTERM interleaves with what the process is doing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import rclpy
+from rclpy._rclpy_pybind11 import RCLError
+from rclpy.executors import ExternalShutdownException
+
+
+@contextmanager
+def rclpy_process(args: list[str] | None = None) -> Iterator[None]:
+    """``rclpy.init(args=args)`` for the body, ``rclpy.try_shutdown()`` after it; a signal ends it quietly.
+
+    rclpy's signal handler shuts the context down from its own thread, at any point of the body: an executor then
+    fails to build its wait set or a publish fails (RCLError and kin, not only ExternalShutdownException), and the
+    final ``try_shutdown`` can find the context shut down between its check and its call ("rcl_shutdown already
+    called"). Those are the shutdown, and the process exits 0; an exception raised while the context is still up
+    is the process's own and propagates.
+    """
+    rclpy.init(args=args)  # Jazzy's rclpy.init() is not a context manager
+    try:
+        yield
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        if rclpy.ok():
+            raise
+    finally:
+        try:
+            rclpy.try_shutdown()
+        except RCLError:
+            if rclpy.ok():
+                raise
