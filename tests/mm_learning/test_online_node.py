@@ -33,11 +33,12 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 LEARNER_YAML = Path(__file__).parents[2] / "src/mm_learning/config/learner.yaml"
 LOAD = "inertia_disk"
-# Wall time of the online goal (the session stops there or at the target; the start policy included). Here the
-# target came at 31,000-40,000 transitions, 67-116 s (docs/learning.md, Online runs); the margin is for a slower
-# machine. The full run of docs/learning.md sets MM_ONLINE_BUDGET_S, and then trains for the whole budget.
+# Wall time of the online goal (the session stops there or at the target; the start policy included). The target
+# came at 31,000-40,000 transitions (67-116 s) in four runs, but at 85,000 (186 s) in a fresh clone and at
+# 95,000-116,000 in two runs of a variant (docs/learning.md, Online runs): hence 420 s. The full run of
+# docs/learning.md sets MM_ONLINE_BUDGET_S, and then trains for the whole budget.
 FULL_RUN = "MM_ONLINE_BUDGET_S" in os.environ
-BUDGET_S = float(os.environ.get("MM_ONLINE_BUDGET_S", "240"))
+BUDGET_S = float(os.environ.get("MM_ONLINE_BUDGET_S", "420"))
 STARTUP_S = 120.0  # hang protection only
 
 
