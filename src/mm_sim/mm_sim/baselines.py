@@ -42,6 +42,9 @@ class PidGains:
         kp_vel: inner velocity proportional gain (A·s/rad).
         ki_vel: inner velocity integral gain (A/rad).
         gravity_ff_a: gravity feedforward (A), multiplied by sin(position_rad).
+        decel_rad_s2: the deceleration the position loop plans with (rad/s²); 0: the linear position loop of a
+            PID. Above 0 the loop is PTOS (proximate time-optimal servo): far from the target it asks for the
+            velocity from which braking at `decel_rad_s2` stops on the target, near it kp_pos · e.
     """
 
     kp_pos: float
@@ -49,20 +52,43 @@ class PidGains:
     kp_vel: float
     ki_vel: float
     gravity_ff_a: float
+    decel_rad_s2: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("kp_pos", "v_max", "kp_vel", "ki_vel", "gravity_ff_a"):
-            value = getattr(self, name)
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
             if not math.isfinite(value) or value < 0.0:
-                msg = f"PID gain {name}={value!r} must be a finite number >= 0; fix it in the profile or command"
+                msg = (
+                    f"PID gain {field.name}={value!r} must be a finite number >= 0; fix it in the profile or command"
+                )
                 raise MmSimError(msg)
+        if self.decel_rad_s2 > 0.0 and self.kp_pos <= 0.0:
+            msg = f"PTOS (decel_rad_s2={self.decel_rad_s2!r}) needs kp_pos > 0 for its linear zone near the target"
+            raise MmSimError(msg)
+
+
+def position_loop(error_rad: np.float32, kp_pos: np.float32, decel_rad_s2: np.float32) -> np.float32:
+    """The outer loop's velocity demand (rad/s) for a position error (rad), in float32 as the C core computes it.
+
+    PID (decel_rad_s2 = 0): kp_pos · e. PTOS: kp_pos · e within e_lin = decel / (2 kp_pos²) of the target,
+    beyond it sign(e) · (sqrt(2 · decel · |e|) − decel / (2 kp_pos)): the braking curve, shifted so that value and
+    slope are continuous at e_lin (servo contract, section 8).
+    """
+    if decel_rad_s2 <= 0.0:
+        return _F32(kp_pos * error_rad)
+    magnitude = _F32(abs(error_rad))
+    if magnitude <= decel_rad_s2 / (_F32(2.0) * kp_pos * kp_pos):
+        return _F32(kp_pos * error_rad)
+    demand = _F32(np.sqrt(_F32(2.0) * decel_rad_s2 * magnitude) - decel_rad_s2 / (_F32(2.0) * kp_pos))
+    return demand if error_rad > 0.0 else -demand
 
 
 class CascadedPid:
     """Cascaded PID: position loop to a velocity command, velocity PI loop to a current command.
 
     Per tick (all float32):
-        v_cmd = clip(kp_pos * e + v_ref, -v_max, v_max)
+        v_cmd = clip(f(e) + v_ref, -v_max, v_max), with f(e) = kp_pos * e when decel_rad_s2 = 0 (PID) and the
+            PTOS curve otherwise (`position_loop`)
         u = kp_vel * (v_cmd - v) + I + gravity_ff_a * sin(position_rad)
         i = clip(u, -current_limit_a, current_limit_a)
         I += ki_vel * (v_cmd - v) * dt, unless u is saturated and v_cmd - v has the sign of the saturation.
@@ -83,6 +109,7 @@ class CascadedPid:
             raise MmSimError(msg)
         self.gains = gains
         self._kp_pos = _F32(gains.kp_pos)
+        self._decel = _F32(gains.decel_rad_s2)
         self._v_max = _F32(gains.v_max)
         self._kp_vel = _F32(gains.kp_vel)
         self._ki_vel = _F32(gains.ki_vel)
@@ -121,7 +148,8 @@ class CascadedPid:
         """
         position = _F32(position_rad)
         error = _F32(target_rad) - position
-        v_cmd = np.clip(self._kp_pos * error + _F32(target_velocity_rad_s), -self._v_max, self._v_max)
+        demand = position_loop(error, self._kp_pos, self._decel)
+        v_cmd = np.clip(demand + _F32(target_velocity_rad_s), -self._v_max, self._v_max)
         v_error = v_cmd - _F32(velocity_rad_s)
         unclamped = self._kp_vel * v_error + self._integrator_a + self._gravity_ff_a * np.sin(position)
         output = np.clip(unclamped, -self._limit_a, self._limit_a)
