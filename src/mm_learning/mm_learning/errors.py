@@ -46,3 +46,7 @@ class PolicyRejected(LearningError):  # noqa: N818 -- the name reads as the outc
     def __init__(self, cause: RejectionCause, message: str) -> None:
         super().__init__(f"policy rejected ({cause.value}): {message}")
         self.cause = cause
+
+
+class TrainingError(LearningError):
+    """A training run cannot start or continue (bad objective, algorithm, budget, preset or run directory)."""

@@ -53,7 +53,7 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from mm_learning.actor import actor_from_sb3
-from mm_learning.errors import LearningError
+from mm_learning.errors import TrainingError
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "td3": TD3, "ddpg": DDPG, "a2c": A2C}
 OFF_POLICY = frozenset({"sac", "td3", "ddpg"})
@@ -77,10 +77,6 @@ CLONE_GRADIENT_STEPS = 3000
 CLONE_ACTION_LIMIT = 0.98
 # Evaluations of mm_sim's PID tuner when no tuned gains are cached for the profile/load/objective.
 BASELINE_TUNING_EVALUATIONS = 12
-
-
-class TrainingError(LearningError):
-    """A training run cannot start or continue (bad objective, algorithm, budget, preset or run directory)."""
 
 
 # --------------------------------------------------------------------------------------------------------------

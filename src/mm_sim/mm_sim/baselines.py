@@ -10,12 +10,11 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,10 +23,9 @@ from numpy.typing import NDArray
 
 from mm_sim.env import ServoEnv
 from mm_sim.errors import MmSimError
-from mm_sim.evaluate import Move, evaluate, seeded_moves
+from mm_sim.evaluate import Move, evaluate
 from mm_sim.model import Plant
-from mm_sim.objectives import OBJECTIVES
-from mm_sim.profiles import LoadParams, ServoProfile, list_profiles, load_profile
+from mm_sim.profiles import LoadParams, ServoProfile
 
 _F32 = np.float32
 
@@ -58,29 +56,27 @@ class PidGains:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if not math.isfinite(value) or value < 0.0:
-                msg = (
-                    f"PID gain {field.name}={value!r} must be a finite number >= 0; fix it in the profile or command"
-                )
+                msg = f"PID gain {field.name}={value!r} must be a finite number >= 0; fix it in the profile or command"
                 raise MmSimError(msg)
         if self.decel_rad_s2 > 0.0 and self.kp_pos <= 0.0:
             msg = f"PTOS (decel_rad_s2={self.decel_rad_s2!r}) needs kp_pos > 0 for its linear zone near the target"
             raise MmSimError(msg)
 
 
-def position_loop(error_rad: np.float32, kp_pos: np.float32, decel_rad_s2: np.float32) -> np.float32:
-    """The outer loop's velocity demand (rad/s) for a position error (rad), in float32 as the C core computes it.
+def position_loop(error_rad: Any, kp_pos: np.float32, decel_rad_s2: np.float32) -> Any:
+    """The outer loop's velocity demand (rad/s) for position errors (rad), float32 as the C core computes it.
 
     PID (decel_rad_s2 = 0): kp_pos · e. PTOS: kp_pos · e within e_lin = decel / (2 kp_pos²) of the target,
     beyond it sign(e) · (sqrt(2 · decel · |e|) − decel / (2 kp_pos)): the braking curve, shifted so that value and
-    slope are continuous at e_lin (servo contract, section 8).
+    slope are continuous at e_lin (servo contract, section 8). `error_rad` is a float32 scalar or array.
     """
+    linear = kp_pos * error_rad
     if decel_rad_s2 <= 0.0:
-        return _F32(kp_pos * error_rad)
-    magnitude = _F32(abs(error_rad))
-    if magnitude <= decel_rad_s2 / (_F32(2.0) * kp_pos * kp_pos):
-        return _F32(kp_pos * error_rad)
-    demand = _F32(np.sqrt(_F32(2.0) * decel_rad_s2 * magnitude) - decel_rad_s2 / (_F32(2.0) * kp_pos))
-    return demand if error_rad > 0.0 else -demand
+        return linear
+    magnitude = np.abs(error_rad)
+    braking = np.sqrt(_F32(2.0) * decel_rad_s2 * magnitude) - decel_rad_s2 / (_F32(2.0) * kp_pos)
+    curve = np.where(error_rad > 0.0, braking, -braking)
+    return np.where(magnitude <= decel_rad_s2 / (_F32(2.0) * kp_pos * kp_pos), linear, curve).astype(_F32)
 
 
 class CascadedPid:
@@ -119,26 +115,30 @@ class CascadedPid:
         self._integrator_a = _F32(0.0)
 
     @property
-    def integrator_a(self) -> float:
-        """The integrator state I (A)."""
-        return float(self._integrator_a)
+    def integrator_a(self) -> Any:
+        """The integrator state I (A): a float, or a float32 array for a batch."""
+        return float(self._integrator_a) if np.ndim(self._integrator_a) == 0 else self._integrator_a
 
-    def reset(self, integrator_a: float = 0.0) -> None:
+    def reset(self, integrator_a: Any = 0.0) -> None:
         """Clear the integrator, as the firmware does on entering POSITION mode.
 
-        A non-zero `integrator_a` (A) presets it instead, for a bumpless hand-over from another controller.
+        A non-zero `integrator_a` (A; an array for a batch of servos) presets it instead, for a bumpless
+        hand-over from another controller.
         """
         self._integrator_a = _F32(integrator_a)
 
     def step(
         self,
         *,
-        position_rad: float,
-        velocity_rad_s: float,
-        target_rad: float,
-        target_velocity_rad_s: float = 0.0,
-    ) -> float:
+        position_rad: Any,
+        velocity_rad_s: Any,
+        target_rad: Any,
+        target_velocity_rad_s: Any = 0.0,
+    ) -> Any:
         """Run one control tick and return the current command (A), within ±current_limit_a.
+
+        Scalars give a float; arrays (one servo per element, as in `mm_sim.batch`) give a float32 array, with the
+        integrator kept per element.
 
         Args:
             position_rad: measured, unwrapped position (rad).
@@ -154,10 +154,10 @@ class CascadedPid:
         unclamped = self._kp_vel * v_error + self._integrator_a + self._gravity_ff_a * np.sin(position)
         output = np.clip(unclamped, -self._limit_a, self._limit_a)
         # Conditional integration: winding up further into a saturated output only delays recovery.
-        pushing_into_limit = abs(unclamped) > self._limit_a and (v_error > 0) == (unclamped > 0)
-        if not pushing_into_limit:
-            self._integrator_a = _F32(self._integrator_a + self._ki_vel * v_error * self._dt_s)
-        return float(output)
+        pushing_into_limit = (np.abs(unclamped) > self._limit_a) & ((v_error > 0) == (unclamped > 0))
+        integrated = self._integrator_a + self._ki_vel * v_error * self._dt_s
+        self._integrator_a = _F32(np.where(pushing_into_limit, self._integrator_a, integrated))
+        return float(output) if np.ndim(output) == 0 else output.astype(_F32)
 
 
 class PidController:
@@ -246,7 +246,6 @@ def tune_pid(
     Returns:
         The best gains and their mean return on `moves`.
     """
-    rng = np.random.default_rng(seed)
     base = np.log([getattr(start, n) for n in _TUNED_NAMES])
 
     def gains_at(x: NDArray[np.float64]) -> PidGains:
@@ -256,35 +255,55 @@ def tune_pid(
     def score(x: NDArray[np.float64]) -> float:
         return evaluate(env, PidController(gains_at(x)), moves, seed=seed).mean_return
 
-    best_x, best = np.zeros(len(_TUNED_NAMES)), score(np.zeros(len(_TUNED_NAMES)))
-    sigma, used = 0.5, 1
+    best_x, best = evolve(score, len(_TUNED_NAMES), evaluations=evaluations, seed=seed)
+    return gains_at(best_x), best
+
+
+def evolve(
+    score: Callable[[NDArray[np.float64]], float], dims: int, *, evaluations: int, seed: int, sigma: float = 0.5
+) -> tuple[NDArray[np.float64], float]:
+    """Maximise `score` over offsets from 0 by a (1+4) evolution strategy; returns the best offset and score.
+
+    Four random perturbations per round, the best kept if it raises the score, the step size halved after a
+    round without gain; at most `evaluations` calls of `score` (the start, then 4 per round).
+    """
+    rng = np.random.default_rng(seed)
+    best_x, best = np.zeros(dims), score(np.zeros(dims))
+    used = 1
     while used + 4 <= evaluations:
-        candidates = [best_x + sigma * rng.standard_normal(len(_TUNED_NAMES)) for _ in range(4)]
+        candidates = [best_x + sigma * rng.standard_normal(dims) for _ in range(4)]
         scores = [score(x) for x in candidates]
         used += 4
         if max(scores) > best:
             best, best_x = max(scores), candidates[int(np.argmax(scores))]
         else:
             sigma *= 0.5
-    return gains_at(best_x), best
+    return best_x, best
 
 
-def _tuned_cache() -> dict[str, Any]:
-    text = (resources.files("mm_sim") / "data" / "tuned_pid.yaml").read_text(encoding="utf-8")
+LAWS = ("pid", "ptos")
+"""The classical laws with cached tuned gains: the linear cascaded PID and PTOS (`decel_rad_s2` > 0)."""
+
+
+def _tuned_cache(law: str) -> dict[str, Any]:
+    if law not in LAWS:
+        msg = f"unknown law {law!r}; use one of {LAWS}"
+        raise MmSimError(msg)
+    text = (resources.files("mm_sim") / "data" / f"tuned_{law}.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text) or {}
 
 
-def tuned_gains(profile: ServoProfile, load_name: str, objective: str) -> PidGains:
-    """The cached tuned gains of a shipped profile, load and named objective.
+def tuned_gains(profile: ServoProfile, load_name: str, objective: str, *, law: str = "pid") -> PidGains:
+    """The cached tuned gains of `law` ("pid" or "ptos") for a shipped profile, load and named objective.
 
     Raises:
-        MmSimError: nothing is cached for them (tune with `tune_pid`, or rerun `python -m mm_sim.baselines`).
+        MmSimError: nothing is cached for them (rerun `python -m mm_sim.tuning` to refresh the caches).
     """
-    entry = _tuned_cache().get(profile.name, {}).get(load_name, {}).get(objective)
+    entry = _tuned_cache(law).get(profile.name, {}).get(load_name, {}).get(objective)
     if entry is None:
         msg = (
-            f"no tuned PID gains cached for {profile.name}/{load_name}/{objective}; "
-            "run tune_pid, or `python -m mm_sim.baselines` to refresh the cache"
+            f"no tuned {law} gains cached for {profile.name}/{load_name}/{objective}; "
+            "run `python -m mm_sim.tuning` to refresh the caches"
         )
         raise MmSimError(msg)
     return PidGains(**entry)
@@ -369,38 +388,3 @@ def bang_bang_schedule(plant: Plant, *, start_rad: float, target_rad: float) -> 
         else:
             high = middle
     return _bang_bang(plant, start_rad, direction, low, max_ticks)
-
-
-def tune_all(evaluations: int, moves_per_tune: int) -> dict[str, Any]:
-    """Tune every shipped profile × load × named objective; returns the cache document."""
-    cache: dict[str, Any] = {}
-    for name in list_profiles():
-        profile = load_profile(name)
-        for load_name, load in profile.loads.items():
-            for objective in OBJECTIVES:
-                env = ServoEnv(profile, load=load_name, objective=objective)
-                moves = seeded_moves(moves_per_tune, seed=1000)
-                gains, mean_return = tune_pid(
-                    env, moves=moves, start=initial_gains(profile, load), evaluations=evaluations
-                )
-                cache.setdefault(name, {}).setdefault(load_name, {})[objective] = {
-                    k: float(f"{v:.6g}") for k, v in dataclasses.asdict(gains).items()
-                }
-                print(f"{name}/{load_name}/{objective}: return {mean_return:.4f}, {gains}", flush=True)
-    return cache
-
-
-def main(args: list[str] | None = None) -> None:
-    """Retune every shipped profile and write the cache (`python -m mm_sim.baselines --out FILE`)."""
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--out", type=Path, required=True, help="where to write tuned_pid.yaml")
-    parser.add_argument("--evaluations", type=int, default=32, help="most gain sets tried per profile/load/objective")
-    parser.add_argument("--moves", type=int, default=5, help="training moves per evaluation")
-    options = parser.parse_args(args)
-    cache = tune_all(options.evaluations, options.moves)
-    header = "# Written by `python -m mm_sim.baselines`: PID gains tuned on the twin per profile/load/objective.\n"
-    options.out.write_text(header + yaml.safe_dump(cache, sort_keys=True), encoding="utf-8")
-
-
-if __name__ == "__main__":
-    main()

@@ -10,9 +10,11 @@ allows against the back-EMF, which is why the reachable torque falls with speed.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import mujoco
 import numpy as np
+from numpy.typing import NDArray
 
 from mm_sim.observation import COUNTS_PER_REV, MultiTurnEncoder
 from mm_sim.profiles import LoadParams, ServoProfile
@@ -28,11 +30,14 @@ def _geometry(load: LoadParams) -> tuple[float, float]:
     return disc_radius_m, max(load.com_distance_m, disc_radius_m)
 
 
-def build_mjcf(profile: ServoProfile, load: LoadParams) -> str:
+def build_mjcf(profile: ServoProfile, load: LoadParams, *, copies: int = 1) -> str:
     """MJCF of the servo's output shaft with `load`.
 
     A hinge `servo_joint` about the horizontal y axis; at position 0 the load hangs straight down. Geoms and
     the target marker are for rendering only (no contacts).
+
+    `copies` > 1 puts that many independent servos into one model (bodies, joints and motors prefixed `c<i>_`),
+    so one `mj_step` advances a whole batch (`PlantBatch`); each copy moves exactly as the single model does.
     """
     disc_radius_m, arm_length_m = _geometry(load)
     view_distance_m = 4.0 * arm_length_m + 0.05
@@ -64,17 +69,7 @@ def build_mjcf(profile: ServoProfile, load: LoadParams) -> str:
         if profile.end_stop_rad is not None
         else 'limited="false"'
     )
-    return f"""
-<mujoco model="mm_servo_{profile.name}_{load.kind}">
-  <compiler angle="radian"/>
-  <option timestep="{physics_dt_s:.9g}" integrator="implicitfast"/>
-  <visual><global offwidth="640" offheight="480"/></visual>
-  <worldbody>
-    <light pos="0 -1 1" dir="0 1 -1"/>
-    <camera name="front" pos="0 -{view_distance_m:.6g} 0" xyaxes="1 0 0 0 0 1"/>
-    <geom name="motor" type="cylinder" size="{0.35 * arm_length_m:.6g} 0.01" pos="0 0.03 0" euler="1.5707963 0 0"
-          rgba="0.25 0.25 0.3 1" {visual}/>
-    {spring}
+    body = f"""
     <body name="{LOAD_BODY}">
       <joint name="{JOINT_NAME}" type="hinge" axis="0 1 0" {limit}
              armature="{profile.reflected_rotor_inertia_kg_m2:.9g}"
@@ -88,18 +83,39 @@ def build_mjcf(profile: ServoProfile, load: LoadParams) -> str:
       <geom name="arm" type="capsule" fromto="0 -0.006 0 0 -0.006 -{arm_length_m:.6g}"
             size="{0.06 * arm_length_m:.6g}" rgba="0.9 0.4 0.1 1" contype="0" conaffinity="0" mass="0"/>
       {extras}
-    </body>
+    </body>"""
+    motor = f"""
+    <motor name="output_torque" joint="{JOINT_NAME}" forcelimited="true"
+           forcerange="{-profile.peak_torque_nm:.9g} {profile.peak_torque_nm:.9g}"/>"""
+    bodies = body if copies == 1 else "".join(_prefixed(body, i) for i in range(copies))
+    motors = motor if copies == 1 else "".join(_prefixed(motor, i) for i in range(copies))
+    return f"""
+<mujoco model="mm_servo_{profile.name}_{load.kind}">
+  <compiler angle="radian"/>
+  <option timestep="{physics_dt_s:.9g}" integrator="implicitfast"/>
+  <visual><global offwidth="640" offheight="480"/></visual>
+  <worldbody>
+    <light pos="0 -1 1" dir="0 1 -1"/>
+    <camera name="front" pos="0 -{view_distance_m:.6g} 0" xyaxes="1 0 0 0 0 1"/>
+    <geom name="motor" type="cylinder" size="{0.35 * arm_length_m:.6g} 0.01" pos="0 0.03 0" euler="1.5707963 0 0"
+          rgba="0.25 0.25 0.3 1" {visual}/>
+    {spring}
+    {bodies}
     <body name="target" mocap="true">
       <geom name="target" type="capsule" fromto="0 -0.012 0 0 -0.012 -{arm_length_m:.6g}"
             size="{0.03 * arm_length_m:.6g}" rgba="0.2 0.8 0.3 0.6" contype="0" conaffinity="0"/>
     </body>
   </worldbody>
   <actuator>
-    <motor name="output_torque" joint="{JOINT_NAME}" forcelimited="true"
-           forcerange="{-profile.peak_torque_nm:.9g} {profile.peak_torque_nm:.9g}"/>
+    {motors}
   </actuator>
 </mujoco>
 """
+
+
+def _prefixed(element: str, index: int) -> str:
+    """`element` with every name and joint reference prefixed by `c<index>_` (one copy of a batched model)."""
+    return element.replace('name="', f'name="c{index}_').replace('joint="', f'joint="c{index}_')
 
 
 def build_urdf(profile: ServoProfile, load: LoadParams) -> str:
@@ -156,12 +172,8 @@ class Plant:
         self._load_body = self.model.body(LOAD_BODY).id
         self._substeps = profile.control.physics_substeps
         self._substep_s = profile.dt_s / self._substeps
-        tau_s = profile.driver.current_tau_s
-        self._current_decay = math.exp(-self._substep_s / tau_s) if tau_s > 0.0 else 0.0
+        self._motor = _Motor(profile)
         self._torque_per_a = profile.output_torque_per_a
-        self._emf_per_rad_s = profile.motor.back_emf_v_s_per_rad * profile.gear.ratio
-        self._resistance_ohm = profile.motor.resistance_ohm
-        self._bus_v = profile.driver.bus_voltage_v
         self._current_a = 0.0
         self._power_w = 0.0
         self._energy_j = 0.0
@@ -210,24 +222,99 @@ class Plant:
 
     def current_bounds_a(self, velocity_rad_s: float) -> tuple[float, float]:
         """The currents (A) the bus can drive against the back-EMF at `velocity_rad_s`: (lowest, highest)."""
-        back_emf_v = self._emf_per_rad_s * velocity_rad_s
-        return (-self._bus_v - back_emf_v) / self._resistance_ohm, (self._bus_v - back_emf_v) / self._resistance_ohm
+        low_a, high_a = self._motor.bounds_a(velocity_rad_s)
+        return float(low_a), float(high_a)
 
     def advance(self, current_cmd_a: float) -> None:
         """Apply the current command `current_cmd_a` (A, already within the current limit) for one period."""
         model, data = self.model, self.data
         for _ in range(self._substeps):
-            velocity = float(data.qvel[0])
-            low_a, high_a = self.current_bounds_a(velocity)
-            reachable_a = min(max(current_cmd_a, low_a), high_a)
-            # Exact solution of the first-order current loop over one substep, then the voltage bound.
-            current = reachable_a + (self._current_a - reachable_a) * self._current_decay
-            current = min(max(current, low_a), high_a)
-            self._current_a = float(current)
-            self._power_w = float((self._resistance_ohm * current + self._emf_per_rad_s * velocity) * current)
+            current, power = self._motor.substep(self._current_a, current_cmd_a, float(data.qvel[0]))
+            self._current_a, self._power_w = float(current), float(power)
             self._energy_j += self._power_w * self._substep_s
-            data.ctrl[0] = self._torque_per_a * current
+            data.ctrl[0] = self._torque_per_a * self._current_a
             mujoco.mj_step(model, data)
+
+
+class _Motor:
+    """The electrical model of one substep, for one servo (floats) or a batch (arrays) alike.
+
+    The current follows the command with the current loop's time constant, but only as far as the bus voltage
+    allows against the back-EMF; the electrical power is `(R·i + k_e·ω_motor)·i`.
+    """
+
+    def __init__(self, profile: ServoProfile) -> None:
+        substep_s = profile.dt_s / profile.control.physics_substeps
+        tau_s = profile.driver.current_tau_s
+        self.decay = math.exp(-substep_s / tau_s) if tau_s > 0.0 else 0.0
+        self.emf_per_rad_s = profile.motor.back_emf_v_s_per_rad * profile.gear.ratio
+        self.resistance_ohm = profile.motor.resistance_ohm
+        self.bus_v = profile.driver.bus_voltage_v
+
+    def bounds_a(self, velocity_rad_s: Any) -> tuple[Any, Any]:
+        """The lowest and highest current (A) the bus can drive at output velocity `velocity_rad_s` (rad/s)."""
+        back_emf_v = self.emf_per_rad_s * velocity_rad_s
+        return (-self.bus_v - back_emf_v) / self.resistance_ohm, (self.bus_v - back_emf_v) / self.resistance_ohm
+
+    def substep(self, current_a: Any, command_a: Any, velocity_rad_s: Any) -> tuple[Any, Any]:
+        """The current (A) after one substep from `current_a` under `command_a`, and the power drawn (W)."""
+        low_a, high_a = self.bounds_a(velocity_rad_s)
+        reachable_a = np.minimum(np.maximum(command_a, low_a), high_a)
+        # Exact solution of the first-order current loop over one substep, then the voltage bound.
+        current = reachable_a + (current_a - reachable_a) * self.decay
+        current = np.minimum(np.maximum(current, low_a), high_a)
+        power = (self.resistance_ohm * current + self.emf_per_rad_s * velocity_rad_s) * current
+        return current, power
+
+
+class PlantBatch:
+    """`copies` independent servos with the same profile and load, advanced together by one MuJoCo model.
+
+    The same mechanics (`build_mjcf(copies=...)`) and electrical model (`_Motor`) as `Plant`, one element per
+    servo; used to collect experience fast (`mm_sim.batch`). No payload or disturbance schedules.
+    """
+
+    def __init__(self, profile: ServoProfile, load: LoadParams, copies: int) -> None:
+        """Compile the model of `copies` (>= 1) servos of `profile` with `load`."""
+        self.profile = profile
+        self.load = load
+        self.copies = copies
+        self.model = mujoco.MjModel.from_xml_string(build_mjcf(profile, load, copies=copies))
+        self.data = mujoco.MjData(self.model)
+        self._motor = _Motor(profile)
+        self._substeps = profile.control.physics_substeps
+        self._substep_s = profile.dt_s / self._substeps
+        self._torque_per_a = profile.output_torque_per_a
+        self.current_a = np.zeros(copies)
+        self.power_w = np.zeros(copies)
+        self.energy_j = np.zeros(copies)
+
+    @property
+    def angle_rad(self) -> NDArray[np.float64]:
+        """True output angles (rad), multi-turn."""
+        return self.data.qpos.copy()
+
+    @property
+    def velocity_rad_s(self) -> NDArray[np.float64]:
+        """True output velocities (rad/s)."""
+        return self.data.qvel.copy()
+
+    def reset(self, angle_rad: NDArray[np.float64]) -> None:
+        """Put every shaft at rest at its `angle_rad` (rad), with no current."""
+        mujoco.mj_resetData(self.model, self.data)
+        self.data.qpos[:] = angle_rad
+        self.current_a[:] = 0.0
+        self.power_w[:] = 0.0
+        self.energy_j[:] = 0.0
+        mujoco.mj_forward(self.model, self.data)
+
+    def advance(self, current_cmd_a: NDArray[np.float64]) -> None:
+        """Apply each servo's current command (A, within the current limit) for one period."""
+        for _ in range(self._substeps):
+            self.current_a, self.power_w = self._motor.substep(self.current_a, current_cmd_a, self.data.qvel)
+            self.energy_j = self.energy_j + self.power_w * self._substep_s
+            self.data.ctrl[:] = self._torque_per_a * self.current_a
+            mujoco.mj_step(self.model, self.data)
 
 
 class SensorModel:

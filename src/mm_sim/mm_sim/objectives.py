@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from mm_sim.errors import MmSimError
 
@@ -94,12 +97,44 @@ def reward(
         sample: the tick as the servo reports it.
         tolerance_rad: the band that counts as "at the target" for `speed` (rad).
     """
-    error = abs(sample.target_rad - sample.position_rad)
-    raw = {
-        "accuracy": -error * sample.dt_s,
-        "speed": -sample.dt_s if error > tolerance_rad else 0.0,
-        "energy": -max(sample.power_w, 0.0) * sample.dt_s,
-        "smooth": -((sample.action - sample.previous_action) ** 2),
-    }
-    terms = {term: weight * raw[term] for term, weight in weights.items()}
+    terms = reward_terms(
+        weights,
+        error_rad=abs(sample.target_rad - sample.position_rad),
+        power_w=sample.power_w,
+        action=sample.action,
+        previous_action=sample.previous_action,
+        dt_s=sample.dt_s,
+        tolerance_rad=tolerance_rad,
+    )
     return sum(terms.values()), terms
+
+
+def reward_terms(
+    weights: Mapping[str, float],
+    *,
+    error_rad: Any,
+    power_w: Any,
+    action: Any,
+    previous_action: Any,
+    dt_s: float,
+    tolerance_rad: float = DEFAULT_TOLERANCE_RAD,
+) -> dict[str, Any]:
+    """The weighted terms of `reward` for |error| `error_rad` (rad), floats or arrays (one element per servo).
+
+    Args:
+        weights: term weights, from `objective_weights`.
+        error_rad: absolute position error after the tick (rad).
+        power_w: electrical power drawn (W).
+        action: the action of this tick, in [-1, 1].
+        previous_action: the action of the tick before.
+        dt_s: control period (s).
+        tolerance_rad: the band that counts as "at the target" for `speed` (rad).
+    """
+    raw = {
+        "accuracy": lambda: -error_rad * dt_s,
+        "speed": lambda: np.where(error_rad > tolerance_rad, -dt_s, 0.0),
+        "energy": lambda: -np.maximum(power_w, 0.0) * dt_s,
+        "smooth": lambda: -((action - previous_action) ** 2),
+    }
+    scalar = np.ndim(error_rad) == 0
+    return {term: float(weight * raw[term]()) if scalar else weight * raw[term]() for term, weight in weights.items()}

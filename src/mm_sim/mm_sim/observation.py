@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,6 +20,8 @@ COUNTS_PER_REV = 16384
 """AS5047 counts per revolution of the output shaft (14 bit)."""
 
 OBS_DIM = 8
+Counts = int | NDArray[np.int64]
+"""Encoder counts: one servo's, or an array of a batch's (`mm_sim.batch`)."""
 _F32 = np.float32
 _ONE = _F32(1.0)
 _TWO_PI_F32 = _F32(2.0 * math.pi)
@@ -70,7 +73,7 @@ class MultiTurnEncoder:
     500 rev/s).
     """
 
-    def __init__(self, count: int, turns: int = 0) -> None:
+    def __init__(self, count: Counts, turns: Counts = 0) -> None:
         """Start at `count` on turn `turns` (the firmware boots with turns = 0)."""
         self._count = count
         self._turns = turns
@@ -80,13 +83,11 @@ class MultiTurnEncoder:
         """The unwrapped position (rad, float32)."""
         return _F32(self._turns) * _TWO_PI_F32 + _F32(self._count) * _RAD_PER_COUNT_F32
 
-    def update(self, count: int) -> np.float32:
+    def update(self, count: Counts) -> np.float32:
         """Take a new reading and return the unwrapped position (rad, float32)."""
         step = count - self._count
-        if step > COUNTS_PER_REV // 2:
-            self._turns -= 1
-        elif step < -(COUNTS_PER_REV // 2):
-            self._turns += 1
+        # Arithmetic rather than branches, so one encoder object also unwraps an array of counts (mm_sim.batch).
+        self._turns = self._turns + (step < -(COUNTS_PER_REV // 2)) - (step > COUNTS_PER_REV // 2)
         self._count = count
         return self.position_rad
 
@@ -181,14 +182,35 @@ class ObservationBuilder:
         self._velocity_rad_s = _F32(0.0)
 
     @property
-    def velocity_rad_s(self) -> float:
-        """The filtered velocity estimate of the last update (rad/s)."""
-        return float(self._velocity_rad_s)
+    def velocity_rad_s(self) -> Any:
+        """The filtered velocity estimate of the last update (rad/s): a float, or an array for a batch."""
+        velocity = self._velocity_rad_s
+        return float(velocity) if np.ndim(velocity) == 0 else velocity
 
-    def reset(self, position_rad: float) -> None:
-        """Start at rest at `position_rad` (rad)."""
+    def reset(self, position_rad: Any) -> None:
+        """Start at rest at `position_rad` (rad; an array for a batch of servos)."""
         self._previous_rad = _F32(position_rad)
-        self._velocity_rad_s = _F32(0.0)
+        self._velocity_rad_s = _F32(np.zeros_like(self._previous_rad))
+
+    def advance(self, position_rad: Any) -> None:
+        """Feed one tick's measured position (rad; an array for a batch) to the velocity filter."""
+        position = _F32(position_rad)
+        raw = (position - self._previous_rad) / self._dt_s
+        self._velocity_rad_s = _F32(self._velocity_rad_s + self._alpha * (raw - self._velocity_rad_s))
+        self._previous_rad = position
+
+    def features(
+        self, position_rad: Any, *, target_rad: Any, target_velocity_rad_s: Any, prev_action: Any, current_a: Any
+    ) -> NDArray[np.float32]:
+        """The observation at the present velocity estimate: shape (8,), or (8, n) for arrays of n servos."""
+        return self._features(
+            _F32(position_rad),
+            self._velocity_rad_s,
+            target_rad=target_rad,
+            target_velocity_rad_s=target_velocity_rad_s,
+            prev_action=prev_action,
+            current_a=current_a,
+        )
 
     def update(
         self,
@@ -207,13 +229,9 @@ class ObservationBuilder:
             target_velocity_rad_s: reference velocity (rad/s).
             prev_action: the previous tick's action.
         """
-        position = _F32(position_rad)
-        raw = (position - self._previous_rad) / self._dt_s
-        self._velocity_rad_s = _F32(self._velocity_rad_s + self._alpha * (raw - self._velocity_rad_s))
-        self._previous_rad = position
-        return self._features(
-            position,
-            self._velocity_rad_s,
+        self.advance(position_rad)
+        return self.features(
+            position_rad,
             target_rad=target_rad,
             target_velocity_rad_s=target_velocity_rad_s,
             prev_action=prev_action,

@@ -1,0 +1,161 @@
+"""Learning a residual on the classical controller, on the batched twin (docs/learning.md, "Residual learning").
+
+The policy decides every `decimation` ticks a residual r ∈ [-1, 1]; the servo adds `residual_limit · r` to its
+classical law (the better of the tuned PID and PTOS for the objective, `mm_sim.tuning.classical`), computed
+every tick. Its last layer starts at zero, so the untrained policy *is* the classical controller, and a policy is
+kept only when its evaluation on the validation moves beats every earlier one, the classical start included.
+PPO (Stable-Baselines3) collects experience from `envs` servos at once (`mm_sim.batch.ResidualVecEnv`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import cast
+
+import numpy as np
+import torch
+from mm_sim.batch import BatchTwin, Residual, ResidualVecEnv, evaluate_batch
+from mm_sim.evaluate import Evaluation, seeded_moves
+from mm_sim.profiles import load_profile
+from mm_sim.tuning import Classical, classical
+from numpy.typing import NDArray
+from stable_baselines3 import PPO
+
+from mm_learning.errors import TrainingError
+
+VALIDATION_SEED = 2_000_000
+"""Seed of the validation moves that choose the best policy (the benchmark evaluates on other moves)."""
+
+
+@dataclass(frozen=True)
+class ResidualConfig:
+    """One residual training run.
+
+    Attributes:
+        profile: shipped profile name.
+        load: one of its loads.
+        objective: a named objective (the classical laws are tuned per named objective).
+        ticks: experience budget in control ticks (decisions × decimation), the unit that does not depend on
+            how busy the machine is.
+        seed: seed of PPO, the moves and the sensing noise.
+        residual_limit: the residual's bound, as a fraction of the current limit.
+        decimation: control ticks per decision.
+        envs: servos simulated at once.
+        validation_moves: moves that choose the best policy.
+        eval_every_ticks: experience between two validations.
+        hyperparameters: PPO keyword arguments over the defaults below.
+    """
+
+    profile: str = "mm_v3"
+    load: str = "pendulum"
+    objective: str = "speed"
+    ticks: int = 2_000_000
+    seed: int = 0
+    residual_limit: float = 0.5
+    decimation: int = 5
+    envs: int = 64
+    validation_moves: int = 30
+    eval_every_ticks: int = 200_000
+    hyperparameters: dict[str, object] = field(default_factory=dict)
+
+
+PPO_DEFAULTS: dict[str, object] = {
+    "n_steps": 64,
+    "batch_size": 1024,
+    "n_epochs": 5,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "learning_rate": 3e-4,
+    "clip_range": 0.2,
+    "ent_coef": 0.0,
+    "policy_kwargs": {"net_arch": [48, 48], "activation_fn": torch.nn.Tanh, "log_std_init": -1.0},
+}
+"""[48, 48] tanh: the int16x8 export of that actor fits the firmware's 12 KB model budget (docs/learning.md)."""
+
+
+@dataclass(frozen=True)
+class ResidualResult:
+    """What a run produced.
+
+    Attributes:
+        model: the PPO model with the best validated policy's weights.
+        residual: base law, bound and decimation the policy was trained with.
+        classical: the classical controllers on the validation moves.
+        best: the best policy's validation, or None when no policy beat the classical start.
+        curve: (ticks, validation mean return) after each validation, starting with the classical start at 0.
+        ticks: experience used. wall_s: wall time of the run (s). ticks_per_s: experience per wall second.
+    """
+
+    model: PPO
+    residual: Residual
+    classical: Classical
+    best: Evaluation | None
+    curve: list[tuple[int, float]]
+    ticks: int
+    wall_s: float
+
+    @property
+    def ticks_per_s(self) -> float:
+        """Control ticks of experience per second of wall time."""
+        return self.ticks / self.wall_s
+
+
+def policy_function(model: PPO) -> Callable[[NDArray[np.float32]], NDArray[np.float64]]:
+    """The deterministic residual of `model` for a batch of observations."""
+
+    def residual(observation: NDArray[np.float32]) -> NDArray[np.float64]:
+        action, _ = model.predict(observation, deterministic=True)
+        return np.asarray(action, dtype=np.float64).reshape(len(observation))
+
+    return residual
+
+
+def train_residual(
+    config: ResidualConfig, *, on_validation: Callable[[int, Evaluation], None] | None = None
+) -> ResidualResult:
+    """Train a residual policy on the batched twin and keep the best validated one."""
+    if config.ticks <= 0 or config.envs < 1:
+        msg = f"ticks ({config.ticks}) and envs ({config.envs}) must be positive"
+        raise TrainingError(msg)
+    started = time.perf_counter()
+    profile = load_profile(config.profile)
+    moves = seeded_moves(config.validation_moves, seed=VALIDATION_SEED)
+    base = classical(profile, config.load, config.objective, moves)
+    residual = Residual(base.gains, config.residual_limit, config.decimation)
+    twin = BatchTwin(profile, config.load, config.envs, objective=config.objective, seed=config.seed)
+    env = ResidualVecEnv(twin, residual, seed=config.seed)
+    torch.manual_seed(config.seed)
+    # One intra-op thread: on 2 shared cores a second one makes small-MLP steps ~1000x slower (docs/learning.md).
+    torch.set_num_threads(1)
+    hyperparameters = {**PPO_DEFAULTS, **config.hyperparameters}
+    model = PPO("MlpPolicy", env, seed=config.seed, device="cpu", verbose=0, **hyperparameters)  # type: ignore[arg-type]
+    action_net = cast(torch.nn.Linear, model.policy.action_net)
+    with torch.no_grad():  # the untrained policy adds nothing: it is the classical controller
+        action_net.weight.zero_()
+        action_net.bias.zero_()
+    validation = BatchTwin(profile, config.load, len(moves), objective=config.objective, seed=VALIDATION_SEED)
+    start_return = base.ptos.mean_return if base.law == "ptos" else base.pid.mean_return
+    curve = [(0, start_return)]
+    best: Evaluation | None = None
+    best_return = start_return
+    best_weights = copy.deepcopy(model.policy.state_dict())
+    decision_ticks = config.decimation
+    chunk = max(1, config.eval_every_ticks // decision_ticks)
+    while model.num_timesteps * decision_ticks < config.ticks:
+        model.learn(total_timesteps=chunk, reset_num_timesteps=False)
+        evaluation = evaluate_batch(validation, residual, moves, policy_function(model))
+        ticks = model.num_timesteps * decision_ticks
+        curve.append((ticks, evaluation.mean_return))
+        if on_validation is not None:
+            on_validation(ticks, evaluation)
+        if math.isfinite(evaluation.mean_return) and evaluation.mean_return > best_return:
+            best, best_return = evaluation, evaluation.mean_return
+            best_weights = copy.deepcopy(model.policy.state_dict())
+    model.policy.load_state_dict(best_weights)
+    return ResidualResult(
+        model, residual, base, best, curve, model.num_timesteps * decision_ticks, time.perf_counter() - started
+    )
