@@ -92,17 +92,6 @@ size_t mm_core_size(void)
     return sizeof(mm_core_t);
 }
 
-static bool gains_valid(const mm_pid_gains_t *g)
-{
-    const float v[5] = {g->kp_pos, g->v_max, g->kp_vel, g->ki_vel, g->gravity_ff_a};
-    for (unsigned i = 0; i < 5u; ++i) {
-        if (!isfinite(v[i]) || v[i] < 0.0f) {
-            return false;
-        }
-    }
-    return true;
-}
-
 static bool config_valid(const mm_config_t *cfg)
 {
     return isfinite(cfg->current_limit_a) && cfg->current_limit_a > 0.0f && isfinite(cfg->overcurrent_a) &&
@@ -110,7 +99,7 @@ static bool config_valid(const mm_config_t *cfg)
            cfg->undervoltage_v >= 0.0f && cfg->overvoltage_v >= 0.0f && cfg->heartbeat_timeout_s >= 0.0f &&
            (cfg->watchdog_mode == MM_MODE_HOLD || cfg->watchdog_mode == MM_MODE_BRAKE) &&
            cfg->policy_decimation >= 1u && isfinite(cfg->velocity_filter_tau_s) &&
-           cfg->velocity_filter_tau_s >= 0.0f && gains_valid(&cfg->gains) && mm_obs_params_valid(&cfg->obs) &&
+           cfg->velocity_filter_tau_s >= 0.0f && mm_pid_gains_valid(&cfg->gains) && mm_obs_params_valid(&cfg->obs) &&
            cfg->max_policy_bytes <= MM_MAX_POLICY_BYTES && cfg->zero_offset_counts < MM_ENCODER_COUNTS &&
            isfinite(cfg->transfer_timeout_s) && cfg->transfer_timeout_s >= 0.0f;
 }
@@ -219,18 +208,37 @@ static void policy_transfer_timeout(mm_core_t *core, float dt_s)
     }
 }
 
-static bool command_valid(const mm_command_t *cmd)
+/* The gains a command leaves in effect: v_max when it gives one, the four loop gains when any is non-zero;
+ * decel_rad_s2 is not a command field and stays as configured. */
+static mm_pid_gains_t command_gains(const mm_core_t *core, const mm_command_t *cmd)
 {
-    const mm_pid_gains_t g = {cmd->kp_pos, 0.0f, cmd->kp_vel, cmd->ki_vel, cmd->gravity_ff_a};
+    mm_pid_gains_t g = core->gains;
+    if (cmd->max_velocity_rad_s > 0.0f) {
+        g.v_max = cmd->max_velocity_rad_s;
+    }
+    if (cmd->kp_pos != 0.0f || cmd->kp_vel != 0.0f || cmd->ki_vel != 0.0f || cmd->gravity_ff_a != 0.0f) {
+        g.kp_pos = cmd->kp_pos;
+        g.kp_vel = cmd->kp_vel;
+        g.ki_vel = cmd->ki_vel;
+        g.gravity_ff_a = cmd->gravity_ff_a;
+    }
+    return g;
+}
+
+static bool command_valid(const mm_core_t *core, const mm_command_t *cmd)
+{
+    const mm_pid_gains_t fields = {cmd->kp_pos, 0.0f, cmd->kp_vel, cmd->ki_vel, cmd->gravity_ff_a, 0.0f};
+    const mm_pid_gains_t result = command_gains(core, cmd);
     return cmd->mode <= MM_MODE_BRAKE && isfinite(cmd->target) && isfinite(cmd->target_velocity_rad_s) &&
            isfinite(cmd->max_velocity_rad_s) && cmd->max_velocity_rad_s >= 0.0f && isfinite(cmd->current_limit_a) &&
-           cmd->current_limit_a >= 0.0f && gains_valid(&g) && cmd->exploration_std >= 0.0f &&
-           cmd->exploration_std <= 1.0f && isfinite(cmd->exploration_tau_s) && cmd->exploration_tau_s >= 0.0f;
+           cmd->current_limit_a >= 0.0f && mm_pid_gains_valid(&fields) && mm_pid_gains_valid(&result) &&
+           cmd->exploration_std >= 0.0f && cmd->exploration_std <= 1.0f && isfinite(cmd->exploration_tau_s) &&
+           cmd->exploration_tau_s >= 0.0f;
 }
 
 mm_status_t mm_core_command(mm_core_t *core, const mm_command_t *cmd)
 {
-    if (!core->ready || !command_valid(cmd)) {
+    if (!core->ready || !command_valid(core, cmd)) {
         return MM_ERR_ARGUMENT;
     }
     if (cmd->clear_faults) {
@@ -245,17 +253,9 @@ mm_status_t mm_core_command(mm_core_t *core, const mm_command_t *cmd)
         start_episode(core);
     }
     core->streaming = cmd->stream_transitions;
-    if (cmd->max_velocity_rad_s > 0.0f) {
-        core->gains.v_max = cmd->max_velocity_rad_s;
-    }
+    core->gains = command_gains(core, cmd);
     if (cmd->current_limit_a > 0.0f) {
         core->command_limit_a = cmd->current_limit_a;
-    }
-    if (cmd->kp_pos != 0.0f || cmd->kp_vel != 0.0f || cmd->ki_vel != 0.0f || cmd->gravity_ff_a != 0.0f) {
-        core->gains.kp_pos = cmd->kp_pos;
-        core->gains.kp_vel = cmd->kp_vel;
-        core->gains.ki_vel = cmd->ki_vel;
-        core->gains.gravity_ff_a = cmd->gravity_ff_a;
     }
     if ((core->faults & MM_FAULTS_BLOCKING) != 0u && mode_is_active(cmd->mode)) {
         return MM_ERR_FAULTED;
@@ -703,7 +703,7 @@ void mm_core_get_tuning(const mm_core_t *core, mm_tuning_t *out)
 
 mm_status_t mm_core_set_tuning(mm_core_t *core, const mm_tuning_t *tuning)
 {
-    if (!gains_valid(&tuning->gains) || !(tuning->current_limit_a > 0.0f) ||
+    if (!mm_pid_gains_valid(&tuning->gains) || !(tuning->current_limit_a > 0.0f) ||
         tuning->current_limit_a > core->cfg.current_limit_a) {
         return MM_ERR_ARGUMENT;
     }
