@@ -39,8 +39,10 @@ struct mm_core {
     /* policy */
     float obs[MM_OBS_DIM];
     float prev_action;
-    float policy_action;          /* the action applied in POLICY mode, noise included, held between runs */
+    float policy_action;          /* the policy's action in POLICY mode, noise included, held between runs: the whole
+                                     action, or the residual r when the active image has residual_limit > 0 */
     bool policy_noisy;            /* policy_action carries exploration noise (FLAG_POLICY clear) */
+    mm_pid_t policy_base;         /* the base law's integrator in residual mode (reset with the policy counter) */
     uint32_t policy_counter;
     /* exploration (contract section 4): set by POLICY commands */
     float exploration_std;
@@ -135,11 +137,13 @@ static bool mode_is_active(uint8_t mode)
     return mode != MM_MODE_IDLE && mode != MM_MODE_BRAKE;
 }
 
-/* A new episode: its first sample is flagged, and the policy runs on its first tick (decisions start with it). */
+/* A new episode: its first sample is flagged, and the policy runs on its first tick (decisions start with it);
+ * a residual policy's base law starts with an empty integrator, as the PID does on entering POSITION mode. */
 static void start_episode(mm_core_t *core)
 {
     core->episode_start = true;
     core->policy_counter = 0u;
+    mm_pid_reset(&core->policy_base);
 }
 
 static void enter_mode(mm_core_t *core, uint8_t mode)
@@ -373,6 +377,21 @@ static bool run_policy(mm_core_t *core, float dt_s)
     return true;
 }
 
+/* POLICY mode's current from the held policy action (contract section 4). Residual mode (the image's residual_limit
+ * > 0): the image's base law runs every tick and the held action r adds residual_limit * r to its normalised
+ * output: clip(base / limit + residual_limit * r), times the image's current_limit_a. */
+static float policy_current(mm_core_t *core, float dt_s)
+{
+    const mm_policy_header_t *h = &core->active_header;
+    const float limit_a = h->scales.current_limit_a;
+    if (!(h->residual_limit > 0.0f)) {
+        return core->policy_action * limit_a;
+    }
+    const float base_a = mm_pid_step(&core->policy_base, &h->base_gains, limit_a, dt_s, core->position_rad,
+                                     core->obs_velocity.velocity_rad_s, core->target_rad, core->target_velocity_rad_s);
+    return mm_clip_unit(base_a / limit_a + h->residual_limit * core->policy_action) * limit_a;
+}
+
 static float mode_current(mm_core_t *core, float limit_a, float dt_s)
 {
     switch (core->mode) {
@@ -392,7 +411,7 @@ static float mode_current(mm_core_t *core, float limit_a, float dt_s)
             core->capture_hold = false;
             return mode_current(core, limit_a, dt_s);
         }
-        return core->policy_action * core->active_header.scales.current_limit_a;
+        return policy_current(core, dt_s);
     default:
         return 0.0f;
     }
