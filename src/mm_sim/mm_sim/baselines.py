@@ -58,9 +58,7 @@ class PidGains:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if not math.isfinite(value) or value < 0.0:
-                msg = (
-                    f"PID gain {field.name}={value!r} must be a finite number >= 0; fix it in the profile or command"
-                )
+                msg = f"PID gain {field.name}={value!r} must be a finite number >= 0; fix it in the profile or command"
                 raise MmSimError(msg)
         if self.decel_rad_s2 > 0.0 and self.kp_pos <= 0.0:
             msg = f"PTOS (decel_rad_s2={self.decel_rad_s2!r}) needs kp_pos > 0 for its linear zone near the target"
