@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 REPO = Path(__file__).resolve().parents[2]
 BUILD_DIR = Path(os.environ.get("MM_FIRMWARE_BUILD_DIR", REPO / "build" / "mm_firmware_core"))
 
-HEADER = struct.Struct("<4sHHBBBBI5fIII")
+# Format 2 (contract section 5): ... arena_bytes, model_crc32, residual_limit, 6 base gains, 2 reserved.
+HEADER = struct.Struct("<4sHHBBBBI5fIIf6fII")
 SCALES = (3.0, 40.0, 25.0, 2.0, 0.004)  # pos_scale_rad, vel_scale_rad_s, fine_gain_per_rad, current_limit_a, tau_s
 
 
@@ -39,13 +40,32 @@ def header(
     obs_dim: int = 8,
     action_dim: int = 1,
     magic: bytes = b"MMPL",
-    version: int = 1,
+    version: int = 2,
     scales: tuple[float, ...] = SCALES,
     model_crc32: int | None = None,
+    policy_decimation: int = 0,
+    residual_limit: float = 0.0,
+    base_gains: tuple[float, ...] = (0.0,) * 6,
 ) -> bytes:
-    """The 48-byte header for model; keyword arguments forge individual fields."""
+    """The 80-byte header for model; keyword arguments forge individual fields."""
     crc = zlib.crc32(model) if model_crc32 is None else model_crc32
-    return HEADER.pack(magic, version, 48, 1, obs_dim, action_dim, 0, len(model), *scales, 3000, crc, 0)
+    return HEADER.pack(
+        magic,
+        version,
+        HEADER.size,
+        1,
+        obs_dim,
+        action_dim,
+        policy_decimation,
+        len(model),
+        *scales,
+        3000,
+        crc,
+        residual_limit,
+        *base_gains,
+        0,
+        0,
+    )
 
 
 def image(key: ec.EllipticCurvePrivateKey, model: bytes, **fields: object) -> bytes:

@@ -4,16 +4,18 @@ previous policy still active (servo contract section 5); chunked transfer with l
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import zlib
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from fw_support import HalfGainBackend, header, image, public_key_bytes, require, sign_raw
+from fw_support import HEADER, HalfGainBackend, header, image, public_key_bytes, require, sign_raw
 from mm_sim.observation import ObsScales
 
 MODEL = bytes(range(256)) * 3
+BASE = (2.0, 5.0, 0.1, 1.0, 0.05, 30.0)  # a residual image's base law: kp_pos, v_max, kp_vel, ki_vel, ff, decel
 ACCEPTED, REJECTED = 1, 2
 REASON = {"NONE": 0, "CRC": 1, "FORMAT": 2, "SHAPE": 3, "SIGNATURE": 4, "TOO_LARGE": 5, "BACKEND": 6}
 
@@ -46,7 +48,7 @@ def test_good_image_is_active_and_drives_the_servo(
 def _corruptions(key: ec.EllipticCurvePrivateKey, other: ec.EllipticCurvePrivateKey) -> dict[str, tuple[bytes, str]]:
     good = image(key, MODEL)
     flipped_model = bytearray(good)
-    flipped_model[60] ^= 1
+    flipped_model[HEADER.size + 12] ^= 1
     flipped_sig = bytearray(good)
     flipped_sig[-5] ^= 0x80
     return {
@@ -56,10 +58,18 @@ def _corruptions(key: ec.EllipticCurvePrivateKey, other: ec.EllipticCurvePrivate
         "unsigned (zero signature)": (good[:-64] + bytes(64), "SIGNATURE"),
         "truncated by one byte": (good[:-1], "FORMAT"),
         "truncated to half": (good[: len(good) // 2], "FORMAT"),
-        "header only": (good[:48], "FORMAT"),
+        "header only": (good[:80], "FORMAT"),
         "wrong magic": (image(key, MODEL, magic=b"MMPX"), "FORMAT"),
-        "wrong version": (image(key, MODEL, version=2), "FORMAT"),
+        "format version 1": (image(key, MODEL, version=1), "FORMAT"),
+        "format version 3": (image(key, MODEL, version=3), "FORMAT"),
         "negative scale": (image(key, MODEL, scales=(3.0, -40.0, 25.0, 2.0, 0.004)), "FORMAT"),
+        "residual_limit above 1": (image(key, MODEL, residual_limit=1.5, base_gains=BASE), "FORMAT"),
+        "residual_limit negative": (image(key, MODEL, residual_limit=-0.2, base_gains=BASE), "FORMAT"),
+        "residual_limit NaN": (image(key, MODEL, residual_limit=math.nan, base_gains=BASE), "FORMAT"),
+        "negative base gain": (image(key, MODEL, residual_limit=0.3, base_gains=(2, 5, -0.1, 1, 0, 0)), "FORMAT"),
+        "infinite base gain": (image(key, MODEL, base_gains=(2, math.inf, 0.1, 1, 0, 0)), "FORMAT"),
+        "negative decel, no residual": (image(key, MODEL, base_gains=(2, 5, 0.1, 1, 0, -1)), "FORMAT"),
+        "PTOS base without kp_pos": (image(key, MODEL, residual_limit=0.3, base_gains=(0, 5, 0.1, 1, 0, 30)), "FORMAT"),
         "obs_dim 7": (image(key, MODEL, obs_dim=7), "SHAPE"),
         "action_dim 2": (image(key, MODEL, action_dim=2), "SHAPE"),
         "header CRC lies (signed)": (image(key, MODEL, model_crc32=zlib.crc32(MODEL) ^ 1), "CRC"),
@@ -163,6 +173,46 @@ def test_images_from_the_project_packer_are_accepted(
 
 def test_header_helper_matches_the_contract_layout() -> None:
     raw = header(MODEL)
-    assert len(raw) == 48
+    assert len(raw) == 80
     assert raw[:4] == b"MMPL"
     assert int.from_bytes(raw[12:16], "little") == len(MODEL)
+
+
+def test_packer_and_core_agree_on_the_format() -> None:
+    """One definition per side: the C header's sizes and version equal mm_learning.policy_image's."""
+    import mm_firmware_core as fw
+
+    policy_image = require("mm_learning.policy_image")
+    assert fw.constant("MM_POLICY_HEADER_BYTES") == policy_image.HEADER_SIZE == len(header(MODEL))
+    assert fw.constant("MM_POLICY_SIGNATURE_BYTES") == policy_image.SIGNATURE_SIZE
+    assert fw.constant("MM_POLICY_FORMAT_VERSION") == policy_image.FORMAT_VERSION
+
+
+def test_residual_fields_reach_the_core_and_round_trip(
+    servo: tuple[Any, HalfGainBackend], signing_key: ec.EllipticCurvePrivateKey
+) -> None:
+    """A residual image packed by mm_learning is accepted; the core decodes residual_limit and the base gains at
+    the offsets the packer wrote; residual_limit 0 with zero gains (the default) is a plain policy."""
+    policy_image = require("mm_learning.policy_image")
+    core, _ = servo
+    scales = ObsScales(3.0, 40.0, 25.0, 2.0, 0.004)
+    head = policy_image.PolicyHeader(
+        model_type=policy_image.ModelType.INT8, scales=scales, arena_bytes=2800, residual_limit=0.25, base_gains=BASE
+    )
+    img = policy_image.pack_image(head, MODEL, lambda data: sign_raw(signing_key, data))
+    assert core.load_policy(img) == 0
+    active = core.active_policy()
+    assert active is not None
+    assert active.residual_limit == pytest.approx(0.25)
+    g = active.base_gains
+    got = (g.kp_pos, g.v_max, g.kp_vel, g.ki_vel, g.gravity_ff_a, g.decel_rad_s2)
+    assert got == pytest.approx(BASE)
+    assert policy_image.parse_image(img).header.base_gains == pytest.approx(BASE)
+    plain = policy_image.pack_image(
+        dataclasses.replace(head, residual_limit=0.0, base_gains=policy_image.NO_BASE),
+        MODEL,
+        lambda data: sign_raw(signing_key, data),
+    )
+    assert core.load_policy(plain) == 0
+    active = core.active_policy()
+    assert active is not None and active.residual_limit == 0.0

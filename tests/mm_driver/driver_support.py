@@ -14,7 +14,7 @@ import mm_firmware_core as fw
 from cryptography.hazmat.primitives.asymmetric import ec
 from mm_driver.errors import DriverError
 from mm_driver.transport import Ack, AckReason, AckStatus, Chunk, ChunkLink
-from mm_learning.policy_image import ModelType, PolicyHeader, pack_image
+from mm_learning.policy_image import HEADER_SIZE, SIGNATURE_SIZE, ModelType, PolicyHeader, pack_image
 from mm_learning.signing import public_key_hex, sign
 from mm_sim.observation import ObsScales
 
@@ -23,7 +23,7 @@ SCALES = ObsScales(3.14159265, 160.0, 40.0, 4.0, 0.002)
 
 def signed_image(key: ec.EllipticCurvePrivateKey, size: int, *, seed: int = 0) -> bytes:
     """A signed image of exactly `size` bytes whose model is deterministic filler (the test backend loads any)."""
-    model = bytes((i * 131 + seed * 7 + 1) & 0xFF for i in range(size - 48 - 64))
+    model = bytes((i * 131 + seed * 7 + 1) & 0xFF for i in range(size - HEADER_SIZE - SIGNATURE_SIZE))
     header = PolicyHeader(model_type=ModelType.INT8, scales=SCALES, arena_bytes=3000)
     return pack_image(header, model, functools.partial(sign, key))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 
@@ -41,11 +42,71 @@ def test_image_parses_back_identically() -> None:
 def test_layout_matches_the_contract_table() -> None:
     image = _image()
     assert image[:4] == b"MMPL"
-    assert struct.unpack_from("<HHBBB", image, 4) == (1, HEADER_SIZE, 2, 8, 1)
+    assert struct.unpack_from("<HHBBB", image, 4) == (2, HEADER_SIZE, 2, 8, 1)
+    assert HEADER_SIZE == 80
     assert struct.unpack_from("<I", image, 12)[0] == len(MODEL)
     assert struct.unpack_from("<5f", image, 16)[1] == 40.0
-    assert struct.unpack_from("<III", image, 36) == (3552, zlib.crc32(MODEL), 0)
-    assert len(image) == 48 + len(MODEL) + 64
+    assert struct.unpack_from("<II", image, 36) == (3552, zlib.crc32(MODEL))
+    # Not residual: residual_limit, the six base gains and both reserved words are 0.
+    assert struct.unpack_from("<7f", image, 44) == (0.0,) * 7
+    assert struct.unpack_from("<II", image, 72) == (0, 0)
+    assert len(image) == 80 + len(MODEL) + 64
+
+
+BASE = (2.0, 5.0, 0.125, 1.0, 0.5, 30.0)
+
+
+def _residual_header(residual_limit: float = 0.25, base_gains: tuple[float, ...] = BASE) -> PolicyHeader:
+    scales = ObsScales(3.0, 40.0, 25.0, 2.0, 0.004)
+    return PolicyHeader(
+        ModelType.INT8,
+        scales,
+        arena_bytes=3552,
+        residual_limit=residual_limit,
+        base_gains=base_gains,  # type: ignore[arg-type]
+    )
+
+
+def test_residual_fields_sit_at_offsets_44_to_76_and_round_trip() -> None:
+    image = pack_image(_residual_header(), MODEL, lambda _: SIGNATURE)
+    assert struct.unpack_from("<f", image, 44)[0] == 0.25
+    assert struct.unpack_from("<6f", image, 48) == BASE
+    assert struct.unpack_from("<II", image, 72) == (0, 0)
+    parsed = parse_image(image)
+    assert parsed.header.residual_limit == 0.25 and parsed.header.base_gains == BASE
+    assert pack_image(parsed.header, parsed.model, lambda _: SIGNATURE) == image
+
+
+@pytest.mark.parametrize(
+    ("residual_limit", "base_gains", "reason"),
+    [
+        (1.5, BASE, "residual_limit=1.5 must be in"),
+        (-0.1, BASE, "residual_limit=-0.1"),
+        (math.nan, BASE, "residual_limit=nan must be in"),
+        (0.3, (2.0, 5.0, -0.1, 1.0, 0.0, 0.0), "kp_vel=-0.1"),
+        (0.0, (2.0, math.inf, 0.1, 1.0, 0.0, 0.0), "v_max=inf must be"),
+        (0.3, (0.0, 5.0, 0.1, 1.0, 0.0, 30.0), "PTOS"),
+        (0.3, (2.0, 5.0, 0.1), "base_gains has 3 values"),
+    ],
+)
+def test_residual_fields_the_servo_refuses_are_refused(
+    residual_limit: float, base_gains: tuple[float, ...], reason: str
+) -> None:
+    header = _residual_header(residual_limit, base_gains)
+    with pytest.raises(PolicyImageError, match=reason):
+        pack_image(header, MODEL, lambda _: SIGNATURE)
+    if len(base_gains) == 6:
+        # A forged header with the same fields is refused when parsed, too.
+        image = bytearray(_image())
+        struct.pack_into("<f6f", image, 44, residual_limit, *base_gains)
+        with pytest.raises(PolicyImageError, match=reason):
+            parse_image(bytes(image))
+
+
+def test_a_ptos_base_without_kp_pos_is_allowed_when_no_base_law_runs() -> None:
+    """residual_limit 0: the base gains only need to be finite and >= 0 (the servo never runs them)."""
+    image = pack_image(_residual_header(0.0, (0.0, 5.0, 0.1, 1.0, 0.0, 30.0)), MODEL, lambda _: SIGNATURE)
+    assert parse_image(image).header.residual_limit == 0.0
 
 
 def test_the_policy_decimation_travels_in_byte_11() -> None:
@@ -73,7 +134,8 @@ def _patched(offset: int, fmt: str, value: object) -> bytes:
     ("image", "reason"),
     [
         (_patched(0, "<4s", b"MMPX"), "magic"),
-        (_patched(4, "<H", 2), "format_version"),
+        (_patched(4, "<H", 1), "format_version"),
+        (_patched(4, "<H", 3), "format_version"),
         (_patched(6, "<H", 64), "header_size"),
         (_patched(8, "<B", 7), "model_type"),
         (_patched(9, "<B", 9), "obs_dim"),

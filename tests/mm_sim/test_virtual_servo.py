@@ -22,6 +22,7 @@ import mm_firmware_core as fw
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from mm_learning.policy_image import HEADER_SIZE
 from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig, VirtualServoError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -202,7 +203,9 @@ def test_bad_policies_are_refused_and_the_previous_policy_stays_active(signed: S
     good_id = servo.state().policy_crc32
     other_key = ec.generate_private_key(ec.SECP256R1())
     flipped = bytearray(signed.image)
-    flipped[60] ^= 0xFF  # a model byte, with the image CRC recomputed by the sender: the model CRC catches it
+    flipped[HEADER_SIZE + 12] ^= (
+        0xFF  # a model byte, with the image CRC recomputed by the sender: the model CRC catches it
+    )
     bad_signature = bytearray(signed.image)
     bad_signature[-1] ^= 0x01
     cases = [

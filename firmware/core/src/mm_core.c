@@ -39,8 +39,10 @@ struct mm_core {
     /* policy */
     float obs[MM_OBS_DIM];
     float prev_action;
-    float policy_action;          /* the action applied in POLICY mode, noise included, held between runs */
+    float policy_action;          /* the policy's action in POLICY mode, noise included, held between runs: the whole
+                                     action, or the residual r when the active image has residual_limit > 0 */
     bool policy_noisy;            /* policy_action carries exploration noise (FLAG_POLICY clear) */
+    mm_pid_t policy_base;         /* the base law's integrator in residual mode (reset with the policy counter) */
     uint32_t policy_counter;
     /* exploration (contract section 4): set by POLICY commands */
     float exploration_std;
@@ -92,17 +94,6 @@ size_t mm_core_size(void)
     return sizeof(mm_core_t);
 }
 
-static bool gains_valid(const mm_pid_gains_t *g)
-{
-    const float v[5] = {g->kp_pos, g->v_max, g->kp_vel, g->ki_vel, g->gravity_ff_a};
-    for (unsigned i = 0; i < 5u; ++i) {
-        if (!isfinite(v[i]) || v[i] < 0.0f) {
-            return false;
-        }
-    }
-    return true;
-}
-
 static bool config_valid(const mm_config_t *cfg)
 {
     return isfinite(cfg->current_limit_a) && cfg->current_limit_a > 0.0f && isfinite(cfg->overcurrent_a) &&
@@ -110,7 +101,7 @@ static bool config_valid(const mm_config_t *cfg)
            cfg->undervoltage_v >= 0.0f && cfg->overvoltage_v >= 0.0f && cfg->heartbeat_timeout_s >= 0.0f &&
            (cfg->watchdog_mode == MM_MODE_HOLD || cfg->watchdog_mode == MM_MODE_BRAKE) &&
            cfg->policy_decimation >= 1u && isfinite(cfg->velocity_filter_tau_s) &&
-           cfg->velocity_filter_tau_s >= 0.0f && gains_valid(&cfg->gains) && mm_obs_params_valid(&cfg->obs) &&
+           cfg->velocity_filter_tau_s >= 0.0f && mm_pid_gains_valid(&cfg->gains) && mm_obs_params_valid(&cfg->obs) &&
            cfg->max_policy_bytes <= MM_MAX_POLICY_BYTES && cfg->zero_offset_counts < MM_ENCODER_COUNTS &&
            isfinite(cfg->transfer_timeout_s) && cfg->transfer_timeout_s >= 0.0f;
 }
@@ -146,11 +137,13 @@ static bool mode_is_active(uint8_t mode)
     return mode != MM_MODE_IDLE && mode != MM_MODE_BRAKE;
 }
 
-/* A new episode: its first sample is flagged, and the policy runs on its first tick (decisions start with it). */
+/* A new episode: its first sample is flagged, and the policy runs on its first tick (decisions start with it);
+ * a residual policy's base law starts with an empty integrator, as the PID does on entering POSITION mode. */
 static void start_episode(mm_core_t *core)
 {
     core->episode_start = true;
     core->policy_counter = 0u;
+    mm_pid_reset(&core->policy_base);
 }
 
 static void enter_mode(mm_core_t *core, uint8_t mode)
@@ -219,18 +212,37 @@ static void policy_transfer_timeout(mm_core_t *core, float dt_s)
     }
 }
 
-static bool command_valid(const mm_command_t *cmd)
+/* The gains a command leaves in effect: v_max when it gives one, the four loop gains when any is non-zero;
+ * decel_rad_s2 is not a command field and stays as configured. */
+static mm_pid_gains_t command_gains(const mm_core_t *core, const mm_command_t *cmd)
 {
-    const mm_pid_gains_t g = {cmd->kp_pos, 0.0f, cmd->kp_vel, cmd->ki_vel, cmd->gravity_ff_a};
+    mm_pid_gains_t g = core->gains;
+    if (cmd->max_velocity_rad_s > 0.0f) {
+        g.v_max = cmd->max_velocity_rad_s;
+    }
+    if (cmd->kp_pos != 0.0f || cmd->kp_vel != 0.0f || cmd->ki_vel != 0.0f || cmd->gravity_ff_a != 0.0f) {
+        g.kp_pos = cmd->kp_pos;
+        g.kp_vel = cmd->kp_vel;
+        g.ki_vel = cmd->ki_vel;
+        g.gravity_ff_a = cmd->gravity_ff_a;
+    }
+    return g;
+}
+
+static bool command_valid(const mm_core_t *core, const mm_command_t *cmd)
+{
+    const mm_pid_gains_t fields = {cmd->kp_pos, 0.0f, cmd->kp_vel, cmd->ki_vel, cmd->gravity_ff_a, 0.0f};
+    const mm_pid_gains_t result = command_gains(core, cmd);
     return cmd->mode <= MM_MODE_BRAKE && isfinite(cmd->target) && isfinite(cmd->target_velocity_rad_s) &&
            isfinite(cmd->max_velocity_rad_s) && cmd->max_velocity_rad_s >= 0.0f && isfinite(cmd->current_limit_a) &&
-           cmd->current_limit_a >= 0.0f && gains_valid(&g) && cmd->exploration_std >= 0.0f &&
-           cmd->exploration_std <= 1.0f && isfinite(cmd->exploration_tau_s) && cmd->exploration_tau_s >= 0.0f;
+           cmd->current_limit_a >= 0.0f && mm_pid_gains_valid(&fields) && mm_pid_gains_valid(&result) &&
+           cmd->exploration_std >= 0.0f && cmd->exploration_std <= 1.0f && isfinite(cmd->exploration_tau_s) &&
+           cmd->exploration_tau_s >= 0.0f;
 }
 
 mm_status_t mm_core_command(mm_core_t *core, const mm_command_t *cmd)
 {
-    if (!core->ready || !command_valid(cmd)) {
+    if (!core->ready || !command_valid(core, cmd)) {
         return MM_ERR_ARGUMENT;
     }
     if (cmd->clear_faults) {
@@ -245,17 +257,9 @@ mm_status_t mm_core_command(mm_core_t *core, const mm_command_t *cmd)
         start_episode(core);
     }
     core->streaming = cmd->stream_transitions;
-    if (cmd->max_velocity_rad_s > 0.0f) {
-        core->gains.v_max = cmd->max_velocity_rad_s;
-    }
+    core->gains = command_gains(core, cmd);
     if (cmd->current_limit_a > 0.0f) {
         core->command_limit_a = cmd->current_limit_a;
-    }
-    if (cmd->kp_pos != 0.0f || cmd->kp_vel != 0.0f || cmd->ki_vel != 0.0f || cmd->gravity_ff_a != 0.0f) {
-        core->gains.kp_pos = cmd->kp_pos;
-        core->gains.kp_vel = cmd->kp_vel;
-        core->gains.ki_vel = cmd->ki_vel;
-        core->gains.gravity_ff_a = cmd->gravity_ff_a;
     }
     if ((core->faults & MM_FAULTS_BLOCKING) != 0u && mode_is_active(cmd->mode)) {
         return MM_ERR_FAULTED;
@@ -373,6 +377,21 @@ static bool run_policy(mm_core_t *core, float dt_s)
     return true;
 }
 
+/* POLICY mode's current from the held policy action (contract section 4). Residual mode (the image's residual_limit
+ * > 0): the image's base law runs every tick and the held action r adds residual_limit * r to its normalised
+ * output: clip(base / limit + residual_limit * r), times the image's current_limit_a. */
+static float policy_current(mm_core_t *core, float dt_s)
+{
+    const mm_policy_header_t *h = &core->active_header;
+    const float limit_a = h->scales.current_limit_a;
+    if (!(h->residual_limit > 0.0f)) {
+        return core->policy_action * limit_a;
+    }
+    const float base_a = mm_pid_step(&core->policy_base, &h->base_gains, limit_a, dt_s, core->position_rad,
+                                     core->obs_velocity.velocity_rad_s, core->target_rad, core->target_velocity_rad_s);
+    return mm_clip_unit(base_a / limit_a + h->residual_limit * core->policy_action) * limit_a;
+}
+
 static float mode_current(mm_core_t *core, float limit_a, float dt_s)
 {
     switch (core->mode) {
@@ -392,7 +411,7 @@ static float mode_current(mm_core_t *core, float limit_a, float dt_s)
             core->capture_hold = false;
             return mode_current(core, limit_a, dt_s);
         }
-        return core->policy_action * core->active_header.scales.current_limit_a;
+        return policy_current(core, dt_s);
     default:
         return 0.0f;
     }
@@ -703,7 +722,7 @@ void mm_core_get_tuning(const mm_core_t *core, mm_tuning_t *out)
 
 mm_status_t mm_core_set_tuning(mm_core_t *core, const mm_tuning_t *tuning)
 {
-    if (!gains_valid(&tuning->gains) || !(tuning->current_limit_a > 0.0f) ||
+    if (!mm_pid_gains_valid(&tuning->gains) || !(tuning->current_limit_a > 0.0f) ||
         tuning->current_limit_a > core->cfg.current_limit_a) {
         return MM_ERR_ARGUMENT;
     }

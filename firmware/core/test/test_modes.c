@@ -89,6 +89,85 @@ static void position_mode_runs_the_contract_pid(void **state)
     }
 }
 
+/* PTOS (decel_rad_s2 > 0): kp_pos * e inside e_lin = decel / (2 kp_pos^2), the shifted braking curve beyond,
+ * continuous at e_lin; POSITION mode runs it when the config sets decel. */
+static void ptos_position_loop_and_position_mode(void **state)
+{
+    (void)state;
+    const float kp = 10.0f;
+    const float decel = 40.0f; /* e_lin = 0.2 rad */
+    assert_true(mm_pid_position_loop(0.1f, kp, decel) == kp * 0.1f);
+    assert_true(mm_pid_position_loop(-0.1f, kp, decel) == -(kp * 0.1f));
+    const float far = sqrtf(2.0f * decel * 1.0f) - decel / (2.0f * kp);
+    assert_true(mm_pid_position_loop(1.0f, kp, decel) == far);
+    assert_true(mm_pid_position_loop(-1.0f, kp, decel) == -far);
+    assert_float_equal(mm_pid_position_loop(0.2001f, kp, decel), kp * 0.2001f, 1e-3);
+    assert_true(mm_pid_position_loop(1.0f, kp, 0.0f) == kp);
+
+    mm_config_t cfg = base_config();
+    cfg.gains.decel_rad_s2 = 30.0f;
+    mm_core_t *core = test_core(&cfg);
+    step(core, test_sensors(0));
+    assert_int_equal(command(core, MM_MODE_POSITION, 2.0f), MM_OK);
+    mm_pid_t ref = {0.0f};
+    for (int k = 0; k < 5; ++k) {
+        const float expected = mm_pid_step(&ref, &cfg.gains, cfg.current_limit_a, DT, 0.0f, 0.0f, 2.0f, 0.0f);
+        assert_true(step(core, test_sensors(0)).current_cmd_a == expected);
+    }
+    mm_tuning_t tuning;
+    mm_core_get_tuning(core, &tuning);
+    assert_true(tuning.gains.decel_rad_s2 == 30.0f);
+}
+
+/* The gains rule (finite, >= 0, kp_pos > 0 under PTOS) wherever gains enter; a refused call changes nothing. */
+static void bad_gains_are_refused_everywhere(void **state)
+{
+    (void)state;
+    mm_config_t good = base_config();
+    good.gains.decel_rad_s2 = 30.0f;
+    mm_core_t *core = test_core(&good);
+    /* config */
+    const float bad_decel[] = {-1.0f, NAN, INFINITY};
+    for (unsigned i = 0; i < 3u; ++i) {
+        mm_config_t cfg = good;
+        cfg.gains.decel_rad_s2 = bad_decel[i];
+        assert_int_equal(mm_core_init(core, &cfg), MM_ERR_ARGUMENT);
+    }
+    mm_config_t no_kp = good;
+    no_kp.gains.kp_pos = 0.0f;
+    assert_int_equal(mm_core_init(core, &no_kp), MM_ERR_ARGUMENT);
+    no_kp.gains.decel_rad_s2 = 0.0f; /* the linear loop may have kp_pos 0 */
+    assert_int_equal(mm_core_init(core, &no_kp), MM_OK);
+
+    /* tuning (what the CAN registers write) */
+    core = test_core(&good);
+    mm_tuning_t before;
+    mm_core_get_tuning(core, &before);
+    for (unsigned i = 0; i < 3u; ++i) {
+        mm_tuning_t t = before;
+        t.gains.decel_rad_s2 = bad_decel[i];
+        assert_int_equal(mm_core_set_tuning(core, &t), MM_ERR_ARGUMENT);
+    }
+    mm_tuning_t t = before;
+    t.gains.kp_pos = 0.0f;
+    assert_int_equal(mm_core_set_tuning(core, &t), MM_ERR_ARGUMENT);
+    mm_tuning_t after;
+    mm_core_get_tuning(core, &after);
+    assert_memory_equal(&before, &after, sizeof before);
+
+    /* commands: kp_pos 0 with other gains would leave PTOS without its linear zone */
+    const mm_command_t cmd = {.mode = MM_MODE_POSITION, .target = 1.0f, .kp_pos = 0.0f, .kp_vel = 0.3f};
+    assert_int_equal(mm_core_command(core, &cmd), MM_ERR_ARGUMENT);
+    mm_core_get_tuning(core, &after);
+    assert_memory_equal(&before, &after, sizeof before);
+    assert_int_equal(test_state(core).mode, MM_MODE_IDLE);
+    /* a command's gains keep the configured decel */
+    const mm_command_t ok = {.mode = MM_MODE_POSITION, .target = 1.0f, .kp_pos = 5.0f, .kp_vel = 0.3f};
+    assert_int_equal(mm_core_command(core, &ok), MM_OK);
+    mm_core_get_tuning(core, &after);
+    assert_true(after.gains.kp_pos == 5.0f && after.gains.decel_rad_s2 == 30.0f);
+}
+
 static void pid_antiwindup_stops_integrating_into_saturation(void **state)
 {
     (void)state;
@@ -373,6 +452,8 @@ int main(void)
         cmocka_unit_test(watchdog_holds_when_heartbeats_stop),
         cmocka_unit_test(watchdog_can_brake_instead),
         cmocka_unit_test(bad_config_and_commands_are_refused),
+        cmocka_unit_test(ptos_position_loop_and_position_mode),
+        cmocka_unit_test(bad_gains_are_refused_everywhere),
         cmocka_unit_test(samples_stream_consecutive_ticks_with_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -116,9 +116,34 @@ static void corrupt_images_are_refused_keeping_the_last_good_policy(void **state
     g_bad[0] = 'X';
     check_refused(core, IMAGE_BYTES, MM_REASON_FORMAT); /* magic */
 
-    memcpy(g_bad, g_image, IMAGE_BYTES);
-    g_bad[4] = 2;
-    check_refused(core, IMAGE_BYTES, MM_REASON_FORMAT); /* version */
+    for (uint8_t version = 1u; version <= 3u; version += 2u) {
+        memcpy(g_bad, g_image, IMAGE_BYTES);
+        g_bad[4] = version; /* format 1 (48-byte header) and anything newer than 2 */
+        check_refused(core, IMAGE_BYTES, MM_REASON_FORMAT);
+    }
+
+    /* residual_limit and base gains: signed images whose header fields are out of range. */
+    const mm_pid_gains_t good = {.kp_pos = 2.0f, .v_max = 5.0f, .kp_vel = 0.1f, .ki_vel = 1.0f, .decel_rad_s2 = 30.0f};
+    const float bad_limits[] = {-0.1f, 1.5f, NAN, INFINITY};
+    for (unsigned i = 0; i < sizeof bad_limits / sizeof bad_limits[0]; ++i) {
+        test_image_make_residual(g_bad, &g_key, g_model, MODEL_BYTES, 2.0f, 0u, bad_limits[i], &good);
+        check_refused(core, IMAGE_BYTES, MM_REASON_FORMAT);
+    }
+    for (unsigned field = 0; field < 6u; ++field) {
+        const float bad_values[] = {-1.0f, NAN, INFINITY};
+        for (unsigned j = 0; j < 3u; ++j) {
+            for (int residual = 0; residual <= 1; ++residual) {
+                mm_pid_gains_t g = good;
+                ((float *)&g)[field] = bad_values[j];
+                test_image_make_residual(g_bad, &g_key, g_model, MODEL_BYTES, 2.0f, 0u, residual ? 0.5f : 0.0f, &g);
+                check_refused(core, IMAGE_BYTES, MM_REASON_FORMAT);
+            }
+        }
+    }
+    mm_pid_gains_t no_linear_zone = good;
+    no_linear_zone.kp_pos = 0.0f; /* PTOS without kp_pos: refused for a base law that runs */
+    test_image_make_residual(g_bad, &g_key, g_model, MODEL_BYTES, 2.0f, 0u, 0.5f, &no_linear_zone);
+    check_refused(core, IMAGE_BYTES, MM_REASON_FORMAT);
 
     memcpy(g_bad, g_image, IMAGE_BYTES);
     g_bad[9] = 7;
@@ -387,10 +412,241 @@ static void an_image_carries_its_own_decimation_counted_from_each_episode(void *
     assert_int_equal(invokes_in(core, 20), 2);
 }
 
+/* ---- residual policies (contract sections 4 and 5) ---- */
+
+#define DT_S 0.001f
+
+static uint8_t g_residual[IMAGE_BYTES];
+
+/* The base law of the residual tests: a gentle PTOS PID (moderate currents, so the sum rarely clips). */
+static const mm_pid_gains_t k_base = {
+    .kp_pos = 2.0f, .v_max = 5.0f, .kp_vel = 0.1f, .ki_vel = 1.0f, .gravity_ff_a = 0.05f, .decel_rad_s2 = 30.0f};
+
+/* A core running a residual image (current limit 2 A) whose stub outputs the constant `r`, in POLICY mode to
+ * target_rad, streaming samples. */
+static mm_core_t *residual_core(uint8_t decimation, float residual_limit, const mm_pid_gains_t *base, float r,
+                                float target_rad, float std)
+{
+    mm_core_t *core = policy_core_seeded(1u, 11u);
+    assert_int_equal(test_image_make_residual(g_residual, &g_key, g_model, MODEL_BYTES, 2.0f, decimation,
+                                              residual_limit, base),
+                     IMAGE_BYTES);
+    assert_int_equal(mm_core_policy_load(core, g_residual, IMAGE_BYTES), MM_REASON_NONE);
+    g_fake.gain = 0.0f;
+    g_fake.bias = r;
+    const mm_command_t cmd = {.mode = MM_MODE_POLICY, .target = target_rad, .stream_transitions = true,
+                              .exploration_std = std, .exploration_tau_s = 0.01f};
+    assert_int_equal(mm_core_command(core, &cmd), MM_OK);
+    return core;
+}
+
+/* The reference of residual mode, outside the core: its own PID state and a velocity filter with the image's tau. */
+typedef struct {
+    mm_pid_t pid;
+    mm_velocity_filter_t velocity;
+    float residual_limit;
+    mm_pid_gains_t base;
+} residual_ref_t;
+
+static void ref_init(residual_ref_t *ref, float residual_limit, const mm_pid_gains_t *base)
+{
+    mm_pid_reset(&ref->pid);
+    mm_velocity_filter_reset(&ref->velocity);
+    ref->residual_limit = residual_limit;
+    ref->base = *base;
+}
+
+/* The shaft moves 5 counts per tick from count 100: position and velocity change every tick. */
+static uint16_t moving_count(int k)
+{
+    return (uint16_t)(100 + 5 * k);
+}
+
+/* One tick: step the core at encoder count, then the reference on the position the core measured; returns the
+ * sample's action (r) and checks current = clip(base / limit + residual_limit * r) * limit exactly. */
+static float residual_tick(mm_core_t *core, residual_ref_t *ref, uint16_t count, float target_rad, float *current)
+{
+    const mm_sensors_t s = test_sensors(count);
+    mm_actuator_t out;
+    mm_core_step(core, &s, DT_S, &out);
+    mm_batch_t batch;
+    assert_int_equal(mm_core_pop_batch(core, &batch, 1u), 1u);
+    const float r = batch.actions[0];
+    const float position = test_state(core).position_rad;
+    const float velocity = mm_velocity_filter_update(&ref->velocity, position, DT_S, 0.004f);
+    const float base_a = mm_pid_step(&ref->pid, &ref->base, 2.0f, DT_S, position, velocity, target_rad, 0.0f);
+    const float expected = mm_clip_unit(base_a / 2.0f + ref->residual_limit * r) * 2.0f;
+    assert_true(out.current_cmd_a == expected);
+    *current = out.current_cmd_a;
+    return r;
+}
+
+static void residual_zero_behaves_exactly_as_a_plain_policy(void **state)
+{
+    (void)state;
+    const mm_sensors_t s0 = test_sensors(0);
+    float current[2][300];
+    float obs[2][MM_OBS_DIM];
+    for (int variant = 0; variant < 2; ++variant) {
+        mm_core_t *core = policy_core();
+        /* residual_limit 0 with (ignored) base gains vs the image without any */
+        test_image_make_residual(g_residual, &g_key, g_model, MODEL_BYTES, 2.0f, 0u, 0.0f, variant ? &k_base : NULL);
+        assert_int_equal(mm_core_policy_load(core, g_residual, IMAGE_BYTES), MM_REASON_NONE);
+        const mm_command_t cmd = {.mode = MM_MODE_POLICY, .target = 1.0f};
+        assert_int_equal(mm_core_command(core, &cmd), MM_OK);
+        for (int k = 0; k < 300; ++k) {
+            const mm_sensors_t s = test_sensors(moving_count(k));
+            mm_actuator_t out;
+            mm_core_step(core, k == 0 ? &s0 : &s, DT_S, &out);
+            current[variant][k] = out.current_cmd_a;
+        }
+        mm_core_get_observation(core, obs[variant]);
+    }
+    assert_memory_equal(current[0], current[1], sizeof current[0]);
+    assert_memory_equal(obs[0], obs[1], sizeof obs[0]);
+    /* the plain policy: 0.5 * coarse error, times 2 A */
+    assert_true(current[0][0] == mm_clip_unit(0.5f * (1.0f / 3.0f)) * 2.0f);
+}
+
+static void residual_adds_the_limited_policy_output_to_the_base_law(void **state)
+{
+    (void)state;
+    residual_ref_t ref;
+    float current = 0.0f;
+    /* Moderate: base + 0.3 * 0.5 stays inside the limit. */
+    mm_core_t *core = residual_core(1u, 0.3f, &k_base, 0.5f, 1.0f, 0.0f);
+    ref_init(&ref, 0.3f, &k_base);
+    for (int k = 0; k < 400; ++k) {
+        assert_true(residual_tick(core, &ref, moving_count(k), 1.0f, &current) == 0.5f);
+    }
+    assert_true(ref.pid.integrator_a != 0.0f);
+    /* Strong base and full residual: the sum clips at +-1 (2 A) on some ticks, negative r on a target behind. */
+    const mm_pid_gains_t strong = {.kp_pos = 20.0f, .v_max = 20.0f, .kp_vel = 0.5f, .ki_vel = 2.0f};
+    core = residual_core(1u, 1.0f, &strong, -0.9f, -2.0f, 0.0f);
+    ref_init(&ref, 1.0f, &strong);
+    int clipped = 0;
+    for (int k = 0; k < 400; ++k) {
+        residual_tick(core, &ref, moving_count(k), -2.0f, &current);
+        clipped += current == -2.0f;
+    }
+    assert_true(clipped > 0);
+    /* A stub output outside [-1, 1] is clipped to r = 1 first, as any policy action. */
+    core = residual_core(1u, 0.25f, &k_base, 3.0f, 1.0f, 0.0f);
+    ref_init(&ref, 0.25f, &k_base);
+    for (int k = 0; k < 50; ++k) {
+        assert_true(residual_tick(core, &ref, moving_count(k), 1.0f, &current) == 1.0f);
+    }
+}
+
+static void residual_base_integrator_restarts_with_each_episode(void **state)
+{
+    (void)state;
+    residual_ref_t ref;
+    float current = 0.0f;
+    mm_core_t *core = residual_core(1u, 0.3f, &k_base, 0.2f, 1.0f, 0.0f);
+    ref_init(&ref, 0.3f, &k_base);
+    int k = 0;
+    for (; k < 200; ++k) {
+        residual_tick(core, &ref, moving_count(k), 1.0f, &current);
+    }
+    assert_true(ref.pid.integrator_a != 0.0f);
+    /* A new target: a new episode, the base starts from an empty integrator (the reference too). */
+    const mm_command_t next = {.mode = MM_MODE_POLICY, .target = 1.5f, .stream_transitions = true};
+    assert_int_equal(mm_core_command(core, &next), MM_OK);
+    mm_pid_reset(&ref.pid);
+    for (const int end = k + 200; k < end; ++k) {
+        residual_tick(core, &ref, moving_count(k), 1.5f, &current);
+    }
+    assert_true(ref.pid.integrator_a != 0.0f);
+    /* POLICY entered again from HOLD, same target. */
+    const mm_command_t hold = {.mode = MM_MODE_HOLD, .stream_transitions = true};
+    assert_int_equal(mm_core_command(core, &hold), MM_OK);
+    const mm_sensors_t s = test_sensors(moving_count(k++));
+    mm_actuator_t out;
+    mm_core_step(core, &s, DT_S, &out);
+    mm_velocity_filter_update(&ref.velocity, test_state(core).position_rad, DT_S, 0.004f);
+    mm_batch_t batch;
+    (void)mm_core_pop_batch(core, &batch, 1u);
+    assert_int_equal(mm_core_command(core, &next), MM_OK);
+    mm_pid_reset(&ref.pid);
+    for (const int end = k + 100; k < end; ++k) {
+        residual_tick(core, &ref, moving_count(k), 1.5f, &current);
+    }
+    /* A new policy becoming active (the same image again). */
+    assert_int_equal(mm_core_policy_load(core, g_residual, IMAGE_BYTES), MM_REASON_NONE);
+    mm_pid_reset(&ref.pid);
+    for (const int end = k + 100; k < end; ++k) {
+        residual_tick(core, &ref, moving_count(k), 1.5f, &current);
+    }
+}
+
+static void residual_mode_observes_and_records_the_policys_own_action(void **state)
+{
+    (void)state;
+    residual_ref_t ref;
+    float current = 0.0f;
+    float obs[MM_OBS_DIM];
+    /* Without noise: r = 0.5 in the sample (FLAG_POLICY set) and in the next observation, not the applied sum. */
+    mm_core_t *core = residual_core(1u, 0.3f, &k_base, 0.5f, 1.0f, 0.0f);
+    ref_init(&ref, 0.3f, &k_base);
+    for (int k = 0; k < 100; ++k) {
+        const float r = residual_tick(core, &ref, moving_count(k), 1.0f, &current);
+        assert_true(r == 0.5f);
+        assert_true(current / 2.0f != r);
+        mm_core_get_observation(core, obs);
+        assert_true(obs[6] == (k == 0 ? 0.0f : 0.5f));
+    }
+    /* With noise: the sample's r carries the noise (FLAG_POLICY clear), the next observation shows it, and the
+     * current is the base plus residual_limit times that r (residual_tick checks it). */
+    core = residual_core(1u, 0.3f, &k_base, 0.5f, 1.0f, 0.2f);
+    ref_init(&ref, 0.3f, &k_base);
+    float previous = 0.0f;
+    int differing = 0;
+    for (int k = 0; k < 200; ++k) {
+        const mm_sensors_t s = test_sensors(moving_count(k));
+        mm_actuator_t out;
+        mm_core_step(core, &s, DT_S, &out);
+        mm_batch_t batch;
+        assert_int_equal(mm_core_pop_batch(core, &batch, 1u), 1u);
+        const float r = batch.actions[0];
+        assert_true((batch.flags[0] & MM_SAMPLE_POLICY) == 0u);
+        assert_true(batch.observations[6] == previous);
+        const float position = test_state(core).position_rad;
+        const float velocity = mm_velocity_filter_update(&ref.velocity, position, DT_S, 0.004f);
+        const float base_a = mm_pid_step(&ref.pid, &ref.base, 2.0f, DT_S, position, velocity, 1.0f, 0.0f);
+        assert_true(out.current_cmd_a == mm_clip_unit(base_a / 2.0f + 0.3f * r) * 2.0f);
+        differing += r != 0.5f;
+        previous = r;
+    }
+    assert_true(differing > 190);
+}
+
+static void residual_decimation_holds_r_while_the_base_runs_every_tick(void **state)
+{
+    (void)state;
+    residual_ref_t ref;
+    float current[40];
+    float r[40];
+    mm_core_t *core = residual_core(4u, 0.5f, &k_base, 0.0f, 1.0f, 0.3f); /* r is the noise alone */
+    ref_init(&ref, 0.5f, &k_base);
+    const int invokes = g_fake.invokes;
+    for (int k = 0; k < 40; ++k) {
+        r[k] = residual_tick(core, &ref, moving_count(k), 1.0f, &current[k]);
+    }
+    assert_int_equal(g_fake.invokes - invokes, 10);
+    int held_changes = 0;
+    for (int k = 1; k < 40; ++k) {
+        if (k % 4 != 0) {
+            assert_true(r[k] == r[k - 1]);          /* r held between runs */
+            held_changes += current[k] != current[k - 1]; /* ... while the base moves the current */
+        }
+    }
+    assert_true(held_changes == 30);
+}
+
 /* ---- exploration noise (contract section 4) ---- */
 
 #define EXPLORE_TICKS 20000
-#define DT_S 0.001f
 
 static float g_actions[EXPLORE_TICKS];
 static uint8_t g_flags[EXPLORE_TICKS];
@@ -633,6 +889,11 @@ int main(void)
         cmocka_unit_test(inference_failure_latches_policy_fault_and_holds),
         cmocka_unit_test(policy_decimation_holds_the_action_between_runs),
         cmocka_unit_test(an_image_carries_its_own_decimation_counted_from_each_episode),
+        cmocka_unit_test(residual_zero_behaves_exactly_as_a_plain_policy),
+        cmocka_unit_test(residual_adds_the_limited_policy_output_to_the_base_law),
+        cmocka_unit_test(residual_base_integrator_restarts_with_each_episode),
+        cmocka_unit_test(residual_mode_observes_and_records_the_policys_own_action),
+        cmocka_unit_test(residual_decimation_holds_r_while_the_base_runs_every_tick),
         cmocka_unit_test(exploration_noise_is_white_with_the_commanded_std),
         cmocka_unit_test(exploration_noise_is_correlated_over_tau),
         cmocka_unit_test(exploration_noise_follows_the_policy_decimation),

@@ -66,9 +66,18 @@ uint32_t test_image_make(uint8_t *buf, const test_key_t *key, const uint8_t *mod
 uint32_t test_image_make_decimated(uint8_t *buf, const test_key_t *key, const uint8_t *model, uint32_t model_size,
                                    float current_limit_a, uint8_t policy_decimation)
 {
+    return test_image_make_residual(buf, key, model, model_size, current_limit_a, policy_decimation, 0.0f, NULL);
+}
+
+uint32_t test_image_make_residual(uint8_t *buf, const test_key_t *key, const uint8_t *model, uint32_t model_size,
+                                  float current_limit_a, uint8_t policy_decimation, float residual_limit,
+                                  const mm_pid_gains_t *base_gains)
+{
+    const mm_pid_gains_t none = {0};
+    const mm_pid_gains_t *g = base_gains != NULL ? base_gains : &none;
     memset(buf, 0, MM_POLICY_HEADER_BYTES);
     memcpy(buf, "MMPL", 4);
-    buf[4] = 1;
+    buf[4] = MM_POLICY_FORMAT_VERSION;
     buf[6] = MM_POLICY_HEADER_BYTES;
     buf[8] = MM_POLICY_MODEL_INT8;
     buf[9] = MM_OBS_DIM;
@@ -82,6 +91,13 @@ uint32_t test_image_make_decimated(uint8_t *buf, const test_key_t *key, const ui
     put_f32(buf + 32, 0.004f);
     put_u32(buf + 36, 3000u);
     put_u32(buf + 40, mm_crc32(0u, model, model_size));
+    put_f32(buf + 44, residual_limit);
+    put_f32(buf + 48, g->kp_pos);
+    put_f32(buf + 52, g->v_max);
+    put_f32(buf + 56, g->kp_vel);
+    put_f32(buf + 60, g->ki_vel);
+    put_f32(buf + 64, g->gravity_ff_a);
+    put_f32(buf + 68, g->decel_rad_s2);
     memcpy(buf + MM_POLICY_HEADER_BYTES, model, model_size);
     const uint32_t signed_len = MM_POLICY_HEADER_BYTES + model_size;
     uint8_t hash[32];
@@ -125,7 +141,7 @@ static int fake_invoke(void *ctx, uint8_t slot, const float *obs, float *action)
     fake_backend_t *f = ctx;
     (void)slot;
     f->invokes += 1;
-    action[0] = obs[0] * f->gain;
+    action[0] = obs[0] * f->gain + f->bias;
     return f->fail_invoke;
 }
 

@@ -18,7 +18,8 @@ typedef struct {
 
 void test_key_make(test_key_t *key, unsigned seed);
 
-/** Build a signed image around model (model_size bytes); returns its length. buf must hold 48 + size + 64. */
+/** Build a signed image around model (model_size bytes); returns its length. buf must hold
+ *  MM_POLICY_HEADER_BYTES + size + MM_POLICY_SIGNATURE_BYTES. */
 uint32_t test_image_make(uint8_t *buf, const test_key_t *key, const uint8_t *model, uint32_t model_size,
                          float current_limit_a);
 
@@ -26,9 +27,15 @@ uint32_t test_image_make(uint8_t *buf, const test_key_t *key, const uint8_t *mod
 uint32_t test_image_make_decimated(uint8_t *buf, const test_key_t *key, const uint8_t *model, uint32_t model_size,
                                    float current_limit_a, uint8_t policy_decimation);
 
-/** The fake backend: action = obs[0] * gain (or an error when fail_invoke), load fails when fail_load. */
+/** test_image_make_decimated with a residual_limit and the base law's gains (NULL: all 0). */
+uint32_t test_image_make_residual(uint8_t *buf, const test_key_t *key, const uint8_t *model, uint32_t model_size,
+                                  float current_limit_a, uint8_t policy_decimation, float residual_limit,
+                                  const mm_pid_gains_t *base_gains);
+
+/** The fake backend: action = obs[0] * gain + bias (or an error when fail_invoke), load fails when fail_load. */
 typedef struct {
     float gain;
+    float bias;
     int fail_load;
     int fail_invoke;
     int loads;

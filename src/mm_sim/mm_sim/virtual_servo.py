@@ -273,7 +273,7 @@ class VirtualServo:
                 public_key=parse_public_key(config.public_key_hex),
                 backend=self.backend,
                 obs_scales=fw.ObsScales(**dataclasses.asdict(scales)),
-                gains=(gains.kp_pos, gains.v_max, gains.kp_vel, gains.ki_vel, gains.gravity_ff_a),
+                gains=(gains.kp_pos, gains.v_max, gains.kp_vel, gains.ki_vel, gains.gravity_ff_a, gains.decel_rad_s2),
                 current_limit_a=limit_a,
                 overcurrent_a=_OVERCURRENT_RATIO * limit_a,
                 heartbeat_timeout_s=config.heartbeat_timeout_s,

@@ -1,21 +1,26 @@
 /**
  * @file mm_pid.h
- * @brief The cascaded position/velocity PID of servo contract section 8 (same law as mm_sim.baselines).
+ * @brief The cascaded position/velocity PID of servo contract section 8, with the PTOS position loop when
+ *        decel_rad_s2 > 0 (same law as mm_sim.baselines).
  */
 #ifndef MM_CORE_PID_H
 #define MM_CORE_PID_H
+
+#include <stdbool.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/** Gains; the names travel in ServoCommand. */
+/** Gains; the first five names travel in ServoCommand (decel_rad_s2 comes from the config or a policy image). */
 typedef struct {
     float kp_pos;        /**< outer position gain (1/s) */
     float v_max;         /**< velocity command limit (rad/s) */
     float kp_vel;        /**< inner velocity proportional gain (A s/rad) */
     float ki_vel;        /**< inner velocity integral gain (A/rad) */
     float gravity_ff_a;  /**< gravity feed-forward (A), times sin(position) */
+    float decel_rad_s2;  /**< deceleration the position loop plans with (rad/s^2); 0: the linear loop kp_pos * e,
+                              > 0: PTOS (braking curve far from the target, kp_pos * e near it; needs kp_pos > 0) */
 } mm_pid_gains_t;
 
 /** Controller state. */
@@ -23,8 +28,19 @@ typedef struct {
     float integrator_a;  /**< I (A) */
 } mm_pid_t;
 
+/** The gains rule of contract section 8: every gain finite and >= 0, and kp_pos > 0 when decel_rad_s2 > 0.
+ *  Everything that lets gains into the core (config, commands, tuning, policy images) checks it. */
+bool mm_pid_gains_valid(const mm_pid_gains_t *gains);
+
 /** Clear the integrator (on entering POSITION or HOLD). */
 void mm_pid_reset(mm_pid_t *pid);
+
+/**
+ * The outer loop's velocity demand (rad/s) for a position error (rad), before v_ref and the v_max clamp:
+ * kp_pos * e when decel_rad_s2 = 0; PTOS otherwise: kp_pos * e within decel / (2 kp_pos^2) of the target, beyond
+ * it sign(e) * (sqrt(2 decel |e|) - decel / (2 kp_pos)).
+ */
+float mm_pid_position_loop(float error_rad, float kp_pos, float decel_rad_s2);
 
 /**
  * One tick of the cascaded PID; returns the current command (A) within +-current_limit_a.

@@ -1,7 +1,7 @@
 /**
  * @file mm_policy_image.h
  * @brief Parse and verify a policy image (servo contract section 5):
- *        header (48 B) || model (.tflite) || signature (64 B, ECDSA P-256 over SHA-256(header || model)).
+ *        header (80 B) || model (.tflite) || signature (64 B, ECDSA P-256 over SHA-256(header || model)).
  */
 #ifndef MM_CORE_POLICY_IMAGE_H
 #define MM_CORE_POLICY_IMAGE_H
@@ -10,15 +10,16 @@
 #include <stdint.h>
 
 #include "mm_config.h"
+#include "mm_pid.h"
 #include "mm_sensing.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define MM_POLICY_HEADER_BYTES 48u
+#define MM_POLICY_HEADER_BYTES 80u
 #define MM_POLICY_SIGNATURE_BYTES 64u
-#define MM_POLICY_FORMAT_VERSION 1u
+#define MM_POLICY_FORMAT_VERSION 2u
 #define MM_POLICY_MODEL_INT8 1u   /**< TFLite full-int8 */
 #define MM_POLICY_MODEL_INT16X8 2u/**< TFLite int16 activations x int8 weights */
 
@@ -26,7 +27,7 @@ extern "C" {
 typedef enum {
     MM_REASON_NONE = 0,
     MM_REASON_CRC = 1,        /**< image CRC-32 or model CRC-32 mismatch */
-    MM_REASON_FORMAT = 2,     /**< bad magic, version, header or size fields */
+    MM_REASON_FORMAT = 2,     /**< bad magic, version, header or size fields (scales, residual_limit, base gains) */
     MM_REASON_SHAPE = 3,      /**< obs/action dimensions this firmware does not run */
     MM_REASON_SIGNATURE = 4,  /**< signature does not verify */
     MM_REASON_TOO_LARGE = 5,  /**< image larger than the policy buffer */
@@ -45,10 +46,15 @@ typedef struct {
     mm_obs_params_t scales;    /**< observation scales and velocity filter tau */
     uint32_t arena_bytes;      /**< TFLite Micro tensor arena the model needs (bytes) */
     uint32_t model_crc32;      /**< CRC-32 of the model bytes */
+    float residual_limit;      /**< 0: the policy's output is the whole action; (0, 1]: the policy adds
+                                    residual_limit * r to the base law below (contract section 4) */
+    mm_pid_gains_t base_gains; /**< the base law of residual mode (contract section 8); all 0 when residual_limit is 0 */
 } mm_policy_header_t;
 
 /**
- * Check everything about an image except the inference backend, in the contract's order: sizes and format,
+ * Check everything about an image except the inference backend, in the contract's order: sizes and format
+ * (including the scales, residual_limit in [0, 1] and base gains finite and >= 0, passing mm_pid_gains_valid in
+ * residual mode),
  * shape, model CRC, then the signature against public_key (65-byte uncompressed P-256 point).
  * @param max_bytes the largest image accepted (<= MM_MAX_POLICY_BYTES)
  * @param out filled on success (MM_REASON_NONE)

@@ -272,7 +272,11 @@ def pid_step(
     target_rad: float,
     target_velocity_rad_s: float = 0.0,
 ) -> float:
-    """One tick of the C PID (servo contract section 8); gains = (kp_pos, v_max, kp_vel, ki_vel, gravity_ff_a)."""
+    """One tick of the C PID (servo contract section 8).
+
+    gains = (kp_pos, v_max, kp_vel, ki_vel, gravity_ff_a[, decel_rad_s2]); decel_rad_s2 (default 0) > 0 runs the
+    PTOS position loop. The gains are not checked here (the core checks them where they enter a servo).
+    """
     pid = cs.Pid(state.integrator_a)
     out = library().mm_pid_step(
         ctypes.byref(pid),
@@ -316,7 +320,9 @@ class ServoCore:
             public_key: policy signing key, 65-byte uncompressed P-256 point (empty: no policy verifies).
             backend: inference backend; None means no policy can load.
             obs_scales: observation scales for samples while no policy is active.
-            gains: initial PID gains (kp_pos, v_max, kp_vel, ki_vel, gravity_ff_a).
+            gains: initial PID gains (kp_pos, v_max, kp_vel, ki_vel, gravity_ff_a[, decel_rad_s2]); decel_rad_s2
+                (default 0) > 0 makes the POSITION/HOLD position loop PTOS. Gains the core refuses (negative,
+                not finite, PTOS with kp_pos 0) fail the init.
             overrides: mm_config_t scalar fields to change from the defaults (e.g. heartbeat_timeout_s=0,
                 zero_offset_counts=5120: the raw count with the load hanging straight down, transfer_timeout_s=2.0:
                 control time without a chunk before a transfer is abandoned as truncated, 0 disables,

@@ -41,7 +41,7 @@ class ObsParams(ctypes.Structure):
 
 
 class PidGains(ctypes.Structure):
-    """mm_pid_gains_t (servo contract section 8)."""
+    """mm_pid_gains_t (servo contract section 8); decel_rad_s2 > 0 makes the position loop PTOS."""
 
     _fields_ = [
         ("kp_pos", ctypes.c_float),
@@ -49,6 +49,7 @@ class PidGains(ctypes.Structure):
         ("kp_vel", ctypes.c_float),
         ("ki_vel", ctypes.c_float),
         ("gravity_ff_a", ctypes.c_float),
+        ("decel_rad_s2", ctypes.c_float),
     ]
 
 
@@ -192,6 +193,8 @@ class PolicyHeader(ctypes.Structure):
         ("scales", ObsParams),
         ("arena_bytes", ctypes.c_uint32),
         ("model_crc32", ctypes.c_uint32),
+        ("residual_limit", ctypes.c_float),
+        ("base_gains", PidGains),
     ]
 
 
