@@ -63,6 +63,8 @@ int mm_binding_constant(const char *name, long *value)
         MM_CONSTANT(MM_REG_ZERO_OFFSET_COUNTS), MM_CONSTANT(MM_REG_OK), MM_CONSTANT(MM_REG_OUT_OF_RANGE),
         MM_CONSTANT(MM_REG_ACTIVE_MODE), MM_CONSTANT(MM_POLICY_HEADER_BYTES), MM_CONSTANT(MM_POLICY_SIGNATURE_BYTES),
         MM_CONSTANT(MM_POLICY_FORMAT_VERSION),
+        MM_CONSTANT(MM_REG_ACTIVE_MODE), MM_CONSTANT(MM_REG_KP_POS_MILLI), MM_CONSTANT(MM_REG_KP_VEL_MICRO),
+        MM_CONSTANT(MM_REG_KI_VEL_MICRO), MM_CONSTANT(MM_REG_GRAVITY_FF_MA),
     };
     for (size_t i = 0; i < sizeof k_constants / sizeof k_constants[0]; ++i) {
         if (same(k_constants[i].name, name)) {

@@ -1,6 +1,7 @@
 #include "mm_core/mm_can.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "mm_servo.h"
@@ -21,9 +22,20 @@ bool mm_can_init(mm_can_t *can, uint16_t device_id, uint8_t block_size, uint8_t 
     return true;
 }
 
+/* value * scale rounded to the nearest int32, saturated at its ends (a float beyond them has no defined int32
+ * conversion: large gains in micro-units reach 1e12); NaN reads 0. */
 static int32_t scaled(float value, float scale)
 {
     const float x = value * scale;
+    if (isnan(x)) {
+        return 0;
+    }
+    if (x >= 2147483648.0f) { /* 2^31: INT32_MAX itself is not a float */
+        return INT32_MAX;
+    }
+    if (x <= -2147483648.0f) {
+        return INT32_MIN;
+    }
     return (int32_t)(x >= 0.0f ? x + 0.5f : x - 0.5f);
 }
 

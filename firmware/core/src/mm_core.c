@@ -76,7 +76,9 @@ void mm_core_config_default(mm_config_t *cfg)
     cfg->temperature_max_c = 100.0f;
     cfg->position_min_rad = 0.0f;
     cfg->position_max_rad = 0.0f;
-    cfg->heartbeat_timeout_s = 0.5f;
+    /* A wired host (CAN) heartbeats every 10-20 ms: 50 ms of silence is lost, and HOLD follows within 50 ms
+     * (firmware/README.md; micro-ROS over Wi-Fi uses a longer Kconfig timeout). */
+    cfg->heartbeat_timeout_s = 0.05f;
     cfg->watchdog_mode = MM_MODE_HOLD;
     cfg->policy_decimation = 1u;
     cfg->velocity_filter_tau_s = 0.005f;
@@ -94,14 +96,45 @@ size_t mm_core_size(void)
     return sizeof(mm_core_t);
 }
 
+/* The gain bounds of mm_core.h for a hard current limit (A). */
+static mm_pid_gains_t gain_limits(float current_limit_a)
+{
+    const float count_rad = 2.0f * 3.14159265f / (float)MM_ENCODER_COUNTS;
+    return (mm_pid_gains_t){
+        .kp_pos = MM_GAIN_RATE_HZ,
+        .v_max = 3.14159265f * MM_GAIN_RATE_HZ,
+        .kp_vel = MM_GAIN_MARGIN * current_limit_a / (count_rad * MM_GAIN_RATE_HZ),
+        .ki_vel = MM_GAIN_MARGIN * current_limit_a / count_rad,
+        .gravity_ff_a = current_limit_a,
+    };
+}
+
+/* Every gain valid for the law (mm_pid_gains_valid) and within the bounds for this hard current limit (A). */
+static bool gains_valid(const mm_pid_gains_t *g, float current_limit_a)
+{
+    if (!mm_pid_gains_valid(g)) {
+        return false; /* non-finite, negative, or PTOS without a linear zone */
+    }
+    const mm_pid_gains_t max = gain_limits(current_limit_a);
+    const float v[5] = {g->kp_pos, g->v_max, g->kp_vel, g->ki_vel, g->gravity_ff_a};
+    const float hi[5] = {max.kp_pos, max.v_max, max.kp_vel, max.ki_vel, max.gravity_ff_a};
+    for (unsigned i = 0; i < 5u; ++i) {
+        if (!isfinite(v[i]) || v[i] < 0.0f || v[i] > hi[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool config_valid(const mm_config_t *cfg)
 {
     return isfinite(cfg->current_limit_a) && cfg->current_limit_a > 0.0f && isfinite(cfg->overcurrent_a) &&
            cfg->overcurrent_a > 0.0f && cfg->temperature_derate_c < cfg->temperature_max_c &&
-           cfg->undervoltage_v >= 0.0f && cfg->overvoltage_v >= 0.0f && cfg->heartbeat_timeout_s >= 0.0f &&
+           cfg->undervoltage_v >= 0.0f && cfg->overvoltage_v >= 0.0f && isfinite(cfg->heartbeat_timeout_s) &&
+           cfg->heartbeat_timeout_s >= 0.0f &&
            (cfg->watchdog_mode == MM_MODE_HOLD || cfg->watchdog_mode == MM_MODE_BRAKE) &&
            cfg->policy_decimation >= 1u && isfinite(cfg->velocity_filter_tau_s) &&
-           cfg->velocity_filter_tau_s >= 0.0f && mm_pid_gains_valid(&cfg->gains) && mm_obs_params_valid(&cfg->obs) &&
+           cfg->velocity_filter_tau_s >= 0.0f && gains_valid(&cfg->gains, cfg->current_limit_a) && mm_obs_params_valid(&cfg->obs) &&
            cfg->max_policy_bytes <= MM_MAX_POLICY_BYTES && cfg->zero_offset_counts < MM_ENCODER_COUNTS &&
            isfinite(cfg->transfer_timeout_s) && cfg->transfer_timeout_s >= 0.0f;
 }
@@ -229,13 +262,16 @@ static mm_pid_gains_t command_gains(const mm_core_t *core, const mm_command_t *c
     return g;
 }
 
+/* Every field in range: the mode, finite targets, limits >= 0, v_max and the gains within gain_limits(), and the
+ * gains the command leaves in effect valid together (PTOS needs kp_pos > 0). */
 static bool command_valid(const mm_core_t *core, const mm_command_t *cmd)
 {
-    const mm_pid_gains_t fields = {cmd->kp_pos, 0.0f, cmd->kp_vel, cmd->ki_vel, cmd->gravity_ff_a, 0.0f};
+    const mm_pid_gains_t fields = {cmd->kp_pos, cmd->max_velocity_rad_s, cmd->kp_vel, cmd->ki_vel, cmd->gravity_ff_a,
+                                   0.0f};
     const mm_pid_gains_t result = command_gains(core, cmd);
     return cmd->mode <= MM_MODE_BRAKE && isfinite(cmd->target) && isfinite(cmd->target_velocity_rad_s) &&
-           isfinite(cmd->max_velocity_rad_s) && cmd->max_velocity_rad_s >= 0.0f && isfinite(cmd->current_limit_a) &&
-           cmd->current_limit_a >= 0.0f && mm_pid_gains_valid(&fields) && mm_pid_gains_valid(&result) &&
+           isfinite(cmd->current_limit_a) && cmd->current_limit_a >= 0.0f &&
+           gains_valid(&fields, core->cfg.current_limit_a) && gains_valid(&result, core->cfg.current_limit_a) &&
            cmd->exploration_std >= 0.0f && cmd->exploration_std <= 1.0f && isfinite(cmd->exploration_tau_s) &&
            cmd->exploration_tau_s >= 0.0f;
 }
@@ -245,6 +281,8 @@ mm_status_t mm_core_command(mm_core_t *core, const mm_command_t *cmd)
     if (!core->ready || !command_valid(core, cmd)) {
         return MM_ERR_ARGUMENT;
     }
+    /* Clearing faults whose cause is gone is its own request: it happens even when the mode is then refused (the
+     * state shows what is still latched). Nothing else changes before every check has passed. */
     if (cmd->clear_faults) {
         uint32_t present = core->conditions;
         if (!(core->since_heartbeat_s > core->cfg.heartbeat_timeout_s)) {
@@ -253,6 +291,12 @@ mm_status_t mm_core_command(mm_core_t *core, const mm_command_t *cmd)
         core->faults &= present;
         core->conditions = present;
     }
+    if ((core->faults & MM_FAULTS_BLOCKING) != 0u && mode_is_active(cmd->mode)) {
+        return MM_ERR_FAULTED;
+    }
+    if (cmd->mode == MM_MODE_POLICY && !core->policy_active) {
+        return MM_ERR_NO_POLICY;
+    }
     if (cmd->stream_transitions && !core->streaming) {
         start_episode(core);
     }
@@ -260,12 +304,6 @@ mm_status_t mm_core_command(mm_core_t *core, const mm_command_t *cmd)
     core->gains = command_gains(core, cmd);
     if (cmd->current_limit_a > 0.0f) {
         core->command_limit_a = cmd->current_limit_a;
-    }
-    if ((core->faults & MM_FAULTS_BLOCKING) != 0u && mode_is_active(cmd->mode)) {
-        return MM_ERR_FAULTED;
-    }
-    if (cmd->mode == MM_MODE_POLICY && !core->policy_active) {
-        return MM_ERR_NO_POLICY;
     }
     if (cmd->mode == MM_MODE_TORQUE) {
         core->torque_current_a = cmd->target;
@@ -320,7 +358,8 @@ static uint32_t fault_conditions(mm_core_t *core, const mm_sensors_t *s, float d
     if (cfg->heartbeat_timeout_s > 0.0f && mode_is_active(core->mode)) {
         core->since_heartbeat_s += dt_s;
     }
-    if (cfg->heartbeat_timeout_s > 0.0f && core->since_heartbeat_s > cfg->heartbeat_timeout_s) {
+    /* Lost once the gap reaches the timeout to within half a period (summed float periods fall short of it). */
+    if (cfg->heartbeat_timeout_s > 0.0f && core->since_heartbeat_s + 0.5f * dt_s > cfg->heartbeat_timeout_s) {
         cond |= MM_FAULT_HEARTBEAT_LOST;
     }
     return cond;
@@ -417,11 +456,11 @@ static float mode_current(mm_core_t *core, float limit_a, float dt_s)
     }
 }
 
-void mm_core_step(mm_core_t *core, const mm_sensors_t *s, float dt_s, mm_actuator_t *out)
+mm_status_t mm_core_step(mm_core_t *core, const mm_sensors_t *s, float dt_s, mm_actuator_t *out)
 {
     *out = (mm_actuator_t){.current_cmd_a = 0.0f, .driver_enable = false, .brake_on = true};
-    if (!core->ready || !(dt_s > 0.0f)) {
-        return;
+    if (!core->ready || !isfinite(dt_s) || !(dt_s > 0.0f)) {
+        return MM_ERR_ARGUMENT;
     }
     core->tick += 1u;
     core->last_dt_s = dt_s;
@@ -451,6 +490,21 @@ void mm_core_step(mm_core_t *core, const mm_sensors_t *s, float dt_s, mm_actuato
     mm_core_get_tuning(core, &tuning);
     const float limit_a = tuning.current_limit_a * derating(&core->cfg, s->temperature_c);
     float current_a = mode_current(core, limit_a, dt_s);
+    /* The PID clamps its own output, which turns a NaN into the negative limit: a PID mode's current is only as
+     * good as its velocity input and its integrator, so judge those too. */
+    const bool pid_mode = core->mode == MM_MODE_HOLD || core->mode == MM_MODE_POSITION;
+    const bool pid_sane = isfinite(core->velocity.velocity_rad_s) && isfinite(core->pid.integrator_a);
+    if (!isfinite(current_a) || (pid_mode && !pid_sane)) {
+        /* Clamping would turn NaN into a full-scale current: latch, brake, and forget the PID's poisoned state. */
+        core->faults |= MM_FAULT_POLICY;
+        mm_pid_reset(&core->pid);
+        if (!isfinite(core->velocity.velocity_rad_s) || !isfinite(core->obs_velocity.velocity_rad_s)) {
+            mm_velocity_filter_reset(&core->velocity); /* restart the estimates from the next reading */
+            mm_velocity_filter_reset(&core->obs_velocity);
+        }
+        enter_mode(core, MM_MODE_BRAKE);
+        current_a = 0.0f;
+    }
     current_a = fminf(fmaxf(current_a, -limit_a), limit_a);
     /* End stops: never push further into a stop; moving away stays possible. */
     const bool at_low = s->end_stop_low || (core->cfg.position_min_rad < core->cfg.position_max_rad &&
@@ -489,6 +543,7 @@ void mm_core_step(mm_core_t *core, const mm_sensors_t *s, float dt_s, mm_actuato
         core->episode_start = false;
     }
     core->prev_action = applied;
+    return MM_OK;
 }
 
 mm_status_t mm_core_set_zero_offset(mm_core_t *core, uint16_t counts)
@@ -722,13 +777,18 @@ void mm_core_get_tuning(const mm_core_t *core, mm_tuning_t *out)
 
 mm_status_t mm_core_set_tuning(mm_core_t *core, const mm_tuning_t *tuning)
 {
-    if (!mm_pid_gains_valid(&tuning->gains) || !(tuning->current_limit_a > 0.0f) ||
+    if (!gains_valid(&tuning->gains, core->cfg.current_limit_a) || !(tuning->current_limit_a > 0.0f) ||
         tuning->current_limit_a > core->cfg.current_limit_a) {
         return MM_ERR_ARGUMENT;
     }
     core->gains = tuning->gains;
     core->command_limit_a = tuning->current_limit_a;
     return MM_OK;
+}
+
+void mm_core_gain_limits(const mm_core_t *core, mm_pid_gains_t *max)
+{
+    *max = gain_limits(core->cfg.current_limit_a);
 }
 
 const mm_config_t *mm_core_config(const mm_core_t *core)

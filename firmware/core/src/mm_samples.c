@@ -2,6 +2,10 @@
 
 #include <string.h>
 
+/* C++ sees the indices as plain uint_fast32_t (mm_samples.h): the layouts must agree. */
+_Static_assert(sizeof(atomic_uint_fast32_t) == sizeof(uint_fast32_t), "atomic index size differs from C++'s");
+_Static_assert(_Alignof(atomic_uint_fast32_t) == _Alignof(uint_fast32_t), "atomic index alignment differs");
+
 void mm_samples_init(mm_sample_ring_t *ring)
 {
     atomic_init(&ring->head, 0u);

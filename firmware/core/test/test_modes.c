@@ -385,6 +385,95 @@ static void watchdog_can_brake_instead(void **state)
     assert_false(out.driver_enable);
 }
 
+static void default_watchdog_holds_within_50_ticks_at_1_khz(void **state)
+{
+    (void)state;
+    mm_config_t cfg;
+    mm_core_config_default(&cfg); /* the firmware default, which the CAN build ships */
+    mm_core_t *core = test_core(&cfg);
+    assert_int_equal(command(core, MM_MODE_TORQUE, 0.5f), MM_OK);
+    for (int k = 0; k < 100; ++k) {
+        mm_core_heartbeat(core, (uint32_t)k);
+        step(core, test_sensors(0));
+    }
+    const uint32_t k_last = test_state(core).tick; /* the last heartbeat arrived before this tick */
+    uint32_t lost_at = 0u;
+    for (int k = 0; k < 100 && lost_at == 0u; ++k) {
+        step(core, test_sensors(0));
+        if ((test_state(core).fault_flags & MM_FAULT_HEARTBEAT_LOST) != 0u) {
+            lost_at = test_state(core).tick;
+        }
+    }
+    assert_true(lost_at != 0u);
+    assert_true(lost_at - k_last <= 50u);
+    assert_int_equal(test_state(core).mode, MM_MODE_HOLD);
+}
+
+static void non_finite_periods_and_timeouts_are_refused(void **state)
+{
+    (void)state;
+    mm_config_t cfg = base_config();
+    mm_core_t *core = test_core(&cfg);
+    assert_int_equal(command(core, MM_MODE_TORQUE, 1.0f), MM_OK);
+    step(core, test_sensors(0));
+    const uint32_t tick = test_state(core).tick;
+    const float bad[] = {INFINITY, -INFINITY, NAN, 0.0f, -0.001f};
+    for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
+        mm_actuator_t out;
+        const mm_sensors_t s = test_sensors(0);
+        assert_int_equal(mm_core_step(core, &s, bad[i], &out), MM_ERR_ARGUMENT);
+        assert_false(out.driver_enable);
+        assert_int_equal(test_state(core).tick, tick);
+    }
+    assert_float_equal(step(core, test_sensors(0)).current_cmd_a, 1.0f, 1e-6);
+    cfg.heartbeat_timeout_s = INFINITY;
+    assert_int_equal(mm_core_init(core, &cfg), MM_ERR_ARGUMENT);
+    cfg.heartbeat_timeout_s = NAN;
+    assert_int_equal(mm_core_init(core, &cfg), MM_ERR_ARGUMENT);
+}
+
+static void non_finite_current_latches_and_brakes(void **state)
+{
+    (void)state;
+    mm_config_t cfg = base_config();
+    mm_core_t *core = test_core(&cfg);
+    assert_int_equal(command(core, MM_MODE_POSITION, 0.0f), MM_OK);
+    step(core, test_sensors(0));
+    mm_actuator_t out;
+    const mm_sensors_t s = test_sensors(1);
+    /* A denormal period: the velocity estimate is infinite, the PID's current -inf (clamped to -limit before). */
+    assert_int_equal(mm_core_step(core, &s, 1e-45f, &out), MM_OK);
+    assert_true(out.current_cmd_a == 0.0f);
+    assert_false(out.driver_enable);
+    assert_true(out.brake_on);
+    assert_int_equal(test_state(core).fault_flags, MM_FAULT_POLICY);
+    assert_int_equal(test_state(core).mode, MM_MODE_BRAKE);
+    /* Cleared, the servo works again: the velocity estimate restarted. */
+    const mm_command_t clear = {.mode = MM_MODE_POSITION, .target = 0.0f, .clear_faults = true};
+    assert_int_equal(mm_core_command(core, &clear), MM_OK);
+    out = step(core, test_sensors(1));
+    assert_true(out.driver_enable);
+    assert_true(isfinite(out.current_cmd_a) && fabsf(out.current_cmd_a) < cfg.current_limit_a);
+    assert_int_equal(test_state(core).fault_flags, 0);
+}
+
+static void gains_beyond_the_bounds_are_refused(void **state)
+{
+    (void)state;
+    mm_config_t cfg = base_config();
+    mm_core_t *core = test_core(&cfg);
+    mm_pid_gains_t max;
+    mm_core_gain_limits(core, &max);
+    const mm_command_t too_much = {.mode = MM_MODE_POSITION, .kp_pos = 20.0f, .kp_vel = 0.2f, .ki_vel = 3e38f};
+    assert_int_equal(mm_core_command(core, &too_much), MM_ERR_ARGUMENT);
+    const mm_command_t at_bound = {.mode = MM_MODE_POSITION, .kp_pos = max.kp_pos, .kp_vel = max.kp_vel,
+                                   .ki_vel = max.ki_vel, .gravity_ff_a = max.gravity_ff_a,
+                                   .max_velocity_rad_s = max.v_max};
+    assert_int_equal(mm_core_command(core, &at_bound), MM_OK);
+    cfg.gains.ki_vel = 3e38f;
+    assert_int_equal(mm_core_init(core, &cfg), MM_ERR_ARGUMENT);
+}
+
 static void bad_config_and_commands_are_refused(void **state)
 {
     (void)state;
@@ -451,6 +540,10 @@ int main(void)
         cmocka_unit_test(soft_end_stops_use_the_position),
         cmocka_unit_test(watchdog_holds_when_heartbeats_stop),
         cmocka_unit_test(watchdog_can_brake_instead),
+        cmocka_unit_test(default_watchdog_holds_within_50_ticks_at_1_khz),
+        cmocka_unit_test(non_finite_periods_and_timeouts_are_refused),
+        cmocka_unit_test(non_finite_current_latches_and_brakes),
+        cmocka_unit_test(gains_beyond_the_bounds_are_refused),
         cmocka_unit_test(bad_config_and_commands_are_refused),
         cmocka_unit_test(ptos_position_loop_and_position_mode),
         cmocka_unit_test(bad_gains_are_refused_everywhere),

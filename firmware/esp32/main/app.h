@@ -6,6 +6,10 @@
 #include "freertos/semphr.h"
 #include "mm_core/mm_core.h"
 
+#ifdef __cplusplus
+extern "C" { /* policy_tflm.cc defines policy_tflm_backend with C linkage */
+#endif
+
 /** Which transport sent the last policy chunk: the one that reports a transfer the core abandoned. */
 enum { APP_LINK_ROS = 0, APP_LINK_CAN = 1 };
 
@@ -27,3 +31,7 @@ mm_backend_t policy_tflm_backend(void);
 
 /** Verify a complete staged policy without the lock (slow: signature), then commit it under the lock. */
 void app_finish_policy(void);
+
+#ifdef __cplusplus
+}
+#endif

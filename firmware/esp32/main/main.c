@@ -39,7 +39,11 @@ static esp_err_t core_init(void)
     cfg.overcurrent_a = CONFIG_MM_OVERCURRENT_MA / 1000.0f;
     cfg.undervoltage_v = CONFIG_MM_UNDERVOLTAGE_MV / 1000.0f;
     cfg.overvoltage_v = CONFIG_MM_OVERVOLTAGE_MV / 1000.0f;
-    cfg.heartbeat_timeout_s = CONFIG_MM_HEARTBEAT_TIMEOUT_MS / 1000.0f;
+#if CONFIG_MM_CAN_ENABLE
+    cfg.heartbeat_timeout_s = CONFIG_MM_HEARTBEAT_TIMEOUT_MS / 1000.0f;       /* wired host: hold within 50 ms */
+#else
+    cfg.heartbeat_timeout_s = CONFIG_MM_UROS_HEARTBEAT_TIMEOUT_MS / 1000.0f;  /* micro-ROS over Wi-Fi */
+#endif
 #if CONFIG_MM_WATCHDOG_BRAKE
     cfg.watchdog_mode = MM_MODE_BRAKE;
 #else

@@ -3,8 +3,11 @@
 # headers, the real rosidl-generated mm_msgs C headers (from a colcon build of src/mm_msgs) and declaration-only
 # stubs of ESP-IDF/FreeRTOS/rclc/rmw_microros (stubs/). Each Kconfig choice that changes the code is checked:
 # transport UDP and UART, current reference DAC and PWM, INA219 and INA237, watchdog hold and brake.
+# The C++ file(s) (policy_tflm.cc) are compiled the same way with g++ -std=gnu++17 and -std=gnu++23, so a C/C++
+# linkage or header mismatch (app.h, mm_core.h) shows here. TFLite Micro comes from declaration-only stubs unless
+# MM_TFLITE_MICRO_PATH names a checkout of esp-tflite-micro (its root: tensorflow/, third_party/), which is then
+# used instead (nothing is fetched; see firmware/README.md).
 # Usage: check.sh <mm_msgs include dir> <ROS include root (dir of rcl/, rmw/, ...)>
-# policy_tflm.cc is not checked (it needs the TFLite Micro headers).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 fw=$(cd "$here/../.." && pwd)
@@ -27,9 +30,13 @@ cat >> "$gen/sdkconfig.h" <<'H'
 #ifndef CONFIG_MM_TRANSPORT_UDP
 #define CONFIG_MM_TRANSPORT_UDP 1
 #endif
-#define CONFIG_MICRO_ROS_APP_STACK 16000
-#define CONFIG_MICRO_ROS_APP_TASK_PRIO 5
 H
+tflite_inc=""
+if [ -n "${MM_TFLITE_MICRO_PATH:-}" ]; then
+  tflite_inc="-I$MM_TFLITE_MICRO_PATH -I$MM_TFLITE_MICRO_PATH/third_party/flatbuffers/include"
+  tflite_inc="$tflite_inc -I$MM_TFLITE_MICRO_PATH/third_party/gemmlowp -I$MM_TFLITE_MICRO_PATH/third_party/ruy"
+  echo "TFLite Micro from $MM_TFLITE_MICRO_PATH"
+fi
 rosinc=""
 for d in "$ros"/*/; do rosinc="$rosinc -I$d"; done
 for variant in "" \
@@ -39,6 +46,13 @@ for variant in "" \
     # shellcheck disable=SC2086
     gcc -fsyntax-only -std=gnu17 -Wall -Wextra -Werror $variant -I"$gen" -I"$here/stubs" \
       -I"$fw/esp32/main" -I"$fw/core/include" -I"$fw/core/can/generated" -I"$msgs" $rosinc "$src"
+  done
+  for src in "$fw"/esp32/main/*.cc; do
+    for std in gnu++17 gnu++23; do
+      # shellcheck disable=SC2086
+      g++ -fsyntax-only -std=$std -Wall -Wextra -Werror $variant -I"$gen" $tflite_inc -I"$here/stubs" \
+        -I"$fw/esp32/main" -I"$fw/core/include" -I"$fw/core/can/generated" "$src"
+    done
   done
   echo "ok: ${variant:-defaults}"
 done

@@ -49,7 +49,7 @@ typedef enum {
     MM_FAULT_ENCODER = 0x10,
     MM_FAULT_END_STOP = 0x20,
     MM_FAULT_HEARTBEAT_LOST = 0x40,
-    MM_FAULT_POLICY = 0x80,
+    MM_FAULT_POLICY = 0x80,       /**< the policy failed, or the mode computed a non-finite current (0 A, braked) */
 } mm_fault_t;
 
 /** Faults after which no current may flow: the core brakes (driver off, brake on). */
@@ -80,7 +80,8 @@ typedef struct {
     float overvoltage_v;            /**< bus above this latches OVERVOLTAGE (V); 0 disables */
     float position_min_rad;         /**< soft end stop (rad); disabled when min >= max */
     float position_max_rad;
-    float heartbeat_timeout_s;      /**< longest gap between heartbeats in an active mode (s); 0 disables */
+    float heartbeat_timeout_s;      /**< longest gap between heartbeats in an active mode (s, control time, finite);
+                                         lost once the gap reaches it to within half a period; 0 disables */
     uint8_t watchdog_mode;          /**< MM_MODE_HOLD or MM_MODE_BRAKE when heartbeats stop */
     uint16_t policy_decimation;     /**< run the policy every N ticks (>= 1), holding its action between */
     float velocity_filter_tau_s;    /**< tau of the state velocity estimate (s) */
@@ -168,8 +169,9 @@ enum { MM_ACK_RECEIVING = 0, MM_ACK_ACCEPTED = 1, MM_ACK_REJECTED = 2 };
 /** Opaque core; allocate mm_core_size() bytes (suitably aligned) or a static mm_core_t. */
 typedef struct mm_core mm_core_t;
 
-/** Sensible defaults (4 A, 0.5 s heartbeat timeout holding, 80/100 deg C, 2 s transfer timeout, zero offset 0,
- *  ...); the key is all zero. */
+/** Sensible defaults (4 A, 0.05 s heartbeat timeout holding, 80/100 deg C, 2 s transfer timeout, zero offset 0,
+ *  ...); the key is all zero. The 0.05 s timeout suits a wired host (CAN) that sends a heartbeat at least every
+ *  20 ms; a host over Wi-Fi (micro-ROS) needs a longer one (firmware/README.md). */
 void mm_core_config_default(mm_config_t *cfg);
 
 /** Bytes of mm_core_t (for callers that cannot see the struct, such as the Python binding). */
@@ -178,11 +180,33 @@ size_t mm_core_size(void);
 /** Initialise in place; MM_ERR_ARGUMENT when the config is inconsistent (core then stays unusable). */
 mm_status_t mm_core_init(mm_core_t *core, const mm_config_t *cfg);
 
-/** One control tick: read sensors (this tick), dt_s (s); write the actuator command for the next tick. */
-void mm_core_step(mm_core_t *core, const mm_sensors_t *sensors, float dt_s, mm_actuator_t *out);
+/** One control tick: read sensors (this tick), dt_s (s); write the actuator command for the next tick.
+ *  MM_ERR_ARGUMENT, with the outputs off (driver off, brake on) and no state change, for a dt_s that is not
+ *  finite and positive (or a core that failed to initialise). A mode whose current comes out non-finite latches
+ *  MM_FAULT_POLICY and brakes: 0 A, driver off. */
+mm_status_t mm_core_step(mm_core_t *core, const mm_sensors_t *sensors, float dt_s, mm_actuator_t *out);
 
-/** Apply a host command (takes effect on the next step). MM_ERR_ARGUMENT for a bad mode, a non-finite target,
- *  negative limits or gains, exploration_std outside [0, 1] or exploration_tau_s negative or not finite. */
+/**
+ * Physical bounds of the PID gains, derived from the hard current limit L = current_limit_a (A), one encoder
+ * count q = 2 pi / 16384 rad and the contract's 1 kHz control rate f (contract section 1):
+ *   kp_pos       <= f                        a position loop no faster than the control loop (1/s)
+ *   v_max        <= pi * f                   half a turn per tick, where the encoder unwrapping becomes ambiguous
+ *   kp_vel       <= MM_GAIN_MARGIN * L / (q f)  a velocity error of one count per tick asks at most
+ *                                            MM_GAIN_MARGIN times the hard limit (A s/rad)
+ *   ki_vel       <= MM_GAIN_MARGIN * L / q   one count of integrated velocity error, likewise (A/rad)
+ *   gravity_ff_a <= L                        more feed-forward than the limit only saturates (A)
+ * Every gain must also be finite and >= 0. Tuned gains (mm_sim) stay well inside: their kp_vel is below 8 A s/rad
+ * where the bound is 260 L.
+ */
+#define MM_GAIN_MARGIN 100.0f
+#define MM_GAIN_RATE_HZ 1000.0f
+
+/** The largest accepted gains for this core's configuration (see MM_GAIN_MARGIN). */
+void mm_core_gain_limits(const mm_core_t *core, mm_pid_gains_t *max);
+
+/** Apply a host command (takes effect on the next step). Everything is checked before anything is applied, so a
+ *  refused command changes nothing. MM_ERR_ARGUMENT for a bad mode, a non-finite target, negative limits, gains
+ *  outside mm_core_gain_limits(), exploration_std outside [0, 1] or exploration_tau_s negative or not finite. */
 mm_status_t mm_core_command(mm_core_t *core, const mm_command_t *cmd);
 
 /** A host heartbeat arrived: restart the watchdog. */
@@ -258,7 +282,7 @@ typedef struct {
 /** The tuning in effect. */
 void mm_core_get_tuning(const mm_core_t *core, mm_tuning_t *out);
 
-/** Replace the tuning; MM_ERR_ARGUMENT for negative/non-finite values or a limit above the hard limit. */
+/** Replace the tuning; MM_ERR_ARGUMENT for gains outside mm_core_gain_limits() or a limit above the hard limit. */
 mm_status_t mm_core_set_tuning(mm_core_t *core, const mm_tuning_t *tuning);
 
 /** The configuration the core was initialised with. */

@@ -6,7 +6,9 @@
 #ifndef MM_CORE_SAMPLES_H
 #define MM_CORE_SAMPLES_H
 
+#ifndef __cplusplus
 #include <stdatomic.h>
+#endif
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -53,11 +55,19 @@ typedef struct {
     uint8_t flags[MM_BATCH_MAX_SAMPLES];
 } mm_batch_t;
 
+/** An index of the ring: atomic in C. C++ (gnu++17 has no <stdatomic.h>) sees a plain integer of the same size and
+ *  alignment (mm_samples.c checks it), so the layout matches; C++ code must use the functions below only. */
+#ifdef __cplusplus
+typedef uint_fast32_t mm_ring_index_t;
+#else
+typedef atomic_uint_fast32_t mm_ring_index_t;
+#endif
+
 /** The ring; head is written only by the producer, tail only by the consumer. */
 typedef struct {
-    atomic_uint_fast32_t head;
-    atomic_uint_fast32_t tail;
-    atomic_uint_fast32_t dropped;
+    mm_ring_index_t head;
+    mm_ring_index_t tail;
+    mm_ring_index_t dropped;
     mm_sample_t slots[MM_SAMPLE_CAPACITY];
 } mm_sample_ring_t;
 

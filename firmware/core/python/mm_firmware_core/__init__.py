@@ -61,7 +61,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "mm_core_size": (ctypes.c_size_t, []),
         "mm_core_config_default": (None, [p(cs.Config)]),
         "mm_core_init": (ctypes.c_int, [ctypes.c_void_p, p(cs.Config)]),
-        "mm_core_step": (None, [ctypes.c_void_p, p(cs.Sensors), ctypes.c_float, p(cs.Actuator)]),
+        "mm_core_step": (ctypes.c_int, [ctypes.c_void_p, p(cs.Sensors), ctypes.c_float, p(cs.Actuator)]),
         "mm_core_command": (ctypes.c_int, [ctypes.c_void_p, p(cs.Command)]),
         "mm_core_heartbeat": (None, [ctypes.c_void_p, ctypes.c_uint32]),
         "mm_core_get_state": (None, [ctypes.c_void_p, p(cs.State)]),
@@ -91,6 +91,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "mm_core_policy_active": (ctypes.c_bool, [ctypes.c_void_p, p(cs.PolicyHeader)]),
         "mm_core_pop_batch": (ctypes.c_uint8, [ctypes.c_void_p, p(cs.Batch), ctypes.c_uint8]),
         "mm_core_get_tuning": (None, [ctypes.c_void_p, p(cs.Tuning)]),
+        "mm_core_gain_limits": (None, [ctypes.c_void_p, p(cs.PidGains)]),
         "mm_crc32": (ctypes.c_uint32, [ctypes.c_uint32, ctypes.c_char_p, ctypes.c_size_t]),
         "mm_velocity_filter_reset": (None, [p(cs.VelocityFilter)]),
         "mm_velocity_filter_update": (
@@ -133,6 +134,11 @@ def _declare(lib: ctypes.CDLL) -> None:
         "mm_can_policy_ack_frame": (None, [ctypes.c_void_p, ctypes.c_void_p, p(cs.CanFrame)]),
         "mm_can_truncated_ack_frame": (ctypes.c_bool, [ctypes.c_void_p, ctypes.c_void_p, p(cs.CanFrame)]),
         "mm_can_tick": (None, [ctypes.c_void_p, ctypes.c_float]),
+        "mm_can_register_read": (
+            ctypes.c_uint8,
+            [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint16, p(ctypes.c_int32)],
+        ),
+        "mm_can_register_write": (ctypes.c_uint8, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint16, ctypes.c_int32]),
     }
     for name, (restype, argtypes) in sigs.items():
         fn = getattr(lib, name)
@@ -391,7 +397,11 @@ class ServoCore:
         end_stop_low: bool = False,
         end_stop_high: bool = False,
     ) -> cs.Actuator:
-        """One control tick with this tick's readings; returns the command applied from the next tick."""
+        """One control tick with this tick's readings; returns the command applied from the next tick.
+
+        Raises:
+            FirmwareCoreError: dt_s is not finite and positive; the core refused the tick and changed nothing.
+        """
         sensors = cs.Sensors(
             encoder_count,
             encoder_ok,
@@ -403,7 +413,9 @@ class ServoCore:
             power_w,
         )
         out = cs.Actuator()
-        self._lib.mm_core_step(self._ptr, ctypes.byref(sensors), dt_s, ctypes.byref(out))
+        if self._lib.mm_core_step(self._ptr, ctypes.byref(sensors), dt_s, ctypes.byref(out)) != 0:
+            msg = f"the core refused the control period dt_s={dt_s!r}: it must be finite and positive (s)"
+            raise FirmwareCoreError(msg)
         return out
 
     def command(self, mode: int, target: float = 0.0, **fields: float | bool) -> int:
@@ -515,6 +527,12 @@ class ServoCore:
         self._lib.mm_core_get_tuning(self._ptr, ctypes.byref(out))
         return out
 
+    def gain_limits(self) -> cs.PidGains:
+        """The largest PID gains the core accepts for its hard current limit (mm_core.h, MM_GAIN_MARGIN)."""
+        out = cs.PidGains()
+        self._lib.mm_core_gain_limits(self._ptr, ctypes.byref(out))
+        return out
+
     # -- CAN -----------------------------------------------------------------------------------------------
     def can_endpoint(
         self, device_id: int, *, block_size: int = 0, st_min: int = 0, timeout_s: float = 1.0
@@ -581,6 +599,22 @@ class CanEndpoint:
     def tick(self, dt_s: float) -> None:
         """Advance the ISO-TP receiver's clock (s)."""
         self._lib.mm_can_tick(self._mem, dt_s)
+
+    def register_read(self, register: int) -> int:
+        """A register's int32 value (units as mm_can.h names them).
+
+        Raises:
+            FirmwareCoreError: the register is unknown.
+        """
+        value = ctypes.c_int32()
+        if self._lib.mm_can_register_read(self._mem, self._core._ptr, register, ctypes.byref(value)) != 0:
+            msg = f"register 0x{register:04x} is unknown (mm_register_t in mm_can.h)"
+            raise FirmwareCoreError(msg)
+        return int(value.value)
+
+    def register_write(self, register: int, value: int) -> int:
+        """Write a register; returns the REGISTER_RESPONSE status (0 OK, 3 OUT_OF_RANGE, ...)."""
+        return int(self._lib.mm_can_register_write(self._mem, self._core._ptr, register, value))
 
 
 def encoder_count(position_rad: float) -> int:
