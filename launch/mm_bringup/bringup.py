@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from mm_driver.description import default_joint_name
 
 from mm_bringup.errors import BringupError
 
@@ -211,15 +212,16 @@ def configured_parameter(parameter_file: Path, node_name: str, parameter: str) -
     raise BringupError(msg)
 
 
-def robot_description(profile: str, load: str) -> str:
-    """URDF of the servo and its load (mm_sim), as robot_state_publisher's `robot_description`."""
+def robot_description(profile: str, load: str, joint: str) -> str:
+    """URDF of the servo and its load (mm_sim) with its joint called `joint`, as the driver publishes it."""
+    from mm_driver.description import rename_joint
     from mm_sim.errors import MmSimError
     from mm_sim.model import build_urdf
     from mm_sim.profiles import load_profile
 
     try:
         servo_profile = load_profile(profile)
-        return build_urdf(servo_profile, servo_profile.load(load))
+        return rename_joint(build_urdf(servo_profile, servo_profile.load(load)), joint)
     except MmSimError as exc:
         msg = f"profile {profile!r} / load {load!r}: {exc}"
         raise BringupError(msg) from exc
@@ -246,13 +248,13 @@ def describe(
     *,
     share: PackageDir = package_share,
     installed: Callable[[str], bool] = is_installed,
-    urdf: Callable[[str, str], str] = robot_description,
+    urdf: Callable[[str, str, str], str] = robot_description,
 ) -> list[NodeSpec]:
     """Every node of bringup `kind` ("sim" or "hardware") for `arguments` (`name:=value` words or a mapping).
 
     `share` finds package share directories (parameter files, rviz config), `installed` decides whether the
     optional nodes (robot_state_publisher, rviz2, micro_ros_agent) can start, `urdf` builds the robot
-    description from a profile and load.
+    description from a profile, load and joint name.
     """
     values = parse_arguments(kind, arguments)
     count = _servo_count(values)
@@ -278,6 +280,9 @@ def describe(
         specs.append(NodeSpec("micro_ros_agent", "micro_ros_agent", arguments=agent))
     for index in range(1, count + 1):
         namespace = f"/{prefix}{index}"
+        # Each servo's joint has its own name on /joint_states: the driver derives it from its namespace
+        # (servo1_joint, ...) unless `joint_name` is set; robot_state_publisher's URDF must use the same one.
+        joint = default_joint_name(namespace)
         if kind == SIM:
             # One simulated clock for every servo: the first leads on /clock, the others step to it.
             time_mode = {"time_mode": "fast" if index == 1 else "follow"} if sim_time else {}
@@ -320,6 +325,7 @@ def describe(
             description = urdf(
                 str(values["profile"] or configured_parameter(driver_file, "driver", "profile")),
                 str(values["load"] or configured_parameter(driver_file, "driver", "load")),
+                joint,
             )
             specs.append(
                 NodeSpec(

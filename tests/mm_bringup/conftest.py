@@ -27,6 +27,6 @@ def fake_install(tmp_path: Path) -> FakeInstall:
 
 
 @pytest.fixture
-def fake_urdf() -> Callable[[str, str], str]:
-    """A robot description builder that names its inputs, so tests see which profile and load were used."""
-    return lambda profile, load: f"<robot name='{profile}/{load}'/>"
+def fake_urdf() -> Callable[[str, str, str], str]:
+    """A robot description builder that names its inputs, so tests see which profile, load and joint were used."""
+    return lambda profile, load, joint: f"<robot name='{profile}/{load}/{joint}'/>"

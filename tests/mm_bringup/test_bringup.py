@@ -18,7 +18,7 @@ from mm_bringup.errors import BringupError
 from mm_bringup.run import Runner
 
 
-def _describe(install: FakeInstall, kind: str, *words: str, urdf: Callable[[str, str], str] | None = None) -> list:
+def _describe(install: FakeInstall, kind: str, *words: str, urdf: Callable[[str, str, str], str] | None = None) -> list:
     kwargs: dict[str, Any] = {"share": install.share, "installed": install.installed}
     if urdf is not None:
         kwargs["urdf"] = urdf
@@ -114,7 +114,7 @@ def test_hardware_ros_starts_the_agent_when_installed(
 
 
 def test_robot_state_publisher_and_rviz_when_installed(
-    fake_install: FakeInstall, fake_urdf: Callable[[str, str], str]
+    fake_install: FakeInstall, fake_urdf: Callable[[str, str, str], str]
 ) -> None:
     fake_install.add("robot_state_publisher", "robot_state_publisher")
     fake_install.add("rviz2", "rviz2")
@@ -125,18 +125,26 @@ def test_robot_state_publisher_and_rviz_when_installed(
     profile = configured_parameter(driver_file, "driver", "profile")
     load = configured_parameter(driver_file, "driver", "load")
     assert [(spec.namespace, dict(spec.parameters)) for spec in publishers] == [
-        ("/servo1", {"robot_description": fake_urdf(str(profile), str(load)), "frame_prefix": "servo1/"}),
-        ("/servo2", {"robot_description": fake_urdf(str(profile), str(load)), "frame_prefix": "servo2/"}),
+        (
+            "/servo1",
+            {"robot_description": fake_urdf(str(profile), str(load), "servo1_joint"), "frame_prefix": "servo1/"},
+        ),
+        (
+            "/servo2",
+            {"robot_description": fake_urdf(str(profile), str(load), "servo2_joint"), "frame_prefix": "servo2/"},
+        ),
     ]
     (rviz,) = [spec for spec in specs if spec.package == "rviz2"]
     assert rviz.namespace == ""
     assert rviz.arguments == ("-d", str(fake_install.share("mm_bringup") / "rviz" / "mm.rviz"))
     explicit = _describe(fake_install, SIM, "profile:=mm_minimal", "load:=inertia_disk", urdf=fake_urdf)
     (publisher,) = [spec for spec in explicit if spec.package == "robot_state_publisher"]
-    assert publisher.parameters["robot_description"] == fake_urdf("mm_minimal", "inertia_disk")
+    assert publisher.parameters["robot_description"] == fake_urdf("mm_minimal", "inertia_disk", "servo1_joint")
 
 
-def test_optional_nodes_can_be_switched_off(fake_install: FakeInstall, fake_urdf: Callable[[str, str], str]) -> None:
+def test_optional_nodes_can_be_switched_off(
+    fake_install: FakeInstall, fake_urdf: Callable[[str, str, str], str]
+) -> None:
     fake_install.add("robot_state_publisher", "robot_state_publisher")
     fake_install.add("rviz2", "rviz2")
     words = ("driver:=false", "learner:=false", "robot_state_publisher:=false", "rviz:=false")
@@ -218,11 +226,11 @@ def test_override_file_is_keyed_like_launch_ros(tmp_path: Path) -> None:
 def test_robot_description_is_mm_sims_urdf_for_the_profile_and_load() -> None:
     from mm_bringup.bringup import robot_description
 
-    urdf = robot_description("mm_v3", "spring")
+    urdf = robot_description("mm_v3", "spring", "servo2_joint")
     assert '<robot name="mm_servo_mm_v3_spring">' in urdf
-    assert '<joint name="servo_joint" type="continuous">' in urdf
+    assert '<joint name="servo2_joint" type="continuous">' in urdf and "servo_joint" not in urdf
     with pytest.raises(BringupError, match=r"profile 'mm_v3' / load 'anvil'.*has no load 'anvil'"):
-        robot_description("mm_v3", "anvil")
+        robot_description("mm_v3", "anvil", "servo1_joint")
 
 
 def test_bag_adds_one_recorder_of_every_servo_topic(fake_install: FakeInstall, tmp_path: Path) -> None:

@@ -134,8 +134,8 @@ def test_description_joint_states_and_diagnostics(rig: dict[str, Any]) -> None:
     joints = client.subscribe(JointState, f"{NS}/joint_states")
     diagnostics = client.subscribe(DiagnosticArray, "/diagnostics")
     client.wait_for(lambda: bool(description and joints and diagnostics), WAIT_S, "description, joints, diagnostics")
-    assert '<joint name="servo_joint"' in description[0].data
-    assert list(joints[-1].name) == ["servo_joint"] and len(joints[-1].position) == 1
+    assert '<joint name="servo1_joint"' in description[0].data  # from the namespace: one name per servo
+    assert list(joints[-1].name) == ["servo1_joint"] and len(joints[-1].position) == 1
     client.wait_for(
         lambda: any(s.level == DiagnosticStatus.OK and s.name.endswith(": servo") for s in diagnostics[-1].status),
         WAIT_S,
@@ -156,12 +156,12 @@ def test_description_joint_states_and_diagnostics(rig: dict[str, Any]) -> None:
         ({"target_rad": 0.5, "controller": "policy"}, "the servo has no policy"),
     ],
 )
-def test_bad_goals_are_rejected_with_the_reason_logged(
+def test_bad_goals_are_aborted_with_the_reason_in_the_result_and_log(
     rig: dict[str, Any], fields: dict[str, Any], reason: str
 ) -> None:
     _latest_state(rig)
-    accepted, _, _ = rig["client"].call(rig["move"], MoveTo.Goal(**fields))
-    assert not accepted
+    accepted, result, _ = rig["client"].call(rig["move"], MoveTo.Goal(**fields))
+    assert accepted and not result.success and reason in result.message
     assert reason in rig["driver_log"].read_text()
 
 
@@ -445,6 +445,8 @@ def test_two_servos_in_two_namespaces_with_lifecycle(tmp_path: Path) -> None:
             # joint_states flow once a driver is active and has the servo's state: then goals can be judged.
             joints = [client.subscribe(JointState, f"/{ns}/joint_states") for ns in ("left", "right")]
             client.wait_for(lambda: all(states.values()) and all(joints), WAIT_S, "both servos' states and joints")
+            # One /joint_states can carry both: each driver names its joint after its namespace.
+            assert [list(j[-1].name) for j in joints] == [["left_joint"], ["right_joint"]]
             futures = [
                 left.send_goal_async(MoveTo.Goal(target_rad=1.2, controller="pid")),
                 right.send_goal_async(MoveTo.Goal(target_rad=-0.8, controller="pid")),

@@ -251,7 +251,7 @@ def test_configure_fails_cleanly_on_bad_parameters(
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
         assert logged in capfd.readouterr().err
         # Nothing was left open: a corrected configuration can be tried again from the same node.
-        node.set_parameters([Parameter(name, value=PARAMETERS[name][0]) for name in overrides])
+        node.set_parameters([Parameter(name, value=PARAMETERS[name].default) for name in overrides])
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
         node.destroy_node()

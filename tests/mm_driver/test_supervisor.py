@@ -96,7 +96,7 @@ def test_parameter_file_equals_the_declared_defaults() -> None:
     from mm_driver.driver_node import PARAMETERS
 
     path = Path(__file__).resolve().parents[2] / "src" / "mm_driver" / "config" / "driver.yaml"
-    declared = {name: default for name, (default, _) in PARAMETERS.items()}
+    declared = {name: param.default for name, param in PARAMETERS.items()}
     assert yaml.safe_load(path.read_text())["/**/driver"]["ros__parameters"] == declared
 
 

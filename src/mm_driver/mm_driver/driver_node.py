@@ -25,26 +25,34 @@ from __future__ import annotations
 import math
 import threading
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from mm_sim.ros_process import rclpy_process
-from rcl_interfaces.msg import ParameterDescriptor  # type: ignore[import-untyped]
+from rcl_interfaces.msg import (  # type: ignore[import-untyped]
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.service import Service
 from rclpy.subscription import Subscription
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
+from std_srvs.srv import Trigger
 
 from mm_driver.deploy import Deployer, DeployProgress
+from mm_driver.description import default_joint_name, rename_joint
 from mm_driver.errors import DriverError, GoalRejected
 from mm_driver.supervisor import (
     MoveLimits,
@@ -57,44 +65,139 @@ from mm_driver.supervisor import (
 )
 from mm_driver.transport import Ack, Command, Mode, ServoSample, Transport, fault_names
 from mm_msgs.action import DeployPolicy, MoveTo
-from mm_msgs.msg import PolicyBlob, ServoCommand
+from mm_msgs.msg import PolicyBlob, PolicyChunk, ServoCommand
 
-PARAMETERS: dict[str, tuple[Any, str]] = {
-    "autostart": (False, "configure and activate at start (no lifecycle manager needed)"),
-    "transport": ("ros", "ros: the servo's micro-ROS topics (ESP32 via micro-ros-agent, or the twin); can"),
-    "profile": ("mm_v3", "mm_sim servo profile: URDF, power model for the energy metric"),
-    "load": ("pendulum", "mm_sim load of that profile (URDF)"),
-    "heartbeat_period_s": (0.05, "heartbeat period (s); the servo holds/brakes when they stop"),
-    "diagnostics_period_s": (1.0, "/diagnostics publishing period (s)"),
-    "state_timeout_s": (0.5, "no state for this long (wall clock): link lost (s)"),
-    "position_min_rad": (-12.566, "lowest MoveTo target (rad); also clipped to the profile's end stops"),
-    "position_max_rad": (12.566, "highest MoveTo target (rad); also clipped to the profile's end stops"),
-    "max_velocity_rad_s": (160.0, "largest velocity limit a MoveTo goal may ask for (rad/s)"),
-    "max_timeout_s": (60.0, "longest MoveTo timeout a goal may ask for (s)"),
-    "default_tolerance_rad": (0.02, "MoveTo settle band when the goal gives 0 (rad)"),
-    "default_timeout_s": (3.0, "MoveTo timeout when the goal gives 0 (s, servo time)"),
-    "default_controller": ("pid", "pid | policy, when the goal leaves `controller` empty"),
-    "settle_window_s": (0.1, "in the band and at rest this long counts as settled (s)"),
-    "settle_velocity_rad_s": (0.5, "at rest below this |velocity| (rad/s)"),
-    "kp_pos": (0.0, "PID kp_pos sent with pid moves (1/s); all four gains 0 keeps the servo's"),
-    "kp_vel": (0.0, "PID kp_vel (A*s/rad)"),
-    "ki_vel": (0.0, "PID ki_vel (A/rad)"),
-    "gravity_ff_a": (0.0, "PID gravity feed-forward (A)"),
-    "current_limit_a": (0.0, "current limit sent with every move (A); 0 keeps the servo's"),
-    "chunk_size": (448, "policy bytes per PolicyChunk (<= PolicyChunk.MAX_DATA)"),
-    "ack_timeout_s": (0.5, "wait this long for the servo's ack before asking again (s)"),
-    "deploy_max_rounds": (6, "rounds without progress before the driver stops sending a transfer"),
-    "deploy_verdict_timeout_s": (
+
+class Param(NamedTuple):
+    """One driver parameter: its default (also in config/driver.yaml), what it means, and what it accepts.
+
+    `low`/`high` bound numbers (inclusive; the descriptor's range, which `ros2 param describe` shows); `choices`
+    lists the allowed strings. `applies` says when a new value takes effect: "now" (while the node runs),
+    "configure" (the next configure: refused while the driver is configured) or "start" (read-only: only a
+    parameter file or `-p` at start sets it).
+    """
+
+    default: Any
+    description: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    applies: str = "now"
+
+
+_POSITION_RANGE_RAD = 100.0  # float32 positions keep 1e-5 rad resolution up to here (~16 turns)
+PARAMETERS: dict[str, Param] = {
+    "autostart": Param(False, "configure and activate at start (no lifecycle manager needed)", applies="start"),
+    "transport": Param(
+        "ros",
+        "ros: the servo's micro-ROS topics (ESP32 via micro-ros-agent, or the twin); can",
+        choices=("ros", "can"),
+        applies="configure",
+    ),
+    "profile": Param("mm_v3", "mm_sim servo profile: URDF, power model for the energy metric", applies="configure"),
+    "load": Param("pendulum", "mm_sim load of that profile (URDF)", applies="configure"),
+    "joint_name": Param(
+        "",
+        "joint name in joint_states and robot_description; empty: from the namespace (/servo1: servo1_joint)",
+        applies="configure",
+    ),
+    "heartbeat_period_s": Param(
+        0.02,
+        "heartbeat period (s, servo time); the servo holds/brakes when they stop (CAN watchdog 0.05 s)",
+        0.005,
+        1.0,
+    ),
+    "diagnostics_period_s": Param(1.0, "/diagnostics publishing period (s)", 0.05, 60.0),
+    "state_timeout_s": Param(0.5, "no state for this long (wall clock): link lost (s)", 0.05, 60.0),
+    "position_min_rad": Param(
+        -12.566,
+        "lowest MoveTo target (rad); also clipped to the profile's end stops",
+        -_POSITION_RANGE_RAD,
+        _POSITION_RANGE_RAD,
+    ),
+    "position_max_rad": Param(
+        12.566,
+        "highest MoveTo target (rad); also clipped to the profile's end stops",
+        -_POSITION_RANGE_RAD,
+        _POSITION_RANGE_RAD,
+    ),
+    "max_velocity_rad_s": Param(160.0, "largest velocity limit a MoveTo goal may ask for (rad/s)", 0.01, 1000.0),
+    "max_timeout_s": Param(60.0, "longest MoveTo timeout a goal may ask for (s)", 0.01, 3600.0),
+    "default_tolerance_rad": Param(0.02, "MoveTo settle band when the goal gives 0 (rad)", 1e-5, 1.0),
+    "default_timeout_s": Param(3.0, "MoveTo timeout when the goal gives 0 (s, servo time)", 0.01, 3600.0),
+    "default_controller": Param(
+        "pid", "pid | policy, when the goal leaves `controller` empty", choices=("pid", "policy")
+    ),
+    "settle_window_s": Param(0.1, "in the band and at rest this long counts as settled (s)", 0.0, 10.0),
+    "settle_velocity_rad_s": Param(0.5, "at rest below this |velocity| (rad/s)", 1e-4, 100.0),
+    "kp_pos": Param(0.0, "PID kp_pos sent with pid moves (1/s); all four gains 0 keeps the servo's", 0.0, 1e4),
+    "kp_vel": Param(0.0, "PID kp_vel (A*s/rad)", 0.0, 1e4),
+    "ki_vel": Param(0.0, "PID ki_vel (A/rad)", 0.0, 1e4),
+    "gravity_ff_a": Param(0.0, "PID gravity feed-forward (A)", 0.0, 100.0),
+    "current_limit_a": Param(0.0, "current limit sent with every move (A); 0 keeps the servo's", 0.0, 100.0),
+    "chunk_size": Param(
+        448, "policy bytes per PolicyChunk (<= PolicyChunk.MAX_DATA)", 16, PolicyChunk.MAX_DATA, applies="configure"
+    ),
+    "ack_timeout_s": Param(
+        0.5, "wait this long for the servo's ack before asking again (s)", 0.01, 60.0, applies="configure"
+    ),
+    "deploy_max_rounds": Param(
+        6, "rounds without progress before the driver stops sending a transfer", 1, 1000, applies="configure"
+    ),
+    "deploy_verdict_timeout_s": Param(
         3.0,
         "then wait this long for the servo's TRUNCATED verdict (s); above its transfer_timeout_s (2 s by default)",
+        0.0,
+        600.0,
+        applies="configure",
     ),
-    "registry_dir": ("~/.ros/mm_learning/policies", "mm_learning registry for DeployPolicy goals with a policy_id"),
-    "can_interface": ("socketcan", "python-can interface (socketcan, slcan, virtual, ...)"),
-    "can_channel": ("can0", "python-can channel"),
-    "can_bitrate": (500000, "CAN bit rate (bit/s)"),
-    "can_device_id": (1, "the servo's CAN device id, 1..1022"),
-    "can_chunk_size": (1024, "policy bytes per ISO-TP message (the servo's buffer holds 1040 with the header)"),
+    "registry_dir": Param(
+        "~/.ros/mm_learning/policies", "mm_learning registry for DeployPolicy goals with a policy_id"
+    ),
+    "can_interface": Param("socketcan", "python-can interface (socketcan, slcan, virtual, ...)", applies="configure"),
+    "can_channel": Param("can0", "python-can channel", applies="configure"),
+    "can_bitrate": Param(500000, "CAN bit rate (bit/s)", 10000, 1000000, applies="configure"),
+    "can_device_id": Param(1, "the servo's CAN device id, 1..1022", 1, 1022, applies="configure"),
+    "can_chunk_size": Param(
+        1024,
+        "policy bytes per ISO-TP message (the servo's buffer holds 1040 with the header)",
+        8,
+        1024,
+        applies="configure",
+    ),
 }
+# Parameters MoveLimits is built from: a change rebuilds the limits at once.
+_LIMIT_PARAMETERS = {
+    "position_min_rad",
+    "position_max_rad",
+    "max_velocity_rad_s",
+    "max_timeout_s",
+    "default_tolerance_rad",
+    "default_timeout_s",
+    "default_controller",
+    "settle_window_s",
+    "settle_velocity_rad_s",
+}
+
+
+def descriptor(name: str, param: Param) -> ParameterDescriptor:
+    """The ParameterDescriptor of `param`: description, range or choices, read-only, when it takes effect."""
+    when = {"now": "", "configure": " [takes effect at the next configure]", "start": " [read-only: set at start]"}
+    result = ParameterDescriptor(
+        name=name, description=param.description + when[param.applies], read_only=param.applies == "start"
+    )
+    if param.choices:
+        result.additional_constraints = f"one of: {', '.join(param.choices)}"
+    if param.low is not None and param.high is not None:
+        if isinstance(param.default, bool):
+            pass
+        elif isinstance(param.default, int):
+            result.integer_range = [IntegerRange(from_value=int(param.low), to_value=int(param.high), step=1)]
+        else:
+            result.floating_point_range = [FloatingPointRange(from_value=param.low, to_value=param.high, step=0.0)]
+    return result
+
+
 LATCHED_QOS = QoSProfile(
     depth=1,
     history=HistoryPolicy.KEEP_LAST,
@@ -103,20 +206,18 @@ LATCHED_QOS = QoSProfile(
 )
 # Faults that stop a move; END_STOP alone lets the servo drive away from the stop.
 _STOPPING_FAULTS = 0xFF & ~0x20
-
-
-def joint_name(urdf: str) -> str:
-    """The name of the first movable joint of a URDF."""
-    for joint in ET.fromstring(urdf).iter("joint"):
-        if joint.get("type") != "fixed":
-            return str(joint.get("name"))
-    raise DriverError("the URDF has no movable joint; check the mm_sim profile")
+_HEARTBEAT_LOST = 0x40
+# clear_faults is sent again this often (s, wall) until the servo shows the faults gone: the servo clears
+# HEARTBEAT_LOST only once a heartbeat has arrived, and heartbeats and commands travel on different topics.
+_CLEAR_RESEND_S = 0.1
 
 
 def destroy_entity(node: Node, entity: Any) -> None:
     """Destroy a publisher, subscription or action server created on `node` (so the node forgets it too)."""
     if isinstance(entity, Publisher):
         node.destroy_publisher(entity)
+    elif isinstance(entity, Service):
+        node.destroy_service(entity)
     elif isinstance(entity, Subscription):
         node.destroy_subscription(entity)
     else:
@@ -128,8 +229,10 @@ class DriverNode(LifecycleNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("driver", **kwargs)
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        for name, param in PARAMETERS.items():
+            self.declare_parameter(name, param.default, descriptor(name, param))
+        self._configured = False
+        self._end_stop_rad: float | None = None
         self._cond = threading.Condition()
         self._latest: ServoSample | None = None
         self._latest_wall_s = 0.0
@@ -144,9 +247,53 @@ class DriverNode(LifecycleNode):
         self._resources: list[Any] = []
         self._timers: list[Any] = []
         self._heartbeat_seq = 0
+        # Fault flags when the driver last deactivated (None: never, or no state then): activate clears a
+        # HEARTBEAT_LOST that the stopped heartbeats caused, and nothing else.
+        self._faults_at_deactivate: int | None = None
         self._last_ack: Ack | None = None
         self._sub_group = MutuallyExclusiveCallbackGroup()
         self._action_group = ReentrantCallbackGroup()
+        # Registered after the declarations: values given at start are checked at configure, where a bad one
+        # fails the transition with its reason.
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+
+    # -- parameters ------------------------------------------------------------------------------------------
+
+    def _check_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        """Refuse a change that is invalid or cannot take effect now (ranges and read-only: the descriptors)."""
+        new = {p.name: p.value for p in parameters}
+        for name, value in new.items():
+            param = PARAMETERS.get(name)
+            if param is None:
+                continue
+            if param.choices and value not in param.choices:
+                return SetParametersResult(
+                    successful=False, reason=f"{name} {value!r} is not one of {', '.join(param.choices)}"
+                )
+            if param.applies == "configure" and self._configured:
+                reason = f"{name} takes effect at configure: deactivate and clean up the driver first, then set it"
+                return SetParametersResult(successful=False, reason=reason)
+        low = float(new.get("position_min_rad", self._p("position_min_rad")))
+        high = float(new.get("position_max_rad", self._p("position_max_rad")))
+        if not low < high:
+            reason = f"position_min_rad {low} must be below position_max_rad {high}"
+            return SetParametersResult(successful=False, reason=reason)
+        if self._end_stop_rad is not None and not max(low, -self._end_stop_rad) < min(high, self._end_stop_rad):
+            reason = f"[{low}, {high}] rad leaves no room inside the profile's end stops (±{self._end_stop_rad} rad)"
+            return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, parameters: list[Parameter]) -> None:
+        """Make accepted run-time changes take effect: move limits at once, periods by restarting the timers."""
+        names = {p.name for p in parameters}
+        if self._configured and names & _LIMIT_PARAMETERS:
+            self._limits = self._move_limits()
+            self.get_logger().info(
+                f"move limits now [{self._limits.position_min_rad:.4g}, {self._limits.position_max_rad:.4g}] rad"
+            )
+        if self._active and names & {"heartbeat_period_s", "diagnostics_period_s"}:
+            self._start_timers()
 
     def _p(self, name: str) -> Any:
         return self.get_parameter(name).value
@@ -180,23 +327,10 @@ class DriverNode(LifecycleNode):
             urdf = build_urdf(profile, profile.load(str(self._p("load"))))
         except MmSimError as exc:
             raise DriverError(f"profile/load parameters: {exc}") from exc
-        self._joint = joint_name(urdf)
-        low, high = float(self._p("position_min_rad")), float(self._p("position_max_rad"))
-        if profile.end_stop_rad is not None:
-            low, high = max(low, -profile.end_stop_rad), min(high, profile.end_stop_rad)
-        if not low < high:
-            raise DriverError(f"position limits [{low}, {high}] rad are empty; fix position_min_rad/position_max_rad")
-        self._limits = MoveLimits(
-            position_min_rad=low,
-            position_max_rad=high,
-            max_velocity_rad_s=float(self._p("max_velocity_rad_s")),
-            max_timeout_s=float(self._p("max_timeout_s")),
-            default_tolerance_rad=float(self._p("default_tolerance_rad")),
-            default_timeout_s=float(self._p("default_timeout_s")),
-            default_controller=str(self._p("default_controller")),
-            settle_window_s=float(self._p("settle_window_s")),
-            settle_velocity_rad_s=float(self._p("settle_velocity_rad_s")),
-        )
+        self._joint = str(self._p("joint_name")) or default_joint_name(self.get_namespace())
+        urdf = rename_joint(urdf, self._joint)
+        self._end_stop_rad = profile.end_stop_rad
+        self._limits = self._move_limits()
         self._power = PowerModel(profile.motor.resistance_ohm, profile.motor.back_emf_v_s_per_rad * profile.gear.ratio)
         self._transport = self._make_transport()
         self._deployer = Deployer(
@@ -238,8 +372,29 @@ class DriverNode(LifecycleNode):
                 cancel_callback=lambda _: CancelResponse.ACCEPT,
                 callback_group=self._action_group,
             ),
+            self.create_service(Trigger, "~/clear_faults", self._on_clear_faults, callback_group=self._action_group),
         ]
+        self._configured = True
         self.get_logger().info(f"configured: transport {self._p('transport')}, joint {self._joint!r}")
+
+    def _move_limits(self) -> MoveLimits:
+        """MoveLimits from the parameters, the position range clipped to the profile's end stops."""
+        low, high = float(self._p("position_min_rad")), float(self._p("position_max_rad"))
+        if self._end_stop_rad is not None:
+            low, high = max(low, -self._end_stop_rad), min(high, self._end_stop_rad)
+        if not low < high:
+            raise DriverError(f"position limits [{low}, {high}] rad are empty; fix position_min_rad/position_max_rad")
+        return MoveLimits(
+            position_min_rad=low,
+            position_max_rad=high,
+            max_velocity_rad_s=float(self._p("max_velocity_rad_s")),
+            max_timeout_s=float(self._p("max_timeout_s")),
+            default_tolerance_rad=float(self._p("default_tolerance_rad")),
+            default_timeout_s=float(self._p("default_timeout_s")),
+            default_controller=str(self._p("default_controller")),
+            settle_window_s=float(self._p("settle_window_s")),
+            settle_velocity_rad_s=float(self._p("settle_velocity_rad_s")),
+        )
 
     def _make_transport(self) -> Transport:
         kind = str(self._p("transport"))
@@ -262,17 +417,92 @@ class DriverNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Start the heartbeat, joint_states and diagnostics."""
         self._active = True
+        self._start_timers()
+        self._heartbeat()
+        self._clear_own_heartbeat_fault()
+        return super().on_activate(state)
+
+    def _clear_own_heartbeat_fault(self) -> None:
+        """After a deactivation: clear HEARTBEAT_LOST if stopping the heartbeats caused it (and it is alone)."""
+        before, self._faults_at_deactivate = self._faults_at_deactivate, None
+        with self._cond:
+            latest = self._latest
+        if before is None or before & _HEARTBEAT_LOST or latest is None or not latest.fault_flags & _HEARTBEAT_LOST:
+            return
+        others = latest.fault_flags & ~_HEARTBEAT_LOST
+        if others:
+            self.get_logger().warning(
+                f"servo faults {', '.join(fault_names(latest.fault_flags))} latched: not clearing them on activate; "
+                f"check the servo, then call {self.get_fully_qualified_name()}/clear_faults"
+            )
+            return
+        after = self._clear_faults_until(lambda flags: not flags & _HEARTBEAT_LOST, float(self._p("state_timeout_s")))
+        if after is not None and not after.fault_flags & _HEARTBEAT_LOST:
+            self.get_logger().info("cleared the HEARTBEAT_LOST fault of the deactivation; heartbeats resumed")
+        else:
+            self.get_logger().warning("HEARTBEAT_LOST did not clear on activate: call clear_faults")
+
+    def _clear_faults_until(self, done: Any, timeout_s: float) -> ServoSample | None:
+        """Send clear_faults (after a heartbeat) until a fresh sample's flags satisfy `done`; the latest sample.
+
+        At most `timeout_s` (s, wall). The mode sent is HOLD, or IDLE/BRAKE when the servo is in one.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._cond:
+                latest, seen = self._latest, self._samples
+            passive = latest is not None and latest.mode in (Mode.IDLE, Mode.BRAKE)
+            self._heartbeat()
+            self._send(Command(Mode(latest.mode) if passive and latest is not None else Mode.HOLD, clear_faults=True))
+            resend_at = min(deadline, time.monotonic() + _CLEAR_RESEND_S)
+            with self._cond:
+                cleared = self._cond.wait_for(
+                    lambda seen=seen: (  # type: ignore[misc]
+                        self._samples != seen and self._latest is not None and done(self._latest.fault_flags)
+                    ),
+                    max(0.0, resend_at - time.monotonic()),
+                )
+                latest = self._latest
+            if cleared or time.monotonic() >= deadline:
+                return latest
+
+    def _on_clear_faults(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        """`~/clear_faults`: ask the servo to clear its latched faults; say which cleared and which remain."""
+        with self._cond:
+            latest = self._latest
+        if not self._active:
+            response.success, response.message = False, "the driver is not active; configure and activate it"
+        elif latest is None:
+            response.success, response.message = False, "no state from the servo: is it running in this namespace?"
+        elif not latest.fault_flags:
+            response.success, response.message = True, "no faults latched"
+        else:
+            before = latest.fault_flags
+            self._stop_moves()
+            after = self._clear_faults_until(lambda flags: not flags, float(self._p("state_timeout_s")))
+            remaining = before if after is None else after.fault_flags
+            cleared = ", ".join(fault_names(before & ~remaining)) or "none"
+            response.success = not remaining
+            response.message = f"cleared: {cleared}" + (
+                f"; still latched (their cause is present): {', '.join(fault_names(remaining))}" if remaining else ""
+            )
+        self._log(response.success, f"clear_faults: {response.message}")
+        return response
+
+    def _start_timers(self) -> None:
+        for timer in self._timers:
+            self.destroy_timer(timer)
         self._timers = [
             self.create_timer(float(self._p("heartbeat_period_s")), self._heartbeat, self._sub_group),
             self.create_timer(float(self._p("diagnostics_period_s")), self._diagnostics, self._sub_group),
         ]
-        self._heartbeat()
-        return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Hold the servo where it is, then stop the heartbeat (its watchdog would brake later anyway)."""
         self._stop_moves()
         self._send(Command(Mode.HOLD))
+        with self._cond:
+            self._faults_at_deactivate = self._latest.fault_flags if self._latest is not None else None
         self._active = False
         for timer in self._timers:
             self.destroy_timer(timer)
@@ -293,6 +523,7 @@ class DriverNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _release(self) -> None:
+        self._configured = False
         self._stop_moves()
         for timer in self._timers:
             self.destroy_timer(timer)
@@ -425,16 +656,20 @@ class DriverNode(LifecycleNode):
         return request
 
     def _on_move_goal(self, goal: MoveTo.Goal) -> GoalResponse:
-        try:
-            self._validate(goal)
-        except GoalRejected as exc:
-            self.get_logger().warning(f"rejected move_to goal (target {goal.target_rad} rad): {exc}")
-            return GoalResponse.REJECT
+        # Every goal is accepted: one the driver cannot run is aborted at once with the reason in the result's
+        # `message`, which a client (`ros2 action send_goal` included) shows; a rejection would show no reason.
+        # There is no "busy" case to reject: a new valid goal preempts the running one.
         return GoalResponse.ACCEPT
 
     def _on_move_accepted(self, goal_handle: ServerGoalHandle) -> None:
-        # One goal at a time: the running move sees the token change and ends as preempted.
-        self._stop_moves()
+        # One goal at a time: the running move sees the token change and ends as preempted. An invalid goal
+        # ends on its own and leaves the running move alone.
+        try:
+            self._validate(goal_handle.request)
+        except GoalRejected:
+            pass
+        else:
+            self._stop_moves()
         goal_handle.execute()
 
     def _move_command(self, request: MoveRequest) -> Command:
@@ -457,8 +692,9 @@ class DriverNode(LifecycleNode):
             if start is None:
                 raise GoalRejected("no state from the servo: is it running in this namespace?")
         except GoalRejected as exc:
+            self.get_logger().warning(f"aborted move_to goal (target {goal_handle.request.target_rad} rad): {exc}")
             goal_handle.abort()
-            return MoveTo.Result(success=False, message=str(exc))
+            return MoveTo.Result(success=False, message=str(exc), final_error_rad=math.nan, settle_time_s=math.nan)
         supervisor = MoveSupervisor(request, start=start, limits=self._limits, power=self._power)
         with self._cond:
             self._supervisors.add(supervisor)
