@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from mm_sim.batch import BatchTwin, Residual, evaluate_batch
+from mm_sim.evaluate import Move
 
 from mm_learning.errors import ExportError, PolicyRejected, RejectionCause
 from mm_learning.tflm import Scheme, TflmError, TflmPolicy, clip_observations, model_ops, tensor_types
@@ -250,6 +252,29 @@ def closed_loop(
             results.append(tuple(run_episode(env, controller, seed) for seed in seeds))
         finally:
             env.close()
+    return ClosedLoopReport(results[0], results[1])
+
+
+def closed_loop_residual(
+    twin: BatchTwin, residual: Residual, moves: Sequence[Move], float_policy: Controller, quantized: Controller
+) -> ClosedLoopReport:
+    """(c) for a residual policy: float and quantised residuals on the servo's base law, all moves at once.
+
+    Each move's final error is its steady-state error (mean |error| over the last 10 % of the move).
+    """
+    if not moves:
+        raise ExportError("closed-loop check needs at least one seeded move")
+    results = []
+    for controller in (float_policy, quantized):
+        evaluation = evaluate_batch(twin, residual, moves, controller)
+        results.append(
+            tuple(
+                EpisodeResult(index, episode_return, metrics.steady_state_error_rad, round(move.duration_s / twin.dt_s))
+                for index, (move, episode_return, metrics) in enumerate(
+                    zip(moves, evaluation.returns, evaluation.metrics, strict=True)
+                )
+            )
+        )
     return ClosedLoopReport(results[0], results[1])
 
 

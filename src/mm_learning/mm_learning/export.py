@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from mm_sim.baselines import PidGains
+from mm_sim.batch import BatchTwin, Residual
+from mm_sim.evaluate import Move
 from mm_sim.observation import ObsScales
 
 from mm_learning.acceptance import (
@@ -31,10 +34,11 @@ from mm_learning.acceptance import (
     check_closed_loop,
     check_ops,
     closed_loop,
+    closed_loop_residual,
 )
 from mm_learning.actor import ActorSpec
 from mm_learning.errors import ExportError
-from mm_learning.policy_image import PolicyHeader, pack_image, policy_crc32
+from mm_learning.policy_image import NO_BASE, BaseGains, PolicyHeader, pack_image, policy_crc32
 from mm_learning.signing import public_key_hex, sign
 from mm_learning.tflite_convert import convert, to_keras
 from mm_learning.tflm import QuantParams, Scheme, TflmPolicy, measure_arena_bytes
@@ -55,12 +59,25 @@ class ClosedLoopSetup:
 
 
 @dataclass(frozen=True)
+class ResidualClosedLoop:
+    """Check (c) of a residual policy: the batched twin and moves to run float and quantised residuals on."""
+
+    make_twin: Callable[[], BatchTwin]
+    moves: Sequence[Move]
+
+
+@dataclass(frozen=True)
 class ExportResult:
     """An accepted export: its signed image, metadata and the files written."""
 
     image: bytes
     metadata: dict[str, Any]
     paths: dict[str, Path] = field(default_factory=dict)
+
+
+def base_gains(gains: PidGains) -> BaseGains:
+    """The base law's gains in the image's order (servo contract section 5, offsets 48-68)."""
+    return (gains.kp_pos, gains.v_max, gains.kp_vel, gains.ki_vel, gains.gravity_ff_a, gains.decel_rad_s2)
 
 
 def c_header(model: bytes, symbol: str = "mm_policy_model") -> str:
@@ -95,7 +112,7 @@ def export_policy(
     scales: ObsScales,
     representative_obs: Any,
     held_out_obs: Any,
-    closed_loop_setup: ClosedLoopSetup | None,
+    closed_loop_setup: ClosedLoopSetup | ResidualClosedLoop | None,
     private_key: ec.EllipticCurvePrivateKey,
     out_dir: Path,
     name: str = "policy",
@@ -106,6 +123,7 @@ def export_policy(
     budget: Budget = Budget(),  # noqa: B008 -- frozen dataclass, safe as a default
     thresholds: Thresholds = Thresholds(),  # noqa: B008 -- frozen dataclass, safe as a default
     policy_decimation: int = 0,
+    residual: Residual | None = None,
 ) -> ExportResult:
     """Convert, check, sign and write one policy.
 
@@ -128,13 +146,17 @@ def export_policy(
         thresholds: fidelity thresholds for checks (b) and (c).
         policy_decimation: control ticks per policy run, written into the image (0: the servo's configured
             default). Check (c) runs the policy every tick, so a policy decimated by more than 1 goes without it.
+        residual: for a residual policy, its base law and bound (written into the image; servo contract section
+            5) and its decimation; check (c) then takes a `ResidualClosedLoop` and runs at that decimation.
 
     Raises:
         PolicyRejected: naming the failed check.
         ExportError: when the inputs cannot be exported at all.
 
     """
-    if policy_decimation > 1 and closed_loop_setup is not None:
+    if residual is not None:
+        policy_decimation = residual.decimation
+    if policy_decimation > 1 and isinstance(closed_loop_setup, ClosedLoopSetup):
         msg = (
             f"check (c) runs the policy every control tick; a policy with policy_decimation={policy_decimation} "
             "needs closed_loop_setup=None (its servo evaluation judges it)"
@@ -148,13 +170,25 @@ def export_policy(
     action_report = action_error(actor, quantized, held_out_obs)
     check_action_error(action_report, thresholds)
     loop_summary: dict[str, Any] = {"skipped": "no twin: judged by the servo's evaluation after deployment"}
-    if closed_loop_setup is not None:
+    if isinstance(closed_loop_setup, ResidualClosedLoop):
+        if residual is None:
+            raise ExportError("a ResidualClosedLoop check needs the residual the policy was trained with")
+        loop_report = closed_loop_residual(
+            closed_loop_setup.make_twin(), residual, closed_loop_setup.moves, actor, quantized
+        )
+    elif closed_loop_setup is not None:
         loop_report = closed_loop(closed_loop_setup.make_env, actor, quantized, closed_loop_setup.seeds)
+    if closed_loop_setup is not None:
         check_closed_loop(loop_report, thresholds)
         loop_summary = dict(loop_report.summary())
 
     header = PolicyHeader(
-        model_type=scheme.model_type, scales=scales, arena_bytes=arena, policy_decimation=policy_decimation
+        model_type=scheme.model_type,
+        scales=scales,
+        arena_bytes=arena,
+        policy_decimation=policy_decimation,
+        residual_limit=0.0 if residual is None else residual.limit,
+        base_gains=NO_BASE if residual is None else base_gains(residual.base),
     )
     image = pack_image(header, model, functools.partial(sign, private_key))
     metadata: dict[str, Any] = {
@@ -168,6 +202,9 @@ def export_policy(
         "model_type": int(scheme.model_type),
         "obs_scales": asdict(scales),
         "policy_decimation": policy_decimation,
+        "residual": None
+        if residual is None
+        else {"limit": residual.limit, "base_gains": asdict(residual.base), "decimation": residual.decimation},
         "action_scaling": {
             "range": [-1.0, 1.0],
             "squash": actor.squash,

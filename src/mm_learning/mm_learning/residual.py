@@ -12,12 +12,14 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import cast
 
 import numpy as np
 import torch
+from cryptography.hazmat.primitives.asymmetric import ec
 from mm_sim.batch import BatchTwin, Residual, ResidualVecEnv, evaluate_batch
 from mm_sim.evaluate import Evaluation, seeded_moves
 from mm_sim.profiles import load_profile
@@ -25,10 +27,15 @@ from mm_sim.tuning import Classical, classical
 from numpy.typing import NDArray
 from stable_baselines3 import PPO
 
+from mm_learning.actor import actor_from_sb3
 from mm_learning.errors import TrainingError
+from mm_learning.export import ExportResult, ResidualClosedLoop, export_policy
 
 VALIDATION_SEED = 2_000_000
 """Seed of the validation moves that choose the best policy (the benchmark evaluates on other moves)."""
+CALIBRATION_SEED, HELD_OUT_SEED, CHECK_SEED = 3_000_000, 3_100_000, 3_200_000
+"""Seeds of the export's calibration, held-out (check b) and closed-loop (check c) moves: disjoint from training."""
+EXPORT_MOVES = 20
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,7 @@ class ResidualConfig:
         envs: servos simulated at once.
         validation_moves: moves that choose the best policy.
         eval_every_ticks: experience between two validations.
+        episode_s: length of a training move (s); validation moves last 1 s.
         hyperparameters: PPO keyword arguments over the defaults below.
     """
 
@@ -60,6 +68,7 @@ class ResidualConfig:
     envs: int = 64
     validation_moves: int = 30
     eval_every_ticks: int = 200_000
+    episode_s: float = 1.0
     hyperparameters: dict[str, object] = field(default_factory=dict)
 
 
@@ -82,14 +91,18 @@ class ResidualResult:
     """What a run produced.
 
     Attributes:
+        config: the run's configuration.
         model: the PPO model with the best validated policy's weights.
         residual: base law, bound and decimation the policy was trained with.
         classical: the classical controllers on the validation moves.
         best: the best policy's validation, or None when no policy beat the classical start.
         curve: (ticks, validation mean return) after each validation, starting with the classical start at 0.
         ticks: experience used. wall_s: wall time of the run (s). ticks_per_s: experience per wall second.
+        beat_after_s: wall time (s, setup included) at the first validation that beat the classical start; None
+            if none did.
     """
 
+    config: ResidualConfig
     model: PPO
     residual: Residual
     classical: Classical
@@ -97,6 +110,7 @@ class ResidualResult:
     curve: list[tuple[int, float]]
     ticks: int
     wall_s: float
+    beat_after_s: float | None
 
     @property
     def ticks_per_s(self) -> float:
@@ -127,7 +141,7 @@ def train_residual(
     base = classical(profile, config.load, config.objective, moves)
     residual = Residual(base.gains, config.residual_limit, config.decimation)
     twin = BatchTwin(profile, config.load, config.envs, objective=config.objective, seed=config.seed)
-    env = ResidualVecEnv(twin, residual, seed=config.seed)
+    env = ResidualVecEnv(twin, residual, episode_s=config.episode_s, seed=config.seed)
     torch.manual_seed(config.seed)
     # One intra-op thread: on 2 shared cores a second one makes small-MLP steps ~1000x slower (docs/learning.md).
     torch.set_num_threads(1)
@@ -141,6 +155,7 @@ def train_residual(
     start_return = base.ptos.mean_return if base.law == "ptos" else base.pid.mean_return
     curve = [(0, start_return)]
     best: Evaluation | None = None
+    beat_after_s: float | None = None
     best_return = start_return
     best_weights = copy.deepcopy(model.policy.state_dict())
     decision_ticks = config.decimation
@@ -153,9 +168,62 @@ def train_residual(
         if on_validation is not None:
             on_validation(ticks, evaluation)
         if math.isfinite(evaluation.mean_return) and evaluation.mean_return > best_return:
+            if best is None:
+                beat_after_s = time.perf_counter() - started
             best, best_return = evaluation, evaluation.mean_return
             best_weights = copy.deepcopy(model.policy.state_dict())
     model.policy.load_state_dict(best_weights)
     return ResidualResult(
-        model, residual, base, best, curve, model.num_timesteps * decision_ticks, time.perf_counter() - started
+        config,
+        model,
+        residual,
+        base,
+        best,
+        curve,
+        model.num_timesteps * decision_ticks,
+        time.perf_counter() - started,
+        beat_after_s,
+    )
+
+
+def export_residual(
+    result: ResidualResult,
+    *,
+    private_key: ec.EllipticCurvePrivateKey,
+    out_dir: Path,
+    name: str = "policy",
+    metrics: Mapping[str, float] | None = None,
+) -> ExportResult:
+    """Export the best residual policy of `result` as a residual image (`export.export_policy`, every check).
+
+    Calibration and held-out observations are what the float policy decided on in the batched twin on disjoint
+    seeded moves; check (c) runs float and quantised residuals on the servo's base law on a third set.
+    """
+    config = result.config
+    actor = actor_from_sb3(result.model)
+    profile = load_profile(config.profile)
+
+    def twin(copies: int, seed: int) -> BatchTwin:
+        return BatchTwin(profile, config.load, copies, objective=config.objective, seed=seed)
+
+    def decided_on(seed: int) -> NDArray[np.float32]:
+        observations: list[NDArray[np.float32]] = []
+        moves = seeded_moves(EXPORT_MOVES, seed=seed)
+        evaluate_batch(twin(len(moves), seed), result.residual, moves, actor, record=observations)
+        return np.concatenate(observations)
+
+    check_moves = seeded_moves(EXPORT_MOVES, seed=CHECK_SEED)
+    return export_policy(
+        actor,
+        scales=twin(1, 0).scales,
+        representative_obs=decided_on(CALIBRATION_SEED),
+        held_out_obs=decided_on(HELD_OUT_SEED),
+        closed_loop_setup=ResidualClosedLoop(lambda: twin(len(check_moves), CHECK_SEED), check_moves),
+        private_key=private_key,
+        out_dir=out_dir,
+        name=name,
+        objective=config.objective,
+        training_steps=result.ticks,
+        metrics=metrics,
+        residual=result.residual,
     )

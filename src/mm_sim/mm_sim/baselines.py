@@ -71,7 +71,7 @@ def position_loop(error_rad: Any, kp_pos: np.float32, decel_rad_s2: np.float32) 
     slope are continuous at e_lin (servo contract, section 8). `error_rad` is a float32 scalar or array.
     """
     linear = kp_pos * error_rad
-    if decel_rad_s2 <= 0.0:
+    if np.all(decel_rad_s2 <= 0.0):
         return linear
     magnitude = np.abs(error_rad)
     braking = np.sqrt(_F32(2.0) * decel_rad_s2 * magnitude) - decel_rad_s2 / (_F32(2.0) * kp_pos)

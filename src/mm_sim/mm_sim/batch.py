@@ -158,7 +158,8 @@ class Residual:
 
     Attributes:
         base: gains of the classical law computed every tick (PID, or PTOS when `decel_rad_s2` > 0).
-        limit: the residual's bound as a fraction of the current limit, in [0, 1]; 0: the base law alone.
+        limit: the residual's bound as a fraction of the current limit, in [0, 2] (2 lets a full residual turn a
+            saturated base command around); 0: the base law alone.
         decimation: control ticks per policy decision (the residual is held in between).
     """
 
@@ -167,8 +168,8 @@ class Residual:
     decimation: int
 
     def __post_init__(self) -> None:
-        if not (0.0 <= self.limit <= 1.0) or self.decimation < 1:
-            msg = f"residual limit {self.limit!r} must be in [0, 1] and decimation {self.decimation!r} >= 1"
+        if not (0.0 <= self.limit <= 2.0) or self.decimation < 1:
+            msg = f"residual limit {self.limit!r} must be in [0, 2] and decimation {self.decimation!r} >= 1"
             raise MmSimError(msg)
 
 
@@ -247,6 +248,7 @@ class ResidualVecEnv(VecEnv):
         self._rng = np.random.default_rng(seed)
         self._previous = np.zeros(twin.copies)
         self._actions = np.zeros(twin.copies)
+        self._returns = np.zeros(twin.copies)
         self._step = 0
         space = spaces.Box(-1.0, 1.0, shape=(OBS_DIM,), dtype=np.float32)
         self.render_mode = None
@@ -270,6 +272,7 @@ class ResidualVecEnv(VecEnv):
         """Run one decision period on every servo."""
         r = self._actions
         rewards = self.reward_scale * self.driver.run(r, self._previous)
+        self._returns += rewards
         self._previous = r
         self._step += 1
         observation = self.twin.observe(r)
@@ -279,6 +282,9 @@ class ResidualVecEnv(VecEnv):
             for index, info in enumerate(infos):
                 info["terminal_observation"] = observation[index]
                 info["TimeLimit.truncated"] = True
+                # What SB3's Monitor reports: the episode's (scaled) return and length in decisions.
+                info["episode"] = {"r": float(self._returns[index]), "l": self._step, "t": 0.0}
+            self._returns = np.zeros(self.num_envs)
             observation = self.twin.reset(*self._new_moves())
         return observation, rewards.astype(np.float32), np.full(self.num_envs, done), infos
 
@@ -310,16 +316,22 @@ class ResidualVecEnv(VecEnv):
         return [seed] * self.num_envs
 
 
-ResidualPolicy = Callable[[NDArray[np.float32]], NDArray[np.float64]]
+ResidualPolicy = Callable[[NDArray[np.float32]], Any]
 """Residuals (copies,) in [-1, 1] for observations (copies × 8)."""
 
 
 def evaluate_batch(
-    twin: BatchTwin, residual: Residual, moves: Sequence[Move], policy: ResidualPolicy | None = None
+    twin: BatchTwin,
+    residual: Residual,
+    moves: Sequence[Move],
+    policy: ResidualPolicy | None = None,
+    *,
+    record: list[NDArray[np.float32]] | None = None,
 ) -> Evaluation:
     """Run every move at once (`twin.copies` must equal the number of moves) and measure each.
 
-    `policy` None runs the base law alone (r = 0). Moves must share one duration.
+    `policy` None runs the base law alone (r = 0). Moves must share one duration. `record`, when given, receives
+    the observations the policy decided on (copies × 8 per decision).
     """
     if twin.copies != len(moves) or len({m.duration_s for m in moves}) != 1:
         msg = f"evaluate_batch needs one servo per move ({twin.copies} vs {len(moves)}) and one move duration"
@@ -332,7 +344,9 @@ def evaluate_batch(
     r = previous = np.zeros(twin.copies)
     for tick in range(ticks):
         if tick % residual.decimation == 0 and policy is not None:
-            previous, r = r, np.clip(policy(observation), -1.0, 1.0).reshape(twin.copies)
+            if record is not None:
+                record.append(observation)
+            previous, r = r, np.clip(np.asarray(policy(observation), dtype=np.float64), -1.0, 1.0).reshape(twin.copies)
         twin.tick(driver.command(r))
         returns += sum(twin.rewards(r, previous).values())
         previous = r
