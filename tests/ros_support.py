@@ -142,6 +142,10 @@ class Client:
         self._subscriptions: dict[str, list[Any]] = {}
         self.processes: dict[str, Watched] = {}
         self._stop = threading.Event()
+        # Held around each spin_once and around sending a request: Jazzy's ActionClient registers a goal's future
+        # only after sending it, so a fast server's answer taken in between was dropped ("Ignoring unexpected goal
+        # response") and the call hung.
+        self._spin_lock = threading.Lock()
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
@@ -149,7 +153,8 @@ class Client:
         # spin_once in a loop that close() ends first: shutting an executor down under spin() races its
         # guard conditions (rclpy raises from the spinning thread).
         while not self._stop.is_set():
-            self.executor.spin_once(timeout_sec=0.05)
+            with self._spin_lock:
+                self.executor.spin_once(timeout_sec=0.05)
 
     def watch(self, name: str, proc: subprocess.Popen[bytes], log: Path) -> None:
         """Fail waits as soon as `proc` exits, showing `log`."""
@@ -215,12 +220,16 @@ class Client:
             if feedback is not None:
                 feedback.append(msg.feedback)
 
-        handle = wait(client.send_goal_async(goal, feedback_callback=on_feedback), timeout_s)
+        with self._spin_lock:
+            sent = client.send_goal_async(goal, feedback_callback=on_feedback)
+        handle = wait(sent, timeout_s)
         if not handle.accepted:
             return False, None, 0
         if on_accepted is not None:
             on_accepted(handle)
-        response = wait(handle.get_result_async(), timeout_s)
+        with self._spin_lock:
+            result = handle.get_result_async()
+        response = wait(result, timeout_s)
         return True, response.result, response.status
 
     def stop(self) -> None:

@@ -247,6 +247,10 @@ class DriverNode(LifecycleNode):
         self._resources: list[Any] = []
         self._timers: list[Any] = []
         self._heartbeat_seq = 0
+        self._heartbeat_lock = threading.Lock()  # the receive thread and the executor's both send heartbeats
+        self._heartbeat_wall_s = 0.0  # time.monotonic() of the last heartbeat
+        self._heartbeat_servo_s: float | None = None  # the servo's stamp that triggered the last one (s)
+        self._heartbeat_thread: tuple[threading.Thread, threading.Event] | None = None
         # Fault flags when the driver last deactivated (None: never, or no state then): activate clears a
         # HEARTBEAT_LOST that the stopped heartbeats caused, and nothing else.
         self._faults_at_deactivate: int | None = None
@@ -416,6 +420,7 @@ class DriverNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Start the heartbeat, joint_states and diagnostics."""
+        self._heartbeat_servo_s = None
         self._active = True
         self._start_timers()
         self._heartbeat()
@@ -490,12 +495,22 @@ class DriverNode(LifecycleNode):
         return response
 
     def _start_timers(self) -> None:
+        self._stop_timers()
+        stop = threading.Event()
+        thread = threading.Thread(target=self._heartbeat_fallback, args=(stop,), name="driver_heartbeat", daemon=True)
+        self._heartbeat_thread = (thread, stop)
+        thread.start()
+        self._timers = [self.create_timer(float(self._p("diagnostics_period_s")), self._diagnostics, self._sub_group)]
+
+    def _stop_timers(self) -> None:
         for timer in self._timers:
             self.destroy_timer(timer)
-        self._timers = [
-            self.create_timer(float(self._p("heartbeat_period_s")), self._heartbeat, self._sub_group),
-            self.create_timer(float(self._p("diagnostics_period_s")), self._diagnostics, self._sub_group),
-        ]
+        self._timers = []
+        if self._heartbeat_thread is not None:
+            thread, stop = self._heartbeat_thread
+            stop.set()
+            thread.join(timeout=2.0)
+        self._heartbeat_thread = None
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Hold the servo where it is, then stop the heartbeat (its watchdog would brake later anyway)."""
@@ -504,9 +519,7 @@ class DriverNode(LifecycleNode):
         with self._cond:
             self._faults_at_deactivate = self._latest.fault_flags if self._latest is not None else None
         self._active = False
-        for timer in self._timers:
-            self.destroy_timer(timer)
-        self._timers = []
+        self._stop_timers()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -525,9 +538,7 @@ class DriverNode(LifecycleNode):
     def _release(self) -> None:
         self._configured = False
         self._stop_moves()
-        for timer in self._timers:
-            self.destroy_timer(timer)
-        self._timers = []
+        self._stop_timers()
         for entity in self._resources:
             destroy_entity(self, entity)
         self._resources = []
@@ -550,12 +561,41 @@ class DriverNode(LifecycleNode):
             self._transport.send_command(command)
 
     def _heartbeat(self) -> None:
-        if self._transport is not None:
-            self._heartbeat_seq += 1
-            self._transport.send_heartbeat(self._heartbeat_seq)
+        with self._heartbeat_lock:
+            if self._transport is not None:
+                self._heartbeat_seq += 1
+                self._heartbeat_wall_s = time.monotonic()
+                self._transport.send_heartbeat(self._heartbeat_seq)
+
+    def _heartbeat_on_sample(self, stamp_s: float) -> None:
+        """A heartbeat every `heartbeat_period_s` of the servo's own time, read from its state stamps.
+
+        The servo's watchdog counts in its own time: a fast twin runs several times real time, and a timer on
+        the ROS clock (fed by /clock, late under load) or the wall clock would send too few per servo second.
+        """
+        period_s = float(self._p("heartbeat_period_s"))
+        last = self._heartbeat_servo_s
+        if last is None or stamp_s - last >= period_s or stamp_s < last:  # < : the servo restarted
+            self._heartbeat_servo_s = stamp_s
+            self._heartbeat()
+
+    def _heartbeat_fallback(self, stop: threading.Event) -> None:
+        """Steady-clock fallback: keeps heartbeats going while no state arrives (a servo starting, a lost link).
+
+        A plain thread, not an executor timer: each wake-up of the driver's multi-threaded executor costs about a
+        millisecond of CPU, and this one only sends when the state stream has not sent for a period.
+        """
+        while True:
+            period_s = float(self._p("heartbeat_period_s"))
+            if stop.wait(max(0.001, self._heartbeat_wall_s + period_s - time.monotonic())):
+                return
+            if time.monotonic() - self._heartbeat_wall_s >= 0.9 * period_s:
+                self._heartbeat()
 
     def _on_state(self, sample: ServoSample) -> None:
-        """Any thread: a state sample from the servo."""
+        """Any thread (the transport's receive thread): a state sample from the servo."""
+        if self._active:
+            self._heartbeat_on_sample(sample.stamp_s)
         with self._cond:
             self._latest = sample
             self._latest_wall_s = time.monotonic()

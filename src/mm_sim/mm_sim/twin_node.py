@@ -16,7 +16,11 @@ names so each servo lives in its own namespace (`--ros-args -r __ns:=/servo1`):
 `fast_max_factor` times real time) and publishes the simulated time on `/clock` (nodes with `use_sim_time`
 follow it); "follow" steps up to the latest `/clock` another node publishes, so several servos, each in its own
 process and namespace, share one simulated time (one leader in "fast" mode, the others following; a follower
-slower than the leader lags behind, so cap the leader with `fast_max_factor` when needed). With `can_interface`
+slower than the leader lags behind, so cap the leader with `fast_max_factor` when needed). In "fast" mode the
+servo's time runs ahead of its host only as far as the host keeps up: once heartbeats have started, the loop does
+not step past half the watchdog timeout (servo time) after the last heartbeat; it waits for the next one, at most
+`heartbeat_timeout_s` of wall time, so a host that is merely slower than the twin (a driver on a loaded machine, 6x
+behind) keeps its servo, and a host that is gone still trips HEARTBEAT_LOST. With `can_interface`
 set (e.g. "virtual"), the servo also answers the DBC protocol on that python-can bus. Parameter defaults:
 config/virtual_servo.yaml.
 """
@@ -180,6 +184,10 @@ class VirtualServoNode(Node):
         self.create_subscription(PolicyChunk, "policy_chunk", self._on_chunk, RELIABLE_QOS)
         self._seq = 0
         self._stop = threading.Event()
+        # Host pacing in fast mode (servo time, s): the last heartbeat's arrival, None before the first one.
+        self._heartbeat_cond = threading.Condition()
+        self._last_heartbeat_s: float | None = None
+        self._host_silent = False  # waited the wall-clock timeout once: run on until a heartbeat comes
         self._leader_time_s = 0.0
         self._leader_ticked = threading.Event()
         if self.time_mode == "follow":
@@ -215,6 +223,37 @@ class VirtualServoNode(Node):
     def _on_heartbeat(self, msg: Heartbeat) -> None:
         with self.lock:
             self.servo.heartbeat(msg.seq)
+            now_s = self.servo.time_s
+        with self._heartbeat_cond:
+            self._last_heartbeat_s = now_s
+            self._host_silent = False
+            self._heartbeat_cond.notify_all()
+
+    def wait_for_host(self, period_s: float) -> None:
+        """Fast mode: before stepping `period_s` (s), wait until the host's heartbeats keep up with servo time.
+
+        The servo runs several times real time while its host (a Python driver, /clock, DDS) runs in real time; a
+        pause of a few wall milliseconds on the host is a multiple of that in servo time. Stepping on regardless
+        latched HEARTBEAT_LOST after the first move. The servo's watchdog still counts in servo time; this only
+        keeps the twin from outrunning a host that is alive, judged on the wall clock.
+        """
+        timeout_s = self.servo.config.heartbeat_timeout_s
+        if timeout_s <= 0.0:
+            return
+        with self._heartbeat_cond:
+            self._heartbeat_cond.wait_for(
+                lambda: (
+                    self._host_silent
+                    or self._last_heartbeat_s is None
+                    or self.servo.time_s + period_s - self._last_heartbeat_s < 0.5 * timeout_s
+                    or self._stop.is_set()
+                ),
+                timeout=timeout_s,
+            )
+            if self._last_heartbeat_s is not None and (
+                self.servo.time_s + period_s - self._last_heartbeat_s >= 0.5 * timeout_s
+            ):
+                self._host_silent = True  # gone on the wall clock too: let the watchdog trip in servo time
 
     def _on_chunk(self, msg: PolicyChunk) -> None:
         with self.lock:
@@ -276,6 +315,8 @@ class VirtualServoNode(Node):
                 if self.servo.time_s + period_s > self._leader_time_s + 1e-9:
                     self._leader_ticked.wait(timeout=0.1)
                     continue
+            elif self.time_mode == "fast":
+                self.wait_for_host(period_s)
             try:
                 self.run_period()
             except RCLError:
@@ -296,6 +337,8 @@ class VirtualServoNode(Node):
     def stop(self) -> None:
         """Make `run()` return after the current period."""
         self._stop.set()
+        with self._heartbeat_cond:
+            self._heartbeat_cond.notify_all()
 
     def destroy_node(self) -> None:
         """Release the CAN bus with the node."""
