@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 REPO = Path(__file__).resolve().parents[2]
 BUILD_DIR = Path(os.environ.get("MM_FIRMWARE_BUILD_DIR", REPO / "build" / "mm_firmware_core"))
 
-# Format 2 (contract section 5): ... arena_bytes, model_crc32, residual_limit, 6 base gains, 2 reserved.
+# Format 2 (contract section 5): ... arena_bytes, model_crc32, schedule_range, 6 base gains, 2 reserved.
 HEADER = struct.Struct("<4sHHBBBBI5fIIf6fII")
 SCALES = (3.0, 40.0, 25.0, 2.0, 0.004)  # pos_scale_rad, vel_scale_rad_s, fine_gain_per_rad, current_limit_a, tau_s
 
@@ -44,7 +44,7 @@ def header(
     scales: tuple[float, ...] = SCALES,
     model_crc32: int | None = None,
     policy_decimation: int = 0,
-    residual_limit: float = 0.0,
+    schedule_range: float = 0.0,
     base_gains: tuple[float, ...] = (0.0,) * 6,
 ) -> bytes:
     """The 80-byte header for model; keyword arguments forge individual fields."""
@@ -61,7 +61,7 @@ def header(
         *scales,
         3000,
         crc,
-        residual_limit,
+        schedule_range,
         *base_gains,
         0,
         0,

@@ -63,13 +63,13 @@ def _corruptions(key: ec.EllipticCurvePrivateKey, other: ec.EllipticCurvePrivate
         "format version 1": (image(key, MODEL, version=1), "FORMAT"),
         "format version 3": (image(key, MODEL, version=3), "FORMAT"),
         "negative scale": (image(key, MODEL, scales=(3.0, -40.0, 25.0, 2.0, 0.004)), "FORMAT"),
-        "residual_limit above 1": (image(key, MODEL, residual_limit=1.5, base_gains=BASE), "FORMAT"),
-        "residual_limit negative": (image(key, MODEL, residual_limit=-0.2, base_gains=BASE), "FORMAT"),
-        "residual_limit NaN": (image(key, MODEL, residual_limit=math.nan, base_gains=BASE), "FORMAT"),
-        "negative base gain": (image(key, MODEL, residual_limit=0.3, base_gains=(2, 5, -0.1, 1, 0, 0)), "FORMAT"),
+        "schedule_range above 1": (image(key, MODEL, schedule_range=1.5, base_gains=BASE), "FORMAT"),
+        "schedule_range negative": (image(key, MODEL, schedule_range=-0.2, base_gains=BASE), "FORMAT"),
+        "schedule_range NaN": (image(key, MODEL, schedule_range=math.nan, base_gains=BASE), "FORMAT"),
+        "negative base gain": (image(key, MODEL, schedule_range=0.3, base_gains=(2, 5, -0.1, 1, 0, 0)), "FORMAT"),
         "infinite base gain": (image(key, MODEL, base_gains=(2, math.inf, 0.1, 1, 0, 0)), "FORMAT"),
         "negative decel, no residual": (image(key, MODEL, base_gains=(2, 5, 0.1, 1, 0, -1)), "FORMAT"),
-        "PTOS base without kp_pos": (image(key, MODEL, residual_limit=0.3, base_gains=(0, 5, 0.1, 1, 0, 30)), "FORMAT"),
+        "PTOS base without kp_pos": (image(key, MODEL, schedule_range=0.3, base_gains=(0, 5, 0.1, 1, 0, 30)), "FORMAT"),
         "obs_dim 7": (image(key, MODEL, obs_dim=7), "SHAPE"),
         "action_dim 2": (image(key, MODEL, action_dim=2), "SHAPE"),
         "header CRC lies (signed)": (image(key, MODEL, model_crc32=zlib.crc32(MODEL) ^ 1), "CRC"),
@@ -188,31 +188,31 @@ def test_packer_and_core_agree_on_the_format() -> None:
     assert fw.constant("MM_POLICY_FORMAT_VERSION") == policy_image.FORMAT_VERSION
 
 
-def test_residual_fields_reach_the_core_and_round_trip(
+def test_schedule_fields_reach_the_core_and_round_trip(
     servo: tuple[Any, HalfGainBackend], signing_key: ec.EllipticCurvePrivateKey
 ) -> None:
-    """A residual image packed by mm_learning is accepted; the core decodes residual_limit and the base gains at
-    the offsets the packer wrote; residual_limit 0 with zero gains (the default) is a plain policy."""
+    """A residual image packed by mm_learning is accepted; the core decodes schedule_range and the base gains at
+    the offsets the packer wrote; schedule_range 0 with zero gains (the default) is a plain policy."""
     policy_image = require("mm_learning.policy_image")
     core, _ = servo
     scales = ObsScales(3.0, 40.0, 25.0, 2.0, 0.004)
     head = policy_image.PolicyHeader(
-        model_type=policy_image.ModelType.INT8, scales=scales, arena_bytes=2800, residual_limit=0.25, base_gains=BASE
+        model_type=policy_image.ModelType.INT8, scales=scales, arena_bytes=2800, schedule_range=0.25, base_gains=BASE
     )
     img = policy_image.pack_image(head, MODEL, lambda data: sign_raw(signing_key, data))
     assert core.load_policy(img) == 0
     active = core.active_policy()
     assert active is not None
-    assert active.residual_limit == pytest.approx(0.25)
+    assert active.schedule_range == pytest.approx(0.25)
     g = active.base_gains
     got = (g.kp_pos, g.v_max, g.kp_vel, g.ki_vel, g.gravity_ff_a, g.decel_rad_s2)
     assert got == pytest.approx(BASE)
     assert policy_image.parse_image(img).header.base_gains == pytest.approx(BASE)
     plain = policy_image.pack_image(
-        dataclasses.replace(head, residual_limit=0.0, base_gains=policy_image.NO_BASE),
+        dataclasses.replace(head, schedule_range=0.0, base_gains=policy_image.NO_BASE),
         MODEL,
         lambda data: sign_raw(signing_key, data),
     )
     assert core.load_policy(plain) == 0
     active = core.active_policy()
-    assert active is not None and active.residual_limit == 0.0
+    assert active is not None and active.schedule_range == 0.0

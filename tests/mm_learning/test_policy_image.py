@@ -47,7 +47,7 @@ def test_layout_matches_the_contract_table() -> None:
     assert struct.unpack_from("<I", image, 12)[0] == len(MODEL)
     assert struct.unpack_from("<5f", image, 16)[1] == 40.0
     assert struct.unpack_from("<II", image, 36) == (3552, zlib.crc32(MODEL))
-    # Not residual: residual_limit, the six base gains and both reserved words are 0.
+    # Not residual: schedule_range, the six base gains and both reserved words are 0.
     assert struct.unpack_from("<7f", image, 44) == (0.0,) * 7
     assert struct.unpack_from("<II", image, 72) == (0, 0)
     assert len(image) == 80 + len(MODEL) + 64
@@ -56,57 +56,57 @@ def test_layout_matches_the_contract_table() -> None:
 BASE = (2.0, 5.0, 0.125, 1.0, 0.5, 30.0)
 
 
-def _residual_header(residual_limit: float = 0.25, base_gains: tuple[float, ...] = BASE) -> PolicyHeader:
+def _residual_header(schedule_range: float = 0.25, base_gains: tuple[float, ...] = BASE) -> PolicyHeader:
     scales = ObsScales(3.0, 40.0, 25.0, 2.0, 0.004)
     return PolicyHeader(
         ModelType.INT8,
         scales,
         arena_bytes=3552,
-        residual_limit=residual_limit,
+        schedule_range=schedule_range,
         base_gains=base_gains,  # type: ignore[arg-type]
     )
 
 
-def test_residual_fields_sit_at_offsets_44_to_76_and_round_trip() -> None:
+def test_schedule_fields_sit_at_offsets_44_to_76_and_round_trip() -> None:
     image = pack_image(_residual_header(), MODEL, lambda _: SIGNATURE)
     assert struct.unpack_from("<f", image, 44)[0] == 0.25
     assert struct.unpack_from("<6f", image, 48) == BASE
     assert struct.unpack_from("<II", image, 72) == (0, 0)
     parsed = parse_image(image)
-    assert parsed.header.residual_limit == 0.25 and parsed.header.base_gains == BASE
+    assert parsed.header.schedule_range == 0.25 and parsed.header.base_gains == BASE
     assert pack_image(parsed.header, parsed.model, lambda _: SIGNATURE) == image
 
 
 @pytest.mark.parametrize(
-    ("residual_limit", "base_gains", "reason"),
+    ("schedule_range", "base_gains", "reason"),
     [
-        (1.5, BASE, "residual_limit=1.5 must be in"),
-        (-0.1, BASE, "residual_limit=-0.1"),
-        (math.nan, BASE, "residual_limit=nan must be in"),
+        (1.5, BASE, "schedule_range=1.5 must be in"),
+        (-0.1, BASE, "schedule_range=-0.1"),
+        (math.nan, BASE, "schedule_range=nan must be in"),
         (0.3, (2.0, 5.0, -0.1, 1.0, 0.0, 0.0), "kp_vel=-0.1"),
         (0.0, (2.0, math.inf, 0.1, 1.0, 0.0, 0.0), "v_max=inf must be"),
         (0.3, (0.0, 5.0, 0.1, 1.0, 0.0, 30.0), "PTOS"),
         (0.3, (2.0, 5.0, 0.1), "base_gains has 3 values"),
     ],
 )
-def test_residual_fields_the_servo_refuses_are_refused(
-    residual_limit: float, base_gains: tuple[float, ...], reason: str
+def test_schedule_fields_the_servo_refuses_are_refused(
+    schedule_range: float, base_gains: tuple[float, ...], reason: str
 ) -> None:
-    header = _residual_header(residual_limit, base_gains)
+    header = _residual_header(schedule_range, base_gains)
     with pytest.raises(PolicyImageError, match=reason):
         pack_image(header, MODEL, lambda _: SIGNATURE)
     if len(base_gains) == 6:
         # A forged header with the same fields is refused when parsed, too.
         image = bytearray(_image())
-        struct.pack_into("<f6f", image, 44, residual_limit, *base_gains)
+        struct.pack_into("<f6f", image, 44, schedule_range, *base_gains)
         with pytest.raises(PolicyImageError, match=reason):
             parse_image(bytes(image))
 
 
 def test_a_ptos_base_without_kp_pos_is_allowed_when_no_base_law_runs() -> None:
-    """residual_limit 0: the base gains only need to be finite and >= 0 (the servo never runs them)."""
+    """schedule_range 0: the base gains only need to be finite and >= 0 (the servo never runs them)."""
     image = pack_image(_residual_header(0.0, (0.0, 5.0, 0.1, 1.0, 0.0, 30.0)), MODEL, lambda _: SIGNATURE)
-    assert parse_image(image).header.residual_limit == 0.0
+    assert parse_image(image).header.schedule_range == 0.0
 
 
 def test_the_policy_decimation_travels_in_byte_11() -> None:

@@ -40,9 +40,9 @@ struct mm_core {
     float obs[MM_OBS_DIM];
     float prev_action;
     float policy_action;          /* the policy's action in POLICY mode, noise included, held between runs: the whole
-                                     action, or the residual r when the active image has residual_limit > 0 */
+                                     action (in schedule mode, schedule_range > 0, the deceleration schedule a) */
     bool policy_noisy;            /* policy_action carries exploration noise (FLAG_POLICY clear) */
-    mm_pid_t policy_base;         /* the base law's integrator in residual mode (reset with the policy counter) */
+    mm_pid_t policy_base;         /* the base law's integrator in schedule mode (reset with the policy counter) */
     uint32_t policy_counter;
     /* exploration (contract section 4): set by POLICY commands */
     float exploration_std;
@@ -171,7 +171,7 @@ static bool mode_is_active(uint8_t mode)
 }
 
 /* A new episode: its first sample is flagged, and the policy runs on its first tick (decisions start with it);
- * a residual policy's base law starts with an empty integrator, as the PID does on entering POSITION mode. */
+ * a scheduling policy's base law starts with an empty integrator, as the PID does on entering POSITION mode. */
 static void start_episode(mm_core_t *core)
 {
     core->episode_start = true;
@@ -416,19 +416,21 @@ static bool run_policy(mm_core_t *core, float dt_s)
     return true;
 }
 
-/* POLICY mode's current from the held policy action (contract section 4). Residual mode (the image's residual_limit
- * > 0): the image's base law runs every tick and the held action r adds residual_limit * r to its normalised
- * output: clip(base / limit + residual_limit * r), times the image's current_limit_a. */
+/* POLICY mode's current from the held policy action a (contract section 4). Schedule mode (the image's
+ * schedule_range rho > 0): the image's base law (PTOS) runs every tick with its braking deceleration scaled by
+ * exp(rho * a), so the policy schedules how hard the classical law brakes; its output is the current. */
 static float policy_current(mm_core_t *core, float dt_s)
 {
     const mm_policy_header_t *h = &core->active_header;
     const float limit_a = h->scales.current_limit_a;
-    if (!(h->residual_limit > 0.0f)) {
+    if (!(h->schedule_range > 0.0f)) {
         return core->policy_action * limit_a;
     }
-    const float base_a = mm_pid_step(&core->policy_base, &h->base_gains, limit_a, dt_s, core->position_rad,
+    mm_pid_gains_t gains = h->base_gains;
+    gains.decel_rad_s2 = h->base_gains.decel_rad_s2 * expf(h->schedule_range * core->policy_action);
+    const float base_a = mm_pid_step(&core->policy_base, &gains, limit_a, dt_s, core->position_rad,
                                      core->obs_velocity.velocity_rad_s, core->target_rad, core->target_velocity_rad_s);
-    return mm_clip_unit(base_a / limit_a + h->residual_limit * core->policy_action) * limit_a;
+    return base_a;
 }
 
 static float mode_current(mm_core_t *core, float limit_a, float dt_s)

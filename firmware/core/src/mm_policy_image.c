@@ -41,7 +41,7 @@ bool mm_policy_header_decode(const uint8_t *image, uint32_t len, mm_policy_heade
     out->scales.velocity_filter_tau_s = read_f32(image + 32);
     out->arena_bytes = read_u32(image + 36);
     out->model_crc32 = read_u32(image + 40);
-    out->residual_limit = read_f32(image + 44);
+    out->schedule_range = read_f32(image + 44);
     out->base_gains.kp_pos = read_f32(image + 48);
     out->base_gains.v_max = read_f32(image + 52);
     out->base_gains.kp_vel = read_f32(image + 56);
@@ -52,15 +52,16 @@ bool mm_policy_header_decode(const uint8_t *image, uint32_t len, mm_policy_heade
     return true;
 }
 
-/* residual_limit in [0, 1]; base gains finite and >= 0, and a usable law (mm_pid_gains_valid) in residual mode. */
-static bool residual_valid(const mm_policy_header_t *h)
+/* schedule_range in [0, MM_MAX_SCHEDULE_RANGE]; base gains finite and >= 0; in schedule mode a PTOS base law
+ * (decel_rad_s2 > 0, which a schedule scales) that passes mm_pid_gains_valid. */
+static bool schedule_valid(const mm_policy_header_t *h)
 {
-    const float limit = h->residual_limit;
+    const float range = h->schedule_range;
     const float decel = h->base_gains.decel_rad_s2;
     mm_pid_gains_t linear = h->base_gains;
     linear.decel_rad_s2 = 0.0f; /* PTOS's kp_pos > 0 only binds a base law that runs */
-    return isfinite(limit) && limit >= 0.0f && limit <= 1.0f && isfinite(decel) && decel >= 0.0f &&
-           mm_pid_gains_valid(&linear) && (!(limit > 0.0f) || mm_pid_gains_valid(&h->base_gains));
+    return isfinite(range) && range >= 0.0f && range <= MM_MAX_SCHEDULE_RANGE && isfinite(decel) && decel >= 0.0f &&
+           mm_pid_gains_valid(&linear) && (!(range > 0.0f) || (decel > 0.0f && mm_pid_gains_valid(&h->base_gains)));
 }
 
 mm_policy_reason_t mm_policy_image_check(const uint8_t *image, uint32_t len, uint32_t max_bytes,
@@ -78,7 +79,7 @@ mm_policy_reason_t mm_policy_image_check(const uint8_t *image, uint32_t len, uin
     const uint64_t expected = (uint64_t)MM_POLICY_HEADER_BYTES + header.model_size + MM_POLICY_SIGNATURE_BYTES;
     if (expected != len || header.model_size == 0u ||
         (header.model_type != MM_POLICY_MODEL_INT8 && header.model_type != MM_POLICY_MODEL_INT16X8) ||
-        !mm_obs_params_valid(&header.scales) || !residual_valid(&header)) {
+        !mm_obs_params_valid(&header.scales) || !schedule_valid(&header)) {
         return MM_REASON_FORMAT;
     }
     if (header.obs_dim != MM_OBS_DIM || header.action_dim != MM_ACTION_DIM) {

@@ -122,7 +122,7 @@ static void corrupt_images_are_refused_keeping_the_last_good_policy(void **state
         check_refused(core, IMAGE_BYTES, MM_REASON_FORMAT);
     }
 
-    /* residual_limit and base gains: signed images whose header fields are out of range. */
+    /* schedule_range and base gains: signed images whose header fields are out of range. */
     const mm_pid_gains_t good = {.kp_pos = 2.0f, .v_max = 5.0f, .kp_vel = 0.1f, .ki_vel = 1.0f, .decel_rad_s2 = 30.0f};
     const float bad_limits[] = {-0.1f, 1.5f, NAN, INFINITY};
     for (unsigned i = 0; i < sizeof bad_limits / sizeof bad_limits[0]; ++i) {
@@ -424,12 +424,12 @@ static const mm_pid_gains_t k_base = {
 
 /* A core running a residual image (current limit 2 A) whose stub outputs the constant `r`, in POLICY mode to
  * target_rad, streaming samples. */
-static mm_core_t *residual_core(uint8_t decimation, float residual_limit, const mm_pid_gains_t *base, float r,
+static mm_core_t *residual_core(uint8_t decimation, float schedule_range, const mm_pid_gains_t *base, float r,
                                 float target_rad, float std)
 {
     mm_core_t *core = policy_core_seeded(1u, 11u);
     assert_int_equal(test_image_make_residual(g_residual, &g_key, g_model, MODEL_BYTES, 2.0f, decimation,
-                                              residual_limit, base),
+                                              schedule_range, base),
                      IMAGE_BYTES);
     assert_int_equal(mm_core_policy_load(core, g_residual, IMAGE_BYTES), MM_REASON_NONE);
     g_fake.gain = 0.0f;
@@ -444,15 +444,15 @@ static mm_core_t *residual_core(uint8_t decimation, float residual_limit, const 
 typedef struct {
     mm_pid_t pid;
     mm_velocity_filter_t velocity;
-    float residual_limit;
+    float schedule_range;
     mm_pid_gains_t base;
 } residual_ref_t;
 
-static void ref_init(residual_ref_t *ref, float residual_limit, const mm_pid_gains_t *base)
+static void ref_init(residual_ref_t *ref, float schedule_range, const mm_pid_gains_t *base)
 {
     mm_pid_reset(&ref->pid);
     mm_velocity_filter_reset(&ref->velocity);
-    ref->residual_limit = residual_limit;
+    ref->schedule_range = schedule_range;
     ref->base = *base;
 }
 
@@ -463,7 +463,7 @@ static uint16_t moving_count(int k)
 }
 
 /* One tick: step the core at encoder count, then the reference on the position the core measured; returns the
- * sample's action (r) and checks current = clip(base / limit + residual_limit * r) * limit exactly. */
+ * sample's action (r) and checks current = clip(base / limit + schedule_range * r) * limit exactly. */
 static float residual_tick(mm_core_t *core, residual_ref_t *ref, uint16_t count, float target_rad, float *current)
 {
     const mm_sensors_t s = test_sensors(count);
@@ -475,7 +475,7 @@ static float residual_tick(mm_core_t *core, residual_ref_t *ref, uint16_t count,
     const float position = test_state(core).position_rad;
     const float velocity = mm_velocity_filter_update(&ref->velocity, position, DT_S, 0.004f);
     const float base_a = mm_pid_step(&ref->pid, &ref->base, 2.0f, DT_S, position, velocity, target_rad, 0.0f);
-    const float expected = mm_clip_unit(base_a / 2.0f + ref->residual_limit * r) * 2.0f;
+    const float expected = mm_clip_unit(base_a / 2.0f + ref->schedule_range * r) * 2.0f;
     assert_true(out.current_cmd_a == expected);
     *current = out.current_cmd_a;
     return r;
@@ -489,7 +489,7 @@ static void residual_zero_behaves_exactly_as_a_plain_policy(void **state)
     float obs[2][MM_OBS_DIM];
     for (int variant = 0; variant < 2; ++variant) {
         mm_core_t *core = policy_core();
-        /* residual_limit 0 with (ignored) base gains vs the image without any */
+        /* schedule_range 0 with (ignored) base gains vs the image without any */
         test_image_make_residual(g_residual, &g_key, g_model, MODEL_BYTES, 2.0f, 0u, 0.0f, variant ? &k_base : NULL);
         assert_int_equal(mm_core_policy_load(core, g_residual, IMAGE_BYTES), MM_REASON_NONE);
         const mm_command_t cmd = {.mode = MM_MODE_POLICY, .target = 1.0f};
@@ -597,7 +597,7 @@ static void residual_mode_observes_and_records_the_policys_own_action(void **sta
         assert_true(obs[6] == (k == 0 ? 0.0f : 0.5f));
     }
     /* With noise: the sample's r carries the noise (FLAG_POLICY clear), the next observation shows it, and the
-     * current is the base plus residual_limit times that r (residual_tick checks it). */
+     * current is the base plus schedule_range times that r (residual_tick checks it). */
     core = residual_core(1u, 0.3f, &k_base, 0.5f, 1.0f, 0.2f);
     ref_init(&ref, 0.3f, &k_base);
     float previous = 0.0f;

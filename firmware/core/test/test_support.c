@@ -70,7 +70,7 @@ uint32_t test_image_make_decimated(uint8_t *buf, const test_key_t *key, const ui
 }
 
 uint32_t test_image_make_residual(uint8_t *buf, const test_key_t *key, const uint8_t *model, uint32_t model_size,
-                                  float current_limit_a, uint8_t policy_decimation, float residual_limit,
+                                  float current_limit_a, uint8_t policy_decimation, float schedule_range,
                                   const mm_pid_gains_t *base_gains)
 {
     const mm_pid_gains_t none = {0};
@@ -91,7 +91,7 @@ uint32_t test_image_make_residual(uint8_t *buf, const test_key_t *key, const uin
     put_f32(buf + 32, 0.004f);
     put_u32(buf + 36, 3000u);
     put_u32(buf + 40, mm_crc32(0u, model, model_size));
-    put_f32(buf + 44, residual_limit);
+    put_f32(buf + 44, schedule_range);
     put_f32(buf + 48, g->kp_pos);
     put_f32(buf + 52, g->v_max);
     put_f32(buf + 56, g->kp_vel);

@@ -27,9 +27,9 @@ uint32_t test_image_make(uint8_t *buf, const test_key_t *key, const uint8_t *mod
 uint32_t test_image_make_decimated(uint8_t *buf, const test_key_t *key, const uint8_t *model, uint32_t model_size,
                                    float current_limit_a, uint8_t policy_decimation);
 
-/** test_image_make_decimated with a residual_limit and the base law's gains (NULL: all 0). */
+/** test_image_make_decimated with a schedule_range and the base law's gains (NULL: all 0). */
 uint32_t test_image_make_residual(uint8_t *buf, const test_key_t *key, const uint8_t *model, uint32_t model_size,
-                                  float current_limit_a, uint8_t policy_decimation, float residual_limit,
+                                  float current_limit_a, uint8_t policy_decimation, float schedule_range,
                                   const mm_pid_gains_t *base_gains);
 
 /** The fake backend: action = obs[0] * gain + bias (or an error when fail_invoke), load fails when fail_load. */

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from mm_sim.batch import BatchTwin, Residual, evaluate_batch
+from mm_sim.batch import BatchTwin, Schedule, evaluate_batch
 from mm_sim.evaluate import Move
 
 from mm_learning.errors import ExportError, PolicyRejected, RejectionCause
@@ -255,8 +255,8 @@ def closed_loop(
     return ClosedLoopReport(results[0], results[1])
 
 
-def closed_loop_residual(
-    twin: BatchTwin, residual: Residual, moves: Sequence[Move], float_policy: Controller, quantized: Controller
+def closed_loop_schedule(
+    twin: BatchTwin, residual: Schedule, moves: Sequence[Move], float_policy: Controller, quantized: Controller
 ) -> ClosedLoopReport:
     """(c) for a residual policy: float and quantised residuals on the servo's base law, all moves at once.
 

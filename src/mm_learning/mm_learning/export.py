@@ -21,7 +21,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from mm_sim.baselines import PidGains
-from mm_sim.batch import BatchTwin, Residual
+from mm_sim.batch import BatchTwin, Schedule
 from mm_sim.evaluate import Move
 from mm_sim.observation import ObsScales
 
@@ -34,7 +34,7 @@ from mm_learning.acceptance import (
     check_closed_loop,
     check_ops,
     closed_loop,
-    closed_loop_residual,
+    closed_loop_schedule,
 )
 from mm_learning.actor import ActorSpec
 from mm_learning.errors import ExportError
@@ -59,7 +59,7 @@ class ClosedLoopSetup:
 
 
 @dataclass(frozen=True)
-class ResidualClosedLoop:
+class ScheduleClosedLoop:
     """Check (c) of a residual policy: the batched twin and moves to run float and quantised residuals on."""
 
     make_twin: Callable[[], BatchTwin]
@@ -112,7 +112,7 @@ def export_policy(
     scales: ObsScales,
     representative_obs: Any,
     held_out_obs: Any,
-    closed_loop_setup: ClosedLoopSetup | ResidualClosedLoop | None,
+    closed_loop_setup: ClosedLoopSetup | ScheduleClosedLoop | None,
     private_key: ec.EllipticCurvePrivateKey,
     out_dir: Path,
     name: str = "policy",
@@ -123,7 +123,7 @@ def export_policy(
     budget: Budget = Budget(),  # noqa: B008 -- frozen dataclass, safe as a default
     thresholds: Thresholds = Thresholds(),  # noqa: B008 -- frozen dataclass, safe as a default
     policy_decimation: int = 0,
-    residual: Residual | None = None,
+    residual: Schedule | None = None,
 ) -> ExportResult:
     """Convert, check, sign and write one policy.
 
@@ -147,7 +147,7 @@ def export_policy(
         policy_decimation: control ticks per policy run, written into the image (0: the servo's configured
             default). Check (c) runs the policy every tick, so a policy decimated by more than 1 goes without it.
         residual: for a residual policy, its base law and bound (written into the image; servo contract section
-            5) and its decimation; check (c) then takes a `ResidualClosedLoop` and runs at that decimation.
+            5) and its decimation; check (c) then takes a `ScheduleClosedLoop` and runs at that decimation.
 
     Raises:
         PolicyRejected: naming the failed check.
@@ -170,10 +170,10 @@ def export_policy(
     action_report = action_error(actor, quantized, held_out_obs)
     check_action_error(action_report, thresholds)
     loop_summary: dict[str, Any] = {"skipped": "no twin: judged by the servo's evaluation after deployment"}
-    if isinstance(closed_loop_setup, ResidualClosedLoop):
+    if isinstance(closed_loop_setup, ScheduleClosedLoop):
         if residual is None:
-            raise ExportError("a ResidualClosedLoop check needs the residual the policy was trained with")
-        loop_report = closed_loop_residual(
+            raise ExportError("a ScheduleClosedLoop check needs the residual the policy was trained with")
+        loop_report = closed_loop_schedule(
             closed_loop_setup.make_twin(), residual, closed_loop_setup.moves, actor, quantized
         )
     elif closed_loop_setup is not None:
@@ -187,7 +187,7 @@ def export_policy(
         scales=scales,
         arena_bytes=arena,
         policy_decimation=policy_decimation,
-        residual_limit=0.0 if residual is None else residual.limit,
+        schedule_range=0.0 if residual is None else residual.limit,
         base_gains=NO_BASE if residual is None else base_gains(residual.base),
     )
     image = pack_image(header, model, functools.partial(sign, private_key))

@@ -1,7 +1,7 @@
 """The servo policy image of docs/servo-contract.md section 5 (format version 2, little-endian).
 
 ``image = header (80 B) || model (.tflite bytes) || signature (64 B, raw ECDSA P-256 r || s)``.
-Format 2 adds the residual mode: ``residual_limit`` > 0 makes the policy a bounded residual on a base law (the
+Format 2 adds the residual mode: ``schedule_range`` > 0 makes the policy a bounded residual on a base law (the
 cascaded PID/PTOS of contract section 8, its gains in the header) that the servo runs every tick.
 The firmware core parses and verifies the same layout; this module packs it and parses it back with the same
 structural checks, so a Python-side round trip catches what the servo would refuse.
@@ -33,7 +33,7 @@ MAX_POLICY_DECIMATION = 255  # one header byte
 
 # magic, format_version, header_size, model_type, obs_dim, action_dim, policy_decimation, model_size,
 # pos_scale_rad, vel_scale_rad_s, fine_gain_per_rad, current_limit_a, velocity_filter_tau_s,
-# arena_bytes, model_crc32, residual_limit,
+# arena_bytes, model_crc32, schedule_range,
 # base kp_pos, v_max, kp_vel, ki_vel, gravity_ff_a, decel_rad_s2, reserved, reserved
 _HEADER = struct.Struct("<4sHHBBBBI5fIIf6fII")
 assert _HEADER.size == HEADER_SIZE
@@ -44,21 +44,21 @@ NO_BASE: BaseGains = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 _BASE_NAMES = ("kp_pos", "v_max", "kp_vel", "ki_vel", "gravity_ff_a", "decel_rad_s2")
 
 
-def residual_problem(residual_limit: float, base_gains: tuple[float, ...]) -> str | None:
+def residual_problem(schedule_range: float, base_gains: tuple[float, ...]) -> str | None:
     """Why the servo would refuse these residual fields (servo contract section 5), or None when it accepts them.
 
-    residual_limit finite and in [0, 1]; the six base gains finite and >= 0; in residual mode (residual_limit > 0)
+    schedule_range finite and in [0, 1]; the six base gains finite and >= 0; in residual mode (schedule_range > 0)
     also kp_pos > 0 when decel_rad_s2 > 0 (PTOS needs its linear zone), the rule every gain of the servo obeys.
     """
     if len(base_gains) != len(_BASE_NAMES):
         return f"base_gains has {len(base_gains)} values; give {len(_BASE_NAMES)}: {', '.join(_BASE_NAMES)}"
-    if not (math.isfinite(residual_limit) and 0.0 <= residual_limit <= 1.0):
-        return f"residual_limit={residual_limit!r} must be in [0, 1] (0: the policy is the whole action)"
+    if not (math.isfinite(schedule_range) and 0.0 <= schedule_range <= 1.0):
+        return f"schedule_range={schedule_range!r} must be in [0, 1] (0: the policy is the whole action)"
     for name, value in zip(_BASE_NAMES, base_gains, strict=True):
         if not (math.isfinite(value) and value >= 0.0):
             return f"base gain {name}={value!r} must be a finite number >= 0"
     kp_pos, decel = base_gains[0], base_gains[5]
-    if residual_limit > 0.0 and decel > 0.0 and kp_pos <= 0.0:
+    if schedule_range > 0.0 and decel > 0.0 and kp_pos <= 0.0:
         return f"base gains: PTOS (decel_rad_s2={decel!r}) needs kp_pos > 0 for its linear zone near the target"
     return None
 
@@ -85,9 +85,9 @@ class PolicyHeader:
     action_dim: int = ACTION_DIM
     policy_decimation: int = 0
     """Control ticks per policy run (the action is held between runs); 0: the servo's configured default."""
-    residual_limit: float = 0.0
+    schedule_range: float = 0.0
     """0: the policy's output is the whole action. In (0, 1]: residual mode, the servo applies
-    clip(base / current_limit_a + residual_limit * r) with r the policy's action and base the law of `base_gains`."""
+    clip(base / current_limit_a + schedule_range * r) with r the policy's action and base the law of `base_gains`."""
     base_gains: BaseGains = NO_BASE
     """The base law of residual mode: (kp_pos, v_max, kp_vel, ki_vel, gravity_ff_a, decel_rad_s2); all 0 without."""
 
@@ -100,7 +100,7 @@ class PolicyHeader:
         if not 0 <= self.policy_decimation <= MAX_POLICY_DECIMATION:
             msg = f"policy_decimation={self.policy_decimation} must be in [0, {MAX_POLICY_DECIMATION}] (0: the servo's)"
             raise PolicyImageError(msg)
-        problem = residual_problem(self.residual_limit, self.base_gains)
+        problem = residual_problem(self.schedule_range, self.base_gains)
         if problem is not None:
             raise PolicyImageError(problem)
         s = self.scales
@@ -120,7 +120,7 @@ class PolicyHeader:
             s.velocity_filter_tau_s,
             self.arena_bytes,
             self.model_crc32,
-            self.residual_limit,
+            self.schedule_range,
             *self.base_gains,
             0,
             0,
@@ -172,7 +172,7 @@ def pack_image(header: PolicyHeader, model: bytes, sign: Callable[[bytes], bytes
         obs_dim=header.obs_dim,
         action_dim=header.action_dim,
         policy_decimation=header.policy_decimation,
-        residual_limit=header.residual_limit,
+        schedule_range=header.schedule_range,
         base_gains=header.base_gains,
     )
     signed = full.pack() + model
@@ -211,7 +211,7 @@ def parse_image(image: bytes, *, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES)
         tau,
         arena,
         model_crc,
-        residual_limit,
+        schedule_range,
         *base,
         _r1,
         _r2,
@@ -227,7 +227,7 @@ def parse_image(image: bytes, *, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES)
     if (obs_dim, action_dim) != (OBS_DIM, ACTION_DIM):
         msg = f"obs_dim/action_dim {obs_dim}/{action_dim} differ from the servo's {OBS_DIM}/{ACTION_DIM}"
         raise PolicyImageError(msg)
-    problem = residual_problem(residual_limit, tuple(base))
+    problem = residual_problem(schedule_range, tuple(base))
     if problem is not None:
         raise PolicyImageError(problem)
     if HEADER_SIZE + model_size + SIGNATURE_SIZE != len(image):
@@ -249,7 +249,7 @@ def parse_image(image: bytes, *, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES)
         obs_dim=obs_dim,
         action_dim=action_dim,
         policy_decimation=decimation,
-        residual_limit=residual_limit,
+        schedule_range=schedule_range,
         base_gains=(base[0], base[1], base[2], base[3], base[4], base[5]),
     )
     return PolicyImage(header=header, model=model, signature=image[HEADER_SIZE + model_size :], raw=image)

@@ -7,8 +7,8 @@ moves exactly as the single model does), the electrical model (`model._Motor`), 
 (`objectives.reward_terms`). With the sensing noise off it reproduces `ServoEnv` tick for tick
 (`tests/mm_sim/test_batch.py`); with noise each servo draws its own noise from one generator.
 
-`ResidualVecEnv` is a Stable-Baselines3 `VecEnv` on top of it: the policy decides every `decimation` ticks a
-residual r ∈ [-1, 1] that the servo adds, scaled by `residual_limit`, to its classical base law (`CascadedPid`,
+`ScheduleVecEnv` is a Stable-Baselines3 `VecEnv` on top of it: the policy decides every `decimation` ticks a
+residual r ∈ [-1, 1] that the servo adds, scaled by `schedule_range`, to its classical base law (`CascadedPid`,
 PID or PTOS) computed every tick, exactly as the firmware's POLICY mode does with a residual image (servo
 contract, sections 1, 4, 5). At r = 0 it is the classical controller.
 
@@ -153,7 +153,7 @@ class BatchTwin:
 
 
 @dataclass(frozen=True)
-class Residual:
+class Schedule:
     """How a residual policy drives the servo: the base law and the bound on the residual.
 
     Attributes:
@@ -173,13 +173,13 @@ class Residual:
             raise MmSimError(msg)
 
 
-class ResidualDriver:
+class ScheduleDriver:
     """One decision period of the servo's POLICY mode with a residual image, for a batch.
 
     Every tick the base law runs on the sensed state; the applied command is clip(base / limit_a + ρ·r).
     """
 
-    def __init__(self, twin: BatchTwin, residual: Residual) -> None:
+    def __init__(self, twin: BatchTwin, residual: Schedule) -> None:
         """Drive `twin` with `residual`."""
         self.twin = twin
         self.residual = residual
@@ -221,7 +221,7 @@ def random_moves(
     return start, target
 
 
-class ResidualVecEnv(VecEnv):
+class ScheduleVecEnv(VecEnv):
     """Stable-Baselines3 `VecEnv`: `copies` servos learning a residual on their classical law, on step moves.
 
     Each episode is one move of `episode_s` from rest to a random target (as `mm_sim.evaluate.seeded_moves`);
@@ -234,7 +234,7 @@ class ResidualVecEnv(VecEnv):
     def __init__(
         self,
         twin: BatchTwin,
-        residual: Residual,
+        residual: Schedule,
         *,
         episode_s: float = 1.0,
         reward_scale: float = 10.0,
@@ -242,7 +242,7 @@ class ResidualVecEnv(VecEnv):
     ) -> None:
         """Wrap `twin` (its copies are the envs) with `residual`."""
         self.twin = twin
-        self.driver = ResidualDriver(twin, residual)
+        self.driver = ScheduleDriver(twin, residual)
         self.decisions = max(1, round(episode_s / (twin.dt_s * residual.decimation)))
         self.reward_scale = reward_scale
         self._rng = np.random.default_rng(seed)
@@ -316,15 +316,15 @@ class ResidualVecEnv(VecEnv):
         return [seed] * self.num_envs
 
 
-ResidualPolicy = Callable[[NDArray[np.float32]], Any]
+SchedulePolicy = Callable[[NDArray[np.float32]], Any]
 """Residuals (copies,) in [-1, 1] for observations (copies × 8)."""
 
 
 def evaluate_batch(
     twin: BatchTwin,
-    residual: Residual,
+    residual: Schedule,
     moves: Sequence[Move],
-    policy: ResidualPolicy | None = None,
+    policy: SchedulePolicy | None = None,
     *,
     record: list[NDArray[np.float32]] | None = None,
 ) -> Evaluation:
@@ -336,7 +336,7 @@ def evaluate_batch(
     if twin.copies != len(moves) or len({m.duration_s for m in moves}) != 1:
         msg = f"evaluate_batch needs one servo per move ({twin.copies} vs {len(moves)}) and one move duration"
         raise MmSimError(msg)
-    driver = ResidualDriver(twin, residual)
+    driver = ScheduleDriver(twin, residual)
     ticks = round(moves[0].duration_s / twin.dt_s)
     observation = twin.reset(np.array([m.start_rad for m in moves]), np.array([m.target_rad for m in moves]))
     columns = {name: np.zeros((ticks, twin.copies)) for name in ("position", "current", "power", "action")}

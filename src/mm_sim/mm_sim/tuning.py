@@ -24,7 +24,7 @@ import yaml
 from numpy.typing import NDArray
 
 from mm_sim.baselines import LAWS, PidGains, evolve, initial_gains, tuned_gains
-from mm_sim.batch import BatchTwin, Residual, evaluate_batch
+from mm_sim.batch import BatchTwin, Schedule, evaluate_batch
 from mm_sim.errors import MmSimError
 from mm_sim.evaluate import Evaluation, Move, seeded_moves
 from mm_sim.objectives import OBJECTIVES
@@ -58,7 +58,7 @@ def initial_law_gains(profile: ServoProfile, load_name: str, law: str) -> PidGai
 def run_law(profile: ServoProfile, load_name: str, objective: str, gains: PidGains, moves: list[Move]) -> Evaluation:
     """The classical law with `gains` on `moves` (all at once, sensing noise seeded)."""
     twin = BatchTwin(profile, load_name, len(moves), objective=objective, seed=TUNING_SEED)
-    return evaluate_batch(twin, Residual(gains, 0.0, 1), moves)
+    return evaluate_batch(twin, Schedule(gains, 0.0, 1), moves)
 
 
 def tune_law(

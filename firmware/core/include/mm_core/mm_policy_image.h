@@ -27,7 +27,7 @@ extern "C" {
 typedef enum {
     MM_REASON_NONE = 0,
     MM_REASON_CRC = 1,        /**< image CRC-32 or model CRC-32 mismatch */
-    MM_REASON_FORMAT = 2,     /**< bad magic, version, header or size fields (scales, residual_limit, base gains) */
+    MM_REASON_FORMAT = 2,     /**< bad magic, version, header or size fields (scales, schedule_range, base gains) */
     MM_REASON_SHAPE = 3,      /**< obs/action dimensions this firmware does not run */
     MM_REASON_SIGNATURE = 4,  /**< signature does not verify */
     MM_REASON_TOO_LARGE = 5,  /**< image larger than the policy buffer */
@@ -35,6 +35,9 @@ typedef enum {
     MM_REASON_TRUNCATED = 7,  /**< transfer abandoned before all chunks arrived */
     MM_REASON_BUSY = 8,       /**< another transfer is in progress */
 } mm_policy_reason_t;
+
+/** Largest schedule_range: the policy scales the base law's deceleration by at most exp(+-2), 0.14x to 7.4x. */
+#define MM_MAX_SCHEDULE_RANGE 2.0f
 
 /** The decoded header fields. */
 typedef struct {
@@ -46,15 +49,16 @@ typedef struct {
     mm_obs_params_t scales;    /**< observation scales and velocity filter tau */
     uint32_t arena_bytes;      /**< TFLite Micro tensor arena the model needs (bytes) */
     uint32_t model_crc32;      /**< CRC-32 of the model bytes */
-    float residual_limit;      /**< 0: the policy's output is the whole action; (0, 1]: the policy adds
-                                    residual_limit * r to the base law below (contract section 4) */
-    mm_pid_gains_t base_gains; /**< the base law of residual mode (contract section 8); all 0 when residual_limit is 0 */
+    float schedule_range;      /**< 0: the policy's output is the whole action; in (0, MM_MAX_SCHEDULE_RANGE]: the
+                                    policy's action a schedules the base law's braking deceleration,
+                                    decel_rad_s2 * exp(schedule_range * a) (contract section 4) */
+    mm_pid_gains_t base_gains; /**< the base law of schedule mode, PTOS (contract section 8); all 0 without */
 } mm_policy_header_t;
 
 /**
  * Check everything about an image except the inference backend, in the contract's order: sizes and format
- * (including the scales, residual_limit in [0, 1] and base gains finite and >= 0, passing mm_pid_gains_valid in
- * residual mode),
+ * (including the scales, schedule_range in [0, MM_MAX_SCHEDULE_RANGE] and base gains finite and >= 0, a PTOS law
+ * passing mm_pid_gains_valid in schedule mode),
  * shape, model CRC, then the signature against public_key (65-byte uncompressed P-256 point).
  * @param max_bytes the largest image accepted (<= MM_MAX_POLICY_BYTES)
  * @param out filled on success (MM_REASON_NONE)

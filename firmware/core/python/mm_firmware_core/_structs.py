@@ -193,7 +193,7 @@ class PolicyHeader(ctypes.Structure):
         ("scales", ObsParams),
         ("arena_bytes", ctypes.c_uint32),
         ("model_crc32", ctypes.c_uint32),
-        ("residual_limit", ctypes.c_float),
+        ("schedule_range", ctypes.c_float),
         ("base_gains", PidGains),
     ]
 

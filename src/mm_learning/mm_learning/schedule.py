@@ -1,10 +1,10 @@
-"""Learning a residual on the classical controller, on the batched twin (docs/learning.md, "Residual learning").
+"""Learning a residual on the classical controller, on the batched twin (docs/learning.md, "Schedule learning").
 
-The policy decides every `decimation` ticks a residual r ∈ [-1, 1]; the servo adds `residual_limit · r` to its
+The policy decides every `decimation` ticks a residual r ∈ [-1, 1]; the servo adds `schedule_range · r` to its
 classical law (the better of the tuned PID and PTOS for the objective, `mm_sim.tuning.classical`), computed
 every tick. Its last layer starts at zero, so the untrained policy *is* the classical controller, and a policy is
 kept only when its evaluation on the validation moves beats every earlier one, the classical start included.
-PPO (Stable-Baselines3) collects experience from `envs` servos at once (`mm_sim.batch.ResidualVecEnv`).
+PPO (Stable-Baselines3) collects experience from `envs` servos at once (`mm_sim.batch.ScheduleVecEnv`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import cast
 import numpy as np
 import torch
 from cryptography.hazmat.primitives.asymmetric import ec
-from mm_sim.batch import BatchTwin, Residual, ResidualVecEnv, evaluate_batch
+from mm_sim.batch import BatchTwin, Schedule, ScheduleVecEnv, evaluate_batch
 from mm_sim.evaluate import Evaluation, seeded_moves
 from mm_sim.profiles import load_profile
 from mm_sim.tuning import Classical, classical
@@ -29,7 +29,7 @@ from stable_baselines3 import PPO
 
 from mm_learning.actor import actor_from_sb3
 from mm_learning.errors import TrainingError
-from mm_learning.export import ExportResult, ResidualClosedLoop, export_policy
+from mm_learning.export import ExportResult, ScheduleClosedLoop, export_policy
 
 VALIDATION_SEED = 2_000_000
 """Seed of the validation moves that choose the best policy (the benchmark evaluates on other moves)."""
@@ -39,7 +39,7 @@ EXPORT_MOVES = 20
 
 
 @dataclass(frozen=True)
-class ResidualConfig:
+class ScheduleConfig:
     """One residual training run.
 
     Attributes:
@@ -49,7 +49,7 @@ class ResidualConfig:
         ticks: experience budget in control ticks (decisions × decimation), the unit that does not depend on
             how busy the machine is.
         seed: seed of PPO, the moves and the sensing noise.
-        residual_limit: the residual's bound, as a fraction of the current limit.
+        schedule_range: the residual's bound, as a fraction of the current limit.
         decimation: control ticks per decision.
         envs: servos simulated at once.
         validation_moves: moves that choose the best policy.
@@ -63,7 +63,7 @@ class ResidualConfig:
     objective: str = "speed"
     ticks: int = 2_000_000
     seed: int = 0
-    residual_limit: float = 0.5
+    schedule_range: float = 0.5
     decimation: int = 5
     envs: int = 64
     validation_moves: int = 30
@@ -87,7 +87,7 @@ PPO_DEFAULTS: dict[str, object] = {
 
 
 @dataclass(frozen=True)
-class ResidualResult:
+class ScheduleResult:
     """What a run produced.
 
     Attributes:
@@ -102,9 +102,9 @@ class ResidualResult:
             if none did.
     """
 
-    config: ResidualConfig
+    config: ScheduleConfig
     model: PPO
-    residual: Residual
+    residual: Schedule
     classical: Classical
     best: Evaluation | None
     curve: list[tuple[int, float]]
@@ -128,9 +128,9 @@ def policy_function(model: PPO) -> Callable[[NDArray[np.float32]], NDArray[np.fl
     return residual
 
 
-def train_residual(
-    config: ResidualConfig, *, on_validation: Callable[[int, Evaluation], None] | None = None
-) -> ResidualResult:
+def train_schedule(
+    config: ScheduleConfig, *, on_validation: Callable[[int, Evaluation], None] | None = None
+) -> ScheduleResult:
     """Train a residual policy on the batched twin and keep the best validated one."""
     if config.ticks <= 0 or config.envs < 1:
         msg = f"ticks ({config.ticks}) and envs ({config.envs}) must be positive"
@@ -139,9 +139,9 @@ def train_residual(
     profile = load_profile(config.profile)
     moves = seeded_moves(config.validation_moves, seed=VALIDATION_SEED)
     base = classical(profile, config.load, config.objective, moves)
-    residual = Residual(base.gains, config.residual_limit, config.decimation)
+    residual = Schedule(base.gains, config.schedule_range, config.decimation)
     twin = BatchTwin(profile, config.load, config.envs, objective=config.objective, seed=config.seed)
-    env = ResidualVecEnv(twin, residual, episode_s=config.episode_s, seed=config.seed)
+    env = ScheduleVecEnv(twin, residual, episode_s=config.episode_s, seed=config.seed)
     torch.manual_seed(config.seed)
     # One intra-op thread: on 2 shared cores a second one makes small-MLP steps ~1000x slower (docs/learning.md).
     torch.set_num_threads(1)
@@ -173,7 +173,7 @@ def train_residual(
             best, best_return = evaluation, evaluation.mean_return
             best_weights = copy.deepcopy(model.policy.state_dict())
     model.policy.load_state_dict(best_weights)
-    return ResidualResult(
+    return ScheduleResult(
         config,
         model,
         residual,
@@ -186,8 +186,8 @@ def train_residual(
     )
 
 
-def export_residual(
-    result: ResidualResult,
+def export_schedule(
+    result: ScheduleResult,
     *,
     private_key: ec.EllipticCurvePrivateKey,
     out_dir: Path,
@@ -218,7 +218,7 @@ def export_residual(
         scales=twin(1, 0).scales,
         representative_obs=decided_on(CALIBRATION_SEED),
         held_out_obs=decided_on(HELD_OUT_SEED),
-        closed_loop_setup=ResidualClosedLoop(lambda: twin(len(check_moves), CHECK_SEED), check_moves),
+        closed_loop_setup=ScheduleClosedLoop(lambda: twin(len(check_moves), CHECK_SEED), check_moves),
         private_key=private_key,
         out_dir=out_dir,
         name=name,

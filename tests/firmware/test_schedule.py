@@ -1,5 +1,5 @@
-"""Residual policies (servo contract sections 4, 5 and 8): in POLICY mode with an image whose residual_limit > 0,
-the core applies clip(base / current_limit_a + residual_limit * r) * current_limit_a, base being the image's
+"""Schedule policies (servo contract sections 4, 5 and 8): in POLICY mode with an image whose schedule_range > 0,
+the core applies clip(base / current_limit_a + schedule_range * r) * current_limit_a, base being the image's
 cascaded PID/PTOS law (mm_sim.baselines.CascadedPid) and r the policy's held action; the observation's previous
 action and the transition samples carry r. Checked tick for tick against a Python reference on a recorded run
 (targets and reference velocities change every 0.4 s: each change is a new episode and restarts the base)."""
@@ -38,7 +38,7 @@ class WobblyBackend:
 
 
 @pytest.mark.parametrize(
-    ("residual_limit", "base", "decimation"),
+    ("schedule_range", "base", "decimation"),
     [
         (0.3, (3.0, 4.0, 0.05, 0.5, 0.0, 0.0), 1),  # linear position loop, policy every tick
         (0.5, (3.0, 4.0, 0.05, 0.5, 0.0, 20.0), 5),  # PTOS base, r held for 5 ticks
@@ -46,9 +46,9 @@ class WobblyBackend:
     ],
     ids=["pid", "ptos-decimated", "ptos-ff"],
 )
-def test_residual_policy_matches_the_python_reference(
+def test_schedule_policy_matches_the_python_reference(
     signing_key: ec.EllipticCurvePrivateKey,
-    residual_limit: float,
+    schedule_range: float,
     base: tuple[float, float, float, float, float, float],
     decimation: int,
 ) -> None:
@@ -60,10 +60,10 @@ def test_residual_policy_matches_the_python_reference(
 
     backend = WobblyBackend()
     core = fw.ServoCore(public_key=public_key_bytes(signing_key), backend=backend, heartbeat_timeout_s=0.0)
-    img = image(signing_key, MODEL, policy_decimation=decimation, residual_limit=residual_limit, base_gains=base)
+    img = image(signing_key, MODEL, policy_decimation=decimation, schedule_range=schedule_range, base_gains=base)
     assert core.load_policy(img) == 0
     active = core.active_policy()
-    assert active is not None and active.residual_limit == np.float32(residual_limit)
+    assert active is not None and active.schedule_range == np.float32(schedule_range)
 
     gains = PidGains(*base)
     pid = CascadedPid(gains, current_limit_a=LIMIT_A, dt_s=DT_S)
@@ -71,7 +71,7 @@ def test_residual_policy_matches_the_python_reference(
     encoder = MultiTurnEncoder(encoder_count(rows[0]["angle_rad"]))
     sensing = ObservationBuilder(ObsScales(*SCALES), DT_S)
     sensing.reset(float(encoder.position_rad))
-    limit, rl = np.float32(LIMIT_A), np.float32(residual_limit)
+    limit, rl = np.float32(LIMIT_A), np.float32(schedule_range)
     previous_r = np.float32(0.0)
     episode: tuple[float, float] | None = None
     ticks_in_episode = 0
@@ -121,8 +121,8 @@ def test_residual_policy_matches_the_python_reference(
     assert clipped > 0 and inside > 0
 
 
-def test_residual_limit_zero_is_exactly_the_plain_policy(signing_key: ec.EllipticCurvePrivateKey) -> None:
-    """An image with residual_limit 0 (base gains present but unused) drives, observes and records exactly as
+def test_schedule_range_zero_is_exactly_the_plain_policy(signing_key: ec.EllipticCurvePrivateKey) -> None:
+    """An image with schedule_range 0 (base gains present but unused) drives, observes and records exactly as
     the same policy without them."""
     import mm_firmware_core as fw
 
@@ -137,7 +137,7 @@ def test_residual_limit_zero_is_exactly_the_plain_policy(signing_key: ec.Ellipti
             trace.append((out.current_cmd_a, list(batch.observations[:8]), batch.actions[0]))
         return trace
 
-    assert run() == run(residual_limit=0.0, base_gains=(3.0, 4.0, 0.05, 0.5, 0.2, 20.0))
+    assert run() == run(schedule_range=0.0, base_gains=(3.0, 4.0, 0.05, 0.5, 0.2, 20.0))
 
 
 def test_mm_learning_residual_header_reaches_the_base_law(signing_key: ec.EllipticCurvePrivateKey) -> None:
@@ -158,7 +158,7 @@ def test_mm_learning_residual_header_reaches_the_base_law(signing_key: ec.Ellipt
         model_type=policy_image.ModelType.INT8,
         scales=ObsScales(*SCALES),
         arena_bytes=3000,
-        residual_limit=0.5,
+        schedule_range=0.5,
         base_gains=base,
     )
     img = policy_image.pack_image(head, MODEL, lambda data: sign_raw(signing_key, data))

@@ -1,13 +1,13 @@
-"""Residual learning bench: whether, and how fast, the learned residual beats the classical controller.
+"""Schedule learning bench: whether, and how fast, the learned residual beats the classical controller.
 
 For each objective on mm_v3 + pendulum and each seed: train a residual on the objective's classical controller
-(`mm_learning.residual`, a tick budget, not a wall-time one), export it as the servo runs it (int16x8 residual
+(`mm_learning.schedule`, a tick budget, not a wall-time one), export it as the servo runs it (int16x8 residual
 image, every acceptance check), and evaluate on 100 seeded moves the tuned PID, the tuned PTOS, the float and the
 quantised (TFLite Micro) residual policies, and the time-optimal bound. Also: the wall time until a validation
 first beat the classical start, and experience throughput (ticks/s through PPO).
 
 Prints markdown tables (mean and spread over seeds), then one JSON document.
-`python bench/bench_residual.py [--ticks 4000000] [--seeds 0 1 2] [--objectives speed energy accuracy]`.
+`python bench/bench_schedule.py [--ticks 4000000] [--seeds 0 1 2] [--objectives speed energy accuracy]`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ec
-from mm_learning.residual import ResidualConfig, ResidualResult, export_residual, policy_function, train_residual
+from mm_learning.schedule import ScheduleConfig, ScheduleResult, export_schedule, policy_function, train_schedule
 from mm_learning.tflm import TflmPolicy
 from mm_sim.baselines import TimeOptimalController, tuned_gains
-from mm_sim.batch import BatchTwin, Residual, evaluate_batch
+from mm_sim.batch import BatchTwin, Schedule, evaluate_batch
 from mm_sim.env import ServoEnv
 from mm_sim.evaluate import Evaluation, evaluate, seeded_moves
 from mm_sim.profiles import load_profile
@@ -42,10 +42,10 @@ def _row(evaluation: Evaluation) -> dict[str, float]:
 
 def run(objective: str, seed: int, ticks: int, moves_count: int) -> dict[str, Any]:
     """Train, export and evaluate one seed."""
-    config = ResidualConfig(objective=objective, ticks=ticks, seed=seed)
+    config = ScheduleConfig(objective=objective, ticks=ticks, seed=seed)
     profile = load_profile(config.profile)
     moves = seeded_moves(moves_count, seed=EVAL_SEED)
-    result = train_residual(config)
+    result = train_schedule(config)
 
     def twin() -> BatchTwin:
         return BatchTwin(profile, config.load, len(moves), objective=objective, seed=EVAL_SEED)
@@ -57,7 +57,7 @@ def run(objective: str, seed: int, ticks: int, moves_count: int) -> dict[str, An
     rows["RL float"] = _row(evaluate_batch(twin(), result.residual, moves, policy_function(result.model)))
     with tempfile.TemporaryDirectory() as out:
         try:
-            export = export_residual(result, private_key=ec.generate_private_key(ec.SECP256R1()), out_dir=Path(out))
+            export = export_schedule(result, private_key=ec.generate_private_key(ec.SECP256R1()), out_dir=Path(out))
             quantized = TflmPolicy(Path(out, "policy.tflite").read_bytes())
             rows["RL quantised"] = _row(evaluate_batch(twin(), result.residual, moves, quantized))
             exported = {"model_bytes": export.metadata["model_bytes"], "arena_bytes": export.metadata["arena_bytes"]}
@@ -80,10 +80,10 @@ def run(objective: str, seed: int, ticks: int, moves_count: int) -> dict[str, An
     }
 
 
-def _law(result: ResidualResult, law: str) -> Residual:
+def _law(result: ScheduleResult, law: str) -> Schedule:
     """The classical `law` alone (residual 0) with the gains the run compared against."""
     config = result.config
-    return Residual(tuned_gains(load_profile(config.profile), config.load, config.objective, law=law), 0.0, 1)
+    return Schedule(tuned_gains(load_profile(config.profile), config.load, config.objective, law=law), 0.0, 1)
 
 
 def main() -> None:
