@@ -134,6 +134,7 @@ class CascadedPid:
         velocity_rad_s: Any,
         target_rad: Any,
         target_velocity_rad_s: Any = 0.0,
+        schedule: Any = None,
     ) -> Any:
         """Run one control tick and return the current command (A), within ±current_limit_a.
 
@@ -145,10 +146,13 @@ class CascadedPid:
             velocity_rad_s: filtered velocity estimate (rad/s).
             target_rad: position target (rad).
             target_velocity_rad_s: reference velocity (rad/s), 0 for step moves.
+            schedule: a policy's deceleration schedule (schedule_range × action, float32): PTOS brakes at
+                decel_rad_s2 · exp(schedule) this tick (servo contract, section 4); None: at decel_rad_s2.
         """
         position = _F32(position_rad)
         error = _F32(target_rad) - position
-        demand = position_loop(error, self._kp_pos, self._decel)
+        decel = self._decel if schedule is None else self._decel * np.exp(_F32(schedule))
+        demand = position_loop(error, self._kp_pos, decel)
         v_cmd = np.clip(demand + _F32(target_velocity_rad_s), -self._v_max, self._v_max)
         v_error = v_cmd - _F32(velocity_rad_s)
         unclamped = self._kp_vel * v_error + self._integrator_a + self._gravity_ff_a * np.sin(position)

@@ -7,12 +7,11 @@ moves exactly as the single model does), the electrical model (`model._Motor`), 
 (`objectives.reward_terms`). With the sensing noise off it reproduces `ServoEnv` tick for tick
 (`tests/mm_sim/test_batch.py`); with noise each servo draws its own noise from one generator.
 
-`ScheduleVecEnv` is a Stable-Baselines3 `VecEnv` on top of it: the policy decides every `decimation` ticks a
-residual r ∈ [-1, 1] that the servo adds, scaled by `schedule_range`, to its classical base law (`CascadedPid`,
-PID or PTOS) computed every tick, exactly as the firmware's POLICY mode does with a residual image (servo
-contract, sections 1, 4, 5). At r = 0 it is the classical controller.
-
-`evaluate_batch` measures a controller on seeded moves with `mm_sim.metrics.step_metrics`, all moves at once.
+`rollout` drives every copy with the servo's POLICY mode in schedule mode (`Schedule`, `ScheduleDriver`): the
+classical base law (`CascadedPid` as PTOS) runs every tick, and a policy deciding every `decimation` ticks
+scales its braking deceleration by exp(range · a), exactly as the firmware does with a schedule image (servo
+contract, sections 1, 4, 5). At a = 0, or with no policy, it is the classical controller. `evaluate_batch`
+measures a controller on seeded moves with `mm_sim.metrics.step_metrics`, all moves at once.
 """
 
 from __future__ import annotations
@@ -23,9 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from gymnasium import spaces
 from numpy.typing import NDArray
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 from mm_sim.baselines import CascadedPid, PidGains
 from mm_sim.errors import MmSimError
@@ -33,7 +30,7 @@ from mm_sim.evaluate import Evaluation, Move
 from mm_sim.metrics import Response, step_metrics
 from mm_sim.model import PlantBatch
 from mm_sim.objectives import DEFAULT_TOLERANCE_RAD, objective_weights, reward_terms
-from mm_sim.observation import COUNTS_PER_REV, OBS_DIM, MultiTurnEncoder, ObservationBuilder, ObsScales
+from mm_sim.observation import COUNTS_PER_REV, MultiTurnEncoder, ObservationBuilder, ObsScales
 from mm_sim.profiles import ServoProfile, load_profile
 
 _F32 = np.float32
@@ -154,58 +151,63 @@ class BatchTwin:
 
 @dataclass(frozen=True)
 class Schedule:
-    """How a residual policy drives the servo: the base law and the bound on the residual.
+    """How a scheduling policy drives the servo (POLICY mode with a schedule image, servo contract sections 4-5).
+
+    Every tick the servo runs its classical base law (PTOS); every `decimation` ticks the policy decides an action
+    a ∈ [-1, 1], held in between, and the base law brakes at `decel_rad_s2 · exp(range · a)` meanwhile. At a = 0
+    it is the classical controller.
 
     Attributes:
-        base: gains of the classical law computed every tick (PID, or PTOS when `decel_rad_s2` > 0).
-        limit: the residual's bound as a fraction of the current limit, in [0, 2] (2 lets a full residual turn a
-            saturated base command around); 0: the base law alone.
-        decimation: control ticks per policy decision (the residual is held in between).
+        base: the base law's gains; `decel_rad_s2` > 0 when `range` > 0 (a PID has no braking curve to schedule).
+        range: the schedule's log-range ρ, in [0, 2]; 0: the base law alone.
+        decimation: control ticks per policy decision.
     """
 
     base: PidGains
-    limit: float
+    range: float
     decimation: int
 
     def __post_init__(self) -> None:
-        if not (0.0 <= self.limit <= 2.0) or self.decimation < 1:
-            msg = f"residual limit {self.limit!r} must be in [0, 2] and decimation {self.decimation!r} >= 1"
+        if not (0.0 <= self.range <= MAX_SCHEDULE_RANGE) or self.decimation < 1:
+            msg = (
+                f"schedule range {self.range!r} must be in [0, {MAX_SCHEDULE_RANGE}] and decimation "
+                f"{self.decimation!r} >= 1"
+            )
+            raise MmSimError(msg)
+        if self.range > 0.0 and self.base.decel_rad_s2 <= 0.0:
+            msg = "a schedule scales PTOS's braking deceleration: its base law needs decel_rad_s2 > 0"
             raise MmSimError(msg)
 
 
+MAX_SCHEDULE_RANGE = 2.0
+"""The firmware's MM_MAX_SCHEDULE_RANGE: the deceleration moves within exp(±2) of the base law's."""
+
+
 class ScheduleDriver:
-    """One decision period of the servo's POLICY mode with a residual image, for a batch.
+    """The servo's POLICY mode with a schedule image, for a batch: the base law every tick, scheduled by `a`."""
 
-    Every tick the base law runs on the sensed state; the applied command is clip(base / limit_a + ρ·r).
-    """
-
-    def __init__(self, twin: BatchTwin, residual: Schedule) -> None:
-        """Drive `twin` with `residual`."""
+    def __init__(self, twin: BatchTwin, schedule: Schedule) -> None:
+        """Drive `twin` with `schedule`."""
         self.twin = twin
-        self.residual = residual
-        self._pid = CascadedPid(residual.base, current_limit_a=twin.current_limit_a, dt_s=twin.dt_s)
+        self.schedule = schedule
+        self._range = _F32(schedule.range)
+        self._pid = CascadedPid(schedule.base, current_limit_a=twin.current_limit_a, dt_s=twin.dt_s)
         self._pid.reset(np.zeros(twin.copies))
 
     def reset(self) -> None:
         """A new episode: the base law's integrator restarts, as the firmware's does."""
         self._pid.reset(np.zeros(self.twin.copies))
 
-    def command(self, r: Array) -> Array:
-        """The normalised command for residuals `r` on the present sensed state."""
+    def command(self, action: Array) -> Array:
+        """The normalised current command for policy actions `action` on the present sensed state."""
         twin = self.twin
-        base_a = self._pid.step(
-            position_rad=twin.position_rad, velocity_rad_s=twin.velocity_rad_s, target_rad=twin.target_rad
+        current_a = self._pid.step(
+            position_rad=twin.position_rad,
+            velocity_rad_s=twin.velocity_rad_s,
+            target_rad=twin.target_rad,
+            schedule=self._range * _F32(action) if self._range > 0.0 else None,
         )
-        return np.clip(base_a / twin.current_limit_a + self.residual.limit * r, -1.0, 1.0)
-
-    def run(self, r: Array, previous_r: Array) -> Array:
-        """Hold residuals `r` for one decision period; returns the summed reward per servo."""
-        total = np.zeros(self.twin.copies)
-        for _ in range(self.residual.decimation):
-            self.twin.tick(self.command(r))
-            total += sum(self.twin.rewards(r, previous_r).values())
-            previous_r = r
-        return total
+        return np.asarray(current_a, dtype=np.float64) / twin.current_limit_a
 
 
 def random_moves(
@@ -221,150 +223,95 @@ def random_moves(
     return start, target
 
 
-class ScheduleVecEnv(VecEnv):
-    """Stable-Baselines3 `VecEnv`: `copies` servos learning a residual on their classical law, on step moves.
+SchedulePolicy = Callable[[NDArray[np.float32]], Any]
+"""Actions (copies,) in [-1, 1] for observations (copies × 8)."""
 
-    Each episode is one move of `episode_s` from rest to a random target (as `mm_sim.evaluate.seeded_moves`);
-    every step is one policy decision (`residual.decimation` ticks). Observation: the servo's 8 features, with
-    the previous residual as feature 6 (as the firmware reports it in residual mode). Action: r in [-1, 1].
-    Reward: `reward_scale` × the objective's reward summed over the decision's ticks. Episodes end by time
-    limit only (`TimeLimit.truncated`), all servos together.
+
+@dataclass(frozen=True)
+class Rollout:
+    """What a batch of moves recorded.
+
+    Attributes:
+        returns: each servo's return (sum of the objective's rewards).
+        position_rad: measured position per tick (rows) and servo (columns).
+        current_a: measured current (A), same layout.
+        power_w: electrical power (W), same layout.
+        command: the normalised current command, same layout.
     """
 
-    def __init__(
-        self,
-        twin: BatchTwin,
-        residual: Schedule,
-        *,
-        episode_s: float = 1.0,
-        reward_scale: float = 10.0,
-        seed: int = 0,
-    ) -> None:
-        """Wrap `twin` (its copies are the envs) with `residual`."""
-        self.twin = twin
-        self.driver = ScheduleDriver(twin, residual)
-        self.decisions = max(1, round(episode_s / (twin.dt_s * residual.decimation)))
-        self.reward_scale = reward_scale
-        self._rng = np.random.default_rng(seed)
-        self._previous = np.zeros(twin.copies)
-        self._actions = np.zeros(twin.copies)
-        self._returns = np.zeros(twin.copies)
-        self._step = 0
-        space = spaces.Box(-1.0, 1.0, shape=(OBS_DIM,), dtype=np.float32)
-        self.render_mode = None
-        super().__init__(twin.copies, space, spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32))
-
-    def reset(self) -> VecEnvObs:
-        """New moves for every servo."""
-        return self.twin.reset(*self._new_moves())
-
-    def _new_moves(self) -> tuple[Array, Array]:
-        self.driver.reset()
-        self._previous = np.zeros(self.num_envs)
-        self._step = 0
-        return random_moves(self._rng, self.num_envs)
-
-    def step_async(self, actions: NDArray[np.float32]) -> None:
-        """Store the residuals of the next decision."""
-        self._actions = np.clip(np.asarray(actions, dtype=np.float64).reshape(self.num_envs), -1.0, 1.0)
-
-    def step_wait(self) -> VecEnvStepReturn:
-        """Run one decision period on every servo."""
-        r = self._actions
-        rewards = self.reward_scale * self.driver.run(r, self._previous)
-        self._returns += rewards
-        self._previous = r
-        self._step += 1
-        observation = self.twin.observe(r)
-        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
-        done = self._step >= self.decisions
-        if done:
-            for index, info in enumerate(infos):
-                info["terminal_observation"] = observation[index]
-                info["TimeLimit.truncated"] = True
-                # What SB3's Monitor reports: the episode's (scaled) return and length in decisions.
-                info["episode"] = {"r": float(self._returns[index]), "l": self._step, "t": 0.0}
-            self._returns = np.zeros(self.num_envs)
-            observation = self.twin.reset(*self._new_moves())
-        return observation, rewards.astype(np.float32), np.full(self.num_envs, done), infos
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        """The attribute of the batch, once per selected servo."""
-        return [getattr(self, attr_name)] * len(list(self._get_indices(indices)))
-
-    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        """Set an attribute of the batch."""
-        setattr(self, attr_name, value)
-
-    def env_method(
-        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **kwargs: Any
-    ) -> list[Any]:
-        """Call a method of the batch once."""
-        return [getattr(self, method_name)(*method_args, **kwargs)]
-
-    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
-        """No servo is wrapped by a Gymnasium wrapper."""
-        return [False] * len(list(self._get_indices(indices)))
-
-    def seed(self, seed: int | None = None) -> Sequence[int | None]:
-        """Reseed the move generator and the sensing noise."""
-        self._rng = np.random.default_rng(seed)
-        self.twin.rng = np.random.default_rng(None if seed is None else seed + 1)
-        return [seed] * self.num_envs
+    returns: Array
+    position_rad: Array
+    current_a: Array
+    power_w: Array
+    command: Array
 
 
-SchedulePolicy = Callable[[NDArray[np.float32]], Any]
-"""Residuals (copies,) in [-1, 1] for observations (copies × 8)."""
+def rollout(
+    twin: BatchTwin,
+    schedule: Schedule,
+    start_rad: Array,
+    target_rad: Array,
+    ticks: int,
+    *,
+    policy: SchedulePolicy | None = None,
+    seed: int,
+    record: list[NDArray[np.float32]] | None = None,
+) -> Rollout:
+    """Run one move per servo for `ticks` ticks, the policy deciding every `schedule.decimation` ticks.
+
+    `policy` None runs the base law alone (a = 0). The sensing noise restarts from `seed`, so two rollouts of the
+    same moves and seed differ only by what the policies did. `record` receives the observations decided on.
+    """
+    twin.rng = np.random.default_rng(seed)
+    driver = ScheduleDriver(twin, schedule)
+    observation = twin.reset(start_rad, target_rad)
+    columns = np.zeros((4, ticks, twin.copies))
+    returns = np.zeros(twin.copies)
+    action = previous = np.zeros(twin.copies)
+    for tick in range(ticks):
+        if tick % schedule.decimation == 0 and policy is not None:
+            if record is not None:
+                record.append(observation)
+            decided = np.clip(np.asarray(policy(observation), dtype=np.float64), -1.0, 1.0)
+            previous, action = action, decided.reshape(twin.copies)
+        twin.tick(driver.command(action))
+        returns += sum(twin.rewards(action, previous).values())
+        previous = action
+        observation = twin.observe(action)
+        columns[:, tick] = twin.position_rad, twin.current_a, twin.plant.power_w, twin.command
+    return Rollout(returns, *columns)
 
 
 def evaluate_batch(
     twin: BatchTwin,
-    residual: Schedule,
+    schedule: Schedule,
     moves: Sequence[Move],
     policy: SchedulePolicy | None = None,
     *,
+    seed: int = 0,
     record: list[NDArray[np.float32]] | None = None,
 ) -> Evaluation:
     """Run every move at once (`twin.copies` must equal the number of moves) and measure each.
 
-    `policy` None runs the base law alone (r = 0). Moves must share one duration. `record`, when given, receives
-    the observations the policy decided on (copies × 8 per decision).
+    `policy` None runs the base law alone. Moves must share one duration; `seed` seeds the sensing noise.
     """
     if twin.copies != len(moves) or len({m.duration_s for m in moves}) != 1:
         msg = f"evaluate_batch needs one servo per move ({twin.copies} vs {len(moves)}) and one move duration"
         raise MmSimError(msg)
-    driver = ScheduleDriver(twin, residual)
     ticks = round(moves[0].duration_s / twin.dt_s)
-    observation = twin.reset(np.array([m.start_rad for m in moves]), np.array([m.target_rad for m in moves]))
-    columns = {name: np.zeros((ticks, twin.copies)) for name in ("position", "current", "power", "action")}
-    returns = np.zeros(twin.copies)
-    r = previous = np.zeros(twin.copies)
-    for tick in range(ticks):
-        if tick % residual.decimation == 0 and policy is not None:
-            if record is not None:
-                record.append(observation)
-            previous, r = r, np.clip(np.asarray(policy(observation), dtype=np.float64), -1.0, 1.0).reshape(twin.copies)
-        twin.tick(driver.command(r))
-        returns += sum(twin.rewards(r, previous).values())
-        previous = r
-        observation = twin.observe(r)
-        columns["position"][tick] = twin.position_rad
-        columns["current"][tick] = twin.current_a
-        columns["power"][tick] = twin.plant.power_w
-        columns["action"][tick] = twin.command
+    start = np.array([m.start_rad for m in moves])
+    target = np.array([m.target_rad for m in moves])
+    run = rollout(twin, schedule, start, target, ticks, policy=policy, seed=seed, record=record)
     time_s = (np.arange(1, ticks + 1) * twin.dt_s).astype(np.float64)
     metrics = []
     for index, move in enumerate(moves):
         response = Response(
             time_s,
-            columns["position"][:, index],
+            run.position_rad[:, index],
             np.full(ticks, move.target_rad),
-            columns["current"][:, index],
-            columns["power"][:, index],
-            columns["action"][:, index],
+            run.current_a[:, index],
+            run.power_w[:, index],
+            run.command[:, index],
         )
         metrics.append(step_metrics(response, start_rad=move.start_rad, tolerance_rad=twin.tolerance_rad))
-    return Evaluation(list(moves), metrics, returns.tolist())
+    return Evaluation(list(moves), metrics, run.returns.tolist())

@@ -5,7 +5,7 @@ Both laws are the firmware's cascaded law (servo contract, section 8): the PID (
 (1+4) evolution strategy in log space (`baselines.evolve`), every candidate measured on all training moves at
 once with `batch.evaluate_batch` (~0.4 s for 100 one-second moves). `classical` returns the better of the two
 cached laws for an objective on the same moves: the baseline a learned policy must beat, and the base law a
-residual policy starts from.
+scheduling policy starts from (`mm_sim.batch.Schedule`).
 
 `python -m mm_sim.tuning --out-dir src/mm_sim/mm_sim/data` rewrites `tuned_pid.yaml` and `tuned_ptos.yaml`.
 """
