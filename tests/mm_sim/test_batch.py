@@ -1,4 +1,4 @@
-"""The batched twin (mm_sim.batch) against the single-servo env it vectorises, and its SB3 VecEnv."""
+"""The batched twin (mm_sim.batch) against the single-servo env it vectorises, and the servo's schedule mode."""
 
 from __future__ import annotations
 
@@ -6,15 +6,16 @@ import dataclasses
 
 import numpy as np
 import pytest
+
 from mm_sim.baselines import PidController, PidGains, tuned_gains
-from mm_sim.batch import BatchTwin, Schedule, ScheduleVecEnv, evaluate_batch
+from mm_sim.batch import BatchTwin, Schedule, evaluate_batch, rollout
 from mm_sim.env import ServoEnv
 from mm_sim.errors import MmSimError
 from mm_sim.evaluate import evaluate, seeded_moves
-from mm_sim.profiles import load_profile
+from mm_sim.profiles import ServoProfile, load_profile
 
 
-def _quiet(profile_name: str) -> object:
+def _quiet(profile_name: str) -> ServoProfile:
     """The profile with its sensing noise off, so batch and env see the same readings."""
     profile = load_profile(profile_name)
     return dataclasses.replace(
@@ -22,51 +23,76 @@ def _quiet(profile_name: str) -> object:
     )
 
 
-@pytest.mark.parametrize(("profile_name", "load"), [("mm_v3", "pendulum"), ("mm_minimal", "spring")])
-def test_batch_reproduces_the_env_tick_for_tick_without_noise(profile_name: str, load: str) -> None:
+@pytest.mark.parametrize(
+    ("profile_name", "load", "objective"),
+    [("mm_v3", "pendulum", "speed"), ("mm_minimal", "spring", "smooth"), ("gimbal_bldc", "inertia_disk", "energy")],
+)
+def test_batch_reproduces_the_env_tick_for_tick_without_noise(profile_name: str, load: str, objective: str) -> None:
     profile = _quiet(profile_name)
-    gains = tuned_gains(load_profile(profile_name), load, "speed")
+    gains = tuned_gains(load_profile(profile_name), load, objective)
     moves = seeded_moves(3, seed=5, duration_s=0.3)
-    env = ServoEnv(profile, load=load, objective="speed")
-    expected = evaluate(env, PidController(gains), moves)
-    twin = BatchTwin(profile, load, len(moves), objective="speed")
-    got = evaluate_batch(twin, Schedule(gains, limit=0.0, decimation=1), moves)
-    assert got.returns == pytest.approx(expected.returns, rel=1e-12, abs=1e-12)
-    for mine, theirs in zip(got.metrics, expected.metrics, strict=True):
-        assert mine == theirs
+    expected = evaluate(ServoEnv(profile, load=load, objective=objective), PidController(gains), moves)
+    got = evaluate_batch(BatchTwin(profile, load, len(moves), objective=objective), Schedule(gains, 0.0, 1), moves)
+    assert got.returns == pytest.approx(expected.returns, rel=1e-12, abs=1e-15)
+    assert got.metrics == expected.metrics
 
 
-def test_ptos_base_and_schedule_ranges_shape_the_command() -> None:
-    gains = tuned_gains(load_profile("mm_v3"), "pendulum", "speed")
-    ptos = dataclasses.replace(gains, decel_rad_s2=150.0)
-    moves = seeded_moves(4, seed=2)
-    base = evaluate_batch(BatchTwin("mm_v3", "pendulum", 4, objective="speed"), Schedule(ptos, 0.5, 2), moves)
-    zero = evaluate_batch(
-        BatchTwin("mm_v3", "pendulum", 4, objective="speed"),
-        Schedule(ptos, 0.5, 2),
+def _ptos() -> PidGains:
+    return tuned_gains(load_profile("mm_v3"), "pendulum", "speed", law="ptos")
+
+
+def test_a_zero_schedule_is_the_classical_law_and_a_positive_one_brakes_harder() -> None:
+    moves = seeded_moves(6, seed=2)
+
+    def run(policy: object = None) -> list[float]:
+        twin = BatchTwin("mm_v3", "pendulum", len(moves), objective="speed")
+        return evaluate_batch(twin, Schedule(_ptos(), 0.7, 2), moves, policy).returns  # type: ignore[arg-type]
+
+    assert run(lambda obs: np.zeros(len(obs))) == run()
+    harder = evaluate_batch(
+        BatchTwin("mm_v3", "pendulum", len(moves), objective="speed"),
+        Schedule(_ptos(), 0.7, 2),
         moves,
-        policy=lambda obs: np.zeros(len(obs)),
+        lambda obs: np.ones(len(obs)),
     )
-    assert zero.returns == base.returns  # r = 0 is the base law exactly
-    pushed = evaluate_batch(
-        BatchTwin("mm_v3", "pendulum", 4, objective="speed"),
-        Schedule(ptos, 0.5, 2),
-        moves,
-        policy=lambda obs: np.ones(len(obs)),
+    base = evaluate_batch(
+        BatchTwin("mm_v3", "pendulum", len(moves), objective="speed"), Schedule(_ptos(), 0.7, 2), moves
     )
-    assert pushed.returns != base.returns
-    with pytest.raises(MmSimError, match="residual limit"):
-        Schedule(ptos, 1.5, 2)
+    # Braking at 2x the planned deceleration arrives faster and overshoots more on every long move.
+    long_moves = [i for i, m in enumerate(moves) if abs(m.target_rad - m.start_rad) > 1.0]
+    assert long_moves
+    for i in long_moves:
+        assert harder.metrics[i].overshoot_rad > base.metrics[i].overshoot_rad
 
 
-def test_schedule_vec_env_steps_decisions_and_truncates_episodes() -> None:
-    gains = PidGains(kp_pos=30.0, v_max=14.0, kp_vel=4.0, ki_vel=50.0, gravity_ff_a=1.2)
-    env = ScheduleVecEnv(BatchTwin("mm_v3", "pendulum", 5, objective="speed"), Schedule(gains, 0.3, 10), episode_s=0.05)
-    observation = env.reset()
-    assert observation.shape == (5, 8) and observation.dtype == np.float32
-    for step in range(5):
-        observation, reward, done, infos = env.step(np.full((5, 1), 0.5, dtype=np.float32))
-        assert reward.shape == (5,) and np.all(reward <= 0.0)
-        assert done.all() == (step == 4)
-    assert infos[0]["TimeLimit.truncated"] and infos[0]["terminal_observation"][6] == pytest.approx(0.5)
-    assert observation[0, 6] == 0.0  # a new episode starts with no previous residual
+def test_schedules_are_validated() -> None:
+    with pytest.raises(MmSimError, match="schedule range"):
+        Schedule(_ptos(), 2.5, 2)
+    with pytest.raises(MmSimError, match="decimation"):
+        Schedule(_ptos(), 0.5, 0)
+    with pytest.raises(MmSimError, match="decel_rad_s2 > 0"):
+        Schedule(tuned_gains(load_profile("mm_v3"), "pendulum", "speed"), 0.5, 2)
+
+
+def test_rollouts_are_seeded_and_record_every_decision() -> None:
+    twin = BatchTwin("mm_v3", "pendulum", 4, objective="accuracy")
+    start, target = np.array([0.0, 1.0, -1.0, 2.0]), np.array([1.0, -1.0, 2.0, 0.0])
+    observations: list[np.ndarray] = []
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        return 0.1 * obs[:, 1]
+
+    first = rollout(twin, Schedule(_ptos(), 0.5, 5), start, target, 100, policy=policy, seed=3, record=observations)
+    again = rollout(twin, Schedule(_ptos(), 0.5, 5), start, target, 100, policy=policy, seed=3)
+    other = rollout(twin, Schedule(_ptos(), 0.5, 5), start, target, 100, policy=policy, seed=4)
+    assert np.array_equal(first.position_rad, again.position_rad)
+    assert not np.array_equal(first.position_rad, other.position_rad)  # the sensing noise follows the seed
+    assert len(observations) == 20 and observations[0].shape == (4, 8)
+    assert first.command.shape == (100, 4) and np.all(np.abs(first.command) <= 1.0)
+
+
+def test_evaluate_batch_needs_one_servo_per_move() -> None:
+    with pytest.raises(MmSimError, match="one servo per move"):
+        evaluate_batch(
+            BatchTwin("mm_v3", "pendulum", 2, objective="speed"), Schedule(_ptos(), 0.0, 1), seeded_moves(3, seed=1)
+        )

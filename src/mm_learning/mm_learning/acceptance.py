@@ -256,9 +256,9 @@ def closed_loop(
 
 
 def closed_loop_schedule(
-    twin: BatchTwin, residual: Schedule, moves: Sequence[Move], float_policy: Controller, quantized: Controller
+    twin: BatchTwin, schedule: Schedule, moves: Sequence[Move], float_policy: Controller, quantized: Controller
 ) -> ClosedLoopReport:
-    """(c) for a residual policy: float and quantised residuals on the servo's base law, all moves at once.
+    """(c) for a scheduling policy: float and quantised policy scheduling the servo's base law, all moves at once.
 
     Each move's final error is its steady-state error (mean |error| over the last 10 % of the move).
     """
@@ -266,7 +266,7 @@ def closed_loop_schedule(
         raise ExportError("closed-loop check needs at least one seeded move")
     results = []
     for controller in (float_policy, quantized):
-        evaluation = evaluate_batch(twin, residual, moves, controller)
+        evaluation = evaluate_batch(twin, schedule, moves, controller, seed=0)  # the same noise for both
         results.append(
             tuple(
                 EpisodeResult(index, episode_return, metrics.steady_state_error_rad, round(move.duration_s / twin.dt_s))

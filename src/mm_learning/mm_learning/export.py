@@ -60,7 +60,7 @@ class ClosedLoopSetup:
 
 @dataclass(frozen=True)
 class ScheduleClosedLoop:
-    """Check (c) of a residual policy: the batched twin and moves to run float and quantised residuals on."""
+    """Check (c) of a scheduling policy: the batched twin and moves to run the float and quantised policy on."""
 
     make_twin: Callable[[], BatchTwin]
     moves: Sequence[Move]
@@ -123,7 +123,7 @@ def export_policy(
     budget: Budget = Budget(),  # noqa: B008 -- frozen dataclass, safe as a default
     thresholds: Thresholds = Thresholds(),  # noqa: B008 -- frozen dataclass, safe as a default
     policy_decimation: int = 0,
-    residual: Schedule | None = None,
+    schedule: Schedule | None = None,
 ) -> ExportResult:
     """Convert, check, sign and write one policy.
 
@@ -146,7 +146,7 @@ def export_policy(
         thresholds: fidelity thresholds for checks (b) and (c).
         policy_decimation: control ticks per policy run, written into the image (0: the servo's configured
             default). Check (c) runs the policy every tick, so a policy decimated by more than 1 goes without it.
-        residual: for a residual policy, its base law and bound (written into the image; servo contract section
+        schedule: for a scheduling policy, its base law and range (written into the image; servo contract section
             5) and its decimation; check (c) then takes a `ScheduleClosedLoop` and runs at that decimation.
 
     Raises:
@@ -154,8 +154,8 @@ def export_policy(
         ExportError: when the inputs cannot be exported at all.
 
     """
-    if residual is not None:
-        policy_decimation = residual.decimation
+    if schedule is not None:
+        policy_decimation = schedule.decimation
     if policy_decimation > 1 and isinstance(closed_loop_setup, ClosedLoopSetup):
         msg = (
             f"check (c) runs the policy every control tick; a policy with policy_decimation={policy_decimation} "
@@ -171,10 +171,10 @@ def export_policy(
     check_action_error(action_report, thresholds)
     loop_summary: dict[str, Any] = {"skipped": "no twin: judged by the servo's evaluation after deployment"}
     if isinstance(closed_loop_setup, ScheduleClosedLoop):
-        if residual is None:
-            raise ExportError("a ScheduleClosedLoop check needs the residual the policy was trained with")
+        if schedule is None:
+            raise ExportError("a ScheduleClosedLoop check needs the schedule the policy was trained with")
         loop_report = closed_loop_schedule(
-            closed_loop_setup.make_twin(), residual, closed_loop_setup.moves, actor, quantized
+            closed_loop_setup.make_twin(), schedule, closed_loop_setup.moves, actor, quantized
         )
     elif closed_loop_setup is not None:
         loop_report = closed_loop(closed_loop_setup.make_env, actor, quantized, closed_loop_setup.seeds)
@@ -187,8 +187,8 @@ def export_policy(
         scales=scales,
         arena_bytes=arena,
         policy_decimation=policy_decimation,
-        schedule_range=0.0 if residual is None else residual.limit,
-        base_gains=NO_BASE if residual is None else base_gains(residual.base),
+        schedule_range=0.0 if schedule is None else schedule.range,
+        base_gains=NO_BASE if schedule is None else base_gains(schedule.base),
     )
     image = pack_image(header, model, functools.partial(sign, private_key))
     metadata: dict[str, Any] = {
@@ -202,9 +202,9 @@ def export_policy(
         "model_type": int(scheme.model_type),
         "obs_scales": asdict(scales),
         "policy_decimation": policy_decimation,
-        "residual": None
-        if residual is None
-        else {"limit": residual.limit, "base_gains": asdict(residual.base), "decimation": residual.decimation},
+        "schedule": None
+        if schedule is None
+        else {"range": schedule.range, "base_gains": asdict(schedule.base), "decimation": schedule.decimation},
         "action_scaling": {
             "range": [-1.0, 1.0],
             "squash": actor.squash,

@@ -45,12 +45,12 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
+from mm_learning import schedule
 from mm_learning.errors import LearningError
 from mm_learning.online import TransitionColumns
 from mm_learning.online_session import Episode, OnlineError, SessionConfig, SessionProgress
 from mm_learning.trainer import (
     ALGORITHMS,
-    DEFAULT_ALGORITHM,
     OFF_POLICY,
     Progress,
     TrainConfig,
@@ -60,6 +60,7 @@ from mm_learning.trainer import (
     export_trained,
     matched_velocity_scale,
     parse_objective,
+    summarize,
 )
 from mm_msgs.action import DeployPolicy, Train
 from mm_msgs.msg import MetricValue, PolicyBlob, Reward, RewardTerm, ServoCommand, ServoState, TransitionBatch
@@ -139,8 +140,12 @@ def _metric_dict(metrics: dict[str, float]) -> dict[str, float]:
 
 def _algorithm_problem(goal: Train.Goal) -> str:
     """Why the goal's algorithm cannot run in its mode, or ""."""
+    if goal.algorithm == schedule.ALGORITHM:
+        if goal.mode == "online":
+            return f"{schedule.ALGORITHM!r} trains in the twin (mode sim); online mode takes sac, td3 or ddpg"
+        return ""
     if goal.algorithm and goal.algorithm not in ALGORITHMS:
-        return f"unknown algorithm {goal.algorithm!r}; use one of {', '.join(ALGORITHMS)}"
+        return f"unknown algorithm {goal.algorithm!r}; use one of {schedule.ALGORITHM}, {', '.join(ALGORITHMS)}"
     if goal.mode == "online" and goal.algorithm and goal.algorithm not in OFF_POLICY:
         return (
             f"online mode needs an off-policy algorithm ({', '.join(sorted(OFF_POLICY))}), not "
@@ -309,9 +314,91 @@ class LearnerNode(Node):
             feedback.baseline_metrics = metric_values(dict(progress.baseline_metrics))
         goal_handle.publish_feedback(feedback)
 
+    def _train_schedule(self, goal_handle: ServerGoalHandle) -> Train.Result:
+        """Sim mode with the default trainer: a deceleration schedule for the classical controller (ES)."""
+        goal: Train.Goal = goal_handle.request
+        twin = self._twin(goal)
+        out_dir = self._run_dir(goal, twin, schedule.ALGORITHM)
+        per_generation = schedule.ticks_per_generation(schedule.ScheduleConfig())
+        generations = -(-int(goal.max_steps) // per_generation) if goal.max_steps else schedule.UNBOUNDED_GENERATIONS
+        config = schedule.ScheduleConfig(
+            profile=twin.profile, load=twin.load, objective=twin.objective, seed=int(goal.seed), generations=generations
+        )
+        deadline = time.monotonic() + float(goal.max_time_s) if goal.max_time_s > 0.0 else math.inf
+        last: list[Progress] = []
+
+        def on_progress(progress: schedule.Progress) -> None:
+            last[:] = [
+                Progress(
+                    phase="training",
+                    steps=progress.ticks,
+                    steps_per_s=progress.ticks / max(progress.elapsed_s, 1e-9),
+                    mean_reward=progress.mean_reward_per_tick,
+                    eval_metrics=_metric_dict(summarize(progress.evaluation)),
+                    baseline_metrics=_metric_dict(summarize(progress.start)),
+                )
+            ]
+            self._feedback(goal_handle, "training", last[0])
+
+        from mm_learning.registry import Registry
+        from mm_learning.signing import load_private_key
+
+        result = schedule.train_schedule(
+            config,
+            on_progress=on_progress,
+            should_cancel=lambda: self._stop_requested(goal_handle) or time.monotonic() > deadline,
+        )
+        if self._stop_requested(goal_handle):
+            self._end_stopped(goal_handle)
+            message = f"cancelled after {result.ticks} ticks of training; nothing was exported"
+            self.get_logger().info(message)
+            return Train.Result(success=False, message=message, steps=result.ticks)
+        self._feedback(goal_handle, "exporting", last[0] if last else None)
+        published = schedule.publish(
+            result,
+            private_key=load_private_key(self._path("signing_key")),
+            out_dir=out_dir / "export",
+            registry=Registry(self._path("registry_dir")),
+            evaluation_moves=int(self._param("eval_moves")),
+        )
+        comparison = published.comparison
+        common = {
+            "steps": result.ticks,
+            "checkpoint_path": str(published.export.paths["mmpl"].parent),
+            "baseline_metrics": metric_values(_metric_dict(comparison.rows[result.classical.law])),
+        }
+        metrics = comparison.flat()
+        blob = PolicyBlob(
+            policy_id=published.entry.policy_id,
+            policy_crc32=published.entry.policy_crc32,
+            image=list(published.export.image),
+            objective=twin.objective,
+            algorithm=schedule.ALGORITHM,
+            training_steps=result.ticks,
+            metrics=metric_values(metrics),
+            metadata_json=json.dumps(published.entry.metadata),
+        )
+        blob.header.stamp = self.get_clock().now().to_msg()
+        self._policy_pub.publish(blob)
+        goal_handle.succeed()
+        verdict = comparison.verdict(twin.objective)
+        message = f"{schedule.ALGORITHM} policy {published.entry.policy_id[:12]}: {verdict}; published on `policy`"
+        self.get_logger().info(message)
+        return Train.Result(
+            success=True,
+            message=message,
+            policy_id=published.entry.policy_id,
+            policy_crc32=published.entry.policy_crc32,
+            metrics=metric_values(metrics),
+            image_path=str(published.export.paths["mmpl"]),
+            **common,
+        )
+
     def _train(self, goal_handle: ServerGoalHandle) -> Train.Result:
         goal: Train.Goal = goal_handle.request
-        algorithm = goal.algorithm or DEFAULT_ALGORITHM
+        algorithm = goal.algorithm or schedule.ALGORITHM
+        if algorithm == schedule.ALGORITHM:
+            return self._train_schedule(goal_handle)
         twin = self._twin(goal)
         out_dir = self._run_dir(goal, twin, algorithm)
         config = TrainConfig(

@@ -1,89 +1,187 @@
-"""Learning a residual on the classical controller, on the batched twin (docs/learning.md, "Schedule learning").
+"""Learning a deceleration schedule for the classical controller on the batched twin (docs/learning.md).
 
-The policy decides every `decimation` ticks a residual r ∈ [-1, 1]; the servo adds `schedule_range · r` to its
-classical law (the better of the tuned PID and PTOS for the objective, `mm_sim.tuning.classical`), computed
-every tick. Its last layer starts at zero, so the untrained policy *is* the classical controller, and a policy is
-kept only when its evaluation on the validation moves beats every earlier one, the classical start included.
-PPO (Stable-Baselines3) collects experience from `envs` servos at once (`mm_sim.batch.ScheduleVecEnv`).
+The servo's classical law for an objective is PTOS (`mm_sim.tuning.classical`): it brakes along a fixed curve,
+which is too hard where gravity helps the load on and too soft where it holds it back. The policy, a small MLP of
+the servo's 8 observation features, decides every `decimation` ticks an action a ∈ [-1, 1], and the servo's
+PTOS brakes at `decel_rad_s2 · exp(schedule_range · a)` until the next decision (servo contract, section 4). Its
+output layer starts at zero, so the untrained policy *is* the classical controller, and a policy is kept only
+when it beats every earlier one on the validation moves, the classical start included.
+
+Training is an evolution strategy (Salimans et al. 2017: antithetic Gaussian perturbations of the weights,
+centred-rank returns, Adam): every generation runs all perturbed policies on the same random moves with the same
+sensing noise in one `mm_sim.batch.rollout` (`pairs` × 2 × `moves` servos), so a pair's difference in return is
+what the perturbation did. docs/learning.md gives the measurements behind choosing it over PPO and SAC here.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import numpy as np
-import torch
 from cryptography.hazmat.primitives.asymmetric import ec
-from mm_sim.batch import BatchTwin, Schedule, ScheduleVecEnv, evaluate_batch
-from mm_sim.evaluate import Evaluation, seeded_moves
+from mm_sim.baselines import LAWS, TimeOptimalController, tuned_gains
+from mm_sim.batch import BatchTwin, Schedule, evaluate_batch, random_moves, rollout
+from mm_sim.env import ServoEnv
+from mm_sim.evaluate import Evaluation, evaluate, seeded_moves
+from mm_sim.observation import OBS_DIM
 from mm_sim.profiles import load_profile
 from mm_sim.tuning import Classical, classical
 from numpy.typing import NDArray
-from stable_baselines3 import PPO
 
-from mm_learning.actor import actor_from_sb3
+from mm_learning.actor import ActorSpec, DenseLayer
 from mm_learning.errors import TrainingError
 from mm_learning.export import ExportResult, ScheduleClosedLoop, export_policy
+from mm_learning.registry import Registry, RegistryEntry
+from mm_learning.tflm import TflmPolicy
+from mm_learning.trainer import summarize
 
+ALGORITHM = "es"
+"""The Train goal's and `mm train`'s name for this trainer (sim mode)."""
 VALIDATION_SEED = 2_000_000
 """Seed of the validation moves that choose the best policy (the benchmark evaluates on other moves)."""
 CALIBRATION_SEED, HELD_OUT_SEED, CHECK_SEED = 3_000_000, 3_100_000, 3_200_000
 """Seeds of the export's calibration, held-out (check b) and closed-loop (check c) moves: disjoint from training."""
 EXPORT_MOVES = 20
+Weights = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    """One residual training run.
+    """One training run.
 
     Attributes:
         profile: shipped profile name.
         load: one of its loads.
         objective: a named objective (the classical laws are tuned per named objective).
-        ticks: experience budget in control ticks (decisions × decimation), the unit that does not depend on
-            how busy the machine is.
-        seed: seed of PPO, the moves and the sensing noise.
-        schedule_range: the residual's bound, as a fraction of the current limit.
-        decimation: control ticks per decision.
-        envs: servos simulated at once.
-        validation_moves: moves that choose the best policy.
-        eval_every_ticks: experience between two validations.
+        generations: the budget, in ES generations (each `2 · pairs · moves` moves of `episode_s`): a measure of
+            experience that does not depend on how busy the machine is.
+        seed: seed of the perturbations, the training moves and their sensing noise.
+        schedule_range: ρ, the log-range of the deceleration scale (the image's schedule_range).
+        decimation: control ticks per policy decision (the image's policy_decimation).
+        hidden: units of the policy's one tanh hidden layer.
+        pairs: antithetic perturbation pairs per generation.
+        moves: moves every perturbed policy runs per generation.
+        sigma: perturbation std on the weights.
+        learning_rate: Adam step size on the weights.
         episode_s: length of a training move (s); validation moves last 1 s.
-        hyperparameters: PPO keyword arguments over the defaults below.
+        validation_moves: moves that choose the best policy.
+        validate_every: generations between two validations.
     """
 
     profile: str = "mm_v3"
     load: str = "pendulum"
     objective: str = "speed"
-    ticks: int = 2_000_000
+    generations: int = 60
     seed: int = 0
-    schedule_range: float = 0.5
-    decimation: int = 5
-    envs: int = 64
+    schedule_range: float = 0.7
+    decimation: int = 2
+    hidden: int = 16
+    pairs: int = 16
+    moves: int = 32
+    sigma: float = 0.1
+    learning_rate: float = 0.02
+    episode_s: float = 0.5
     validation_moves: int = 30
-    eval_every_ticks: int = 200_000
-    episode_s: float = 1.0
-    hyperparameters: dict[str, object] = field(default_factory=dict)
+    validate_every: int = 5
+
+    def __post_init__(self) -> None:
+        if min(self.generations, self.hidden, self.pairs, self.moves, self.validate_every, self.decimation) < 1:
+            msg = f"generations, hidden, pairs, moves, validate_every and decimation must be >= 1: {self}"
+            raise TrainingError(msg)
+        if not (self.sigma > 0.0 and self.learning_rate > 0.0 and self.episode_s > 0.0):
+            msg = f"sigma, learning_rate and episode_s must be > 0: {self}"
+            raise TrainingError(msg)
 
 
-PPO_DEFAULTS: dict[str, object] = {
-    "n_steps": 64,
-    "batch_size": 1024,
-    "n_epochs": 5,
-    "gamma": 0.99,
-    "gae_lambda": 0.95,
-    "learning_rate": 3e-4,
-    "clip_range": 0.2,
-    "ent_coef": 0.0,
-    "policy_kwargs": {"net_arch": [48, 48], "activation_fn": torch.nn.Tanh, "log_std_init": -1.0},
-}
-"""[48, 48] tanh: the int16x8 export of that actor fits the firmware's 12 KB model budget (docs/learning.md)."""
+UNBOUNDED_GENERATIONS = 1_000_000
+"""A generation budget for runs bounded by wall time or a cancel instead."""
+
+
+def ticks_per_generation(config: ScheduleConfig) -> int:
+    """Control ticks of experience one generation collects (every perturbed policy on every training move)."""
+    return 2 * config.pairs * config.moves * round(config.episode_s * load_profile(config.profile).control.rate_hz)
+
+
+class MlpPolicy:
+    """The policy's weights as one flat vector, and its forward pass for one or many weight vectors at once.
+
+    Layout: W1 (8 × hidden), b1 (hidden), W2 (hidden × 1), b2 (1); a = tanh(W2ᵀ tanh(W1ᵀ o + b1) + b2).
+    """
+
+    def __init__(self, hidden: int) -> None:
+        """A layout with `hidden` tanh units."""
+        self.hidden = hidden
+        self._shapes = ((OBS_DIM, hidden), (hidden,), (hidden, 1), (1,))
+        self.size = sum(math.prod(shape) for shape in self._shapes)
+
+    def initial(self, rng: np.random.Generator) -> Weights:
+        """Random hidden layer, zero output layer: every observation maps to a = 0, the classical controller."""
+        weights = np.zeros(self.size)
+        hidden_part = OBS_DIM * self.hidden + self.hidden
+        weights[:hidden_part] = rng.standard_normal(hidden_part) * 0.5
+        return weights
+
+    def _unpack(self, weights: NDArray[np.float64]) -> list[NDArray[np.float64]]:
+        parts, start = [], 0
+        for shape in self._shapes:
+            size = math.prod(shape)
+            parts.append(weights[:, start : start + size].reshape((len(weights), *shape)))
+            start += size
+        return parts
+
+    def actions(self, weights: NDArray[np.float64], observations: NDArray[np.float32]) -> NDArray[np.float64]:
+        """Actions (P × M) of P weight vectors (P × size), each on its own M observations (P × M × 8)."""
+        w1, b1, w2, b2 = self._unpack(weights)
+        hidden = np.tanh(np.einsum("pmi,pih->pmh", observations, w1) + b1[:, None, :])
+        return np.tanh(np.einsum("pmh,pho->pmo", hidden, w2)[..., 0] + b2)
+
+    def function(self, weights: Weights) -> Callable[[NDArray[np.float32]], NDArray[np.float64]]:
+        """The policy of one weight vector, for a batch of observations (copies × 8)."""
+        return lambda observations: self.actions(weights[None], observations[None])[0]
+
+    def actor(self, weights: Weights) -> ActorSpec:
+        """The exporter's view of one weight vector: tanh hidden layer, linear output, tanh squash."""
+        w1, b1, w2, b2 = (part[0] for part in self._unpack(weights[None]))
+        return ActorSpec(
+            (
+                DenseLayer(w1.astype(np.float32), b1.astype(np.float32), "tanh"),
+                DenseLayer(w2.astype(np.float32), b2.astype(np.float32), "linear"),
+            ),
+            squash="tanh",
+            algorithm="es",
+        )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A validation during training.
+
+    Attributes:
+        generation: generations done.
+        ticks: control ticks of experience so far.
+        elapsed_s: wall time since the run started (s).
+        evaluation: the present policy on the validation moves.
+        best_return: the best validation mean return so far (the classical start's at first).
+        start: the classical controller on the same validation moves.
+        tick_s: the control period (s).
+    """
+
+    generation: int
+    ticks: int
+    elapsed_s: float
+    evaluation: Evaluation
+    best_return: float
+    start: Evaluation
+    tick_s: float
+
+    @property
+    def mean_reward_per_tick(self) -> float:
+        """The present policy's mean validation reward per control tick."""
+        return self.evaluation.mean_return / (self.evaluation.moves[0].duration_s / self.tick_s)
 
 
 @dataclass(frozen=True)
@@ -92,19 +190,21 @@ class ScheduleResult:
 
     Attributes:
         config: the run's configuration.
-        model: the PPO model with the best validated policy's weights.
-        residual: base law, bound and decimation the policy was trained with.
+        policy: the policy's layout.
+        weights: the best validated weights (the zero-output start when nothing beat the classical controller).
+        schedule: base law, range and decimation the policy was trained with.
         classical: the classical controllers on the validation moves.
         best: the best policy's validation, or None when no policy beat the classical start.
         curve: (ticks, validation mean return) after each validation, starting with the classical start at 0.
-        ticks: experience used. wall_s: wall time of the run (s). ticks_per_s: experience per wall second.
+        ticks: experience used. wall_s: wall time of the run (s).
         beat_after_s: wall time (s, setup included) at the first validation that beat the classical start; None
             if none did.
     """
 
     config: ScheduleConfig
-    model: PPO
-    residual: Schedule
+    policy: MlpPolicy
+    weights: Weights
+    schedule: Schedule
     classical: Classical
     best: Evaluation | None
     curve: list[tuple[int, float]]
@@ -118,69 +218,99 @@ class ScheduleResult:
         return self.ticks / self.wall_s
 
 
-def policy_function(model: PPO) -> Callable[[NDArray[np.float32]], NDArray[np.float64]]:
-    """The deterministic residual of `model` for a batch of observations."""
+class _Adam:
+    """Adam on a flat weight vector (ascending the ES gradient estimate)."""
 
-    def residual(observation: NDArray[np.float32]) -> NDArray[np.float64]:
-        action, _ = model.predict(observation, deterministic=True)
-        return np.asarray(action, dtype=np.float64).reshape(len(observation))
+    def __init__(self, size: int, learning_rate: float) -> None:
+        self._m, self._v, self._t, self._lr = np.zeros(size), np.zeros(size), 0, learning_rate
 
-    return residual
+    def step(self, gradient: Weights) -> Weights:
+        self._t += 1
+        self._m = 0.9 * self._m + 0.1 * gradient
+        self._v = 0.999 * self._v + 0.001 * gradient**2
+        m_hat, v_hat = self._m / (1 - 0.9**self._t), self._v / (1 - 0.999**self._t)
+        return self._lr * m_hat / (np.sqrt(v_hat) + 1e-8)
+
+
+def _centred_ranks(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    ranks = np.empty(len(values))
+    ranks[np.argsort(values)] = np.arange(len(values))
+    return ranks / (len(values) - 1) - 0.5
 
 
 def train_schedule(
-    config: ScheduleConfig, *, on_validation: Callable[[int, Evaluation], None] | None = None
+    config: ScheduleConfig,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
 ) -> ScheduleResult:
-    """Train a residual policy on the batched twin and keep the best validated one."""
-    if config.ticks <= 0 or config.envs < 1:
-        msg = f"ticks ({config.ticks}) and envs ({config.envs}) must be positive"
-        raise TrainingError(msg)
+    """Train a scheduling policy on the batched twin and keep the best validated one."""
     started = time.perf_counter()
     profile = load_profile(config.profile)
-    moves = seeded_moves(config.validation_moves, seed=VALIDATION_SEED)
-    base = classical(profile, config.load, config.objective, moves)
-    residual = Schedule(base.gains, config.schedule_range, config.decimation)
-    twin = BatchTwin(profile, config.load, config.envs, objective=config.objective, seed=config.seed)
-    env = ScheduleVecEnv(twin, residual, episode_s=config.episode_s, seed=config.seed)
-    torch.manual_seed(config.seed)
-    # One intra-op thread: on 2 shared cores a second one makes small-MLP steps ~1000x slower (docs/learning.md).
-    torch.set_num_threads(1)
-    hyperparameters = {**PPO_DEFAULTS, **config.hyperparameters}
-    model = PPO("MlpPolicy", env, seed=config.seed, device="cpu", verbose=0, **hyperparameters)  # type: ignore[arg-type]
-    action_net = cast(torch.nn.Linear, model.policy.action_net)
-    with torch.no_grad():  # the untrained policy adds nothing: it is the classical controller
-        action_net.weight.zero_()
-        action_net.bias.zero_()
-    validation = BatchTwin(profile, config.load, len(moves), objective=config.objective, seed=VALIDATION_SEED)
-    start_return = base.ptos.mean_return if base.law == "ptos" else base.pid.mean_return
-    curve = [(0, start_return)]
-    best: Evaluation | None = None
-    beat_after_s: float | None = None
-    best_return = start_return
-    best_weights = copy.deepcopy(model.policy.state_dict())
-    decision_ticks = config.decimation
-    chunk = max(1, config.eval_every_ticks // decision_ticks)
-    while model.num_timesteps * decision_ticks < config.ticks:
-        model.learn(total_timesteps=chunk, reset_num_timesteps=False)
-        evaluation = evaluate_batch(validation, residual, moves, policy_function(model))
-        ticks = model.num_timesteps * decision_ticks
+    validation = seeded_moves(config.validation_moves, seed=VALIDATION_SEED)
+    base = classical(profile, config.load, config.objective, validation)
+    if base.gains.decel_rad_s2 <= 0.0:
+        msg = f"the classical controller of {config.objective!r} here is the PID; a schedule needs PTOS to scale"
+        raise TrainingError(msg)
+    schedule = Schedule(base.gains, config.schedule_range, config.decimation)
+    rng = np.random.default_rng(config.seed)
+    policy = MlpPolicy(config.hidden)
+    weights = policy.initial(rng)
+    best_weights = weights.copy()
+    adam = _Adam(policy.size, config.learning_rate)
+    population = 2 * config.pairs
+    twin = BatchTwin(profile, config.load, population * config.moves, objective=config.objective)
+    validation_twin = BatchTwin(profile, config.load, len(validation), objective=config.objective)
+    episode_ticks = round(config.episode_s / profile.dt_s)
+    start_return = (base.ptos if base.law == "ptos" else base.pid).mean_return
+    curve, best, best_return, beat_after_s, ticks = [(0, start_return)], None, start_return, None, 0
+    for generation in range(1, config.generations + 1):
+        if should_cancel is not None and should_cancel():
+            break
+        noise = rng.standard_normal((config.pairs, policy.size))
+        candidates = np.concatenate([weights + config.sigma * noise, weights - config.sigma * noise])
+        starts, targets = random_moves(rng, config.moves)
+
+        def act(observations: NDArray[np.float32], candidates: Weights = candidates) -> NDArray[np.float64]:
+            shaped = observations.reshape(population, config.moves, OBS_DIM)
+            return policy.actions(candidates, shaped).reshape(-1)
+
+        run = rollout(
+            twin,
+            schedule,
+            np.tile(starts, population),
+            np.tile(targets, population),
+            episode_ticks,
+            policy=act,
+            seed=int(rng.integers(2**31)),
+        )
+        ticks += episode_ticks * twin.copies
+        ranks = _centred_ranks(run.returns.reshape(population, config.moves).mean(axis=1))
+        gradient = ((ranks[: config.pairs] - ranks[config.pairs :])[:, None] * noise).sum(axis=0)
+        weights = weights + adam.step(gradient / (config.pairs * config.sigma))
+        if generation % config.validate_every and generation != config.generations:
+            continue
+        evaluation = evaluate_batch(
+            validation_twin, schedule, validation, policy.function(weights), seed=VALIDATION_SEED
+        )
         curve.append((ticks, evaluation.mean_return))
-        if on_validation is not None:
-            on_validation(ticks, evaluation)
         if math.isfinite(evaluation.mean_return) and evaluation.mean_return > best_return:
             if best is None:
                 beat_after_s = time.perf_counter() - started
-            best, best_return = evaluation, evaluation.mean_return
-            best_weights = copy.deepcopy(model.policy.state_dict())
-    model.policy.load_state_dict(best_weights)
+            best, best_return, best_weights = evaluation, evaluation.mean_return, weights.copy()
+        if on_progress is not None:
+            start = base.ptos if base.law == "ptos" else base.pid
+            elapsed_s = time.perf_counter() - started
+            on_progress(Progress(generation, ticks, elapsed_s, evaluation, best_return, start, profile.dt_s))
     return ScheduleResult(
         config,
-        model,
-        residual,
+        policy,
+        best_weights,
+        schedule,
         base,
         best,
         curve,
-        model.num_timesteps * decision_ticks,
+        ticks,
         time.perf_counter() - started,
         beat_after_s,
     )
@@ -194,36 +324,146 @@ def export_schedule(
     name: str = "policy",
     metrics: Mapping[str, float] | None = None,
 ) -> ExportResult:
-    """Export the best residual policy of `result` as a residual image (`export.export_policy`, every check).
+    """Export the best policy of `result` as a schedule image (`export.export_policy`, every check).
 
     Calibration and held-out observations are what the float policy decided on in the batched twin on disjoint
-    seeded moves; check (c) runs float and quantised residuals on the servo's base law on a third set.
+    seeded moves; check (c) runs the float and the quantised policy on the servo's base law on a third set.
     """
     config = result.config
-    actor = actor_from_sb3(result.model)
+    actor = result.policy.actor(result.weights)
     profile = load_profile(config.profile)
 
-    def twin(copies: int, seed: int) -> BatchTwin:
-        return BatchTwin(profile, config.load, copies, objective=config.objective, seed=seed)
+    def twin(copies: int) -> BatchTwin:
+        return BatchTwin(profile, config.load, copies, objective=config.objective)
 
     def decided_on(seed: int) -> NDArray[np.float32]:
         observations: list[NDArray[np.float32]] = []
         moves = seeded_moves(EXPORT_MOVES, seed=seed)
-        evaluate_batch(twin(len(moves), seed), result.residual, moves, actor, record=observations)
+        evaluate_batch(twin(len(moves)), result.schedule, moves, actor, seed=seed, record=observations)
         return np.concatenate(observations)
 
     check_moves = seeded_moves(EXPORT_MOVES, seed=CHECK_SEED)
     return export_policy(
         actor,
-        scales=twin(1, 0).scales,
+        scales=twin(1).scales,
         representative_obs=decided_on(CALIBRATION_SEED),
         held_out_obs=decided_on(HELD_OUT_SEED),
-        closed_loop_setup=ScheduleClosedLoop(lambda: twin(len(check_moves), CHECK_SEED), check_moves),
+        closed_loop_setup=ScheduleClosedLoop(lambda: twin(len(check_moves)), check_moves),
         private_key=private_key,
         out_dir=out_dir,
         name=name,
         objective=config.objective,
         training_steps=result.ticks,
         metrics=metrics,
-        residual=result.residual,
+        schedule=result.schedule,
     )
+
+
+EVALUATION_SEED = 1_000_000
+"""Seed of the moves every controller is compared on after training (the trainer's evaluation moves)."""
+
+
+OBJECTIVE_METRICS: dict[str, tuple[str, bool]] = {
+    "speed": ("mean_settling_time_s", True),
+    "energy": ("mean_energy_j", True),
+    "accuracy": ("mean_rms_error_rad", True),
+}
+"""Each named objective's own metric and whether lower is better; others compare the objective's return."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Every controller on the same evaluation moves: `summarize` metrics per row.
+
+    Attributes:
+        rows: "pid", "ptos", "policy" (the quantised policy as the servo runs it, TFLite Micro) and "bound"
+            (the time-optimal bound), each `trainer.summarize` of its evaluation.
+    """
+
+    rows: dict[str, dict[str, float]]
+
+    def verdict(self, objective: str) -> str:
+        """One line: the policy against the better classical law and the PID on the objective's own metric."""
+        metric, lower = OBJECTIVE_METRICS.get(objective, ("mean_return", False))
+        policy = self.rows["policy"][metric]
+        parts = []
+        for row in ("ptos", "pid", "bound"):
+            other = self.rows[row][metric]
+            change = 100.0 * (other - policy) / abs(other) if lower else 100.0 * (policy - other) / abs(other)
+            parts.append(f"{row.upper()} {other:.4g} ({change:+.1f} %)")
+        return f"{metric} {policy:.4g} vs " + ", ".join(parts) + " (+: the policy is better)"
+
+    def flat(self) -> dict[str, float]:
+        """The policy's metrics by name, the others prefixed with their row ("pid_mean_settling_time_s", ...)."""
+        flat = {name: value for name, value in self.rows["policy"].items() if math.isfinite(value)}
+        for row in ("pid", "ptos", "bound"):
+            flat |= {f"{row}_{name}": value for name, value in self.rows[row].items() if math.isfinite(value)}
+        return flat
+
+
+def compare(result: ScheduleResult, model: bytes, moves: int) -> Comparison:
+    """PID, PTOS, the exported policy under TFLite Micro and the bound on `moves` seeded evaluation moves."""
+    config = result.config
+    profile = load_profile(config.profile)
+    evaluation_moves = seeded_moves(moves, seed=EVALUATION_SEED)
+
+    def on_twin(schedule: Schedule, policy: TflmPolicy | None = None) -> dict[str, float]:
+        twin = BatchTwin(profile, config.load, moves, objective=config.objective)
+        return summarize(evaluate_batch(twin, schedule, evaluation_moves, policy, seed=EVALUATION_SEED))
+
+    laws = {law: tuned_gains(profile, config.load, config.objective, law=law) for law in LAWS}
+    env = ServoEnv(profile, load=config.load, objective=config.objective)
+    bound = TimeOptimalController(tuned_gains(profile, config.load, "speed"))
+    return Comparison(
+        {
+            "pid": on_twin(Schedule(laws["pid"], 0.0, 1)),
+            "ptos": on_twin(Schedule(laws["ptos"], 0.0, 1)),
+            "policy": on_twin(result.schedule, TflmPolicy(model)),
+            "bound": summarize(evaluate(env, bound, evaluation_moves, seed=EVALUATION_SEED)),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Published:
+    """A trained, exported, checked and registered scheduling policy.
+
+    Attributes:
+        result: the training run.
+        export: the accepted export (image, metadata, files).
+        entry: its registry entry.
+        comparison: every controller on the evaluation moves.
+    """
+
+    result: ScheduleResult
+    export: ExportResult
+    entry: RegistryEntry
+    comparison: Comparison
+
+
+def publish(
+    result: ScheduleResult,
+    *,
+    private_key: ec.EllipticCurvePrivateKey,
+    out_dir: Path,
+    registry: Registry,
+    evaluation_moves: int = 20,
+) -> Published:
+    """After `train_schedule`: the best validated policy → export with every check → compare → register.
+
+    The learner node, `mm train` and the bench all go through this one function.
+
+    Raises:
+        PolicyRejected: the export refused the policy (nothing is registered).
+    """
+    export = export_schedule(result, private_key=private_key, out_dir=out_dir)
+    comparison = compare(result, export.paths["tflite"].read_bytes(), evaluation_moves)
+    metadata = dict(export.metadata) | {
+        "quantized_metrics": comparison.flat(),
+        "comparison": comparison.rows,
+        "classical_law": result.classical.law,
+        "validation_curve": result.curve,
+        "training_wall_s": result.wall_s,
+    }
+    entry = registry.add(export.image, metadata)
+    return Published(result, export, entry, comparison)

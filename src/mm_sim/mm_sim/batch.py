@@ -88,6 +88,7 @@ class BatchTwin:
         self.position_rad = zeros.astype(_F32)
         self.current_a = zeros.copy()
         self.command = zeros.copy()
+        self.previous_command = zeros.copy()
         self.ticks = 0
 
     @property
@@ -109,6 +110,7 @@ class BatchTwin:
         first = np.floor(self.plant.angle_rad * self._counts_per_rad) % COUNTS_PER_REV
         self._encoder = MultiTurnEncoder(first.astype(np.int64), np.floor(start_rad / (2.0 * math.pi)).astype(np.int64))
         self.command = np.zeros(self.copies)
+        self.previous_command = np.zeros(self.copies)
         self.ticks = 0
         self._read()
         self._observer.reset(self.position_rad)
@@ -131,19 +133,24 @@ class BatchTwin:
         `command` is the normalised current (clipped to [-1, 1]) applied from the next period on.
         """
         self.plant.advance(self.command * self.current_limit_a)
+        self.previous_command = self.command
         self.command = np.clip(command, -1.0, 1.0)
         self.ticks += 1
         self._read()
         self._observer.advance(self.position_rad)
 
-    def rewards(self, action: Array, previous_action: Array) -> dict[str, Array]:
-        """The objective's weighted reward terms of the last tick (`action`: the actions the servo reports)."""
+    def rewards(self) -> dict[str, Array]:
+        """The objective's weighted reward terms of the last tick.
+
+        As in `ServoEnv`, the action terms (smooth) see the normalised current commands: the one `tick` took
+        and the one before it.
+        """
         return reward_terms(
             self.weights,
             error_rad=np.abs(self.target_rad - self.position_rad),
             power_w=self.plant.power_w,
-            action=action,
-            previous_action=previous_action,
+            action=self.command,
+            previous_action=self.previous_command,
             dt_s=self.dt_s,
             tolerance_rad=self.tolerance_rad,
         )
@@ -267,16 +274,14 @@ def rollout(
     observation = twin.reset(start_rad, target_rad)
     columns = np.zeros((4, ticks, twin.copies))
     returns = np.zeros(twin.copies)
-    action = previous = np.zeros(twin.copies)
+    action = np.zeros(twin.copies)
     for tick in range(ticks):
         if tick % schedule.decimation == 0 and policy is not None:
             if record is not None:
                 record.append(observation)
-            decided = np.clip(np.asarray(policy(observation), dtype=np.float64), -1.0, 1.0)
-            previous, action = action, decided.reshape(twin.copies)
+            action = np.clip(np.asarray(policy(observation), dtype=np.float64), -1.0, 1.0).reshape(twin.copies)
         twin.tick(driver.command(action))
-        returns += sum(twin.rewards(action, previous).values())
-        previous = action
+        returns += sum(twin.rewards().values())
         observation = twin.observe(action)
         columns[:, tick] = twin.position_rad, twin.current_a, twin.plant.power_w, twin.command
     return Rollout(returns, *columns)
