@@ -46,6 +46,7 @@ def header(
     policy_decimation: int = 0,
     residual_limit: float = 0.0,
     base_gains: tuple[float, ...] = (0.0,) * 6,
+    policy_version: int = 0,
 ) -> bytes:
     """The 80-byte header for model; keyword arguments forge individual fields."""
     crc = zlib.crc32(model) if model_crc32 is None else model_crc32
@@ -63,7 +64,7 @@ def header(
         crc,
         residual_limit,
         *base_gains,
-        0,
+        policy_version,
         0,
     )
 

@@ -89,6 +89,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "mm_core_policy_ack": (None, [ctypes.c_void_p, p(cs.PolicyAck)]),
         "mm_core_policy_truncated_ack": (ctypes.c_bool, [ctypes.c_void_p, p(cs.PolicyAck)]),
         "mm_core_policy_active": (ctypes.c_bool, [ctypes.c_void_p, p(cs.PolicyHeader)]),
+        "mm_core_policy_version_floor": (ctypes.c_uint32, [ctypes.c_void_p]),
         "mm_core_pop_batch": (ctypes.c_uint8, [ctypes.c_void_p, p(cs.Batch), ctypes.c_uint8]),
         "mm_core_get_tuning": (None, [ctypes.c_void_p, p(cs.Tuning)]),
         "mm_core_gain_limits": (None, [ctypes.c_void_p, p(cs.PidGains)]),
@@ -520,6 +521,10 @@ class ServoCore:
         """The active policy's header, or None."""
         header = cs.PolicyHeader()
         return header if self._lib.mm_core_policy_active(self._ptr, ctypes.byref(header)) else None
+
+    def policy_version_floor(self) -> int:
+        """Anti-rollback floor: the highest policy_version accepted (what the ESP32 keeps in NVS)."""
+        return int(self._lib.mm_core_policy_version_floor(self._ptr))
 
     def tuning(self) -> cs.Tuning:
         """The PID gains and current limit in effect."""
