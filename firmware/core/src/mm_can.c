@@ -227,15 +227,26 @@ void mm_can_tick(mm_can_t *can, float dt_s)
     (void)mm_isotp_rx_tick(&can->isotp, dt_s);
 }
 
+/* A reading saturated to a signal's physical range before its integer encoding: a sensor can report NaN or a
+ * value beyond the range, and converting such a float to the signal's integer type is undefined behaviour
+ * (found by firmware/tools/fuzz.sh). NaN reads 0. */
+static float saturate(float value, float lo, float hi)
+{
+    if (isnan(value)) {
+        return 0.0f;
+    }
+    return fminf(fmaxf(value, lo), hi);
+}
+
 uint8_t mm_can_state_frames(const mm_can_t *can, const mm_core_t *core, mm_can_frame_t tx[3])
 {
     mm_state_t s;
     mm_core_get_state(core, &s);
     const struct mm_servo_state_motion_t motion = {.position = s.position_rad, .velocity = s.velocity_rad_s};
     const struct mm_servo_state_electrical_t electrical = {
-        .current = mm_servo_state_electrical_current_encode(s.current_a),
-        .current_cmd = mm_servo_state_electrical_current_cmd_encode(s.current_cmd_a),
-        .bus_voltage = mm_servo_state_electrical_bus_voltage_encode(fmaxf(s.bus_voltage_v, 0.0f)),
+        .current = mm_servo_state_electrical_current_encode(saturate(s.current_a, -32.768f, 32.767f)),
+        .current_cmd = mm_servo_state_electrical_current_cmd_encode(saturate(s.current_cmd_a, -32.768f, 32.767f)),
+        .bus_voltage = mm_servo_state_electrical_bus_voltage_encode(saturate(s.bus_voltage_v, 0.0f, 655.35f)),
         .temperature = (int8_t)fminf(fmaxf(s.temperature_c, -128.0f), 127.0f),
         .mode = s.mode,
     };
