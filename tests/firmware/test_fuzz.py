@@ -5,7 +5,8 @@ The images come from here, signed deterministically (RFC 6979, low-S) with a fix
 reproducible from its seed: genuine ones (good_*, versions 0..3, one residual) and ones the servo must always
 refuse although most carry a valid signature (bad fields under the signature, another key, a high-S twin, a lying
 model CRC). The harness mutates and replays them whole and in chunks, then drives the CAN endpoint with random and
-hostile frames and ISO-TP sequences; see the file's header for the oracles. The counts land in the summary.
+hostile frames and ISO-TP sequences, half of the time with authenticated commands on (only its own tagged frames
+may pass); see the file's header for the oracles. The counts land in the summary.
 """
 
 from __future__ import annotations
@@ -85,9 +86,12 @@ def test_fuzzed_images_chunks_and_can_frames_never_break_the_core(
     c = _counts(result.stdout)
     report(f"fuzz (seed {SEED}): " + " ".join(line.strip() for line in result.stdout.splitlines()))
     assert (c["image_cases"], c["can_frames"]) == (IMAGE_CASES, CAN_FRAMES)
-    for oracle in ("wrong_accepts", "last_good_lost", "false_refusals", "floor_violations", "current_violations"):
+    oracles = ("wrong_accepts", "last_good_lost", "false_refusals", "floor_violations", "current_violations")
+    for oracle in (*oracles, "auth_violations"):
         assert c[oracle] == 0, output[-6000:]
     # The run exercised what it claims: accepts, refusals (rollbacks among them), clean deliveries, transfers.
     assert c["accepted"] > 0 and c["refused"] > 0 and c["rollbacks"] > 0
     assert c["false_refusal_checks"] > 0 and c["isotp_transfers"] > 0
     assert c["max_abs_current_a"] <= c["limit_a"]
+    # Authenticated commands (half the CAN campaign): exactly the harness's own tagged frames got through.
+    assert c["auth_sent"] > 0 and c["auth_accepted"] == c["auth_sent"] and c["auth_refused"] > 0

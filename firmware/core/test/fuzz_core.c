@@ -18,7 +18,9 @@
  *  - last good policy: after a refusal the active policy id and header are unchanged;
  *  - false refusal: a good image delivered cleanly with version >= floor was refused;
  *  - current: every step's command is finite and |current_cmd_a| <= the configured hard limit (0 when outputs are
- *    off).
+ *    off);
+ *  - authentication (half of campaign B runs with a fleet key): exactly the harness's own tagged frames are
+ *    accepted, random COMMAND_AUTH frames never, and the freshness counter is the last one it used.
  * Any violation prints a line and makes the exit status 1; the sanitizers abort on their first report.
  */
 #include <math.h>
@@ -50,8 +52,9 @@ static uint64_t g_rng;
 
 static struct {
     unsigned long image_cases, loads, chunked, chunks_fed, accepted, refused, rollbacks, false_refusal_checks;
-    unsigned long can_frames, isotp_transfers, steps, commits, reboots;
+    unsigned long can_frames, isotp_transfers, steps, commits, reboots, auth_sent, auth_accepted, auth_refused;
     unsigned long wrong_accepts, kept_violations, false_refusals, current_violations, floor_violations;
+    unsigned long auth_violations;
     float max_abs_current;
 } g;
 
@@ -549,6 +552,7 @@ static void isotp_transfer(const image_t *img, bool corrupt)
 static uint32_t frame_id(void)
 {
     static const uint32_t types[] = {MM_SERVO_EXPLORATION_FRAME_ID, MM_SERVO_FAULT_FRAME_ID,
+                                     MM_SERVO_COMMAND_AUTH_FRAME_ID, MM_SERVO_COMMAND_AUTH_FRAME_ID,
                                      MM_SERVO_HEARTBEAT_FRAME_ID, MM_SERVO_COMMAND_FRAME_ID,
                                      MM_SERVO_STATE_MOTION_FRAME_ID, MM_SERVO_STATE_ELECTRICAL_FRAME_ID,
                                      MM_SERVO_STATE_STATUS_FRAME_ID, MM_SERVO_REGISTER_REQUEST_FRAME_ID,
@@ -589,13 +593,76 @@ static void random_frame(void)
     receive(&f);
 }
 
-static void can_campaign(unsigned long frames)
+/* Authenticated commands (half of the campaign): a fleet key; the harness alone can make valid tags. */
+static const uint8_t k_fleet_key[MM_CAN_AUTH_KEY_BYTES] = {0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6,
+                                                           0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f, 0x3c};
+static bool g_auth_on;
+static uint32_t g_freshness;
+static unsigned long g_auth_sent_now;
+
+static void can_reset(void)
 {
-    boot(0u);
     if (!mm_can_init(&g_can, DEVICE_ID, (uint8_t)rnd(4), 0u, 0.05f)) {
         fprintf(stderr, "mm_can_init failed\n");
         exit(2);
     }
+    g_auth_on = rnd(2) == 0u;
+    if (g_auth_on) {
+        mm_can_auth_enable(&g_can, k_fleet_key, g_freshness);
+    }
+    g_auth_sent_now = 0;
+}
+
+/* Oracle: with authentication on, exactly the harness's own tagged frames are accepted (random tags never). */
+static void check_auth(void)
+{
+    if (!g_auth_on) {
+        return;
+    }
+    uint32_t accepted, refused, freshness;
+    mm_can_auth_stats(&g_can, &accepted, &refused, &freshness);
+    if (accepted != g_auth_sent_now || freshness != g_freshness) {
+        g.auth_violations++;
+        fprintf(stderr, "AUTH: accepted %u of %lu sent, freshness %u (expected %u)\n", accepted, g_auth_sent_now,
+                freshness, g_freshness);
+        g_auth_sent_now = accepted;
+    }
+}
+
+static void auth_totals(void)
+{
+    if (g_auth_on) {
+        uint32_t accepted, refused, freshness;
+        mm_can_auth_stats(&g_can, &accepted, &refused, &freshness);
+        g.auth_accepted += accepted;
+        g.auth_refused += refused;
+    }
+}
+
+static void send_authenticated_command(void)
+{
+    mm_can_frame_t f = {.id = MM_SERVO_COMMAND_FRAME_ID | DEVICE_ID, .dlc = 8};
+    const struct mm_servo_command_t c = {.mode = (uint8_t)rnd(6), .clear_faults = 1u,
+                                         .target = ((float)rnd(200) - 100.0f) * 0.02f};
+    (void)mm_servo_command_pack(f.data, &c, sizeof f.data);
+    mm_can_frame_t a = {.id = MM_SERVO_COMMAND_AUTH_FRAME_ID | DEVICE_ID, .dlc = 8};
+    const uint32_t fresh = g_freshness + 1u + rnd(3);
+    put_le32(a.data, fresh);
+    if (!mm_can_auth_tag(k_fleet_key, &f, fresh, a.data + 4)) {
+        g.auth_violations++;
+        return;
+    }
+    receive(&f);
+    receive(&a);
+    g_freshness = fresh;
+    g_auth_sent_now++;
+    g.auth_sent++;
+}
+
+static void can_campaign(unsigned long frames)
+{
+    boot(0u);
+    can_reset();
     unsigned long next_transfer = 0;
     while (g.can_frames < frames) {
         if (g.can_frames >= next_transfer) {
@@ -604,9 +671,17 @@ static void can_campaign(unsigned long frames)
             next_transfer = g.can_frames + 2000u + rnd(4000);
             if (rnd(10) == 0u) {
                 boot(rnd(2) ? 0u : mm_core_policy_version_floor(g_core));
+                auth_totals();
+                can_reset();
             }
         }
         random_frame();
+        if (g_auth_on && rnd(500) == 0u) {
+            send_authenticated_command();
+        }
+        if ((g.can_frames & 1023u) == 0u) {
+            check_auth();
+        }
         if ((g.can_frames & 3u) == 0u) {
             step(rnd(4) == 0u);
             mm_can_tick(&g_can, 0.001f);
@@ -616,6 +691,8 @@ static void can_campaign(unsigned long frames)
             (void)mm_can_truncated_ack_frame(&g_can, g_core, tx);
         }
     }
+    check_auth();
+    auth_totals();
 }
 
 /* ---- main ---- */
@@ -684,11 +761,14 @@ int main(int argc, char **argv)
     printf("can_frames=%lu isotp_transfers=%lu steps=%lu reboots=%lu max_abs_current_a=%.3f limit_a=%.3f\n",
            g.can_frames, g.isotp_transfers, g.steps, g.reboots, (double)g.max_abs_current,
            (double)g_cfg.current_limit_a);
-    printf("wrong_accepts=%lu last_good_lost=%lu false_refusals=%lu floor_violations=%lu current_violations=%lu\n",
-           g.wrong_accepts, g.kept_violations, g.false_refusals, g.floor_violations, g.current_violations);
+    printf("auth_sent=%lu auth_accepted=%lu auth_refused=%lu\n", g.auth_sent, g.auth_accepted, g.auth_refused);
+    printf("wrong_accepts=%lu last_good_lost=%lu false_refusals=%lu floor_violations=%lu current_violations=%lu "
+           "auth_violations=%lu\n",
+           g.wrong_accepts, g.kept_violations, g.false_refusals, g.floor_violations, g.current_violations,
+           g.auth_violations);
     for (unsigned i = 0; i < g_image_count; ++i) free(g_images[i].bytes);
     free(g_core);
     const unsigned long bad = g.wrong_accepts + g.kept_violations + g.false_refusals + g.floor_violations +
-                              g.current_violations;
+                              g.current_violations + g.auth_violations;
     return bad == 0u ? 0 : 1;
 }
