@@ -1,7 +1,7 @@
 #!/bin/sh
 # Cross-compile the core for an ESP32-C3-class RISC-V MCU (rv32imc, ilp32) with Debian's gcc-riscv64-unknown-elf
 # and picolibc, to prove it builds freestanding (no OS, no malloc) and to measure its code size.
-# The mbedTLS signature wrapper (src/mm_ecdsa_mbedtls.c) is left out: ESP-IDF supplies mbedTLS on the target.
+# The mbedTLS wrappers (src/mm_ecdsa_mbedtls.c, src/mm_cmac_mbedtls.c) are left out: ESP-IDF supplies mbedTLS on the target.
 # src/mm_binding.c is host-only. Usage: cross_compile_riscv.sh [out_dir]; prints `size` output and undefined symbols.
 set -eu
 core=$(cd "$(dirname "$0")/../core" && pwd)
@@ -16,7 +16,7 @@ flags="-march=rv32imc -mabi=ilp32 --specs=picolibc.specs -std=c11 -Os -ffunction
   -I$core/include -I$core/can/generated"
 for src in "$core"/src/*.c "$core"/can/generated/mm_servo.c; do
   case "$src" in
-    */mm_ecdsa_mbedtls.c|*/mm_binding.c) continue ;;
+    */mm_ecdsa_mbedtls.c|*/mm_cmac_mbedtls.c|*/mm_binding.c) continue ;;
   esac
   # shellcheck disable=SC2086
   "$cc" $flags -c "$src" -o "$out/$(basename "$src" .c).o"

@@ -28,10 +28,20 @@ def public_key_bytes(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
 
 
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
 def sign_raw(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
-    """ECDSA P-256 over SHA-256, raw r || s (32 bytes each, big-endian)."""
+    """ECDSA P-256 over SHA-256, raw r || s (32 bytes each, big-endian), low-S as the firmware requires."""
     r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+    s = min(s, P256_ORDER - s)
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def malleate(signature: bytes) -> bytes:
+    """The other ECDSA encoding of the same signature: (r, n - s)."""
+    s = int.from_bytes(signature[32:], "big")
+    return signature[:32] + (P256_ORDER - s).to_bytes(32, "big")
 
 
 def header(
@@ -46,6 +56,7 @@ def header(
     policy_decimation: int = 0,
     schedule_range: float = 0.0,
     base_gains: tuple[float, ...] = (0.0,) * 6,
+    policy_version: int = 0,
 ) -> bytes:
     """The 80-byte header for model; keyword arguments forge individual fields."""
     crc = zlib.crc32(model) if model_crc32 is None else model_crc32
@@ -63,7 +74,7 @@ def header(
         crc,
         schedule_range,
         *base_gains,
-        0,
+        policy_version,
         0,
     )
 

@@ -48,3 +48,18 @@ def test_sizes_match_the_message_bounds() -> None:
     assert fw.constant("MM_ACK_MAX_MISSING") == int(bound.group(1))
     # A PolicyChunk's data must fit the CAN ISO-TP buffer as well (same chunks over both transports).
     assert _constants("PolicyChunk")["MAX_DATA"] + 16 <= fw.constant("MM_ISOTP_MAX_PAYLOAD")
+
+
+def test_ack_reasons_are_mirrored_in_the_driver_and_the_dbc() -> None:
+    """PolicyAck.REASON_* (the C enum is checked above) equal mm_driver's AckReason and the DBC's VAL_ table, so
+    a new reason (ROLLBACK) is never decoded as an unknown value by either transport."""
+    import cantools
+    import mm_firmware_core as fw
+    from fw_support import require
+
+    transport = require("mm_driver.transport")
+    expected = {k.removeprefix("REASON_"): v for k, v in _constants("PolicyAck").items() if k.startswith("REASON_")}
+    assert {m.name: int(m.value) for m in transport.AckReason} == expected
+    db = cantools.database.load_file(fw.dbc_path())
+    choices = db.get_message_by_name("POLICY_ACK").get_signal_by_name("reason").choices
+    assert {str(name): int(value) for value, name in choices.items()} == expected

@@ -23,6 +23,7 @@ ALLOWED = {
     "fminf",
     "fmaxf",
     "mm_ecdsa_p256_verify",
+    "mm_can_auth_tag",
 }
 
 

@@ -160,3 +160,25 @@ def test_signer_must_return_a_raw_64_byte_signature() -> None:
     scales = ObsScales(1.0, 1.0, 1.0, 1.0, 0.001)
     with pytest.raises(PolicyImageError, match="raw 64-byte"):
         pack_image(PolicyHeader(ModelType.INT8, scales, 1024), MODEL, lambda _: b"\x30" * 70)
+
+
+def test_the_policy_version_sits_at_offset_72_and_round_trips() -> None:
+    scales = ObsScales(3.0, 40.0, 25.0, 2.0, 0.004)
+    header = PolicyHeader(ModelType.INT16X8, scales, arena_bytes=3552, policy_version=41)
+    image = pack_image(header, MODEL, lambda _: SIGNATURE)
+    assert struct.unpack_from("<II", image, 72) == (41, 0)
+    assert parse_image(image).header.policy_version == 41
+    # The packing step's version argument (what the registry supplies) wins over the header's.
+    versioned = pack_image(header, MODEL, lambda _: SIGNATURE, version=0xFFFFFFFF)
+    assert parse_image(versioned).header.policy_version == 0xFFFFFFFF
+    assert parse_image(_image()).header.policy_version == 0  # default: unversioned
+    for bad in (-1, 1 << 32):
+        with pytest.raises(PolicyImageError, match="policy_version"):
+            pack_image(header, MODEL, lambda _: SIGNATURE, version=bad)
+
+
+def test_the_version_is_covered_by_the_signature() -> None:
+    signed: list[bytes] = []
+    scales = ObsScales(3.0, 40.0, 25.0, 2.0, 0.004)
+    pack_image(PolicyHeader(ModelType.INT8, scales, 1024), MODEL, lambda d: signed.append(d) or SIGNATURE, version=5)
+    assert signed[0][72:76] == (5).to_bytes(4, "little")

@@ -119,3 +119,59 @@ def test_registry_survives_a_writer_killed_mid_write(tmp_path, pause_at_fsync, e
     registry.clean_incoming()
     assert registry.add(second_image, _metadata("speed", -4.0, "t3")).image() == second_image
     assert len(registry.list()) == 2
+
+
+def _signer(tag: int):
+    """A stand-in signer: a 64-byte signature that depends on the signed bytes (nothing verifies it here)."""
+    return lambda data: hashlib.sha512(bytes([tag]) + data).digest()
+
+
+def test_the_registry_versions_each_new_policy_max_plus_one(tmp_path) -> None:
+    from mm_learning.policy_image import parse_image
+
+    registry = Registry(tmp_path)
+    assert registry.next_version() == 1
+    sign = _signer(1)
+    a = registry.add(_image(b"a" * 40), {**_metadata("speed", 0.0, "t1"), "hashes": {"model_crc32": 7}}, sign=sign)
+    b = registry.add(_image(b"b" * 40), _metadata("speed", 0.0, "t2"), sign=sign)
+    assert (a.policy_version, b.policy_version) == (1, 2)
+    assert a.metadata["policy_version"] == 1 and registry.next_version() == 3
+    # The version is in the signed header, and the stored image is the versioned, re-signed one.
+    parsed = parse_image(b.image())
+    assert parsed.header.policy_version == 2
+    assert parsed.signature == sign(parsed.signed_bytes)
+    assert a.metadata["hashes"] == {"model_crc32": 7, "image_sha256": a.policy_id, "policy_crc32": a.policy_crc32}
+    # The same content again (whatever version it carries) is the existing entry, not a new version.
+    assert registry.add(_image(b"a" * 40), _metadata("speed", 0.0, "t3"), sign=sign) == a
+    assert registry.add(b.image(), _metadata("speed", 0.0, "t3"), sign=sign) == b
+    # An unversioned image stored as it is counts as 0; a versioned import raises the next version.
+    plain = registry.add(_image(b"c" * 40), _metadata("speed", 0.0, "t4"))
+    assert plain.policy_version == 0 and registry.next_version() == 3
+    imported = pack_image(parse_image(_image(b"d" * 40)).header, b"d" * 40, _signer(2), version=10)
+    assert registry.add(imported, _metadata("speed", 0.0, "t5")).policy_version == 10
+    assert registry.add(_image(b"e" * 40), _metadata("speed", 0.0, "t6"), sign=sign).policy_version == 11
+
+
+_VERSIONING_WRITER = """
+import hashlib, sys
+from pathlib import Path
+from mm_learning.policy_image import ModelType, PolicyHeader, pack_image
+from mm_learning.registry import Registry
+from mm_sim.observation import ObsScales
+header = PolicyHeader(ModelType.INT16X8, ObsScales(3.0, 40.0, 25.0, 2.0, 0.004), arena_bytes=3552)
+sign = lambda data: hashlib.sha512(data).digest()
+for k in range(int(sys.argv[3])):
+    model = f"{sys.argv[2]}-{k}".encode() * 8
+    Registry(Path(sys.argv[1])).add(pack_image(header, model, sign), {"created_utc": "t"}, sign=sign)
+"""
+
+
+def test_concurrent_writers_never_share_a_version(tmp_path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    writers = [
+        subprocess.Popen([sys.executable, "-c", _VERSIONING_WRITER, str(tmp_path / "reg"), name, "6"], env=env)
+        for name in ("w1", "w2")
+    ]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0]
+    versions = sorted(e.policy_version for e in Registry(tmp_path / "reg").list())
+    assert versions == list(range(1, 13))

@@ -10,6 +10,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from mm_learning.errors import SignatureError
 from mm_learning.policy_image import ModelType, PolicyHeader, pack_image
 from mm_learning.signing import (
+    HALF_ORDER,
+    P256_ORDER,
     generate_keypair,
     load_private_key,
     load_public_key,
@@ -84,3 +86,25 @@ def test_loading_a_missing_or_wrong_key_says_what_to_do(tmp_path) -> None:
     _, public_path = generate_keypair(tmp_path)
     with pytest.raises(SignatureError, match="cannot load private key"):
         load_private_key(public_path)
+
+
+def _malleate(signature: bytes) -> bytes:
+    s = int.from_bytes(signature[32:], "big")
+    return signature[:32] + (P256_ORDER - s).to_bytes(32, "big")
+
+
+def test_signatures_are_low_s_and_the_malleated_twin_is_refused(keys) -> None:
+    """(r, n - s) is valid ECDSA for the same data; only the low-S form is produced and accepted, so one signed
+    content has one image and one policy id (the servo's id is the CRC of the whole image)."""
+    private, public = keys
+    for k in range(40):  # each signature has a fresh nonce: about half come out high-S before normalising
+        data = bytes([k]) * 33
+        sig = sign(private, data)
+        assert int.from_bytes(sig[32:], "big") <= HALF_ORDER
+        verify(public, data, sig)
+        with pytest.raises(SignatureError, match="high S"):
+            verify(public, data, _malleate(sig))
+    image = _image(private)
+    twin = image[:-64] + _malleate(image[-64:])
+    with pytest.raises(SignatureError, match="high S"):
+        verify_image(public, twin)

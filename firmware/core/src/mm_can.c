@@ -164,6 +164,62 @@ static bool policy_chunk(mm_core_t *core, const uint8_t *msg, uint32_t len)
     return ack_due;
 }
 
+static uint8_t mm_can_dispatch(mm_can_t *can, mm_core_t *core, const mm_can_frame_t *rx, mm_can_frame_t *tx);
+
+void mm_can_auth_enable(mm_can_t *can, const uint8_t key[MM_CAN_AUTH_KEY_BYTES], uint32_t freshness)
+{
+    memset(&can->auth, 0, sizeof can->auth);
+    memcpy(can->auth.key, key, MM_CAN_AUTH_KEY_BYTES);
+    can->auth.freshness = freshness;
+    can->auth.enabled = true;
+}
+
+void mm_can_auth_stats(const mm_can_t *can, uint32_t *accepted, uint32_t *refused, uint32_t *freshness)
+{
+    *accepted = can->auth.accepted;
+    *refused = can->auth.refused;
+    *freshness = can->auth.freshness;
+}
+
+/* The frame types that act on the servo: with authentication on they wait for their COMMAND_AUTH. */
+static bool auth_protected(uint32_t type_id)
+{
+    return type_id == MM_SERVO_COMMAND_FRAME_ID || type_id == MM_SERVO_EXPLORATION_FRAME_ID ||
+           type_id == MM_SERVO_HEARTBEAT_FRAME_ID || type_id == MM_SERVO_REGISTER_REQUEST_FRAME_ID;
+}
+
+/* A COMMAND_AUTH frame: true (and *out = the held frame) when it authenticates the held frame. */
+static bool auth_check(mm_can_t *can, const mm_can_frame_t *rx, mm_can_frame_t *out)
+{
+    mm_can_auth_t *a = &can->auth;
+    const bool held = a->pending;
+    a->pending = false;
+    if (!held || rx->dlc != MM_SERVO_COMMAND_AUTH_LENGTH ||
+        (a->frame.id & MM_CAN_DEVICE_MASK) != (rx->id & MM_CAN_DEVICE_MASK)) {
+        a->refused++;
+        return false;
+    }
+    const uint32_t freshness = (uint32_t)rx->data[0] | ((uint32_t)rx->data[1] << 8) | ((uint32_t)rx->data[2] << 16) |
+                               ((uint32_t)rx->data[3] << 24);
+    uint8_t tag[MM_CAN_AUTH_TAG_BYTES];
+    if (!mm_can_auth_tag(a->key, &a->frame, freshness, tag)) {
+        a->refused++;
+        return false;
+    }
+    uint8_t diff = 0u; /* constant time: no early exit that would time the tag out byte by byte */
+    for (unsigned i = 0; i < MM_CAN_AUTH_TAG_BYTES; ++i) {
+        diff |= (uint8_t)(tag[i] ^ rx->data[4u + i]);
+    }
+    if (diff != 0u || freshness <= a->freshness) {
+        a->refused++;
+        return false;
+    }
+    a->freshness = freshness;
+    a->accepted++;
+    *out = a->frame;
+    return true;
+}
+
 uint8_t mm_can_receive(mm_can_t *can, mm_core_t *core, const mm_can_frame_t *rx, mm_can_frame_t *tx)
 {
     const uint16_t device = (uint16_t)(rx->id & MM_CAN_DEVICE_MASK);
@@ -172,6 +228,32 @@ uint8_t mm_can_receive(mm_can_t *can, mm_core_t *core, const mm_can_frame_t *rx,
     if (device != can->device_id && !broadcast) {
         return 0u;
     }
+    if (can->auth.enabled) {
+        if (auth_protected(type_id)) {
+            if (can->auth.pending) {
+                can->auth.refused++; /* the frame held before never got its tag */
+            }
+            can->auth.frame = *rx;
+            can->auth.frame.dlc = rx->dlc > 8u ? 8u : rx->dlc;
+            can->auth.pending = rx->dlc <= 8u;
+            if (rx->dlc > 8u) {
+                can->auth.refused++;
+            }
+            return 0u;
+        }
+        if (type_id == MM_SERVO_COMMAND_AUTH_FRAME_ID) {
+            mm_can_frame_t frame; /* the held frame, handled as if it had just arrived */
+            return auth_check(can, rx, &frame) ? mm_can_dispatch(can, core, &frame, tx) : 0u;
+        }
+    }
+    return mm_can_dispatch(can, core, rx, tx);
+}
+
+static uint8_t mm_can_dispatch(mm_can_t *can, mm_core_t *core, const mm_can_frame_t *rx, mm_can_frame_t *tx)
+{
+    const uint16_t device = (uint16_t)(rx->id & MM_CAN_DEVICE_MASK);
+    const uint32_t type_id = rx->id & ~(uint32_t)MM_CAN_DEVICE_MASK & 0x1FFFFFFFu;
+    const bool broadcast = device == MM_CAN_BROADCAST;
     switch (type_id) {
     case MM_SERVO_HEARTBEAT_FRAME_ID: {
         struct mm_servo_heartbeat_t hb;
@@ -227,15 +309,26 @@ void mm_can_tick(mm_can_t *can, float dt_s)
     (void)mm_isotp_rx_tick(&can->isotp, dt_s);
 }
 
+/* A reading saturated to a signal's physical range before its integer encoding: a sensor can report NaN or a
+ * value beyond the range, and converting such a float to the signal's integer type is undefined behaviour
+ * (found by firmware/tools/fuzz.sh). NaN reads 0. */
+static float saturate(float value, float lo, float hi)
+{
+    if (isnan(value)) {
+        return 0.0f;
+    }
+    return fminf(fmaxf(value, lo), hi);
+}
+
 uint8_t mm_can_state_frames(const mm_can_t *can, const mm_core_t *core, mm_can_frame_t tx[3])
 {
     mm_state_t s;
     mm_core_get_state(core, &s);
     const struct mm_servo_state_motion_t motion = {.position = s.position_rad, .velocity = s.velocity_rad_s};
     const struct mm_servo_state_electrical_t electrical = {
-        .current = mm_servo_state_electrical_current_encode(s.current_a),
-        .current_cmd = mm_servo_state_electrical_current_cmd_encode(s.current_cmd_a),
-        .bus_voltage = mm_servo_state_electrical_bus_voltage_encode(fmaxf(s.bus_voltage_v, 0.0f)),
+        .current = mm_servo_state_electrical_current_encode(saturate(s.current_a, -32.768f, 32.767f)),
+        .current_cmd = mm_servo_state_electrical_current_cmd_encode(saturate(s.current_cmd_a, -32.768f, 32.767f)),
+        .bus_voltage = mm_servo_state_electrical_bus_voltage_encode(saturate(s.bus_voltage_v, 0.0f, 655.35f)),
         .temperature = (int8_t)fminf(fmaxf(s.temperature_c, -128.0f), 127.0f),
         .mode = s.mode,
     };

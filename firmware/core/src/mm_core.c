@@ -56,6 +56,7 @@ struct mm_core {
     uint32_t staged_len;
     mm_policy_header_t staged_header;
     mm_policy_reason_t staged_reason;  /* outcome of mm_core_policy_verify, applied by commit */
+    uint32_t version_floor;       /* highest policy_version accepted (anti-rollback), written only by commit */
     mm_reassembly_t reassembly;
     uint32_t ack_transfer_id;
     uint8_t ack_status;
@@ -155,6 +156,7 @@ mm_status_t mm_core_init(mm_core_t *core, const mm_config_t *cfg)
     core->cfg = *cfg;
     core->mode = MM_MODE_IDLE;
     core->gains = cfg->gains;
+    core->version_floor = cfg->policy_version_floor;
     mm_encoder_reset(&core->encoder);
     mm_velocity_filter_reset(&core->velocity);
     mm_velocity_filter_reset(&core->obs_velocity);
@@ -658,6 +660,11 @@ mm_policy_reason_t mm_core_policy_verify(mm_core_t *core)
     mm_policy_reason_t reason =
         mm_policy_image_check(image, core->staged_len, core->cfg.max_policy_bytes, core->cfg.public_key,
                               &core->staged_header);
+    /* Anti-rollback, after the signature so only genuinely signed images are called rollbacks. Equal versions
+     * pass: the same release must stay deployable (and loadable from flash at boot). */
+    if (reason == MM_REASON_NONE && core->staged_header.policy_version < core->version_floor) {
+        reason = MM_REASON_ROLLBACK;
+    }
     if (reason == MM_REASON_NONE) {
         const mm_backend_t *b = &core->cfg.backend;
         if (b->load == NULL || b->invoke == NULL ||
@@ -685,6 +692,9 @@ mm_status_t mm_core_policy_commit(mm_core_t *core)
     const uint8_t slot = staging_slot(core);
     core->active_crc32 = mm_crc32(0u, core->slots[slot], core->staged_len);
     core->active_header = core->staged_header;
+    if (core->staged_header.policy_version > core->version_floor) {
+        core->version_floor = core->staged_header.policy_version;
+    }
     core->active_slot = slot;
     core->policy_active = true;
     start_episode(core); /* the new policy runs on the next tick, at its own decimation */
@@ -694,6 +704,11 @@ mm_status_t mm_core_policy_commit(mm_core_t *core)
     core->reassembly.abandoned = abandoned;
     set_ack(core, core->ack_transfer_id, MM_ACK_ACCEPTED, MM_REASON_NONE);
     return MM_OK;
+}
+
+uint32_t mm_core_policy_version_floor(const mm_core_t *core)
+{
+    return core->version_floor;
 }
 
 mm_policy_reason_t mm_core_policy_finish(mm_core_t *core)

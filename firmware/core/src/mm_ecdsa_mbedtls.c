@@ -4,6 +4,7 @@
 #include <mbedtls/ecp.h>
 #include <mbedtls/sha256.h>
 #include <mbedtls/version.h>
+#include <string.h>
 
 #include "mm_core/mm_policy_image.h"
 
@@ -16,6 +17,13 @@
 #define MM_SHA256_UPDATE mbedtls_sha256_update_ret
 #define MM_SHA256_FINISH mbedtls_sha256_finish_ret
 #endif
+
+/* n/2 for P-256 (n = the group order), big-endian: a low-S signature has s <= n/2. Fixed-width big-endian byte
+ * strings compare like the numbers they hold, so memcmp is the comparison (no mbedTLS struct internals needed). */
+static const uint8_t k_half_order[32] = {
+    0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
+};
 
 static bool sha256(const uint8_t *message, uint32_t len, uint8_t digest[32])
 {
@@ -30,6 +38,11 @@ static bool sha256(const uint8_t *message, uint32_t len, uint8_t digest[32])
 bool mm_ecdsa_p256_verify(const uint8_t public_key[MM_PUBLIC_KEY_BYTES], const uint8_t *message, uint32_t len,
                           const uint8_t signature[MM_POLICY_SIGNATURE_BYTES])
 {
+    /* Low-S only: (r, n - s) verifies as well as (r, s), and the policy id covers the signature bytes, so
+     * accepting both would let anyone give a signed policy a second id (servo contract section 5). */
+    if (memcmp(signature + 32, k_half_order, sizeof k_half_order) > 0) {
+        return false;
+    }
     uint8_t digest[32];
     if (!sha256(message, len, digest)) {
         return false;

@@ -48,7 +48,8 @@ bool mm_policy_header_decode(const uint8_t *image, uint32_t len, mm_policy_heade
     out->base_gains.ki_vel = read_f32(image + 60);
     out->base_gains.gravity_ff_a = read_f32(image + 64);
     out->base_gains.decel_rad_s2 = read_f32(image + 68);
-    /* 72 and 76: reserved */
+    out->policy_version = read_u32(image + 72);
+    /* 76: reserved */
     return true;
 }
 

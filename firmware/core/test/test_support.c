@@ -115,6 +115,15 @@ uint32_t test_image_make_residual(uint8_t *buf, const test_key_t *key, const uin
     assert_int_equal(mbedtls_ecp_group_load(&grp, MBEDTLS_ECP_DP_SECP256R1), 0);
     assert_int_equal(mbedtls_mpi_read_binary(&d, key->private_key, 32), 0);
     assert_int_equal(mbedtls_ecdsa_sign(&grp, &r, &s, &d, hash, 32, test_rng, &g_rng_state), 0);
+    /* Low-S, as the core requires (servo contract section 5): s > n/2 becomes n - s, the same signature. */
+    mbedtls_mpi half;
+    mbedtls_mpi_init(&half);
+    assert_int_equal(mbedtls_mpi_copy(&half, &grp.N), 0);
+    assert_int_equal(mbedtls_mpi_shift_r(&half, 1), 0);
+    if (mbedtls_mpi_cmp_mpi(&s, &half) > 0) {
+        assert_int_equal(mbedtls_mpi_sub_mpi(&s, &grp.N, &s), 0);
+    }
+    mbedtls_mpi_free(&half);
     assert_int_equal(mbedtls_mpi_write_binary(&r, buf + signed_len, 32), 0);
     assert_int_equal(mbedtls_mpi_write_binary(&s, buf + signed_len + 32, 32), 0);
     mbedtls_mpi_free(&s);

@@ -1,5 +1,8 @@
 /* TWAI (CAN 2.0B, 29-bit ids) endpoint of firmware/core/can/mm_servo.dbc: receives commands, heartbeats,
  * register requests and ISO-TP policy frames; sends replies, state frames (decimated) and fault frames. */
+#include <stdio.h>
+#include <string.h>
+
 #include "app.h"
 #include "driver/twai.h"
 #include "esp_log.h"
@@ -83,10 +86,36 @@ static void can_task(void *arg)
     }
 }
 
+/* The optional fleet key (Kconfig, 32 hex digits); false when empty or malformed. */
+static bool parse_auth_key(const char *hex, uint8_t key[MM_CAN_AUTH_KEY_BYTES])
+{
+    if (strlen(hex) != 2u * MM_CAN_AUTH_KEY_BYTES) {
+        return false;
+    }
+    for (unsigned i = 0; i < MM_CAN_AUTH_KEY_BYTES; ++i) {
+        unsigned byte;
+        if (sscanf(hex + 2u * i, "%2x", &byte) != 1) {
+            return false;
+        }
+        key[i] = (uint8_t)byte;
+    }
+    return true;
+}
+
 esp_err_t can_task_start(void)
 {
     if (!mm_can_init(&s_can, CONFIG_MM_CAN_DEVICE_ID, 0u, 0u, 1.0f)) {
         ESP_LOGE(TAG, "device id %d outside 1..1022", CONFIG_MM_CAN_DEVICE_ID);
+        return ESP_ERR_INVALID_ARG;
+    }
+    uint8_t key[MM_CAN_AUTH_KEY_BYTES];
+    if (parse_auth_key(CONFIG_MM_CAN_AUTH_KEY, key)) {
+        /* The counter restarts at 0 with each boot: the host's counter only grows, so it stays ahead. */
+        mm_can_auth_enable(&s_can, key, 0u);
+        memset(key, 0, sizeof key);
+        ESP_LOGI(TAG, "authenticated CAN commands on");
+    } else if (CONFIG_MM_CAN_AUTH_KEY[0] != '\0') {
+        ESP_LOGE(TAG, "MM_CAN_AUTH_KEY is not 32 hex digits: refusing to start CAN unauthenticated");
         return ESP_ERR_INVALID_ARG;
     }
     const twai_general_config_t g = TWAI_GENERAL_CONFIG_DEFAULT(CONFIG_MM_PIN_CAN_TX, CONFIG_MM_PIN_CAN_RX,

@@ -8,6 +8,7 @@
 #include "esp_heap_caps.h"
 #include "esp_log.h"
 #include "ina2xx.h"
+#include "nvs.h"
 #include "nvs_flash.h"
 #include "power_stage.h"
 #include "sdkconfig.h"
@@ -29,6 +30,41 @@ static bool parse_public_key(const char *hex, uint8_t out[MM_PUBLIC_KEY_BYTES])
         out[i] = (uint8_t)byte;
     }
     return out[0] == 0x04u;
+}
+
+/* Anti-rollback floor (servo contract section 5): the highest policy_version accepted, kept in NVS so a reboot
+ * cannot reopen the door to an older signed image. Missing (first boot, erased NVS): 0, nothing accepted yet. */
+#define NVS_NAMESPACE "mm_servo"
+#define NVS_KEY_POLICY_VERSION "policy_ver"
+
+static uint32_t load_policy_version_floor(void)
+{
+    uint32_t floor = 0u;
+    nvs_handle_t nvs;
+    if (nvs_open(NVS_NAMESPACE, NVS_READONLY, &nvs) == ESP_OK) {
+        if (nvs_get_u32(nvs, NVS_KEY_POLICY_VERSION, &floor) != ESP_OK) {
+            floor = 0u;
+        }
+        nvs_close(nvs);
+    }
+    return floor;
+}
+
+static void store_policy_version_floor(uint32_t floor)
+{
+    nvs_handle_t nvs;
+    esp_err_t err = nvs_open(NVS_NAMESPACE, NVS_READWRITE, &nvs);
+    if (err == ESP_OK) {
+        err = nvs_set_u32(nvs, NVS_KEY_POLICY_VERSION, floor);
+        if (err == ESP_OK) {
+            err = nvs_commit(nvs);
+        }
+        nvs_close(nvs);
+    }
+    if (err != ESP_OK) {
+        ESP_LOGE(TAG, "could not persist policy version floor %u (%s): a reboot forgets it",
+                 (unsigned)floor, esp_err_to_name(err));
+    }
 }
 
 static esp_err_t core_init(void)
@@ -56,6 +92,7 @@ static esp_err_t core_init(void)
     cfg.zero_offset_counts = CONFIG_MM_ZERO_OFFSET_COUNTS;
     cfg.exploration_seed = (uint32_t)CONFIG_MM_EXPLORATION_SEED;
     cfg.backend = policy_tflm_backend();
+    cfg.policy_version_floor = load_policy_version_floor();
     if (!parse_public_key(CONFIG_MM_POLICY_PUBLIC_KEY, cfg.public_key)) {
         ESP_LOGW(TAG, "no valid policy public key configured: every policy will be refused (REASON_SIGNATURE)");
     }
@@ -84,9 +121,14 @@ void app_finish_policy(void)
     }
     const mm_policy_reason_t reason = mm_core_policy_verify(g_app.core);
     xSemaphoreTake(g_app.lock, portMAX_DELAY);
+    const uint32_t floor_before = mm_core_policy_version_floor(g_app.core);
     (void)mm_core_policy_commit(g_app.core);
+    const uint32_t floor_after = mm_core_policy_version_floor(g_app.core);
     xSemaphoreGive(g_app.lock);
-    ESP_LOGI(TAG, "policy transfer finished: reason %d", (int)reason);
+    if (floor_after != floor_before) {
+        store_policy_version_floor(floor_after); /* outside the lock: a flash write takes milliseconds */
+    }
+    ESP_LOGI(TAG, "policy transfer finished: reason %d, version floor %u", (int)reason, (unsigned)floor_after);
 }
 
 void app_main(void)

@@ -321,4 +321,5 @@ _REASON_HINTS = {
     AckReason.BACKEND: "the inference backend cannot load the model (ops or arena)",
     AckReason.TRUNCATED: "the transfer was abandoned before every chunk arrived",
     AckReason.BUSY: "the servo is verifying another transfer: retry when it is done",
+    AckReason.ROLLBACK: "its policy_version is below one the servo already accepted: deploy a newer release",
 }

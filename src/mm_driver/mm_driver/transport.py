@@ -44,6 +44,7 @@ class AckReason(IntEnum):
     BACKEND = 6
     TRUNCATED = 7
     BUSY = 8
+    ROLLBACK = 9
 
 
 FAULT_NAMES = {

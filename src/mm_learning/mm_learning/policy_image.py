@@ -30,11 +30,12 @@ ACTION_DIM = 1
 # (see mm_learning.acceptance.Budget) is far below it, so this only guards against absurd inputs.
 DEFAULT_MAX_IMAGE_BYTES = 256 * 1024
 MAX_POLICY_DECIMATION = 255  # one header byte
+MAX_POLICY_VERSION = 0xFFFFFFFF  # uint32 at offset 72
 
 # magic, format_version, header_size, model_type, obs_dim, action_dim, policy_decimation, model_size,
 # pos_scale_rad, vel_scale_rad_s, fine_gain_per_rad, current_limit_a, velocity_filter_tau_s,
 # arena_bytes, model_crc32, schedule_range,
-# base kp_pos, v_max, kp_vel, ki_vel, gravity_ff_a, decel_rad_s2, reserved, reserved
+# base kp_pos, v_max, kp_vel, ki_vel, gravity_ff_a, decel_rad_s2, policy_version, reserved
 _HEADER = struct.Struct("<4sHHBBBBI5fIIf6fII")
 assert _HEADER.size == HEADER_SIZE
 
@@ -90,6 +91,9 @@ class PolicyHeader:
     clip(base / current_limit_a + schedule_range * r) with r the policy's action and base the law of `base_gains`."""
     base_gains: BaseGains = NO_BASE
     """The base law of residual mode: (kp_pos, v_max, kp_vel, ki_vel, gravity_ff_a, decel_rad_s2); all 0 without."""
+    policy_version: int = 0
+    """Anti-rollback release number (offset 72, covered by the signature): the servo refuses an image whose version
+    is below the highest it accepted. 0: unversioned. :class:`mm_learning.registry.Registry` assigns it."""
 
     def pack(self) -> bytes:
         """Serialise to the 80 header bytes.
@@ -100,6 +104,8 @@ class PolicyHeader:
         if not 0 <= self.policy_decimation <= MAX_POLICY_DECIMATION:
             msg = f"policy_decimation={self.policy_decimation} must be in [0, {MAX_POLICY_DECIMATION}] (0: the servo's)"
             raise PolicyImageError(msg)
+        if not 0 <= self.policy_version <= MAX_POLICY_VERSION:
+            raise PolicyImageError(f"policy_version={self.policy_version} must be in [0, {MAX_POLICY_VERSION}]")
         problem = residual_problem(self.schedule_range, self.base_gains)
         if problem is not None:
             raise PolicyImageError(problem)
@@ -122,7 +128,7 @@ class PolicyHeader:
             self.model_crc32,
             self.schedule_range,
             *self.base_gains,
-            0,
+            self.policy_version,
             0,
         )
 
@@ -152,7 +158,9 @@ def policy_crc32(image: bytes) -> int:
     return zlib.crc32(image) & 0xFFFFFFFF
 
 
-def pack_image(header: PolicyHeader, model: bytes, sign: Callable[[bytes], bytes]) -> bytes:
+def pack_image(
+    header: PolicyHeader, model: bytes, sign: Callable[[bytes], bytes], *, version: int | None = None
+) -> bytes:
     """Build a signed image.
 
     Args:
@@ -160,6 +168,8 @@ def pack_image(header: PolicyHeader, model: bytes, sign: Callable[[bytes], bytes
         model: the .tflite flatbuffer bytes.
         sign: returns the 64-byte raw ``r || s`` signature of the bytes it is given (``header || model``),
             e.g. ``functools.partial(mm_learning.signing.sign, private_key)``.
+        version: the anti-rollback ``policy_version`` to sign into the header (the registry supplies it);
+            None keeps ``header.policy_version``.
     """
     if not model:
         raise PolicyImageError("model bytes are empty; export a .tflite model first")
@@ -174,6 +184,7 @@ def pack_image(header: PolicyHeader, model: bytes, sign: Callable[[bytes], bytes
         policy_decimation=header.policy_decimation,
         schedule_range=header.schedule_range,
         base_gains=header.base_gains,
+        policy_version=header.policy_version if version is None else version,
     )
     signed = full.pack() + model
     signature = sign(signed)
@@ -213,8 +224,8 @@ def parse_image(image: bytes, *, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES)
         model_crc,
         schedule_range,
         *base,
-        _r1,
-        _r2,
+        policy_version,
+        _reserved,
     ) = _HEADER.unpack_from(image)
     if magic != MAGIC:
         raise PolicyImageError(f"magic is {magic!r}, expected {MAGIC!r}: not a policy image")
@@ -251,5 +262,6 @@ def parse_image(image: bytes, *, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES)
         policy_decimation=decimation,
         schedule_range=schedule_range,
         base_gains=(base[0], base[1], base[2], base[3], base[4], base[5]),
+        policy_version=policy_version,
     )
     return PolicyImage(header=header, model=model, signature=image[HEADER_SIZE + model_size :], raw=image)

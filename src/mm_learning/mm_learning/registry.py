@@ -4,26 +4,35 @@ Layout: ``<root>/policies/<sha256>/{image.mmpl, metadata.json}``. An entry is bu
 under ``<root>/.incoming`` (every file fsynced) and renamed into place in one ``os.replace``, so a writer
 killed at any moment leaves the registry whole: either the complete entry is there or none of it. Leftover
 temporary directories are invisible to readers and removed by :meth:`Registry.clean_incoming`.
+
+Anti-rollback (servo contract section 5): given the signer, :meth:`Registry.add` gives each new policy the next
+``policy_version`` of this registry root (max(existing) + 1), signs it into the image and only then stores it; the
+servo refuses images with a lower version than one it accepted. Version assignment and the write happen under an
+exclusive lock on ``<root>/.lock``, so two writers never hand out the same version.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mm_learning.errors import PolicyImageError, RegistryError
-from mm_learning.policy_image import parse_image, policy_crc32
+from mm_learning.policy_image import HEADER_SIZE, PolicyImage, pack_image, parse_image, policy_crc32
 
 IMAGE_NAME = "image.mmpl"
 METADATA_NAME = "metadata.json"
+LOCK_NAME = ".lock"
+_VERSION_FIELD = slice(72, 76)  # policy_version in the header (contract section 5)
 # Ranking used by best_for_objective when no metric is named: every accepted policy has it (check c).
 DEFAULT_RANK_KEY = ("acceptance", "closed_loop", "quantized_return")
 
@@ -55,6 +64,19 @@ class RegistryEntry:
         """The policy id the servo reports once this image is active."""
         return policy_crc32(self.image())
 
+    @property
+    def policy_version(self) -> int:
+        """The anti-rollback version signed into the image (0: unversioned)."""
+        return parse_image(self.image()).header.policy_version
+
+
+def content_sha256(parsed: PolicyImage) -> str:
+    """sha256 of ``header || model`` with the policy_version zeroed: the same policy whatever version it carries."""
+    signed = bytearray(parsed.signed_bytes)
+    signed[_VERSION_FIELD] = bytes(4)
+    assert len(signed) == HEADER_SIZE + len(parsed.model)
+    return hashlib.sha256(bytes(signed)).hexdigest()
+
 
 def _write_synced(path: Path, data: bytes) -> None:
     with open(path, "wb") as f:
@@ -84,23 +106,77 @@ class Registry:
         self._policies = self.root / "policies"
         self._incoming = self.root / ".incoming"
 
-    def add(self, image: bytes, metadata: Mapping[str, Any]) -> RegistryEntry:
+    def add(
+        self, image: bytes, metadata: Mapping[str, Any], *, sign: Callable[[bytes], bytes] | None = None
+    ) -> RegistryEntry:
         """Store an accepted image with its metadata; adding the same image again returns the existing entry.
+
+        Args:
+            image: a signed policy image (as :func:`mm_learning.export.export_policy` writes it).
+            metadata: JSON-serialisable metadata stored next to it.
+            sign: the signer (``functools.partial(mm_learning.signing.sign, key)``). Given, the registry versions
+                the policy: it re-packs the image with ``policy_version`` = :meth:`next_version` and signs it, so
+                the stored image (and its ids) is the versioned one; the same policy content added again returns
+                its existing entry instead of a new version. None stores the image as it is (its own version,
+                often 0: unversioned, which a servo refuses once it has accepted a versioned image).
 
         Raises:
             RegistryError: if the image is malformed or the metadata is not JSON-serialisable.
 
         """
         try:
-            parse_image(image)
+            parsed = parse_image(image)
         except PolicyImageError as exc:
             raise RegistryError(f"refusing to register a malformed image: {exc}") from exc
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            if sign is None:
+                return self._store(image, metadata)
+            content = content_sha256(parsed)
+            for entry in self.list():
+                if entry.metadata.get("content_sha256") == content:
+                    return entry
+            version = self.next_version()
+            try:
+                versioned = pack_image(parsed.header, parsed.model, sign, version=version)
+            except PolicyImageError as exc:
+                raise RegistryError(f"cannot version the image: {exc}") from exc
+            extra: dict[str, Any] = {"content_sha256": content}
+            hashes = metadata.get("hashes")
+            if isinstance(hashes, Mapping):  # export's hashes describe the unversioned image: restate them
+                extra["hashes"] = {
+                    **hashes,
+                    "image_sha256": hashlib.sha256(versioned).hexdigest(),
+                    "policy_crc32": policy_crc32(versioned),
+                }
+            return self._store(versioned, {**metadata, **extra})
+
+    def next_version(self) -> int:
+        """The policy_version the next versioned policy gets: 1 + the highest in this registry root (1 if none)."""
+        return 1 + max((int(e.metadata.get("policy_version", 0)) for e in self.list()), default=0)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Exclusive lock of this registry root for writers (version assignment + write)."""
+        with open(self.root / LOCK_NAME, "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def _store(self, image: bytes, metadata: Mapping[str, Any]) -> RegistryEntry:
+        """Write one entry atomically (staged under .incoming, fsynced, renamed into place)."""
         policy_id = hashlib.sha256(image).hexdigest()
         target = self._policies / policy_id
         if target.is_dir():
             return self.show(policy_id)
+        version = parse_image(image).header.policy_version
         try:
-            text = json.dumps({**metadata, "policy_id": policy_id}, indent=2, allow_nan=False) + "\n"
+            text = (
+                json.dumps({**metadata, "policy_id": policy_id, "policy_version": version}, indent=2, allow_nan=False)
+                + "\n"
+            )
         except (TypeError, ValueError) as exc:
             raise RegistryError(f"metadata cannot be stored as JSON: {exc}") from exc
         self._policies.mkdir(parents=True, exist_ok=True)

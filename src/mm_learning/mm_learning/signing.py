@@ -3,6 +3,10 @@
 The signature is over SHA-256(header || model) and travels raw as ``r || s`` (32 bytes each, big-endian), the
 form mbedTLS verifies without DER parsing. The firmware is configured with the public key as the 65-byte
 uncompressed point (``04 || X || Y``) in hex, which :func:`public_key_hex` prints.
+
+Signatures are low-S (``s <= n/2``): ECDSA also accepts ``(r, n - s)`` for the same data, and since the servo's
+policy id is the CRC of the whole image (signature included), a second valid form would give the same content a
+second id. :func:`sign` normalises, and :func:`verify` (like the firmware) refuses a high-S signature.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from mm_learning.errors import SignatureError
 from mm_learning.policy_image import SIGNATURE_SIZE, parse_image
 
 _COORD_BYTES = SIGNATURE_SIZE // 2
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+"""n, the order of the P-256 group."""
+HALF_ORDER = P256_ORDER // 2
 PRIVATE_KEY_NAME = "policy_signing_key.pem"
 PUBLIC_KEY_NAME = "policy_signing_key.pub.pem"
 
@@ -85,15 +92,20 @@ def public_key_hex(key: ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) 
 def sign(private_key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
     """ECDSA P-256 signature of SHA-256(``data``) as raw ``r || s`` (64 bytes)."""
     r, s = decode_dss_signature(private_key.sign(data, ec.ECDSA(hashes.SHA256())))
+    if s > HALF_ORDER:
+        s = P256_ORDER - s  # the low-S form of the same signature: one valid encoding per signature
     return r.to_bytes(_COORD_BYTES, "big") + s.to_bytes(_COORD_BYTES, "big")
 
 
 def verify(public_key: ec.EllipticCurvePublicKey, data: bytes, signature: bytes) -> None:
-    """Check a raw ``r || s`` signature of SHA-256(``data``); raises :class:`SignatureError` if it fails."""
+    """Check a raw low-S ``r || s`` signature of SHA-256(``data``); raises :class:`SignatureError` if it fails."""
     if len(signature) != SIGNATURE_SIZE:
         raise SignatureError(f"signature is {len(signature)} bytes, expected raw r || s of {SIGNATURE_SIZE}")
     r = int.from_bytes(signature[:_COORD_BYTES], "big")
     s = int.from_bytes(signature[_COORD_BYTES:], "big")
+    if s > HALF_ORDER:
+        msg = "signature has a high S (s > n/2): the servo accepts only the low-S form; re-sign the image"
+        raise SignatureError(msg)
     try:
         public_key.verify(encode_dss_signature(r, s), data, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature as exc:

@@ -4,7 +4,7 @@
  *        can/generated/): commands, heartbeat, registers, state stream, faults and policy transfer over ISO-TP.
  *
  * Frame id = (message type << 10) | device id, 29-bit; device ids 1..1022 address one servo, 1023 broadcasts
- * (accepted for HEARTBEAT, EXPLORATION and COMMAND only, because every servo would answer anything else).
+ * (accepted for HEARTBEAT, EXPLORATION, COMMAND and COMMAND_AUTH only, because every servo would answer anything else).
  * An EXPLORATION frame sets the exploration noise of the next COMMAND frame only (contract section 4).
  */
 #ifndef MM_CORE_CAN_H
@@ -59,6 +59,20 @@ typedef struct {
     uint8_t data[8];
 } mm_can_frame_t;
 
+#define MM_CAN_AUTH_KEY_BYTES 16u  /**< AES-128 fleet key of the optional command authentication */
+#define MM_CAN_AUTH_TAG_BYTES 4u   /**< truncated CMAC tag carried by a COMMAND_AUTH frame */
+
+/** Optional SecOC-style authentication of the frames that act on the servo (off unless a key is set). */
+typedef struct {
+    bool enabled;
+    uint8_t key[MM_CAN_AUTH_KEY_BYTES];
+    uint32_t freshness;      /**< highest freshness counter accepted; a COMMAND_AUTH must carry a larger one */
+    bool pending;            /**< a protected frame waits for its COMMAND_AUTH */
+    mm_can_frame_t frame;    /**< that frame */
+    uint32_t accepted;       /**< protected frames applied after a valid tag */
+    uint32_t refused;        /**< protected frames dropped (no tag, wrong tag, stale counter) + stray tags */
+} mm_can_auth_t;
+
 /** Per-servo CAN endpoint state. */
 typedef struct {
     uint16_t device_id;     /**< 1..1022 */
@@ -66,6 +80,7 @@ typedef struct {
     float exploration_std;  /**< from the last EXPLORATION frame, for the next COMMAND frame (then 0) */
     float exploration_tau_s;
     mm_isotp_rx_t isotp;
+    mm_can_auth_t auth;
 } mm_can_t;
 
 /** Set the device id (1..1022) and the ISO-TP flow control (block size, STmin, N_Cr timeout in s). */
@@ -77,6 +92,24 @@ bool mm_can_init(mm_can_t *can, uint16_t device_id, uint8_t block_size, uint8_t 
  * mm_core_policy_verify() (unlocked) and mm_core_policy_commit(), then send mm_can_policy_ack_frame().
  */
 uint8_t mm_can_receive(mm_can_t *can, mm_core_t *core, const mm_can_frame_t *rx, mm_can_frame_t *tx);
+
+/**
+ * Turn on authenticated commands (SecOC-style; off after mm_can_init). From then on a COMMAND, EXPLORATION,
+ * HEARTBEAT or REGISTER_REQUEST frame is held until a COMMAND_AUTH frame to the same device id follows it with a
+ * freshness counter above the last accepted one (start: freshness) and, in bytes 4..7, the first
+ * MM_CAN_AUTH_TAG_BYTES of mm_can_auth_tag() over the held frame; only then does it take effect. A held frame
+ * replaced by another, a wrong tag, a stale counter and a COMMAND_AUTH with nothing held are counted in
+ * auth.refused and change nothing. Policy transfers stay as they are (the images are signed).
+ */
+void mm_can_auth_enable(mm_can_t *can, const uint8_t key[MM_CAN_AUTH_KEY_BYTES], uint32_t freshness);
+
+/** Counters of the command authentication: frames applied after a valid tag, frames refused, last freshness. */
+void mm_can_auth_stats(const mm_can_t *can, uint32_t *accepted, uint32_t *refused, uint32_t *freshness);
+
+/** The tag: AES-128-CMAC(key, id u32 LE || dlc u8 || data[dlc] || freshness u32 LE), first
+ *  MM_CAN_AUTH_TAG_BYTES bytes. False when the CMAC is unavailable or dlc > 8. (mbedTLS; mm_cmac_mbedtls.c) */
+bool mm_can_auth_tag(const uint8_t key[MM_CAN_AUTH_KEY_BYTES], const mm_can_frame_t *frame, uint32_t freshness,
+                     uint8_t tag[MM_CAN_AUTH_TAG_BYTES]);
 
 /** Advance the ISO-TP receiver clock (s). */
 void mm_can_tick(mm_can_t *can, float dt_s);

@@ -94,6 +94,9 @@ typedef struct {
     float transfer_timeout_s;       /**< a transfer with no chunk for this long is abandoned and acknowledged
                                          REJECTED/TRUNCATED (s, control time: counted by mm_core_step); 0 disables */
     uint32_t exploration_seed;      /**< seed of the exploration noise generator (any value; contract section 4) */
+    uint32_t policy_version_floor;  /**< anti-rollback: the highest policy_version this servo accepted before (the app
+                                         keeps it in non-volatile storage, see mm_core_policy_version_floor());
+                                         images with a lower version are refused MM_REASON_ROLLBACK. 0: none yet */
     uint8_t public_key[MM_PUBLIC_KEY_BYTES]; /**< policy signing key, uncompressed P-256 point */
     mm_backend_t backend;           /**< inference backend; load/invoke may be NULL (then no policy loads) */
 } mm_config_t;
@@ -242,13 +245,22 @@ uint8_t mm_core_policy_chunk(mm_core_t *core, uint32_t transfer_id, uint32_t tot
 /** True when a complete image waits for mm_core_policy_verify(). */
 bool mm_core_policy_verify_pending(const mm_core_t *core);
 
-/** Check the staged image (format, shape, model CRC, signature, backend load); touches only staging state.
+/** Check the staged image (format, shape, model CRC, signature, anti-rollback version, backend load); touches only
+ *  staging state.
  *  Returns the reason it would be refused (MM_REASON_NONE: it passed). */
 mm_policy_reason_t mm_core_policy_verify(mm_core_t *core);
 
 /** Apply the outcome of mm_core_policy_verify(): swap a good image in (double buffer) or record the refusal
  *  in the ack (the previous policy stays active). MM_ERR_STATE when nothing was verified. */
 mm_status_t mm_core_policy_commit(mm_core_t *core);
+
+/**
+ * Anti-rollback floor: the highest policy_version accepted so far (starts at cfg.policy_version_floor). An image
+ * whose version is below it is refused MM_REASON_ROLLBACK; an equal version is accepted (redeploying or reloading
+ * the same release), and version 0 (unversioned) only while the floor is 0. After a commit that raised it, the
+ * app must persist the new value (ESP32: NVS) and pass it back in the config at the next boot.
+ */
+uint32_t mm_core_policy_version_floor(const mm_core_t *core);
 
 /** mm_core_policy_verify() then mm_core_policy_commit(); returns the verification's reason. */
 mm_policy_reason_t mm_core_policy_finish(mm_core_t *core);

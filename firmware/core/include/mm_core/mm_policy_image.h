@@ -34,6 +34,7 @@ typedef enum {
     MM_REASON_BACKEND = 6,    /**< the inference backend cannot load the model */
     MM_REASON_TRUNCATED = 7,  /**< transfer abandoned before all chunks arrived */
     MM_REASON_BUSY = 8,       /**< another transfer is in progress */
+    MM_REASON_ROLLBACK = 9,   /**< policy_version below the highest version this servo accepted (anti-rollback) */
 } mm_policy_reason_t;
 
 /** Largest schedule_range: the policy scales the base law's deceleration by at most exp(+-2), 0.14x to 7.4x. */
@@ -53,6 +54,7 @@ typedef struct {
                                     policy's action a schedules the base law's braking deceleration,
                                     decel_rad_s2 * exp(schedule_range * a) (contract section 4) */
     mm_pid_gains_t base_gains; /**< the base law of schedule mode, PTOS (contract section 8); all 0 without */
+    uint32_t policy_version;   /**< monotonic release number (offset 72, signed with the header); 0: unversioned */
 } mm_policy_header_t;
 
 /**
@@ -72,6 +74,8 @@ bool mm_policy_header_decode(const uint8_t *image, uint32_t len, mm_policy_heade
 /**
  * Verify an ECDSA P-256 signature (raw r || s, big-endian, 32 B each) over SHA-256(message) against a
  * 65-byte uncompressed public key. Implemented with mbedTLS (2.28 on the host, 3.x in ESP-IDF 5).
+ * Only low-S signatures verify (1 <= s <= n/2): (r, n - s) is as valid as (r, s) mathematically, and since the
+ * policy id is the CRC of the whole image, accepting both would give one signed content two ids.
  */
 bool mm_ecdsa_p256_verify(const uint8_t public_key[MM_PUBLIC_KEY_BYTES], const uint8_t *message, uint32_t len,
                           const uint8_t signature[MM_POLICY_SIGNATURE_BYTES]);

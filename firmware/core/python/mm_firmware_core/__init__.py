@@ -89,6 +89,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "mm_core_policy_ack": (None, [ctypes.c_void_p, p(cs.PolicyAck)]),
         "mm_core_policy_truncated_ack": (ctypes.c_bool, [ctypes.c_void_p, p(cs.PolicyAck)]),
         "mm_core_policy_active": (ctypes.c_bool, [ctypes.c_void_p, p(cs.PolicyHeader)]),
+        "mm_core_policy_version_floor": (ctypes.c_uint32, [ctypes.c_void_p]),
         "mm_core_pop_batch": (ctypes.c_uint8, [ctypes.c_void_p, p(cs.Batch), ctypes.c_uint8]),
         "mm_core_get_tuning": (None, [ctypes.c_void_p, p(cs.Tuning)]),
         "mm_core_gain_limits": (None, [ctypes.c_void_p, p(cs.PidGains)]),
@@ -134,6 +135,12 @@ def _declare(lib: ctypes.CDLL) -> None:
         "mm_can_policy_ack_frame": (None, [ctypes.c_void_p, ctypes.c_void_p, p(cs.CanFrame)]),
         "mm_can_truncated_ack_frame": (ctypes.c_bool, [ctypes.c_void_p, ctypes.c_void_p, p(cs.CanFrame)]),
         "mm_can_tick": (None, [ctypes.c_void_p, ctypes.c_float]),
+        "mm_can_auth_enable": (None, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint32]),
+        "mm_can_auth_stats": (
+            None,
+            [ctypes.c_void_p, p(ctypes.c_uint32), p(ctypes.c_uint32), p(ctypes.c_uint32)],
+        ),
+        "mm_can_auth_tag": (ctypes.c_bool, [ctypes.c_char_p, p(cs.CanFrame), ctypes.c_uint32, ctypes.c_char_p]),
         "mm_can_register_read": (
             ctypes.c_uint8,
             [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint16, p(ctypes.c_int32)],
@@ -521,6 +528,10 @@ class ServoCore:
         header = cs.PolicyHeader()
         return header if self._lib.mm_core_policy_active(self._ptr, ctypes.byref(header)) else None
 
+    def policy_version_floor(self) -> int:
+        """Anti-rollback floor: the highest policy_version accepted (what the ESP32 keeps in NVS)."""
+        return int(self._lib.mm_core_policy_version_floor(self._ptr))
+
     def tuning(self) -> cs.Tuning:
         """The PID gains and current limit in effect."""
         out = cs.Tuning()
@@ -599,6 +610,28 @@ class CanEndpoint:
     def tick(self, dt_s: float) -> None:
         """Advance the ISO-TP receiver's clock (s)."""
         self._lib.mm_can_tick(self._mem, dt_s)
+
+    def enable_auth(self, key: bytes, freshness: int = 0) -> None:
+        """Require a COMMAND_AUTH frame (AES-128-CMAC tag, fresh counter) after every frame that acts on the servo."""
+        if len(key) != 16:
+            msg = f"the fleet key is 16 bytes (AES-128), got {len(key)}"
+            raise FirmwareCoreError(msg)
+        self._lib.mm_can_auth_enable(self._mem, key, freshness)
+
+    def auth_stats(self) -> tuple[int, int, int]:
+        """(frames accepted with a valid tag, frames refused, last accepted freshness counter)."""
+        accepted, refused, freshness = ctypes.c_uint32(), ctypes.c_uint32(), ctypes.c_uint32()
+        self._lib.mm_can_auth_stats(self._mem, ctypes.byref(accepted), ctypes.byref(refused), ctypes.byref(freshness))
+        return int(accepted.value), int(refused.value), int(freshness.value)
+
+    @staticmethod
+    def auth_tag(key: bytes, frame_id: int, data: bytes, freshness: int) -> bytes:
+        """The 4-byte tag the core expects in a COMMAND_AUTH frame for this frame and counter."""
+        frame = cs.CanFrame(frame_id, len(data), (ctypes.c_uint8 * 8)(*data))
+        tag = ctypes.create_string_buffer(4)
+        if not library().mm_can_auth_tag(key, ctypes.byref(frame), freshness, tag):
+            raise FirmwareCoreError("the core could not compute the CMAC (mbedTLS without CMAC?)")
+        return tag.raw
 
     def register_read(self, register: int) -> int:
         """A register's int32 value (units as mm_can.h names them).

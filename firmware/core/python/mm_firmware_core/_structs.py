@@ -98,6 +98,7 @@ class Config(ctypes.Structure):
         ("max_policy_bytes", ctypes.c_uint32),
         ("transfer_timeout_s", ctypes.c_float),
         ("exploration_seed", ctypes.c_uint32),
+        ("policy_version_floor", ctypes.c_uint32),
         ("public_key", ctypes.c_uint8 * PUBLIC_KEY_BYTES),
         ("backend", Backend),
     ]
@@ -195,6 +196,7 @@ class PolicyHeader(ctypes.Structure):
         ("model_crc32", ctypes.c_uint32),
         ("schedule_range", ctypes.c_float),
         ("base_gains", PidGains),
+        ("policy_version", ctypes.c_uint32),
     ]
 
 
