@@ -1,13 +1,13 @@
-"""Schedule learning bench: whether, and how fast, the learned residual beats the classical controller.
+"""Learning bench: whether, and how fast, a learned deceleration schedule beats the classical controller.
 
-For each objective on mm_v3 + pendulum and each seed: train a residual on the objective's classical controller
-(`mm_learning.schedule`, a tick budget, not a wall-time one), export it as the servo runs it (int16x8 residual
-image, every acceptance check), and evaluate on 100 seeded moves the tuned PID, the tuned PTOS, the float and the
-quantised (TFLite Micro) residual policies, and the time-optimal bound. Also: the wall time until a validation
-first beat the classical start, and experience throughput (ticks/s through PPO).
+For each objective and seed on mm_v3 + pendulum: train a scheduling policy on the objective's classical
+controller (`mm_learning.schedule`, a budget in generations, not wall time), export it as the servo runs it
+(int16x8 schedule image, every acceptance check), and compare on 100 seeded moves the tuned PID, the tuned PTOS,
+the quantised policy under TFLite Micro, and the time-optimal bound (`schedule.publish`, the learner's own
+pipeline). Also: the wall time until a validation first beat the classical start, and experience throughput.
 
-Prints markdown tables (mean and spread over seeds), then one JSON document.
-`python bench/bench_schedule.py [--ticks 4000000] [--seeds 0 1 2] [--objectives speed energy accuracy]`.
+Prints markdown tables (mean ± half the spread over seeds), then one JSON document.
+`python bench/bench_schedule.py [--generations 60] [--seeds 0 1 2] [--objectives speed energy accuracy]`.
 """
 
 from __future__ import annotations
@@ -20,107 +20,92 @@ from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ec
-from mm_learning.schedule import ScheduleConfig, ScheduleResult, export_schedule, policy_function, train_schedule
-from mm_learning.tflm import TflmPolicy
-from mm_sim.baselines import TimeOptimalController, tuned_gains
-from mm_sim.batch import BatchTwin, Schedule, evaluate_batch
-from mm_sim.env import ServoEnv
-from mm_sim.evaluate import Evaluation, evaluate, seeded_moves
-from mm_sim.profiles import load_profile
+from mm_learning.errors import LearningError
+from mm_learning.registry import Registry
+from mm_learning.schedule import OBJECTIVE_METRICS, ScheduleConfig, publish, train_schedule
 
-EVAL_SEED = 1_000_000
-METRICS = ("settled_fraction", "mean_settling_time_s", "mean_energy_j", "mean_steady_state_error_rad", "mean_return")
+ROWS = (("pid", "PID"), ("ptos", "PTOS"), ("policy", "RL schedule (quantised)"), ("bound", "time-optimal bound"))
 
 
-def _rms(evaluation: Evaluation) -> float:
-    return float(np.mean([m.rms_error_rad for m in evaluation.metrics]))
-
-
-def _row(evaluation: Evaluation) -> dict[str, float]:
-    return {**{k: evaluation.summary()[k] for k in METRICS}, "mean_rms_error_rad": _rms(evaluation)}
-
-
-def run(objective: str, seed: int, ticks: int, moves_count: int) -> dict[str, Any]:
-    """Train, export and evaluate one seed."""
-    config = ScheduleConfig(objective=objective, ticks=ticks, seed=seed)
-    profile = load_profile(config.profile)
-    moves = seeded_moves(moves_count, seed=EVAL_SEED)
-    result = train_schedule(config)
-
-    def twin() -> BatchTwin:
-        return BatchTwin(profile, config.load, len(moves), objective=objective, seed=EVAL_SEED)
-
-    rows: dict[str, dict[str, float]] = {
-        "PID": _row(evaluate_batch(twin(), _law(result, "pid"), moves)),
-        "PTOS": _row(evaluate_batch(twin(), _law(result, "ptos"), moves)),
-    }
-    rows["RL float"] = _row(evaluate_batch(twin(), result.residual, moves, policy_function(result.model)))
-    with tempfile.TemporaryDirectory() as out:
-        try:
-            export = export_schedule(result, private_key=ec.generate_private_key(ec.SECP256R1()), out_dir=Path(out))
-            quantized = TflmPolicy(Path(out, "policy.tflite").read_bytes())
-            rows["RL quantised"] = _row(evaluate_batch(twin(), result.residual, moves, quantized))
-            exported = {"model_bytes": export.metadata["model_bytes"], "arena_bytes": export.metadata["arena_bytes"]}
-        except Exception as error:
-            exported = {"refused": str(error)}
-    env = ServoEnv(profile, load=config.load, objective=objective)
-    bound = evaluate(env, TimeOptimalController(tuned_gains(profile, config.load, "speed")), moves)
-    rows["bound"] = _row(bound)
-    return {
+def run(objective: str, seed: int, generations: int, moves: int) -> dict[str, Any]:
+    """Train, publish into a scratch registry and compare one seed."""
+    result = train_schedule(ScheduleConfig(objective=objective, seed=seed, generations=generations))
+    outcome: dict[str, Any] = {
         "objective": objective,
         "seed": seed,
         "classical": result.classical.law,
-        "rows": rows,
-        "export": exported,
         "improved": result.best is not None,
         "wall_to_beat_classical_s": result.beat_after_s,
         "ticks": result.ticks,
         "wall_s": result.wall_s,
         "ticks_per_s": result.ticks_per_s,
+        "curve": result.curve,
+    }
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            published = publish(
+                result,
+                private_key=ec.generate_private_key(ec.SECP256R1()),
+                out_dir=Path(scratch, "export"),
+                registry=Registry(Path(scratch, "registry")),
+                evaluation_moves=moves,
+            )
+        except LearningError as error:
+            return outcome | {"refused": str(error)}
+    metadata = published.export.metadata
+    return outcome | {
+        "rows": published.comparison.rows,
+        "verdict": published.comparison.verdict(objective),
+        "model_bytes": metadata["model_bytes"],
+        "arena_bytes": metadata["arena_bytes"],
     }
 
 
-def _law(result: ScheduleResult, law: str) -> Schedule:
-    """The classical `law` alone (residual 0) with the gains the run compared against."""
-    config = result.config
-    return Schedule(tuned_gains(load_profile(config.profile), config.load, config.objective, law=law), 0.0, 1)
+def _cell(values: list[float], scale: float, digits: int) -> str:
+    x = np.asarray(values) * scale
+    return f"{x.mean():.{digits}f} ± {(x.max() - x.min()) / 2:.{digits}f}"
+
+
+def table(objective: str, runs: list[dict[str, Any]]) -> None:
+    """One markdown table of an objective's seeds."""
+    done = [r for r in runs if "rows" in r]
+    print(f"### {objective}: mm_v3 + pendulum, {len(done)}/{len(runs)} seeds exported (mean ± half the spread)\n")
+    print("| controller | settled | settle (s) | energy (J) | steady-state (mrad) | RMS error (mrad) | return |")
+    print("|---|---|---|---|---|---|---|")
+    for key, label in ROWS:
+        rows = [r["rows"][key] for r in done]
+        if not rows:
+            continue
+        print(
+            f"| {label} | {_cell([r['settled_fraction'] for r in rows], 100, 0)} % "
+            f"| {_cell([r['mean_settling_time_s'] for r in rows], 1, 3)} "
+            f"| {_cell([r['mean_energy_j'] for r in rows], 1, 2)} "
+            f"| {_cell([r['mean_steady_state_error_rad'] for r in rows], 1000, 2)} "
+            f"| {_cell([r['mean_rms_error_rad'] for r in rows], 1000, 1)} "
+            f"| {_cell([r['mean_return'] for r in rows], 1, 4)} |"
+        )
+    metric, _ = OBJECTIVE_METRICS[objective]
+    print(f"\nObjective metric: {metric}. Per seed: " + "; ".join(r.get("verdict", r.get("refused", "")) for r in runs))
+    beats = [r["wall_to_beat_classical_s"] for r in runs]
+    after = [None if b is None else round(b, 1) for b in beats]
+    rates = [round(r["ticks_per_s"]) for r in runs]
+    print(
+        f"\nBeat the classical start on validation: {sum(b is not None for b in beats)}/{len(runs)} seeds, after "
+        f"{after} s; experience {rates} ticks/s; training wall time {[round(r['wall_s'], 1) for r in runs]} s\n"
+    )
 
 
 def main() -> None:
     """Run every objective × seed and print the tables and the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ticks", type=int, default=4_000_000, help="experience budget per run (control ticks)")
+    parser.add_argument("--generations", type=int, default=60, help="ES generations per run (the budget)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--objectives", nargs="+", default=["speed", "energy", "accuracy"])
-    parser.add_argument("--moves", type=int, default=100)
+    parser.add_argument("--moves", type=int, default=100, help="evaluation moves per comparison")
     options = parser.parse_args()
-    runs = [run(o, s, options.ticks, options.moves) for o in options.objectives for s in options.seeds]
+    runs = [run(o, s, options.generations, options.moves) for o in options.objectives for s in options.seeds]
     for objective in options.objectives:
-        mine = [r for r in runs if r["objective"] == objective]
-        print(f"### {objective}: mm_v3 + pendulum, {options.moves} moves, {len(mine)} seeds (mean ± spread)\n")
-        print("| controller | settled | settle (s) | energy (J) | steady-state (mrad) | RMS (mrad) | return |")
-        print("|---|---|---|---|---|---|---|")
-        for name in ("PID", "PTOS", "RL float", "RL quantised", "bound"):
-            values = [r["rows"][name] for r in mine if name in r["rows"]]
-            if not values:
-                print(f"| {name} | refused | | | | | |")
-                continue
-
-            def cell(key: str, scale: float = 1.0, digits: int = 3, values: list[Any] = values) -> str:
-                x = np.array([v[key] for v in values]) * scale
-                return f"{x.mean():.{digits}f} ± {(x.max() - x.min()) / 2:.{digits}f}"
-
-            print(
-                f"| {name} | {cell('settled_fraction', 100, 0)} % | {cell('mean_settling_time_s')} | "
-                f"{cell('mean_energy_j', digits=2)} | {cell('mean_steady_state_error_rad', 1000, 2)} | "
-                f"{cell('mean_rms_error_rad', 1000, 1)} | {cell('mean_return', digits=4)} |"
-            )
-        wins = [r["wall_to_beat_classical_s"] for r in mine]
-        print(
-            f"\nclassical start: {', '.join(r['classical'] for r in mine)}; beat it: "
-            f"{sum(w is not None for w in wins)}/{len(mine)} seeds, wall time to beat: {wins}; "
-            f"ticks/s: {[round(r['ticks_per_s']) for r in mine]}\n"
-        )
+        table(objective, [r for r in runs if r["objective"] == objective])
     print(json.dumps(runs, indent=1, default=str))
 
 
