@@ -6,7 +6,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-
 from mm_sim.baselines import PidController, PidGains, tuned_gains
 from mm_sim.batch import BatchTwin, Schedule, evaluate_batch, rollout
 from mm_sim.env import ServoEnv

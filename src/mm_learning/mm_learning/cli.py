@@ -7,6 +7,7 @@ its handler, so further commands (``train``, ``eval``) are added the same way.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -47,7 +48,7 @@ def _export(args: argparse.Namespace) -> None:
     from mm_learning.actor import actor_from_sb3
     from mm_learning.export import ClosedLoopSetup, export_policy
     from mm_learning.registry import Registry
-    from mm_learning.signing import load_private_key
+    from mm_learning.signing import load_private_key, sign
     from mm_learning.tflm import Scheme
 
     private_key = load_private_key(args.key)
@@ -91,8 +92,9 @@ def _export(args: argparse.Namespace) -> None:
     for kind, path in result.paths.items():
         print(f"  {kind:6s} {path}")
     if args.registry is not None:
-        entry = Registry(args.registry).add(result.image, md)
-        print(f"registered as {entry.policy_id} in {args.registry}")
+        # The registry versions the image (anti-rollback) and signs it again.
+        entry = Registry(args.registry).add(result.image, md, sign=functools.partial(sign, private_key))
+        print(f"registered as {entry.policy_id} (policy_version {entry.policy_version}) in {args.registry}")
 
 
 def _registry(args: argparse.Namespace) -> None:
@@ -209,6 +211,60 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train)
 
 
+def _learn(args: argparse.Namespace) -> None:
+    from mm_learning import schedule
+    from mm_learning.registry import Registry
+    from mm_learning.signing import load_private_key
+
+    def report(progress: schedule.Progress) -> None:
+        m = progress.evaluation.summary()
+        print(
+            f"generation {progress.generation:4d}  {progress.ticks:>11,} ticks  {progress.elapsed_s:6.1f} s  "
+            f"settle {m['mean_settling_time_s']:.4f} s  energy {m['mean_energy_j']:.3g} J  "
+            f"return {m['mean_return']:.4g} (best {progress.best_return:.4g}, classical "
+            f"{progress.start.mean_return:.4g})",
+            flush=True,
+        )
+
+    config = schedule.ScheduleConfig(
+        profile=args.profile, load=args.load, objective=args.objective, generations=args.generations, seed=args.seed
+    )
+    result = schedule.train_schedule(config, on_progress=report)
+    published = schedule.publish(
+        result,
+        private_key=load_private_key(args.key),
+        out_dir=args.out,
+        registry=Registry(args.registry),
+        evaluation_moves=args.moves,
+    )
+    rows = published.comparison.rows
+    print("| metric | PID | PTOS | policy (quantised) | bound |\n|---|---|---|---|---|")
+    for name in rows["policy"]:
+        print(
+            "| " + name + " | " + " | ".join(f"{rows[r][name]:.5g}" for r in ("pid", "ptos", "policy", "bound")) + " |"
+        )
+    print(published.comparison.verdict(args.objective))
+    print(f"registered {published.entry.policy_id} in {args.registry}; artifacts in {args.out}")
+
+
+def _add_learn(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "learn",
+        help="learn a deceleration schedule for the objective's classical controller in the twin (ES), then "
+        "export, check, compare and register it (the learner node's default sim training)",
+    )
+    p.add_argument("--objective", default="speed", help="accuracy, speed, energy or smooth (default: speed)")
+    p.add_argument("--profile", default="mm_v3", help="mm_sim servo profile (default: mm_v3)")
+    p.add_argument("--load", default="pendulum", help="mm_sim load of the profile (default: pendulum)")
+    p.add_argument("--generations", type=int, default=60, help="ES generations, the budget (default: 60)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--key", type=Path, required=True, help="private signing key (PEM) from `mm keygen`")
+    p.add_argument("--out", type=Path, default=Path("export"), help="artifact directory (default: export)")
+    p.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY, help="registry directory (default: policies)")
+    p.add_argument("--moves", type=int, default=100, help="evaluation moves of the comparison (default: 100)")
+    p.set_defaults(func=_learn)
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="a trained model vs the PID tuned for the objective on seeded moves")
     p.add_argument("model", type=Path, help="SB3 model .zip (e.g. runs/x/model.zip)")
@@ -274,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mm", description="Muscle Memory learner: train, evaluate, export, sign, register."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_eval, _add_keygen, _add_pubkey, _add_export, _add_registry):
+    for add in (_add_learn, _add_train, _add_eval, _add_keygen, _add_pubkey, _add_export, _add_registry):
         add(sub)
     return parser
 

@@ -52,9 +52,10 @@ MODES = {"policy": 4, "pid": 3}  # ServoCommand.MODE_POLICY, MODE_POSITION: the 
 ROWS = {
     "policy": "RL quantised (servo)",
     "pid": "PID tuned for objective (servo)",
+    "ptos": "PTOS tuned for objective (twin)",
     "bound": "time-optimal bound (twin)",
 }
-COLORS = {"policy": "C0", "pid": "C1", "bound": "C2"}  # the same colour for a controller in every plot
+COLORS = {"policy": "C0", "pid": "C1", "ptos": "C3", "bound": "C2"}  # the same colour for a controller in every plot
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--objective", default="speed", help="accuracy, speed, energy, smooth or a mix 'speed:0.7,energy:0.3'"
     )
-    parser.add_argument("--algo", default="ppo", help="SB3 algorithm (ppo, sac, td3, ddpg, a2c)")
-    parser.add_argument("--time-s", type=float, default=240.0, help="training wall-time budget (s, default 240)")
+    parser.add_argument(
+        "--algo", default="es", help="es (a learned schedule for the classical controller, default) or an SB3 algorithm"
+    )
+    parser.add_argument("--time-s", type=float, default=60.0, help="training wall-time budget (s, default 60)")
     parser.add_argument("--steps", type=int, default=0, help="training step budget (0: only the time budget)")
     parser.add_argument("--profile", default="mm_v3", help="mm_sim servo profile (default mm_v3)")
     parser.add_argument("--load", default="pendulum", help="load of the profile (default pendulum)")
@@ -194,23 +197,31 @@ def _seeded_moves(options: argparse.Namespace) -> list[Any]:
     return seeded_moves(options.moves, seed=COMPARISON_SEED, duration_s=MOVE_TIMEOUT_S)
 
 
-def _bound(options: argparse.Namespace, session: SessionResult) -> tuple[list[Row], list[Trace]]:
-    """mm_sim's time-optimal bound on each measured move, from the start the servo really had.
+def _twin_rows(options: argparse.Namespace, session: SessionResult, kind: str) -> tuple[list[Row], list[Trace]]:
+    """A twin controller on each measured move, from the start the servo really had.
 
-    Measured as the driver measures a move: up to its settling plus the driver's settle window.
+    `kind` "bound": mm_sim's time-optimal bound; "ptos": PTOS tuned for the objective (the classical law the
+    policy schedules; the servo's POSITION mode runs the linear PID). Measured as the driver measures a move: up
+    to its settling plus the driver's settle window.
     """
     from mm_bringup.bringup import configured_parameter, package_share  # type: ignore[import-untyped]
-    from mm_sim.baselines import TimeOptimalController
+    from mm_sim.baselines import PidController, TimeOptimalController, tuned_gains
     from mm_sim.evaluate import Move, run_move
     from mm_sim.metrics import Response, step_metrics
+    from mm_sim.profiles import load_profile
 
-    from mm_learning.trainer import TwinSpec
+    from mm_learning.trainer import TwinSpec, objective_base
 
     driver_file = package_share("mm_driver") / "config" / "driver.yaml"
     window_s = float(configured_parameter(driver_file, "driver", "settle_window_s"))
     twin = TwinSpec(profile=options.profile, load=options.load, objective=options.objective)
     env: Any = twin.make_env(randomize=False).unwrapped
-    controller = TimeOptimalController(twin.make_baseline(env, twin.moves(10)).gains)
+    controller: Any
+    if kind == "bound":
+        controller = TimeOptimalController(twin.make_baseline(env, twin.moves(10)).gains)
+    else:
+        profile = load_profile(options.profile)
+        controller = PidController(tuned_gains(profile, options.load, objective_base(options.objective), law="ptos"))
     rows, traces = [], []
     first_runs = {m.index: m for m in reversed(session.moves)}  # each move's first run: its measured start
     try:
@@ -315,8 +326,12 @@ def _plots(
     if session.curve:
         steps = [p.steps for p in session.curve]
         ax.plot(steps, [p.policy_return for p in session.curve], "o-", label="policy (float, twin)")
-        ax.plot(steps, [p.pid_return for p in session.curve], "--", label="PID tuned for the objective (twin)")
-    ax.set(xlabel="environment steps", ylabel="mean return per move", title="Training curve (learner feedback)")
+        ax.plot(steps, [p.pid_return for p in session.curve], "--", label="classical controller, the start (twin)")
+    ax.set(
+        xlabel="environment steps (control ticks)",
+        ylabel="mean return per move",
+        title="Training curve (learner feedback)",
+    )
     ax.legend()
     ax.grid(alpha=0.3)
     written.append(out / "training_curve.png")
@@ -435,9 +450,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"    {topic}: {count} messages")
         print(f"  dataset: {session.dataset_transitions} transitions in {session.dataset_episodes} runs")
 
-        print("[2/3] time-optimal bound (mm_sim) on the same moves; the table", flush=True)
-        bound_rows, bound_traces = _bound(options, session)
+        print("[2/3] PTOS and the time-optimal bound (mm_sim) on the same moves; the table", flush=True)
+        bound_rows, bound_traces = _twin_rows(options, session, "bound")
         rows = {key: _servo_rows(session, key) for key in ("policy", "pid") if _servo_rows(session, key)}
+        rows["ptos"] = _twin_rows(options, session, "ptos")[0]
         rows["bound"] = bound_rows
         summaries = {ROWS[key]: _summary(values) for key, values in rows.items()}
         table = _table(summaries)

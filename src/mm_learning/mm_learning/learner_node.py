@@ -24,6 +24,7 @@ Parameters (defaults in ``config/learner.yaml``, installed to the package share)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -330,7 +331,7 @@ class LearnerNode(Node):
         def on_progress(progress: schedule.Progress) -> None:
             last[:] = [
                 Progress(
-                    phase="training",
+                    phase="evaluating",
                     steps=progress.ticks,
                     steps_per_s=progress.ticks / max(progress.elapsed_s, 1e-9),
                     mean_reward=progress.mean_reward_per_tick,
@@ -338,7 +339,7 @@ class LearnerNode(Node):
                     baseline_metrics=_metric_dict(summarize(progress.start)),
                 )
             ]
-            self._feedback(goal_handle, "training", last[0])
+            self._feedback(goal_handle, "evaluating", last[0])
 
         from mm_learning.registry import Registry
         from mm_learning.signing import load_private_key
@@ -371,7 +372,7 @@ class LearnerNode(Node):
         blob = PolicyBlob(
             policy_id=published.entry.policy_id,
             policy_crc32=published.entry.policy_crc32,
-            image=list(published.export.image),
+            image=list(published.entry.image()),
             objective=twin.objective,
             algorithm=schedule.ALGORITHM,
             training_steps=result.ticks,
@@ -435,15 +436,16 @@ class LearnerNode(Node):
             return Train.Result(success=False, message=message, **common)
 
         self._feedback(goal_handle, "exporting", last[0] if last else None)
-        from mm_learning.signing import load_private_key
+        from mm_learning.signing import load_private_key, sign
 
         # Export the best evaluated model: RL can make the policy worse than an earlier evaluation of it.
         best = ALGORITHMS[algorithm].load(result.best_model_path, device="cpu")
+        key = load_private_key(self._path("signing_key"))
         try:
             export = export_trained(
                 best,
                 twin,
-                private_key=load_private_key(self._path("signing_key")),
+                private_key=key,
                 out_dir=out_dir / "export",
                 moves=int(self._param("export_moves")),
                 metrics=_metric_dict(dict(result.best_metrics)),
@@ -461,11 +463,12 @@ class LearnerNode(Node):
         from mm_learning.registry import Registry
 
         metadata = dict(export.metadata) | {"quantized_metrics": _metric_dict(quantized_metrics)}
-        entry = Registry(self._path("registry_dir")).add(export.image, metadata)
+        # The registry versions the image (anti-rollback) and signs it again: publish the versioned one.
+        entry = Registry(self._path("registry_dir")).add(export.image, metadata, sign=functools.partial(sign, key))
         blob = PolicyBlob(
             policy_id=entry.policy_id,
             policy_crc32=entry.policy_crc32,
-            image=list(export.image),
+            image=list(entry.image()),
             objective=twin.objective,
             algorithm=algorithm,
             training_steps=result.best_steps,

@@ -15,6 +15,7 @@ what the perturbation did. docs/learning.md gives the measurements behind choosi
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -36,8 +37,9 @@ from mm_learning.actor import ActorSpec, DenseLayer
 from mm_learning.errors import TrainingError
 from mm_learning.export import ExportResult, ScheduleClosedLoop, export_policy
 from mm_learning.registry import Registry, RegistryEntry
+from mm_learning.signing import sign
 from mm_learning.tflm import TflmPolicy
-from mm_learning.trainer import summarize
+from mm_learning.trainer import objective_base, objective_terms, summarize
 
 ALGORITHM = "es"
 """The Train goal's and `mm train`'s name for this trainer (sim mode)."""
@@ -56,7 +58,8 @@ class ScheduleConfig:
     Attributes:
         profile: shipped profile name.
         load: one of its loads.
-        objective: a named objective (the classical laws are tuned per named objective).
+        objective: a named objective or a mix ("speed:0.7,energy:0.3"); the classical laws are those tuned for
+            its largest component, the reward is the mix's.
         generations: the budget, in ES generations (each `2 · pairs · moves` moves of `episode_s`): a measure of
             experience that does not depend on how busy the machine is.
         seed: seed of the perturbations, the training moves and their sensing noise.
@@ -248,7 +251,7 @@ def train_schedule(
     started = time.perf_counter()
     profile = load_profile(config.profile)
     validation = seeded_moves(config.validation_moves, seed=VALIDATION_SEED)
-    base = classical(profile, config.load, config.objective, validation)
+    base = classical(profile, config.load, objective_base(config.objective), validation)
     if base.gains.decel_rad_s2 <= 0.0:
         msg = f"the classical controller of {config.objective!r} here is the PID; a schedule needs PTOS to scale"
         raise TrainingError(msg)
@@ -259,8 +262,9 @@ def train_schedule(
     best_weights = weights.copy()
     adam = _Adam(policy.size, config.learning_rate)
     population = 2 * config.pairs
-    twin = BatchTwin(profile, config.load, population * config.moves, objective=config.objective)
-    validation_twin = BatchTwin(profile, config.load, len(validation), objective=config.objective)
+    terms = objective_terms(config.objective)
+    twin = BatchTwin(profile, config.load, population * config.moves, objective=terms)
+    validation_twin = BatchTwin(profile, config.load, len(validation), objective=terms)
     episode_ticks = round(config.episode_s / profile.dt_s)
     start_return = (base.ptos if base.law == "ptos" else base.pid).mean_return
     curve, best, best_return, beat_after_s, ticks = [(0, start_return)], None, start_return, None, 0
@@ -334,7 +338,7 @@ def export_schedule(
     profile = load_profile(config.profile)
 
     def twin(copies: int) -> BatchTwin:
-        return BatchTwin(profile, config.load, copies, objective=config.objective)
+        return BatchTwin(profile, config.load, copies, objective=objective_terms(config.objective))
 
     def decided_on(seed: int) -> NDArray[np.float32]:
         observations: list[NDArray[np.float32]] = []
@@ -408,11 +412,11 @@ def compare(result: ScheduleResult, model: bytes, moves: int) -> Comparison:
     evaluation_moves = seeded_moves(moves, seed=EVALUATION_SEED)
 
     def on_twin(schedule: Schedule, policy: TflmPolicy | None = None) -> dict[str, float]:
-        twin = BatchTwin(profile, config.load, moves, objective=config.objective)
+        twin = BatchTwin(profile, config.load, moves, objective=objective_terms(config.objective))
         return summarize(evaluate_batch(twin, schedule, evaluation_moves, policy, seed=EVALUATION_SEED))
 
-    laws = {law: tuned_gains(profile, config.load, config.objective, law=law) for law in LAWS}
-    env = ServoEnv(profile, load=config.load, objective=config.objective)
+    laws = {law: tuned_gains(profile, config.load, objective_base(config.objective), law=law) for law in LAWS}
+    env = ServoEnv(profile, load=config.load, objective=objective_terms(config.objective))
     bound = TimeOptimalController(tuned_gains(profile, config.load, "speed"))
     return Comparison(
         {
@@ -430,8 +434,8 @@ class Published:
 
     Attributes:
         result: the training run.
-        export: the accepted export (image, metadata, files).
-        entry: its registry entry.
+        export: the accepted export (metadata, files; its image is unversioned).
+        entry: its registry entry, whose `image()` is the versioned image to deploy.
         comparison: every controller on the evaluation moves.
     """
 
@@ -465,5 +469,6 @@ def publish(
         "validation_curve": result.curve,
         "training_wall_s": result.wall_s,
     }
-    entry = registry.add(export.image, metadata)
+    # The registry versions the image (anti-rollback, servo contract section 5) and signs it again.
+    entry = registry.add(export.image, metadata, sign=functools.partial(sign, private_key))
     return Published(result, export, entry, comparison)

@@ -128,6 +128,12 @@ def load_preset(algorithm: str) -> dict[str, Any]:
 # The twin: environments, PID baseline and evaluation on seeded moves
 
 
+def objective_base(objective: str) -> str:
+    """The named objective whose tuned classical gains serve `objective` (a mix: its largest component)."""
+    weights = parse_objective(objective)
+    return max(weights, key=weights.__getitem__)
+
+
 def objective_terms(objective: str) -> dict[str, float]:
     """mm_sim reward-term weights of an objective text: the weighted sum of each named objective's terms."""
     terms: dict[str, float] = {}
@@ -219,9 +225,8 @@ class TwinSpec:
         from mm_sim.errors import MmSimError
 
         servo = env.unwrapped
-        objective = parse_objective(self.objective)
         try:
-            gains = tuned_gains(servo.profile, self.load, max(objective, key=objective.__getitem__))  # type: ignore[attr-defined]
+            gains = tuned_gains(servo.profile, self.load, objective_base(self.objective))  # type: ignore[attr-defined]
         except MmSimError:
             start = initial_gains(servo.profile, servo.plant.load)  # type: ignore[attr-defined]
             gains, _ = tune_pid(servo, moves=moves, start=start, evaluations=BASELINE_TUNING_EVALUATIONS)  # type: ignore[arg-type]
