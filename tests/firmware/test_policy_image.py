@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import struct
 import zlib
 from typing import Any
 
@@ -15,7 +16,9 @@ from fw_support import HEADER, HalfGainBackend, header, image, public_key_bytes,
 from mm_sim.observation import ObsScales
 
 MODEL = bytes(range(256)) * 3
-BASE = (2.0, 5.0, 0.1, 1.0, 0.05, 30.0)  # a residual image's base law: kp_pos, v_max, kp_vel, ki_vel, ff, decel
+BASE = (2.0, 5.0, 0.1, 1.0, 0.05, 30.0)  # a schedule image's PTOS base law: kp_pos, v_max, kp_vel, ki_vel, ff, decel
+LINEAR = (2.0, 5.0, 0.1, 1.0, 0.05, 0.0)  # a linear PID: no braking deceleration a schedule could scale
+ABOVE_2 = struct.unpack("<f", struct.pack("<I", struct.unpack("<I", struct.pack("<f", 2.0))[0] + 1))[0]
 ACCEPTED, REJECTED = 1, 2
 REASON = {"NONE": 0, "CRC": 1, "FORMAT": 2, "SHAPE": 3, "SIGNATURE": 4, "TOO_LARGE": 5, "BACKEND": 6}
 
@@ -63,13 +66,17 @@ def _corruptions(key: ec.EllipticCurvePrivateKey, other: ec.EllipticCurvePrivate
         "format version 1": (image(key, MODEL, version=1), "FORMAT"),
         "format version 3": (image(key, MODEL, version=3), "FORMAT"),
         "negative scale": (image(key, MODEL, scales=(3.0, -40.0, 25.0, 2.0, 0.004)), "FORMAT"),
-        "schedule_range above 1": (image(key, MODEL, schedule_range=1.5, base_gains=BASE), "FORMAT"),
+        "schedule_range just above 2": (image(key, MODEL, schedule_range=ABOVE_2, base_gains=BASE), "FORMAT"),
+        "schedule_range 2.5": (image(key, MODEL, schedule_range=2.5, base_gains=BASE), "FORMAT"),
         "schedule_range negative": (image(key, MODEL, schedule_range=-0.2, base_gains=BASE), "FORMAT"),
         "schedule_range NaN": (image(key, MODEL, schedule_range=math.nan, base_gains=BASE), "FORMAT"),
-        "negative base gain": (image(key, MODEL, schedule_range=0.3, base_gains=(2, 5, -0.1, 1, 0, 0)), "FORMAT"),
+        "schedule_range inf": (image(key, MODEL, schedule_range=math.inf, base_gains=BASE), "FORMAT"),
+        "negative base gain": (image(key, MODEL, schedule_range=0.3, base_gains=(2, 5, -0.1, 1, 0, 30)), "FORMAT"),
         "infinite base gain": (image(key, MODEL, base_gains=(2, math.inf, 0.1, 1, 0, 0)), "FORMAT"),
-        "negative decel, no residual": (image(key, MODEL, base_gains=(2, 5, 0.1, 1, 0, -1)), "FORMAT"),
+        "negative decel, no schedule": (image(key, MODEL, base_gains=(2, 5, 0.1, 1, 0, -1)), "FORMAT"),
         "PTOS base without kp_pos": (image(key, MODEL, schedule_range=0.3, base_gains=(0, 5, 0.1, 1, 0, 30)), "FORMAT"),
+        "schedule on a linear base (decel 0)": (image(key, MODEL, schedule_range=0.3, base_gains=LINEAR), "FORMAT"),
+        "schedule without base gains": (image(key, MODEL, schedule_range=2.0), "FORMAT"),
         "obs_dim 7": (image(key, MODEL, obs_dim=7), "SHAPE"),
         "action_dim 2": (image(key, MODEL, action_dim=2), "SHAPE"),
         "header CRC lies (signed)": (image(key, MODEL, model_crc32=zlib.crc32(MODEL) ^ 1), "CRC"),
@@ -191,19 +198,19 @@ def test_packer_and_core_agree_on_the_format() -> None:
 def test_schedule_fields_reach_the_core_and_round_trip(
     servo: tuple[Any, HalfGainBackend], signing_key: ec.EllipticCurvePrivateKey
 ) -> None:
-    """A residual image packed by mm_learning is accepted; the core decodes schedule_range and the base gains at
+    """A schedule image packed by mm_learning is accepted; the core decodes schedule_range and the base gains at
     the offsets the packer wrote; schedule_range 0 with zero gains (the default) is a plain policy."""
     policy_image = require("mm_learning.policy_image")
     core, _ = servo
     scales = ObsScales(3.0, 40.0, 25.0, 2.0, 0.004)
     head = policy_image.PolicyHeader(
-        model_type=policy_image.ModelType.INT8, scales=scales, arena_bytes=2800, schedule_range=0.25, base_gains=BASE
+        model_type=policy_image.ModelType.INT8, scales=scales, arena_bytes=2800, schedule_range=1.75, base_gains=BASE
     )
     img = policy_image.pack_image(head, MODEL, lambda data: sign_raw(signing_key, data))
     assert core.load_policy(img) == 0
     active = core.active_policy()
     assert active is not None
-    assert active.schedule_range == pytest.approx(0.25)
+    assert active.schedule_range == 1.75
     g = active.base_gains
     got = (g.kp_pos, g.v_max, g.kp_vel, g.ki_vel, g.gravity_ff_a, g.decel_rad_s2)
     assert got == pytest.approx(BASE)
@@ -216,3 +223,42 @@ def test_schedule_fields_reach_the_core_and_round_trip(
     assert core.load_policy(plain) == 0
     active = core.active_policy()
     assert active is not None and active.schedule_range == 0.0
+
+
+def test_the_packer_and_the_core_agree_on_every_schedule_field(
+    servo: tuple[Any, HalfGainBackend], signing_key: ec.EllipticCurvePrivateKey
+) -> None:
+    """mm_learning.policy_image refuses exactly the schedule fields the core refuses (REASON_FORMAT) and accepts the
+    rest, over the edges of every rule: schedule_range around 0 and 2 and non-finite, base laws PTOS, linear, without
+    kp_pos, all 0, negative and non-finite gains. Images are forged by fw_support (no Python-side check)."""
+    policy_image = require("mm_learning.policy_image")
+    core, _ = servo
+    tiny = struct.unpack("<f", struct.pack("<I", 1))[0]  # the smallest float32 > 0: schedule mode
+    ranges = (0.0, -0.0, tiny, 0.5, 1.5, 2.0, ABOVE_2, -tiny, -0.5, math.nan, math.inf, -math.inf)
+    bases = (
+        BASE,
+        LINEAR,
+        (0.0,) * 6,
+        (0.0, 5.0, 0.1, 1.0, 0.05, 30.0),  # PTOS without kp_pos
+        (2.0, 5.0, 0.1, 1.0, 0.05, tiny),  # the smallest deceleration > 0
+        (2.0, 5.0, -0.1, 1.0, 0.05, 30.0),
+        (2.0, 5.0, 0.1, 1.0, math.nan, 30.0),
+        (2.0, 5.0, 0.1, 1.0, 0.05, -1.0),
+        (2.0, 5.0, 0.1, 1.0, 0.05, math.inf),
+    )
+    accepted = refused = 0
+    for rho in ranges:
+        for base in bases:
+            img = image(signing_key, MODEL, schedule_range=rho, base_gains=base)
+            reason = core.load_policy(img)
+            assert reason in (REASON["NONE"], REASON["FORMAT"]), (rho, base)
+            try:
+                policy_image.parse_image(img)
+                python_accepts = True
+            except policy_image.PolicyImageError:
+                python_accepts = False
+            assert python_accepts == (reason == REASON["NONE"]), (rho, base, reason)
+            accepted += python_accepts
+            refused += not python_accepts
+    # Schedule mode (0 < rho <= 2) takes only the PTOS laws; rho 0 (and -0) any finite gains >= 0.
+    assert accepted == 4 * 2 + 2 * 5 and refused == len(ranges) * len(bases) - accepted

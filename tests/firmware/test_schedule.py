@@ -1,11 +1,13 @@
-"""Schedule policies (servo contract sections 4, 5 and 8): in POLICY mode with an image whose schedule_range > 0,
-the core applies clip(base / current_limit_a + schedule_range * r) * current_limit_a, base being the image's
-cascaded PID/PTOS law (mm_sim.baselines.CascadedPid) and r the policy's held action; the observation's previous
-action and the transition samples carry r. Checked tick for tick against a Python reference on a recorded run
-(targets and reference velocities change every 0.4 s: each change is a new episode and restarts the base)."""
+"""Schedule policies (servo contract sections 4, 5 and 8): in POLICY mode with an image whose schedule_range rho > 0,
+the core runs the image's PTOS base law (mm_sim.baselines.CascadedPid) every tick with its braking deceleration
+scaled by exp(rho * a), a the policy's held action, and applies that law's current (clamped to +-current_limit_a,
+nothing added); the observation's previous action and the transition samples carry a. Checked tick for tick against
+the Python reference on a recorded run (targets and reference velocities change every 0.4 s: each change is a new
+episode and restarts the base law's integrator)."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -17,10 +19,13 @@ DT_S = 0.001
 MODEL = bytes(range(200))
 LIMIT_A = SCALES[3]  # the image's current_limit_a (2 A)
 TAU_S = SCALES[4]  # the image's velocity filter tau: the base law uses the observation's velocity
+# C's expf and numpy's float32 exp (like sinf and np.sin for the feed-forward) may differ in the last bit: the
+# scheduled deceleration then differs by an ulp and the current by orders of magnitude less than this (A).
+TOLERANCE_A = 1e-5
 
 
 class WobblyBackend:
-    """A stub policy whose output follows the fine error and the measured current (so r changes), with an offset
+    """A stub policy whose output follows the fine error and the measured current (so a changes), with an offset
     that reaches past +-1 on some runs (the core clips the policy's output first); records every output."""
 
     def __init__(self) -> None:
@@ -40,11 +45,11 @@ class WobblyBackend:
 @pytest.mark.parametrize(
     ("schedule_range", "base", "decimation"),
     [
-        (0.3, (3.0, 4.0, 0.05, 0.5, 0.0, 0.0), 1),  # linear position loop, policy every tick
-        (0.5, (3.0, 4.0, 0.05, 0.5, 0.0, 20.0), 5),  # PTOS base, r held for 5 ticks
-        (1.0, (6.0, 8.0, 0.08, 1.0, 0.3, 40.0), 10),  # with gravity feed-forward, full residual
+        (0.3, (3.0, 30.0, 0.05, 0.5, 0.0, 20.0), 1),  # policy every tick
+        (1.0, (3.0, 30.0, 0.05, 0.5, 0.0, 20.0), 5),  # a held for 5 ticks
+        (2.0, (6.0, 30.0, 0.08, 1.0, 0.3, 40.0), 10),  # the largest range, with gravity feed-forward
     ],
-    ids=["pid", "ptos-decimated", "ptos-ff"],
+    ids=["every-tick", "decimated", "max-range-ff"],
 )
 def test_schedule_policy_matches_the_python_reference(
     signing_key: ec.EllipticCurvePrivateKey,
@@ -65,18 +70,18 @@ def test_schedule_policy_matches_the_python_reference(
     active = core.active_policy()
     assert active is not None and active.schedule_range == np.float32(schedule_range)
 
-    gains = PidGains(*base)
-    pid = CascadedPid(gains, current_limit_a=LIMIT_A, dt_s=DT_S)
+    pid = CascadedPid(PidGains(*base), current_limit_a=LIMIT_A, dt_s=DT_S)
     rows = recorded_run(dt_s=DT_S)
     encoder = MultiTurnEncoder(encoder_count(rows[0]["angle_rad"]))
     sensing = ObservationBuilder(ObsScales(*SCALES), DT_S)
     sensing.reset(float(encoder.position_rad))
-    limit, rl = np.float32(LIMIT_A), np.float32(schedule_range)
-    previous_r = np.float32(0.0)
+    rho = np.float32(schedule_range)
+    previous_a = np.float32(0.0)
     episode: tuple[float, float] | None = None
     ticks_in_episode = 0
     worst = 0.0
-    clipped = inside = 0
+    largest_effect = 0.0
+    moved = saturated = inside = 0
     for row in rows:
         target, target_velocity = row["target_rad"], row["target_velocity_rad_s"]
         assert core.command(fw.MODE_POLICY, target, target_velocity_rad_s=target_velocity, stream_transitions=True) == 0
@@ -87,43 +92,49 @@ def test_schedule_policy_matches_the_python_reference(
         count = encoder_count(row["angle_rad"])
         invokes = len(backend.outputs)
         out = core.step(encoder_count=count, dt_s=DT_S, current_a=row["current_a"])
-        # The policy runs on the episode's ticks 0, k, 2k, ... and its r is held in between.
+        # The policy runs on the episode's ticks 0, k, 2k, ... and its a is held in between; the base runs every tick.
         runs = ticks_in_episode % decimation == 0
         assert len(backend.outputs) == invokes + runs
-        r = np.clip(np.float32(backend.outputs[-1]), -1.0, 1.0) if runs else previous_r
+        a = np.clip(np.float32(backend.outputs[-1]), np.float32(-1.0), np.float32(1.0)) if runs else previous_a
         ticks_in_episode += 1
 
         position = encoder.update(count)
         sensing.update(float(position), 0.0, 0.0, 0.0, 0.0)
-        base_a = np.float32(
-            pid.step(
-                position_rad=float(position),
-                velocity_rad_s=sensing.velocity_rad_s,
-                target_rad=target,
-                target_velocity_rad_s=target_velocity,
-            )
-        )
-        total = np.clip(base_a / limit + rl * np.float32(r), np.float32(-1.0), np.float32(1.0))
-        expected = float(total * limit)
+        inputs = {
+            "position_rad": float(position),
+            "velocity_rad_s": sensing.velocity_rad_s,
+            "target_rad": target,
+            "target_velocity_rad_s": target_velocity,
+        }
+        unscheduled = copy.deepcopy(pid).step(**inputs)  # the base law from the same integrator, braking at decel
+        expected = pid.step(**inputs, schedule=rho * a)  # float32 rho * a, as the core computes it
         worst = max(worst, abs(out.current_cmd_a - expected))
-        clipped += abs(total) == 1.0
-        inside += abs(total) < 1.0
+        largest_effect = max(largest_effect, abs(expected - unscheduled))
+        moved += abs(expected - unscheduled) > 100 * TOLERANCE_A
+        saturated += abs(expected) == LIMIT_A
+        inside += abs(expected) < LIMIT_A
+        assert abs(out.current_cmd_a) <= LIMIT_A
 
         batch = core.pop_batch(1)
         assert batch.count == 1
-        assert batch.actions[0] == r, "the sample's action is the policy's own r"
-        assert batch.observations[6] == previous_r, "feature 6 is the previous r"
+        assert batch.actions[0] == a, "the sample's action is the policy's own a"
+        assert batch.observations[6] == previous_a, "feature 6 is the previous a"
         assert batch.flags[0] & fw.constant("MM_SAMPLE_POLICY")
-        previous_r = np.float32(r)
-    print(f"max |C - Python| current = {worst} A; {clipped} ticks clipped, {inside} inside")
-    # sinf and numpy's float32 sin may differ in the last bit; without the feed-forward the two are identical.
-    assert worst <= (1e-5 if base[4] else 0.0), f"max |C - Python| current = {worst} A"
-    assert clipped > 0 and inside > 0
+        previous_a = a
+    print(
+        f"max |C - Python| current = {worst} A; the schedule moved the current on {moved} ticks (at most "
+        f"{largest_effect} A); {saturated} ticks at the limit, {inside} inside"
+    )
+    assert worst <= TOLERANCE_A, f"max |C - Python| current = {worst} A"
+    # The schedule acts: on many ticks the current differs from the unscheduled law by far more than the tolerance,
+    # so a core that ignored a, dropped the exp or braked at another deceleration could not pass.
+    assert moved > len(rows) // 5 and largest_effect > 1000 * TOLERANCE_A
+    assert saturated > 0 and inside > 0
 
 
 def test_schedule_range_zero_is_exactly_the_plain_policy(signing_key: ec.EllipticCurvePrivateKey) -> None:
-    """An image with schedule_range 0 (base gains present but unused) drives, observes and records exactly as
-    the same policy without them."""
+    """An image with schedule_range 0 (PTOS base gains present but unused) drives, observes and records exactly as
+    the same policy without them: the policy's output is the whole action."""
     import mm_firmware_core as fw
 
     def run(**fields: Any) -> list[tuple[float, list[float], float]]:
@@ -140,8 +151,9 @@ def test_schedule_range_zero_is_exactly_the_plain_policy(signing_key: ec.Ellipti
     assert run() == run(schedule_range=0.0, base_gains=(3.0, 4.0, 0.05, 0.5, 0.2, 20.0))
 
 
-def test_mm_learning_residual_header_reaches_the_base_law(signing_key: ec.EllipticCurvePrivateKey) -> None:
-    """The project's packer: a residual image whose policy outputs 0 runs the base law alone (r = 0)."""
+def test_mm_learning_schedule_header_reaches_the_base_law(signing_key: ec.EllipticCurvePrivateKey) -> None:
+    """The project's packer: a schedule image whose policy outputs 0 runs the PTOS base law alone (exp(0) = 1, bit for
+    bit); one whose policy outputs 0.5 brakes at decel * exp(rho * 0.5), as CascadedPid with that schedule."""
     import mm_firmware_core as fw
 
     policy_image = require("mm_learning.policy_image")
@@ -149,23 +161,39 @@ def test_mm_learning_residual_header_reaches_the_base_law(signing_key: ec.Ellipt
     from mm_sim.baselines import CascadedPid, PidGains
     from mm_sim.observation import ObsScales
 
-    class Zero(WobblyBackend):
-        def invoke(self, slot: int, observation: list[float]) -> float:
-            return 0.0
+    class Constant(WobblyBackend):
+        def __init__(self, a: float) -> None:
+            super().__init__()
+            self.a = a
 
-    base = (4.0, 6.0, 0.1, 0.0, 0.0, 0.0)
+        def invoke(self, slot: int, observation: list[float]) -> float:
+            return self.a
+
+    base = (8.0, 10.0, 0.1, 0.0, 0.0, 20.0)  # linear zone 20 / (2 * 8^2) = 0.16 rad (0.33 at a = 0.5): 1 rad brakes
+    rho = 1.5
     head = policy_image.PolicyHeader(
         model_type=policy_image.ModelType.INT8,
         scales=ObsScales(*SCALES),
         arena_bytes=3000,
-        schedule_range=0.5,
+        schedule_range=rho,
         base_gains=base,
     )
     img = policy_image.pack_image(head, MODEL, lambda data: sign_raw(signing_key, data))
-    core = fw.ServoCore(public_key=public_key_bytes(signing_key), backend=Zero(), heartbeat_timeout_s=0.0)
-    assert core.load_policy(img) == 0
-    assert core.command(fw.MODE_POLICY, 1.0) == 0
+    currents = {}
+    for a in (0.0, 0.5):
+        core = fw.ServoCore(public_key=public_key_bytes(signing_key), backend=Constant(a), heartbeat_timeout_s=0.0)
+        assert core.load_policy(img) == 0
+        assert core.command(fw.MODE_POLICY, 1.0) == 0
+        currents[a] = core.step(encoder_count=0, dt_s=DT_S).current_cmd_a
     pid = CascadedPid(PidGains(*base), current_limit_a=LIMIT_A, dt_s=DT_S)
-    # At rest at 0 (velocity 0): the base law alone, kp_vel * min(kp_pos * 1 rad, v_max).
-    out = core.step(encoder_count=0, dt_s=DT_S)
-    assert out.current_cmd_a == pid.step(position_rad=0.0, velocity_rad_s=0.0, target_rad=1.0) == pytest.approx(0.4)
+    # At rest at 0 (velocity 0): kp_vel * (sqrt(2 * decel * 1 rad) - decel / (2 kp_pos)), under v_max.
+    plain = pid.step(position_rad=0.0, velocity_rad_s=0.0, target_rad=1.0)
+    assert currents[0.0] == plain == pytest.approx(0.1 * (40.0**0.5 - 1.25))
+    pid.reset()
+    scheduled = pid.step(
+        position_rad=0.0, velocity_rad_s=0.0, target_rad=1.0, schedule=np.float32(rho) * np.float32(0.5)
+    )
+    decel = 20.0 * np.exp(0.75)
+    assert scheduled == pytest.approx(0.1 * ((2.0 * decel) ** 0.5 - decel / 16.0), rel=1e-6)
+    assert currents[0.5] == pytest.approx(scheduled, abs=TOLERANCE_A)  # expf vs numpy's exp: see TOLERANCE_A
+    assert currents[0.5] > currents[0.0] + 0.1  # a harder brake allows a faster approach

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
+from pathlib import Path
 
 import pytest
 from mm_learning.errors import PolicyImageError
@@ -17,6 +18,8 @@ from mm_learning.policy_image import (
     policy_crc32,
 )
 from mm_sim.observation import ObsScales
+
+REPO = Path(__file__).resolve().parents[2]
 
 MODEL = bytes(range(256)) * 3
 SIGNATURE = bytes(range(64))
@@ -47,16 +50,18 @@ def test_layout_matches_the_contract_table() -> None:
     assert struct.unpack_from("<I", image, 12)[0] == len(MODEL)
     assert struct.unpack_from("<5f", image, 16)[1] == 40.0
     assert struct.unpack_from("<II", image, 36) == (3552, zlib.crc32(MODEL))
-    # Not residual: schedule_range, the six base gains and both reserved words are 0.
+    # A plain policy (not schedule mode): schedule_range, the six base gains and both reserved words are 0.
     assert struct.unpack_from("<7f", image, 44) == (0.0,) * 7
     assert struct.unpack_from("<II", image, 72) == (0, 0)
     assert len(image) == 80 + len(MODEL) + 64
 
 
-BASE = (2.0, 5.0, 0.125, 1.0, 0.5, 30.0)
+BASE = (2.0, 5.0, 0.125, 1.0, 0.5, 30.0)  # PTOS: decel 30 rad/s², kp_pos 2 (1/s)
+LINEAR = (2.0, 5.0, 0.125, 1.0, 0.5, 0.0)  # a linear PID: no braking deceleration to schedule
+F32_ABOVE_2 = struct.unpack("<f", struct.pack("<I", struct.unpack("<I", struct.pack("<f", 2.0))[0] + 1))[0]
 
 
-def _residual_header(schedule_range: float = 0.25, base_gains: tuple[float, ...] = BASE) -> PolicyHeader:
+def _schedule_header(schedule_range: float = 0.25, base_gains: tuple[float, ...] = BASE) -> PolicyHeader:
     scales = ObsScales(3.0, 40.0, 25.0, 2.0, 0.004)
     return PolicyHeader(
         ModelType.INT8,
@@ -68,7 +73,7 @@ def _residual_header(schedule_range: float = 0.25, base_gains: tuple[float, ...]
 
 
 def test_schedule_fields_sit_at_offsets_44_to_76_and_round_trip() -> None:
-    image = pack_image(_residual_header(), MODEL, lambda _: SIGNATURE)
+    image = pack_image(_schedule_header(), MODEL, lambda _: SIGNATURE)
     assert struct.unpack_from("<f", image, 44)[0] == 0.25
     assert struct.unpack_from("<6f", image, 48) == BASE
     assert struct.unpack_from("<II", image, 72) == (0, 0)
@@ -80,33 +85,71 @@ def test_schedule_fields_sit_at_offsets_44_to_76_and_round_trip() -> None:
 @pytest.mark.parametrize(
     ("schedule_range", "base_gains", "reason"),
     [
-        (1.5, BASE, "schedule_range=1.5 must be in"),
+        (F32_ABOVE_2, BASE, r"schedule_range=2\.00000023\d* must be in \[0, 2\.0\]"),
+        (2.5, BASE, "schedule_range=2.5 must be in"),
         (-0.1, BASE, "schedule_range=-0.1"),
+        (-1e-30, BASE, "schedule_range=-1e-30"),
         (math.nan, BASE, "schedule_range=nan must be in"),
-        (0.3, (2.0, 5.0, -0.1, 1.0, 0.0, 0.0), "kp_vel=-0.1"),
+        (math.inf, BASE, "schedule_range=inf must be in"),
+        (-math.inf, BASE, "schedule_range=-inf must be in"),
+        (0.3, (2.0, 5.0, -0.1, 1.0, 0.0, 30.0), "kp_vel=-0.1"),
+        (0.0, (2.0, 5.0, -0.1, 1.0, 0.0, 0.0), "kp_vel=-0.1"),
         (0.0, (2.0, math.inf, 0.1, 1.0, 0.0, 0.0), "v_max=inf must be"),
+        (0.3, (2.0, 5.0, 0.1, math.nan, 0.0, 30.0), "ki_vel=nan must be"),
+        (0.0, (2.0, 5.0, 0.1, 1.0, 0.0, -1.0), "decel_rad_s2=-1.0 must be"),
         (0.3, (0.0, 5.0, 0.1, 1.0, 0.0, 30.0), "PTOS"),
+        (0.3, LINEAR, "needs a PTOS base law: decel_rad_s2=0.0 must be > 0"),
+        (1e-45, LINEAR, "needs a PTOS base law"),  # the smallest float32 > 0 is schedule mode
+        (2.0, (0.0,) * 6, "needs a PTOS base law"),
         (0.3, (2.0, 5.0, 0.1), "base_gains has 3 values"),
     ],
 )
 def test_schedule_fields_the_servo_refuses_are_refused(
     schedule_range: float, base_gains: tuple[float, ...], reason: str
 ) -> None:
-    header = _residual_header(schedule_range, base_gains)
+    """The firmware's rules (mm_policy_image.c schedule_valid): schedule_range finite and in [0, 2], base gains finite
+    and >= 0, and in schedule mode a PTOS base law (decel_rad_s2 > 0, kp_pos > 0); tests/firmware/test_policy_image.py
+    shows the core refusing the same images."""
+    header = _schedule_header(schedule_range, base_gains)
     with pytest.raises(PolicyImageError, match=reason):
         pack_image(header, MODEL, lambda _: SIGNATURE)
     if len(base_gains) == 6:
-        # A forged header with the same fields is refused when parsed, too.
+        # A forged header with the same fields is refused when parsed, too (the message shows the float32 value).
         image = bytearray(_image())
         struct.pack_into("<f6f", image, 44, schedule_range, *base_gains)
-        with pytest.raises(PolicyImageError, match=reason):
+        with pytest.raises(PolicyImageError, match=r"^(schedule_range=|schedule mode|base gain)"):
             parse_image(bytes(image))
 
 
-def test_a_ptos_base_without_kp_pos_is_allowed_when_no_base_law_runs() -> None:
-    """schedule_range 0: the base gains only need to be finite and >= 0 (the servo never runs them)."""
-    image = pack_image(_residual_header(0.0, (0.0, 5.0, 0.1, 1.0, 0.0, 30.0)), MODEL, lambda _: SIGNATURE)
-    assert parse_image(image).header.schedule_range == 0.0
+@pytest.mark.parametrize(
+    ("schedule_range", "base_gains"),
+    [
+        (0.0, (0.0, 5.0, 0.1, 1.0, 0.0, 30.0)),  # PTOS without kp_pos: no base law runs
+        (0.0, LINEAR),
+        (0.0, (0.0,) * 6),
+        (-0.0, LINEAR),  # -0 is 0 to the servo (not below 0, not schedule mode)
+        (1e-50, LINEAR),  # rounds to float32 0: what the servo reads is a plain policy
+        (1e-45, BASE),
+        (0.5, BASE),
+        (1.5, BASE),
+        (2.0, BASE),
+        (2.00000001, BASE),  # rounds to float32 2.0, which the servo accepts
+        (2.0, (1e-3, 1e-3, 0.0, 0.0, 0.0, 1e-3)),
+    ],
+)
+def test_schedule_fields_the_servo_accepts_are_accepted(schedule_range: float, base_gains: tuple[float, ...]) -> None:
+    """The same rules on the edges the servo accepts, judged on the float32 values the header carries."""
+    image = pack_image(_schedule_header(schedule_range, base_gains), MODEL, lambda _: SIGNATURE)
+    parsed = parse_image(image)
+    assert parsed.header.schedule_range == struct.unpack("<f", struct.pack("<f", schedule_range))[0]
+    assert parsed.header.base_gains == struct.unpack("<6f", struct.pack("<6f", *base_gains))
+
+
+def test_the_schedule_range_limit_is_the_firmwares() -> None:
+    from mm_learning.policy_image import MAX_SCHEDULE_RANGE
+
+    header = (REPO / "firmware/core/include/mm_core/mm_policy_image.h").read_text()
+    assert f"#define MM_MAX_SCHEDULE_RANGE {MAX_SCHEDULE_RANGE}f" in header
 
 
 def test_the_policy_decimation_travels_in_byte_11() -> None:

@@ -1,5 +1,6 @@
 /* Policy images: acceptance, every refusal with the last good policy still active, double buffering, chunked
- * transfer with loss, duplication and reordering, inference failure, and the exploration noise of POLICY mode. */
+ * transfer with loss, duplication and reordering, inference failure, schedule mode (the policy's action scales the
+ * PTOS base law's braking deceleration) and the exploration noise of POLICY mode. */
 #include <math.h>
 #include <string.h>
 
@@ -122,27 +123,39 @@ static void corrupt_images_are_refused_keeping_the_last_good_policy(void **state
         check_refused(core, IMAGE_BYTES, MM_REASON_FORMAT);
     }
 
-    /* schedule_range and base gains: signed images whose header fields are out of range. */
+    /* schedule_range and base gains: signed images whose header fields are out of range. schedule_range must be
+     * finite and in [0, MM_MAX_SCHEDULE_RANGE = 2]; the base gains finite and >= 0 whether or not a base law runs. */
     const mm_pid_gains_t good = {.kp_pos = 2.0f, .v_max = 5.0f, .kp_vel = 0.1f, .ki_vel = 1.0f, .decel_rad_s2 = 30.0f};
-    const float bad_limits[] = {-0.1f, 1.5f, NAN, INFINITY};
-    for (unsigned i = 0; i < sizeof bad_limits / sizeof bad_limits[0]; ++i) {
-        test_image_make_residual(g_bad, &g_key, g_model, MODEL_BYTES, 2.0f, 0u, bad_limits[i], &good);
+    const float bad_ranges[] = {-0.1f, -1e-30f, nextafterf(MM_MAX_SCHEDULE_RANGE, 3.0f), 2.5f,
+                                NAN,   INFINITY, -INFINITY};
+    for (unsigned i = 0; i < sizeof bad_ranges / sizeof bad_ranges[0]; ++i) {
+        test_image_make_schedule(g_bad, &g_key, g_model, MODEL_BYTES, 2.0f, 0u, bad_ranges[i], &good);
         check_refused(core, IMAGE_BYTES, MM_REASON_FORMAT);
     }
     for (unsigned field = 0; field < 6u; ++field) {
         const float bad_values[] = {-1.0f, NAN, INFINITY};
         for (unsigned j = 0; j < 3u; ++j) {
-            for (int residual = 0; residual <= 1; ++residual) {
+            for (int scheduled = 0; scheduled <= 1; ++scheduled) {
                 mm_pid_gains_t g = good;
                 ((float *)&g)[field] = bad_values[j];
-                test_image_make_residual(g_bad, &g_key, g_model, MODEL_BYTES, 2.0f, 0u, residual ? 0.5f : 0.0f, &g);
+                test_image_make_schedule(g_bad, &g_key, g_model, MODEL_BYTES, 2.0f, 0u, scheduled ? 0.5f : 0.0f, &g);
                 check_refused(core, IMAGE_BYTES, MM_REASON_FORMAT);
             }
         }
     }
+    /* Schedule mode needs a PTOS base law: a deceleration to scale (> 0) and its linear zone (kp_pos > 0). */
     mm_pid_gains_t no_linear_zone = good;
-    no_linear_zone.kp_pos = 0.0f; /* PTOS without kp_pos: refused for a base law that runs */
-    test_image_make_residual(g_bad, &g_key, g_model, MODEL_BYTES, 2.0f, 0u, 0.5f, &no_linear_zone);
+    no_linear_zone.kp_pos = 0.0f;
+    test_image_make_schedule(g_bad, &g_key, g_model, MODEL_BYTES, 2.0f, 0u, 0.5f, &no_linear_zone);
+    check_refused(core, IMAGE_BYTES, MM_REASON_FORMAT);
+    mm_pid_gains_t linear = good;
+    linear.decel_rad_s2 = 0.0f; /* a linear PID has no braking deceleration to schedule */
+    const float scheduled_ranges[] = {nextafterf(0.0f, 1.0f), 0.5f, MM_MAX_SCHEDULE_RANGE};
+    for (unsigned i = 0; i < sizeof scheduled_ranges / sizeof scheduled_ranges[0]; ++i) {
+        test_image_make_schedule(g_bad, &g_key, g_model, MODEL_BYTES, 2.0f, 0u, scheduled_ranges[i], &linear);
+        check_refused(core, IMAGE_BYTES, MM_REASON_FORMAT);
+    }
+    test_image_make_schedule(g_bad, &g_key, g_model, MODEL_BYTES, 2.0f, 0u, 0.5f, NULL); /* no base gains at all */
     check_refused(core, IMAGE_BYTES, MM_REASON_FORMAT);
 
     memcpy(g_bad, g_image, IMAGE_BYTES);
@@ -412,48 +425,97 @@ static void an_image_carries_its_own_decimation_counted_from_each_episode(void *
     assert_int_equal(invokes_in(core, 20), 2);
 }
 
-/* ---- residual policies (contract sections 4 and 5) ---- */
+/* ---- schedule policies (contract sections 4, 5 and 8) ---- */
 
 #define DT_S 0.001f
+#define LIMIT_A 2.0f /* the schedule images' current_limit_a */
 
-static uint8_t g_residual[IMAGE_BYTES];
+static uint8_t g_schedule[IMAGE_BYTES];
 
-/* The base law of the residual tests: a gentle PTOS PID (moderate currents, so the sum rarely clips). */
+/* The base law of the schedule tests: PTOS whose linear zone (decel / (2 kp_pos^2) = 37.5 mrad at a = 0, 0.28 rad at
+ * decel * e^2) is far smaller than the errors below, so the braking curve, and with it the schedule, acts on every
+ * tick; v_max is above every demand, so the clip never hides a change of deceleration. Unlike the config's gains
+ * (decel 0, kp_vel 0.2): a schedule on the wrong law cannot pass. */
 static const mm_pid_gains_t k_base = {
-    .kp_pos = 2.0f, .v_max = 5.0f, .kp_vel = 0.1f, .ki_vel = 1.0f, .gravity_ff_a = 0.05f, .decel_rad_s2 = 30.0f};
+    .kp_pos = 20.0f, .v_max = 30.0f, .kp_vel = 0.1f, .ki_vel = 1.0f, .gravity_ff_a = 0.05f, .decel_rad_s2 = 30.0f};
 
-/* A core running a residual image (current limit 2 A) whose stub outputs the constant `r`, in POLICY mode to
+/* Signed schedule images at the edges of the rules are accepted: schedule_range 0 (any finite gains >= 0, even PTOS
+ * without kp_pos or a linear PID: no base law runs) and up to MM_MAX_SCHEDULE_RANGE with a PTOS base law. */
+static void schedule_fields_within_the_rules_are_accepted(void **state)
+{
+    (void)state;
+    mm_core_t *core = policy_core();
+    mm_pid_gains_t no_linear_zone = k_base;
+    no_linear_zone.kp_pos = 0.0f;
+    mm_pid_gains_t linear = k_base;
+    linear.decel_rad_s2 = 0.0f;
+    const struct {
+        float range;
+        const mm_pid_gains_t *base;
+    } ok[] = {{0.0f, NULL}, {0.0f, &k_base}, {0.0f, &no_linear_zone}, {0.0f, &linear}, {-0.0f, &linear},
+              {nextafterf(0.0f, 1.0f), &k_base}, {0.5f, &k_base}, {1.5f, &k_base}, {MM_MAX_SCHEDULE_RANGE, &k_base}};
+    for (unsigned i = 0; i < sizeof ok / sizeof ok[0]; ++i) {
+        test_image_make_schedule(g_schedule, &g_key, g_model, MODEL_BYTES, LIMIT_A, 0u, ok[i].range, ok[i].base);
+        assert_int_equal(mm_core_policy_load(core, g_schedule, IMAGE_BYTES), MM_REASON_NONE);
+        mm_policy_header_t h;
+        assert_true(mm_core_policy_active(core, &h));
+        assert_true(h.schedule_range == ok[i].range);
+        if (ok[i].base != NULL) {
+            assert_true(h.base_gains.decel_rad_s2 == ok[i].base->decel_rad_s2);
+            assert_true(h.base_gains.kp_pos == ok[i].base->kp_pos);
+        }
+    }
+}
+
+/* A core running a schedule image (current limit 2 A) whose stub outputs the constant `a`, in POLICY mode to
  * target_rad, streaming samples. */
-static mm_core_t *residual_core(uint8_t decimation, float schedule_range, const mm_pid_gains_t *base, float r,
+static mm_core_t *schedule_core(uint8_t decimation, float schedule_range, const mm_pid_gains_t *base, float a,
                                 float target_rad, float std)
 {
     mm_core_t *core = policy_core_seeded(1u, 11u);
-    assert_int_equal(test_image_make_residual(g_residual, &g_key, g_model, MODEL_BYTES, 2.0f, decimation,
+    assert_int_equal(test_image_make_schedule(g_schedule, &g_key, g_model, MODEL_BYTES, LIMIT_A, decimation,
                                               schedule_range, base),
                      IMAGE_BYTES);
-    assert_int_equal(mm_core_policy_load(core, g_residual, IMAGE_BYTES), MM_REASON_NONE);
+    assert_int_equal(mm_core_policy_load(core, g_schedule, IMAGE_BYTES), MM_REASON_NONE);
     g_fake.gain = 0.0f;
-    g_fake.bias = r;
+    g_fake.bias = a;
     const mm_command_t cmd = {.mode = MM_MODE_POLICY, .target = target_rad, .stream_transitions = true,
                               .exploration_std = std, .exploration_tau_s = 0.01f};
     assert_int_equal(mm_core_command(core, &cmd), MM_OK);
     return core;
 }
 
-/* The reference of residual mode, outside the core: its own PID state and a velocity filter with the image's tau. */
+/* The reference of schedule mode, outside the core: its own PID state and a velocity filter with the image's tau.
+ * `moved` counts the ticks on which the scheduled law's current differs from the unscheduled base law's (from the
+ * same integrator), so a test can show the schedule acted. */
 typedef struct {
     mm_pid_t pid;
     mm_velocity_filter_t velocity;
     float schedule_range;
     mm_pid_gains_t base;
-} residual_ref_t;
+    int moved;
+} schedule_ref_t;
 
-static void ref_init(residual_ref_t *ref, float schedule_range, const mm_pid_gains_t *base)
+static void ref_init(schedule_ref_t *ref, float schedule_range, const mm_pid_gains_t *base)
 {
     mm_pid_reset(&ref->pid);
     mm_velocity_filter_reset(&ref->velocity);
     ref->schedule_range = schedule_range;
     ref->base = *base;
+    ref->moved = 0;
+}
+
+/* The reference current for the policy action a on the position the core measured: the base law with its braking
+ * deceleration scaled by expf(schedule_range * a), the image's current limit as its clamp, nothing added. */
+static float ref_current(schedule_ref_t *ref, float position, float velocity, float target_rad, float a)
+{
+    mm_pid_gains_t gains = ref->base;
+    gains.decel_rad_s2 = ref->base.decel_rad_s2 * expf(ref->schedule_range * a);
+    mm_pid_t unscheduled = ref->pid;
+    const float plain = mm_pid_step(&unscheduled, &ref->base, LIMIT_A, DT_S, position, velocity, target_rad, 0.0f);
+    const float current = mm_pid_step(&ref->pid, &gains, LIMIT_A, DT_S, position, velocity, target_rad, 0.0f);
+    ref->moved += current != plain;
+    return current;
 }
 
 /* The shaft moves 5 counts per tick from count 100: position and velocity change every tick. */
@@ -463,25 +525,25 @@ static uint16_t moving_count(int k)
 }
 
 /* One tick: step the core at encoder count, then the reference on the position the core measured; returns the
- * sample's action (r) and checks current = clip(base / limit + schedule_range * r) * limit exactly. */
-static float residual_tick(mm_core_t *core, residual_ref_t *ref, uint16_t count, float target_rad, float *current)
+ * sample's action a and checks the current is exactly the scheduled base law's. */
+static float schedule_tick(mm_core_t *core, schedule_ref_t *ref, uint16_t count, float target_rad, float *current)
 {
     const mm_sensors_t s = test_sensors(count);
     mm_actuator_t out;
     mm_core_step(core, &s, DT_S, &out);
     mm_batch_t batch;
     assert_int_equal(mm_core_pop_batch(core, &batch, 1u), 1u);
-    const float r = batch.actions[0];
+    const float a = batch.actions[0];
     const float position = test_state(core).position_rad;
     const float velocity = mm_velocity_filter_update(&ref->velocity, position, DT_S, 0.004f);
-    const float base_a = mm_pid_step(&ref->pid, &ref->base, 2.0f, DT_S, position, velocity, target_rad, 0.0f);
-    const float expected = mm_clip_unit(base_a / 2.0f + ref->schedule_range * r) * 2.0f;
+    const float expected = ref_current(ref, position, velocity, target_rad, a);
     assert_true(out.current_cmd_a == expected);
+    assert_true(fabsf(out.current_cmd_a) <= LIMIT_A);
     *current = out.current_cmd_a;
-    return r;
+    return a;
 }
 
-static void residual_zero_behaves_exactly_as_a_plain_policy(void **state)
+static void schedule_range_zero_behaves_exactly_as_a_plain_policy(void **state)
 {
     (void)state;
     const mm_sensors_t s0 = test_sensors(0);
@@ -490,8 +552,8 @@ static void residual_zero_behaves_exactly_as_a_plain_policy(void **state)
     for (int variant = 0; variant < 2; ++variant) {
         mm_core_t *core = policy_core();
         /* schedule_range 0 with (ignored) base gains vs the image without any */
-        test_image_make_residual(g_residual, &g_key, g_model, MODEL_BYTES, 2.0f, 0u, 0.0f, variant ? &k_base : NULL);
-        assert_int_equal(mm_core_policy_load(core, g_residual, IMAGE_BYTES), MM_REASON_NONE);
+        test_image_make_schedule(g_schedule, &g_key, g_model, MODEL_BYTES, LIMIT_A, 0u, 0.0f, variant ? &k_base : NULL);
+        assert_int_equal(mm_core_policy_load(core, g_schedule, IMAGE_BYTES), MM_REASON_NONE);
         const mm_command_t cmd = {.mode = MM_MODE_POLICY, .target = 1.0f};
         assert_int_equal(mm_core_command(core, &cmd), MM_OK);
         for (int k = 0; k < 300; ++k) {
@@ -505,49 +567,119 @@ static void residual_zero_behaves_exactly_as_a_plain_policy(void **state)
     assert_memory_equal(current[0], current[1], sizeof current[0]);
     assert_memory_equal(obs[0], obs[1], sizeof obs[0]);
     /* the plain policy: 0.5 * coarse error, times 2 A */
-    assert_true(current[0][0] == mm_clip_unit(0.5f * (1.0f / 3.0f)) * 2.0f);
+    assert_true(current[0][0] == mm_clip_unit(0.5f * (1.0f / 3.0f)) * LIMIT_A);
 }
 
-static void residual_adds_the_limited_policy_output_to_the_base_law(void **state)
+/* At a = 0 schedule mode is the classical PTOS controller: bit for bit what POSITION mode applies with the same gains,
+ * current limit and velocity filter, tick for tick on a moving shaft, integrator included. */
+static void schedule_at_zero_action_is_the_ptos_position_mode(void **state)
 {
     (void)state;
-    residual_ref_t ref;
+    float current[2][400];
+    for (int variant = 0; variant < 2; ++variant) {
+        mm_config_t cfg;
+        mm_core_config_default(&cfg);
+        cfg.heartbeat_timeout_s = 0.0f;
+        cfg.gains = k_base;
+        cfg.velocity_filter_tau_s = 0.004f; /* the image's tau: POSITION filters the velocity as the observation */
+        memcpy(cfg.public_key, g_key.public_key, sizeof g_key.public_key);
+        memset(&g_fake, 0, sizeof g_fake); /* the stub's action: 0 */
+        cfg.backend = fake_backend(&g_fake);
+        mm_core_t *core = test_core(&cfg);
+        mm_command_t cmd = {.mode = MM_MODE_POSITION, .target = 1.0f, .current_limit_a = LIMIT_A};
+        if (variant == 1) {
+            test_image_make_schedule(g_schedule, &g_key, g_model, MODEL_BYTES, LIMIT_A, 0u, 1.0f, &k_base);
+            assert_int_equal(mm_core_policy_load(core, g_schedule, IMAGE_BYTES), MM_REASON_NONE);
+            cmd.mode = MM_MODE_POLICY;
+        }
+        assert_int_equal(mm_core_command(core, &cmd), MM_OK);
+        for (int k = 0; k < 400; ++k) {
+            const mm_sensors_t s = test_sensors(moving_count(k));
+            mm_actuator_t out;
+            mm_core_step(core, &s, DT_S, &out);
+            current[variant][k] = out.current_cmd_a;
+        }
+    }
+    assert_memory_equal(current[0], current[1], sizeof current[0]);
+    assert_true(current[0][399] != current[0][0]);
+}
+
+/* The schedule scales the braking deceleration by exp(schedule_range * a): on the first tick (at rest, empty
+ * integrator) the current is the PTOS braking curve written out with that deceleration, and it grows with a (a
+ * target ahead, in the braking zone: a harder brake allows a faster approach, a < 0 brakes earlier). */
+static void schedule_scales_the_braking_deceleration_by_exp(void **state)
+{
+    (void)state;
+    const float ranges[] = {0.3f, 1.0f, MM_MAX_SCHEDULE_RANGE};
+    const float actions[] = {-1.0f, -0.5f, -0.1f, 0.0f, 0.1f, 0.5f, 1.0f};
+    for (unsigned i = 0; i < sizeof ranges / sizeof ranges[0]; ++i) {
+        float previous = -INFINITY;
+        for (unsigned j = 0; j < sizeof actions / sizeof actions[0]; ++j) {
+            mm_core_t *core = schedule_core(1u, ranges[i], &k_base, actions[j], 1.0f, 0.0f);
+            const mm_sensors_t s = test_sensors(100);
+            mm_actuator_t out;
+            mm_core_step(core, &s, DT_S, &out);
+            const float position = test_state(core).position_rad;
+            const float decel = k_base.decel_rad_s2 * expf(ranges[i] * actions[j]);
+            const float error = 1.0f - position;
+            assert_true(error > decel / (2.0f * k_base.kp_pos * k_base.kp_pos)); /* the braking zone */
+            const float demand = sqrtf(2.0f * decel * error) - decel / (2.0f * k_base.kp_pos);
+            const float expected = k_base.kp_vel * demand + k_base.gravity_ff_a * sinf(position);
+            assert_float_equal(out.current_cmd_a, expected, 1e-6);
+            assert_true(out.current_cmd_a > previous);
+            previous = out.current_cmd_a;
+        }
+    }
+}
+
+static void schedule_runs_the_base_law_with_the_scheduled_deceleration(void **state)
+{
+    (void)state;
+    schedule_ref_t ref;
     float current = 0.0f;
-    /* Moderate: base + 0.3 * 0.5 stays inside the limit. */
-    mm_core_t *core = residual_core(1u, 0.3f, &k_base, 0.5f, 1.0f, 0.0f);
+    /* Moderate: a = 0.5 brakes at 30 e^0.15; the current never reaches the limit. */
+    mm_core_t *core = schedule_core(1u, 0.3f, &k_base, 0.5f, 1.0f, 0.0f);
     ref_init(&ref, 0.3f, &k_base);
     for (int k = 0; k < 400; ++k) {
-        assert_true(residual_tick(core, &ref, moving_count(k), 1.0f, &current) == 0.5f);
+        assert_true(schedule_tick(core, &ref, moving_count(k), 1.0f, &current) == 0.5f);
+        assert_true(fabsf(current) < LIMIT_A);
     }
     assert_true(ref.pid.integrator_a != 0.0f);
-    /* Strong base and full residual: the sum clips at +-1 (2 A) on some ticks, negative r on a target behind. */
-    const mm_pid_gains_t strong = {.kp_pos = 20.0f, .v_max = 20.0f, .kp_vel = 0.5f, .ki_vel = 2.0f};
-    core = residual_core(1u, 1.0f, &strong, -0.9f, -2.0f, 0.0f);
-    ref_init(&ref, 1.0f, &strong);
-    int clipped = 0;
+    assert_int_equal(ref.moved, 400); /* the schedule changed the current on every tick */
+    /* Strong base, the largest range, a = 0.9 (braking at 30 e^1.8): the PID's own clamp holds the output at 2 A
+     * on the first ticks (nothing is added after it), the scheduled braking curve then takes it below the limit. */
+    const mm_pid_gains_t strong = {.kp_pos = 20.0f, .v_max = 20.0f, .kp_vel = 0.5f, .ki_vel = 2.0f,
+                                   .decel_rad_s2 = 30.0f};
+    core = schedule_core(1u, MM_MAX_SCHEDULE_RANGE, &strong, 0.9f, 0.5f, 0.0f);
+    ref_init(&ref, MM_MAX_SCHEDULE_RANGE, &strong);
+    int clamped = 0;
+    int inside = 0;
     for (int k = 0; k < 400; ++k) {
-        residual_tick(core, &ref, moving_count(k), -2.0f, &current);
-        clipped += current == -2.0f;
+        schedule_tick(core, &ref, moving_count(k), 0.5f, &current);
+        clamped += fabsf(current) == LIMIT_A;
+        inside += fabsf(current) < LIMIT_A;
     }
-    assert_true(clipped > 0);
-    /* A stub output outside [-1, 1] is clipped to r = 1 first, as any policy action. */
-    core = residual_core(1u, 0.25f, &k_base, 3.0f, 1.0f, 0.0f);
+    assert_true(clamped > 0 && inside > 0);
+    assert_true(ref.moved > 0);
+    /* A stub output outside [-1, 1] is clipped to a = 1 first, as any policy action: the schedule is exp(0.25). */
+    core = schedule_core(1u, 0.25f, &k_base, 3.0f, 1.0f, 0.0f);
     ref_init(&ref, 0.25f, &k_base);
     for (int k = 0; k < 50; ++k) {
-        assert_true(residual_tick(core, &ref, moving_count(k), 1.0f, &current) == 1.0f);
+        assert_true(schedule_tick(core, &ref, moving_count(k), 1.0f, &current) == 1.0f);
     }
+    assert_int_equal(ref.moved, 50);
 }
 
-static void residual_base_integrator_restarts_with_each_episode(void **state)
+static void schedule_base_integrator_restarts_with_each_episode(void **state)
 {
     (void)state;
-    residual_ref_t ref;
+    schedule_ref_t ref;
     float current = 0.0f;
-    mm_core_t *core = residual_core(1u, 0.3f, &k_base, 0.2f, 1.0f, 0.0f);
+    mm_core_t *core = schedule_core(1u, 0.3f, &k_base, 0.2f, 1.0f, 0.0f);
     ref_init(&ref, 0.3f, &k_base);
     int k = 0;
     for (; k < 200; ++k) {
-        residual_tick(core, &ref, moving_count(k), 1.0f, &current);
+        schedule_tick(core, &ref, moving_count(k), 1.0f, &current);
     }
     assert_true(ref.pid.integrator_a != 0.0f);
     /* A new target: a new episode, the base starts from an empty integrator (the reference too). */
@@ -555,7 +687,7 @@ static void residual_base_integrator_restarts_with_each_episode(void **state)
     assert_int_equal(mm_core_command(core, &next), MM_OK);
     mm_pid_reset(&ref.pid);
     for (const int end = k + 200; k < end; ++k) {
-        residual_tick(core, &ref, moving_count(k), 1.5f, &current);
+        schedule_tick(core, &ref, moving_count(k), 1.5f, &current);
     }
     assert_true(ref.pid.integrator_a != 0.0f);
     /* POLICY entered again from HOLD, same target. */
@@ -570,35 +702,36 @@ static void residual_base_integrator_restarts_with_each_episode(void **state)
     assert_int_equal(mm_core_command(core, &next), MM_OK);
     mm_pid_reset(&ref.pid);
     for (const int end = k + 100; k < end; ++k) {
-        residual_tick(core, &ref, moving_count(k), 1.5f, &current);
+        schedule_tick(core, &ref, moving_count(k), 1.5f, &current);
     }
     /* A new policy becoming active (the same image again). */
-    assert_int_equal(mm_core_policy_load(core, g_residual, IMAGE_BYTES), MM_REASON_NONE);
+    assert_int_equal(mm_core_policy_load(core, g_schedule, IMAGE_BYTES), MM_REASON_NONE);
     mm_pid_reset(&ref.pid);
     for (const int end = k + 100; k < end; ++k) {
-        residual_tick(core, &ref, moving_count(k), 1.5f, &current);
+        schedule_tick(core, &ref, moving_count(k), 1.5f, &current);
     }
+    assert_int_equal(ref.moved, k - 1); /* every POLICY tick (not the HOLD one) */
 }
 
-static void residual_mode_observes_and_records_the_policys_own_action(void **state)
+static void schedule_mode_observes_and_records_the_policys_own_action(void **state)
 {
     (void)state;
-    residual_ref_t ref;
+    schedule_ref_t ref;
     float current = 0.0f;
     float obs[MM_OBS_DIM];
-    /* Without noise: r = 0.5 in the sample (FLAG_POLICY set) and in the next observation, not the applied sum. */
-    mm_core_t *core = residual_core(1u, 0.3f, &k_base, 0.5f, 1.0f, 0.0f);
+    /* Without noise: a = 0.5 in the sample (FLAG_POLICY set) and in the next observation, not the applied current. */
+    mm_core_t *core = schedule_core(1u, 0.3f, &k_base, 0.5f, 1.0f, 0.0f);
     ref_init(&ref, 0.3f, &k_base);
     for (int k = 0; k < 100; ++k) {
-        const float r = residual_tick(core, &ref, moving_count(k), 1.0f, &current);
-        assert_true(r == 0.5f);
-        assert_true(current / 2.0f != r);
+        const float a = schedule_tick(core, &ref, moving_count(k), 1.0f, &current);
+        assert_true(a == 0.5f);
+        assert_true(current / LIMIT_A != a);
         mm_core_get_observation(core, obs);
         assert_true(obs[6] == (k == 0 ? 0.0f : 0.5f));
     }
-    /* With noise: the sample's r carries the noise (FLAG_POLICY clear), the next observation shows it, and the
-     * current is the base plus schedule_range times that r (residual_tick checks it). */
-    core = residual_core(1u, 0.3f, &k_base, 0.5f, 1.0f, 0.2f);
+    /* With noise: the sample's a carries the noise (FLAG_POLICY clear), the next observation shows it, and the
+     * current is the base law braking at decel * exp(schedule_range * a) for that noisy a (schedule_tick checks it). */
+    core = schedule_core(1u, 0.3f, &k_base, 0.5f, 1.0f, 0.2f);
     ref_init(&ref, 0.3f, &k_base);
     float previous = 0.0f;
     int differing = 0;
@@ -608,40 +741,44 @@ static void residual_mode_observes_and_records_the_policys_own_action(void **sta
         mm_core_step(core, &s, DT_S, &out);
         mm_batch_t batch;
         assert_int_equal(mm_core_pop_batch(core, &batch, 1u), 1u);
-        const float r = batch.actions[0];
+        const float a = batch.actions[0];
         assert_true((batch.flags[0] & MM_SAMPLE_POLICY) == 0u);
         assert_true(batch.observations[6] == previous);
         const float position = test_state(core).position_rad;
         const float velocity = mm_velocity_filter_update(&ref.velocity, position, DT_S, 0.004f);
-        const float base_a = mm_pid_step(&ref.pid, &ref.base, 2.0f, DT_S, position, velocity, 1.0f, 0.0f);
-        assert_true(out.current_cmd_a == mm_clip_unit(base_a / 2.0f + 0.3f * r) * 2.0f);
-        differing += r != 0.5f;
-        previous = r;
+        assert_true(out.current_cmd_a == ref_current(&ref, position, velocity, 1.0f, a));
+        differing += a != 0.5f;
+        previous = a;
     }
     assert_true(differing > 190);
 }
 
-static void residual_decimation_holds_r_while_the_base_runs_every_tick(void **state)
+static void schedule_decimation_holds_a_while_the_base_runs_every_tick(void **state)
 {
     (void)state;
-    residual_ref_t ref;
+    schedule_ref_t ref;
     float current[40];
-    float r[40];
-    mm_core_t *core = residual_core(4u, 0.5f, &k_base, 0.0f, 1.0f, 0.3f); /* r is the noise alone */
+    float a[40];
+    mm_core_t *core = schedule_core(4u, 0.5f, &k_base, 0.0f, 1.0f, 0.3f); /* a is the noise alone */
     ref_init(&ref, 0.5f, &k_base);
     const int invokes = g_fake.invokes;
     for (int k = 0; k < 40; ++k) {
-        r[k] = residual_tick(core, &ref, moving_count(k), 1.0f, &current[k]);
+        a[k] = schedule_tick(core, &ref, moving_count(k), 1.0f, &current[k]);
     }
     assert_int_equal(g_fake.invokes - invokes, 10);
     int held_changes = 0;
+    int decisions = 0;
     for (int k = 1; k < 40; ++k) {
         if (k % 4 != 0) {
-            assert_true(r[k] == r[k - 1]);          /* r held between runs */
+            assert_true(a[k] == a[k - 1]);                /* a held between runs */
             held_changes += current[k] != current[k - 1]; /* ... while the base moves the current */
+        } else {
+            decisions += a[k] != a[k - 1];
         }
     }
-    assert_true(held_changes == 30);
+    assert_int_equal(held_changes, 30);
+    assert_true(decisions >= 8); /* the noise changes a at the runs */
+    assert_true(ref.moved >= 36);  /* and the held, non-zero a schedules every tick it is held */
 }
 
 /* ---- exploration noise (contract section 4) ---- */
@@ -889,11 +1026,14 @@ int main(void)
         cmocka_unit_test(inference_failure_latches_policy_fault_and_holds),
         cmocka_unit_test(policy_decimation_holds_the_action_between_runs),
         cmocka_unit_test(an_image_carries_its_own_decimation_counted_from_each_episode),
-        cmocka_unit_test(residual_zero_behaves_exactly_as_a_plain_policy),
-        cmocka_unit_test(residual_adds_the_limited_policy_output_to_the_base_law),
-        cmocka_unit_test(residual_base_integrator_restarts_with_each_episode),
-        cmocka_unit_test(residual_mode_observes_and_records_the_policys_own_action),
-        cmocka_unit_test(residual_decimation_holds_r_while_the_base_runs_every_tick),
+        cmocka_unit_test(schedule_fields_within_the_rules_are_accepted),
+        cmocka_unit_test(schedule_range_zero_behaves_exactly_as_a_plain_policy),
+        cmocka_unit_test(schedule_at_zero_action_is_the_ptos_position_mode),
+        cmocka_unit_test(schedule_scales_the_braking_deceleration_by_exp),
+        cmocka_unit_test(schedule_runs_the_base_law_with_the_scheduled_deceleration),
+        cmocka_unit_test(schedule_base_integrator_restarts_with_each_episode),
+        cmocka_unit_test(schedule_mode_observes_and_records_the_policys_own_action),
+        cmocka_unit_test(schedule_decimation_holds_a_while_the_base_runs_every_tick),
         cmocka_unit_test(exploration_noise_is_white_with_the_commanded_std),
         cmocka_unit_test(exploration_noise_is_correlated_over_tau),
         cmocka_unit_test(exploration_noise_follows_the_policy_decimation),

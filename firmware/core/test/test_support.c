@@ -66,10 +66,10 @@ uint32_t test_image_make(uint8_t *buf, const test_key_t *key, const uint8_t *mod
 uint32_t test_image_make_decimated(uint8_t *buf, const test_key_t *key, const uint8_t *model, uint32_t model_size,
                                    float current_limit_a, uint8_t policy_decimation)
 {
-    return test_image_make_residual(buf, key, model, model_size, current_limit_a, policy_decimation, 0.0f, NULL);
+    return test_image_make_schedule(buf, key, model, model_size, current_limit_a, policy_decimation, 0.0f, NULL);
 }
 
-uint32_t test_image_make_residual(uint8_t *buf, const test_key_t *key, const uint8_t *model, uint32_t model_size,
+uint32_t test_image_make_schedule(uint8_t *buf, const test_key_t *key, const uint8_t *model, uint32_t model_size,
                                   float current_limit_a, uint8_t policy_decimation, float schedule_range,
                                   const mm_pid_gains_t *base_gains)
 {

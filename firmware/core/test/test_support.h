@@ -27,8 +27,9 @@ uint32_t test_image_make(uint8_t *buf, const test_key_t *key, const uint8_t *mod
 uint32_t test_image_make_decimated(uint8_t *buf, const test_key_t *key, const uint8_t *model, uint32_t model_size,
                                    float current_limit_a, uint8_t policy_decimation);
 
-/** test_image_make_decimated with a schedule_range and the base law's gains (NULL: all 0). */
-uint32_t test_image_make_residual(uint8_t *buf, const test_key_t *key, const uint8_t *model, uint32_t model_size,
+/** test_image_make_decimated with the header's schedule_range (offset 44) and the base law's gains (offsets 48-68;
+ *  NULL: all 0), written as given, so out-of-range values make images the core must refuse. */
+uint32_t test_image_make_schedule(uint8_t *buf, const test_key_t *key, const uint8_t *model, uint32_t model_size,
                                   float current_limit_a, uint8_t policy_decimation, float schedule_range,
                                   const mm_pid_gains_t *base_gains);
 

@@ -1,8 +1,9 @@
 """The servo policy image of docs/servo-contract.md section 5 (format version 2, little-endian).
 
 ``image = header (80 B) || model (.tflite bytes) || signature (64 B, raw ECDSA P-256 r || s)``.
-Format 2 adds the residual mode: ``schedule_range`` > 0 makes the policy a bounded residual on a base law (the
-cascaded PID/PTOS of contract section 8, its gains in the header) that the servo runs every tick.
+Format 2 adds the schedule mode: with ``schedule_range`` ρ > 0 the servo runs a PTOS base law (contract section 8,
+its gains in the header) every tick, braking at ``decel_rad_s2 · exp(ρ · a)`` with a the policy's action: at a = 0 it
+is the classical PTOS controller, and the policy schedules how hard it brakes (contract section 4).
 The firmware core parses and verifies the same layout; this module packs it and parses it back with the same
 structural checks, so a Python-side round trip catches what the servo would refuse.
 """
@@ -45,21 +46,45 @@ NO_BASE: BaseGains = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 _BASE_NAMES = ("kp_pos", "v_max", "kp_vel", "ki_vel", "gravity_ff_a", "decel_rad_s2")
 
 
-def residual_problem(schedule_range: float, base_gains: tuple[float, ...]) -> str | None:
-    """Why the servo would refuse these residual fields (servo contract section 5), or None when it accepts them.
+MAX_SCHEDULE_RANGE = 2.0
+"""The largest schedule_range (firmware MM_MAX_SCHEDULE_RANGE): the deceleration is scaled by at most exp(±2)."""
 
-    schedule_range finite and in [0, 1]; the six base gains finite and >= 0; in residual mode (schedule_range > 0)
-    also kp_pos > 0 when decel_rad_s2 > 0 (PTOS needs its linear zone), the rule every gain of the servo obeys.
+
+def _as_float32(value: float) -> float:
+    """The value the header carries: rounded to float32 as packing does (beyond float32's range: ±inf)."""
+    try:
+        return float(struct.unpack("<f", struct.pack("<f", value))[0])
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+def schedule_problem(schedule_range: float, base_gains: tuple[float, ...]) -> str | None:
+    """Why the servo would refuse these schedule fields (servo contract section 5), or None when it accepts them.
+
+    The firmware's rules, applied to the float32 values the header carries: schedule_range finite and in
+    [0, MAX_SCHEDULE_RANGE]; the six base gains finite and >= 0; in schedule mode (schedule_range > 0) the base law
+    must be PTOS, decel_rad_s2 > 0 (the deceleration the policy scales) and kp_pos > 0 (its linear zone), the gains
+    rule every law of the servo obeys.
     """
     if len(base_gains) != len(_BASE_NAMES):
         return f"base_gains has {len(base_gains)} values; give {len(_BASE_NAMES)}: {', '.join(_BASE_NAMES)}"
-    if not (math.isfinite(schedule_range) and 0.0 <= schedule_range <= 1.0):
-        return f"schedule_range={schedule_range!r} must be in [0, 1] (0: the policy is the whole action)"
-    for name, value in zip(_BASE_NAMES, base_gains, strict=True):
+    rho = _as_float32(schedule_range)
+    if not (math.isfinite(rho) and 0.0 <= rho <= MAX_SCHEDULE_RANGE):
+        return (
+            f"schedule_range={schedule_range!r} must be in [0, {MAX_SCHEDULE_RANGE}] "
+            "(0: the policy is the whole action)"
+        )
+    gains = [_as_float32(value) for value in base_gains]
+    for name, value, given in zip(_BASE_NAMES, gains, base_gains, strict=True):
         if not (math.isfinite(value) and value >= 0.0):
-            return f"base gain {name}={value!r} must be a finite number >= 0"
-    kp_pos, decel = base_gains[0], base_gains[5]
-    if schedule_range > 0.0 and decel > 0.0 and kp_pos <= 0.0:
+            return f"base gain {name}={given!r} must be a finite number >= 0"
+    kp_pos, decel = gains[0], gains[5]
+    if rho > 0.0 and not decel > 0.0:
+        return (
+            f"schedule mode (schedule_range={schedule_range!r}) needs a PTOS base law: decel_rad_s2={base_gains[5]!r} "
+            "must be > 0 (the deceleration the policy scales)"
+        )
+    if rho > 0.0 and not kp_pos > 0.0:
         return f"base gains: PTOS (decel_rad_s2={decel!r}) needs kp_pos > 0 for its linear zone near the target"
     return None
 
@@ -87,10 +112,12 @@ class PolicyHeader:
     policy_decimation: int = 0
     """Control ticks per policy run (the action is held between runs); 0: the servo's configured default."""
     schedule_range: float = 0.0
-    """0: the policy's output is the whole action. In (0, 1]: residual mode, the servo applies
-    clip(base / current_limit_a + schedule_range * r) with r the policy's action and base the law of `base_gains`."""
+    """ρ. 0: the policy's output is the whole action. In (0, MAX_SCHEDULE_RANGE]: schedule mode, the servo runs the
+    PTOS law of `base_gains` every tick with its braking deceleration decel_rad_s2 · exp(ρ · a), a the policy's
+    action, and applies its current (clamped to ±current_limit_a, nothing added)."""
     base_gains: BaseGains = NO_BASE
-    """The base law of residual mode: (kp_pos, v_max, kp_vel, ki_vel, gravity_ff_a, decel_rad_s2); all 0 without."""
+    """The base law of schedule mode: (kp_pos, v_max, kp_vel, ki_vel, gravity_ff_a, decel_rad_s2), PTOS
+    (decel_rad_s2 > 0, kp_pos > 0) when schedule_range > 0; all 0 without."""
     policy_version: int = 0
     """Anti-rollback release number (offset 72, covered by the signature): the servo refuses an image whose version
     is below the highest it accepted. 0: unversioned. :class:`mm_learning.registry.Registry` assigns it."""
@@ -99,14 +126,14 @@ class PolicyHeader:
         """Serialise to the 80 header bytes.
 
         Raises:
-            PolicyImageError: a policy_decimation that does not fit its byte, or residual fields the servo refuses.
+            PolicyImageError: a policy_decimation that does not fit its byte, or schedule fields the servo refuses.
         """
         if not 0 <= self.policy_decimation <= MAX_POLICY_DECIMATION:
             msg = f"policy_decimation={self.policy_decimation} must be in [0, {MAX_POLICY_DECIMATION}] (0: the servo's)"
             raise PolicyImageError(msg)
         if not 0 <= self.policy_version <= MAX_POLICY_VERSION:
             raise PolicyImageError(f"policy_version={self.policy_version} must be in [0, {MAX_POLICY_VERSION}]")
-        problem = residual_problem(self.schedule_range, self.base_gains)
+        problem = schedule_problem(self.schedule_range, self.base_gains)
         if problem is not None:
             raise PolicyImageError(problem)
         s = self.scales
@@ -238,7 +265,7 @@ def parse_image(image: bytes, *, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES)
     if (obs_dim, action_dim) != (OBS_DIM, ACTION_DIM):
         msg = f"obs_dim/action_dim {obs_dim}/{action_dim} differ from the servo's {OBS_DIM}/{ACTION_DIM}"
         raise PolicyImageError(msg)
-    problem = residual_problem(schedule_range, tuple(base))
+    problem = schedule_problem(schedule_range, tuple(base))
     if problem is not None:
         raise PolicyImageError(problem)
     if HEADER_SIZE + model_size + SIGNATURE_SIZE != len(image):
