@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 from mm_sim.baselines import (
+    LAWS,
     CascadedPid,
     PidController,
     PidGains,
@@ -92,25 +93,31 @@ def test_tuning_improves_the_objective_on_moves_it_was_not_tuned_on() -> None:
     assert tuned > untuned
 
 
-def test_cached_tuned_gains_exist_for_every_profile_load_and_objective() -> None:
+@pytest.mark.parametrize("law", LAWS)
+def test_cached_tuned_gains_exist_for_every_profile_load_and_objective(law: str) -> None:
     for name in list_profiles():
         profile = load_profile(name)
         for load_name in profile.loads:
             for objective in OBJECTIVES:
-                gains = tuned_gains(profile, load_name, objective)
+                gains = tuned_gains(profile, load_name, objective, law=law)
                 expected_ff_a = initial_gains(profile, profile.load(load_name)).gravity_ff_a
                 assert gains.gravity_ff_a == pytest.approx(expected_ff_a, rel=1e-5)  # cached to 6 digits
-    with pytest.raises(MmSimError, match=r"no tuned PID gains cached for mm_v3/pendulum/elegance"):
-        tuned_gains(load_profile("mm_v3"), "pendulum", "elegance")
+                assert (gains.decel_rad_s2 > 0.0) == (law == "ptos")
+    with pytest.raises(MmSimError, match=rf"no tuned {law} gains cached for mm_v3/pendulum/elegance"):
+        tuned_gains(load_profile("mm_v3"), "pendulum", "elegance", law=law)
+    with pytest.raises(MmSimError, match="unknown law"):
+        tuned_gains(load_profile("mm_v3"), "pendulum", "speed", law="lqr")
 
 
+@pytest.mark.parametrize("law", LAWS)
 @pytest.mark.parametrize("name", list_profiles())
-def test_tuned_pid_settles_every_move_on_every_load(name: str) -> None:
+def test_tuned_laws_settle_every_move_on_every_load(name: str, law: str) -> None:
     profile = load_profile(name)
     moves = seeded_moves(4, seed=7)
     for load_name in profile.loads:
         env = ServoEnv(profile, load=load_name)
-        summary = evaluate(env, PidController(tuned_gains(profile, load_name, "accuracy")), moves).summary()
+        gains = tuned_gains(profile, load_name, "accuracy", law=law)
+        summary = evaluate(env, PidController(gains), moves).summary()
         assert summary["settled_fraction"] == 1.0, (load_name, summary)
 
 
