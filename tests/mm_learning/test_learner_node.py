@@ -22,6 +22,7 @@ import pytest
 pytest.importorskip("rclpy")
 from action_msgs.msg import GoalStatus
 from mm_learning.learner_node import POLICY_QOS
+from mm_learning.policy_image import parse_image
 from mm_learning.signing import generate_keypair
 from mm_learning.trainer import latest_checkpoint
 from rclpy.action import ActionClient
@@ -105,7 +106,7 @@ def _send(
     **fields: Any,
 ) -> Any:
     _, action, executor = client
-    goal = Train.Goal(**({"objective": "accuracy", "max_steps": 1024} | fields))
+    goal = Train.Goal(**({"objective": "accuracy", "max_steps": 1024, "algorithm": "ppo"} | fields))
     callback = None if feedback is None else (lambda msg: feedback.append(msg.feedback))
     future = action.send_goal_async(goal, feedback_callback=callback)
     _wait(executor, future.done, "the goal response")
@@ -118,6 +119,7 @@ def test_bad_goals_are_rejected_with_the_reason_logged(client: Any, learner: dic
         {"objective": "speed:nan"},
         {"algorithm": "dqn"},
         {"mode": "online"},
+        {"mode": "online", "algorithm": "es"},
         {"max_steps": 0, "max_time_s": 0.0},
         {"load": "no_such_load"},
     ]
@@ -127,6 +129,7 @@ def test_bad_goals_are_rejected_with_the_reason_logged(client: Any, learner: dic
     _wait(executor, lambda: learner["log"].read_text().count("rejected train goal") >= len(bad_goals), "the log")
     log = learner["log"].read_text()
     assert "unknown objective 'fast'" in log and "zero budget" in log and "unknown algorithm 'dqn'" in log
+    assert "'es' trains in the twin (mode sim)" in log
 
 
 def test_a_goal_trains_exports_and_publishes_a_signed_policy(client: Any) -> None:
@@ -156,6 +159,32 @@ def test_a_goal_trains_exports_and_publishes_a_signed_policy(client: Any) -> Non
     assert zlib.crc32(bytes(blob.image)) == blob.policy_crc32
     assert bytes(blob.image) == Path(result.image_path).read_bytes()
     assert blob.algorithm == "ppo" and json.loads(blob.metadata_json)["objective"] == "accuracy"
+
+
+def test_the_default_sim_goal_learns_a_schedule_and_publishes_a_versioned_schedule_image(client: Any) -> None:
+    """An empty algorithm in sim mode is the schedule learner: one ES generation (the step budget rounds up)."""
+    node, _, executor = client
+    feedback: list[Train.Feedback] = []
+    handle = _send(client, feedback, algorithm="", objective="speed", max_steps=1, seed=5)
+    assert handle.accepted
+    result_future = handle.get_result_async()
+    _wait(executor, result_future.done, "the result")
+    response = result_future.result()
+    result = response.result
+    assert response.status == GoalStatus.STATUS_SUCCEEDED, result.message
+    assert "mean_settling_time_s" in result.message and "PTOS" in result.message and "PID" in result.message
+    assert [f.phase for f in feedback][-1] == "exporting"
+    assert any(f.eval_metrics and f.baseline_metrics for f in feedback)
+    names = {m.name for m in result.metrics}
+    assert {"mean_settling_time_s", "ptos_mean_settling_time_s", "pid_mean_settling_time_s"} <= names
+    assert "bound_mean_settling_time_s" in names
+    blobs: list[PolicyBlob] = []
+    node.create_subscription(PolicyBlob, "policy", blobs.append, POLICY_QOS)
+    _wait(executor, lambda: any(b.policy_id == result.policy_id for b in blobs), "the schedule's PolicyBlob")
+    blob = next(b for b in blobs if b.policy_id == result.policy_id)
+    header = parse_image(bytes(blob.image)).header
+    assert blob.algorithm == "es" and header.schedule_range > 0.0 and header.base_gains[5] > 0.0
+    assert header.policy_version >= 1  # versioned by the registry (anti-rollback)
 
 
 def test_cancel_stops_with_a_checkpoint_and_one_goal_runs_at_a_time(client: Any) -> None:
@@ -191,7 +220,7 @@ def test_ctrl_c_during_training_exits_cleanly_with_a_checkpoint_of_the_last_step
     try:
         with _train_client("ctrl_c_client", "/ctrl_c/train", process, log_path) as (_, action, executor):
             feedback: list[Train.Feedback] = []
-            goal = Train.Goal(objective="accuracy", max_steps=10**8, seed=4)
+            goal = Train.Goal(objective="accuracy", max_steps=10**8, seed=4, algorithm="ppo")
             future = action.send_goal_async(goal, feedback_callback=lambda msg: feedback.append(msg.feedback))
             _wait(executor, lambda: any(f.steps > 600 for f in feedback), "training past the first checkpoint")
         assert future.result().accepted

@@ -50,6 +50,7 @@ from mm_learning import schedule
 from mm_learning.errors import LearningError
 from mm_learning.online import TransitionColumns
 from mm_learning.online_session import Episode, OnlineError, SessionConfig, SessionProgress
+from mm_learning.registry import IMAGE_NAME
 from mm_learning.trainer import (
     ALGORITHMS,
     OFF_POLICY,
@@ -391,7 +392,7 @@ class LearnerNode(Node):
             policy_id=published.entry.policy_id,
             policy_crc32=published.entry.policy_crc32,
             metrics=metric_values(metrics),
-            image_path=str(published.export.paths["mmpl"]),
+            image_path=str(published.entry.path / IMAGE_NAME),
             **common,
         )
 
@@ -491,7 +492,7 @@ class LearnerNode(Node):
             policy_id=entry.policy_id,
             policy_crc32=entry.policy_crc32,
             metrics=metric_values(quantized_metrics),
-            image_path=str(export.paths["mmpl"]),
+            image_path=str(entry.path / IMAGE_NAME),
             **common,
         )
 
