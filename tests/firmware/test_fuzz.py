@@ -2,7 +2,7 @@
 (firmware/core/test/fuzz_core.c, built and run by firmware/tools/fuzz.sh).
 
 The images come from here, signed deterministically (RFC 6979, low-S) with a fixed test key so a run is
-reproducible from its seed: genuine ones (good_*, versions 0..3, one residual) and ones the servo must always
+reproducible from its seed: genuine ones (good_*, versions 0..3, one schedule) and ones the servo must always
 refuse although most carry a valid signature (bad fields under the signature, another key, a high-S twin, a lying
 model CRC). The harness mutates and replays them whole and in chunks, then drives the CAN endpoint with random and
 hostile frames and ISO-TP sequences, half of the time with authenticated commands on (only its own tagged frames
