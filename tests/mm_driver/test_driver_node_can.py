@@ -163,7 +163,7 @@ def test_joint_states_from_can_state_frames(rig: dict[str, Any]) -> None:
         # Servo, driver and client share this process: 200 Hz of joint_states callbacks left running starve the
         # ISO-TP flow control of the later deploy tests (a 16 KB deploy took 330 s instead of 9 s).
         client.unsubscribe(f"{NS}/joint_states")
-    assert list(joints[-1].name) == ["servo_joint"]
+    assert list(joints[-1].name) == [f"{NS.strip('/')}_joint"]  # one joint name per servo: its namespace
 
 
 def test_pid_moves_over_can(rig: dict[str, Any]) -> None:
