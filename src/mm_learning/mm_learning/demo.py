@@ -173,7 +173,7 @@ class _Progress(Reporter):
             self._last_eval_steps = int(feedback.steps)
             bar.write(
                 f"  {feedback.steps:>8} steps ({feedback.steps_per_s:5.0f}/s): return "
-                f"{metric(feedback.eval_metrics, 'mean_return'):.4g} vs PID "
+                f"{metric(feedback.eval_metrics, 'mean_return'):.4g} vs the classical start "
                 f"{metric(feedback.baseline_metrics, 'mean_return'):.4g}"
             )
         bar.refresh()
