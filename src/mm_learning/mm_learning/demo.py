@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--algo", default="es", help="es (a learned schedule for the classical controller, default) or an SB3 algorithm"
     )
-    parser.add_argument("--time-s", type=float, default=60.0, help="training wall-time budget (s, default 60)")
+    parser.add_argument("--time-s", type=float, default=150.0, help="training wall-time budget (s, default 150)")
     parser.add_argument("--steps", type=int, default=0, help="training step budget (0: only the time budget)")
     parser.add_argument("--profile", default="mm_v3", help="mm_sim servo profile (default mm_v3)")
     parser.add_argument("--load", default="pendulum", help="load of the profile (default pendulum)")
