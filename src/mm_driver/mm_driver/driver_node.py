@@ -725,7 +725,9 @@ class DriverNode(LifecycleNode):
     def _execute_move(self, goal_handle: ServerGoalHandle) -> MoveTo.Result:
         with self._cond:
             token = self._move_token
-        start = self._wait_sample(0.0)
+        # A goal that arrives right after activation may precede the servo's first state on this link: wait for it
+        # as long as a state may be late before calling the link lost.
+        start = self._wait_sample(float(self._p("state_timeout_s")))
         try:
             # Again at execution: the driver may have been deactivated since the goal was accepted.
             request = self._validate(goal_handle.request)
