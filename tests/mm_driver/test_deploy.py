@@ -73,6 +73,20 @@ def test_16k_image_is_accepted_despite_loss_and_duplicates(signing_key: ec.Ellip
     assert outcome.chunks_sent == total + outcome.chunks_resent
     assert {p.phase for p in seen} == {"sending", "verifying"}
     assert seen[-1].total_chunks == total
+    assert seen[-1].chunks_acked == total, "the last feedback counts every chunk the servo received"
+
+
+def test_feedback_counts_acked_chunks_when_the_first_ack_is_the_verdict(
+    signing_key: ec.EllipticCurvePrivateKey,
+) -> None:
+    """A lossless transfer: the servo answers once, with its verdict; that answer's count reaches the feedback."""
+    _, deployer, first = _setup(signing_key)
+    image = signed_image(signing_key, 12 * 1024, seed=5)
+    seen: list[DeployProgress] = []
+    assert deployer.deploy(image, previous_policy_crc32=first, progress=seen.append).success
+    total = len(cut_image(image, transfer_id=1, chunk_size=PolicyChunk.MAX_DATA))
+    assert [p.chunks_acked for p in seen if p.phase == "sending"] == [0] * total
+    assert seen[-1] == DeployProgress("verifying", total, total, len(image))
 
 
 def test_losing_the_last_chunk_is_recovered_by_asking_again(signing_key: ec.EllipticCurvePrivateKey) -> None:

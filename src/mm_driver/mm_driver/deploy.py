@@ -294,6 +294,11 @@ class _Transfer:
                 self.active_crc = ack.active_policy_crc32
                 self.acked = ack.received_chunks
                 if ack.status != AckStatus.RECEIVING:
+                    # The servo verified a complete image, and its first ack is often this verdict; its count
+                    # fields describe the reassembly buffer, which the verdict has already released.
+                    if ack.status == AckStatus.ACCEPTED:
+                        self.acked = total
+                    self._report("verifying")
                     return self._verdict(ack)
                 # Progress resets the stall count; only rounds that gain nothing bring the give-up nearer.
                 stalled = 0 if ack.received_chunks > best_received else stalled + 1
