@@ -283,6 +283,8 @@ def describe(
         # Each servo's joint has its own name on /joint_states: the driver derives it from its namespace
         # (servo1_joint, ...) unless `joint_name` is set; robot_state_publisher's URDF must use the same one.
         joint = default_joint_name(namespace)
+        # robot_state_publisher publishes robot_description where it runs; the driver then does not.
+        state_publisher = _flag(values, "robot_state_publisher") and installed("robot_state_publisher")
         if kind == SIM:
             # One simulated clock for every servo: the first leads on /clock, the others step to it.
             time_mode = {"time_mode": "fast" if index == 1 else "follow"} if sim_time else {}
@@ -311,7 +313,7 @@ def describe(
                     "driver",
                     namespace,
                     (driver_file, bringup_file, *extra),
-                    model | transport | clock,
+                    model | transport | clock | ({"publish_description": False} if state_publisher else {}),
                     lifecycle=True,
                 )
             )
@@ -321,7 +323,7 @@ def describe(
                     "mm_learning", "learner", "learner", namespace, (learner_file, bringup_file, *extra), model | clock
                 )
             )
-        if _flag(values, "robot_state_publisher") and installed("robot_state_publisher"):
+        if state_publisher:
             description = urdf(
                 str(values["profile"] or configured_parameter(driver_file, "driver", "profile")),
                 str(values["load"] or configured_parameter(driver_file, "driver", "load")),

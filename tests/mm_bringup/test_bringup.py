@@ -134,6 +134,9 @@ def test_robot_state_publisher_and_rviz_when_installed(
             {"robot_description": fake_urdf(str(profile), str(load), "servo2_joint"), "frame_prefix": "servo2/"},
         ),
     ]
+    # One publisher of robot_description per namespace: robot_state_publisher's, not the driver's too.
+    drivers = [spec for spec in specs if spec.executable == "driver"]
+    assert [spec.parameters.get("publish_description") for spec in drivers] == [False, False]
     (rviz,) = [spec for spec in specs if spec.package == "rviz2"]
     assert rviz.namespace == ""
     assert rviz.arguments == ("-d", str(fake_install.share("mm_bringup") / "rviz" / "mm.rviz"))

@@ -1,7 +1,8 @@
 """The driver node: a lifecycle node `driver` wrapping one servo (real or virtual) in its namespace.
 
 - configure: opens the transport chosen by `transport` (`ros`: the servo's micro-ROS topics; `can`: python-can),
-  publishes `robot_description` (URDF from mm_sim, transient local), creates the `move_to` and
+  publishes `robot_description` (URDF from mm_sim, transient local; not with `publish_description: false`, where a
+  robot_state_publisher owns that topic), creates the `move_to` and
   `deploy_policy` action servers and subscribes `policy` (the learner's PolicyBlob, transient local);
   cleanup releases all of it.
 - activate: heartbeat to the servo every `heartbeat_period_s`, `joint_states` on every state sample,
@@ -99,6 +100,11 @@ PARAMETERS: dict[str, Param] = {
     "joint_name": Param(
         "",
         "joint name in joint_states and robot_description; empty: from the namespace (/servo1: servo1_joint)",
+        applies="configure",
+    ),
+    "publish_description": Param(
+        True,
+        "publish robot_description (URDF); false where a robot_state_publisher publishes it (the bringup does)",
         applies="configure",
     ),
     "heartbeat_period_s": Param(
@@ -345,12 +351,14 @@ class DriverNode(LifecycleNode):
             verdict_timeout_s=float(self._p("deploy_verdict_timeout_s")),
         )
         self._transport.open(self._on_state, self._on_ack)
-        description = self.create_publisher(String, "robot_description", LATCHED_QOS)
-        description.publish(String(data=urdf))
+        self._resources = []
+        if self._p("publish_description"):
+            description = self.create_publisher(String, "robot_description", LATCHED_QOS)
+            description.publish(String(data=urdf))
+            self._resources.append(description)
         self._joint_pub = self.create_publisher(JointState, "joint_states", 10)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._resources = [
-            description,
+        self._resources += [
             self._joint_pub,
             self._diag_pub,
             self.create_subscription(PolicyBlob, "policy", self._on_blob, LATCHED_QOS, callback_group=self._sub_group),
