@@ -30,6 +30,7 @@ from mm_learning.bags import (
     make_typestore,
     read_batches,
     read_messages,
+    reindex_bag,
 )
 from mm_learning.online import FLAG_EPISODE_START, FLAG_FAULT, TransitionColumns
 from mm_learning.trainer import objective_terms
@@ -264,6 +265,60 @@ def test_interrupted_recording_keeps_what_was_flushed(tmp_path: Path) -> None:
     assert len(read_batches(killed_bag("cut", cut))[0]) == 4
 
 
+def _assert_indexed_readers_accept(bag: Path, topic_counts: dict[str, int]) -> None:
+    """rosbags' AnyReader (what `ros2 bag info`/`play` need: metadata.yaml) and mcap's indexed reader."""
+    from mcap.reader import make_reader
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([bag], default_typestore=make_typestore()) as reader:
+        assert {c.topic: c.msgcount for c in reader.connections} == topic_counts
+    (mcap,) = bag.glob("*.mcap")
+    with mcap.open("rb") as stream:
+        summary = make_reader(stream).get_summary()
+    assert summary is not None and summary.statistics is not None
+    assert summary.statistics.message_count == sum(topic_counts.values())
+
+
+def test_reindex_makes_a_killed_recording_a_complete_bag(tmp_path: Path) -> None:
+    """`mm bag reindex`: what survived the kill, with its topics, types and QoS, readable by indexed readers."""
+    from rosbags.highlevel import AnyReader
+
+    recording = generated_recording()
+    store = make_typestore()
+    bag = BagWriter(tmp_path / "rec", typestore=store)
+    bag.add_topic(TOPIC, TRANSITION_BATCH)
+    bag.add_topic("/servo_t/state_raw", "std_msgs/msg/String", qos=BEST_EFFORT)
+    string = store.types["std_msgs/msg/String"]
+    for k, (columns, policy) in enumerate(recording.batches[:5]):
+        bag.write(TOPIC, batch_message(columns, stamp_ns=k, policy_crc32=policy, typestore=store), k)
+        bag.write("/servo_t/state_raw", string(data=f"s{k}"), k)
+    bag.flush()
+    killed = (tmp_path / "rec" / "rec.mcap").read_bytes() + b"\x05\x20"  # a record cut after two bytes
+    bag.close()
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "killed" / "killed.mcap").write_bytes(killed)
+    with pytest.raises(FileNotFoundError, match="metadata"), AnyReader([tmp_path / "killed"]):
+        pass
+
+    done = reindex_bag(tmp_path / "killed")
+    assert done.messages == {TOPIC: 5, "/servo_t/state_raw": 5}
+    assert done.kept == [tmp_path / "killed" / "killed.mcap.unfinished"]
+    assert done.kept[0].read_bytes() == killed, "the unfinished recording is kept as it was"
+    _assert_indexed_readers_accept(tmp_path / "killed", done.messages)
+    batches, complete = read_batches(tmp_path / "killed")
+    assert complete and len(batches) == 5
+    for read, (written, _) in zip(batches, recording.batches, strict=False):
+        assert_same_batch(read.columns, written)
+    info = yaml.safe_load((tmp_path / "killed" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    topics = [entry["topic_metadata"] for entry in info["topics_with_message_count"]]
+    offered = {topic["name"]: topic["offered_qos_profiles"] for topic in topics}
+    assert "best_effort" in str(offered["/servo_t/state_raw"]) and "best_effort" not in str(offered[TOPIC])
+    with pytest.raises(BagError, match="needs no reindex"):
+        reindex_bag(tmp_path / "killed")
+    with pytest.raises(BagError, match="not an unfinished MCAP recording"):
+        reindex_bag(tmp_path / "nothing")
+
+
 def test_bad_paths_and_missing_types_are_explained(tmp_path: Path) -> None:
     with pytest.raises(BagError, match="does not exist"):
         load_transitions(tmp_path / "nope", "accuracy")
@@ -468,6 +523,9 @@ def test_recording_killed_with_sigkill_still_reads_back(tmp_path: Path, report: 
     for read, written in zip(batches, sent, strict=False):
         assert_same_batch(read.columns, written)
     assert len(load_transitions(tmp_path / "bag", "accuracy")) == len(batches) * 24 - 1
+    done = reindex_bag(tmp_path / "bag")
+    assert done.messages["/bagtest/transitions"] == len(batches)
+    _assert_indexed_readers_accept(tmp_path / "bag", done.messages)
     report(f"bags: recorder killed with SIGKILL: {len(batches)} of {published} published batches survived")
 
 

@@ -54,3 +54,23 @@ def test_export_refuses_a_model_that_does_not_fit_the_servo(tmp_path, capsys) ->
     assert main(["export", str(tmp_path / "pendulum.zip"), "--algorithm", "PPO", "--key", key, "--out", out]) == 2
     assert "the servo policy needs (8,)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_bag_reindex_completes_a_killed_recording_and_refuses_a_closed_one(tmp_path, capsys) -> None:
+    from mm_learning.bags import BagWriter, make_typestore, read_messages
+
+    store = make_typestore()
+    with BagWriter(tmp_path / "rec", typestore=store) as bag:
+        bag.add_topic("/servo1/note", "std_msgs/msg/String")
+        for k in range(3):
+            bag.write("/servo1/note", store.types["std_msgs/msg/String"](data=str(k)), k)
+        bag.flush()
+        unfinished = (tmp_path / "rec" / "rec.mcap").read_bytes()  # what SIGKILL would leave: no summary
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "killed" / "killed.mcap").write_bytes(unfinished)
+    assert main(["bag", "reindex", str(tmp_path / "killed")]) == 0
+    out = capsys.readouterr().out
+    assert "complete bag with 3 messages" in out and "/servo1/note: 3" in out and "killed.mcap.unfinished" in out
+    assert read_messages(tmp_path / "killed").complete
+    assert main(["bag", "reindex", str(tmp_path / "killed")]) == 2
+    assert "needs no reindex" in capsys.readouterr().err

@@ -10,8 +10,9 @@ rosbags message objects or already serialized CDR bytes (tests and the ROS-free 
 Crash safety: MCAP keeps messages in an in-memory chunk until the chunk is written. :meth:`BagWriter.flush`
 writes the pending chunk and flushes the file, so a recorder killed with SIGKILL loses at most what arrived since
 its last flush; ``metadata.yaml`` and the MCAP summary are only written by :meth:`BagWriter.close`, so such a bag
-has neither. The readers here recover it: :func:`read_messages` scans the MCAP file record by record and stops
-at the first record cut by the kill (``ros2 bag reindex`` rebuilds ``metadata.yaml`` on a ROS install).
+has neither. The readers here recover it: :func:`read_messages` reads the MCAP file record by record (mcap's
+stream reader) and stops at the first record cut by the kill; :func:`reindex_bag` (``mm bag reindex``) makes such
+a recording a complete bag again, which every indexed reader and ``ros2 bag play`` then accept.
 
 Reading: :func:`read_messages` reads bags written here or by ``ros2 bag record`` (sqlite3 or MCAP storage).
 :func:`load_transitions` rebuilds the consecutive transitions of the recorded ``TransitionBatch`` messages and
@@ -21,6 +22,7 @@ computes their rewards for any objective with ``mm_sim.objectives``, so one reco
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import suppress
@@ -30,9 +32,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
+from mcap.exceptions import EndOfFile, InvalidMagic, UnsupportedCompressionError
+from mcap.records import Channel, Message, Schema
+from mcap.stream_reader import StreamReader
 from numpy.typing import NDArray
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
+from rosbags.rosbag2.metadata import parse_qos
 from rosbags.typesys import Stores, TypesysError, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
@@ -334,55 +340,109 @@ def read_messages(bag_path: Path | str, *, msgtypes: Iterable[str] | None = None
     return BagContents(messages, True)
 
 
-def _salvage_mcap(path: Path) -> Iterator[RawMessage]:
-    """Messages of an MCAP file that was never closed, up to the first record cut short (MCAP format v0)."""
-    data = path.read_bytes()
-    if len(data) < len(_MCAP_MAGIC) and _MCAP_MAGIC.startswith(data):
-        return  # killed before the file header reached the disk: nothing was recorded
-    if not data.startswith(_MCAP_MAGIC):
-        msg = f"{path} is not an MCAP file (bad magic); it cannot be recovered"
-        raise BagError(msg)
+@dataclass(frozen=True)
+class _Channel:
+    """A channel of an MCAP file: its topic, message type and the QoS its publisher offered."""
+
+    topic: str
+    msgtype: str
+    qos: Qos
+
+
+def _mcap_stream(path: Path) -> Iterator[tuple[_Channel, RawMessage]]:
+    """Messages of an MCAP file that was never closed, up to the first record cut short (mcap's stream reader)."""
     schemas: dict[int, str] = {}
-    channels: dict[int, tuple[str, str]] = {}
-    for opcode, body in _mcap_records(memoryview(data)[len(_MCAP_MAGIC) :]):
-        # rosbags writes schemas, channels and messages inside chunks; other writers may not.
-        inner = _mcap_records(_chunk_records(path, body)) if opcode == 0x06 else iter([(opcode, body)])
-        for kind, record in inner:
-            if kind == 0x03:  # schema: id, name, encoding, data
-                schemas[struct.unpack_from("<H", record)[0]] = _mcap_string(record, 2)[0]
-            elif kind == 0x04:  # channel: id, schema id, topic, message encoding, metadata
-                channel_id, schema_id = struct.unpack_from("<HH", record)
-                channels[channel_id] = (_mcap_string(record, 4)[0], schemas.get(schema_id, ""))
-            elif kind == 0x05:  # message: channel, sequence, log time, publish time, data
-                channel_id, _, log_time = struct.unpack_from("<HIQ", record)
-                topic, msgtype = channels[channel_id]
-                yield RawMessage(topic, msgtype, log_time, bytes(record[22:]))
+    channels: dict[int, _Channel] = {}
+    with path.open("rb") as stream:
+        head = stream.read(len(_MCAP_MAGIC))
+        if len(head) < len(_MCAP_MAGIC) and _MCAP_MAGIC.startswith(head):
+            return  # killed before the file header reached the disk: nothing was recorded
+        stream.seek(0)
+        reader = StreamReader(stream, validate_crcs=True).records
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                return
+            except InvalidMagic as err:
+                msg = f"{path} is not an MCAP file ({err}); it cannot be recovered"
+                raise BagError(msg) from err
+            except UnsupportedCompressionError as err:
+                msg = f"{path}: {err}; install the decompressor (lz4, zstandard) to recover it"
+                raise BagError(msg) from err
+            except (EndOfFile, struct.error, ValueError):
+                return  # the record the kill cut (a short read, or a chunk whose CRC does not match)
+            if isinstance(record, Schema):
+                schemas[record.id] = record.name
+            elif isinstance(record, Channel):
+                offered = record.metadata.get("offered_qos_profiles", "")
+                qos = parse_qos(offered)[:1] if offered else []
+                channels[record.id] = _Channel(record.topic, schemas.get(record.schema_id, ""), *(qos or [RELIABLE]))
+            elif isinstance(record, Message):
+                channel = channels[record.channel_id]
+                yield channel, RawMessage(channel.topic, channel.msgtype, record.log_time, record.data)
 
 
-def _mcap_records(buffer: memoryview) -> Iterator[tuple[int, memoryview]]:
-    """(opcode, body) of each complete record; stops at a record that runs past the end of the data."""
-    pos = 0
-    while pos + 9 <= len(buffer):
-        opcode, length = buffer[pos], struct.unpack_from("<Q", buffer, pos + 1)[0]
-        if pos + 9 + length > len(buffer):
-            return
-        yield opcode, buffer[pos + 9 : pos + 9 + length]
-        pos += 9 + length
+def _salvage_mcap(path: Path) -> Iterator[RawMessage]:
+    """Messages of an MCAP file that was never closed, up to the first record cut short."""
+    for _, message in _mcap_stream(path):
+        yield message
 
 
-def _chunk_records(path: Path, chunk: memoryview) -> memoryview:
-    """The records inside a chunk (start, end, uncompressed size, crc, compression, records)."""
-    compression, offset = _mcap_string(chunk, 28)
-    if compression:
-        msg = f"{path}: recovering {compression}-compressed chunks of an unfinished MCAP file is not supported"
+@dataclass(frozen=True)
+class Reindexed:
+    """What :func:`reindex_bag` did.
+
+    Attributes:
+        bag: the bag directory, now complete (``metadata.yaml`` and a closed MCAP file).
+        messages: messages per topic in the rebuilt bag.
+        kept: the unfinished recording, renamed so that nothing is lost (``*.mcap.unfinished``).
+    """
+
+    bag: Path
+    messages: dict[str, int]
+    kept: list[Path]
+
+
+def reindex_bag(bag_path: Path | str, *, typestore: Typestore | None = None) -> Reindexed:
+    """Make a recording that was never closed (a recorder killed with SIGKILL) a complete rosbag2 bag.
+
+    ``ros2 bag reindex`` rebuilds ``metadata.yaml``; an MCAP file cut by a kill also lacks its summary, which
+    indexed readers (rosbags' ``AnyReader``, mcap's ``make_reader``) need. So the recovered messages are written
+    again, with their topics, types and offered QoS, into a complete bag beside the original, which then takes
+    its place; the unfinished MCAP files stay in the bag directory as ``*.mcap.unfinished``. A crash during the
+    rebuild leaves the recording as it was (the new bag is moved in last).
+
+    Raises:
+        BagError: not a directory of MCAP files, the bag is already complete, or a recorded type is unknown.
+    """
+    path = Path(bag_path)
+    mcaps = sorted(path.glob("*.mcap")) if path.is_dir() else []
+    if not mcaps:
+        msg = f"{path} is not an unfinished MCAP recording: pass the bag directory that holds its .mcap file"
         raise BagError(msg)
-    return chunk[offset + 8 :]
-
-
-def _mcap_string(buffer: memoryview, offset: int) -> tuple[str, int]:
-    """A length-prefixed UTF-8 string at ``offset`` and the offset after it."""
-    (length,) = struct.unpack_from("<I", buffer, offset)
-    return bytes(buffer[offset + 4 : offset + 4 + length]).decode(), offset + 4 + length
+    if (path / "metadata.yaml").exists():
+        msg = f"{path} has a metadata.yaml: it was closed and needs no reindex"
+        raise BagError(msg)
+    work = path.parent / f".{path.name}.reindex"
+    shutil.rmtree(work, ignore_errors=True)  # a rebuild that crashed earlier
+    work.mkdir()
+    rebuilt = work / path.name  # rosbags names the MCAP file after the directory, as the original is named
+    with BagWriter(rebuilt, typestore=typestore) as bag:
+        for mcap in mcaps:
+            for channel, message in _mcap_stream(mcap):
+                if channel.topic not in bag.counts:
+                    bag.add_topic(channel.topic, channel.msgtype, qos=channel.qos)
+                bag.write(channel.topic, message.data, message.stamp_ns)
+        counts = dict(bag.counts)
+    kept = []
+    for mcap in mcaps:
+        kept.append(mcap.with_name(mcap.name + ".unfinished"))
+        mcap.rename(kept[-1])
+    for produced in sorted(rebuilt.iterdir(), key=lambda f: f.name == "metadata.yaml"):  # metadata.yaml last
+        produced.rename(path / produced.name)
+    shutil.rmtree(work)
+    return Reindexed(path, counts, kept)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The ``mm`` command: ``mm train``, ``eval``, ``keygen``, ``pubkey``, ``export``, ``registry {list,show,best}``.
+"""The ``mm`` command: ``mm train``, ``eval``, ``keygen``, ``pubkey``, ``export``, ``registry``, ``bag``.
 
 One argparse parser with a subcommand per task; each ``_add_<command>`` function registers one subcommand and
 its handler, so further commands (``train``, ``eval``) are added the same way.
@@ -324,13 +324,33 @@ def _add_registry(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_registry)
 
 
+def _bag(args: argparse.Namespace) -> None:
+    from mm_learning.bags import reindex_bag
+
+    done = reindex_bag(args.bag)
+    print(f"{done.bag}: complete bag with {sum(done.messages.values())} messages")
+    for topic, count in sorted(done.messages.items()):
+        print(f"  {topic}: {count}")
+    print("kept as recorded: " + ", ".join(str(path) for path in done.kept))
+
+
+def _add_bag(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bag", help="recordings: reindex one a killed recorder left unfinished")
+    actions = p.add_subparsers(dest="action", required=True)
+    reindex = actions.add_parser(
+        "reindex", help="make an unfinished MCAP recording (recorder killed) a complete bag, as `ros2 bag reindex`"
+    )
+    reindex.add_argument("bag", type=Path, help="the bag directory (holds the .mcap file, no metadata.yaml)")
+    p.set_defaults(func=_bag)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``mm`` argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
         prog="mm", description="Muscle Memory learner: train, evaluate, export, sign, register."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_learn, _add_train, _add_eval, _add_keygen, _add_pubkey, _add_export, _add_registry):
+    for add in (_add_learn, _add_train, _add_eval, _add_keygen, _add_pubkey, _add_export, _add_registry, _add_bag):
         add(sub)
     return parser
 
