@@ -18,8 +18,9 @@ user's to every node, after the bringup's (e.g. the learner's signing key and th
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -36,7 +37,10 @@ HARDWARE = "hardware"
 KINDS = (SIM, HARDWARE)
 TRUE_WORDS = ("true", "false")
 # Optional nodes: started when their package is installed, skipped with a message otherwise.
-OPTIONAL_PACKAGES = ("robot_state_publisher", "rviz2", "micro_ros_agent")
+OPTIONAL_PACKAGES = ("robot_state_publisher", "rviz2", "micro_ros_agent", "tf2_ros")
+WORLD_FRAME = "world"
+SERVO_SPACING_M = 0.25
+"""With several servos, servo i's base_link stands at x = (i - 1) * SERVO_SPACING_M in the `world` frame (m)."""
 
 
 @dataclass(frozen=True)
@@ -227,6 +231,49 @@ def robot_description(profile: str, load: str, joint: str) -> str:
         raise BringupError(msg) from exc
 
 
+def rviz_config(template: str, namespaces: Sequence[str], fixed_frame: str) -> str:
+    """mm_bringup's rviz config (`template`, YAML) with one RobotModel per servo namespace and `fixed_frame`.
+
+    Each RobotModel reads `<namespace>/robot_description` and its TF frames prefixed `<namespace>/` (as each
+    servo's robot_state_publisher publishes them).
+
+    Raises:
+        BringupError: the template has no RobotModel display to copy.
+    """
+    config = yaml.safe_load(template)
+    manager = config["Visualization Manager"]
+    displays = manager["Displays"]
+    models = [d for d in displays if d.get("Class") == "rviz_default_plugins/RobotModel"]
+    if not models:
+        msg = "the rviz template has no rviz_default_plugins/RobotModel display to copy per servo"
+        raise BringupError(msg)
+    at = displays.index(models[0])
+    copies = []
+    for namespace in namespaces:
+        name = namespace.strip("/")
+        model = yaml.safe_load(yaml.safe_dump(models[0]))  # a deep copy of the template's display
+        model["Name"] = f"RobotModel {name}"
+        model["Description Topic"]["Value"] = f"{namespace}/robot_description"
+        model["TF Prefix"] = name
+        copies.append(model)
+    manager["Displays"] = [*displays[:at], *copies, *(d for d in displays[at:] if d not in models)]
+    manager["Global Options"]["Fixed Frame"] = fixed_frame
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def _generated_dir() -> Path:
+    """Where the bringup writes files it generates per launch (ROS_HOME/mm_bringup, as ROS 2 places logs)."""
+    return Path(os.environ.get("ROS_HOME") or "~/.ros").expanduser() / "mm_bringup"
+
+
+def _write_atomically(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+    return path
+
+
 def _flag(values: Mapping[str, str], name: str) -> bool:
     return values[name] == "true"
 
@@ -249,12 +296,14 @@ def describe(
     share: PackageDir = package_share,
     installed: Callable[[str], bool] = is_installed,
     urdf: Callable[[str, str, str], str] = robot_description,
+    generated: Path | None = None,
 ) -> list[NodeSpec]:
     """Every node of bringup `kind` ("sim" or "hardware") for `arguments` (`name:=value` words or a mapping).
 
     `share` finds package share directories (parameter files, rviz config), `installed` decides whether the
-    optional nodes (robot_state_publisher, rviz2, micro_ros_agent) can start, `urdf` builds the robot
-    description from a profile, load and joint name.
+    optional nodes (robot_state_publisher, rviz2, micro_ros_agent, tf2_ros) can start, `urdf` builds the robot
+    description from a profile, load and joint name. With several servos and rviz, the rviz config showing all
+    of them is written into `generated` (default ROS_HOME/mm_bringup).
     """
     values = parse_arguments(kind, arguments)
     count = _servo_count(values)
@@ -347,11 +396,49 @@ def describe(
             "topics": topics,
         }
         specs.append(NodeSpec("mm_learning", "recorder", "recorder", "", (bringup_file, *extra), recording | clock))
-    if _flag(values, "rviz") and installed("rviz2"):
-        rviz_config = share("mm_bringup") / "rviz" / "mm.rviz"
-        specs.append(
+    views = _views(
+        values, count, prefix, installed=installed, share=share("mm_bringup"), generated=generated or _generated_dir()
+    )
+    return specs + [replace(spec, parameter_files=(bringup_file, *extra), parameters=dict(clock)) for spec in views]
+
+
+def _views(
+    values: Mapping[str, str],
+    count: int,
+    prefix: str,
+    *,
+    installed: Callable[[str], bool],
+    share: Path,
+    generated: Path,
+) -> list[NodeSpec]:
+    """The shared view nodes: one `world` frame for several servos (tf2_ros), and rviz2 showing every servo.
+
+    Each servo's TF tree (robot_state_publisher, frames `<namespace>i/`) hangs from `world`, the servos side by
+    side; rviz2 gets mm_bringup's config, rewritten into `generated` with one RobotModel per servo when there are
+    several.
+    """
+    specs = []
+    world = count > 1 and _flag(values, "robot_state_publisher") and installed("tf2_ros")
+    if world:
+        specs += [
             NodeSpec(
-                "rviz2", "rviz2", "rviz2", "", (bringup_file, *extra), dict(clock), arguments=("-d", str(rviz_config))
+                "tf2_ros",
+                "static_transform_publisher",
+                f"{prefix}{index}_world",
+                arguments=(
+                    *("--x", f"{(index - 1) * SERVO_SPACING_M:g}"),
+                    *("--frame-id", WORLD_FRAME, "--child-frame-id", f"{prefix}{index}/base_link"),
+                ),
             )
-        )
+            for index in range(1, count + 1)
+        ]
+    if _flag(values, "rviz") and installed("rviz2"):
+        config = share / "rviz" / "mm.rviz"
+        if count > 1:
+            namespaces = [f"/{prefix}{index}" for index in range(1, count + 1)]
+            text = rviz_config(
+                config.read_text(encoding="utf-8"), namespaces, WORLD_FRAME if world else f"{prefix}1/base_link"
+            )
+            config = _write_atomically(generated / f"{prefix}x{count}.rviz", text)
+        specs.append(NodeSpec("rviz2", "rviz2", "rviz2", arguments=("-d", str(config))))
     return specs

@@ -12,14 +12,24 @@ from typing import Any
 
 import pytest
 import yaml
-from bringup_support import CONFIG_SOURCES, FakeInstall
-from mm_bringup.bringup import ARGUMENTS, HARDWARE, SIM, NodeSpec, configured_parameter, describe
+from bringup_support import CONFIG_SOURCES, REPO, FakeInstall
+from mm_bringup.bringup import (
+    ARGUMENTS,
+    HARDWARE,
+    SIM,
+    NodeSpec,
+    configured_parameter,
+    describe,
+    rviz_config,
+)
 from mm_bringup.errors import BringupError
 from mm_bringup.run import Runner
 
+RVIZ_TEMPLATE = REPO / "launch" / "rviz" / "mm.rviz"
+
 
 def _describe(install: FakeInstall, kind: str, *words: str, urdf: Callable[[str, str, str], str] | None = None) -> list:
-    kwargs: dict[str, Any] = {"share": install.share, "installed": install.installed}
+    kwargs: dict[str, Any] = {"share": install.share, "installed": install.installed, "generated": install.root / "gen"}
     if urdf is not None:
         kwargs["urdf"] = urdf
     return describe(kind, list(words), **kwargs)
@@ -118,6 +128,7 @@ def test_robot_state_publisher_and_rviz_when_installed(
 ) -> None:
     fake_install.add("robot_state_publisher", "robot_state_publisher")
     fake_install.add("rviz2", "rviz2")
+    _install_rviz_template(fake_install)
     specs = _describe(fake_install, SIM, "servos:=2", urdf=fake_urdf)
     publishers = [spec for spec in specs if spec.package == "robot_state_publisher"]
     # The URDF comes from the profile and load the driver's own parameter file configures.
@@ -139,10 +150,68 @@ def test_robot_state_publisher_and_rviz_when_installed(
     assert [spec.parameters.get("publish_description") for spec in drivers] == [False, False]
     (rviz,) = [spec for spec in specs if spec.package == "rviz2"]
     assert rviz.namespace == ""
-    assert rviz.arguments == ("-d", str(fake_install.share("mm_bringup") / "rviz" / "mm.rviz"))
+    assert rviz.arguments == ("-d", str(fake_install.root / "gen" / "servox2.rviz"))
     explicit = _describe(fake_install, SIM, "profile:=mm_minimal", "load:=inertia_disk", urdf=fake_urdf)
+    (rviz,) = [spec for spec in explicit if spec.package == "rviz2"]
+    assert rviz.arguments == ("-d", str(fake_install.share("mm_bringup") / "rviz" / "mm.rviz")), "one servo: as shipped"
     (publisher,) = [spec for spec in explicit if spec.package == "robot_state_publisher"]
     assert publisher.parameters["robot_description"] == fake_urdf("mm_minimal", "inertia_disk", "servo1_joint")
+
+
+def _install_rviz_template(install: FakeInstall) -> None:
+    (install.share("mm_bringup") / "rviz").mkdir()
+    (install.share("mm_bringup") / "rviz" / "mm.rviz").write_text(RVIZ_TEMPLATE.read_text())
+
+
+def _robot_models(config: dict[str, Any]) -> list[tuple[str, str]]:
+    displays = config["Visualization Manager"]["Displays"]
+    return [
+        (d["Description Topic"]["Value"], d["TF Prefix"])
+        for d in displays
+        if d["Class"] == "rviz_default_plugins/RobotModel"
+    ]
+
+
+def test_rviz_config_shows_every_servo() -> None:
+    config = yaml.safe_load(rviz_config(RVIZ_TEMPLATE.read_text(), ["/arm1", "/arm2", "/arm3"], "world"))
+    assert _robot_models(config) == [
+        ("/arm1/robot_description", "arm1"),
+        ("/arm2/robot_description", "arm2"),
+        ("/arm3/robot_description", "arm3"),
+    ]
+    classes = [d["Class"] for d in config["Visualization Manager"]["Displays"]]
+    assert classes == ["rviz_default_plugins/Grid", *["rviz_default_plugins/RobotModel"] * 3, "rviz_default_plugins/TF"]
+    assert config["Visualization Manager"]["Global Options"]["Fixed Frame"] == "world"
+    # The shipped file itself is the one-servo view.
+    assert _robot_models(yaml.safe_load(RVIZ_TEMPLATE.read_text())) == [("/servo1/robot_description", "servo1")]
+    with pytest.raises(BringupError, match="RobotModel"):
+        rviz_config("Visualization Manager:\n  Displays: []\n  Global Options: {}\n", ["/a1"], "world")
+
+
+@pytest.mark.parametrize("tf2_ros", [True, False], ids=["with-tf2_ros", "without-tf2_ros"])
+def test_several_servos_share_one_world_frame_and_one_rviz_view(
+    fake_install: FakeInstall, fake_urdf: Callable[[str, str, str], str], tf2_ros: bool
+) -> None:
+    for package in ("robot_state_publisher", "rviz2", *(["tf2_ros"] if tf2_ros else [])):
+        fake_install.add(package, "static_transform_publisher" if package == "tf2_ros" else package)
+    _install_rviz_template(fake_install)
+    specs = _describe(fake_install, SIM, "servos:=3", "namespace:=arm", urdf=fake_urdf)
+    frames = [spec.arguments for spec in specs if spec.executable == "static_transform_publisher"]
+    assert frames == (
+        [
+            ("--x", x, "--frame-id", "world", "--child-frame-id", f"arm{i}/base_link")
+            for i, x in enumerate(("0", "0.25", "0.5"), start=1)
+        ]
+        if tf2_ros
+        else []
+    )
+    (rviz,) = [spec for spec in specs if spec.package == "rviz2"]
+    generated = Path(rviz.arguments[1])
+    assert generated == fake_install.root / "gen" / "armx3.rviz"
+    config = yaml.safe_load(generated.read_text())
+    assert [topic for topic, _ in _robot_models(config)] == [f"/arm{i}/robot_description" for i in (1, 2, 3)]
+    fixed = config["Visualization Manager"]["Global Options"]["Fixed Frame"]
+    assert fixed == ("world" if tf2_ros else "arm1/base_link")
 
 
 def test_optional_nodes_can_be_switched_off(

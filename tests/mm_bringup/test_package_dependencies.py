@@ -76,6 +76,7 @@ ROSDEP_KEYS = {
     "rosbags": "python3-rosbags-pip",
     # pip keys of our own (rosdep/mm.yaml)
     "isotp": "python3-can-isotp-pip",
+    "mcap": "python3-mcap-pip",
     "tensorflow": "python3-tensorflow-pip",
     "keras": "python3-tensorflow-pip",  # Keras 3 is installed with tensorflow
     "tflite_micro": "python3-tflite-micro-pip",
