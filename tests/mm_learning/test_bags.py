@@ -412,6 +412,10 @@ class _Publisher:
         self.state = self.node.create_publisher(
             ServoState, "state", QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
         )
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self.diagnostics: list[Any] = []
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
 
@@ -464,6 +468,21 @@ def test_recorder_node_records_across_processes(tmp_path: Path, report: Callable
         for seq, columns in enumerate(sent):
             source.publish(columns, seq)
         assert source.transitions.wait_for_all_acked(Duration(seconds=10)), "the recorder did not acknowledge"
+        # /diagnostics: every topic's count; WARN because nothing was published on the other recorded topics.
+        from diagnostic_msgs.msg import DiagnosticStatus
+
+        def recording() -> dict[str, str]:
+            for array in source.diagnostics[::-1]:
+                for status in array.status:
+                    if status.name == "/bagtest/recorder: recording":
+                        return {"level": str(status.level[0])} | {kv.key: kv.value for kv in status.values}
+            return {}
+
+        deadline = time.monotonic() + DISCOVERY_TIMEOUT_S
+        while recording().get("/bagtest/transitions") != str(len(sent)):
+            assert time.monotonic() < deadline, f"no diagnostics with 40 transitions: {recording()}"
+            source.executor.spin_once(timeout_sec=0.1)
+        assert recording()["level"] == str(DiagnosticStatus.WARN[0]) and recording()["/bagtest/reward"] == "0"
         recorder.send_signal(signal.SIGINT)
         assert recorder.wait(timeout=30) == 0, (tmp_path / "recorder.log").read_text()
     finally:

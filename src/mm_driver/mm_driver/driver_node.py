@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
+from mm_sim.diagnostics import ERROR, OK, Health, diagnostic_array
 from mm_sim.ros_process import rclpy_process
 from rcl_interfaces.msg import (  # type: ignore[import-untyped]
     FloatingPointRange,
@@ -648,16 +649,12 @@ class DriverNode(LifecycleNode):
     def _diagnostics(self) -> None:
         with self._cond:
             sample, age_s, count = self._latest, time.monotonic() - self._latest_wall_s, self._samples
-        status = DiagnosticStatus(
-            name=f"{self.get_name()}: servo", hardware_id=f"{self.get_namespace()} ({self._p('transport')})"
-        )
         if sample is None or age_s > float(self._p("state_timeout_s")):
-            status.level, status.message = DiagnosticStatus.ERROR, "no state from the servo: check the link"
+            level, message = ERROR, "no state from the servo: check the link"
         elif sample.fault_flags:
-            faults = ", ".join(fault_names(sample.fault_flags))
-            status.level, status.message = DiagnosticStatus.ERROR, f"faults latched: {faults}"
+            level, message = ERROR, f"faults latched: {', '.join(fault_names(sample.fault_flags))}"
         else:
-            status.level, status.message = DiagnosticStatus.OK, f"mode {Mode(sample.mode).name}"
+            level, message = OK, f"mode {Mode(sample.mode).name}"
         values = {"state_samples": str(count), "state_age_s": f"{age_s:.3f}" if sample else "never"}
         if sample is not None:
             values |= {
@@ -672,10 +669,10 @@ class DriverNode(LifecycleNode):
             values["last_policy_ack"] = (
                 f"{self._last_ack.transfer_id}: {self._last_ack.status.name}/{self._last_ack.reason.name}"
             )
-        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self._diag_pub.publish(array)
+        stamp = self.get_clock().now().to_msg()
+        hardware = f"{self.get_namespace()} ({self._p('transport')})"
+        health = Health(level, message, values)
+        self._diag_pub.publish(diagnostic_array(stamp, self.get_fully_qualified_name(), "servo", hardware, health))
 
     def _wait_sample(self, timeout_s: float) -> ServoSample | None:
         with self._cond:

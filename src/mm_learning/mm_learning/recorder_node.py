@@ -10,6 +10,8 @@ ROS parameters:
     topics (string[]): topic names relative to the namespace; ``name`` for the servo topics below (also below a
         servo's namespace, e.g. ``servo1/state`` for a recorder of several servos), or ``name:pkg/msg/Type``.
     flush_period_s (double): write the pending chunk to disk this often (s); a SIGKILL loses at most this much.
+    diagnostics_period_s (double): `/diagnostics` period (s): messages per topic, the bag, the last flush; ERROR
+        when writing fails (a full disk), WARN while a topic has recorded nothing.
 
 Messages are taken serialized (raw subscriptions), as ``ros2 bag record`` does: the bytes written are the CDR the
 publisher sent. SIGINT and SIGTERM stop the recording cleanly: messages already received are written and the
@@ -21,6 +23,7 @@ from __future__ import annotations
 import importlib
 import signal
 import threading
+import time
 from functools import partial
 from pathlib import Path
 from types import FrameType
@@ -28,6 +31,8 @@ from typing import Any
 
 import rclpy
 import rclpy.logging
+from diagnostic_msgs.msg import DiagnosticArray
+from mm_sim.diagnostics import ERROR, OK, WARN, Health, diagnostic_array
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -87,6 +92,7 @@ class RecorderNode(Node):
         output = self.declare_parameter("output", "").value
         entries = self.declare_parameter("topics", list(SERVO_TOPICS)[:6]).value
         flush_period_s = self.declare_parameter("flush_period_s", 1.0).value
+        diagnostics_period_s = self.declare_parameter("diagnostics_period_s", 1.0).value
         if not output:
             msg = "parameter `output` is empty; set the bag directory to create (-p output:=bags/run1)"
             raise BagError(msg)
@@ -105,12 +111,49 @@ class RecorderNode(Node):
                 QoSProfile(depth=_QUEUE_DEPTH, reliability=reliability),
                 raw=True,
             )
-        self.create_timer(float(flush_period_s), self.bag.flush)
+        self.failure = ""  # why writing the bag failed (OSError: a full disk, a removed directory)
+        self._flushed_wall_s = time.monotonic()
+        self.create_timer(float(flush_period_s), self._flush)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(float(diagnostics_period_s), self._diagnostics)
         self.get_logger().info(f"recording {[t for t, _ in topics]} to {self.bag.path}")
 
     def _on_message(self, topic: str, data: bytes) -> None:
-        self.bag.write(topic, data, self.get_clock().now().nanoseconds)
+        try:
+            self.bag.write(topic, data, self.get_clock().now().nanoseconds)
+        except OSError as err:
+            self._failed(err)
+            return
         self.received += 1
+
+    def _flush(self) -> None:
+        try:
+            self.bag.flush()
+        except OSError as err:
+            self._failed(err)
+            return
+        self._flushed_wall_s = time.monotonic()
+
+    def _failed(self, err: OSError) -> None:
+        if not self.failure:
+            self.get_logger().error(f"cannot write {self.bag.path}: {err}; what was flushed before is kept")
+        self.failure = str(err)
+
+    def health(self) -> Health:
+        """How the recording goes: ERROR when the bag cannot be written, WARN while a topic has nothing yet."""
+        values = {topic: str(count) for topic, count in self.bag.counts.items()}
+        values |= {"bag": str(self.bag.path), "last_flush_age_s": f"{time.monotonic() - self._flushed_wall_s:.1f}"}
+        silent = [topic for topic, count in self.bag.counts.items() if count == 0]
+        if self.failure:
+            return Health(ERROR, f"cannot write the bag: {self.failure}", values)
+        if silent:
+            return Health(WARN, f"nothing recorded yet on {', '.join(silent)}", values)
+        return Health(OK, f"{self.received} messages recorded", values)
+
+    def _diagnostics(self) -> None:
+        stamp = self.get_clock().now().to_msg()
+        array = diagnostic_array(stamp, self.get_fully_qualified_name(), "recording", str(self.bag.path), self.health())
+        self._diagnostics_pub.publish(array)
 
 
 def main(args: list[str] | None = None) -> None:
