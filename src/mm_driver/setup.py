@@ -19,5 +19,7 @@ setup(
     maintainer_email="maintainers@musclememory-ros.org",
     description="Driver node for one Muscle Memory servo: micro-ROS topics or CAN, MoveTo, policy deployment.",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["driver = mm_driver.driver_node:main"]},
+    entry_points={
+        "console_scripts": ["driver = mm_driver.driver_node:main", "trajectory = mm_driver.trajectory_node:main"]
+    },
 )
