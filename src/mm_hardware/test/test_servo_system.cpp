@@ -20,6 +20,7 @@
 #include "mm_core/mm_core.h"
 #include "mm_core/mm_servo.h"
 #include "mm_hardware/servo_system.hpp"
+#include "mm_hardware/socketcan_bus.hpp"
 
 namespace
 {
@@ -529,6 +530,13 @@ void config_is_checked()
   mm_hardware::check_interfaces("j", {"position", "velocity", "effort"}, {"position", "velocity", "effort"});
 }
 
+void socketcan_refuses_a_missing_interface()
+{
+  // No CAN interface exists on a build machine: opening one must fail with a reason, not later in read().
+  CHECK_THROWS(mm_hardware::SocketCanBus("mm_no_such_can"), "CAN");
+  CHECK_THROWS(mm_hardware::SocketCanBus(""), "empty or too long");
+}
+
 }  // namespace
 
 int main(int argc, char ** argv)
@@ -550,6 +558,7 @@ int main(int argc, char ** argv)
     {"configure_checks_presence_and_watchdog", configure_checks_presence_and_watchdog},
     {"mock_echoes_commands", mock_echoes_commands},
     {"config_is_checked", config_is_checked},
+    {"socketcan_refuses_a_missing_interface", socketcan_refuses_a_missing_interface},
   };
   int failed = 0;
   for (const auto & [name, test] : tests) {
