@@ -425,6 +425,9 @@ ServoCommand ServoSystem::servo_command(const Joint & joint, double period_s) co
     case CommandMode::kHold:
       break;
   }
+  if (!std::isfinite(out.target) || !std::isfinite(out.target_velocity_rad_s)) {
+    return ServoCommand{};  // beyond float: HOLD rather than throw in the control loop
+  }
   return out;
 }
 

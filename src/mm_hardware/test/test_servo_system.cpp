@@ -319,6 +319,9 @@ void position_command_reaches_the_servo()
   CHECK(bus.state(1).target_rad == 0.5F);
   CHECK(near(mm_servo_command_target_velocity_decode(unpack_command(last_command(bus)).target_velocity), 2.0, 0.005));
   CHECK(bus.state(0).mode == MM_MODE_HOLD);  // joint1 has no controller: it holds
+  system.command(1).position_rad = 1e39;     // beyond float: the servo holds, write() does not throw
+  CHECK(control(system, bus, 0.02, 0.01, error));
+  CHECK(bus.state(1).mode == MM_MODE_HOLD);
 }
 
 void effort_command_is_motor_current()
