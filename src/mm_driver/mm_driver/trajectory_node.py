@@ -17,6 +17,7 @@ logic (interpolation, checks, tolerances) is mm_driver.trajectory, tested withou
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from builtin_interfaces.msg import Duration
@@ -93,14 +94,34 @@ class TrajectoryNode(Node):
                     velocity = msg.velocity[k] if k < len(msg.velocity) else 0.0
                     self._latest[name] = (msg.position[k], velocity, now)
 
-    def _state(self) -> tuple[list[float], list[float]] | None:
-        """Every group joint's latest position and velocity, or None when one is missing or stale."""
-        now = self.get_clock().now()
-        with self._lock:
-            latest = [self._latest.get(joint) for joint in self.group]
-        if any(s is None or (now - s[2]).nanoseconds * 1e-9 > self._state_timeout_s for s in latest):
-            return None
-        return [s[0] for s in latest if s], [s[1] for s in latest if s]
+    def _state(self, wait_s: float = 0.0) -> tuple[list[float], list[float]] | None:
+        """Every group joint's latest position and velocity; None when one is missing or older than `state_timeout_s`.
+
+        Waits up to `wait_s` (s, wall clock) for all of them.
+        """
+        deadline = time.monotonic() + wait_s
+        while True:
+            now = self.get_clock().now()
+            with self._lock:
+                latest = [self._latest.get(joint) for joint in self.group]
+            if all(s is not None and (now - s[2]).nanoseconds * 1e-9 <= self._state_timeout_s for s in latest):
+                return [s[0] for s in latest if s], [s[1] for s in latest if s]
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.01)
+
+    def _wait_for_drivers(self) -> list[str]:
+        """Wait up to `state_timeout_s` (wall clock) for every servo_command to reach a driver; the deaf topics.
+
+        Commands published before DDS has matched a driver's subscription are lost, and the trajectory would start
+        without the servos.
+        """
+        deadline = time.monotonic() + self._state_timeout_s
+        while True:
+            deaf = [p.topic_name for p in self._commands.values() if p.get_subscription_count() == 0]
+            if not deaf or time.monotonic() > deadline:
+                return deaf
+            time.sleep(0.01)
 
     def _send(self, mode: int, positions: list[float], velocities: list[float]) -> None:
         for joint, position, velocity in zip(self.group, positions, velocities, strict=True):
@@ -119,8 +140,12 @@ class TrajectoryNode(Node):
         self._send(ServoCommand.MODE_HOLD, [0.0] * len(self.group), [0.0] * len(self.group))
 
     def _end(self, goal_handle: ServerGoalHandle, verdict: Verdict, how: str) -> FollowJointTrajectory.Result:
-        log = self.get_logger().info if verdict.outcome == Outcome.SUCCESSFUL else self.get_logger().warning
-        log(f"follow_joint_trajectory {how}: {verdict.outcome.name}: {verdict.message}")
+        line = f"follow_joint_trajectory {how}: {verdict.outcome.name}: {verdict.message}"
+        # rclpy refuses one call site logging at two severities: one call per severity.
+        if verdict.outcome == Outcome.SUCCESSFUL:
+            self.get_logger().info(line)
+        else:
+            self.get_logger().warning(line)
         getattr(goal_handle, how)()
         return FollowJointTrajectory.Result(
             error_code=getattr(FollowJointTrajectory.Result, verdict.outcome.name), error_string=verdict.message
@@ -130,59 +155,73 @@ class TrajectoryNode(Node):
         with self._lock:
             self._token += 1
             token = self._token
-        goal = goal_handle.request
-        state = self._state()
+        try:
+            tracker = self._prepare(goal_handle.request)
+        except TrajectoryError as exc:
+            return self._end(goal_handle, Verdict(exc.outcome, str(exc)), "abort")
+        stamp = Time.from_msg(goal_handle.request.trajectory.header.stamp, clock_type=self.get_clock().clock_type)
+        start = max(self.get_clock().now(), stamp) if stamp.nanoseconds else self.get_clock().now()
+        rate = self.create_rate(self._rate_hz)
+        try:
+            while (verdict := self._step(goal_handle, tracker, start, token)) is None:
+                rate.sleep()
+        finally:
+            self.destroy_rate(rate)
+        if goal_handle.is_cancel_requested:
+            return self._end(goal_handle, verdict, "canceled")
+        return self._end(goal_handle, verdict, "succeed" if verdict.outcome == Outcome.SUCCESSFUL else "abort")
+
+    def _prepare(self, goal: FollowJointTrajectory.Goal) -> Tracker:
+        """The goal's trajectory from the group's state now, with its tolerances.
+
+        Raises:
+            TrajectoryError: no fresh joint_states, a driver not listening, or a goal that cannot run.
+        """
+        state = self._state(wait_s=self._state_timeout_s)
         if state is None:
-            return self._end(goal_handle, Verdict(Outcome.INVALID_GOAL, "no joint_states from every servo"), "abort")
+            raise TrajectoryError(Outcome.INVALID_GOAL, "no joint_states from every servo")
+        deaf = self._wait_for_drivers()
+        if deaf:
+            raise TrajectoryError(Outcome.INVALID_GOAL, f"no driver subscribes {', '.join(deaf)}: are they active?")
         points = [
             Waypoint(_seconds(p.time_from_start), p.positions, p.velocities, p.accelerations)
             for p in goal.trajectory.points
         ]
-        try:
-            trajectory = Trajectory(
-                self.group,
-                goal.trajectory.joint_names,
-                points,
-                start_positions=state[0],
-                start_velocities=state[1],
-                limits=self._limits,
-            )
-        except TrajectoryError as exc:
-            return self._end(goal_handle, Verdict(exc.outcome, str(exc)), "abort")
-        tracker = Tracker(
+        trajectory = Trajectory(
+            self.group,
+            goal.trajectory.joint_names,
+            points,
+            start_positions=state[0],
+            start_velocities=state[1],
+            limits=self._limits,
+        )
+        return Tracker(
             trajectory,
             path=_tolerances(goal.path_tolerance),
             goal=_tolerances(goal.goal_tolerance),
             goal_time_tolerance_s=_seconds(goal.goal_time_tolerance) or self._goal_time_s,
         )
-        stamp = Time.from_msg(goal.trajectory.header.stamp, clock_type=self.get_clock().clock_type)
-        start = max(self.get_clock().now(), stamp) if stamp.nanoseconds else self.get_clock().now()
-        rate = self.create_rate(self._rate_hz)
-        try:
-            while True:
-                t_s = (self.get_clock().now() - start).nanoseconds * 1e-9
-                if self._token != token:
-                    return self._end(goal_handle, Verdict(Outcome.INVALID_GOAL, "preempted by a newer goal"), "abort")
-                if goal_handle.is_cancel_requested:
-                    self._hold()
-                    return self._end(goal_handle, Verdict(Outcome.SUCCESSFUL, "cancelled: holding"), "canceled")
-                want_p, want_v = trajectory.sample(max(t_s, 0.0))
-                self._send(ServoCommand.MODE_POSITION, list(want_p), list(want_v))
-                state = self._state()
-                if state is None:
-                    self._hold()
-                    lost = Verdict(Outcome.PATH_TOLERANCE_VIOLATED, "joint_states stopped: holding")
-                    return self._end(goal_handle, lost, "abort")
+
+    def _step(self, goal_handle: ServerGoalHandle, tracker: Tracker, start: Time, token: int) -> Verdict | None:
+        """One period: the verdict when the goal ends (the group holds unless it succeeded), else None."""
+        t_s = (self.get_clock().now() - start).nanoseconds * 1e-9
+        if self._token != token:
+            return Verdict(Outcome.INVALID_GOAL, "preempted by a newer goal")
+        verdict = None
+        if goal_handle.is_cancel_requested:
+            verdict = Verdict(Outcome.SUCCESSFUL, "cancelled: holding")
+        else:
+            want_p, want_v = tracker.trajectory.sample(max(t_s, 0.0))
+            self._send(ServoCommand.MODE_POSITION, list(want_p), list(want_v))
+            state = self._state()
+            if state is None:
+                verdict = Verdict(Outcome.PATH_TOLERANCE_VIOLATED, "joint_states stopped: holding")
+            else:
                 self._feedback(goal_handle, t_s, (list(want_p), list(want_v)), state)
                 verdict = tracker.check(t_s, *state)
-                if verdict is not None:
-                    if verdict.outcome != Outcome.SUCCESSFUL:
-                        self._hold()
-                    how = "succeed" if verdict.outcome == Outcome.SUCCESSFUL else "abort"
-                    return self._end(goal_handle, verdict, how)
-                rate.sleep()
-        finally:
-            self.destroy_rate(rate)
+        if verdict is not None and (verdict.outcome != Outcome.SUCCESSFUL or goal_handle.is_cancel_requested):
+            self._hold()
+        return verdict
 
     def _feedback(
         self,
