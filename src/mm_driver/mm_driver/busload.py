@@ -3,8 +3,8 @@
 How many servos can share one classic CAN bus (500 kbit/s by default) and still take a new policy in a few
 seconds? Every servo streams its state (the DBC's `STATE_*` frames, one burst every `state_decimation` control
 ticks) and receives heartbeats from its host; a policy transfer then gets what is left of the bus, because its
-ISO-TP frames (`POLICY_TP_DATA`, the highest message type on the bus) lose every arbitration to the stream. This
-module computes that from the frames the protocol really sends:
+ISO-TP frames have a higher message type (lower priority) than the state and heartbeat frames and lose every
+arbitration to them. This module computes that from the frames the protocol really sends:
 
 - frame sizes (DLC) and the 29-bit id format from `mm_servo.dbc` (read with cantools, never retyped here);
 - the ISO-TP framing of a policy chunk (16-byte chunk header + data, one ISO-TP message per chunk, one flow
