@@ -106,6 +106,23 @@ def _stamp_s(stamp: Any) -> float:
     return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
 
 
+def _first_motion(joint_states: list[Any], sent_s: float, target_rad: float) -> float | None:
+    """Goal sent at `sent_s` (s, wall clock) → first motion (s); None while no sample shows it yet.
+
+    The motion: the first sample stamped after `sent_s` more than MOTION_RAD beyond the last one stamped before it,
+    towards `target_rad`.
+    """
+    samples = [(_stamp_s(m.header.stamp), m.position[0]) for m in list(joint_states)]
+    before = [position for stamp, position in samples if stamp < sent_s]
+    if not before:
+        return None
+    start = before[-1]
+    direction = 1.0 if target_rad > start else -1.0
+    moved = (stamp for stamp, position in samples if stamp >= sent_s and (position - start) * direction > MOTION_RAD)
+    first = next(moved, None)
+    return None if first is None else first - sent_s
+
+
 class Fleet:
     """Twins and drivers started into `stack`, reached through one client."""
 
@@ -118,8 +135,8 @@ class Fleet:
         self.servos: list[Servo] = []
         self.client = Client("bench_fleet_client")
         stack.callback(self.client.close)
-        # namespace -> (stamp in s, level, values) of its driver's latest /diagnostics status
-        self.diagnostics: dict[str, tuple[float, int, dict[str, str]]] = {}
+        # namespace -> (stamp in s, values) of its driver's latest /diagnostics status
+        self.diagnostics: dict[str, tuple[float, dict[str, str]]] = {}
         self.client.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         self._blobs: list[Any] = []
 
@@ -128,7 +145,7 @@ class Fleet:
             ns = status.hardware_id.split(" ", 1)[0]
             values = {kv.key: kv.value for kv in status.values}
             with self.client.cond:
-                self.diagnostics[ns] = (_stamp_s(msg.header.stamp), status.level, values)
+                self.diagnostics[ns] = (_stamp_s(msg.header.stamp), values)
                 self.client.cond.notify_all()
 
     def grow(self, count: int) -> None:
@@ -159,7 +176,7 @@ class Fleet:
         self.servos += new
         self.client.wait_for(
             lambda: all(
-                s.ns in self.diagnostics and int(self.diagnostics[s.ns][2].get("state_samples", "0")) > 0
+                s.ns in self.diagnostics and int(self.diagnostics[s.ns][1].get("state_samples", "0")) > 0
                 for s in self.servos
             ),
             180.0,
@@ -168,6 +185,12 @@ class Fleet:
         self.client.wait_for(
             lambda: all("ready" in s.driver_log.read_text() for s in new), 60.0, "the policy blob in every driver"
         )
+
+    def terminate(self) -> None:
+        """Ask every twin and driver to stop (SIGTERM), without waiting."""
+        for servo in self.servos:
+            servo.twin.terminate()
+            servo.driver.terminate()
 
     def state_snapshot(self) -> dict[str, tuple[int, float]]:
         """(seq, the twin's stamp in s) of one fresh ServoState of every servo (a short-lived subscription)."""
@@ -200,7 +223,7 @@ class Fleet:
         per_servo = {}
         for s in self.servos:
             (seq0, t0), (seq1, t1) = states0[s.ns], states1[s.ns]
-            (d0, _, v0), (d1, _, v1) = diag0[s.ns], diag1[s.ns]
+            (d0, v0), (d1, v1) = diag0[s.ns], diag1[s.ns]
             taken = int(v1["state_samples"]) - int(v0["state_samples"])
             per_servo[s.ns] = {
                 "state_published_hz": (seq1 - seq0) / (t1 - t0),
@@ -218,32 +241,34 @@ class Fleet:
 
         boxes = {s.ns: self.client.subscribe(JointState, f"{s.ns}/joint_states", 200) for s in self.servos}
 
-        def one(servo: Servo) -> tuple[float | None, bool]:
+        def one(servo: Servo) -> tuple[float | None, str]:
             box = boxes[servo.ns]
-            start, seen = box[-1].position[0], len(box)
-            target = 0.0 if start > 0.5 else 1.0  # a 1 rad step away from where the shaft is
+            target = 0.0 if box[-1].position[0] > 0.5 else 1.0  # a 1 rad step away from where the shaft is
             sent: list[float] = []  # the twin stamps its states with the wall clock
             _, result, _ = self.client.call(
                 servo.move, MoveTo.Goal(target_rad=target), timeout_s=120.0, on_send=lambda: sent.append(time.time())
             )
+            latency: list[float] = []
 
-            def moved() -> Any:
-                return next((m for m in box[seen:] if abs(m.position[0] - start) > MOTION_RAD), None)
+            def found() -> bool:
+                value = _first_motion(box, sent[0], target)
+                latency.extend([] if value is None else [value])
+                return value is not None
 
-            self.client.poll(lambda: moved() is not None, 10.0)  # the client may lag its topics
-            first = moved()
-            latency = _stamp_s(first.header.stamp) - sent[0] if first is not None else None
-            return latency, bool(result and result.success)
+            self.client.poll(found, 10.0)  # the client may lag its topics
+            outcome = "settled" if result and result.success else (result.message if result else "no result")
+            return (latency[0] if latency else None), outcome
 
         latencies: list[float] = []
-        succeeded = 0
+        outcomes: dict[str, int] = {}
         try:
             self.client.wait_for(lambda: all(boxes.values()), 60.0, "joint_states of every servo")
             for _ in range(moves):
+                time.sleep(0.5)  # pacing: the shafts come to rest after the previous round
                 with ThreadPoolExecutor(len(self.servos)) as pool:
-                    for latency, ok in pool.map(one, self.servos):
+                    for latency, outcome in pool.map(one, self.servos):
                         latencies += [] if latency is None else [latency]
-                        succeeded += ok
+                        outcomes[outcome] = outcomes.get(outcome, 0) + 1
         finally:
             for ns in boxes:
                 self.client.unsubscribe(f"{ns}/joint_states")
@@ -252,7 +277,8 @@ class Fleet:
             "max_s": max(latencies, default=float("nan")),
             "moves": moves * len(self.servos),
             "moved": len(latencies),
-            "settled": succeeded,
+            "settled": outcomes.pop("settled", 0),
+            "failed": outcomes,  # the driver's result message of each move that did not settle -> count
         }
 
     def measure_deploys(self) -> dict[str, Any]:
@@ -322,13 +348,16 @@ def bench_ros(
     rows = []
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         fleet = Fleet(stack, Path(tmp), image, public_key)
-        for n in counts:
-            try:
-                rows.append(_row(fleet, n, seconds, moves, log))
-            except AssertionError as exc:  # a wait of ros_support timed out: the fleet broke down at this size
-                log(f"fleet: {n} servos failed: {exc}")
-                rows.append({"servos": n, "failed": str(exc).splitlines()[0]})
-                break
+        try:
+            for n in counts:
+                try:
+                    rows.append(_row(fleet, n, seconds, moves, log))
+                except AssertionError as exc:  # a wait of ros_support timed out: the fleet broke down at this size
+                    log(f"fleet: {n} servos failed: {exc}")
+                    rows.append({"servos": n, "failed": str(exc).splitlines()[0]})
+                    break
+        finally:
+            fleet.terminate()  # all at once; the stack then reaps them one by one
     return rows
 
 
@@ -533,6 +562,9 @@ def print_ros(rows: list[dict[str, Any]], cores: int) -> None:
             f"{_ms(statistics.median(dep['concurrent_driver_s']))} "
             f"| {r['cpu_twin']:.2f} + {r['cpu_driver']:.2f} = {cpu:.2f} | {cpu * r['servos'] / cores:.0%} |"
         )
+    for r in rows:
+        for message, count in r.get("goal_to_first_motion", {}).get("failed", {}).items():
+            print(f"\nN = {r['servos']}: {count} move(s) did not settle: {message}")
     print()
 
 
