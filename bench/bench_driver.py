@@ -12,9 +12,10 @@ Baselines in the same run: the servo's own `state` rate next to `joint_states`; 
 core directly (no transport) next to the DDS and CAN deploys.
 
 The python-can virtual bus has no bit timing, so the CAN wall time is host time only. The 500 kbit/s bus time is
-computed from the frames of the transfer: a 29-bit data frame with n data bytes is 67 + 8n bits without stuff
-bits and at most 67 + 8n + ⌊(53 + 8n) / 4⌋ bits with worst-case stuffing (stuffing covers the 54 + 8n bits
-from SOF to the CRC); the servo's state stream (3 frames per 5 ms) shares the bus and is stated separately.
+computed from the frames of the transfer with mm_driver.busload's bits per frame: a 29-bit data frame with n data
+bytes is 67 + 8n bits without stuff bits and at most 67 + 8n + ⌊(53 + 8n) / 4⌋ bits with worst-case stuffing
+(stuffing covers the 54 + 8n bits from SOF to the CRC); the servo's state stream (its STATE_* frames every 5 ms)
+shares the bus and is stated separately.
 
 Usage: python bench/bench_driver.py [--repeats N] [--seconds S]
 """
@@ -40,12 +41,6 @@ sys.path[:0] = [str(REPO / "tests" / "mm_driver"), str(REPO / "tests")]  # polic
 
 BITRATE = 500_000
 SIZES = {"4 KB": 34, "16 KB": 100}  # hidden width of a [h, h] actor whose signed int16x8 image has about that size
-
-
-def frame_bits(data_bytes: int, *, stuffed: bool) -> int:
-    """Bits on the wire of one 29-bit CAN 2.0B data frame (IFS included)."""
-    bits = 67 + 8 * data_bytes
-    return bits + (53 + 8 * data_bytes) // 4 if stuffed else bits
 
 
 def _images() -> dict[str, bytes]:
@@ -83,10 +78,13 @@ def bench_core_baseline(images: dict[str, bytes], repeats: int) -> dict[str, flo
 def bench_can(images: dict[str, bytes], repeats: int) -> dict[str, Any]:
     """Deploy over ISO-TP on a virtual bus to the virtual servo's CAN port; count frames with a sniffer."""
     import can
+    from mm_driver.busload import FrameLayout, frame_bits
     from mm_driver.can_transport import CanTransport
     from mm_driver.deploy import Deployer
     from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig
 
+    layout = FrameLayout.from_dbc()
+    transfer_names = {"POLICY_TP_DATA", "POLICY_TP_FLOW", "POLICY_ACK"}
     results: dict[str, Any] = {}
     for name in SIZES:
         walls, host_frames, servo_frames, bits_nominal, bits_stuffed = [], [], [], [], []
@@ -119,13 +117,13 @@ def bench_can(images: dict[str, bytes], repeats: int) -> dict[str, Any]:
             frames = []
             while (msg := sniffer.recv(timeout=0.0)) is not None:
                 frames.append(msg)
-            # The transfer's frames: ISO-TP data (0x030) and flow control (0x031), and acks (0x032).
-            transfer = [m for m in frames if (m.arbitration_id >> 10) in {0x30, 0x31, 0x32}]
+            # The transfer's frames: ISO-TP data and flow control, and acks.
+            transfer = [m for m in frames if layout.name_of(m.arbitration_id) in transfer_names]
             walls.append(outcome.elapsed_s)
-            host_frames.append(sum(1 for m in transfer if m.arbitration_id >> 10 == 0x30))
-            servo_frames.append(sum(1 for m in transfer if m.arbitration_id >> 10 != 0x30))
-            bits_nominal.append(sum(frame_bits(len(m.data), stuffed=False) for m in transfer))
-            bits_stuffed.append(sum(frame_bits(len(m.data), stuffed=True) for m in transfer))
+            host_frames.append(sum(1 for m in transfer if layout.name_of(m.arbitration_id) == "POLICY_TP_DATA"))
+            servo_frames.append(len(transfer) - host_frames[-1])
+            bits_nominal.append(sum(frame_bits(len(m.data)) for m in transfer))
+            bits_stuffed.append(sum(frame_bits(len(m.data), worst_case=True) for m in transfer))
             servo_bus.shutdown()
             sniffer.shutdown()
         results[name] = {
@@ -136,7 +134,7 @@ def bench_can(images: dict[str, bytes], repeats: int) -> dict[str, Any]:
             "bus_s_nominal": bits_nominal[-1] / BITRATE,
             "bus_s_worst_stuffing": bits_stuffed[-1] / BITRATE,
         }
-    state_bits_per_s = 3 * frame_bits(8, stuffed=False) / 0.005
+    state_bits_per_s = sum(frame_bits(dlc) for dlc in layout.state) / 0.005
     results["state_stream_share"] = state_bits_per_s / BITRATE
     return results
 

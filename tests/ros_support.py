@@ -176,8 +176,11 @@ class Client:
 
     def unsubscribe(self, topic: str) -> None:
         """Stop collecting messages on `topic` (its list stays as it is)."""
-        for subscription in self._subscriptions.pop(topic, []):
-            self.node.destroy_subscription(subscription)
+        # Between two spin_once calls: destroying a subscription while the executor builds its wait set from it
+        # killed the spin thread ("cannot use Destroyable because destruction was requested").
+        with self._spin_lock:
+            for subscription in self._subscriptions.pop(topic, []):
+                self.node.destroy_subscription(subscription)
 
     def poll(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
         """Whether predicate() holds within timeout_s (s): checked when a message arrives, and every 0.2 s for
@@ -213,14 +216,18 @@ class Client:
         timeout_s: float = 120.0,
         feedback: list[Any] | None = None,
         on_accepted: Callable[[Any], None] | None = None,
+        on_send: Callable[[], None] | None = None,
     ) -> tuple[bool, Any, int]:
-        """Send a goal; returns (accepted, result, status) — result None when rejected."""
+        """Send a goal; returns (accepted, result, status) — result None when rejected. `on_send` runs right
+        before the goal goes out (a bench times from there)."""
 
         def on_feedback(msg: Any) -> None:
             if feedback is not None:
                 feedback.append(msg.feedback)
 
         with self._spin_lock:
+            if on_send is not None:
+                on_send()
             sent = client.send_goal_async(goal, feedback_callback=on_feedback)
         handle = wait(sent, timeout_s)
         if not handle.accepted:

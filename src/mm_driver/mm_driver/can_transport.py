@@ -40,6 +40,26 @@ _REGISTERS = (
 )
 _GAINS = ("kp_pos", "kp_vel", "ki_vel", "gravity_ff_a")
 _WRITE = 2
+# ISO 15765-2 on classic CAN, normal addressing, no padding: data bytes a single, first and consecutive frame carry,
+# and the longest message a first frame's 12-bit length announces.
+ISOTP_SINGLE_DATA, ISOTP_FIRST_DATA, ISOTP_CONSECUTIVE_DATA, ISOTP_SHORT_LENGTH_MAX = 7, 6, 7, 4095
+
+
+def isotp_frame_dlcs(payload_bytes: int) -> list[int]:
+    """The DLC of every frame ISO-TP sends for one message of `payload_bytes`.
+
+    A single frame, or a first frame and consecutive frames, the last one as short as its data (the DBC's
+    POLICY_TP_DATA is not padded).
+
+    Raises:
+        DriverError: an empty message, or one longer than a 12-bit first frame announces (4095 B).
+    """
+    if not 1 <= payload_bytes <= ISOTP_SHORT_LENGTH_MAX:
+        raise DriverError(f"an ISO-TP message here has 1..{ISOTP_SHORT_LENGTH_MAX} bytes, not {payload_bytes}")
+    if payload_bytes <= ISOTP_SINGLE_DATA:
+        return [1 + payload_bytes]
+    full, rest = divmod(payload_bytes - ISOTP_FIRST_DATA, ISOTP_CONSECUTIVE_DATA)
+    return [2 + ISOTP_FIRST_DATA] + [1 + ISOTP_CONSECUTIVE_DATA] * full + ([1 + rest] if rest else [])
 
 
 class CanTransport:
@@ -196,7 +216,7 @@ class CanTransport:
             self._stack.send(header + chunk.data, send_timeout=self._send_timeout_s)
         except isotp.BlockingSendFailure as exc:
             raise DriverError(f"ISO-TP send of chunk {chunk.index} failed ({exc}); is the servo on the bus?") from exc
-        self.frames_sent += 1 + max(0, math.ceil((len(header) + len(chunk.data) - 6) / 7))
+        self.frames_sent += len(isotp_frame_dlcs(len(header) + len(chunk.data)))
 
     # -- receiving -----------------------------------------------------------------------------------------
 
