@@ -275,3 +275,28 @@ def test_ctrl_c_during_training_exits_cleanly_with_a_checkpoint_of_the_last_step
     steps = json.loads((checkpoint / "state.json").read_text())["steps"]
     assert steps > max(f.steps for f in feedback)
     assert f"after {steps} steps; checkpoint {checkpoint}" in log_path.read_text(), "not the stop's own checkpoint"
+
+
+def test_ctrl_c_during_the_first_schedule_goal_exits_within_the_grace_period(
+    tmp_path: Path, learner: dict[str, Any]
+) -> None:
+    """SIGINT while the first (default, ES) goal imports its modules or runs a generation: exit 0 on SIGINT alone,
+    as `ros2 launch` expects before it escalates to SIGTERM 5 s later."""
+    params = json.loads((learner["root"] / "learner.yaml").read_text())["learner"]
+    params["ros__parameters"]["runs_dir"] = str(tmp_path / "runs")
+    params_file = tmp_path / "learner.yaml"
+    params_file.write_text(json.dumps({"/ctrl_c_es/learner": params}))
+    log_path = tmp_path / "learner.log"
+    args = [*ros_args("mm_learning.learner_node", "/ctrl_c_es"), "--params-file", str(params_file)]
+    process = start_node(args, log_path)
+    try:
+        with _train_client("ctrl_c_es_client", "/ctrl_c_es/train", process, log_path) as (_, action, executor):
+            future = action.send_goal_async(Train.Goal(objective="speed", max_steps=10**9, seed=6))
+            _wait(executor, future.done, "the goal response")
+            assert future.result().accepted
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=SHUTDOWN_GRACE_S + 15.0) == 0, log_path.read_text()[-3000:]
+        print(f"learner: SIGINT during an ES goal to exit {time.monotonic() - signalled:.2f} s (wall)")
+    finally:
+        stop_process(process)

@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 # by the goal that needs them, never at start-up.
 HEAVY_MODULES = ("torch", "stable_baselines3", "tensorflow")
 """What start-up must not import; the node's ready line says which of them are loaded."""
-SHUTDOWN_GRACE_S = 4.0
+SHUTDOWN_GRACE_S = 3.0
 """Wall time a running goal gets after Ctrl-C/SIGTERM to stop with its checkpoint before the process exits (s):
 under the 5 s after which ``ros2 launch`` escalates to SIGTERM. Checkpoints are atomic: one cut short leaves the
 previous one in force."""
