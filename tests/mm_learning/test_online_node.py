@@ -115,15 +115,16 @@ def _log_says(path: Path, text: str, timeout_s: float = 10.0) -> bool:
 
 
 def test_online_goals_are_refused_with_the_reason(stack: dict[str, Any]) -> None:
-    """PPO online and a learner with no driver in its namespace: rejected, the reason in the log."""
+    """PPO online and a learner with no driver in its namespace: aborted, the reason in the result and the log."""
     client: Client = stack["client"]
     root: Path = stack["root"]
-    accepted, _, _ = client.call(_train(client, "/online/train"), _goal(algorithm="ppo", max_time_s=10.0))
-    assert not accepted
+    accepted, result, status = client.call(_train(client, "/online/train"), _goal(algorithm="ppo", max_time_s=10.0))
+    assert accepted and status == GoalStatus.STATUS_ABORTED
+    assert "online mode needs an off-policy algorithm" in result.message
     assert _log_says(root / "learner.log", "online mode needs an off-policy algorithm")
-    accepted, _, _ = client.call(_train(client, "/alone/train"), _goal(max_time_s=10.0), timeout_s=60.0)
-    assert not accepted
-    assert _log_says(root / "alone.log", "no driver: the deploy_policy action server in '/alone'")
+    accepted, result, status = client.call(_train(client, "/alone/train"), _goal(max_time_s=10.0), timeout_s=60.0)
+    assert accepted and status == GoalStatus.STATUS_ABORTED
+    assert "no driver: the deploy_policy action server in '/alone'" in result.message
 
 
 @pytest.fixture(scope="module")

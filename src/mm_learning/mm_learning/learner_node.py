@@ -3,13 +3,20 @@
 A thin ROS wrapper around :mod:`mm_learning.trainer` and :mod:`mm_learning.export` (``mode: sim``) and
 :mod:`mm_learning.online_session` (``mode: online``: the servo in this node's namespace, through its driver):
 
-- goals with an unknown objective or algorithm, an unknown mode, profile or load, a zero or invalid budget, NaN
-  objective weights, or no signing key are rejected in the goal callback, with the reason logged;
-- one goal at a time (a goal arriving while one runs is rejected);
+- every goal is accepted; one that cannot run is aborted at once with the reason in its result's ``message``
+  (``ros2 action send_goal`` shows it; a rejection would show only "Goal was rejected."): an unknown objective or
+  algorithm, an unknown mode, profile or load, a zero or invalid budget, NaN objective weights, no signing key
+  ("invalid goal: ..."), or another goal running ("busy: goal <id> is running ..."; a goal sent while a
+  cancelled one winds down waits for it to end instead);
+- start-up imports no torch, Stable-Baselines3 or TensorFlow (tens of seconds on a loaded machine): the ``train``
+  server is up in seconds and a goal imports what its trainer needs (:mod:`mm_learning.goals` checks goals);
 - feedback: phase (training, evaluating, exporting, validating, publishing), steps, steps/s, mean reward, the
   policy's latest evaluation and the PID baseline's on the same moves;
-- cancel stops training cleanly with a checkpoint; sending the same goal again resumes that run (its run
-  directory is named after the objective, algorithm, profile, load and seed);
+- cancel stops training within one env step (SB3) or one generation (ES, 1 s of twin time) with a checkpoint;
+  sending the same goal again resumes that run and trains the new goal's budget (its run directory is keyed by
+  the objective, algorithm, profile, load, seed, ``velocity_scale`` and ``episode_s``: a changed setting starts
+  a new run instead of resuming a model trained with another observation);
+- Ctrl-C or SIGTERM: a running goal stops as on a cancel, and the process exits within ``SHUTDOWN_GRACE_S``;
 - after training: export + acceptance checks, the quantised policy evaluated in the twin, signature, registry,
   and an ``mm_msgs/PolicyBlob`` on ``policy`` (reliable, transient local: a late driver still gets the last one).
 - online: every policy goes into the registry the driver reads (same ``registry_dir``) and to the servo through
@@ -28,11 +35,12 @@ import functools
 import hashlib
 import json
 import math
-import re
+import os
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rclpy
@@ -46,26 +54,26 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
-from mm_learning import schedule
 from mm_learning.errors import LearningError
-from mm_learning.online import TransitionColumns
+from mm_learning.goals import OFF_POLICY, SB3_ALGORITHMS, SCHEDULE_ALGORITHM, parse_objective, run_key
 from mm_learning.online_session import Episode, OnlineError, SessionConfig, SessionProgress
 from mm_learning.registry import IMAGE_NAME
-from mm_learning.trainer import (
-    ALGORITHMS,
-    OFF_POLICY,
-    Progress,
-    TrainConfig,
-    Trainer,
-    TwinSpec,
-    evaluate_moves,
-    export_trained,
-    matched_velocity_scale,
-    parse_objective,
-    summarize,
-)
 from mm_msgs.action import DeployPolicy, Train
 from mm_msgs.msg import MetricValue, PolicyBlob, Reward, RewardTerm, ServoCommand, ServoState, TransitionBatch
+
+if TYPE_CHECKING:
+    from mm_learning.online import TransitionColumns
+    from mm_learning.trainer import Progress, TwinSpec
+# The training modules (mm_learning.trainer, .schedule, .online: torch, Stable-Baselines3, TensorFlow) are imported
+# by the goal that needs them, never at start-up.
+HEAVY_MODULES = ("torch", "stable_baselines3", "tensorflow")
+"""What start-up must not import; the node's ready line says which of them are loaded."""
+SHUTDOWN_GRACE_S = 3.0
+"""Wall time a running goal gets after Ctrl-C/SIGTERM to stop with its checkpoint before the process exits (s):
+under the 5 s after which ``ros2 launch`` escalates to SIGTERM. Checkpoints are atomic: one cut short leaves the
+previous one in force."""
+STOPPING_WAIT_S = 60.0
+"""Wall time a new goal waits for a cancelled goal to finish stopping before it is aborted as busy (s)."""
 
 _PARAMETERS: dict[str, tuple[Any, str]] = {
     "profile": ("mm_v3", "mm_sim servo profile used when a goal leaves `profile` empty"),
@@ -142,12 +150,12 @@ def _metric_dict(metrics: dict[str, float]) -> dict[str, float]:
 
 def _algorithm_problem(goal: Train.Goal) -> str:
     """Why the goal's algorithm cannot run in its mode, or ""."""
-    if goal.algorithm == schedule.ALGORITHM:
+    if goal.algorithm == SCHEDULE_ALGORITHM:
         if goal.mode == "online":
-            return f"{schedule.ALGORITHM!r} trains in the twin (mode sim); online mode takes sac, td3 or ddpg"
+            return f"{SCHEDULE_ALGORITHM!r} trains in the twin (mode sim); online mode takes sac, td3 or ddpg"
         return ""
-    if goal.algorithm and goal.algorithm not in ALGORITHMS:
-        return f"unknown algorithm {goal.algorithm!r}; use one of {schedule.ALGORITHM}, {', '.join(ALGORITHMS)}"
+    if goal.algorithm and goal.algorithm not in SB3_ALGORITHMS:
+        return f"unknown algorithm {goal.algorithm!r}; use one of {SCHEDULE_ALGORITHM}, {', '.join(SB3_ALGORITHMS)}"
     if goal.mode == "online" and goal.algorithm and goal.algorithm not in OFF_POLICY:
         return (
             f"online mode needs an off-policy algorithm ({', '.join(sorted(OFF_POLICY))}), not "
@@ -165,6 +173,7 @@ class LearnerNode(Node):
         for name, (default, description) in _PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=description))
         self._busy = threading.Lock()
+        self._running: ServerGoalHandle | None = None  # the goal holding _busy
         self._policy_pub = self.create_publisher(PolicyBlob, "policy", POLICY_QOS)
         group = ReentrantCallbackGroup()
         self._deploy_client = ActionClient(self, DeployPolicy, "deploy_policy", callback_group=group)
@@ -179,6 +188,10 @@ class LearnerNode(Node):
             cancel_callback=self._on_cancel,
             callback_group=ReentrantCallbackGroup(),
         )
+        loaded = [name for name in HEAVY_MODULES if name in sys.modules]
+        self.get_logger().info(
+            f"ready: train action server up; training modules loaded at start-up: {', '.join(loaded) or 'none'}"
+        )
 
     def _param(self, name: str) -> Any:
         return self.get_parameter(name).value
@@ -186,7 +199,27 @@ class LearnerNode(Node):
     def _path(self, name: str) -> Path:
         return Path(str(self._param(name))).expanduser()
 
+    def is_busy(self) -> bool:
+        """Whether a goal is running."""
+        return self._busy.locked()
+
     # -- goals -----------------------------------------------------------------------------------------------
+
+    def _velocity_scale(self) -> str:
+        """The ``velocity_scale`` parameter, checked.
+
+        Raises:
+            LearningError: neither "profile" nor "matched".
+        """
+        scale = str(self._param("velocity_scale"))
+        if scale not in VELOCITY_SCALES:
+            msg = f"parameter velocity_scale={scale!r}: use one of {', '.join(VELOCITY_SCALES)}"
+            raise LearningError(msg)
+        return scale
+
+    def _profile_load(self, goal: Train.Goal) -> tuple[str, str]:
+        """The goal's profile and load, or the node's defaults for empty ones."""
+        return goal.profile or str(self._param("profile")), goal.load or str(self._param("load"))
 
     def _twin(self, goal: Train.Goal) -> TwinSpec:
         """The twin of a goal (profile, load, objective and the velocity scale the node is configured for).
@@ -195,12 +228,10 @@ class LearnerNode(Node):
             LearningError: `velocity_scale` is neither "profile" nor "matched".
             MmSimError: unknown profile or load.
         """
-        profile = goal.profile or str(self._param("profile"))
-        load = goal.load or str(self._param("load"))
-        scale = str(self._param("velocity_scale"))
-        if scale not in VELOCITY_SCALES:
-            msg = f"parameter velocity_scale={scale!r}: use one of {', '.join(VELOCITY_SCALES)}"
-            raise LearningError(msg)
+        from mm_learning.trainer import TwinSpec, matched_velocity_scale
+
+        profile, load = self._profile_load(goal)
+        scale = self._velocity_scale()
         return TwinSpec(
             profile=profile,
             load=load,
@@ -210,7 +241,7 @@ class LearnerNode(Node):
         )
 
     def _goal_problem(self, goal: Train.Goal) -> str:
-        """Why the goal cannot run, or "" if it can."""
+        """Why the goal cannot run, or "" if it can (no training module is imported to find out)."""
         if goal.mode not in _MODES:
             return f"mode {goal.mode!r} is unknown; use 'sim' or 'online'"
         algorithm_problem = _algorithm_problem(goal)
@@ -227,8 +258,9 @@ class LearnerNode(Node):
 
         try:
             parse_objective(goal.objective)
-            twin = self._twin(goal)
-            load_profile(twin.profile).load(twin.load)
+            self._velocity_scale()
+            profile, load = self._profile_load(goal)
+            load_profile(profile).load(load)
             load_private_key(self._path("signing_key"))
         except (LearningError, MmSimError) as exc:
             return str(exc)
@@ -248,28 +280,52 @@ class LearnerNode(Node):
         return ""
 
     def _on_goal(self, goal: Train.Goal) -> GoalResponse:
-        problem = self._goal_problem(goal)
-        if not problem and not self._busy.acquire(blocking=False):
-            problem = "another training goal is running; cancel it or wait for its result"
-        if problem:
-            self.get_logger().warning(f"rejected train goal (objective {goal.objective!r}): {problem}")
-            return GoalResponse.REJECT
-        # The lock stays held until the accepted goal's execute callback finishes.
-        self.get_logger().info(f"accepted train goal: objective {goal.objective!r}, algorithm {goal.algorithm!r}")
+        # Accept-and-abort: the execute callback checks the goal and puts the reason into the result's message.
+        self.get_logger().info(f"train goal received: objective {goal.objective!r}, algorithm {goal.algorithm!r}")
         return GoalResponse.ACCEPT
 
     def _on_cancel(self, goal_handle: ServerGoalHandle) -> CancelResponse:
-        self.get_logger().info("cancel requested: stopping at the next env step with a checkpoint")
+        self.get_logger().info(f"cancel of goal {_goal_id(goal_handle)} requested: stopping with a checkpoint")
         return CancelResponse.ACCEPT
+
+    def _acquire(self, goal_handle: ServerGoalHandle) -> str:
+        """Make the goal the running one; "" when it is, else the busy reason (waits for a cancelled goal)."""
+        running = self._running
+        stopping = running is not None and bool(running.is_cancel_requested)
+        if not self._busy.acquire(timeout=STOPPING_WAIT_S if stopping else 0.0):
+            running = self._running
+            other = "another goal" if running is None else f"goal {_goal_id(running)}"
+            return f"busy: {other} is running; cancel it or wait for its result"
+        self._running = goal_handle
+        return ""
+
+    def _abort(self, goal_handle: ServerGoalHandle, message: str) -> Train.Result:
+        self.get_logger().warning(f"aborted train goal {_goal_id(goal_handle)}: {message}")
+        goal_handle.abort()
+        return Train.Result(success=False, message=message)
 
     # -- running ---------------------------------------------------------------------------------------------
 
     def _run_dir(self, goal: Train.Goal, twin: TwinSpec, algorithm: str) -> Path:
-        key = f"{twin.objective}|{algorithm}|{twin.profile}|{twin.load}|{goal.seed}"
-        readable = re.sub(r"[^A-Za-z0-9]+", "-", f"{twin.objective}-{algorithm}").strip("-")
-        return self._path("runs_dir") / f"{readable}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+        key = run_key(
+            objective=twin.objective,
+            algorithm=algorithm,
+            profile=twin.profile,
+            load=twin.load,
+            seed=int(goal.seed),
+            velocity_scale=self._velocity_scale(),
+            episode_s=twin.episode_s,
+        )
+        return self._path("runs_dir") / key
 
     def _execute(self, goal_handle: ServerGoalHandle) -> Train.Result:
+        problem = self._goal_problem(goal_handle.request)
+        if problem:
+            return self._abort(goal_handle, f"invalid goal: {problem}")
+        busy = self._acquire(goal_handle)
+        if busy:
+            return self._abort(goal_handle, busy)
+        self.get_logger().info(f"running train goal {_goal_id(goal_handle)}")
         try:
             if goal_handle.request.mode == "online":
                 return self._train_online(goal_handle)
@@ -285,6 +341,7 @@ class LearnerNode(Node):
                 raise
             return Train.Result(success=False, message="the learner shut down during the goal")
         finally:
+            self._running = None
             self._busy.release()
 
     def _shutting_down(self) -> bool:
@@ -318,9 +375,12 @@ class LearnerNode(Node):
 
     def _train_schedule(self, goal_handle: ServerGoalHandle) -> Train.Result:
         """Sim mode with the default trainer: a deceleration schedule for the classical controller (ES)."""
+        from mm_learning import schedule
+        from mm_learning.trainer import Progress, summarize
+
         goal: Train.Goal = goal_handle.request
         twin = self._twin(goal)
-        out_dir = self._run_dir(goal, twin, schedule.ALGORITHM)
+        out_dir = self._run_dir(goal, twin, SCHEDULE_ALGORITHM)
         per_generation = schedule.ticks_per_generation(schedule.ScheduleConfig())
         generations = -(-int(goal.max_steps) // per_generation) if goal.max_steps else schedule.UNBOUNDED_GENERATIONS
         config = schedule.ScheduleConfig(
@@ -375,7 +435,7 @@ class LearnerNode(Node):
             policy_crc32=published.entry.policy_crc32,
             image=list(published.entry.image()),
             objective=twin.objective,
-            algorithm=schedule.ALGORITHM,
+            algorithm=SCHEDULE_ALGORITHM,
             training_steps=result.ticks,
             metrics=metric_values(metrics),
             metadata_json=json.dumps(published.entry.metadata),
@@ -384,7 +444,7 @@ class LearnerNode(Node):
         self._policy_pub.publish(blob)
         goal_handle.succeed()
         verdict = comparison.verdict(twin.objective)
-        message = f"{schedule.ALGORITHM} policy {published.entry.policy_id[:12]}: {verdict}; published on `policy`"
+        message = f"{SCHEDULE_ALGORITHM} policy {published.entry.policy_id[:12]}: {verdict}; published on `policy`"
         self.get_logger().info(message)
         return Train.Result(
             success=True,
@@ -398,9 +458,11 @@ class LearnerNode(Node):
 
     def _train(self, goal_handle: ServerGoalHandle) -> Train.Result:
         goal: Train.Goal = goal_handle.request
-        algorithm = goal.algorithm or schedule.ALGORITHM
-        if algorithm == schedule.ALGORITHM:
+        algorithm = goal.algorithm or SCHEDULE_ALGORITHM
+        if algorithm == SCHEDULE_ALGORITHM:
             return self._train_schedule(goal_handle)
+        from mm_learning.trainer import ALGORITHMS, TrainConfig, Trainer, export_trained
+
         twin = self._twin(goal)
         out_dir = self._run_dir(goal, twin, algorithm)
         config = TrainConfig(
@@ -409,6 +471,7 @@ class LearnerNode(Node):
             algorithm=algorithm,
             max_steps=int(goal.max_steps),
             max_time_s=float(goal.max_time_s),
+            budget_per_part=True,  # a goal trains its own budget, also when it resumes the run
             seed=int(goal.seed),
             eval_every_steps=int(self._param("eval_every_steps")),
             eval_moves=int(self._param("eval_moves")),
@@ -431,7 +494,7 @@ class LearnerNode(Node):
             self._end_stopped(goal_handle)
             message = (
                 f"cancelled after {result.steps} steps; checkpoint {result.checkpoint_dir} "
-                "(send the same goal again to resume)"
+                "(send the same goal again to resume: it trains its own budget)"
             )
             self.get_logger().info(message)
             return Train.Result(success=False, message=message, **common)
@@ -453,7 +516,13 @@ class LearnerNode(Node):
             )
         except LearningError as exc:
             # The training is kept: a retry with another budget resumes from the checkpoint.
-            message = f"trained {result.steps} steps, but the export was refused: {exc}"
+            clone = ", the PID clone before any RL update" if result.best_steps == 0 else ""
+            message = (
+                f"trained {result.steps} steps, but the export refused the best evaluated model (step "
+                f"{result.best_steps}{clone}): {exc}. The run is kept: send the goal again with a larger max_time_s "
+                f"or max_steps to train it on, or leave algorithm empty for the default {SCHEDULE_ALGORITHM!r} "
+                "learner (a schedule for the classical controller)"
+            )
             self.get_logger().error(message)
             goal_handle.abort()
             return Train.Result(success=False, message=message, **common)
@@ -500,6 +569,8 @@ class LearnerNode(Node):
 
     def _start_model(self, algorithm: str, twin: TwinSpec, seed: int) -> Any:
         """The online start policy (``online_start_policy``): None for a fresh actor, or a loaded/cloned model."""
+        from mm_learning.trainer import ALGORITHMS
+
         start = str(self._param("online_start_policy"))
         if start == "untrained":
             return None
@@ -624,6 +695,7 @@ class LearnerNode(Node):
         from mm_sim.evaluate import PolicyController
 
         from mm_learning.tflm import TflmPolicy
+        from mm_learning.trainer import evaluate_moves
 
         env = twin.make_env(randomize=False)
         try:
@@ -780,7 +852,7 @@ def _samples(batches: list[TransitionBatch]) -> int:
 
 def _move_columns(batches: list[TransitionBatch], target: float, duration_s: float) -> TransitionColumns:
     """The samples of a move's batches from its first sample (to ``target``) on, at most ``duration_s`` of them."""
-    from mm_learning.online import FLAG_EPISODE_START
+    from mm_learning.online import FLAG_EPISODE_START, TransitionColumns
 
     names = ("actions", "position_rad", "velocity_rad_s", "current_a", "target_rad", "power_w")
     columns = {name: np.concatenate([np.asarray(getattr(b, name)) for b in batches]) for name in names}
@@ -796,12 +868,31 @@ def _move_columns(batches: list[TransitionBatch], target: float, duration_s: flo
     )
 
 
+def _goal_id(goal_handle: ServerGoalHandle) -> str:
+    """A goal's id as ros2cli prints it (hex), shortened."""
+    return bytes(goal_handle.goal_id.uuid).hex()[:8]
+
+
 def main(args: list[str] | None = None) -> None:
-    """Run the learner node (``ros2 run mm_learning learner --ros-args --params-file config/learner.yaml``)."""
+    """Run the learner node (``ros2 run mm_learning learner --ros-args --params-file config/learner.yaml``).
+
+    After Ctrl-C or SIGTERM a running goal gets ``SHUTDOWN_GRACE_S`` to stop with its checkpoint; a goal still
+    running then (importing a training module, exporting) does not keep the process alive: it exits 0 at once.
+    """
+    node: LearnerNode | None = None
     with rclpy_process(args):
         executor = MultiThreadedExecutor()
-        executor.add_node(LearnerNode())
+        node = LearnerNode()
+        executor.add_node(node)
         executor.spin()
+    deadline = time.monotonic() + SHUTDOWN_GRACE_S
+    while node is not None and node.is_busy() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if node is not None and node.is_busy():
+        print("learner: a goal was still running at shutdown; exiting without waiting for it", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,9 @@ from numpy.typing import ArrayLike, NDArray
 from stable_baselines3.common.logger import configure as configure_logger
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
+from mm_learning.goals import OFF_POLICY
 from mm_learning.policy_image import ACTION_DIM, OBS_DIM
-from mm_learning.trainer import OFF_POLICY, TrainingError, build_model, load_preset, objective_terms
+from mm_learning.trainer import TrainingError, build_model, load_preset, objective_terms
 
 FLAG_EPISODE_START = 1
 FLAG_FAULT = 2

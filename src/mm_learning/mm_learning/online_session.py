@@ -29,16 +29,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from mm_learning.actor import actor_from_sb3
 from mm_learning.errors import LearningError, PolicyRejected
-from mm_learning.online import OnlineLearner, TransitionColumns
+from mm_learning.goals import parse_objective
 from mm_learning.policy_image import MAX_POLICY_DECIMATION
-from mm_learning.trainer import EVAL_SEED, beats_target, parse_objective, summarize
+
+if TYPE_CHECKING:
+    from mm_learning.online import OnlineLearner, TransitionColumns
+# torch and Stable-Baselines3 (mm_learning.actor, .online, .trainer) are imported where a session uses them: the
+# learner node reads SessionConfig's defaults at start-up without paying for those imports (mm_learning.goals).
 
 PHASES = ("deploying", "exploring", "training", "evaluating")
 _CALIBRATION_OBS = 1000  # observations for the export's calibration, and as many held out for check (b)
@@ -293,6 +296,8 @@ def evaluation_summary(learner: OnlineLearner, moves: list[TransitionColumns], s
     from mm_sim.metrics import Response, step_metrics
     from mm_sim.objectives import DEFAULT_TOLERANCE_RAD
 
+    from mm_learning.trainer import summarize
+
     metrics, returns, described = [], [], []
     for columns, start in zip(moves, starts, strict=True):
         response = Response(
@@ -338,6 +343,9 @@ class OnlineSession:
         on_reward: Callable[[RewardReport], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
     ) -> None:
+        from mm_learning.online import OnlineLearner
+        from mm_learning.trainer import EVAL_SEED
+
         config.validate()
         self.config = config
         self.link = link
@@ -459,6 +467,7 @@ class OnlineSession:
 
     def _export_and_deploy(self) -> PolicyRecord | None:
         """Export the actor and deploy it; None (the previous policy keeps running) when the export refuses it."""
+        from mm_learning.actor import actor_from_sb3
         from mm_learning.export import export_policy
 
         self._report("deploying")
@@ -602,6 +611,8 @@ class OnlineSession:
 
     def _reached_target(self, metrics: Mapping[str, float]) -> bool:
         """The objective's target (``trainer.beats_target``) against the start policy, with a higher return."""
+        from mm_learning.trainer import beats_target
+
         return metrics["mean_return"] > self._baseline["mean_return"] and beats_target(
             self.objective, metrics, self._baseline
         )

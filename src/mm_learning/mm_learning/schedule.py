@@ -36,13 +36,14 @@ from numpy.typing import NDArray
 from mm_learning.actor import ActorSpec, DenseLayer
 from mm_learning.errors import TrainingError
 from mm_learning.export import ExportResult, ScheduleClosedLoop, export_policy
+from mm_learning.goals import SCHEDULE_ALGORITHM
 from mm_learning.registry import Registry, RegistryEntry
 from mm_learning.signing import sign
 from mm_learning.tflm import TflmPolicy
 from mm_learning.trainer import objective_base, objective_terms, summarize
 
-ALGORITHM = "es"
-"""The Train goal's and `mm train`'s name for this trainer (sim mode)."""
+ALGORITHM = SCHEDULE_ALGORITHM
+"""The Train goal's and `mm train`'s name for this trainer (sim mode; defined in mm_learning.goals)."""
 VALIDATION_SEED = 2_000_000
 """Seed of the validation moves that choose the best policy (the benchmark evaluates on other moves)."""
 CALIBRATION_SEED, HELD_OUT_SEED, CHECK_SEED = 3_000_000, 3_100_000, 3_200_000

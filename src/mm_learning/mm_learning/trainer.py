@@ -1,6 +1,6 @@
 """Train a servo policy for the user's objective in the MuJoCo twin (ROS-free).
 
-- :func:`parse_objective`: ``"speed"`` or a weighted mix ``"speed:0.7,energy:0.3"``.
+- :func:`parse_objective` (from :mod:`mm_learning.goals`): ``"speed"`` or a mix ``"speed:0.7,energy:0.3"``.
 - :func:`load_preset`: the per-algorithm SB3 hyperparameters in ``mm_learning/presets/<algo>.yaml``.
 - :class:`Trainer`: SB3 PPO (default), SAC, TD3, DDPG or A2C on vectorised twins, evaluated during training on
   fixed seeded moves against the PID baseline for the same objective; stops when the objective's target is
@@ -40,7 +40,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 import yaml
-from mm_sim.objectives import OBJECTIVES as NAMED_OBJECTIVES
 from mm_sim.objectives import objective_weights
 from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -54,12 +53,10 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from mm_learning.actor import actor_from_sb3
 from mm_learning.errors import TrainingError
+from mm_learning.goals import SB3_ALGORITHMS, parse_objective
 
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "td3": TD3, "ddpg": DDPG, "a2c": A2C}
-OFF_POLICY = frozenset({"sac", "td3", "ddpg"})
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = dict(zip(SB3_ALGORITHMS, (PPO, SAC, TD3, DDPG, A2C), strict=True))
 DEFAULT_ALGORITHM = "ppo"
-OBJECTIVES = tuple(NAMED_OBJECTIVES)
-"""The named objectives (mm_sim's); a mix weights several of them."""
 
 _ACTIVATIONS: dict[str, type[torch.nn.Module]] = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 _LATEST = "latest"
@@ -81,34 +78,6 @@ BASELINE_TUNING_EVALUATIONS = 12
 
 # --------------------------------------------------------------------------------------------------------------
 # Objective and presets
-
-
-def parse_objective(text: str) -> dict[str, float]:
-    """Parse an objective: one of :data:`OBJECTIVES` or a weighted mix ``"speed:0.7,energy:0.3"``.
-
-    Weights are normalised to sum to 1. Raises :class:`TrainingError` naming the bad part.
-    """
-    weights: dict[str, float] = {}
-    for part in (p.strip() for p in text.split(",")):
-        name, _, weight_text = part.partition(":")
-        name = name.strip()
-        if name not in OBJECTIVES:
-            choices = ", ".join(OBJECTIVES)
-            msg = f"unknown objective {name!r} in {text!r}; use one of {choices} or a mix like 'speed:0.7,energy:0.3'"
-            raise TrainingError(msg)
-        try:
-            weight = float(weight_text) if weight_text.strip() else 1.0
-        except ValueError:
-            weight = math.nan
-        if not (math.isfinite(weight) and weight > 0.0):
-            msg = f"objective weight {weight_text.strip()!r} for {name!r} must be a finite number > 0"
-            raise TrainingError(msg)
-        if name in weights:
-            msg = f"objective {name!r} appears twice in {text!r}; give each objective once"
-            raise TrainingError(msg)
-        weights[name] = weight
-    total = sum(weights.values())
-    return {name: weight / total for name, weight in weights.items()}
 
 
 def load_preset(algorithm: str) -> dict[str, Any]:
@@ -445,7 +414,10 @@ class TrainConfig:
         twin: the twin and objective.
         algorithm: one of :data:`ALGORITHMS`.
         max_steps: env step budget (0: none, then max_time_s must be > 0).
-        max_time_s: wall-time budget (s) over all resumed parts of the run (0: none).
+        max_time_s: wall-time budget (s) (0: none).
+        budget_per_part: whether max_steps and max_time_s count from the start of this part of the run (a
+            learner goal trains its own budget, also when it resumes a run) or over all its resumed parts (False:
+            a killed `mm train` run finishes the budget it was given).
         seed: seed of the model, the envs and the RNGs.
         n_envs: vectorised envs (0: the preset's).
         eval_every_steps: evaluate every this many env steps (0: only at the end).
@@ -464,6 +436,7 @@ class TrainConfig:
     algorithm: str = DEFAULT_ALGORITHM
     max_steps: int = 100_000
     max_time_s: float = 0.0
+    budget_per_part: bool = False
     seed: int = 0
     n_envs: int = 0
     eval_every_steps: int = 20_000
@@ -536,8 +509,9 @@ class TrainResult:
         elapsed_s: wall time over all parts of the run (s).
         best_model_path: ``out_dir/best_model.zip``, the evaluated model with the highest mean return so far
             (what to export: RL can make a policy worse, and the last model is not always the best).
-        best_steps: the step count of that model.
-        best_metrics: its evaluation.
+        best_steps: the step count of that model (-1, and no best model, when a cancel came before the first
+            evaluation).
+        best_metrics: its evaluation (empty when there is none).
     """
 
     model: BaseAlgorithm
@@ -625,7 +599,9 @@ class Trainer:
     Args:
         config: the run.
         on_progress: called with a :class:`Progress` about once a second and after each evaluation.
-        should_cancel: polled every env step; when it returns True the run stops with a checkpoint.
+        should_cancel: polled every env step (and between the set-up phases); when it returns True the run stops
+            with a checkpoint of the step reached, without a final evaluation (a cancel ends within one
+            vectorised env step, or one PPO/A2C update when it falls into one).
     """
 
     def __init__(
@@ -726,8 +702,10 @@ class Trainer:
                 state["resumes"] = int(state.get("resumes", 0)) + 1
             callback = _RunCallback(self, eval_env, state, start)
             callback.init_callback(model)
-            remaining = config.max_steps - model.num_timesteps if config.max_steps else 2**62
-            if remaining <= 0 or callback.out_of_time():
+            remaining = _steps_to_train(config, model.num_timesteps)
+            if self._should_cancel():
+                callback.stop_reason = "cancelled"
+            if remaining <= 0 or callback.out_of_time() or callback.stop_reason:
                 # Nothing left to learn (resumed at the end of the budget): evaluate and checkpoint only.
                 model.set_logger(configure_logger(None, []))
             else:
@@ -739,9 +717,12 @@ class Trainer:
                     tb_log_name="run",
                 )
             stop_reason = callback.stop_reason or ("time" if callback.out_of_time() else "steps")
-            if callback.evaluated_at != model.num_timesteps:
+            if stop_reason != "cancelled" and callback.evaluated_at != model.num_timesteps:
                 callback.evaluate(model)
-            target_beaten = beats_target(self.objective, self.eval_metrics, self.baseline_metrics)
+            # A run cancelled before its first evaluation has no metrics to judge.
+            target_beaten = bool(self.eval_metrics) and beats_target(
+                self.objective, self.eval_metrics, self.baseline_metrics
+            )
             final = callback.checkpoint(model)
             # The model of the last checkpoint, where `mm export` and `mm eval` look for it.
             shutil.copyfile(final / "model.zip", config.out_dir / ".model.zip.tmp")
@@ -759,9 +740,16 @@ class Trainer:
             checkpoint_dir=final,
             elapsed_s=float(state["elapsed_s"]),
             best_model_path=config.out_dir / BEST_MODEL,
-            best_steps=int(state["best"]["steps"]),
-            best_metrics=dict(state["best"]["metrics"]),
+            best_steps=int(state["best"]["steps"]) if "best" in state else -1,
+            best_metrics=dict(state["best"]["metrics"]) if "best" in state else {},
         )
+
+
+def _steps_to_train(config: TrainConfig, steps: int) -> int:
+    """Env steps this part of a run may take, from the run's ``steps`` so far (the step budget's remainder)."""
+    if not config.max_steps:
+        return 2**62
+    return config.max_steps if config.budget_per_part else config.max_steps - steps
 
 
 class _RunCallback(BaseCallback):
@@ -777,6 +765,7 @@ class _RunCallback(BaseCallback):
         self.evaluated_at = -1
         self._rate = 0.0
         self._elapsed_before_s = float(state["elapsed_s"])
+        self._budget_before_s = 0.0 if self.config.budget_per_part else self._elapsed_before_s
         self._start = start
         self._last_report = (start, 0)
         self._reward_sum, self._reward_count = 0.0, 0
@@ -788,8 +777,9 @@ class _RunCallback(BaseCallback):
         return self._elapsed_before_s + time.monotonic() - self._start
 
     def out_of_time(self) -> bool:
-        """Whether the wall-time budget is spent."""
-        return self.config.max_time_s > 0.0 and self.elapsed_s() >= self.config.max_time_s
+        """Whether the wall-time budget is spent (over the run, or this part with ``budget_per_part``)."""
+        spent_s = self._budget_before_s + time.monotonic() - self._start
+        return self.config.max_time_s > 0.0 and spent_s >= self.config.max_time_s
 
     def _on_training_start(self) -> None:
         steps = self.model.num_timesteps
