@@ -251,10 +251,12 @@ def ray_session(address: str | None, workers: int) -> Iterator[None]:
             import mm_learning
             import mm_sim
 
-            ray.init(address=address, log_to_driver=False, runtime_env={"py_modules": [mm_sim, mm_learning]})
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+            code = [str(Path(module.__file__).parent) for module in (mm_sim, mm_learning) if module.__file__]
+            ray.init(address=address, log_to_driver=False, runtime_env={"py_modules": code})
+    except Exception as exc:  # Ray raises a bare Exception when its node times out during startup
         where = "start a local Ray instance" if address is None else f"connect to the Ray cluster at {address!r}"
-        raise SweepError(f"cannot {where}: {exc}") from exc
+        hint = "; on a busy machine Ray's agents may start too slowly: run it again"
+        raise SweepError(f"cannot {where}: {exc}{hint if address is None else ''}") from exc
     try:
         if address is None and ray.util.get_node_ip_address() != LOOPBACK:
             msg = (
