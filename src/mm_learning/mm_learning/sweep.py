@@ -235,8 +235,8 @@ def ray_session(address: str | None, workers: int) -> Iterator[None]:
     """
     if address is None and workers < 1:
         raise SweepError(f"workers={workers}: a local Ray instance needs at least 1")
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     if address is None:
-        os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
         # Ray's single-machine mode (its default on macOS and Windows): the node's address is 127.0.0.1 and every
         # server binds it; read when ray is first imported.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -246,7 +246,8 @@ def ray_session(address: str | None, workers: int) -> Iterator[None]:
         return
     try:
         if address is None:
-            ray.init(num_cpus=workers, num_gpus=0, include_dashboard=False, log_to_driver=False)
+            # address="local": a new instance even where RAY_ADDRESS names a cluster.
+            ray.init(address="local", num_cpus=workers, num_gpus=0, include_dashboard=False, log_to_driver=False)
         else:
             import mm_learning
             import mm_sim
@@ -287,7 +288,8 @@ def run_sweep(
         registry: where the policies go (on this machine).
         private_key: signs the registered images (never sent to the workers).
         address: a Ray cluster (`auto`, `ray://host:10001`), or None for a local instance.
-        workers: CPUs of the local instance, i.e. trials at once (ignored with an address).
+        workers: CPUs of the local instance, i.e. trials at once (ignored with an address, or when this process
+            is already connected to Ray).
         evaluation_moves: moves of each trial's comparison.
         on_result: called with each result as it arrives (progress).
 
