@@ -212,7 +212,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--device",
         default=TrainConfig.device,
-        help="torch device: cpu (default), cuda, cuda:N or auto; the servo-sized policies train faster on CPU",
+        help="torch device: cpu (default), cuda, cuda:N or auto; servo-sized policies gain nothing from a GPU",
     )
     p.set_defaults(func=_train)
 
