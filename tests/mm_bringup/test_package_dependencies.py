@@ -80,6 +80,7 @@ ROSDEP_KEYS = {
     "tensorflow": "python3-tensorflow-pip",
     "keras": "python3-tensorflow-pip",  # Keras 3 is installed with tensorflow
     "tflite_micro": "python3-tflite-micro-pip",
+    "ray": "python3-ray-pip",
 }
 
 # Imports left undeclared on purpose: a dependency back onto a package that depends on this one (a cycle rosdep
@@ -139,6 +140,6 @@ def test_the_walker_sees_lazy_imports(tmp_path: Path) -> None:
 def test_our_own_keys_are_defined_for_rosdep() -> None:
     """Every `-pip` key not in rosdistro is in rosdep/mm.yaml with a pip package for Ubuntu and Debian."""
     ours = yaml.safe_load((REPO / "rosdep/mm.yaml").read_text(encoding="utf-8"))
-    for key in ("python3-can-isotp-pip", "python3-tensorflow-pip", "python3-tflite-micro-pip"):
+    for key in ("python3-can-isotp-pip", "python3-tensorflow-pip", "python3-tflite-micro-pip", "python3-ray-pip"):
         assert ours[key]["ubuntu"]["pip"]["packages"], key
         assert ours[key]["debian"]["pip"]["packages"], key

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from mm_learning.trainer import (
     ALGORITHMS,
     Progress,
@@ -20,6 +21,7 @@ from mm_learning.trainer import (
     TrainingError,
     TwinSpec,
     beats_target,
+    build_model,
     latest_checkpoint,
     load_preset,
     parse_objective,
@@ -73,6 +75,27 @@ def test_unknown_algorithm_and_zero_budget_are_refused(tmp_path: Path) -> None:
         Trainer(_config(tmp_path, algorithm="dqn"))
     with pytest.raises(TrainingError, match="budget is zero"):
         Trainer(_config(tmp_path, max_steps=0, max_time_s=0.0))
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "meta"])
+def test_a_device_the_trainer_cannot_use_is_refused(tmp_path: Path, device: str) -> None:
+    with pytest.raises(TrainingError, match=f"device '{device}'"):
+        Trainer(_config(tmp_path, device=device))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_cuda_is_refused_where_torch_sees_no_gpu(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="sees no CUDA GPU"):
+        Trainer(_config(tmp_path, device="cuda"))
+
+
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_the_networks_live_on_the_device_asked_for(device: str) -> None:
+    env = TWIN.make_env(randomize=False)
+    model = build_model("sac", env, seed=0, device=device)
+    env.close()
+    expected = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu"
+    assert {parameter.device.type for parameter in model.policy.parameters()} == {expected}
 
 
 def test_target_rules_follow_the_objective() -> None:

@@ -1,4 +1,4 @@
-"""The ``mm`` command: ``mm train``, ``eval``, ``keygen``, ``pubkey``, ``export``, ``registry``, ``bag``.
+"""The ``mm`` command: ``mm learn``, ``sweep``, ``train``, ``eval``, ``keygen``, ``pubkey``, ``export``, ``registry``, ``bag``.
 
 One argparse parser with a subcommand per task; each ``_add_<command>`` function registers one subcommand and
 its handler, so further commands (``train``, ``eval``) are added the same way.
@@ -155,6 +155,7 @@ def _train(args: argparse.Namespace) -> None:
         stop_on_target=not args.no_early_stop,
         tensorboard=not args.no_tensorboard,
         progress_bar=not args.no_progress,
+        device=args.device,
     )
     result = Trainer(config, on_progress=report).run()
     verdict = "beats" if result.target_beaten else "does not beat"
@@ -192,7 +193,7 @@ def _add_twin_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from mm_learning.trainer import ALGORITHMS, DEFAULT_ALGORITHM
+    from mm_learning.trainer import ALGORITHMS, DEFAULT_ALGORITHM, TrainConfig
 
     p = sub.add_parser("train", help="train a policy for an objective in the MuJoCo twin (resumes a run in --out)")
     _add_twin_arguments(p)
@@ -208,6 +209,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-early-stop", action="store_true", help="train the whole budget even once the target is beaten")
     p.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard logs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--device",
+        default=TrainConfig.device,
+        help="torch device: cpu (default), cuda, cuda:N or auto; servo-sized policies gain nothing from a GPU",
+    )
     p.set_defaults(func=_train)
 
 
@@ -263,6 +269,71 @@ def _add_learn(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY, help="registry directory (default: policies)")
     p.add_argument("--moves", type=int, default=100, help="evaluation moves of the comparison (default: 100)")
     p.set_defaults(func=_learn)
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from mm_learning import schedule, sweep
+    from mm_learning.registry import Registry
+    from mm_learning.signing import load_private_key
+
+    trials = sweep.grid(
+        objectives=args.objectives,
+        loads=args.loads,
+        seeds=args.seeds,
+        es=sweep.parse_settings(args.es),
+        base=schedule.ScheduleConfig(profile=args.profile, generations=args.generations),
+    )
+    where = args.address or f"a local Ray instance with {args.workers} workers"
+    print(f"{len(trials)} trials on {where}", flush=True)
+
+    def report(result: sweep.TrialResult) -> None:
+        done = f"policy {result.policy_id[:12]} (version {result.policy_version})" if not result.error else "FAILED"
+        print(f"{result.wall_s:7.1f} s  {result.trial.name}: {done} {result.error}".rstrip(), flush=True)
+
+    results = sweep.run_sweep(
+        trials,
+        registry=Registry(args.registry),
+        private_key=load_private_key(args.key),
+        address=args.address,
+        workers=args.workers,
+        evaluation_moves=args.moves,
+        on_result=report,
+    )
+    paths = sweep.write_tables(results, args.out)
+    print(sweep.markdown(results), end="")
+    failed = sum(bool(r.error) for r in results)
+    tables = ", ".join(str(path) for path in paths.values())
+    print(f"{len(results) - failed} registered in {args.registry}, {failed} failed; tables: {tables}")
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="learn schedules for a grid of objectives x loads x seeds (x ES settings) as Ray tasks, register "
+        "each policy and write a result table",
+    )
+    p.add_argument("--objectives", nargs="+", default=["speed"], help="objectives or mixes (default: speed)")
+    p.add_argument("--loads", nargs="+", default=["pendulum"], help="loads of the profile (default: pendulum)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds (default: 0)")
+    p.add_argument(
+        "--es",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="an ES setting for every trial (one value) or to vary (several), repeatable: sigma, learning_rate, "
+        "pairs, moves, hidden, ... (mm_learning.schedule.ScheduleConfig)",
+    )
+    p.add_argument("--profile", default="mm_v3", help="mm_sim servo profile (default: mm_v3)")
+    p.add_argument("--generations", type=int, default=60, help="ES generations per trial, the budget (default: 60)")
+    p.add_argument("--moves", type=int, default=20, help="evaluation moves of each comparison (default: 20)")
+    p.add_argument("--address", default=None, help="Ray cluster: 'auto', 'ray://head:10001' (default: local Ray)")
+    p.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="trials at once on local Ray (default: CPUs)"
+    )
+    p.add_argument("--key", type=Path, required=True, help="private signing key (PEM) from `mm keygen`")
+    p.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY, help="registry directory (default: policies)")
+    p.add_argument("--out", type=Path, default=Path("sweep"), help="directory of the result tables (default: sweep)")
+    p.set_defaults(func=_sweep)
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -350,7 +421,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mm", description="Muscle Memory learner: train, evaluate, export, sign, register."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_learn, _add_train, _add_eval, _add_keygen, _add_pubkey, _add_export, _add_registry, _add_bag):
+    for add in (
+        _add_learn,
+        _add_sweep,
+        _add_train,
+        _add_eval,
+        _add_keygen,
+        _add_pubkey,
+        _add_export,
+        _add_registry,
+        _add_bag,
+    ):
         add(sub)
     return parser
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -38,7 +39,7 @@ from mm_learning.errors import TrainingError
 from mm_learning.export import ExportResult, ScheduleClosedLoop, export_policy
 from mm_learning.goals import SCHEDULE_ALGORITHM
 from mm_learning.registry import Registry, RegistryEntry
-from mm_learning.signing import sign
+from mm_learning.signing import public_key_hex, sign
 from mm_learning.tflm import TflmPolicy
 from mm_learning.trainer import objective_base, objective_terms, summarize
 
@@ -376,6 +377,11 @@ OBJECTIVE_METRICS: dict[str, tuple[str, bool]] = {
 """Each named objective's own metric and whether lower is better; others compare the objective's return."""
 
 
+def objective_metric(objective: str) -> tuple[str, bool]:
+    """The metric an objective's controllers are compared on (a `summarize` key) and whether lower is better."""
+    return OBJECTIVE_METRICS.get(objective, ("mean_return", False))
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Every controller on the same evaluation moves: `summarize` metrics per row.
@@ -389,14 +395,18 @@ class Comparison:
 
     def verdict(self, objective: str) -> str:
         """One line: the policy against the better classical law and the PID on the objective's own metric."""
-        metric, lower = OBJECTIVE_METRICS.get(objective, ("mean_return", False))
-        policy = self.rows["policy"][metric]
-        parts = []
-        for row in ("ptos", "pid", "bound"):
-            other = self.rows[row][metric]
-            change = 100.0 * (other - policy) / abs(other) if lower else 100.0 * (policy - other) / abs(other)
-            parts.append(f"{row.upper()} {other:.4g} ({change:+.1f} %)")
-        return f"{metric} {policy:.4g} vs " + ", ".join(parts) + " (+: the policy is better)"
+        metric, _ = objective_metric(objective)
+        parts = [
+            f"{row.upper()} {self.rows[row][metric]:.4g} ({self.change_pct(objective, row):+.1f} %)"
+            for row in ("ptos", "pid", "bound")
+        ]
+        return f"{metric} {self.rows['policy'][metric]:.4g} vs " + ", ".join(parts) + " (+: the policy is better)"
+
+    def change_pct(self, objective: str, row: str) -> float:
+        """How much better (%, + better) the policy is than `row` on the objective's own metric."""
+        metric, lower = objective_metric(objective)
+        policy, other = self.rows["policy"][metric], self.rows[row][metric]
+        return 100.0 * (other - policy) / abs(other) if lower else 100.0 * (policy - other) / abs(other)
 
     def flat(self) -> dict[str, float]:
         """The policy's metrics by name, the others prefixed with their row ("pid_mean_settling_time_s", ...)."""
@@ -430,6 +440,22 @@ def compare(result: ScheduleResult, model: bytes, moves: int) -> Comparison:
 
 
 @dataclass(frozen=True)
+class Checked:
+    """A trained policy exported with every check and compared, not yet registered.
+
+    Attributes:
+        export: the accepted export (metadata, files; its image is unversioned).
+        comparison: every controller on the evaluation moves.
+        metadata: the export's metadata with the comparison, the validation curve and the training time: what
+            the registry stores with the policy.
+    """
+
+    export: ExportResult
+    comparison: Comparison
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Published:
     """A trained, exported, checked and registered scheduling policy.
 
@@ -446,20 +472,13 @@ class Published:
     comparison: Comparison
 
 
-def publish(
-    result: ScheduleResult,
-    *,
-    private_key: ec.EllipticCurvePrivateKey,
-    out_dir: Path,
-    registry: Registry,
-    evaluation_moves: int = 20,
-) -> Published:
-    """After `train_schedule`: the best validated policy → export with every check → compare → register.
-
-    The learner node, `mm train` and the bench all go through this one function.
+def check(
+    result: ScheduleResult, *, private_key: ec.EllipticCurvePrivateKey, out_dir: Path, evaluation_moves: int = 20
+) -> Checked:
+    """After `train_schedule`: the best validated policy → export with every check → compare.
 
     Raises:
-        PolicyRejected: the export refused the policy (nothing is registered).
+        PolicyRejected: the export refused the policy.
     """
     export = export_schedule(result, private_key=private_key, out_dir=out_dir)
     comparison = compare(result, export.paths["tflite"].read_bytes(), evaluation_moves)
@@ -470,6 +489,37 @@ def publish(
         "validation_curve": result.curve,
         "training_wall_s": result.wall_s,
     }
+    return Checked(export, comparison, metadata)
+
+
+def register(
+    image: bytes, metadata: Mapping[str, Any], *, registry: Registry, private_key: ec.EllipticCurvePrivateKey
+) -> RegistryEntry:
+    """Store a checked policy: the registry versions the image and signs it with `private_key`.
+
+    The image may have been exported (and signed) elsewhere with another key, e.g. by a sweep's worker: the
+    stored image is re-signed here, and its metadata names this key.
+    """
     # The registry versions the image (anti-rollback, servo contract section 5) and signs it again.
-    entry = registry.add(export.image, metadata, sign=functools.partial(sign, private_key))
-    return Published(result, export, entry, comparison)
+    stored = dict(metadata) | {"public_key_hex": public_key_hex(private_key)}
+    return registry.add(image, stored, sign=functools.partial(sign, private_key))
+
+
+def publish(
+    result: ScheduleResult,
+    *,
+    private_key: ec.EllipticCurvePrivateKey,
+    out_dir: Path,
+    registry: Registry,
+    evaluation_moves: int = 20,
+) -> Published:
+    """After `train_schedule`: `check` (export with every check, compare), then `register`.
+
+    The learner node, `mm learn` and the bench all go through this one function.
+
+    Raises:
+        PolicyRejected: the export refused the policy (nothing is registered).
+    """
+    checked = check(result, private_key=private_key, out_dir=out_dir, evaluation_moves=evaluation_moves)
+    entry = register(checked.export.image, checked.metadata, registry=registry, private_key=private_key)
+    return Published(result, checked.export, entry, checked.comparison)

@@ -367,6 +367,7 @@ def build_model(
     overrides: Mapping[str, Any] | None = None,
     leave_out: tuple[str, ...] = (),
     tensorboard_log: str | None = None,
+    device: str = "cpu",
 ) -> BaseAlgorithm:
     """A new SB3 model from the algorithm's preset (hyperparameters, policy_kwargs, action noise).
 
@@ -377,6 +378,7 @@ def build_model(
         overrides: hyperparameters replacing the preset's.
         leave_out: preset hyperparameters to drop (e.g. the env-driven ones when the model never steps an env).
         tensorboard_log: TensorBoard directory, or None.
+        device: torch device of the networks ("cpu", "cuda", "cuda:1" or "auto": CUDA when there is a GPU).
     """
     preset = load_preset(algorithm)
     hyperparameters = {k: v for k, v in preset["hyperparameters"].items() if k not in leave_out}
@@ -397,6 +399,7 @@ def build_model(
         seed=seed,
         tensorboard_log=tensorboard_log,
         verbose=0,
+        device=device,
         **hyperparameters,
     )
 
@@ -429,6 +432,9 @@ class TrainConfig:
             preset's ``clone_baseline_episodes``; 0: start from a random policy).
         tensorboard: write TensorBoard logs under ``out_dir/tb``.
         progress_bar: show SB3's progress bar (tqdm/rich) on the terminal.
+        device: torch device of the networks: "cpu" (default), "cuda", "cuda:N" or "auto" (CUDA when there is a
+            GPU). The firmware's model budget keeps the policy near 2 × 48 units, too small for a GPU to pay off:
+            every step is a few tiny matrix products dominated by kernel launches and copies (docs/learning.md).
     """
 
     out_dir: Path
@@ -447,11 +453,21 @@ class TrainConfig:
     clone_baseline_episodes: int | None = None
     tensorboard: bool = True
     progress_bar: bool = False
+    device: str = "cpu"
 
     def validate(self) -> None:
         """Refuse a configuration that cannot run, naming the field."""
         parse_objective(self.twin.objective)
         load_preset(self.algorithm)
+        try:
+            device = torch.device("cpu" if self.device == "auto" else self.device)
+        except RuntimeError as exc:
+            raise TrainingError(f"device {self.device!r}: {exc}; use cpu, cuda, cuda:N or auto") from exc
+        if device.type not in ("cpu", "cuda"):
+            raise TrainingError(f"device {self.device!r}: use cpu, cuda, cuda:N or auto")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            msg = f"device {self.device!r}: this torch ({torch.__version__}) sees no CUDA GPU; use cpu or auto"
+            raise TrainingError(msg)
         if self.max_steps < 0 or not (math.isfinite(self.max_time_s) and self.max_time_s >= 0.0):
             msg = f"max_steps={self.max_steps} and max_time_s={self.max_time_s} must be >= 0"
             raise TrainingError(msg)
@@ -642,6 +658,7 @@ class Trainer:
             seed=self.config.seed,
             overrides=self.config.hyperparameters,
             tensorboard_log=str(self.config.out_dir / "tb") if self.config.tensorboard else None,
+            device=self.config.device,
         )
 
     def _resume(self, checkpoint: Path, env: VecEnv) -> tuple[BaseAlgorithm, dict[str, Any]]:
@@ -658,6 +675,7 @@ class Trainer:
             checkpoint / "model.zip",
             env=env,
             tensorboard_log=str(self.config.out_dir / "tb") if self.config.tensorboard else None,
+            device=self.config.device,
         )
         if isinstance(model, OffPolicyAlgorithm):
             model.load_replay_buffer(checkpoint / "replay_buffer.pkl")
