@@ -32,9 +32,7 @@ def start_node(
 ) -> subprocess.Popen[bytes]:
     """Start `<prefix> python -m <args>` (env: this process's unless given) with stdout and stderr in log_path."""
     with log_path.open("wb") as log:
-        return subprocess.Popen(
-            [*prefix, sys.executable, "-m", *args], stdout=log, stderr=subprocess.STDOUT, env=env
-        )
+        return subprocess.Popen([*prefix, sys.executable, "-m", *args], stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 def stop_process(proc: subprocess.Popen[Any], timeout_s: float = 15.0) -> None:

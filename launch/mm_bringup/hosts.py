@@ -142,8 +142,21 @@ class RemoteHost:
             raise HostsError(msg)
         try:
             self._start_holder()
-            _check(["ip", "link", "add", LEARNER_INTERFACE, "type", "veth", "peer", "name", SERVO_INTERFACE,
-                    "netns", str(self._pid())])  # fmt: skip
+            _check(
+                [
+                    "ip",
+                    "link",
+                    "add",
+                    LEARNER_INTERFACE,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    SERVO_INTERFACE,
+                    "netns",
+                    str(self._pid()),
+                ]
+            )
             _check(["ip", "addr", "add", f"{LEARNER_ADDRESS}/{PREFIX_LENGTH}", "dev", LEARNER_INTERFACE])
             _check(["ip", "link", "set", LEARNER_INTERFACE, "up"])
             _check(self.command(["ip", "link", "set", "lo", "up"]))
@@ -207,8 +220,14 @@ class RemoteHost:
     def command(self, argv: Sequence[str]) -> list[str]:
         """`argv` as a command line that runs on the servo host, in this process's working directory."""
         pid = self._pid()
-        return ["nsenter", f"--net=/proc/{pid}/ns/net", f"--mount=/proc/{pid}/ns/mnt", f"--wd={os.getcwd()}", "--",
-                *argv]  # fmt: skip
+        return [
+            "nsenter",
+            f"--net=/proc/{pid}/ns/net",
+            f"--mount=/proc/{pid}/ns/mnt",
+            f"--wd={os.getcwd()}",
+            "--",
+            *argv,
+        ]
 
     def servo_environment(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment of a ROS process on the servo host (discovers the learner host)."""

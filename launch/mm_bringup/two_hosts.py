@@ -74,7 +74,7 @@ class Deployment:
 
 @contextmanager
 def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    """This process's environment with `values` set (rcl reads discovery settings from it at context init)."""
+    """Set `values` in this process's environment for the block (rcl reads discovery settings at init)."""
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -138,8 +138,16 @@ class TwoHostSession:
             {"autostart": True, "load": self.config.load, "registry_dir": str(out / "servo" / "policies")},
         )
         public_key = public_key_hex(load_private_key(key))
-        twin = ["mm_sim.twin_node", "--ros-args", "-r", f"__ns:={NAMESPACE}", "-p", f"load:={self.config.load}",
-                "-p", f"public_key:={public_key}"]  # fmt: skip
+        twin = [
+            "mm_sim.twin_node",
+            "--ros-args",
+            "-r",
+            f"__ns:={NAMESPACE}",
+            "-p",
+            f"load:={self.config.load}",
+            "-p",
+            f"public_key:={public_key}",
+        ]
         ros = ["--ros-args", "-r", f"__ns:={NAMESPACE}", "--params-file"]
         self._start_node("learner", ["mm_learning.learner_node", *ros, str(learner)], remote=False)
         self._start_node("virtual_servo", twin, remote=True)
@@ -195,9 +203,7 @@ class TwoHostSession:
         from mm_msgs.action import Train
 
         client = self._client()
-        goal = Train.Goal(
-            objective=objective, mode="sim", max_steps=max_steps, load=self.config.load, seed=seed
-        )
+        goal = Train.Goal(objective=objective, mode="sim", max_steps=max_steps, load=self.config.load, seed=seed)
         status, result = client.run_goal(client.train_client, goal, "train", ACTION_TIMEOUT_S)
         return int(status), result
 
@@ -230,8 +236,9 @@ class TwoHostSession:
     def wait_policy_on_servo(self, crc32: int) -> None:
         """Until the servo's state (arriving from the servo host) reports the policy `crc32`."""
         client = self._client()
-        client.wait_state("the servo's state to report the deployed policy", lambda s: s.policy_crc32 == crc32,
-                          ACTION_TIMEOUT_S)  # fmt: skip
+        client.wait_state(
+            "the servo's state to report the deployed policy", lambda s: s.policy_crc32 == crc32, ACTION_TIMEOUT_S
+        )
 
     def stream(self, target_rad: float, duration_s: float) -> tuple[int, float]:
         """The policy drives to `target_rad` with streaming for `duration_s` of wall time, then HOLD.

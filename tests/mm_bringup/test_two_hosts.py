@@ -48,8 +48,12 @@ def test_the_hosts_reach_each_other_only_over_the_veth_pair() -> None:
     """Each host has its own loopback and one address on the pair; the servo host's TCP port is reached from here."""
     with RemoteHost() as host:
         listen = host.command(
-            [sys.executable, "-c", "import socket; s = socket.create_server(('0.0.0.0', 7777)); "
-             "c, peer = s.accept(); c.sendall(peer[0].encode())"]  # fmt: skip
+            [
+                sys.executable,
+                "-c",
+                "import socket; s = socket.create_server(('0.0.0.0', 7777)); "
+                "c, peer = s.accept(); c.sendall(peer[0].encode())",
+            ]
         )
         with subprocess.Popen(listen, stdout=subprocess.PIPE) as server:
             import socket
@@ -65,7 +69,9 @@ def test_the_hosts_reach_each_other_only_over_the_veth_pair() -> None:
                     assert time.monotonic() < deadline, "the servo host's server did not come up"
                     time.sleep(0.1)
             server.wait(timeout=10.0)
-        addresses = subprocess.run(host.command(["ip", "-4", "-o", "addr"]), capture_output=True, text=True).stdout
+        addresses = subprocess.run(
+            host.command(["ip", "-4", "-o", "addr"]), capture_output=True, text=True, check=True
+        ).stdout
         assert "127.0.0.1" in addresses and SERVO_ADDRESS in addresses and LEARNER_ADDRESS not in addresses
     # Nothing of the servo host is left here once it is closed.
     assert "mm-learner" not in Path("/proc/self/net/dev").read_text()
