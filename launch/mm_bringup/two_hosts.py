@@ -72,6 +72,29 @@ class Deployment:
     wall_s: float
 
 
+@dataclass(frozen=True)
+class Stream:
+    """Transitions of a streamed move that arrived on the learner host.
+
+    Attributes:
+        samples: transition samples received (24 per TransitionBatch).
+        wall_s: wall time from the POLICY command to the last arrival (s).
+        ticks: control ticks the received batches span, from their first tick to the end of the last (the
+            samples the servo produced: one per tick).
+        servo_s: the servo time of those ticks (s).
+    """
+
+    samples: int
+    wall_s: float
+    ticks: int
+    servo_s: float
+
+    @property
+    def per_s(self) -> float:
+        """Samples received per second of wall time."""
+        return self.samples / self.wall_s if self.wall_s > 0.0 else 0.0
+
+
 @contextmanager
 def _environment(values: Mapping[str, str]) -> Iterator[None]:
     """Set `values` in this process's environment for the block (rcl reads discovery settings at init)."""
@@ -101,7 +124,7 @@ class TwoHostSession:
         self.host = RemoteHost(config.link)
         self.processes: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
         self.client: ServoClient | None = None
-        self._batches: list[tuple[float, int]] = []
+        self._batches: list[tuple[float, Any]] = []
         self._batches_lock = threading.Lock()
 
     def __enter__(self) -> TwoHostSession:
@@ -178,7 +201,7 @@ class TwoHostSession:
 
     def _on_batch(self, msg: Any) -> None:
         with self._batches_lock:
-            self._batches.append((time.monotonic(), int(msg.count)))
+            self._batches.append((time.monotonic(), msg))
 
     def check_alive(self) -> None:
         """Raise `SessionError` with the node's log when one of the nodes has exited."""
@@ -240,12 +263,8 @@ class TwoHostSession:
             "the servo's state to report the deployed policy", lambda s: s.policy_crc32 == crc32, ACTION_TIMEOUT_S
         )
 
-    def stream(self, target_rad: float, duration_s: float) -> tuple[int, float]:
-        """The policy drives to `target_rad` with streaming for `duration_s` of wall time, then HOLD.
-
-        Returns:
-            (transition samples that arrived on this host, wall time from the command to the last arrival (s)).
-        """
+    def stream(self, target_rad: float, duration_s: float) -> Stream:
+        """The policy drives to `target_rad` with streaming for `duration_s` of wall time, then HOLD."""
         from mm_msgs.msg import ServoCommand
 
         client = self._client()
@@ -258,8 +277,15 @@ class TwoHostSession:
         with self._batches_lock:
             batches = list(self._batches)
         if not batches:
-            return 0, duration_s
-        return sum(count for _, count in batches), batches[-1][0] - started
+            return Stream(0, duration_s, 0, 0.0)
+        first, last = batches[0][1], batches[-1][1]
+        ticks = int(last.first_tick) + int(last.count) - int(first.first_tick)
+        return Stream(
+            samples=sum(int(msg.count) for _, msg in batches),
+            wall_s=batches[-1][0] - started,
+            ticks=ticks,
+            servo_s=ticks * float(first.dt_s),
+        )
 
     def close(self) -> None:
         """Stop the client, every node (SIGINT, then SIGKILL after a grace period) and the servo host."""

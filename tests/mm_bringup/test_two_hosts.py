@@ -7,6 +7,9 @@ DeployPolicy of the learner's blob to the driver over there, the servo's state w
 servo's transitions streaming back, all across the veth pair.
 
 Run inside the loopback-only namespace: tools/run_tests.sh tests/mm_bringup/test_two_hosts.py
+
+The same across Zenoh: DDS kept on each host (no static peers) and tools/zenoh_bridge.py on both carrying the
+servo's `command` and `transitions` as CDR bytes (eclipse-zenoh; rmw_zenoh is not in the ROS wheels).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +29,10 @@ pytest.importorskip("rclpy")
 from action_msgs.msg import GoalStatus
 from mm_bringup.hosts import LEARNER_ADDRESS, SERVO_ADDRESS, HostsError, RemoteHost, outside_interfaces
 from mm_bringup.two_hosts import SessionConfig, TwoHostSession
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from ros_support import Client, node_process, stop_process, twin_args
+
+from mm_msgs.msg import ServoCommand, ServoState, TransitionBatch
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -57,7 +66,6 @@ def test_the_hosts_reach_each_other_only_over_the_veth_pair() -> None:
         )
         with subprocess.Popen(listen, stdout=subprocess.PIPE) as server:
             import socket
-            import time
 
             deadline = time.monotonic() + 10.0
             while True:
@@ -105,9 +113,73 @@ def test_train_and_deploy_across_two_hosts_and_transitions_come_back(session: Tw
     assert deployment.active_policy_crc32 == result.policy_crc32
     session.wait_policy_on_servo(result.policy_crc32)
 
-    samples, wall_s = session.stream(target_rad=0.5, duration_s=2.0)
-    assert samples >= 24, f"only {samples} transition samples came back from the servo host"
+    stream = session.stream(target_rad=0.5, duration_s=2.0)
+    assert stream.samples >= 24, f"only {stream.samples} transition samples came back from the servo host"
     report(
         f"two hosts (veth, static peers): deploy {deployment.wall_s:.3f} s wall ({deployment.driver_elapsed_s:.3f} s "
-        f"driver), {samples} transitions in {wall_s:.2f} s = {samples / wall_s:.0f}/s on the learner host"
+        f"driver), {stream.samples} transitions in {stream.wall_s:.2f} s = {stream.per_s:.0f}/s on the learner host "
+        f"({stream.servo_s:.2f} s of servo time)"
     )
+
+
+ZENOH_BRIDGE = Path(__file__).resolve().parents[2] / "tools" / "zenoh_bridge.py"
+ZENOH_PORT = 7447
+
+
+@contextmanager
+def _running(argv: list[str], log: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """`argv` running for the block (output in `log`), stopped with SIGTERM then SIGKILL."""
+    with log.open("wb") as sink:
+        process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env)
+    try:
+        yield process
+    finally:
+        stop_process(process)
+
+
+def test_zenoh_carries_the_servo_topics_and_dds_alone_does_not(tmp_path: Path, report: Any) -> None:
+    """Transitions come back through the bridges; the servo's `state`, not bridged, never arrives over DDS."""
+    pytest.importorskip("zenoh")
+    transitions = "/servo1/transitions:mm_msgs/msg/TransitionBatch"
+    command = "/servo1/command:mm_msgs/msg/ServoCommand"
+    with RemoteHost() as host:
+        local = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_STATIC_PEERS": ""}
+        servo_env = os.environ | local
+        bridge = [sys.executable, str(ZENOH_BRIDGE)]
+        servo_bridge = [*bridge, "--listen", f"tcp/{SERVO_ADDRESS}:{ZENOH_PORT}", "--out", transitions, "--in", command]
+        learner_bridge = [*bridge, "--connect", f"tcp/{SERVO_ADDRESS}:{ZENOH_PORT}", "--in", transitions]
+        learner_bridge += ["--out", command]
+        twin = twin_args("/servo1", load="inertia_disk", heartbeat_timeout_s=0.0)
+        with (
+            node_process(twin, tmp_path / "twin.log", prefix=host.command([]), env=servo_env),
+            _running(host.command(servo_bridge), tmp_path / "servo_bridge.log", servo_env),
+            _running(learner_bridge, tmp_path / "learner_bridge.log", os.environ | local),
+        ):
+            client = Client("zenoh_operator")
+            try:
+                batches = client.subscribe(
+                    TransitionBatch,
+                    "/servo1/transitions",
+                    QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
+                    arrival=True,
+                )
+                states = client.subscribe(ServoState, "/servo1/state", qos_profile_sensor_data)
+                publisher = client.node.create_publisher(
+                    ServoCommand, "/servo1/command", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+                )
+                stream = ServoCommand(mode=ServoCommand.MODE_POSITION, target=0.5, stream_transitions=True)
+                deadline = time.monotonic() + 120.0  # the twin and both bridges start (hang protection)
+                while not client.poll(lambda: bool(batches), 1.0):
+                    assert time.monotonic() < deadline, "no transitions came back through Zenoh"
+                    publisher.publish(stream)  # again until the bridges are connected: they keep no history
+                started = len(batches)
+                assert client.poll(lambda: len(batches) >= started + 40, 30.0), "the transitions stopped"
+                window = batches[started:]
+                samples = sum(msg.count for _, msg in window[1:])
+                per_s = samples / (window[-1][0] - window[0][0])
+                publisher.publish(ServoCommand(mode=ServoCommand.MODE_HOLD))
+                assert not states, "the servo's state crossed over DDS: the hosts were not kept apart"
+            finally:
+                client.close()
+    report(f"zenoh bridge (veth, CDR bytes): {per_s:.0f} transitions/s on the learner host (servo makes 1000/s)")
+    assert per_s > 500.0
