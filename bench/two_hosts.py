@@ -53,8 +53,9 @@ def run(netem: bool, deploys: int = DEPLOYS, stream_s: float = STREAM_S) -> dict
         transitions_per_s (received on the learner host per wall second), servo_samples_per_s (the servo's
         production: samples per second of its own time), delivered (received / produced over the span).
     """
-    from mm_bringup.hosts import NETEM_50MS_RTT_1PCT, NetemUnavailableError
-    from mm_bringup.two_hosts import SessionConfig, TwoHostSession
+    # mm_bringup is installed with the workspace (or found in launch/), untyped for this mypy run.
+    from mm_bringup.hosts import NETEM_50MS_RTT_1PCT, NetemUnavailableError  # type: ignore[import-untyped]
+    from mm_bringup.two_hosts import SessionConfig, TwoHostSession  # type: ignore[import-untyped]
 
     result: dict[str, Any] = {"link": _link_text(netem), "netem": netem, "available": True, "reason": ""}
     config = SessionConfig(

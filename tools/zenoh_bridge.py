@@ -26,6 +26,7 @@ import argparse
 import importlib
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,18 @@ def zenoh_config(listen: list[str], connect: list[str]) -> Any:
     return config
 
 
+def _republish(publisher: Any) -> Callable[[Any], None]:
+    """A Zenoh sample handler publishing the sample's bytes (serialized CDR) with a ROS publisher.
+
+    Zenoh calls it from its own thread; rclpy's publish is thread-safe.
+    """
+
+    def handler(sample: Any) -> None:
+        publisher.publish(sample.payload.to_bytes())
+
+    return handler
+
+
 def main(argv: list[str] | None = None) -> int:
     """Bridge the topics until SIGINT/SIGTERM."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -111,11 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 node.create_subscription(types[spec], spec.topic, publisher.put, qos, raw=True)
             for spec in incoming:
-                ros_publisher = node.create_publisher(types[spec], spec.topic, qos)
-                # Zenoh calls this from its own thread; rclpy's publish is thread-safe.
-                session.declare_subscriber(
-                    spec.key, lambda sample, p=ros_publisher: p.publish(sample.payload.to_bytes())
-                )
+                session.declare_subscriber(spec.key, _republish(node.create_publisher(types[spec], spec.topic, qos)))
             node.get_logger().info(f"bridging out {[s.topic for s in outgoing]}, in {[s.topic for s in incoming]}")
             rclpy.spin(node)
         except (KeyboardInterrupt, ExternalShutdownException):
