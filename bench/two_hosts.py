@@ -7,7 +7,9 @@ and its driver in a second one (`mm_bringup.hosts.RemoteHost`), DDS between them
 (`mm_bringup.two_hosts`). One run: the nodes start and find each other, a Train goal of one ES generation gives a
 policy, the driver deploys it DEPLOYS times (DeployPolicy goal sent → result received on the learner host, wall
 time; and the driver's own transfer time), then the policy drives a move with the servo streaming transitions for
-STREAM_S and the samples arriving on the learner host are counted. The servo produces one sample per control
+STREAM_S and the samples arriving on the learner host are counted. Then the same servo topics over Zenoh
+(tools/zenoh_bridge.py on both hosts, DDS kept on each; tests/mm_bringup/zenoh_support.py): transitions/s through
+the bridges, on a fresh pair with the same link. The servo produces one sample per control
 tick (1000/s): the baseline of the transitions/s in the same run. The run without netem is the baseline of the
 run with it.
 
@@ -31,6 +33,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "launch"))  # mm_bringup from the source tree when the workspace is not sourced
+sys.path[:0] = [str(REPO / "tests" / "mm_bringup"), str(REPO / "tests")]  # zenoh_support.py, ros_support.py
 
 DEPLOYS = 5
 """DeployPolicy goals per run (the servo accepts a policy of the same version again)."""
@@ -51,7 +54,8 @@ def run(netem: bool, deploys: int = DEPLOYS, stream_s: float = STREAM_S) -> dict
         link, netem, available (False when the kernel refused netem: reason says why), start_s (nodes up and
         seen across the pair), train_s, deploy_wall_s / deploy_driver_s (median, min, max over `deploys`),
         transitions_per_s (received on the learner host per wall second), servo_samples_per_s (the servo's
-        production: samples per second of its own time), delivered (received / produced over the span).
+        production: samples per second of its own time), delivered (received / produced over the span),
+        zenoh_transitions_per_s (the same stream through the Zenoh bridges).
     """
     # mm_bringup is installed with the workspace (or found in launch/), untyped for this mypy run.
     from mm_bringup.hosts import NETEM_50MS_RTT_1PCT, NetemUnavailableError  # type: ignore[import-untyped]
@@ -95,9 +99,23 @@ def run(netem: bool, deploys: int = DEPLOYS, stream_s: float = STREAM_S) -> dict
         result["transitions_per_s"] = stream.per_s
         result["servo_samples_per_s"] = stream.ticks / stream.servo_s if stream.servo_s else 0.0
         result["delivered"] = stream.samples / stream.ticks if stream.ticks else 0.0
-        return result
     finally:
         session.close()
+    return result | _zenoh(config)
+
+
+def _zenoh(config: Any) -> dict[str, Any]:
+    """Transitions/s through the Zenoh bridges on a fresh pair with the same link (nothing when zenoh is missing)."""
+    try:
+        import zenoh  # noqa: F401 -- only whether it is installed
+    except ImportError:
+        return {"zenoh_transitions_per_s": None, "zenoh_reason": "eclipse-zenoh is not installed"}
+    from mm_bringup.hosts import RemoteHost
+    from zenoh_support import zenoh_stream  # type: ignore[import-not-found]
+
+    with RemoteHost(config.link) as host:
+        stream = zenoh_stream(host, config.out, batches_to_count=round(STREAM_S * 1000 / 24))
+    return {"zenoh_transitions_per_s": stream.per_s, "zenoh_states_over_dds": stream.states_over_dds}
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -108,19 +126,20 @@ def markdown(results: list[dict[str, Any]]) -> str:
     """The runs as a markdown table."""
     lines = [
         "| link | nodes up (s) | train (s) | deploy wall median [min, max] (s) | driver transfer (s) | "
-        "transitions/s received (servo makes) | delivered |",
-        "|---|---|---|---|---|---|---|",
+        "transitions/s received (servo makes) | delivered | transitions/s over Zenoh |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if not r["available"]:
-            lines.append(f"| {r['link']} | not measured: {r['reason']} | | | | | |")
+            lines.append(f"| {r['link']} | not measured: {r['reason']} | | | | | | |")
             continue
         wall, driver = r.get("deploy_wall_s"), r.get("deploy_driver_s")
         deploy = f"{wall['median']:.3f} [{wall['min']:.3f}, {wall['max']:.3f}] (n={wall['n']})" if wall else "failed"
         lines.append(
             f"| {r['link']} | {r['start_s']:.1f} | {r['train_s']:.1f} | {deploy} | "
             f"{driver['median'] if driver else float('nan'):.3f} | "
-            f"{r['transitions_per_s']:.0f} ({r['servo_samples_per_s']:.0f}) | {100 * r['delivered']:.1f} % |"
+            f"{r['transitions_per_s']:.0f} ({r['servo_samples_per_s']:.0f}) | {100 * r['delivered']:.1f} % | "
+            f"{r['zenoh_transitions_per_s'] or float('nan'):.0f} |"
         )
     return "\n".join(lines)
 

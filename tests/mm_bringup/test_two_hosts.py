@@ -19,7 +19,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +28,7 @@ pytest.importorskip("rclpy")
 from action_msgs.msg import GoalStatus
 from mm_bringup.hosts import LEARNER_ADDRESS, SERVO_ADDRESS, HostsError, RemoteHost, outside_interfaces
 from mm_bringup.two_hosts import SessionConfig, TwoHostSession
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from ros_support import Client, node_process, stop_process, twin_args
-
-from mm_msgs.msg import ServoCommand, ServoState, TransitionBatch
+from zenoh_support import zenoh_stream
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -91,9 +87,10 @@ def test_a_namespace_with_a_way_out_is_refused(monkeypatch: pytest.MonkeyPatch) 
         pass
 
 
-@pytest.fixture(scope="module")
-def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoHostSession]:
-    config = SessionConfig(out=tmp_path_factory.mktemp("two_hosts"), learner_parameters=LEARNER_PARAMETERS)
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[TwoHostSession]:
+    """The two-host session; one at a time (each RemoteHost adds the same veth pair)."""
+    config = SessionConfig(out=tmp_path, learner_parameters=LEARNER_PARAMETERS)
     with TwoHostSession(config) as running:
         yield running
 
@@ -122,64 +119,11 @@ def test_train_and_deploy_across_two_hosts_and_transitions_come_back(session: Tw
     )
 
 
-ZENOH_BRIDGE = Path(__file__).resolve().parents[2] / "tools" / "zenoh_bridge.py"
-ZENOH_PORT = 7447
-
-
-@contextmanager
-def _running(argv: list[str], log: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """`argv` running for the block (output in `log`), stopped with SIGTERM then SIGKILL."""
-    with log.open("wb") as sink:
-        process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env)
-    try:
-        yield process
-    finally:
-        stop_process(process)
-
-
 def test_zenoh_carries_the_servo_topics_and_dds_alone_does_not(tmp_path: Path, report: Any) -> None:
     """Transitions come back through the bridges; the servo's `state`, not bridged, never arrives over DDS."""
     pytest.importorskip("zenoh")
-    transitions = "/servo1/transitions:mm_msgs/msg/TransitionBatch"
-    command = "/servo1/command:mm_msgs/msg/ServoCommand"
     with RemoteHost() as host:
-        local = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_STATIC_PEERS": ""}
-        servo_env = os.environ | local
-        bridge = [sys.executable, str(ZENOH_BRIDGE)]
-        servo_bridge = [*bridge, "--listen", f"tcp/{SERVO_ADDRESS}:{ZENOH_PORT}", "--out", transitions, "--in", command]
-        learner_bridge = [*bridge, "--connect", f"tcp/{SERVO_ADDRESS}:{ZENOH_PORT}", "--in", transitions]
-        learner_bridge += ["--out", command]
-        twin = twin_args("/servo1", load="inertia_disk", heartbeat_timeout_s=0.0)
-        with (
-            node_process(twin, tmp_path / "twin.log", prefix=host.command([]), env=servo_env),
-            _running(host.command(servo_bridge), tmp_path / "servo_bridge.log", servo_env),
-            _running(learner_bridge, tmp_path / "learner_bridge.log", os.environ | local),
-        ):
-            client = Client("zenoh_operator")
-            try:
-                batches = client.subscribe(
-                    TransitionBatch,
-                    "/servo1/transitions",
-                    QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
-                    arrival=True,
-                )
-                states = client.subscribe(ServoState, "/servo1/state", qos_profile_sensor_data)
-                publisher = client.node.create_publisher(
-                    ServoCommand, "/servo1/command", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-                )
-                stream = ServoCommand(mode=ServoCommand.MODE_POSITION, target=0.5, stream_transitions=True)
-                deadline = time.monotonic() + 120.0  # the twin and both bridges start (hang protection)
-                while not client.poll(lambda: bool(batches), 1.0):
-                    assert time.monotonic() < deadline, "no transitions came back through Zenoh"
-                    publisher.publish(stream)  # again until the bridges are connected: they keep no history
-                started = len(batches)
-                assert client.poll(lambda: len(batches) >= started + 40, 30.0), "the transitions stopped"
-                window = batches[started:]
-                samples = sum(msg.count for _, msg in window[1:])
-                per_s = samples / (window[-1][0] - window[0][0])
-                publisher.publish(ServoCommand(mode=ServoCommand.MODE_HOLD))
-                assert not states, "the servo's state crossed over DDS: the hosts were not kept apart"
-            finally:
-                client.close()
-    report(f"zenoh bridge (veth, CDR bytes): {per_s:.0f} transitions/s on the learner host (servo makes 1000/s)")
-    assert per_s > 500.0
+        stream = zenoh_stream(host, tmp_path)
+    report(f"zenoh bridge (veth, CDR bytes): {stream.per_s:.0f} transitions/s on the learner host (servo: 1000/s)")
+    assert stream.states_over_dds == 0, "the servo's state crossed over DDS: the hosts were not kept apart"
+    assert stream.per_s > 500.0
