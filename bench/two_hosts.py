@@ -3,7 +3,7 @@
 With and without `tc netem` (25 ms each way = 50 ms RTT, 1 % loss) on both ends of the veth pair.
 
 The learner node and the operator run in this namespace (the learner host), the virtual servo (real time, 1 kHz)
-and its driver in a second one (`mm_bringup.hosts.RemoteHost`), DDS between them through ROS_STATIC_PEERS
+and its driver in a second one (`mm_bringup.hosts.RemoteHost`), DDS between them by subnet discovery + ROS_STATIC_PEERS
 (`mm_bringup.two_hosts`). One run: the nodes start and find each other, a Train goal of one ES generation gives a
 policy, the driver deploys it DEPLOYS times (DeployPolicy goal sent → result received on the learner host, wall
 time; and the driver's own transfer time), then the policy drives a move with the servo streaming transitions for

@@ -12,12 +12,13 @@ crashed run, while these namespaces, their mounts and the veth pair vanish with 
 run in a namespace with any interface but loopback, so the veth pair never touches the real network: run it under
 ``tools/isolated.sh`` (``tools/two_hosts.sh`` does), which makes a loopback-only namespace first.
 
-DDS across the two hosts is set up as a multi-host install without multicast is (ROS 2 Jazzy "Improved Dynamic
-Discovery"): ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` (no multicast discovery; each participant finds the
-others on its own host) and ``ROS_STATIC_PEERS=<the other host>`` (unicast discovery of the named host). That is
-what a learner in the cloud or across a routed network needs, needs no extra process (a Fast DDS discovery server
-would be one more daemon and one more single point of failure; its CLI is not in the ROS wheels either), and a
-test can show it is what connects the hosts: without the static peer they do not see each other.
+DDS across the two hosts is set up as on a LAN (ROS 2 Jazzy "Improved Dynamic Discovery"):
+``ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET`` (multicast discovery, routed over the pair: ``224.0.0.0/4`` on both ends)
+and ``ROS_STATIC_PEERS=<the other host>`` (unicast discovery as well, what a routed link or a cloud box needs). With
+``LOCALHOST`` and the static peer alone, the hosts matched in every try until 12:30 on 2026-12-05 and in none
+after (packets crossed both ways, nothing matched; docs/remote-learner.md): that setup is documented for real
+hosts but not relied on here. No extra process is needed (a Fast DDS discovery server would be one more daemon and
+one more single point of failure; its CLI is not in the ROS wheels either).
 
 ``link`` adds ``tc netem`` delay and loss on both ends of the veth pair (e.g. 25 ms each way = 50 ms RTT, 1 %
 loss); a kernel without ``sch_netem`` refuses it, and `NetemUnavailableError` says so.
@@ -49,6 +50,8 @@ SERVO_ADDRESS = "10.77.0.2"
 """The servo host's address on the veth pair (the new namespace)."""
 PREFIX_LENGTH = 24
 """Prefix length of the private test subnet 10.77.0.0/24."""
+MULTICAST = "224.0.0.0/4"
+"""Routed over the pair on both hosts: DDS's SPDP multicast (239.255.0.1) needs a route, and the pair is the LAN."""
 LEARNER_INTERFACE = "mm-learner"
 SERVO_INTERFACE = "mm-servo"
 MACHINE_ID = Path("/etc/machine-id")
@@ -88,9 +91,9 @@ NETEM_50MS_RTT_1PCT = Link(delay_ms=25.0, loss_percent=1.0)
 
 
 def dds_environment(peer_address: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """`base` (default: this process's environment) with DDS discovery of `peer_address` and of this host only."""
+    """`base` (default: this process's environment) with DDS discovery on the subnet and of `peer_address`."""
     env = dict(os.environ if base is None else base)
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "SUBNET"
     env["ROS_STATIC_PEERS"] = peer_address
     return env
 
@@ -159,9 +162,11 @@ class RemoteHost:
             )
             _check(["ip", "addr", "add", f"{LEARNER_ADDRESS}/{PREFIX_LENGTH}", "dev", LEARNER_INTERFACE])
             _check(["ip", "link", "set", LEARNER_INTERFACE, "up"])
+            _check(["ip", "route", "add", MULTICAST, "dev", LEARNER_INTERFACE])
             _check(self.command(["ip", "link", "set", "lo", "up"]))
             _check(self.command(["ip", "addr", "add", f"{SERVO_ADDRESS}/{PREFIX_LENGTH}", "dev", SERVO_INTERFACE]))
             _check(self.command(["ip", "link", "set", SERVO_INTERFACE, "up"]))
+            _check(self.command(["ip", "route", "add", MULTICAST, "dev", SERVO_INTERFACE]))
             if self.link is not None:
                 self._add_netem(self.link)
         except BaseException:

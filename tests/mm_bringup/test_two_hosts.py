@@ -1,8 +1,8 @@
 """The learner on one host, the servo on another: two network namespaces joined by a veth pair (10.77.0.0/24).
 
 The learner node and the operator run in this (the learner) host's namespace, the virtual servo and its driver in
-a second namespace made by `mm_bringup.hosts.RemoteHost`; DDS finds the other host only through
-ROS_STATIC_PEERS (discovery range LOCALHOST, no multicast), and each host has its own registry. A Train goal, a
+a second namespace made by `mm_bringup.hosts.RemoteHost`; DDS finds the other host as on a LAN (discovery range
+SUBNET, multicast routed over the pair) plus ROS_STATIC_PEERS, and each host has its own registry. A Train goal, a
 DeployPolicy of the learner's blob to the driver over there, the servo's state with the new policy, and the
 servo's transitions streaming back, all across the veth pair.
 
@@ -113,7 +113,7 @@ def test_train_and_deploy_across_two_hosts_and_transitions_come_back(session: Tw
     stream = session.stream(target_rad=0.5, duration_s=2.0)
     assert stream.samples >= 24, f"only {stream.samples} transition samples came back from the servo host"
     report(
-        f"two hosts (veth, static peers): deploy {deployment.wall_s:.3f} s wall ({deployment.driver_elapsed_s:.3f} s "
+        f"two hosts (veth, DDS): deploy {deployment.wall_s:.3f} s wall ({deployment.driver_elapsed_s:.3f} s "
         f"driver), {stream.samples} transitions in {stream.wall_s:.2f} s = {stream.per_s:.0f}/s on the learner host "
         f"({stream.servo_s:.2f} s of servo time)"
     )
