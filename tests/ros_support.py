@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,12 @@ from rclpy.qos import QoSProfile
 Watched = tuple[subprocess.Popen[bytes], Path]
 
 
-def start_node(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start `python -m <args>` with stdout and stderr in log_path."""
+def start_node(
+    args: list[str], log_path: Path, *, prefix: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start `<prefix> python -m <args>` (env: this process's unless given) with stdout and stderr in log_path."""
     with log_path.open("wb") as log:
-        return subprocess.Popen([sys.executable, "-m", *args], stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen([*prefix, sys.executable, "-m", *args], stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 def stop_process(proc: subprocess.Popen[Any], timeout_s: float = 15.0) -> None:
@@ -44,9 +46,11 @@ def stop_process(proc: subprocess.Popen[Any], timeout_s: float = 15.0) -> None:
 
 
 @contextmanager
-def node_process(args: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `python -m <args>` (output in log_path) for the duration of the block."""
-    proc = start_node(args, log_path)
+def node_process(
+    args: list[str], log_path: Path, *, prefix: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `<prefix> python -m <args>` (output in log_path) for the duration of the block."""
+    proc = start_node(args, log_path, prefix=prefix, env=env)
     try:
         yield proc
     finally:

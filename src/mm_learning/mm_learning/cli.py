@@ -1,4 +1,4 @@
-"""The ``mm`` command: ``mm learn``, ``sweep``, ``train``, ``eval``, ``keygen``, ``pubkey``, ``export``, ``registry``, ``bag``.
+"""The ``mm`` command: learn, sweep, train, eval, keygen, pubkey, export, registry and bag subcommands.
 
 One argparse parser with a subcommand per task; each ``_add_<command>`` function registers one subcommand and
 its handler, so further commands (``train``, ``eval``) are added the same way.
