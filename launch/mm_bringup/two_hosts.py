@@ -302,3 +302,53 @@ class TwoHostSession:
                 process.kill()
                 process.wait()
         self.host.close()
+
+
+def check(config: SessionConfig, *, objective: str = "speed", seed: int = 3) -> dict[str, Any]:
+    """One pass across the two hosts: the nodes seen, Train, DeployPolicy, the policy on the servo, a stream.
+
+    What each step gave, for a test or a person checking a setup to judge (JSON-friendly).
+    """
+    with TwoHostSession(config) as session:
+        nodes = session.wait_ready()
+        status, result = session.train(objective=objective, max_steps=1, seed=seed)
+        report: dict[str, Any] = {
+            "nodes": sorted(f"{namespace}/{name}" for name, namespace in nodes),
+            "train_status": status,
+            "train_success": bool(result.success),
+            "train_message": str(result.message),
+            "policy_id": str(result.policy_id),
+            "policy_crc32": int(result.policy_crc32),
+            "servo_registry_files": [str(p) for p in (config.out / "servo").rglob("*") if p.is_file()],
+        }
+        if not report["train_success"]:
+            return report
+        deployment = session.deploy()
+        report["deployment"] = vars(deployment)
+        if deployment.success:
+            session.wait_policy_on_servo(int(result.policy_crc32))
+            stream = session.stream(target_rad=0.5, duration_s=2.0)
+            report["stream"] = vars(stream) | {"per_s": stream.per_s}
+        return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print `check`'s report as JSON: ``python -m mm_bringup.two_hosts OUT [learner_parameter:=value ...]``.
+
+    Run inside tools/isolated.sh, in a fresh process: rclpy starts after the veth pair exists.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    parameters = {}
+    for word in args[1:]:
+        name, _, value = word.partition(":=")
+        parameters[name] = json.loads(value)
+    report = check(SessionConfig(out=Path(args[0]), learner_parameters=parameters))
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
