@@ -42,6 +42,7 @@ import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -640,8 +641,27 @@ def main() -> None:
 
     print_ros(rows, cores)
     print_can(computed, measured, counts, len(image))
-    # Two hosts: the two-namespace run (bench/two_hosts.py, issue 19 item 3) adds its section and JSON key here.
-    print(json.dumps({"cores": cores, "ros": rows, "can": {"computed": computed, "measured": measured}}, indent=2))
+    hosts = two_hosts(log)
+    result = {"cores": cores, "ros": rows, "can": {"computed": computed, "measured": measured}, "two_hosts": hosts}
+    print(json.dumps(result, indent=2))
+
+
+def two_hosts(log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """bench/two_hosts.py (learner and servo in two namespaces, with and without netem) in its own process.
+
+    Its own process: rclpy started here before the veth pair existed would not discover the other host.
+    """
+    log("fleet: two hosts")
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("two_hosts.py"))], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        print(f"## Two hosts\n\nbench/two_hosts.py failed ({done.returncode}):\n{done.stderr[-2000:]}\n")
+        return []
+    results, end = json.JSONDecoder().raw_decode(done.stdout)
+    print("## Two hosts (bench/two_hosts.py)\n")
+    print(done.stdout[end:].strip() + "\n")
+    return list(results)
 
 
 if __name__ == "__main__":
