@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
 import yaml
+from ctest_support import run_ctest
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "src" / "mm_hardware"
@@ -34,24 +32,11 @@ def _registered_tests() -> list[str]:
 def test_core_ctest_passes() -> None:
     """Frame round trips against the firmware's decoder, faults to read errors, re-activation clearing them,
     heartbeats against the firmware's watchdog, mode switching, mock echo, configuration checks."""
-    if not (BUILD_DIR / "CTestTestfile.cmake").is_file():
-        pytest.fail(
-            f"no ctest build in {BUILD_DIR}: run tools/build_ws.sh (BUILD_TESTING=ON) or set MM_HARDWARE_BUILD_DIR",
-            pytrace=False,
-        )
-    ctest = shutil.which("ctest")
-    assert ctest is not None, "ctest (cmake) is not installed"
-    result = subprocess.run(
-        [ctest, "--output-on-failure", "--timeout", "60"],
-        cwd=BUILD_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    output = run_ctest(
+        BUILD_DIR, "run tools/build_ws.sh (BUILD_TESTING=ON) or set MM_HARDWARE_BUILD_DIR to the mm_hardware build"
     )
-    assert result.returncode == 0, result.stdout + result.stderr
     names = _registered_tests()
-    assert f"tests passed, 0 tests failed out of {len(names)}" in result.stdout, result.stdout
+    assert f"tests passed, 0 tests failed out of {len(names)}" in output, output
 
 
 def test_every_cpp_test_is_registered() -> None:
