@@ -8,6 +8,11 @@ pipeline). Also: the wall time until a validation first beat the classical start
 
 Prints markdown tables (mean ± half the spread over seeds), then one JSON document.
 `python bench/bench_schedule.py [--generations 60] [--seeds 0 1 2] [--objectives speed energy accuracy]`.
+
+`--matrix`: every shipped profile × load × objective instead (first seed only), one table row per cell with the
+objective's metric for PID, PTOS, the quantised policy and the bound, and for each cell where the policy does not
+beat the better classical law, the reason (no braking curve to schedule, no validated improvement, the export
+refused it, or it lost on the evaluation moves).
 """
 
 from __future__ import annotations
@@ -22,17 +27,24 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ec
 from mm_learning.errors import LearningError
 from mm_learning.registry import Registry
-from mm_learning.schedule import OBJECTIVE_METRICS, ScheduleConfig, publish, train_schedule
+from mm_learning.schedule import OBJECTIVE_METRICS, ScheduleConfig, objective_metric, publish, train_schedule
+from mm_sim.profiles import list_profiles, load_profile
 
 ROWS = (("pid", "PID"), ("ptos", "PTOS"), ("policy", "RL schedule (quantised)"), ("bound", "time-optimal bound"))
 
 
-def run(objective: str, seed: int, generations: int, moves: int) -> dict[str, Any]:
+def run(
+    objective: str, seed: int, generations: int, moves: int, *, profile: str = "mm_v3", load: str = "pendulum"
+) -> dict[str, Any]:
     """Train, publish into a scratch registry and compare one seed."""
-    result = train_schedule(ScheduleConfig(objective=objective, seed=seed, generations=generations))
-    outcome: dict[str, Any] = {
-        "objective": objective,
-        "seed": seed,
+    where: dict[str, Any] = {"profile": profile, "load": load, "objective": objective, "seed": seed}
+    try:
+        result = train_schedule(
+            ScheduleConfig(profile=profile, load=load, objective=objective, seed=seed, generations=generations)
+        )
+    except LearningError as error:
+        return where | {"not_trained": str(error)}
+    outcome: dict[str, Any] = where | {
         "classical": result.classical.law,
         "improved": result.best is not None,
         "wall_to_beat_classical_s": result.beat_after_s,
@@ -95,14 +107,64 @@ def table(objective: str, runs: list[dict[str, Any]]) -> None:
     )
 
 
+def _metric_cells(run: dict[str, Any]) -> tuple[str, str]:
+    """The policy's metric against PID, PTOS and the bound, and why it does not win (empty when it does)."""
+    if "not_trained" in run:
+        return "-", f"not trained: {run['not_trained']}"
+    if "refused" in run:
+        return "-", f"export refused: {run['refused']}"
+    metric, lower = objective_metric(run["objective"])
+    rows = run["rows"]
+    values = " / ".join(f"{rows[key][metric]:.4g}" for key in ("pid", "ptos", "policy", "bound"))
+    classical = (
+        min(rows["pid"][metric], rows["ptos"][metric]) if lower else max(rows["pid"][metric], rows["ptos"][metric])
+    )
+    better = rows["policy"][metric] < classical if lower else rows["policy"][metric] > classical
+    if not run["improved"]:
+        return values, f"no validated improvement over the classical start in {run['ticks']:,} ticks"
+    if not better:
+        return values, "improved on validation but not on the evaluation moves"
+    if rows["policy"]["settled_fraction"] < 1.0:
+        return values, f"settles {rows['policy']['settled_fraction']:.0%} of the moves"
+    return values, ""
+
+
+def matrix_table(runs: list[dict[str, Any]]) -> None:
+    """One markdown row per profile × load × objective: the objective's metric and where RL does not win."""
+    print("### Every profile × load × objective (first seed)\n")
+    print("| profile | load | objective | metric | PID / PTOS / RL / bound | RL beats the classical law | why not |")
+    print("|---|---|---|---|---|---|---|")
+    for run in runs:
+        values, why = _metric_cells(run)
+        metric, _ = objective_metric(run["objective"])
+        print(
+            f"| {run['profile']} | {run['load']} | {run['objective']} | {metric} | {values} "
+            f"| {'no' if why else 'yes'} | {why} |"
+        )
+    wins = sum(not _metric_cells(run)[1] for run in runs)
+    print(f"\nRL beats the better classical law in {wins} of {len(runs)} cells.\n")
+
+
 def main() -> None:
-    """Run every objective × seed and print the tables and the JSON."""
+    """Run every objective × seed (or the whole matrix) and print the tables and the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generations", type=int, default=60, help="ES generations per run (the budget)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--objectives", nargs="+", default=["speed", "energy", "accuracy"])
     parser.add_argument("--moves", type=int, default=100, help="evaluation moves per comparison")
+    parser.add_argument("--matrix", action="store_true", help="every profile × load × objective, first seed")
     options = parser.parse_args()
+    if options.matrix:
+        cells = [(p, load) for p in list_profiles() for load in load_profile(p).loads]
+        seed = options.seeds[0]
+        runs = [
+            run(o, seed, options.generations, options.moves, profile=p, load=load)
+            for p, load in cells
+            for o in options.objectives
+        ]
+        matrix_table(runs)
+        print(json.dumps(runs, indent=1, default=str))
+        return
     runs = [run(o, s, options.generations, options.moves) for o in options.objectives for s in options.seeds]
     for objective in options.objectives:
         table(objective, [r for r in runs if r["objective"] == objective])

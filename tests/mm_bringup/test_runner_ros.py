@@ -126,7 +126,9 @@ def test_runner_brings_up_sim_and_sigint_stops_every_node(tmp_path: Path, report
             assert 'name="mm_servo_' in w.description and '_inertia_disk"' in w.description
         stop_started_s = time.monotonic()
         runner.send_signal(signal.SIGINT)
-        assert runner.wait(STOP_TIMEOUT_S) == 0
+        code = runner.wait(STOP_TIMEOUT_S)
+        reader.join(timeout=5.0)
+        assert code == 0, "".join(lines)
         stop_s = time.monotonic() - stop_started_s
     finally:
         if runner.poll() is None:

@@ -544,6 +544,16 @@ class DriverNode(LifecycleNode):
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
+    def destroy_node(self) -> None:
+        """Release the transport and stop the heartbeat thread first: they publish through entities destroyed here.
+
+        After Ctrl-C no lifecycle transition runs, so without this the heartbeat thread could publish through a
+        destroyed publisher (InvalidHandle in that thread) while the process exits.
+        """
+        self._active = False
+        self._release()
+        super().destroy_node()
+
     def _release(self) -> None:
         self._configured = False
         self._stop_moves()

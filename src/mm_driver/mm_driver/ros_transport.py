@@ -12,13 +12,13 @@ one servo, about 100 Hz per servo with four on two cores).
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from typing import Any
 
+from mm_sim.ros_process import spin_until
 from rclpy.callback_groups import CallbackGroup
 from rclpy.event_handler import PublisherEventCallbacks
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
@@ -114,17 +114,11 @@ class RosTransport:
         self._executor = SingleThreadedExecutor(context=node.context)
         self._executor.add_node(link)
         self._stop.clear()
-        self._thread = threading.Thread(target=self._spin, name=f"{link.get_name()}_receive", daemon=True)
+        self._thread = threading.Thread(
+            target=spin_until, args=(self._executor, self._stop), name=f"{link.get_name()}_receive", daemon=True
+        )
         self._thread.start()
         self._entities = [self._command, self._heartbeat, self._chunk]
-
-    def _spin(self) -> None:
-        # spin_once in a loop that close() ends first: shutting an executor down under spin() races its guard
-        # conditions; a context shut down under it (Ctrl-C) ends the loop too.
-        executor = self._executor
-        while executor is not None and not self._stop.is_set() and executor.context.ok():
-            with contextlib.suppress(ExternalShutdownException):
-                executor.spin_once(timeout_sec=0.05)
 
     def close(self) -> None:
         """Stop receiving; destroy the publishers, the receiving node and its executor."""

@@ -5,12 +5,14 @@ rclpy up, then down again however Ctrl-C or SIGTERM interleaves with what the pr
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import rclpy
 from rclpy._rclpy_pybind11 import RCLError
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import Executor, ExternalShutdownException
 
 
 @contextmanager
@@ -37,3 +39,21 @@ def rclpy_process(args: list[str] | None = None) -> Iterator[None]:
         except RCLError:
             if rclpy.ok():
                 raise
+
+
+def spin_until(executor: Executor, stop: threading.Event, *, period_s: float = 0.05) -> None:
+    """Spin `executor` in the calling thread until `stop` is set or its context shuts down (Ctrl-C).
+
+    For an executor spun in a background thread: its owner sets `stop`, joins the thread, and only then shuts
+    the executor down and destroys its nodes. `spin_once` in a loop, not `spin()`: shutting an executor down under
+    a running `spin()` races its guard conditions; under load the spinning thread then hung past the shutdown
+    timeouts, and destroying the node under it ended the process with SIGSEGV.
+
+    Args:
+        executor: the executor to spin.
+        stop: set by the owner to end the loop.
+        period_s: the longest wait for work per turn (s): how late the loop sees `stop`.
+    """
+    while not stop.is_set() and executor.context.ok():
+        with contextlib.suppress(ExternalShutdownException):
+            executor.spin_once(timeout_sec=period_s)

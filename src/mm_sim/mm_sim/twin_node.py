@@ -27,7 +27,6 @@ config/virtual_servo.yaml.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from typing import Any
@@ -35,13 +34,13 @@ from typing import Any
 import rclpy
 from builtin_interfaces.msg import Time
 from rclpy._rclpy_pybind11 import RCLError
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 
 from mm_msgs.msg import Heartbeat, PolicyAck, PolicyChunk, ServoCommand, ServoState, TransitionBatch
-from mm_sim.ros_process import rclpy_process
+from mm_sim.ros_process import rclpy_process, spin_until
 from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig, VirtualServoError
 
 TIME_MODES = ("realtime", "fast", "follow")
@@ -353,30 +352,28 @@ class VirtualServoNode(Node):
         super().destroy_node()
 
 
-def _spin(executor: SingleThreadedExecutor) -> None:
-    # Ctrl-C or rclpy.shutdown() end the spin; the control loop sees the shutdown too and returns.
-    with contextlib.suppress(ExternalShutdownException):
-        executor.spin()
-
-
 def main(args: list[str] | None = None) -> None:
     """Entry point of `ros2 run mm_sim virtual_servo`: callbacks in a background executor, the loop here."""
     with rclpy_process(args):
         node: VirtualServoNode | None = None
         executor = SingleThreadedExecutor()
         spinner: threading.Thread | None = None
+        stop = threading.Event()
         try:
             node = VirtualServoNode()
             executor.add_node(node)
-            spinner = threading.Thread(target=_spin, args=(executor,), name="virtual_servo_callbacks", daemon=True)
+            spinner = threading.Thread(
+                target=spin_until, args=(executor, stop), name="virtual_servo_callbacks", daemon=True
+            )
             spinner.start()
             node.run()
         finally:
             # The callback thread calls into the firmware core: it must have stopped before the node and the core
             # go (destroying them under a running callback ended the process with SIGSEGV on Ctrl-C).
-            executor.shutdown(timeout_sec=5.0)
+            stop.set()
             if spinner is not None:
                 spinner.join(timeout=5.0)
+            executor.shutdown(timeout_sec=5.0)
             if node is not None:
                 node.destroy_node()
 
