@@ -55,7 +55,7 @@ def test_train_deploy_move_and_record_through_the_bringup(tmp_path: Path, report
     assert result.nodes >= BRINGUP_NODES, sorted(result.nodes)
     assert result.train_success, result.train_message
     assert len(result.policy_id) == 64 and result.training_steps >= 1024
-    assert result.curve and all(math.isfinite(p.policy_return) for p in result.curve)
+    assert result.curve and all(math.isfinite(p.policy_score) for p in result.curve)
     # The registry the learner wrote holds the policy; the driver deployed exactly it and the servo says so.
     assert Registry(config.out / "policies").show(result.policy_id).policy_crc32 == result.policy_crc32
     assert result.servo_policy_crc32 == result.policy_crc32 != 0

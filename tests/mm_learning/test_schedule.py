@@ -20,6 +20,7 @@ from mm_learning.schedule import (
     ticks_per_generation,
     train_schedule,
 )
+from mm_sim.objectives import SETTLE_BUDGET_FACTOR
 
 TINY = ScheduleConfig(
     generations=2, pairs=2, moves=2, hidden=4, episode_s=0.1, validation_moves=4, validate_every=1, seed=3
@@ -47,7 +48,7 @@ def test_a_training_run_is_seeded_counts_its_ticks_and_keeps_the_best_validated_
         assert first.beat_after_s is None
         assert np.array_equal(MlpPolicy(TINY.hidden).function(first.weights)(np.ones((3, 8), np.float32)), np.zeros(3))
     else:
-        assert first.best.mean_return == max(r for _, r in first.curve)
+        assert first.classical.score(first.best) == max(score for _, score in first.curve)
 
 
 def test_a_seeded_step_budget_beats_the_classical_controller_on_validation() -> None:
@@ -94,3 +95,22 @@ def test_export_writes_a_schedule_image_and_publish_registers_a_versioned_compar
 def test_a_mix_trains_on_the_mix_from_its_largest_components_classical_law() -> None:
     result = train_schedule(dataclasses.replace(TINY, objective="speed:0.7,energy:0.3", generations=1))
     assert result.classical.law == "ptos" and result.ticks == ticks_per_generation(TINY)
+
+
+def test_energy_trains_on_one_second_moves_against_the_pids_settle_budget() -> None:
+    # The energy objective's score is the least-energy-at-matched-settle criterion, its budget set by the
+    # energy-tuned PID on the validation moves; its training moves last 1 s so the slower moves settle inside.
+    config = dataclasses.replace(TINY, objective="energy", episode_s=None, generations=1)
+    result = train_schedule(config)
+    budget = result.classical.budget
+    assert budget is not None and config.move_s == 1.0
+    assert result.ticks == ticks_per_generation(config) == 2 * TINY.pairs * TINY.moves * 1000
+    pid = result.classical.pid.summary()
+    assert budget.settle_s == pytest.approx(SETTLE_BUDGET_FACTOR * pid["mean_settling_time_s"])
+    assert result.curve[0][1] == result.classical.score(result.classical.start)
+    assert result.curve[0][1] != result.classical.start.mean_return
+
+
+def test_energy_moves_that_end_before_the_settle_budget_are_refused_with_the_length_to_give() -> None:
+    with pytest.raises(TrainingError, match=r"energy moves of 0.1 s end before the settle budget .* episode_s >"):
+        train_schedule(dataclasses.replace(TINY, objective="energy", generations=1))

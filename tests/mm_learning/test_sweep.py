@@ -23,7 +23,7 @@ from mm_learning.sweep import SweepError, grid, parse_settings, ray_session, run
 TINY = ScheduleConfig(
     generations=2, pairs=2, moves=2, hidden=4, episode_s=0.1, validation_moves=4, validate_every=1, seed=0
 )
-TINY_ES = [f"{name}={getattr(TINY, name)}" for name in ("pairs", "moves", "hidden", "episode_s", "validation_moves")]
+TINY_ES = [f"{name}={getattr(TINY, name)}" for name in ("pairs", "moves", "hidden", "validation_moves")]
 LOOPBACK_HEX = {"0100007F", "0000000000000000FFFF00000100007F"}  # 127.0.0.1 in /proc/net/tcp and tcp6
 
 

@@ -95,3 +95,16 @@ def test_evaluate_batch_needs_one_servo_per_move() -> None:
         evaluate_batch(
             BatchTwin("mm_v3", "pendulum", 2, objective="speed"), Schedule(_ptos(), 0.0, 1), seeded_moves(3, seed=1)
         )
+
+
+def test_rollout_outcomes_measure_energy_and_settle_as_the_step_metrics_do() -> None:
+    moves = seeded_moves(6, seed=8, duration_s=0.3)  # some settle within 0.3 s, some do not
+    twin = BatchTwin("mm_v3", "pendulum", len(moves), objective="energy")
+    start, target = np.array([m.start_rad for m in moves]), np.array([m.target_rad for m in moves])
+    run = rollout(twin, Schedule(_ptos(), 0.0, 1), start, target, 300, seed=2)
+    energy_j, settle_s = run.outcomes(target, twin.dt_s, twin.tolerance_rad)
+    metrics = evaluate_batch(twin, Schedule(_ptos(), 0.0, 1), moves, seed=2).metrics
+    np.testing.assert_allclose(energy_j, [m.energy_j for m in metrics], rtol=1e-12)
+    expected = [np.nan if m.settling_time_s is None else m.settling_time_s for m in metrics]
+    np.testing.assert_allclose(settle_s, expected, rtol=1e-12)
+    assert np.isnan(settle_s).any() and not np.isnan(settle_s).all()

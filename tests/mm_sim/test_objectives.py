@@ -1,7 +1,17 @@
 """Objectives: each term rewards what its name says, mixes are weighted sums, bad weights are refused."""
 
+import math
+
+import numpy as np
 import pytest
-from mm_sim.objectives import OBJECTIVES, TransitionSample, objective_weights, reward
+from mm_sim.objectives import (
+    OBJECTIVES,
+    SETTLE_BUDGET_FACTOR,
+    EnergyBudget,
+    TransitionSample,
+    objective_weights,
+    reward,
+)
 
 from mm_sim import MmSimError
 
@@ -60,3 +70,17 @@ def test_a_mix_is_a_dict_of_weights() -> None:
 def test_bad_objectives_are_refused(objective: str | dict[str, float], match: str) -> None:
     with pytest.raises(MmSimError, match=match):
         objective_weights(objective)
+
+
+def test_the_energy_criterion_prefers_less_energy_only_within_the_settle_budget_with_every_move_settled() -> None:
+    budget = EnergyBudget.matching(reference_settle_s=0.4, reference_energy_j=2.0)
+    assert budget.settle_s == pytest.approx(0.4 * SETTLE_BUDGET_FACTOR)
+    nan = math.nan
+    energy = np.array([[2.0, 2.0], [1.0, 1.0], [0.5, 0.5], [0.5, 0.5], [1.0, 1.0]])
+    within = budget.settle_s
+    settle = np.array([[0.4, 0.4], [within, within], [0.5, 0.5], [0.3, nan], [nan, nan]])
+    reference, cheaper, too_slow, one_unsettled, none_settled = budget.score_moves(energy, settle)
+    assert reference == pytest.approx(-1.0) and cheaper == pytest.approx(-0.5)
+    assert too_slow < reference and one_unsettled < too_slow and none_settled < one_unsettled
+    with pytest.raises(MmSimError, match="reference that settles"):
+        EnergyBudget.matching(nan, 2.0)

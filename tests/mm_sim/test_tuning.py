@@ -8,7 +8,7 @@ from mm_sim.baselines import PidGains, position_loop, tuned_gains
 from mm_sim.errors import MmSimError
 from mm_sim.evaluate import seeded_moves
 from mm_sim.profiles import load_profile
-from mm_sim.tuning import classical, initial_law_gains, run_law, tune_law
+from mm_sim.tuning import budget_for, classical, initial_law_gains, move_score, run_law, tune_law
 
 F32 = np.float32
 
@@ -52,3 +52,28 @@ def test_the_classical_controller_is_the_better_tuned_law_on_the_moves() -> None
     assert chosen.gains == tuned_gains(profile, "pendulum", "speed", law=chosen.law)
     # On the pendulum the braking curve settles sooner than the linear position loop.
     assert chosen.ptos.summary()["mean_settling_time_s"] < chosen.pid.summary()["mean_settling_time_s"]
+
+
+def test_energy_is_tuned_and_chosen_by_least_energy_at_matched_settle() -> None:
+    profile = load_profile("mm_v3")
+    moves = seeded_moves(10, seed=5)
+    chosen = classical(profile, "pendulum", "energy", moves)
+    assert chosen.budget == budget_for(profile, "pendulum", "energy", moves)
+    assert chosen.budget is not None and budget_for(profile, "pendulum", "speed", moves) is None
+    pid, ptos = chosen.pid.summary(), chosen.ptos.summary()
+    assert chosen.law == ("ptos" if chosen.score(chosen.ptos) > chosen.score(chosen.pid) else "pid")
+    # The shipped PTOS of `energy` (tuned on the criterion) settles within the PID's budget on other moves too,
+    # with every move settled and at least a fifth less energy.
+    assert chosen.law == "ptos" and ptos["settled_fraction"] == 1.0
+    assert ptos["mean_settling_time_s"] <= chosen.budget.settle_s
+    assert ptos["mean_energy_j"] < 0.8 * pid["mean_energy_j"]
+
+
+def test_tuning_with_a_budget_maximises_the_criterion() -> None:
+    profile = load_profile("mm_minimal")
+    moves = seeded_moves(4, seed=11, duration_s=0.8)
+    budget = budget_for(profile, "pendulum", "energy", moves)
+    start = run_law(profile, "pendulum", "energy", initial_law_gains(profile, "pendulum", "ptos"), moves)
+    gains, score = tune_law(profile, "pendulum", "energy", "ptos", moves=moves, evaluations=9, seed=1, budget=budget)
+    assert score >= move_score(start, budget)
+    assert move_score(run_law(profile, "pendulum", "energy", gains, moves), budget) == pytest.approx(score)

@@ -109,11 +109,15 @@ class SessionConfig:
 
 @dataclass(frozen=True)
 class EvalPoint:
-    """One evaluation during training: mean return per move of the policy and of the PID on the same moves."""
+    """One evaluation during training: the validation score of the policy and of its classical start.
+
+    The score is what the trainer maximises: the mean return per move, or for the schedule trainer's `energy`
+    the least-energy-at-matched-settle criterion (`mm_sim.tuning.move_score`).
+    """
 
     steps: int
-    policy_return: float
-    pid_return: float
+    policy_score: float
+    start_score: float
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,12 @@ class Reporter:
 def metric(values: Sequence[Any], name: str) -> float:
     """The value of metric `name` in a list of mm_msgs/MetricValue (NaN when absent)."""
     return next((float(v.value) for v in values if v.name == name), math.nan)
+
+
+def score(values: Sequence[Any]) -> float:
+    """The trainer's validation score in a feedback's metrics: `score` where it sends one, else `mean_return`."""
+    value = metric(values, "score")
+    return metric(values, "mean_return") if math.isnan(value) else value
 
 
 def pid_objective(objective: str) -> str:
@@ -338,11 +348,7 @@ def _train(client: ServoClient, config: SessionConfig, reporter: Reporter, resul
 
     def on_feedback(feedback: Any) -> None:
         if feedback.phase == "evaluating" and feedback.eval_metrics:
-            point = EvalPoint(
-                int(feedback.steps),
-                metric(feedback.eval_metrics, "mean_return"),
-                metric(feedback.baseline_metrics, "mean_return"),
-            )
+            point = EvalPoint(int(feedback.steps), score(feedback.eval_metrics), score(feedback.baseline_metrics))
             if not result.curve or result.curve[-1].steps != point.steps:
                 result.curve.append(point)
         reporter.train_feedback(feedback)

@@ -227,8 +227,7 @@ def _learn(args: argparse.Namespace) -> None:
         print(
             f"generation {progress.generation:4d}  {progress.ticks:>11,} ticks  {progress.elapsed_s:6.1f} s  "
             f"settle {m['mean_settling_time_s']:.4f} s  energy {m['mean_energy_j']:.3g} J  "
-            f"return {m['mean_return']:.4g} (best {progress.best_return:.4g}, classical "
-            f"{progress.start.mean_return:.4g})",
+            f"score {progress.score:.4g} (best {progress.best_score:.4g}, classical {progress.start_score:.4g})",
             flush=True,
         )
 

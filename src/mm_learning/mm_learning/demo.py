@@ -325,11 +325,11 @@ def _plots(
     fig, ax = plt.subplots(figsize=(7, 4))
     if session.curve:
         steps = [p.steps for p in session.curve]
-        ax.plot(steps, [p.policy_return for p in session.curve], "o-", label="policy (float, twin)")
-        ax.plot(steps, [p.pid_return for p in session.curve], "--", label="classical controller, the start (twin)")
+        ax.plot(steps, [p.policy_score for p in session.curve], "o-", label="policy (float, twin)")
+        ax.plot(steps, [p.start_score for p in session.curve], "--", label="classical controller, the start (twin)")
     ax.set(
         xlabel="environment steps (control ticks)",
-        ylabel="mean return per move",
+        ylabel="validation score (mean return per move)",
         title="Training curve (learner feedback)",
     )
     ax.legend()

@@ -381,11 +381,12 @@ class LearnerNode(Node):
         goal: Train.Goal = goal_handle.request
         twin = self._twin(goal)
         out_dir = self._run_dir(goal, twin, SCHEDULE_ALGORITHM)
-        per_generation = schedule.ticks_per_generation(schedule.ScheduleConfig())
-        generations = -(-int(goal.max_steps) // per_generation) if goal.max_steps else schedule.UNBOUNDED_GENERATIONS
         config = schedule.ScheduleConfig(
-            profile=twin.profile, load=twin.load, objective=twin.objective, seed=int(goal.seed), generations=generations
+            profile=twin.profile, load=twin.load, objective=twin.objective, seed=int(goal.seed)
         )
+        per_generation = schedule.ticks_per_generation(config)
+        generations = -(-int(goal.max_steps) // per_generation) if goal.max_steps else schedule.UNBOUNDED_GENERATIONS
+        config = dataclasses.replace(config, generations=generations)
         deadline = time.monotonic() + float(goal.max_time_s) if goal.max_time_s > 0.0 else math.inf
         last: list[Progress] = []
 
@@ -396,8 +397,8 @@ class LearnerNode(Node):
                     steps=progress.ticks,
                     steps_per_s=progress.ticks / max(progress.elapsed_s, 1e-9),
                     mean_reward=progress.mean_reward_per_tick,
-                    eval_metrics=_metric_dict(summarize(progress.evaluation)),
-                    baseline_metrics=_metric_dict(summarize(progress.start)),
+                    eval_metrics=_metric_dict(summarize(progress.evaluation) | {"score": progress.score}),
+                    baseline_metrics=_metric_dict(summarize(progress.start) | {"score": progress.start_score}),
                 )
             ]
             self._feedback(goal_handle, "evaluating", last[0])

@@ -42,7 +42,7 @@ LOOPBACK = "127.0.0.1"
 ES_AXES = tuple(
     f.name
     for f in dataclasses.fields(schedule.ScheduleConfig)
-    if isinstance(f.default, int | float) and f.name not in ("seed", "generations")
+    if (isinstance(f.default, int | float) or f.name == "episode_s") and f.name not in ("seed", "generations")
 )
 """ScheduleConfig fields a sweep may vary (`--es NAME=V1,V2`); seeds and the budget have their own options."""
 TABLE_NAMES = {"markdown": "sweep.md", "csv": "sweep.csv", "json": "sweep.json"}
@@ -118,7 +118,7 @@ def grid(
     if empty:
         raise SweepError(f"the grid is empty along {', '.join(empty)}: give at least one value each")
     base = base or schedule.ScheduleConfig()
-    kinds = {name: type(getattr(base, name)) for name in es}
+    kinds: dict[str, type[Any]] = {name: int if isinstance(getattr(base, name), int) else float for name in es}
     fractional = [f"{name}={v:g}" for name, vs in es.items() for v in vs if kinds[name] is int and v != int(v)]
     if fractional:
         raise SweepError(f"{', '.join(fractional)}: these settings are whole numbers")

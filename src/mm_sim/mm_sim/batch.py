@@ -252,6 +252,18 @@ class Rollout:
     power_w: Array
     command: Array
 
+    def outcomes(self, target_rad: Array, dt_s: float, tolerance_rad: float) -> tuple[Array, Array]:
+        """Each servo's energy (J) and settling time (s; NaN if still outside the band at the end).
+
+        Measured as `metrics.step_metrics` measures them: energy drawn (regeneration not credited); the settle
+        ends with the tick after the last one outside ±`tolerance_rad` of `target_rad`, from the move's command.
+        """
+        energy_j = np.maximum(self.power_w, 0.0).sum(axis=0) * dt_s
+        outside = np.abs(np.asarray(target_rad)[None, :] - self.position_rad) >= tolerance_rad
+        last = len(outside) - 1 - np.argmax(outside[::-1], axis=0)
+        settle_s = np.where(outside.any(axis=0), (last + 1) * dt_s, 0.0) + dt_s
+        return energy_j, np.where(outside[-1], np.nan, settle_s)
+
 
 def rollout(
     twin: BatchTwin,

@@ -3,9 +3,11 @@
 Both laws are the firmware's cascaded law (servo contract, section 8): the PID (`decel_rad_s2` = 0) and PTOS
 (a braking curve far from the target, linear near it). `tune_law` searches their gains for an objective with a
 (1+4) evolution strategy in log space (`baselines.evolve`), every candidate measured on all training moves at
-once with `batch.evaluate_batch` (~0.4 s for 100 one-second moves). `classical` returns the better of the two
-cached laws for an objective on the same moves: the baseline a learned policy must beat, and the base law a
-scheduling policy starts from (`mm_sim.batch.Schedule`).
+once with `batch.evaluate_batch` (~0.4 s for 100 one-second moves), and scored by `move_score`: the objective's
+mean return, or for `energy` the least energy at matched settle (`objectives.EnergyBudget`, the budget set by the
+energy-tuned PID, itself tuned on the return, on the same moves). `classical` returns the better of the two
+cached laws for an objective on the same moves by the same score: the baseline a learned policy must beat, and
+the base law a scheduling policy starts from (`mm_sim.batch.Schedule`).
 
 `python -m mm_sim.tuning --out-dir src/mm_sim/mm_sim/data` rewrites `tuned_pid.yaml` and `tuned_ptos.yaml`.
 """
@@ -27,7 +29,7 @@ from mm_sim.baselines import LAWS, PidGains, evolve, initial_gains, tuned_gains
 from mm_sim.batch import BatchTwin, Schedule, evaluate_batch
 from mm_sim.errors import MmSimError
 from mm_sim.evaluate import Evaluation, Move, seeded_moves
-from mm_sim.objectives import OBJECTIVES
+from mm_sim.objectives import OBJECTIVES, EnergyBudget
 from mm_sim.profiles import ServoProfile, list_profiles, load_profile
 
 TUNING_SEED = 1000
@@ -61,6 +63,43 @@ def run_law(profile: ServoProfile, load_name: str, objective: str, gains: PidGai
     return evaluate_batch(twin, Schedule(gains, 0.0, 1), moves)
 
 
+ENERGY = "energy"
+"""The named objective judged by its move criterion (`objectives.EnergyBudget`) rather than its return."""
+
+
+def energy_budget(reference: Evaluation) -> EnergyBudget:
+    """The energy criterion's budget set by `reference` (the energy-tuned PID) on the moves it ran."""
+    summary = reference.summary()
+    return EnergyBudget.matching(summary["mean_settling_time_s"], summary["mean_energy_j"])
+
+
+def move_score(evaluation: Evaluation, budget: EnergyBudget | None = None) -> float:
+    """What tuning and the schedule's ES maximise: the mean return, or with `budget` the energy criterion."""
+    if budget is None:
+        return evaluation.mean_return
+    energy = np.array([[m.energy_j for m in evaluation.metrics]])
+    settle = np.array([[math.nan if m.settling_time_s is None else m.settling_time_s for m in evaluation.metrics]])
+    return float(budget.score_moves(energy, settle)[0])
+
+
+def budget_for(
+    profile: ServoProfile, load_name: str, objective: str, moves: list[Move], pid: PidGains | None = None
+) -> EnergyBudget | None:
+    """The move criterion's budget for `objective` on `moves` (None: judged by the return).
+
+    Args:
+        profile: the servo profile.
+        load_name: one of its loads.
+        objective: a named objective; only `energy` has a budget.
+        moves: the moves the reference runs.
+        pid: the energy objective's reference PID (default: the cached energy-tuned PID).
+    """
+    if objective != ENERGY:
+        return None
+    reference = pid or tuned_gains(profile, load_name, ENERGY, law="pid")
+    return energy_budget(run_law(profile, load_name, objective, reference, moves))
+
+
 def tune_law(
     profile: ServoProfile,
     load_name: str,
@@ -70,8 +109,12 @@ def tune_law(
     moves: list[Move],
     evaluations: int = 48,
     seed: int = 0,
+    budget: EnergyBudget | None = None,
 ) -> tuple[PidGains, float]:
-    """Tune `law`'s gains for `objective` on `moves`; gravity feed-forward is kept. Returns gains, mean return."""
+    """Tune `law`'s gains for `objective` on `moves`; gravity feed-forward is kept. Returns gains and score.
+
+    `budget` None: the mean return is maximised; otherwise the energy criterion (`move_score`).
+    """
     if law not in LAWS:
         msg = f"unknown law {law!r}; use one of {LAWS}"
         raise MmSimError(msg)
@@ -83,8 +126,8 @@ def tune_law(
         return dataclasses.replace(start, **dict(zip(names, np.exp(base + x).tolist(), strict=True)))
 
     def score(x: NDArray[np.float64]) -> float:
-        mean_return = run_law(profile, load_name, objective, gains_at(x), moves).mean_return
-        return mean_return if math.isfinite(mean_return) else -math.inf
+        value = move_score(run_law(profile, load_name, objective, gains_at(x), moves), budget)
+        return value if math.isfinite(value) else -math.inf
 
     best_x, best = evolve(score, len(names), evaluations=evaluations, seed=seed)
     return gains_at(best_x), best
@@ -99,40 +142,68 @@ class Classical:
         gains: its tuned gains.
         pid: the PID's evaluation on the moves.
         ptos: PTOS's evaluation on the moves.
+        budget: the energy criterion's budget on the moves (set by the PID), None when judged by the return.
+        pid_gains: the PID's gains (for `energy`: the reference that sets a budget on any moves).
     """
 
     law: str
     gains: PidGains
     pid: Evaluation
     ptos: Evaluation
+    budget: EnergyBudget | None = None
+    pid_gains: PidGains | None = None
+
+    @property
+    def start(self) -> Evaluation:
+        """The chosen law's evaluation."""
+        return self.ptos if self.law == "ptos" else self.pid
+
+    def score(self, evaluation: Evaluation) -> float:
+        """`move_score` of an evaluation on the same moves (higher is better)."""
+        return move_score(evaluation, self.budget)
 
 
 def classical(profile: ServoProfile, load_name: str, objective: str, moves: list[Move]) -> Classical:
-    """Evaluate the cached PID and PTOS of a named objective on `moves` and pick the one with the higher return."""
+    """Evaluate the cached PID and PTOS of a named objective on `moves` and pick the higher `move_score`."""
     pid_gains = tuned_gains(profile, load_name, objective, law="pid")
     ptos_gains = tuned_gains(profile, load_name, objective, law="ptos")
     pid = run_law(profile, load_name, objective, pid_gains, moves)
     ptos = run_law(profile, load_name, objective, ptos_gains, moves)
-    if ptos.mean_return > pid.mean_return:
-        return Classical("ptos", ptos_gains, pid, ptos)
-    return Classical("pid", pid_gains, pid, ptos)
+    budget = energy_budget(pid) if objective == ENERGY else None
+    if move_score(ptos, budget) > move_score(pid, budget):
+        return Classical("ptos", ptos_gains, pid, ptos, budget, pid_gains)
+    return Classical("pid", pid_gains, pid, ptos, budget, pid_gains)
 
 
-def tune_all(evaluations: int, moves_per_tune: int, laws: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """Tune every shipped profile × load × named objective for each law; returns {law: cache document}."""
-    caches: dict[str, dict[str, Any]] = {law: {} for law in laws}
+def tune_all(
+    evaluations: int,
+    moves_per_tune: int,
+    laws: tuple[str, ...],
+    objectives: tuple[str, ...] = tuple(OBJECTIVES),
+    caches: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Tune every shipped profile × load × objective for each law; returns {law: cache document}.
+
+    `caches` (updated in place): the documents to write the new gains into, so objectives not retuned keep theirs.
+    """
+    caches = caches if caches is not None else {}
+    for law in laws:
+        caches.setdefault(law, {})
     moves = seeded_moves(moves_per_tune, seed=TUNING_SEED)
     for name in list_profiles():
         profile = load_profile(name)
         for load_name in profile.loads:
-            for objective in OBJECTIVES:
-                for law in laws:
-                    gains, mean_return = tune_law(
-                        profile, load_name, objective, law, moves=moves, evaluations=evaluations
+            for objective in objectives:
+                pid: PidGains | None = None  # the PID just tuned (PID first), else the cached one
+                for law in sorted(laws, key=lambda law: law != "pid"):
+                    budget = None if law == "pid" else budget_for(profile, load_name, objective, moves, pid)
+                    gains, score = tune_law(
+                        profile, load_name, objective, law, moves=moves, evaluations=evaluations, budget=budget
                     )
+                    pid = gains if law == "pid" else pid
                     entry = {k: float(f"{v:.6g}") for k, v in dataclasses.asdict(gains).items()}
                     caches[law].setdefault(name, {}).setdefault(load_name, {})[objective] = entry
-                    print(f"{law} {name}/{load_name}/{objective}: return {mean_return:.4f}, {gains}", flush=True)
+                    print(f"{law} {name}/{load_name}/{objective}: score {score:.4f}, {gains}", flush=True)
     return caches
 
 
@@ -143,8 +214,17 @@ def main(args: list[str] | None = None) -> None:
     parser.add_argument("--laws", nargs="+", default=list(LAWS), choices=LAWS, help="which laws to retune")
     parser.add_argument("--evaluations", type=int, default=48, help="most gain sets tried per profile/load/objective")
     parser.add_argument("--moves", type=int, default=30, help="training moves per evaluation")
+    parser.add_argument(
+        "--objectives", nargs="+", default=list(OBJECTIVES), choices=list(OBJECTIVES), help="which objectives to retune"
+    )
     options = parser.parse_args(args)
-    for law, cache in tune_all(options.evaluations, options.moves, tuple(options.laws)).items():
+    existing = {
+        law: yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for law in options.laws
+        if (path := options.out_dir / f"tuned_{law}.yaml").exists()
+    }
+    tuned = tune_all(options.evaluations, options.moves, tuple(options.laws), tuple(options.objectives), existing)
+    for law, cache in tuned.items():
         header = f"# Written by `python -m mm_sim.tuning`: {law} gains tuned on the twin per profile/load/objective.\n"
         (options.out_dir / f"tuned_{law}.yaml").write_text(
             header + yaml.safe_dump(cache, sort_keys=True), encoding="utf-8"
