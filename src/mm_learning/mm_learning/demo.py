@@ -39,6 +39,7 @@ from mm_learning.bringup_client import (
     SessionConfig,
     SessionResult,
     run_session,
+    score,
 )
 from mm_learning.errors import LearningError
 
@@ -156,8 +157,6 @@ class _Progress(Reporter):
         print(f"  {text}", flush=True)
 
     def train_feedback(self, feedback: Any) -> None:
-        from mm_learning.bringup_client import metric
-
         if feedback.phase in ("exporting", "validating", "publishing"):
             self.phase(f"learner: {feedback.phase}")
             return
@@ -172,9 +171,8 @@ class _Progress(Reporter):
         if feedback.phase == "evaluating" and feedback.eval_metrics and feedback.steps != self._last_eval_steps:
             self._last_eval_steps = int(feedback.steps)
             bar.write(
-                f"  {feedback.steps:>8} steps ({feedback.steps_per_s:5.0f}/s): return "
-                f"{metric(feedback.eval_metrics, 'mean_return'):.4g} vs the classical start "
-                f"{metric(feedback.baseline_metrics, 'mean_return'):.4g}"
+                f"  {feedback.steps:>8} steps ({feedback.steps_per_s:5.0f}/s): validation score "
+                f"{score(feedback.eval_metrics):.4g} vs the classical start {score(feedback.baseline_metrics):.4g}"
             )
         bar.refresh()
 
