@@ -64,6 +64,9 @@ def test_train_action_crosses_processes(context: Context) -> None:
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         spin_until(executor, client.server_is_ready, "the Train action server", DISCOVERY_TIMEOUT_S)
+        # server_is_ready sees the services only; a 500-step goal can end before its feedback topic is matched.
+        feedback_topic = "/train/_action/feedback"
+        spin_until(executor, lambda: node.count_publishers(feedback_topic) > 0, feedback_topic, DISCOVERY_TIMEOUT_S)
 
         feedback: list[Train.Feedback] = []
         future = client.send_goal_async(
@@ -79,9 +82,8 @@ def test_train_action_crosses_processes(context: Context) -> None:
         assert result is not None
         assert result.result.success and result.result.message == "trained for energy"
         assert result.result.metrics[0].value == 500.0
-        # Feedback travels on its own topic: the last one may still be in flight when the result arrives, and the
-        # first one can go out before discovery has matched that topic (server_is_ready only sees the services).
-        spin_until(executor, lambda: any(f.steps == 300 for f in feedback), "the last feedback message", 10.0)
+        # Feedback travels on its own topic: the last one may still be in flight when the result arrives.
+        spin_until(executor, lambda: any(f.steps == 300 for f in feedback), "the last feedback message", 30.0)
         steps = [f.steps for f in feedback]
         assert steps == sorted(set(steps)) and set(steps) <= {100, 200, 300}, f"feedback steps {steps}"
 
