@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from mm_sim.profiles import profile_from_dict
+from mm_sim.profiles import parse_factors, profile_from_dict
 
 from mm_sim import ProfileError, list_profiles, load_profile
 
@@ -109,3 +109,19 @@ def test_randomisation_draws_every_listed_parameter_within_its_spread_and_reprod
     assert nominal.perturbed(np.random.default_rng(7), "pendulum") == nominal.perturbed(
         np.random.default_rng(7), "pendulum"
     )
+
+
+def test_scaled_multiplies_the_named_parameters_and_refuses_what_it_cannot_scale() -> None:
+    nominal = load_profile("mm_v3")
+    profile, load = nominal.scaled("pendulum", parse_factors("load.mass_kg=1.5, friction.coulomb_nm=2"))
+    assert load.mass_kg == pytest.approx(1.5 * nominal.load("pendulum").mass_kg)
+    assert profile.loads["pendulum"] == load, "looked up by name, the scaled load is the one returned"
+    assert profile.friction.coulomb_nm == pytest.approx(2.0 * nominal.friction.coulomb_nm)
+    assert profile.motor == nominal.motor and profile.loads["spring"] == nominal.loads["spring"]
+    assert nominal.scaled("pendulum", {}) == (nominal, nominal.load("pendulum"))
+    with pytest.raises(ProfileError, match="names no numeric profile field"):
+        nominal.scaled("pendulum", {"load.colour": 2.0})
+    with pytest.raises(ProfileError, match="must be a finite number > 0"):
+        nominal.scaled("pendulum", {"load.mass_kg": 0.0})
+    with pytest.raises(ProfileError, match=r"is not 'section\.field=factor'"):
+        parse_factors("load.mass_kg:1.5")

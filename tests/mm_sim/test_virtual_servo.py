@@ -129,6 +129,26 @@ def test_bad_configuration_is_refused_with_the_fix() -> None:
         VirtualServoConfig(control_rate_hz=50)
 
 
+def test_plant_factors_change_the_true_plant_and_not_the_firmware() -> None:
+    """A servo whose pendulum is 1.5 times as heavy moves otherwise under the same command; the core's config is
+    the profile's."""
+
+    def sag(factors: dict[str, float]) -> tuple[float, Any]:
+        servo = VirtualServo(VirtualServoConfig(heartbeat_timeout_s=0.0, plant_factors=factors))
+        servo.command(fw.MODE_TORQUE, 0.0)
+        servo.step(1)
+        servo.command(fw.MODE_POSITION, 1.0)
+        servo.step(150)
+        return servo.plant.angle_rad, servo
+
+    nominal, heavy = sag({}), sag({"load.mass_kg": 1.5})
+    assert heavy[1].plant.load.mass_kg == pytest.approx(1.5 * nominal[1].plant.load.mass_kg)
+    assert abs(heavy[0] - nominal[0]) > 0.01, "150 ms into the same move the heavier arm is elsewhere"
+    assert heavy[1].load == nominal[1].load, "the firmware side is configured from the profile"
+    with pytest.raises(VirtualServoError, match=r"plant_factors: 'load\.colour' names no numeric"):
+        VirtualServo(VirtualServoConfig(plant_factors={"load.colour": 2.0}))
+
+
 @pytest.mark.slow
 def test_signed_policy_in_chunks_is_accepted_and_runs_through_tflite_micro(signed: Signed) -> None:
     from mm_learning.policy_image import policy_crc32

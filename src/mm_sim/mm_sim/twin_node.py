@@ -40,6 +40,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 
 from mm_msgs.msg import Heartbeat, PolicyAck, PolicyChunk, ServoCommand, ServoState, TransitionBatch
+from mm_sim.profiles import parse_factors
 from mm_sim.ros_process import rclpy_process, spin_until
 from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig, VirtualServoError
 
@@ -67,6 +68,7 @@ PARAMETERS: dict[str, Any] = {
     "tflm_arena_bytes": 8192,
     "max_policy_bytes": 32768,
     "pid_objective": "accuracy",
+    "plant_factors": "",
     "time_mode": "realtime",
     "publish_clock": True,
     "fast_max_factor": 0.0,
@@ -166,6 +168,7 @@ class VirtualServoNode(Node):
             tflm_arena_bytes=int(params["tflm_arena_bytes"]),
             max_policy_bytes=int(params["max_policy_bytes"]),
             pid_objective=params["pid_objective"],
+            plant_factors=parse_factors(params["plant_factors"]),
         )
         self.servo = VirtualServo(config)
         self.lock = threading.Lock()  # the core is not re-entrant: callbacks and the control loop share it

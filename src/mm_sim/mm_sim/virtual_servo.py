@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ import mm_firmware_core as fw
 import numpy as np
 
 from mm_sim.baselines import PidGains, initial_gains, tuned_gains
-from mm_sim.errors import MmSimError
+from mm_sim.errors import MmSimError, ProfileError
 from mm_sim.model import Plant, SensorModel
 from mm_sim.observation import COUNTS_PER_REV, ObsScales
 from mm_sim.profiles import ServoProfile, load_profile
@@ -88,6 +89,9 @@ class VirtualServoConfig:
         tflm_arena_bytes: TFLite Micro arena per policy slot; a policy asking for more is refused.
         max_policy_bytes: largest policy image accepted (REASON_TOO_LARGE above).
         pid_objective: whose cached tuned PID gains the core boots with (mm_sim.baselines.tuned_gains).
+        plant_factors: the true plant differs from the profile by these factors ("load.mass_kg": 1.5, keys as
+            in the profile's randomization; `ServoProfile.scaled`), as a real unit and its load differ from the
+            datasheet; the firmware is still configured from the profile. Empty: the nominal plant.
     """
 
     profile: str = "mm_v3"
@@ -102,6 +106,7 @@ class VirtualServoConfig:
     tflm_arena_bytes: int = DEFAULT_TFLM_ARENA_BYTES
     max_policy_bytes: int = DEFAULT_MAX_POLICY_BYTES
     pid_objective: str = "accuracy"
+    plant_factors: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         checks = {
@@ -262,8 +267,12 @@ class VirtualServo:
         self.profile = profile = _servo_profile(config)
         self.load = profile.load(config.load)
         self.dt_s = profile.dt_s
-        self.plant = Plant(profile, self.load)
-        self._sensors = SensorModel(profile, np.random.default_rng(config.seed))
+        try:
+            plant_profile, plant_load = profile.scaled(config.load, config.plant_factors)
+        except ProfileError as exc:
+            raise VirtualServoError(f"plant_factors: {exc}") from exc
+        self.plant = Plant(plant_profile, plant_load)
+        self._sensors = SensorModel(plant_profile, np.random.default_rng(config.seed))
         self.backend = TflmBackend(config.tflm_arena_bytes)
         scales = ObsScales.from_profile(profile)
         limit_a = profile.driver.current_limit_a

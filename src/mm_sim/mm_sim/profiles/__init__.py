@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -227,14 +228,37 @@ class ServoProfile:
             rng: random source (the env's `np_random`, so episodes reproduce from the seed).
             load_name: the load to perturb along with the servo.
         """
+        factors = {
+            key: float(rng.uniform(1.0 - spread, 1.0 + spread)) for key, spread in sorted(self.randomization.items())
+        }
+        return self.scaled(load_name, factors)
+
+    def scaled(self, load_name: str, factors: Mapping[str, float]) -> tuple[ServoProfile, LoadParams]:
+        """The servo and one of its loads with parameters multiplied by `factors`.
+
+        Args:
+            load_name: the load to scale along with the servo; the returned profile's `loads[load_name]` is the
+                scaled load too, so code that looks the load up by name sees it.
+            factors: relative factors keyed "section.field" as in `randomization` ("load.mass_kg": 1.5 is a
+                load 50 % heavier); each must be finite and > 0.
+
+        Raises:
+            ProfileError: a key names no numeric field, or a factor is not a finite positive number.
+        """
         sections: dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         sections["load"] = self.load(load_name)
-        for key, spread in sorted(self.randomization.items()):
-            section, field = key.split(".")
-            value = getattr(sections[section], field)
-            scaled = value * float(rng.uniform(1.0 - spread, 1.0 + spread))
-            sections[section] = dataclasses.replace(sections[section], **{field: scaled})
+        for key, factor in factors.items():
+            section, _, field = key.partition(".")
+            if field not in _numeric_fields(sections.get(section)):
+                msg = f"{key!r} names no numeric profile field; use 'section.field', e.g. 'load.mass_kg'"
+                raise ProfileError(msg)
+            if not (math.isfinite(factor) and factor > 0.0):
+                msg = f"the factor of {key!r} must be a finite number > 0, got {factor!r}"
+                raise ProfileError(msg)
+            value = getattr(sections[section], field) * float(factor)
+            sections[section] = dataclasses.replace(sections[section], **{field: value})
         load = sections.pop("load")
+        sections["loads"] = dict(self.loads) | {load_name: load}
         return ServoProfile(**sections), load
 
 
@@ -351,6 +375,34 @@ def profile_from_dict(data: Any, *, where: str = "profile") -> ServoProfile:
     )
 
 
+def _numeric_fields(section: Any) -> set[str]:
+    """The float fields of a profile section or load (empty for anything else)."""
+    if not dataclasses.is_dataclass(section):
+        return set()
+    return {f.name for f in dataclasses.fields(section) if f.type == "float"}
+
+
+def parse_factors(text: str) -> dict[str, float]:
+    """Parse "section.field=factor,..." (e.g. "load.mass_kg=1.5,friction.coulomb_nm=2"); "" is no factor.
+
+    The keys are checked against a profile by `ServoProfile.scaled`.
+
+    Raises:
+        ProfileError: an entry is not "key=number".
+    """
+    factors: dict[str, float] = {}
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = entry.partition("=")
+        try:
+            factors[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            msg = f"{entry!r} is not 'section.field=factor' (e.g. 'load.mass_kg=1.5')"
+            raise ProfileError(msg) from None
+    return factors
+
+
 def _randomization(where: str, value: Any, sections: dict[str, Any]) -> dict[str, float]:
     if not isinstance(value, dict):
         msg = f"{where}: expected a mapping like {{'motor.resistance_ohm': 0.1}}, got {value!r}"
@@ -359,12 +411,7 @@ def _randomization(where: str, value: Any, sections: dict[str, Any]) -> dict[str
     result: dict[str, float] = {}
     for key, spread in value.items():
         section, _, field = str(key).partition(".")
-        if section == "load":
-            known = load_fields
-        elif section in sections:
-            known = {f.name for f in dataclasses.fields(sections[section]) if f.type == "float"}
-        else:
-            known = set()
+        known = load_fields if section == "load" else _numeric_fields(sections.get(section))
         if field not in known:
             msg = f"{where}: {key!r} names no numeric profile field; use 'section.field', e.g. 'motor.resistance_ohm'"
             raise ProfileError(msg)
