@@ -71,6 +71,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             "signing_key": str(key_path),
             "online_wait_s": 10.0,
             "online_stop_on_target": not FULL_RUN,
+            # Online `es` goals: one small round (what a full budget achieves is bench_online_schedule's).
+            "online_es_generations": 2,
+            "online_es_rounds": 1,
+            "online_es_fit_evaluations": 5,
+            "online_es_eval_moves": 3,
         },
     )
     twin = twin_args(
@@ -125,6 +130,28 @@ def test_online_goals_are_refused_with_the_reason(stack: dict[str, Any]) -> None
     accepted, result, status = client.call(_train(client, "/alone/train"), _goal(max_time_s=10.0), timeout_s=60.0)
     assert accepted and status == GoalStatus.STATUS_ABORTED
     assert "no driver: the deploy_policy action server in '/alone'" in result.message
+
+
+def test_an_online_es_goal_calibrates_the_twin_and_reports_what_the_servo_measured(stack: dict[str, Any]) -> None:
+    """`algorithm: es` online through DDS: the classical start measured on the servo, the twin calibrated to it, a
+    schedule trained there, deployed through the driver and measured on the same moves; the better one is kept."""
+    client: Client = stack["client"]
+    feedback: list[Any] = []
+    accepted, result, status = client.call(
+        _train(client, "/online/train"),
+        _goal(algorithm="es", max_time_s=300.0),
+        timeout_s=420.0,
+        feedback=feedback,
+    )
+    assert accepted and status == GoalStatus.STATUS_SUCCEEDED, result.message
+    assert result.success and "round 1: twin fit rms" in result.message, result.message
+    metrics = {m.name: m.value for m in result.metrics}
+    baseline = {m.name: m.value for m in result.baseline_metrics}
+    assert metrics["mean_return"] >= baseline["mean_return"], "the kept policy is the start or one that beat it"
+    assert result.steps in (3 * 1000, 6 * 1000), "3 evaluation moves of 1 s, for the start and the round's policy"
+    assert result.policy_crc32 != 0 and Path(result.image_path).is_file()
+    phases = {f.phase for f in feedback}
+    assert {"deploying", "evaluating", "calibrating", "training"} <= phases, phases
 
 
 @pytest.fixture(scope="module")

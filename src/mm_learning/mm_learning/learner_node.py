@@ -56,7 +56,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from mm_learning.errors import LearningError
 from mm_learning.goals import OFF_POLICY, SB3_ALGORITHMS, SCHEDULE_ALGORITHM, parse_objective, run_key
-from mm_learning.online_session import Episode, OnlineError, SessionConfig, SessionProgress
+from mm_learning.online_session import CalibratedConfig, Episode, OnlineError, SessionConfig, SessionProgress
 from mm_learning.registry import IMAGE_NAME
 from mm_msgs.action import DeployPolicy, Train
 from mm_msgs.msg import MetricValue, PolicyBlob, Reward, RewardTerm, ServoCommand, ServoState, TransitionBatch
@@ -120,6 +120,19 @@ _SESSION_PARAMETERS: dict[str, str] = {
 }
 _SESSION_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(SessionConfig)}
 _PARAMETERS |= {f"online_{name}": (_SESSION_DEFAULTS[name], text) for name, text in _SESSION_PARAMETERS.items()}
+# Online `es` goals (mm_learning.calibration): `online_es_<field>` parameters whose defaults are CalibratedConfig's;
+# settle_s, target_limit_rad, min_move_rad and stop_on_target are the online_* ones above, episode_s the node's.
+_CALIBRATED_PARAMETERS: dict[str, str] = {
+    "eval_moves": "seeded evaluation moves on the servo for the classical start and each calibrated policy",
+    "rounds": "at most this many calibrate -> train -> deploy -> evaluate rounds",
+    "generations": "ES generations per round on the calibrated twin",
+    "fit_evaluations": "candidate plants simulated per calibration",
+    "max_servo_s": "servo-time budget of a goal, moves and settling included (s; 0: none)",
+}
+_CALIBRATED_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(CalibratedConfig)}
+_PARAMETERS |= {
+    f"online_es_{name}": (_CALIBRATED_DEFAULTS[name], text) for name, text in _CALIBRATED_PARAMETERS.items()
+}
 _MODES = ("", "sim", "online")
 VELOCITY_SCALES = ("profile", "matched")
 ONLINE_DEFAULT_ALGORITHM = "sac"
@@ -151,8 +164,6 @@ def _metric_dict(metrics: dict[str, float]) -> dict[str, float]:
 def _algorithm_problem(goal: Train.Goal) -> str:
     """Why the goal's algorithm cannot run in its mode, or ""."""
     if goal.algorithm == SCHEDULE_ALGORITHM:
-        if goal.mode == "online":
-            return f"{SCHEDULE_ALGORITHM!r} trains in the twin (mode sim); online mode takes sac, td3 or ddpg"
         return ""
     if goal.algorithm and goal.algorithm not in SB3_ALGORITHMS:
         return f"unknown algorithm {goal.algorithm!r}; use one of {SCHEDULE_ALGORITHM}, {', '.join(SB3_ALGORITHMS)}"
@@ -327,9 +338,7 @@ class LearnerNode(Node):
             return self._abort(goal_handle, busy)
         self.get_logger().info(f"running train goal {_goal_id(goal_handle)}")
         try:
-            if goal_handle.request.mode == "online":
-                return self._train_online(goal_handle)
-            return self._train(goal_handle)
+            return self._run_goal(goal_handle)
         except LearningError as exc:
             self.get_logger().error(f"train goal failed: {exc}")
             goal_handle.abort()
@@ -343,6 +352,14 @@ class LearnerNode(Node):
         finally:
             self._running = None
             self._busy.release()
+
+    def _run_goal(self, goal_handle: ServerGoalHandle) -> Train.Result:
+        """The goal's trainer: in the twin (sim), or against the servo (online: the schedule or SB3)."""
+        if goal_handle.request.mode != "online":
+            return self._train(goal_handle)
+        if goal_handle.request.algorithm == SCHEDULE_ALGORITHM:
+            return self._train_online_schedule(goal_handle)
+        return self._train_online(goal_handle)
 
     def _shutting_down(self) -> bool:
         """Whether Ctrl-C (or rclpy.shutdown) has shut this node's context down."""
@@ -682,6 +699,77 @@ class LearnerNode(Node):
             "metrics": metric_values(best.metrics),
             "baseline_metrics": metric_values(start.metrics),
             "checkpoint_path": str(out_dir / "model.zip"),
+            "image_path": str(best.metadata["paths"]["mmpl"]),
+        }
+        if result.stop_reason == "cancelled":
+            self._end_stopped(goal_handle)
+            return Train.Result(success=False, **fields)
+        goal_handle.succeed()
+        return Train.Result(success=True, **fields)
+
+    def _train_online_schedule(self, goal_handle: ServerGoalHandle) -> Train.Result:
+        """Learn the schedule for the servo in this namespace (mm_learning.calibration), through its driver."""
+        from mm_learning.calibration import CalibratedSession
+        from mm_learning.schedule import objective_metric
+        from mm_learning.signing import load_private_key
+
+        goal: Train.Goal = goal_handle.request
+        twin = self._twin(goal)
+        p = self._param
+        config = CalibratedConfig(
+            objective=goal.objective,
+            profile=twin.profile,
+            load=twin.load,
+            seed=int(goal.seed),
+            episode_s=float(p("episode_s")),
+            settle_s=float(p("online_settle_s")),
+            target_limit_rad=float(p("online_target_limit_rad")),
+            min_move_rad=float(p("online_min_move_rad")),
+            stop_on_target=bool(p("online_stop_on_target")),
+            max_time_s=float(goal.max_time_s),
+            **{name: type(_CALIBRATED_DEFAULTS[name])(p(f"online_es_{name}")) for name in _CALIBRATED_PARAMETERS},
+        )
+        out_dir = self._run_dir(goal, twin, f"online-{SCHEDULE_ALGORITHM}") / f"session-{int(time.time())}"
+        self._link.configure(
+            registry_dir=self._path("registry_dir"),
+            timeout_s=float(self._param("online_move_timeout_s")),
+            deploy_client=self._deploy_client,
+        )
+
+        def on_progress(progress: SessionProgress) -> None:
+            self._feedback(goal_handle, progress.phase, progress)
+
+        session = CalibratedSession(
+            config,
+            self._link,
+            private_key=load_private_key(self._path("signing_key")),
+            out_dir=out_dir,
+            on_progress=on_progress,
+            should_cancel=lambda: self._stop_requested(goal_handle),
+        )
+        result = session.run()
+        best, start = result.best, result.start
+        metric, _ = objective_metric(goal.objective)
+        rounds = "; ".join(
+            f"round {i + 1}: twin fit rms {r.fit.nominal_rms_error_rad * 1e3:.0f} -> "
+            f"{r.fit.rms_error_rad * 1e3:.0f} mrad"
+            + (f", servo {metric} {r.servo_metrics[metric]:.4g}" if r.servo_metrics else ", nothing deployed")
+            + (f" (export refused: {r.refusal})" if r.refusal else "")
+            for i, r in enumerate(session.rounds)
+        )
+        summary = (
+            f"online {SCHEDULE_ALGORITHM}: {metric} {best.metrics[metric]:.4g} vs classical start "
+            f"{start.metrics[metric]:.4g} on {config.eval_moves} servo moves, {result.servo_time_s:.0f} s of servo "
+            f"time, {result.deploys} deploys, stopped by {result.stop_reason}; {rounds}"
+        )
+        self.get_logger().info(summary)
+        fields = {
+            "message": summary,
+            "policy_id": hashlib.sha256(best.image).hexdigest(),
+            "policy_crc32": best.policy_crc32,
+            "steps": result.steps,
+            "metrics": metric_values(best.metrics),
+            "baseline_metrics": metric_values(start.metrics),
             "image_path": str(best.metadata["paths"]["mmpl"]),
         }
         if result.stop_reason == "cancelled":

@@ -24,6 +24,7 @@ transition bootstraps (done = False).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -134,6 +135,36 @@ class TransitionColumns:
         return len(self.actions)
 
 
+def reward_terms(
+    terms: Mapping[str, float], batch: TransitionColumns
+) -> tuple[NDArray[np.float64], dict[str, NDArray[np.float64]]]:
+    """The reward of each transition i -> i+1 for term weights `terms`, and its weighted terms (``count - 1`` each).
+
+    The terms sum to the reward. The twin's env computes the same: the measured state of sample i+1 (after
+    action i took effect), action i, and the action before it (feature 6 of observation i, the previous action as
+    the contract defines it).
+    """
+    from mm_sim.objectives import TransitionSample, reward
+
+    values = np.empty(batch.count - 1)
+    columns = {name: np.empty(batch.count - 1) for name in terms}
+    for i in range(batch.count - 1):
+        sample = TransitionSample(
+            position_rad=float(batch.position_rad[i + 1]),
+            velocity_rad_s=float(batch.velocity_rad_s[i + 1]),
+            current_a=float(batch.current_a[i + 1]),
+            target_rad=float(batch.target_rad[i + 1]),
+            power_w=float(batch.power_w[i + 1]),
+            action=float(batch.actions[i]),
+            previous_action=float(batch.observations[i, 6]),
+            dt_s=batch.dt_s,
+        )
+        values[i], sample_terms = reward(terms, sample)
+        for name, value in sample_terms.items():
+            columns[name][i] = value
+    return values, columns
+
+
 class _NoEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
     """Carries the contract's spaces for SB3; the online learner never steps an env."""
 
@@ -185,9 +216,6 @@ class OnlineLearner:
         if algorithm not in OFF_POLICY:
             msg = f"online learning needs an off-policy algorithm ({', '.join(sorted(OFF_POLICY))}), not {algorithm!r}"
             raise TrainingError(msg)
-        from mm_sim.objectives import reward
-
-        self._reward = reward
         self.objective = objective
         self.terms = objective_terms(objective)
         if model is None:
@@ -213,25 +241,7 @@ class OnlineLearner:
 
     def reward_terms(self, batch: TransitionColumns) -> tuple[NDArray[np.float64], dict[str, NDArray[np.float64]]]:
         """:meth:`rewards` and each weighted term of them (``count - 1`` values each; the terms sum to it)."""
-        from mm_sim.objectives import TransitionSample
-
-        values = np.empty(batch.count - 1)
-        terms = {name: np.empty(batch.count - 1) for name in self.terms}
-        for i in range(batch.count - 1):
-            sample = TransitionSample(
-                position_rad=float(batch.position_rad[i + 1]),
-                velocity_rad_s=float(batch.velocity_rad_s[i + 1]),
-                current_a=float(batch.current_a[i + 1]),
-                target_rad=float(batch.target_rad[i + 1]),
-                power_w=float(batch.power_w[i + 1]),
-                action=float(batch.actions[i]),
-                previous_action=float(batch.observations[i, 6]),
-                dt_s=batch.dt_s,
-            )
-            values[i], sample_terms = self._reward(self.terms, sample)
-            for name, value in sample_terms.items():
-                terms[name][i] = value
-        return values, terms
+        return reward_terms(self.terms, batch)
 
     def add_batch(self, batch: TransitionColumns) -> int:
         """Store the batch's decision transitions in the replay buffer; returns how many were stored.

@@ -39,7 +39,7 @@ from mm_learning.goals import parse_objective
 from mm_learning.policy_image import MAX_POLICY_DECIMATION
 
 if TYPE_CHECKING:
-    from mm_learning.online import OnlineLearner, TransitionColumns
+    from mm_learning.online import TransitionColumns
 # torch and Stable-Baselines3 (mm_learning.actor, .online, .trainer) are imported where a session uses them: the
 # learner node reads SessionConfig's defaults at start-up without paying for those imports (mm_learning.goals).
 
@@ -187,6 +187,65 @@ class SessionConfig:
 
 
 @dataclass(frozen=True)
+class CalibratedConfig:
+    """One online schedule session; times in servo time unless said otherwise.
+
+    Attributes:
+        objective: a named objective or a mix whose classical controller is PTOS.
+        profile: the shipped profile the servo is configured from.
+        load: its load (what the twin starts from; the calibration finds how the servo's differs).
+        seed: seed of the calibration search and of the training (round k trains with seed + k).
+        generations: ES generations per round on the calibrated twin (``schedule.ScheduleConfig``).
+        eval_moves: seeded evaluation moves on the servo (``seeded_moves`` with the schedule bench's seed).
+        episode_s: length of each evaluation move (s).
+        settle_s: servo time the PID is given to reach a move's start (s).
+        target_limit_rad: evaluation starts and targets in [-limit, limit] (rad).
+        min_move_rad: every evaluation move is at least this long (rad).
+        rounds: at most this many calibrate → train → deploy → evaluate rounds.
+        fit_evaluations: candidate plants per calibration.
+        max_servo_s: servo-time budget (s), moves and settling included; 0: no limit.
+        max_time_s: wall-time budget (s); 0: no limit.
+        stop_on_target: stop once a policy beats the classical start on the servo.
+    """
+
+    objective: str = "speed"
+    profile: str = "mm_v3"
+    load: str = "pendulum"
+    seed: int = 0
+    generations: int = 30
+    eval_moves: int = 10
+    episode_s: float = 1.0
+    settle_s: float = 0.5
+    target_limit_rad: float = math.pi
+    min_move_rad: float = 0.2
+    rounds: int = 3
+    fit_evaluations: int = 120
+    max_servo_s: float = 600.0
+    max_time_s: float = 0.0
+    stop_on_target: bool = True
+
+    def validate(self) -> None:
+        """Refuse a configuration that cannot run, naming the field (OnlineError)."""
+        problems = []
+        parse_objective(self.objective)
+        if min(self.eval_moves, self.rounds, self.fit_evaluations, self.generations) < 1:
+            problems.append("eval_moves, rounds, fit_evaluations and generations must be >= 1")
+        positive = {"episode_s": self.episode_s, "target_limit_rad": self.target_limit_rad}
+        non_negative = {
+            "settle_s": self.settle_s,
+            "min_move_rad": self.min_move_rad,
+            "max_servo_s": self.max_servo_s,
+            "max_time_s": self.max_time_s,
+        }
+        problems += [f"{k}={v} must be > 0" for k, v in positive.items() if not (math.isfinite(v) and v > 0.0)]
+        problems += [f"{k}={v} must be >= 0" for k, v in non_negative.items() if not (math.isfinite(v) and v >= 0.0)]
+        if self.min_move_rad >= self.target_limit_rad:
+            problems.append(f"min_move_rad={self.min_move_rad} leaves no move in ±{self.target_limit_rad} rad")
+        if problems:
+            raise OnlineError("; ".join(problems))
+
+
+@dataclass(frozen=True)
 class PolicyRecord:
     """A deployed policy and how it did on the evaluation moves.
 
@@ -286,17 +345,17 @@ class SessionResult:
         return self.gradient_steps / self.train_time_s if self.train_time_s > 0.0 else 0.0
 
 
-def evaluation_summary(learner: OnlineLearner, moves: list[TransitionColumns], starts: list[float]) -> dict[str, float]:
-    """Mean return and step metrics of evaluation moves measured by the servo (``trainer.summarize`` names).
+def servo_evaluation(terms: Mapping[str, float], moves: list[TransitionColumns], starts: list[float]) -> Any:
+    """Evaluation moves measured by the servo as an ``mm_sim.evaluate.Evaluation``.
 
-    The return of a move is the sum of the objective's rewards of its transitions; the metrics are
+    The return of a move is the sum of the rewards (term weights `terms`) of its transitions; its metrics are
     ``mm_sim.metrics.step_metrics`` of its samples, from ``starts`` (the move's commanded start, rad).
     """
     from mm_sim.evaluate import Evaluation, Move
     from mm_sim.metrics import Response, step_metrics
     from mm_sim.objectives import DEFAULT_TOLERANCE_RAD
 
-    from mm_learning.trainer import summarize
+    from mm_learning.online import reward_terms
 
     metrics, returns, described = [], [], []
     for columns, start in zip(moves, starts, strict=True):
@@ -309,9 +368,9 @@ def evaluation_summary(learner: OnlineLearner, moves: list[TransitionColumns], s
             action=columns.actions.astype(np.float64),
         )
         metrics.append(step_metrics(response, start_rad=start, tolerance_rad=DEFAULT_TOLERANCE_RAD))
-        returns.append(float(np.sum(learner.rewards(columns))))
+        returns.append(float(np.sum(reward_terms(terms, columns)[0])))
         described.append(Move(start, float(columns.target_rad[0]), columns.count * columns.dt_s))
-    return summarize(Evaluation(described, metrics, returns))
+    return Evaluation(described, metrics, returns)
 
 
 class OnlineSession:
@@ -516,7 +575,9 @@ class OnlineSession:
         for move in self.eval_moves:
             episode = Episode(move.target_rad, move.duration_s, move.start_rad, settle_s=self.config.settle_s)
             moves.append(self._complete_move(episode))
-        return evaluation_summary(self.learner, moves, [m.start_rad for m in self.eval_moves])
+        from mm_learning.trainer import summarize
+
+        return summarize(servo_evaluation(self.learner.terms, moves, [m.start_rad for m in self.eval_moves]))
 
     def _complete_move(self, episode: Episode) -> TransitionColumns:
         """Run an evaluation move until its transitions arrive whole; every attempt is stored for training.

@@ -15,6 +15,7 @@ what the perturbation did. docs/learning.md gives the measurements behind choosi
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -28,10 +29,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from mm_sim.baselines import LAWS, TimeOptimalController, tuned_gains
 from mm_sim.batch import BatchTwin, Rollout, Schedule, evaluate_batch, random_moves, rollout
 from mm_sim.env import ServoEnv
-from mm_sim.evaluate import Evaluation, evaluate, seeded_moves
+from mm_sim.evaluate import Evaluation, Move, evaluate, seeded_moves
 from mm_sim.objectives import EnergyBudget
 from mm_sim.observation import OBS_DIM
-from mm_sim.profiles import load_profile
+from mm_sim.profiles import ServoProfile, load_profile
 from mm_sim.tuning import ENERGY, Classical, classical
 from numpy.typing import NDArray
 
@@ -76,6 +77,11 @@ class ScheduleConfig:
         episode_s: length of a training move (s); validation moves last 1 s. None: `default_episode_s`.
         validation_moves: moves that choose the best policy.
         validate_every: generations between two validations.
+        plant_factors: train, validate and check on the profile's plant scaled by these factors ("load.mass_kg",
+            1.4), e.g. a twin calibrated to a servo (`mm_learning.calibration`); the classical laws stay the
+            profile's tuned ones, the laws the servo runs.
+        base_law: the law to schedule: "ptos", or "" for the objective's classical controller (the better of PID
+            and PTOS on the validation moves, which must be PTOS). A calibrated twin keeps the law the servo runs.
     """
 
     profile: str = "mm_v3"
@@ -93,14 +99,23 @@ class ScheduleConfig:
     episode_s: float | None = None
     validation_moves: int = 30
     validate_every: int = 5
+    plant_factors: tuple[tuple[str, float], ...] = ()
+    base_law: str = ""
 
     def __post_init__(self) -> None:
         if min(self.generations, self.hidden, self.pairs, self.moves, self.validate_every, self.decimation) < 1:
             msg = f"generations, hidden, pairs, moves, validate_every and decimation must be >= 1: {self}"
             raise TrainingError(msg)
+        if self.base_law not in ("", "ptos"):
+            msg = f"base_law {self.base_law!r} must be 'ptos' or '' (the objective's classical controller)"
+            raise TrainingError(msg)
         if not (self.sigma > 0.0 and self.learning_rate > 0.0 and (self.episode_s is None or self.episode_s > 0.0)):
             msg = f"sigma, learning_rate and episode_s must be > 0: {self}"
             raise TrainingError(msg)
+
+    def twin_profile(self) -> ServoProfile:
+        """The profile the twin trains on: the shipped one, its load scaled by `plant_factors`."""
+        return load_profile(self.profile).scaled(self.load, dict(self.plant_factors))[0]
 
     @property
     def move_s(self) -> float:
@@ -123,7 +138,7 @@ UNBOUNDED_GENERATIONS = 1_000_000
 
 def ticks_per_generation(config: ScheduleConfig) -> int:
     """Control ticks of experience one generation collects (every perturbed policy on every training move)."""
-    return 2 * config.pairs * config.moves * round(config.move_s * load_profile(config.profile).control.rate_hz)
+    return 2 * config.pairs * config.moves * round(config.move_s * config.twin_profile().control.rate_hz)
 
 
 class MlpPolicy:
@@ -307,6 +322,39 @@ def _check_move_length(config: ScheduleConfig, base: Classical) -> None:
         raise TrainingError(msg)
 
 
+def _setup(config: ScheduleConfig) -> tuple[ServoProfile, list[Move], Classical, Schedule]:
+    """The twin's profile, the validation moves, the classical law evaluated on them and the schedule of it.
+
+    Raises:
+        TrainingError: the classical law is the PID (nothing to schedule), or the moves are too short.
+    """
+    profile = config.twin_profile()
+    validation = seeded_moves(config.validation_moves, seed=VALIDATION_SEED)
+    base_name = objective_base(config.objective)
+    base = classical(profile, config.load, base_name, validation)
+    if config.base_law == "ptos" and base.law != "ptos":
+        base = dataclasses.replace(base, law="ptos", gains=tuned_gains(profile, config.load, base_name, law="ptos"))
+    if base.gains.decel_rad_s2 <= 0.0:
+        msg = f"the classical controller of {config.objective!r} here is the PID; a schedule needs PTOS to scale"
+        raise TrainingError(msg)
+    _check_move_length(config, base)
+    return profile, validation, base, Schedule(base.gains, config.schedule_range, config.decimation)
+
+
+def classical_start(config: ScheduleConfig) -> ScheduleResult:
+    """The untrained policy as a result to export: its output layer is zero, so the servo runs the classical law.
+
+    Raises:
+        TrainingError: as `train_schedule`.
+    """
+    started = time.perf_counter()
+    _, _, base, schedule = _setup(config)
+    policy = MlpPolicy(config.hidden)
+    weights = policy.initial(np.random.default_rng(config.seed))
+    curve = [(0, base.score(base.start))]
+    return ScheduleResult(config, policy, weights, schedule, base, None, curve, 0, time.perf_counter() - started, None)
+
+
 def train_schedule(
     config: ScheduleConfig,
     *,
@@ -315,14 +363,7 @@ def train_schedule(
 ) -> ScheduleResult:
     """Train a scheduling policy on the batched twin and keep the best validated one."""
     started = time.perf_counter()
-    profile = load_profile(config.profile)
-    validation = seeded_moves(config.validation_moves, seed=VALIDATION_SEED)
-    base = classical(profile, config.load, objective_base(config.objective), validation)
-    if base.gains.decel_rad_s2 <= 0.0:
-        msg = f"the classical controller of {config.objective!r} here is the PID; a schedule needs PTOS to scale"
-        raise TrainingError(msg)
-    _check_move_length(config, base)
-    schedule = Schedule(base.gains, config.schedule_range, config.decimation)
+    profile, validation, base, schedule = _setup(config)
     rng = np.random.default_rng(config.seed)
     policy = MlpPolicy(config.hidden)
     weights = policy.initial(rng)
@@ -401,7 +442,7 @@ def export_schedule(
     """
     config = result.config
     actor = result.policy.actor(result.weights)
-    profile = load_profile(config.profile)
+    profile = config.twin_profile()
 
     def twin(copies: int) -> BatchTwin:
         return BatchTwin(profile, config.load, copies, objective=objective_terms(config.objective))
@@ -483,7 +524,7 @@ class Comparison:
 def compare(result: ScheduleResult, model: bytes, moves: int) -> Comparison:
     """PID, PTOS, the exported policy under TFLite Micro and the bound on `moves` seeded evaluation moves."""
     config = result.config
-    profile = load_profile(config.profile)
+    profile = config.twin_profile()
     evaluation_moves = seeded_moves(moves, seed=EVALUATION_SEED)
 
     def on_twin(schedule: Schedule, policy: TflmPolicy | None = None) -> dict[str, float]:
