@@ -154,7 +154,12 @@ def test_signed_policy_in_chunks_is_accepted_and_runs_through_tflite_micro(signe
     from mm_learning.policy_image import policy_crc32
     from mm_learning.tflm import TflmPolicy
 
-    servo = VirtualServo(VirtualServoConfig(public_key_hex=signed.public_hex, heartbeat_timeout_s=0.0))
+    # The random actor drives the pendulum far past the target, where the core's guard (servo contract section 4)
+    # would hand the move to the PID: it is off here, so every tick is the policy's (tests/firmware/test_guard.py).
+    config = VirtualServoConfig(
+        public_key_hex=signed.public_hex, heartbeat_timeout_s=0.0, guard_error_rad=0.0, guard_saturation_s=0.0
+    )
+    servo = VirtualServo(config)
     assert servo.command(fw.MODE_POLICY, 1.0) != 0, "no policy yet: POLICY mode is refused"
     ack = deploy(servo, signed.image, transfer_id=7)
     assert (ack.transfer_id, ack.status) == (7, ACCEPTED)

@@ -44,6 +44,12 @@ struct mm_core {
     bool policy_noisy;            /* policy_action carries exploration noise (FLAG_POLICY clear) */
     mm_pid_t policy_base;         /* the base law's integrator in schedule mode (reset with the policy counter) */
     uint32_t policy_counter;
+    /* guard of POLICY-mode moves (contract section 4), re-armed by start_episode */
+    bool guard_armed;             /* the move's initial error is recorded (its first POLICY tick has run) */
+    bool guard_tripped;           /* the move left its envelope: the classical controller drives the rest of it */
+    float guard_e0_rad;           /* error target - position on the move's first POLICY tick (rad) */
+    float guard_saturated_s;      /* how long the policy's current has been at the limit without a break (s) */
+    uint32_t guard_trips;         /* moves handed to the classical controller since init */
     /* exploration (contract section 4): set by POLICY commands */
     float exploration_std;
     float exploration_tau_s;
@@ -90,6 +96,10 @@ void mm_core_config_default(mm_config_t *cfg)
     cfg->max_policy_bytes = MM_MAX_POLICY_BYTES;
     /* Senders resend at least every ack timeout (mm_driver: 0.5 s), so 2 s of silence means they gave up. */
     cfg->transfer_timeout_s = 2.0f;
+    /* Above what the tuned classical laws do, on the nominal twin and at the corner of its randomization (contract
+     * section 4: the tuned PTOS laws pass the target by up to 1.1 rad and hold the limit up to 0.34 s there). */
+    cfg->guard_error_rad = 1.5f;
+    cfg->guard_saturation_s = 0.5f;
 }
 
 size_t mm_core_size(void)
@@ -137,7 +147,8 @@ static bool config_valid(const mm_config_t *cfg)
            cfg->policy_decimation >= 1u && isfinite(cfg->velocity_filter_tau_s) &&
            cfg->velocity_filter_tau_s >= 0.0f && gains_valid(&cfg->gains, cfg->current_limit_a) && mm_obs_params_valid(&cfg->obs) &&
            cfg->max_policy_bytes <= MM_MAX_POLICY_BYTES && cfg->zero_offset_counts < MM_ENCODER_COUNTS &&
-           isfinite(cfg->transfer_timeout_s) && cfg->transfer_timeout_s >= 0.0f;
+           isfinite(cfg->transfer_timeout_s) && cfg->transfer_timeout_s >= 0.0f && isfinite(cfg->guard_error_rad) &&
+           isfinite(cfg->guard_saturation_s);
 }
 
 static uint8_t staging_slot(const mm_core_t *core)
@@ -173,12 +184,16 @@ static bool mode_is_active(uint8_t mode)
 }
 
 /* A new episode: its first sample is flagged, and the policy runs on its first tick (decisions start with it);
- * a scheduling policy's base law starts with an empty integrator, as the PID does on entering POSITION mode. */
+ * a scheduling policy's base law starts with an empty integrator, as the PID does on entering POSITION mode. It is
+ * a new move for the guard, which re-arms (a tripped move gives the policy back). */
 static void start_episode(mm_core_t *core)
 {
     core->episode_start = true;
     core->policy_counter = 0u;
     mm_pid_reset(&core->policy_base);
+    core->guard_armed = false;
+    core->guard_tripped = false;
+    core->guard_saturated_s = 0.0f;
 }
 
 static void enter_mode(mm_core_t *core, uint8_t mode)
@@ -418,21 +433,78 @@ static bool run_policy(mm_core_t *core, float dt_s)
     return true;
 }
 
-/* POLICY mode's current from the held policy action a (contract section 4). Schedule mode (the image's
- * schedule_range rho > 0): the image's base law (PTOS) runs every tick with its braking deceleration scaled by
- * exp(rho * a), so the policy schedules how hard the classical law brakes; its output is the current. */
-static float policy_current(mm_core_t *core, float dt_s)
+/* The active image schedules a classical base law (schedule_range > 0) rather than commanding the current. */
+static bool policy_scheduled(const mm_core_t *core)
+{
+    return core->active_header.schedule_range > 0.0f;
+}
+
+/* POLICY mode's current from the action a (contract section 4). Schedule mode (the image's schedule_range rho > 0):
+ * the image's base law (PTOS) runs every tick with its braking deceleration scaled by exp(rho * a), so the policy
+ * schedules how hard the classical law brakes; its output is the current. */
+static float policy_current(mm_core_t *core, float action, float dt_s)
 {
     const mm_policy_header_t *h = &core->active_header;
     const float limit_a = h->scales.current_limit_a;
-    if (!(h->schedule_range > 0.0f)) {
-        return core->policy_action * limit_a;
+    if (!policy_scheduled(core)) {
+        return action * limit_a;
     }
     mm_pid_gains_t gains = h->base_gains;
-    gains.decel_rad_s2 = h->base_gains.decel_rad_s2 * expf(h->schedule_range * core->policy_action);
+    gains.decel_rad_s2 = h->base_gains.decel_rad_s2 * expf(h->schedule_range * action);
     const float base_a = mm_pid_step(&core->policy_base, &gains, limit_a, dt_s, core->position_rad,
                                      core->obs_velocity.velocity_rad_s, core->target_rad, core->target_velocity_rad_s);
     return base_a;
+}
+
+/* POSITION mode's law: the cascaded PID with the gains in effect to the commanded target, clamped to limit_a (A). */
+static float position_current(mm_core_t *core, float limit_a, float dt_s)
+{
+    return mm_pid_step(&core->pid, &core->gains, limit_a, dt_s, core->position_rad, core->velocity.velocity_rad_s,
+                       core->target_rad, core->target_velocity_rad_s);
+}
+
+/* The guard of this POLICY-mode move (contract section 4): true once the move left its envelope. The move's initial
+ * error e0 is taken on its first POLICY tick; on every later tick the error e = target - position trips it when
+ * |e| > |e0| + guard_error_rad or when the load passed the target by more than guard_error_rad, and the time the
+ * previous ticks held the current at the limit (counted by mm_core_step) trips it past guard_saturation_s. */
+static bool guard_check(mm_core_t *core)
+{
+    if (core->guard_tripped) {
+        return true;
+    }
+    const float e = core->target_rad - core->position_rad;
+    if (!core->guard_armed) {
+        core->guard_armed = true;
+        core->guard_e0_rad = e;
+        core->guard_saturated_s = 0.0f;
+        return false;
+    }
+    const float margin_rad = core->cfg.guard_error_rad;
+    const float e0 = core->guard_e0_rad;
+    const bool passed = (e > 0.0f) != (e0 > 0.0f); /* the load is on the other side of the target */
+    const bool error_out =
+        margin_rad > 0.0f && (fabsf(e) > fabsf(e0) + margin_rad || (passed && fabsf(e) > margin_rad));
+    const bool current_out =
+        core->cfg.guard_saturation_s > 0.0f && core->guard_saturated_s > core->cfg.guard_saturation_s;
+    if (error_out || current_out) {
+        core->guard_tripped = true;
+        core->guard_trips += 1u;
+        mm_pid_reset(&core->pid); /* the PID fallback starts as POSITION mode does */
+    }
+    return core->guard_tripped;
+}
+
+/* The guard drives this POLICY-mode tick: the move tripped. */
+static bool guard_driving(const mm_core_t *core)
+{
+    return core->mode == MM_MODE_POLICY && core->guard_tripped;
+}
+
+/* The classical controller of a tripped move: a schedule image's base law unscheduled (a = 0: exp(0) = 1, the
+ * plain PTOS), else the POSITION PID to the move's target. */
+static float guard_current(mm_core_t *core, float limit_a, float dt_s)
+{
+    return policy_scheduled(core) ? policy_current(core, 0.0f, dt_s) : position_current(core, limit_a, dt_s);
 }
 
 static float mode_current(mm_core_t *core, float limit_a, float dt_s)
@@ -444,9 +516,11 @@ static float mode_current(mm_core_t *core, float limit_a, float dt_s)
     case MM_MODE_TORQUE:
         return core->torque_current_a;
     case MM_MODE_POSITION:
-        return mm_pid_step(&core->pid, &core->gains, limit_a, dt_s, core->position_rad, core->velocity.velocity_rad_s,
-                           core->target_rad, core->target_velocity_rad_s);
+        return position_current(core, limit_a, dt_s);
     case MM_MODE_POLICY:
+        if (guard_check(core)) {
+            return guard_current(core, limit_a, dt_s); /* the policy is not invoked until the next move */
+        }
         if (!run_policy(core, dt_s)) {
             core->faults |= MM_FAULT_POLICY;
             enter_mode(core, MM_MODE_HOLD);
@@ -454,7 +528,7 @@ static float mode_current(mm_core_t *core, float limit_a, float dt_s)
             core->capture_hold = false;
             return mode_current(core, limit_a, dt_s);
         }
-        return policy_current(core, dt_s);
+        return policy_current(core, core->policy_action, dt_s);
     default:
         return 0.0f;
     }
@@ -495,8 +569,9 @@ mm_status_t mm_core_step(mm_core_t *core, const mm_sensors_t *s, float dt_s, mm_
     const float limit_a = tuning.current_limit_a * derating(&core->cfg, s->temperature_c);
     float current_a = mode_current(core, limit_a, dt_s);
     /* The PID clamps its own output, which turns a NaN into the negative limit: a PID mode's current is only as
-     * good as its velocity input and its integrator, so judge those too. */
-    const bool pid_mode = core->mode == MM_MODE_HOLD || core->mode == MM_MODE_POSITION;
+     * good as its velocity input and its integrator, so judge those too (the guard's PID fallback included). */
+    const bool pid_mode = core->mode == MM_MODE_HOLD || core->mode == MM_MODE_POSITION ||
+                          (guard_driving(core) && !policy_scheduled(core));
     const bool pid_sane = isfinite(core->velocity.velocity_rad_s) && isfinite(core->pid.integrator_a);
     if (!isfinite(current_a) || (pid_mode && !pid_sane)) {
         /* Clamping would turn NaN into a full-scale current: latch, brake, and forget the PID's poisoned state. */
@@ -527,8 +602,23 @@ mm_status_t mm_core_step(mm_core_t *core, const mm_sensors_t *s, float dt_s, mm_
     out->driver_enable = powered;
     out->brake_on = core->mode == MM_MODE_BRAKE;
 
-    const bool from_policy = core->mode == MM_MODE_POLICY;
-    const float applied = from_policy ? core->policy_action : mm_clip_unit(current_a / params->current_limit_a);
+    /* The guard counts how long the policy holds the current at the limit in effect for it (the derated limit, or
+     * the image's own when lower). */
+    if (core->mode == MM_MODE_POLICY && !core->guard_tripped) {
+        const float policy_limit_a = fminf(limit_a, core->active_header.scales.current_limit_a);
+        const bool saturated = policy_limit_a > 0.0f && fabsf(current_a) >= policy_limit_a;
+        core->guard_saturated_s = saturated ? core->guard_saturated_s + dt_s : 0.0f;
+    }
+
+    /* A guarded tick applied the classical controller: a = 0 of a schedule image, or the PID's current. */
+    const bool guard_tick = guard_driving(core);
+    const bool from_policy = core->mode == MM_MODE_POLICY && !guard_tick;
+    float applied = mm_clip_unit(current_a / params->current_limit_a);
+    if (from_policy) {
+        applied = core->policy_action;
+    } else if (guard_tick && policy_scheduled(core)) {
+        applied = 0.0f;
+    }
     if (core->streaming) {
         mm_sample_t sample = {
             .tick = core->tick,
@@ -540,7 +630,8 @@ mm_status_t mm_core_step(mm_core_t *core, const mm_sensors_t *s, float dt_s, mm_
             .power_w = s->power_w,
             .flags = (uint8_t)((core->episode_start ? MM_SAMPLE_EPISODE_START : 0u) |
                                (core->faults != 0u ? MM_SAMPLE_FAULT : 0u) |
-                               (from_policy && !core->policy_noisy ? MM_SAMPLE_POLICY : 0u)),
+                               (from_policy && !core->policy_noisy ? MM_SAMPLE_POLICY : 0u) |
+                               (guard_tick ? MM_SAMPLE_GUARD : 0u)),
         };
         memcpy(sample.observation, core->obs, sizeof sample.observation);
         mm_samples_push(&core->samples, &sample);
@@ -811,4 +902,9 @@ void mm_core_gain_limits(const mm_core_t *core, mm_pid_gains_t *max)
 const mm_config_t *mm_core_config(const mm_core_t *core)
 {
     return &core->cfg;
+}
+
+uint32_t mm_core_guard_trips(const mm_core_t *core)
+{
+    return core->guard_trips;
 }

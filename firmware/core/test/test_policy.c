@@ -2,6 +2,7 @@
  * transfer with loss, duplication and reordering, inference failure, schedule mode (the policy's action scales the
  * PTOS base law's braking deceleration) and the exploration noise of POLICY mode. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mm_core/mm_crc32.h"
@@ -1013,6 +1014,291 @@ static void exploration_fields_are_validated_and_ignored_outside_policy_mode(voi
     assert_memory_equal(current[0], current[1], sizeof current[0]);
 }
 
+/* ---- the guard of POLICY-mode moves (contract section 4) ---- */
+
+#define GUARD_TICKS 1200
+static float g_guard_current[2][GUARD_TICKS];
+
+/* A core with the guard's margins (rad, s), the runaway stub (action = bias) and the 2 A full-current image or, when
+ * base is given, a schedule image of range 2 over base; POLICY mode to target_rad, streaming samples. */
+static mm_core_t *guard_core(float error_rad, float saturation_s, float bias, float target_rad,
+                             const mm_pid_gains_t *base)
+{
+    mm_config_t cfg;
+    mm_core_config_default(&cfg);
+    cfg.heartbeat_timeout_s = 0.0f;
+    cfg.guard_error_rad = error_rad;
+    cfg.guard_saturation_s = saturation_s;
+    memcpy(cfg.public_key, g_key.public_key, sizeof g_key.public_key);
+    memset(&g_fake, 0, sizeof g_fake);
+    g_fake.bias = bias;
+    cfg.backend = fake_backend(&g_fake);
+    mm_core_t *core = test_core(&cfg);
+    test_image_make_schedule(g_schedule, &g_key, g_model, MODEL_BYTES, LIMIT_A, 0u, base != NULL ? 2.0f : 0.0f, base);
+    assert_int_equal(mm_core_policy_load(core, g_schedule, IMAGE_BYTES), MM_REASON_NONE);
+    const mm_command_t cmd = {.mode = MM_MODE_POLICY, .target = target_rad, .stream_transitions = true};
+    assert_int_equal(mm_core_command(core, &cmd), MM_OK);
+    return core;
+}
+
+/* A shaft running away from count 0 in the positive direction, 10 counts (3.8 mrad) per tick, whatever the current. */
+static uint16_t runaway_count(int k)
+{
+    return (uint16_t)(10 * k);
+}
+
+/* One tick at count; returns the sample's flags and fills the applied action and the current. */
+static uint8_t guard_tick(mm_core_t *core, uint16_t count, float *action, float *current)
+{
+    const mm_sensors_t s = test_sensors(count);
+    mm_actuator_t out;
+    assert_int_equal(mm_core_step(core, &s, DT_S, &out), MM_OK);
+    mm_batch_t batch;
+    assert_int_equal(mm_core_pop_batch(core, &batch, 1u), 1u);
+    *action = batch.actions[0];
+    *current = out.current_cmd_a;
+    return batch.flags[0];
+}
+
+/* Runs the runaway policy (a = +1, 2 A) to target_rad on the runaway shaft until the guard trips, checking every tick
+ * against the envelope written out (e0 = target_rad at count 0; margin 1.5 rad, the current check off); returns the
+ * tick it tripped on, after which the rest of the run is recorded into g_guard_current[0]. */
+static int runaway_trips_where_the_envelope_says(float target_rad)
+{
+    mm_core_t *core = guard_core(1.5f, 0.0f, 1.0f, target_rad, NULL);
+    const float e0 = target_rad;
+    int tripped_at = -1;
+    for (int k = 0; k < GUARD_TICKS; ++k) {
+        const int invokes = g_fake.invokes;
+        float action;
+        float current;
+        const uint8_t flags = guard_tick(core, runaway_count(k), &action, &current);
+        const float e = target_rad - test_state(core).position_rad;
+        const bool out = fabsf(e) > fabsf(e0) + 1.5f || ((e > 0.0f) != (e0 > 0.0f) && fabsf(e) > 1.5f);
+        if (tripped_at < 0 && out) {
+            tripped_at = k;
+        }
+        g_guard_current[0][k] = current;
+        if (tripped_at < 0) { /* the policy drives: its action, its full current, FLAG_POLICY */
+            assert_int_equal(g_fake.invokes, invokes + 1);
+            assert_true(action == 1.0f && current == LIMIT_A);
+            assert_int_equal(flags & (MM_SAMPLE_POLICY | MM_SAMPLE_GUARD), MM_SAMPLE_POLICY);
+        } else { /* the PID drives: the policy is not invoked, the sample says so and carries the PID's current */
+            assert_int_equal(g_fake.invokes, invokes);
+            assert_int_equal(flags & (MM_SAMPLE_POLICY | MM_SAMPLE_GUARD), MM_SAMPLE_GUARD);
+            assert_true(action == mm_clip_unit(current / LIMIT_A));
+            const float toward = target_rad - test_state(core).position_rad;
+            assert_true(current * toward > 0.0f); /* toward the target */
+        }
+    }
+    assert_true(tripped_at > 0);
+    assert_int_equal(mm_core_guard_trips(core), 1u);
+    const mm_state_t st = test_state(core);
+    assert_int_equal(st.mode, MM_MODE_POLICY); /* not a fault: the servo stays in POLICY mode */
+    assert_int_equal(st.fault_flags, 0u);
+    return tripped_at;
+}
+
+/* The classical fallback of a full-current policy is exactly POSITION mode's PID to the move's target from the trip
+ * on: a POSITION command at the trip tick on the same shaft applies the same currents, bit for bit. */
+static void check_fallback_is_position_mode(float target_rad, int tripped_at)
+{
+    mm_core_t *core = guard_core(1.5f, 0.0f, 1.0f, target_rad, NULL);
+    const mm_command_t idle = {.mode = MM_MODE_IDLE, .stream_transitions = true};
+    assert_int_equal(mm_core_command(core, &idle), MM_OK);
+    for (int k = 0; k < GUARD_TICKS; ++k) {
+        if (k == tripped_at) {
+            const mm_command_t position = {.mode = MM_MODE_POSITION, .target = target_rad, .stream_transitions = true};
+            assert_int_equal(mm_core_command(core, &position), MM_OK);
+        }
+        float action;
+        guard_tick(core, runaway_count(k), &action, &g_guard_current[1][k]);
+    }
+    assert_memory_equal(&g_guard_current[0][tripped_at], &g_guard_current[1][tripped_at],
+                        (size_t)(GUARD_TICKS - tripped_at) * sizeof(float));
+}
+
+/* A runaway full-current policy driving the load away from the target trips on |e| > |e0| + margin (target -1 rad
+ * behind the shaft: at 1.5 rad), and one driving it past the target trips once it is more than the margin beyond it
+ * (target 1 rad ahead: at 2.5 rad, long before |e| would exceed |e0| + margin at 3.5 rad). */
+static void guard_trips_a_runaway_policy_on_the_error_and_hands_over_to_the_pid(void **state)
+{
+    (void)state;
+    const float targets[] = {-1.0f, 1.0f};
+    const float trip_positions[] = {1.5f, 2.5f};
+    for (unsigned i = 0; i < 2u; ++i) {
+        const int tripped_at = runaway_trips_where_the_envelope_says(targets[i]);
+        const float position_at_trip = (float)runaway_count(tripped_at) * 2.0f * 3.14159265f / 16384.0f;
+        assert_true(fabsf(position_at_trip - trip_positions[i]) < 0.01f);
+        check_fallback_is_position_mode(targets[i], tripped_at);
+    }
+}
+
+/* The current check: a policy holding the current at the limit in effect (the image's 2 A, or a lower commanded
+ * limit) trips once it held it for longer than guard_saturation_s, counted in control time as the core sums it; a
+ * policy just below the limit never trips. The shaft stands still, so the error never leaves its envelope. */
+static void guard_trips_a_policy_saturating_the_current(void **state)
+{
+    (void)state;
+    const struct {
+        float bias;
+        float command_limit_a; /* 0: the hard limit (4 A), above the image's 2 A */
+        bool trips;
+    } cases[] = {{1.0f, 0.0f, true}, {-1.0f, 0.0f, true}, {0.95f, 0.0f, false}, {0.8f, 1.5f, true}};
+    for (unsigned i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+        mm_core_t *core = guard_core(1.5f, 0.25f, cases[i].bias, 1.0f, NULL);
+        if (cases[i].command_limit_a > 0.0f) {
+            const mm_command_t cmd = {.mode = MM_MODE_POLICY, .target = 1.0f, .stream_transitions = true,
+                                      .current_limit_a = cases[i].command_limit_a};
+            assert_int_equal(mm_core_command(core, &cmd), MM_OK);
+        }
+        float saturated_s = 0.0f;
+        bool tripped = false;
+        for (int k = 0; k < GUARD_TICKS; ++k) {
+            tripped = tripped || saturated_s > 0.25f;
+            float action;
+            float current;
+            const uint8_t flags = guard_tick(core, 0u, &action, &current);
+            assert_int_equal((flags & MM_SAMPLE_GUARD) != 0, tripped);
+            if (!tripped) {
+                saturated_s = fabsf(current) >= fminf(LIMIT_A, cases[i].command_limit_a > 0.0f
+                                                                    ? cases[i].command_limit_a
+                                                                    : LIMIT_A)
+                                  ? saturated_s + DT_S
+                                  : 0.0f;
+            } else {
+                assert_true(current > 0.0f); /* the PID toward the target 1 rad ahead */
+            }
+        }
+        assert_int_equal(tripped, cases[i].trips);
+        assert_int_equal(mm_core_guard_trips(core), cases[i].trips ? 1u : 0u);
+        if (cases[i].trips) {
+            assert_true(saturated_s > 0.25f && saturated_s < 0.25f + 2.0f * DT_S);
+        }
+    }
+}
+
+/* A tripped move gives the policy back at the next episode start: a new target, or re-entering POLICY mode. The
+ * first tick of the new move runs the policy again (flags EPISODE_START | POLICY, no GUARD). */
+static void guard_re_arms_at_a_new_target_and_on_re_entering_policy_mode(void **state)
+{
+    (void)state;
+    mm_core_t *core = guard_core(1.5f, 0.0f, 1.0f, -1.0f, NULL);
+    int k = 0;
+    float action;
+    float current;
+    while (mm_core_guard_trips(core) == 0u) {
+        guard_tick(core, runaway_count(k++), &action, &current);
+        assert_true(k < GUARD_TICKS);
+    }
+    for (int i = 0; i < 3; ++i) {
+        assert_true((guard_tick(core, runaway_count(k++), &action, &current) & MM_SAMPLE_GUARD) != 0);
+    }
+    const mm_command_t same = {.mode = MM_MODE_POLICY, .target = -1.0f, .stream_transitions = true};
+    assert_int_equal(mm_core_command(core, &same), MM_OK); /* the same target: the same move, still guarded */
+    assert_true((guard_tick(core, runaway_count(k++), &action, &current) & MM_SAMPLE_GUARD) != 0);
+
+    const mm_command_t next = {.mode = MM_MODE_POLICY, .target = -1.2f, .stream_transitions = true};
+    assert_int_equal(mm_core_command(core, &next), MM_OK);
+    int invokes = g_fake.invokes;
+    uint8_t flags = guard_tick(core, runaway_count(k++), &action, &current);
+    assert_int_equal(flags, MM_SAMPLE_EPISODE_START | MM_SAMPLE_POLICY);
+    assert_int_equal(g_fake.invokes, invokes + 1);
+    assert_true(action == 1.0f && current == LIMIT_A);
+    /* the new move's envelope starts where it started: it trips again once 1.5 rad further away */
+    const float e0 = -1.2f - test_state(core).position_rad;
+    while (mm_core_guard_trips(core) == 1u) {
+        guard_tick(core, runaway_count(k++), &action, &current);
+        assert_true(k < GUARD_TICKS);
+    }
+    assert_true(fabsf(-1.2f - test_state(core).position_rad) > fabsf(e0) + 1.5f);
+
+    const mm_command_t hold = {.mode = MM_MODE_HOLD, .stream_transitions = true};
+    assert_int_equal(mm_core_command(core, &hold), MM_OK);
+    guard_tick(core, runaway_count(k++), &action, &current);
+    assert_int_equal(mm_core_command(core, &next), MM_OK); /* back to POLICY, same target */
+    invokes = g_fake.invokes;
+    flags = guard_tick(core, runaway_count(k++), &action, &current);
+    assert_int_equal(flags, MM_SAMPLE_EPISODE_START | MM_SAMPLE_POLICY);
+    assert_int_equal(g_fake.invokes, invokes + 1);
+    assert_int_equal(mm_core_guard_trips(core), 2u);
+}
+
+/* A schedule image's fallback is its base law unscheduled (a = 0: the plain PTOS), bit for bit what a policy that
+ * outputs 0 applies on the same shaft (base law without integral action, so the currents do not depend on what the
+ * integrator saw before the trip); the samples carry a = 0 and FLAG_GUARD. */
+static void guard_falls_back_to_the_unscheduled_base_law_of_a_schedule_image(void **state)
+{
+    (void)state;
+    mm_pid_gains_t base = k_base;
+    base.ki_vel = 0.0f;
+    int tripped_at = -1;
+    for (int variant = 0; variant < 2; ++variant) {
+        /* variant 0: the runaway schedule (a = +1, 7.4 x decel) with the guard; 1: a = 0, no guard */
+        mm_core_t *core = variant == 0 ? guard_core(1.5f, 0.0f, 1.0f, -1.0f, &base)
+                                       : guard_core(0.0f, 0.0f, 0.0f, -1.0f, &base);
+        for (int k = 0; k < GUARD_TICKS; ++k) {
+            float action;
+            const uint8_t flags = guard_tick(core, runaway_count(k), &action, &g_guard_current[variant][k]);
+            if (variant == 0 && tripped_at < 0 && (flags & MM_SAMPLE_GUARD) != 0) {
+                tripped_at = k;
+            }
+            if (variant == 0 && tripped_at >= 0) {
+                assert_true(action == 0.0f);
+                assert_int_equal(flags & (MM_SAMPLE_POLICY | MM_SAMPLE_GUARD), MM_SAMPLE_GUARD);
+            }
+        }
+        assert_int_equal(mm_core_guard_trips(core), variant == 0 ? 1u : 0u);
+    }
+    assert_true(tripped_at > 0);
+    assert_memory_equal(&g_guard_current[0][tripped_at], &g_guard_current[1][tripped_at],
+                        (size_t)(GUARD_TICKS - tripped_at) * sizeof(float));
+    assert_true(g_guard_current[0][tripped_at - 1] != g_guard_current[1][tripped_at - 1]); /* a acted before */
+}
+
+/* guard_error_rad <= 0 disables the error check and guard_saturation_s <= 0 the current check: the runaway policy
+ * then drives every tick of the run. */
+static void guard_is_off_with_margins_of_zero(void **state)
+{
+    (void)state;
+    const float off[] = {0.0f, -1.0f};
+    for (unsigned i = 0; i < 2u; ++i) {
+        mm_core_t *core = guard_core(off[i], off[i], 1.0f, -1.0f, NULL);
+        for (int k = 0; k < GUARD_TICKS; ++k) {
+            float action;
+            float current;
+            const uint8_t flags = guard_tick(core, runaway_count(k), &action, &current);
+            assert_int_equal(flags & MM_SAMPLE_GUARD, 0);
+            assert_true(current == LIMIT_A);
+        }
+        assert_int_equal(g_fake.invokes, GUARD_TICKS);
+        assert_int_equal(mm_core_guard_trips(core), 0u);
+    }
+}
+
+/* Non-finite margins are refused like every other bad config value. */
+static void guard_margins_must_be_finite(void **state)
+{
+    (void)state;
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    static mm_core_t *core;
+    if (core == NULL) {
+        core = aligned_alloc(16, (mm_core_size() + 15u) & ~(size_t)15u);
+    }
+    for (unsigned i = 0; i < 3u; ++i) {
+        for (int field = 0; field < 2; ++field) {
+            mm_config_t cfg;
+            mm_core_config_default(&cfg);
+            *(field == 0 ? &cfg.guard_error_rad : &cfg.guard_saturation_s) = bad[i];
+            assert_int_equal(mm_core_init(core, &cfg), MM_ERR_ARGUMENT);
+        }
+    }
+    mm_config_t cfg;
+    mm_core_config_default(&cfg);
+    assert_true(cfg.guard_error_rad > 0.0f && cfg.guard_saturation_s > 0.0f); /* on by default */
+    assert_int_equal(mm_core_init(core, &cfg), MM_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1042,6 +1328,12 @@ int main(void)
         cmocka_unit_test(noisy_actions_are_clipped_to_the_unit_range),
         cmocka_unit_test(exploration_noise_restarts_from_zero_each_episode),
         cmocka_unit_test(exploration_fields_are_validated_and_ignored_outside_policy_mode),
+        cmocka_unit_test(guard_trips_a_runaway_policy_on_the_error_and_hands_over_to_the_pid),
+        cmocka_unit_test(guard_trips_a_policy_saturating_the_current),
+        cmocka_unit_test(guard_re_arms_at_a_new_target_and_on_re_entering_policy_mode),
+        cmocka_unit_test(guard_falls_back_to_the_unscheduled_base_law_of_a_schedule_image),
+        cmocka_unit_test(guard_is_off_with_margins_of_zero),
+        cmocka_unit_test(guard_margins_must_be_finite),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

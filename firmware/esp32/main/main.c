@@ -91,6 +91,8 @@ static esp_err_t core_init(void)
     cfg.transfer_timeout_s = CONFIG_MM_POLICY_TRANSFER_TIMEOUT_MS / 1000.0f;
     cfg.zero_offset_counts = CONFIG_MM_ZERO_OFFSET_COUNTS;
     cfg.exploration_seed = (uint32_t)CONFIG_MM_EXPLORATION_SEED;
+    cfg.guard_error_rad = CONFIG_MM_GUARD_ERROR_MRAD / 1000.0f;
+    cfg.guard_saturation_s = CONFIG_MM_GUARD_SATURATION_MS / 1000.0f;
     cfg.backend = policy_tflm_backend();
     cfg.policy_version_floor = load_policy_version_floor();
     if (!parse_public_key(CONFIG_MM_POLICY_PUBLIC_KEY, cfg.public_key)) {

@@ -92,6 +92,9 @@ class VirtualServoConfig:
         plant_factors: the true plant differs from the profile by these factors ("load.mass_kg": 1.5, keys as
             in the profile's randomization; `ServoProfile.scaled`), as a real unit and its load differ from the
             datasheet; the firmware is still configured from the profile. Empty: the nominal plant.
+        guard_error_rad, guard_saturation_s: the core's guard of POLICY-mode moves (servo contract section 4:
+            error margin in rad, longest time at the current limit in s; <= 0 disables either check). None: the
+            firmware's default (`mm_firmware_core.config_default()`, as the ESP32's Kconfig).
     """
 
     profile: str = "mm_v3"
@@ -107,6 +110,8 @@ class VirtualServoConfig:
     max_policy_bytes: int = DEFAULT_MAX_POLICY_BYTES
     pid_objective: str = "accuracy"
     plant_factors: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    guard_error_rad: float | None = None
+    guard_saturation_s: float | None = None
 
     def __post_init__(self) -> None:
         checks = {
@@ -277,6 +282,14 @@ class VirtualServo:
         scales = ObsScales.from_profile(profile)
         limit_a = profile.driver.current_limit_a
         gains = _boot_gains(profile, config.load, config.pid_objective)
+        guard = {
+            name: value
+            for name, value in (
+                ("guard_error_rad", config.guard_error_rad),
+                ("guard_saturation_s", config.guard_saturation_s),
+            )
+            if value is not None
+        }
         try:
             self.core = fw.ServoCore(
                 public_key=parse_public_key(config.public_key_hex),
@@ -291,6 +304,7 @@ class VirtualServo:
                 torque_constant_nm_per_a=profile.output_torque_per_a,
                 max_policy_bytes=config.max_policy_bytes,
                 exploration_seed=config.seed,
+                **guard,
             )
         except fw.FirmwareCoreError as exc:
             raise VirtualServoError(f"the firmware core refused the configuration of {config}: {exc}") from exc

@@ -94,6 +94,12 @@ typedef struct {
     float transfer_timeout_s;       /**< a transfer with no chunk for this long is abandoned and acknowledged
                                          REJECTED/TRUNCATED (s, control time: counted by mm_core_step); 0 disables */
     uint32_t exploration_seed;      /**< seed of the exploration noise generator (any value; contract section 4) */
+    float guard_error_rad;          /**< guard of POLICY-mode moves (contract section 4): the move trips when its error
+                                         e = target - position grows past |e0| + this, e0 the error at the move's
+                                         start, or the load passes the target by more than this (rad, finite);
+                                         <= 0 disables the error check */
+    float guard_saturation_s;       /**< the move also trips when the commanded current stays at the limit in effect
+                                         for longer than this (s, control time, finite); <= 0 disables this check */
     uint32_t policy_version_floor;  /**< anti-rollback: the highest policy_version this servo accepted before (the app
                                          keeps it in non-volatile storage, see mm_core_policy_version_floor());
                                          images with a lower version are refused MM_REASON_ROLLBACK. 0: none yet */
@@ -173,7 +179,7 @@ enum { MM_ACK_RECEIVING = 0, MM_ACK_ACCEPTED = 1, MM_ACK_REJECTED = 2 };
 typedef struct mm_core mm_core_t;
 
 /** Sensible defaults (4 A, 0.05 s heartbeat timeout holding, 80/100 deg C, 2 s transfer timeout, zero offset 0,
- *  ...); the key is all zero. The 0.05 s timeout suits a wired host (CAN) that sends a heartbeat at least every
+ *  a POLICY-mode guard of 1.5 rad and 0.5 s, ...); the key is all zero. The 0.05 s timeout suits a wired host (CAN) that sends a heartbeat at least every
  *  20 ms; a host over Wi-Fi (micro-ROS) needs a longer one (firmware/README.md). */
 void mm_core_config_default(mm_config_t *cfg);
 
@@ -299,6 +305,9 @@ mm_status_t mm_core_set_tuning(mm_core_t *core, const mm_tuning_t *tuning);
 
 /** The configuration the core was initialised with. */
 const mm_config_t *mm_core_config(const mm_core_t *core);
+
+/** Moves the POLICY-mode guard has handed to the classical controller since init (contract section 4). */
+uint32_t mm_core_guard_trips(const mm_core_t *core);
 
 /** Consumer side of the sample ring: see mm_samples_pop_batch(); also fills dt_s and policy_crc32. */
 uint8_t mm_core_pop_batch(mm_core_t *core, mm_batch_t *batch, uint8_t max);

@@ -23,6 +23,8 @@ enum {
     MM_SAMPLE_EPISODE_START = 1,  /**< first sample after a new target, reset or mode change */
     MM_SAMPLE_FAULT = 2,          /**< a fault was active on this tick */
     MM_SAMPLE_POLICY = 4,         /**< the action came from the active policy */
+    MM_SAMPLE_GUARD = 8,          /**< the guard drove this tick: the policy's action was not applied (contract
+                                       section 4) */
 };
 
 /** One control tick. */

@@ -28,6 +28,7 @@ __all__ = [
     "Observer",
     "PidState",
     "ServoCore",
+    "config_default",
     "constant",
     "crc32",
     "dbc_path",
@@ -69,6 +70,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "mm_core_set_zero_offset": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_uint16]),
         "mm_core_raw_encoder_count": (ctypes.c_uint16, [ctypes.c_void_p]),
         "mm_core_config": (p(cs.Config), [ctypes.c_void_p]),
+        "mm_core_guard_trips": (ctypes.c_uint32, [ctypes.c_void_p]),
         "mm_core_policy_chunk": (
             ctypes.c_uint8,
             [
@@ -183,6 +185,16 @@ def constant(name: str) -> int:
         msg = f"the core exports no constant named {name!r}; see mm_binding_constant in src/mm_binding.c"
         raise FirmwareCoreError(msg)
     return value.value
+
+
+def config_default() -> cs.Config:
+    """The core's default configuration (mm_core_config_default), what `ServoCore` starts from.
+
+    For example the POLICY-mode guard's guard_error_rad and guard_saturation_s (servo contract section 4).
+    """
+    cfg = cs.Config()
+    library().mm_core_config_default(ctypes.byref(cfg))
+    return cfg
 
 
 def crc32(data: bytes, crc: int = 0) -> int:
@@ -339,15 +351,15 @@ class ServoCore:
             overrides: mm_config_t scalar fields to change from the defaults (e.g. heartbeat_timeout_s=0,
                 zero_offset_counts=5120: the raw count with the load hanging straight down, transfer_timeout_s=2.0:
                 control time without a chunk before a transfer is abandoned as truncated, 0 disables,
-                exploration_seed=3: seed of the POLICY-mode exploration noise).
+                exploration_seed=3: seed of the POLICY-mode exploration noise, guard_error_rad=1.5 and
+                guard_saturation_s=0.5: the POLICY-mode guard's envelope, 0 disables either check).
         """
         self._lib = library()
         self._mem = ctypes.create_string_buffer(self._lib.mm_core_size() + 16)
         # Align by hand: the struct holds atomics and floats; create_string_buffer only promises malloc alignment.
         addr = ctypes.addressof(self._mem)
         self._ptr = ctypes.c_void_p((addr + 15) & ~15)
-        cfg = cs.Config()
-        self._lib.mm_core_config_default(ctypes.byref(cfg))
+        cfg = config_default()
         if public_key:
             if len(public_key) != cs.PUBLIC_KEY_BYTES:
                 msg = f"public_key must be a 65-byte uncompressed P-256 point, got {len(public_key)} bytes"
@@ -531,6 +543,10 @@ class ServoCore:
     def policy_version_floor(self) -> int:
         """Anti-rollback floor: the highest policy_version accepted (what the ESP32 keeps in NVS)."""
         return int(self._lib.mm_core_policy_version_floor(self._ptr))
+
+    def guard_trips(self) -> int:
+        """Moves the POLICY-mode guard handed to the classical controller since init (servo contract section 4)."""
+        return int(self._lib.mm_core_guard_trips(self._ptr))
 
     def tuning(self) -> cs.Tuning:
         """The PID gains and current limit in effect."""

@@ -98,6 +98,8 @@ class Config(ctypes.Structure):
         ("max_policy_bytes", ctypes.c_uint32),
         ("transfer_timeout_s", ctypes.c_float),
         ("exploration_seed", ctypes.c_uint32),
+        ("guard_error_rad", ctypes.c_float),
+        ("guard_saturation_s", ctypes.c_float),
         ("policy_version_floor", ctypes.c_uint32),
         ("public_key", ctypes.c_uint8 * PUBLIC_KEY_BYTES),
         ("backend", Backend),
