@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from mm_learning.online import FLAG_EPISODE_START, FLAG_FAULT, FLAG_POLICY, OnlineLearner, TransitionColumns
+from mm_learning.online import FLAG_EPISODE_START, FLAG_FAULT, FLAG_GUARD, FLAG_POLICY, OnlineLearner, TransitionColumns
 from mm_learning.trainer import TrainingError, objective_terms
 
 MAX_SAMPLES = 24  # TransitionBatch.MAX_SAMPLES
@@ -66,10 +66,11 @@ def _servo_stream(
 
 def test_flags_match_the_message_definition() -> None:
     msg = pytest.importorskip("mm_msgs.msg")
-    assert (FLAG_EPISODE_START, FLAG_FAULT, FLAG_POLICY) == (
+    assert (FLAG_EPISODE_START, FLAG_FAULT, FLAG_POLICY, FLAG_GUARD) == (
         msg.TransitionBatch.FLAG_EPISODE_START,
         msg.TransitionBatch.FLAG_FAULT,
         msg.TransitionBatch.FLAG_POLICY,
+        msg.TransitionBatch.FLAG_GUARD,
     )
 
 
@@ -101,6 +102,15 @@ def test_faults_episode_starts_and_gaps_drop_transitions() -> None:
     # A batch that does not continue the previous one (a tick was lost) is not bridged.
     gap = dataclasses.replace(second, first_tick=second.first_tick + 1)
     assert learner.add_batch(gap) == 23
+
+
+def test_ticks_the_guard_drove_are_no_decisions() -> None:
+    """From sample 15 on the guard drove (servo contract section 4): only the 14 transitions before it are stored,
+    and the one that ends on the first guarded sample (its action was the policy's) is one of them."""
+    (first, _), _ = _servo_stream("accuracy", ticks=48)
+    guarded = dataclasses.replace(first, flags=np.where(np.arange(24) >= 15, FLAG_GUARD, 0).astype(np.uint8))
+    learner = OnlineLearner(objective="accuracy", hyperparameters={"buffer_size": 100})
+    assert learner.add_batch(guarded) == 15
 
 
 def test_decisions_of_k_ticks_sum_the_twins_rewards_from_each_episode_start() -> None:

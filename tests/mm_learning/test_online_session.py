@@ -16,7 +16,7 @@ from typing import Any
 import mm_firmware_core as fw
 import numpy as np
 import pytest
-from mm_learning.online import TransitionColumns
+from mm_learning.online import FLAG_GUARD, TransitionColumns
 from mm_learning.online_session import OnlineError, OnlineSession, SessionConfig, SessionProgress
 from mm_learning.policy_image import parse_image
 from mm_learning.signing import generate_keypair, load_private_key, public_key_hex
@@ -50,6 +50,9 @@ def _session(tmp_path: Path, **overrides: Any) -> tuple[OnlineSession, VirtualSe
         "exploration_std_final": 0.1,
         "target_limit_rad": 2.0,
         "stop_on_target": False,
+        # The guard (servo contract section 4) hands most of an untrained policy's moves to the PID, which leaves
+        # a few hundred decisions in this budget: small batches, so that training starts.
+        "hyperparameters": {"batch_size": 64},
     }
     progress: list[SessionProgress] = []
     session = OnlineSession(
@@ -67,7 +70,8 @@ def test_a_session_follows_its_schedule_and_reports_what_the_servo_ran(tmp_path:
     session, link, progress = _session(tmp_path)
     episodes: list[Any] = []
     run_episode = link.run_episode
-    link.run_episode = lambda episode: (episodes.append(episode), run_episode(episode))[1]  # type: ignore[method-assign]
+    runs: list[Any] = []
+    link.run_episode = lambda episode: (episodes.append(episode), runs.append(run_episode(episode)), runs[-1])[2]  # type: ignore[method-assign]
     crcs: list[int] = []
     deploy = link.deploy
     link.deploy = lambda image, metadata: (crcs.append(deploy(image, metadata)), crcs[-1])[1]  # type: ignore[method-assign]
@@ -97,8 +101,13 @@ def test_a_session_follows_its_schedule_and_reports_what_the_servo_ran(tmp_path:
     assert 0 < result.gradient_steps <= config.max_gradient_steps_per_cycle * (result.deploys - 1)
     # Every image carries the session's decimation; the learner stored one transition per decision of a move.
     assert {parse_image(record.image).header.policy_decimation for record in (result.start, result.best)} == {10}
-    moves = len(episodes)
-    assert session.learner.transitions == moves * (round(config.episode_s * 1000) // 10 - 1)
+    # (Decisions need their next one's first sample; none is the guard's: servo contract section 4.)
+    guard_from = [int(np.argmax(r.flags & FLAG_GUARD)) if np.any(r.flags & FLAG_GUARD) else r.count for r in runs]
+    decisions = [
+        sum(1 for j in range(0, r.count, 10) if j + 10 < r.count and j + 10 <= g)
+        for r, g in zip(runs, guard_from, strict=True)
+    ]
+    assert session.learner.transitions == sum(decisions) > 0
     # The best policy is the evaluated one with the highest servo-measured return; the start is the baseline.
     returns = [r for _, r in result.history]
     assert result.start.metrics["mean_return"] == returns[0]

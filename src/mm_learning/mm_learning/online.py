@@ -14,7 +14,9 @@ Which samples make a transition (the flags are ``TransitionBatch.FLAG_*``):
 - decisions start at an episode start (the servo restarts its policy counter there) and follow every k ticks;
   none of samples i+1..i+k may start an episode (a new target, a reset, a mode change or a new policy breaks the
   causal link);
-- none of samples i..i+k may carry a fault (the firmware's limits, not the action, drove the motor);
+- none of samples i..i+k may carry a fault (the firmware's limits, not the action, drove the motor), and none of
+  samples i..i+k-1 the guard flag (the move left the policy's envelope and the classical controller drove it,
+  servo contract section 4);
 - the action must be the same on ticks i..i+k-1 (a window where the PID, not a held policy action, drove the
   motor is no decision; a policy window whose action changes means the servo does not run the policy at k).
 With k = 1 every pair of consecutive samples is a transition. The servo has no terminal state, so every stored
@@ -41,6 +43,7 @@ from mm_learning.trainer import TrainingError, build_model, load_preset, objecti
 FLAG_EPISODE_START = 1
 FLAG_FAULT = 2
 FLAG_POLICY = 4
+FLAG_GUARD = 8
 """The ``mm_msgs/TransitionBatch`` flag bits (kept equal by tests/mm_learning/test_online.py)."""
 
 # Preset entries that only make sense when the model steps an env itself.
@@ -277,7 +280,8 @@ class OnlineLearner:
                     " section 5's decimation byte?)"
                 )
                 raise TrainingError(msg)
-            if held and not np.any(flags[i : i + k + 1] & FLAG_FAULT):
+            guarded = np.any(flags[i : i + k] & FLAG_GUARD)
+            if held and not guarded and not np.any(flags[i : i + k + 1] & FLAG_FAULT):
                 buffer.add(
                     obs[i][None, :],
                     obs[i + k][None, :],
