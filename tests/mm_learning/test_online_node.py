@@ -33,10 +33,9 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 LEARNER_YAML = Path(__file__).parents[2] / "src/mm_learning/config/learner.yaml"
 LOAD = "inertia_disk"
-# Wall time of the online goal (the session stops there or at the target; the start policy included). The target
-# came at 31,000-40,000 transitions (67-116 s) in four runs, but at 85,000 (186 s) in a fresh clone and at
-# 95,000-116,000 in two runs of a variant (docs/learning.md, Online runs): hence 420 s. The full run of
-# docs/learning.md sets MM_ONLINE_BUDGET_S, and then trains for the whole budget.
+# Wall time of the online SAC goal: an upper bound (it stops at the target, which came after 67-186 s in the runs of
+# docs/learning.md, "Online runs"). What a budget achieves is a training outcome, not asserted here (issue 17). The
+# full run of docs/learning.md sets MM_ONLINE_BUDGET_S, and then trains for the whole budget.
 FULL_RUN = "MM_ONLINE_BUDGET_S" in os.environ
 BUDGET_S = float(os.environ.get("MM_ONLINE_BUDGET_S", "420"))
 STARTUP_S = 120.0  # hang protection only
@@ -194,12 +193,3 @@ def test_an_online_goal_deploys_trains_and_reports_what_the_servo_measured(
         assert msg.objective == "accuracy" and msg.samples > 0
         assert [t.name for t in msg.terms] == ["accuracy"]
         assert sum(t.value for t in msg.terms) == pytest.approx(msg.reward, rel=1e-5, abs=1e-9)
-
-
-def test_online_training_beats_the_untrained_start_policy_on_the_servo(online_run: dict[str, Any]) -> None:
-    """A small online budget: the best policy's servo-measured return beats the start policy's, same moves."""
-    result = online_run["result"]
-    metrics = {m.name: m.value for m in result.metrics}
-    baseline = {m.name: m.value for m in result.baseline_metrics}
-    assert metrics["mean_return"] > baseline["mean_return"], result.message
-    assert metrics["mean_rms_error_rad"] < baseline["mean_rms_error_rad"], result.message
