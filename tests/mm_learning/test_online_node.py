@@ -33,11 +33,10 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 LEARNER_YAML = Path(__file__).parents[2] / "src/mm_learning/config/learner.yaml"
 LOAD = "inertia_disk"
-# Wall time of the online SAC goal: an upper bound (it stops at the target, which came after 67-186 s in the runs of
-# docs/learning.md, "Online runs"). What a budget achieves is a training outcome, not asserted here (issue 17). The
-# full run of docs/learning.md sets MM_ONLINE_BUDGET_S, and then trains for the whole budget.
-FULL_RUN = "MM_ONLINE_BUDGET_S" in os.environ
-BUDGET_S = float(os.environ.get("MM_ONLINE_BUDGET_S", "420"))
+# Wall time of the online SAC goal: it runs the whole budget (no stop at the target), so that every phase runs; what
+# it trains to is a training outcome, not asserted here (issue 17). The full run of docs/learning.md ("Online runs")
+# sets MM_ONLINE_BUDGET_S.
+BUDGET_S = float(os.environ.get("MM_ONLINE_BUDGET_S", "90"))
 STARTUP_S = 120.0  # hang protection only
 
 
@@ -69,7 +68,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             "runs_dir": str(root / "runs"),
             "signing_key": str(key_path),
             "online_wait_s": 10.0,
-            "online_stop_on_target": not FULL_RUN,
+            "online_stop_on_target": False,
+            # The guard hands most moves of the untrained actor to the PID (servo contract section 4): train from
+            # fewer stored decisions than the defaults wait for, so that training starts within the budget.
+            "online_learning_starts": 100,
+            "hyperparameters_json": '{"batch_size": 64}',
             # Online `es` goals: one small round (what a full budget achieves is bench_online_schedule's).
             "online_es_generations": 2,
             "online_es_rounds": 1,

@@ -118,7 +118,7 @@ def test_a_failing_trial_is_reported_with_its_error_and_the_others_still_registe
     )
     failed, done = results
     # The trial's own exception (mm_sim has no tuned gains for the load), not Ray's wrapper with its traceback.
-    assert failed.error.startswith("MmSimError: ") and "mm_v3/no_such_load" in failed.error
+    assert failed.error.startswith("ProfileError: ") and "has no load 'no_such_load'" in failed.error
     assert "Traceback" not in failed.error
     assert failed.policy_id == "" and failed.outcome is None
     assert done.error == "" and [e.policy_id for e in registry.list()] == [done.policy_id]
