@@ -96,6 +96,12 @@ class ServoLink(Protocol):
         ...
 
 
+def _range_problems(positive: Mapping[str, float], non_negative: Mapping[str, float]) -> list[str]:
+    """What is wrong with settings that must be finite and > 0 (`positive`) or >= 0 (`non_negative`)."""
+    problems = [f"{k}={v} must be > 0" for k, v in positive.items() if not (math.isfinite(v) and v > 0.0)]
+    return problems + [f"{k}={v} must be >= 0" for k, v in non_negative.items() if not (math.isfinite(v) and v >= 0.0)]
+
+
 @dataclass(frozen=True)
 class SessionConfig:
     """One online session; times in servo time unless said otherwise.
@@ -170,8 +176,7 @@ class SessionConfig:
             "exploration_std_final": self.exploration_std_final,
             "exploration_tau_s": self.exploration_tau_s,
         }
-        problems = [f"{k}={v} must be > 0" for k, v in positive.items() if not (math.isfinite(v) and v > 0.0)]
-        problems += [f"{k}={v} must be >= 0" for k, v in non_negative.items() if not (math.isfinite(v) and v >= 0.0)]
+        problems = _range_problems(positive, non_negative)
         if self.max_steps < 0 or (self.max_steps == 0 and self.max_time_s == 0.0):
             problems.append("the budget is zero: give max_steps > 0 or max_time_s > 0")
         if self.eval_moves < 1 or self.eval_every_deploys < 1 or self.max_gradient_steps_per_cycle < 1:
@@ -237,8 +242,7 @@ class CalibratedConfig:
             "max_servo_s": self.max_servo_s,
             "max_time_s": self.max_time_s,
         }
-        problems += [f"{k}={v} must be > 0" for k, v in positive.items() if not (math.isfinite(v) and v > 0.0)]
-        problems += [f"{k}={v} must be >= 0" for k, v in non_negative.items() if not (math.isfinite(v) and v >= 0.0)]
+        problems += _range_problems(positive, non_negative)
         if self.min_move_rad >= self.target_limit_rad:
             problems.append(f"min_move_rad={self.min_move_rad} leaves no move in ±{self.target_limit_rad} rad")
         if problems:
