@@ -634,6 +634,14 @@ class LearnerNode(Node):
         msg.stamp = self.get_clock().now().to_msg()
         self._reward_pub.publish(msg)
 
+    def _end_online(self, goal_handle: ServerGoalHandle, *, cancelled: bool, fields: dict[str, Any]) -> Train.Result:
+        """End an online goal: canceled (with the best policy so far) or succeeded, with the result's `fields`."""
+        if cancelled:
+            self._end_stopped(goal_handle)
+            return Train.Result(success=False, **fields)
+        goal_handle.succeed()
+        return Train.Result(success=True, **fields)
+
     def _train_online(self, goal_handle: ServerGoalHandle) -> Train.Result:
         """Train against the servo in this namespace (mm_learning.online_session), through its driver."""
         from mm_learning.online_session import OnlineSession
@@ -701,11 +709,7 @@ class LearnerNode(Node):
             "checkpoint_path": str(out_dir / "model.zip"),
             "image_path": str(best.metadata["paths"]["mmpl"]),
         }
-        if result.stop_reason == "cancelled":
-            self._end_stopped(goal_handle)
-            return Train.Result(success=False, **fields)
-        goal_handle.succeed()
-        return Train.Result(success=True, **fields)
+        return self._end_online(goal_handle, cancelled=result.stop_reason == "cancelled", fields=fields)
 
     def _train_online_schedule(self, goal_handle: ServerGoalHandle) -> Train.Result:
         """Learn the schedule for the servo in this namespace (mm_learning.calibration), through its driver."""
@@ -772,11 +776,7 @@ class LearnerNode(Node):
             "baseline_metrics": metric_values(start.metrics),
             "image_path": str(best.metadata["paths"]["mmpl"]),
         }
-        if result.stop_reason == "cancelled":
-            self._end_stopped(goal_handle)
-            return Train.Result(success=False, **fields)
-        goal_handle.succeed()
-        return Train.Result(success=True, **fields)
+        return self._end_online(goal_handle, cancelled=result.stop_reason == "cancelled", fields=fields)
 
     @staticmethod
     def _evaluate_quantized(model: bytes, twin: TwinSpec, moves: int) -> dict[str, float]:
