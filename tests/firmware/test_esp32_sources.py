@@ -1,6 +1,8 @@
 """The ESP-IDF application's C sources compile (syntax and types, -Wall -Wextra -Werror) against the real core
 headers and the real rosidl-generated mm_msgs C headers, for each Kconfig variant that changes the code.
-ESP-IDF itself is not available here: its APIs come from declaration-only stubs (firmware/tools/esp32_host_check)."""
+Without outside sources ESP-IDF, FreeRTOS, micro-ROS and TFLite Micro come from declaration-only stubs
+(firmware/tools/esp32_host_check/check.sh); with IDF_PATH, MM_MICRO_ROS_PATH and MM_TFLITE_MICRO_PATH set, the app
+is also compiled against the real component sources for the ESP32 (check_idf.sh, see firmware/README.md)."""
 
 from __future__ import annotations
 
@@ -39,6 +41,32 @@ def test_esp32_app_sources_match_core_and_messages() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("ok:") == 3
+
+
+REAL_SOURCES = ("IDF_PATH", "MM_MICRO_ROS_PATH", "MM_TFLITE_MICRO_PATH")
+
+
+def test_esp32_app_sources_match_real_components() -> None:
+    missing = [name for name in REAL_SOURCES if not os.environ.get(name)]
+    if missing:
+        pytest.skip(
+            f"real-source ESP32 check needs {', '.join(missing)} (checkouts of ESP-IDF, micro_ros_espidf_component "
+            "and esp-tflite-micro, plus MM_MICRO_ROS_SRC and KCONFGEN: see firmware/README.md); nothing is fetched"
+        )
+    ament_index = require("ament_index_python.packages")
+    try:
+        msgs_include = Path(ament_index.get_package_prefix("mm_msgs")) / "include" / "mm_msgs"
+    except ament_index.PackageNotFoundError:
+        pytest.fail("mm_msgs is not built: run `make build` (colcon) and source install/setup.bash", pytrace=False)
+    result = subprocess.run(
+        ["sh", str(REPO / "firmware/tools/esp32_host_check/check_idf.sh"), str(msgs_include), str(_ros_include_root())],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("ok (ESP-IDF esp32") == 3, result.stdout + result.stderr
 
 
 ESP32 = REPO / "firmware" / "esp32"
@@ -88,9 +116,20 @@ def test_every_config_symbol_is_defined_by_a_kconfig() -> None:
     assert not undefined, f"CONFIG_ symbols no Kconfig defines (add them to Kconfig.projbuild): {sorted(undefined)}"
 
 
+def _rmw_args(name: str) -> list[str]:
+    return list(json.loads((ESP32 / name).read_text())["names"]["rmw_microxrcedds"]["cmake-args"])
+
+
+def test_uart_colcon_meta_differs_only_in_the_transport() -> None:
+    # micro-ROS reads app-colcon.meta only; the UART build puts app-colcon-uart.meta in its place (custom transport).
+    wifi, uart = _rmw_args("app-colcon.meta"), _rmw_args("app-colcon-uart.meta")
+    assert "-DRMW_UXRCE_TRANSPORT=udp" in wifi
+    assert "-DRMW_UXRCE_TRANSPORT=custom" in uart
+    assert [a for a in wifi if "TRANSPORT=" not in a] == [a for a in uart if "TRANSPORT=" not in a]
+
+
 def test_micro_ros_entities_fit_the_colcon_meta_limits() -> None:
-    meta = json.loads((ESP32 / "app-colcon.meta").read_text())
-    args = meta["names"]["rmw_microxrcedds"]["cmake-args"]
+    args = _rmw_args("app-colcon.meta")
     limits = {m.group(1): int(m.group(2)) for a in args if (m := re.fullmatch(r"-D(RMW_UXRCE_\w+)=(\d+)", a))}
     source = "\n".join(p.read_text() for p in _app_sources())
     counts = {limit: len(re.findall(pattern, source)) for limit, pattern in ENTITY_CALLS.items()}

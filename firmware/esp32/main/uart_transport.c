@@ -8,6 +8,13 @@
 #include "driver/uart.h"
 #include "freertos/FreeRTOS.h"
 
+/* rmw_uros_set_custom_transport() exists only in a micro-ROS library built for the custom transport: the
+ * micro-ROS component reads the transport from app-colcon.meta (udp), so the UART build needs app-colcon-uart.meta
+ * in its place (firmware/README.md). */
+#ifndef RMW_UXRCE_TRANSPORT_CUSTOM
+#error "MM_TRANSPORT_UART needs micro-ROS built with RMW_UXRCE_TRANSPORT=custom: copy app-colcon-uart.meta to app-colcon.meta and rebuild micro-ROS"
+#endif
+
 #define UART_BUFFER_BYTES 2048
 
 static bool uart_open(struct uxrCustomTransport *transport)

@@ -23,6 +23,11 @@
 #include "uart_transport.h"
 #else
 #include "uros_network_interfaces.h"
+/* Wi-Fi UDP needs the micro-ROS library built for the udp transport (app-colcon.meta); one built for the custom
+ * (UART) transport would accept the agent address and then never reach it. */
+#ifndef RMW_UXRCE_TRANSPORT_UDP
+#error "MM_TRANSPORT_UDP needs micro-ROS built with RMW_UXRCE_TRANSPORT=udp (firmware/esp32/app-colcon.meta)"
+#endif
 #endif
 
 static const char *TAG = "uros";

@@ -6,7 +6,8 @@
 # The C++ file(s) (policy_tflm.cc) are compiled the same way with g++ -std=gnu++17 and -std=gnu++23, so a C/C++
 # linkage or header mismatch (app.h, mm_core.h) shows here. TFLite Micro comes from declaration-only stubs unless
 # MM_TFLITE_MICRO_PATH names a checkout of esp-tflite-micro (its root: tensorflow/, third_party/), which is then
-# used instead (nothing is fetched; see firmware/README.md).
+# used instead (nothing is fetched; see firmware/README.md). check_idf.sh compiles the app against the real ESP-IDF,
+# micro-ROS and TFLite Micro sources instead of these stubs.
 # Usage: check.sh <mm_msgs include dir> <ROS include root (dir of rcl/, rmw/, ...)>
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,8 +34,10 @@ cat >> "$gen/sdkconfig.h" <<'H'
 H
 tflite_inc=""
 if [ -n "${MM_TFLITE_MICRO_PATH:-}" ]; then
-  tflite_inc="-I$MM_TFLITE_MICRO_PATH -I$MM_TFLITE_MICRO_PATH/third_party/flatbuffers/include"
-  tflite_inc="$tflite_inc -I$MM_TFLITE_MICRO_PATH/third_party/gemmlowp -I$MM_TFLITE_MICRO_PATH/third_party/ruy"
+  # -isystem: the library's own headers do not build with -Wextra -Werror (unused parameters); the app's code does.
+  tflite_inc="-isystem $MM_TFLITE_MICRO_PATH -isystem $MM_TFLITE_MICRO_PATH/third_party/flatbuffers/include"
+  tflite_inc="$tflite_inc -isystem $MM_TFLITE_MICRO_PATH/third_party/gemmlowp"
+  tflite_inc="$tflite_inc -isystem $MM_TFLITE_MICRO_PATH/third_party/ruy"
   echo "TFLite Micro from $MM_TFLITE_MICRO_PATH"
 fi
 rosinc=""
