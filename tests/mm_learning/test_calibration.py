@@ -17,7 +17,7 @@ import mm_firmware_core as fw
 import numpy as np
 import pytest
 from mm_learning.calibration import CalibratedSession, RecordedMove, fit_plant
-from mm_learning.online_session import CalibratedConfig, OnlineError, SessionProgress
+from mm_learning.online_session import CalibratedConfig, OnlineError, ServoFleet, SessionProgress
 from mm_learning.schedule import ScheduleConfig, classical_start
 from mm_learning.signing import generate_keypair, load_private_key, public_key_hex
 from mm_sim.batch import BatchTwin, rollout
@@ -84,7 +84,7 @@ def _session(tmp_path: Path, **overrides: Any) -> tuple[CalibratedSession, Virtu
     }
     session = CalibratedSession(
         CalibratedConfig(**(settings | overrides)),
-        link,
+        ServoFleet([link]),
         private_key=key,
         out_dir=tmp_path / "out",
         on_progress=lambda progress: events.append(("progress", progress)),

@@ -22,9 +22,10 @@ pytest.importorskip("rclpy")
 from action_msgs.msg import GoalStatus
 from mm_learning.signing import generate_keypair, load_private_key, public_key_hex
 from rclpy.action import ActionClient
+from rclpy.qos import qos_profile_sensor_data
 
 from mm_msgs.action import Train
-from mm_msgs.msg import Reward
+from mm_msgs.msg import Reward, ServoState
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "mm_driver"))
 from ros_support import Client, driver_args, node_process, twin_args, write_params
@@ -50,7 +51,8 @@ def learner_args(namespace: str, *params_files: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """Twin + driver + learner in /online, and a learner alone in /alone; logs under the returned root."""
+    """Twin + driver + learner in /online, a second twin + driver in /online2, a learner in /fleet training both,
+    and a learner alone in /alone; logs under the returned root."""
     root = tmp_path_factory.mktemp("online")
     key_path, _ = generate_keypair(root / "keys")
     registry = root / "policies"
@@ -80,18 +82,25 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             "online_es_eval_moves": 3,
         },
     )
-    twin = twin_args(
-        "/online",
-        load=LOAD,
-        time_mode="fast",
-        fast_max_factor=4.0,
-        heartbeat_timeout_s=2.0,
-        public_key=public_key_hex(load_private_key(key_path)),
-    )
+    fleet_params = write_params(root / "fleet.yaml", "/**", {"servos": ["/online", "/online2"]})
+
+    def twin(namespace: str) -> list[str]:
+        return twin_args(
+            namespace,
+            load=LOAD,
+            time_mode="fast",
+            fast_max_factor=4.0,
+            heartbeat_timeout_s=2.0,
+            public_key=public_key_hex(load_private_key(key_path)),
+        )
+
     with (
-        node_process(twin, root / "twin.log"),
+        node_process(twin("/online"), root / "twin.log"),
         node_process(driver_args("/online", driver_params), root / "driver.log"),
+        node_process(twin("/online2"), root / "twin2.log"),
+        node_process(driver_args("/online2", driver_params), root / "driver2.log"),
         node_process(learner_args("/online", learner_params), root / "learner.log"),
+        node_process(learner_args("/fleet", learner_params, fleet_params), root / "fleet.log"),
         node_process(learner_args("/alone", learner_params), root / "alone.log"),
     ):
         client = Client("online_client")
@@ -131,16 +140,20 @@ def test_online_goals_are_refused_with_the_reason(stack: dict[str, Any]) -> None
     assert _log_says(root / "learner.log", "online mode needs an off-policy algorithm")
     accepted, result, status = client.call(_train(client, "/alone/train"), _goal(max_time_s=10.0), timeout_s=60.0)
     assert accepted and status == GoalStatus.STATUS_ABORTED
-    assert "no driver: the deploy_policy action server in '/alone'" in result.message
+    assert "no driver: the deploy_policy action server '/alone/deploy_policy'" in result.message
 
 
-def test_an_online_es_goal_calibrates_the_twin_and_reports_what_the_servo_measured(stack: dict[str, Any]) -> None:
-    """`algorithm: es` online through DDS: the classical start measured on the servo, the twin calibrated to it, a
-    schedule trained there, deployed through the driver and measured on the same moves; the better one is kept."""
+def test_an_online_es_goal_on_two_servos_calibrates_the_twin_and_reports_what_they_measured(
+    stack: dict[str, Any],
+) -> None:
+    """`algorithm: es` online through DDS, by a learner whose `servos` are /online and /online2: the classical start
+    measured on the servos (the evaluation moves spread over both), the twin calibrated to them, a schedule trained
+    there, deployed through both drivers and measured on the same moves; the better one is kept, on both."""
     client: Client = stack["client"]
     feedback: list[Any] = []
+    states = [client.subscribe(ServoState, f"/{ns}/state", qos_profile_sensor_data) for ns in ("online", "online2")]
     accepted, result, status = client.call(
-        _train(client, "/online/train"),
+        _train(client, "/fleet/train"),
         _goal(algorithm="es", max_time_s=300.0),
         timeout_s=420.0,
         feedback=feedback,
@@ -154,6 +167,7 @@ def test_an_online_es_goal_calibrates_the_twin_and_reports_what_the_servo_measur
     assert result.policy_crc32 != 0 and Path(result.image_path).is_file()
     phases = {f.phase for f in feedback}
     assert {"deploying", "evaluating", "calibrating", "training"} <= phases, phases
+    client.wait_for(lambda: all(s and s[-1].policy_crc32 == result.policy_crc32 for s in states), 10.0, "both servos")
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import mm_firmware_core as fw
 import numpy as np
 import pytest
 from mm_learning.online import FLAG_GUARD, TransitionColumns
-from mm_learning.online_session import OnlineError, OnlineSession, SessionConfig, SessionProgress
+from mm_learning.online_session import OnlineError, OnlineSession, ServoFleet, SessionConfig, SessionProgress
 from mm_learning.policy_image import parse_image
 from mm_learning.signing import generate_keypair, load_private_key, public_key_hex
 from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig
@@ -30,12 +30,13 @@ from online_support import VirtualServoLink
 pytestmark = pytest.mark.slow
 
 
-def _session(tmp_path: Path, **overrides: Any) -> tuple[OnlineSession, VirtualServoLink, list[SessionProgress]]:
+def _session(
+    tmp_path: Path, servos: int = 1, **overrides: Any
+) -> tuple[OnlineSession, VirtualServoLink, list[SessionProgress]]:
+    """A session on `servos` virtual servos (inertia disk); returns it, the first servo's link and its progress."""
     key = load_private_key(generate_keypair(tmp_path / "keys")[0])
-    servo = VirtualServo(
-        VirtualServoConfig(load="inertia_disk", heartbeat_timeout_s=0.0, public_key_hex=public_key_hex(key))
-    )
-    link = VirtualServoLink(servo)
+    config = VirtualServoConfig(load="inertia_disk", heartbeat_timeout_s=0.0, public_key_hex=public_key_hex(key))
+    links = [VirtualServoLink(VirtualServo(config)) for _ in range(servos)]
     settings: dict[str, Any] = {
         "objective": "accuracy",
         "max_steps": 5000,
@@ -57,13 +58,13 @@ def _session(tmp_path: Path, **overrides: Any) -> tuple[OnlineSession, VirtualSe
     progress: list[SessionProgress] = []
     session = OnlineSession(
         SessionConfig(**(settings | overrides)),
-        link,
+        ServoFleet(links),
         scales=ObsScales.from_profile(load_profile("mm_v3")),
         private_key=key,
         out_dir=tmp_path / "out",
         on_progress=progress.append,
     )
-    return session, link, progress
+    return session, links[0], progress
 
 
 def test_a_session_follows_its_schedule_and_reports_what_the_servo_ran(tmp_path: Path) -> None:
@@ -169,3 +170,37 @@ def test_an_evaluation_move_cut_short_by_lost_transitions_is_run_again(tmp_path:
     _lose_tails(link, lambda attempt: True)
     with pytest.raises(OnlineError, match="came back incomplete 3 times"):
         session.run()
+
+
+def test_a_fleet_trains_one_policy_from_every_servo_and_runs_it_on_all(tmp_path: Path) -> None:
+    """Two servos: each explores, all their transitions feed one learner, every deployment reaches both, and
+    evaluation move i always runs on servo i % 2."""
+    session, _, _ = _session(tmp_path, servos=2, max_steps=3000, eval_moves=3)
+    links = session.fleet.links
+    ran: list[list[Any]] = [[], []]
+    counted: list[int] = []
+    crcs: list[list[int]] = [[], []]
+    for index, link in enumerate(links):
+        run_episode, deploy = link.run_episode, link.deploy
+
+        def recording(episode: Any, run: Any = run_episode, log: list[Any] = ran[index]) -> Any:
+            columns = run(episode)
+            log.append(episode)
+            counted.append(columns.count)
+            return columns
+
+        link.run_episode = recording  # type: ignore[method-assign]
+        link.deploy = lambda image, metadata, d=deploy, log=crcs[index]: (log.append(d(image, metadata)), log[-1])[1]  # type: ignore[method-assign]
+
+    result = session.run()
+
+    assert crcs[0] == crcs[1] and len(crcs[0]) == result.deploys >= 2, "every deployment reached both servos"
+    evaluations = len(result.history)
+    starts = [m.start_rad for m in session.eval_moves]
+    explored = []
+    for index in (0, 1):
+        evaluation_moves = [e for e in ran[index] if e.exploration_std == 0.0]
+        assert [e.start_rad for e in evaluation_moves] == starts[index::2] * evaluations
+        explored.append(len(ran[index]) - len(evaluation_moves))
+    assert explored[0] == explored[1] > 0, "the servos explore at once, one move each at a time"
+    assert result.steps == sum(counted), "every move of both servos was consumed"

@@ -44,7 +44,7 @@ from mm_learning.online_session import (
     Episode,
     OnlineError,
     PolicyRecord,
-    ServoLink,
+    ServoFleet,
     SessionProgress,
     SessionResult,
     servo_evaluation,
@@ -64,7 +64,6 @@ from mm_learning.trainer import objective_terms, summarize
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from mm_learning.online import TransitionColumns
 
 FACTOR_BOUND = 3.0
 """Every fitted factor stays within [1/3, 3] of the profile's value."""
@@ -252,7 +251,7 @@ class CalibratedSession:
 
     Args:
         config: the session.
-        link: the servo.
+        fleet: the servos (one or more of one load class: one calibration from all their moves, one policy).
         private_key: ECDSA P-256 key that signs the images.
         out_dir: export artifacts (``deploy-<n>/``).
         on_progress: progress hook (phases "deploying", "evaluating", "calibrating", "training").
@@ -262,7 +261,7 @@ class CalibratedSession:
     def __init__(
         self,
         config: CalibratedConfig,
-        link: ServoLink,
+        fleet: ServoFleet,
         *,
         private_key: ec.EllipticCurvePrivateKey,
         out_dir: Path,
@@ -271,7 +270,7 @@ class CalibratedSession:
     ) -> None:
         config.validate()
         self.config = config
-        self.link = link
+        self.fleet = fleet
         self._key = private_key
         self._out_dir = out_dir
         self._on_progress = on_progress or (lambda _progress: None)
@@ -334,7 +333,7 @@ class CalibratedSession:
         """Export `result`'s best policy with every check and deploy it (PolicyRejected: nothing deployed)."""
         self._report("deploying")
         export = export_schedule(result, private_key=self._key, out_dir=self._out_dir / f"deploy-{self.deploys:04d}")
-        crc = self.link.deploy(export.image, export.metadata)
+        crc = self.fleet.deploy(export.image, export.metadata)
         self.deploys += 1
         metadata = export.metadata | {"paths": {kind: str(path) for kind, path in export.paths.items()}}
         return PolicyRecord(export.image, metadata, crc, self.steps)
@@ -346,17 +345,18 @@ class CalibratedSession:
         (None: the classical start).
         """
         self._report("evaluating")
-        runs: list[TransitionColumns] = []
-        for move in self.eval_moves:
-            episode = Episode(move.target_rad, move.duration_s, move.start_rad, settle_s=self.config.settle_s)
-            columns = self.link.run_episode(episode)
+        episodes = [
+            Episode(move.target_rad, move.duration_s, move.start_rad, settle_s=self.config.settle_s)
+            for move in self.eval_moves
+        ]
+        runs = self.fleet.run_moves(episodes)
+        for move, columns in zip(self.eval_moves, runs, strict=True):
             if columns.count < round(move.duration_s / columns.dt_s):
                 msg = (
                     f"the evaluation move to {move.target_rad:.3f} rad came back with {columns.count} samples for "
                     f"{move.duration_s} s: transitions are being lost between the servo and the learner"
                 )
                 raise OnlineError(msg)
-            runs.append(columns)
             self.steps += columns.count
             self.servo_time_s += columns.count * columns.dt_s + self.config.settle_s
             positions = np.asarray(columns.position_rad, dtype=np.float64)
@@ -459,9 +459,9 @@ class CalibratedSession:
                 self._stop_reason = "rounds"
             if running is None:  # the last deployed policy lost: the best one runs again
                 self._report("deploying")
-                self.link.deploy(best.image, best.metadata)
+                self.fleet.deploy(best.image, best.metadata)
         finally:
-            self.link.hold()
+            self.fleet.hold()
         return SessionResult(
             stop_reason=self._stop_reason,
             steps=self.steps,

@@ -1,7 +1,8 @@
 """The learner node: the ``train`` action (mm_msgs/action/Train) and accepted policies on ``policy``.
 
 A thin ROS wrapper around :mod:`mm_learning.trainer` and :mod:`mm_learning.export` (``mode: sim``) and
-:mod:`mm_learning.online_session` (``mode: online``: the servo in this node's namespace, through its driver):
+:mod:`mm_learning.online_session` (``mode: online``: the servos of parameter ``servos``, by default the one in this
+node's namespace, through their drivers):
 
 - every goal is accepted; one that cannot run is aborted at once with the reason in its result's ``message``
   (``ros2 action send_goal`` shows it; a rejection would show only "Goal was rejected."): an unknown objective or
@@ -56,7 +57,14 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from mm_learning.errors import LearningError
 from mm_learning.goals import OFF_POLICY, SB3_ALGORITHMS, SCHEDULE_ALGORITHM, parse_objective, run_key
-from mm_learning.online_session import CalibratedConfig, Episode, OnlineError, SessionConfig, SessionProgress
+from mm_learning.online_session import (
+    CalibratedConfig,
+    Episode,
+    OnlineError,
+    ServoFleet,
+    SessionConfig,
+    SessionProgress,
+)
 from mm_learning.registry import IMAGE_NAME
 from mm_msgs.action import DeployPolicy, Train
 from mm_msgs.msg import MetricValue, PolicyBlob, Reward, RewardTerm, ServoCommand, ServoState, TransitionBatch
@@ -96,6 +104,11 @@ _PARAMETERS: dict[str, tuple[Any, str]] = {
         "untrained",
         "online start policy: untrained (a fresh actor), pid_clone (the objective's PID cloned in the twin of "
         "profile/load) or the path of an SB3 .zip of the same algorithm (e.g. trained in the twin)",
+    ),
+    "servos": (
+        [""],
+        "the servos an online goal trains at once, by namespace (absolute, relative to this node's, or '' for its "
+        "own), each with its driver: one policy for all, trained from all their moves (one load class)",
     ),
     "online_wait_s": (5.0, "wall time to wait for the driver's deploy_policy server and the servo's state (s)"),
     "online_move_timeout_s": (60.0, "wall time a move, a deployment or a PID settle may take before giving up (s)"),
@@ -187,9 +200,9 @@ class LearnerNode(Node):
         self._running: ServerGoalHandle | None = None  # the goal holding _busy
         self._policy_pub = self.create_publisher(PolicyBlob, "policy", POLICY_QOS)
         group = ReentrantCallbackGroup()
-        self._deploy_client = ActionClient(self, DeployPolicy, "deploy_policy", callback_group=group)
         self._reward_pub = self.create_publisher(Reward, "reward", 10)
-        self._link = RosServoLink(self, group)
+        servos = list(self._param("servos"))
+        self._links = [RosServoLink(self, group, namespace) for namespace in dict.fromkeys(servos)]
         self._server = ActionServer(
             self,
             Train,
@@ -278,17 +291,27 @@ class LearnerNode(Node):
         return self._servo_problem() if goal.mode == "online" else ""
 
     def _servo_problem(self) -> str:
-        """Why this node cannot reach a servo through a driver (online mode), or ""."""
+        """Why this node cannot reach each of its servos through a driver (online mode), or ""."""
         wait_s = float(self._param("online_wait_s"))
-        if not self._deploy_client.wait_for_server(timeout_sec=wait_s):
-            ns = self.get_namespace()
-            return (
-                f"no driver: the deploy_policy action server in {ns!r} did not answer within {wait_s} s; start the "
-                "driver (active) in this namespace"
-            )
-        if self._link.wait_state(wait_s) is None:
-            return f"no servo state on {self.resolve_topic_name('state')!r} within {wait_s} s; is the servo running?"
+        for link in self._links:
+            if not link.deploy_client.wait_for_server(timeout_sec=wait_s):
+                name = self.resolve_topic_name(link.topic("deploy_policy"))
+                return (
+                    f"no driver: the deploy_policy action server {name!r} did not answer within {wait_s} s; start the "
+                    "driver (active) of that servo"
+                )
+            if link.wait_state(wait_s) is None:
+                name = self.resolve_topic_name(link.topic("state"))
+                return f"no servo state on {name!r} within {wait_s} s; is the servo running?"
         return ""
+
+    def _fleet(self) -> ServoFleet:
+        """The servos of an online goal (parameter ``servos``), configured for it."""
+        for link in self._links:
+            link.configure(
+                registry_dir=self._path("registry_dir"), timeout_s=float(self._param("online_move_timeout_s"))
+            )
+        return ServoFleet(self._links, [link.namespace for link in self._links])
 
     def _on_goal(self, goal: Train.Goal) -> GoalResponse:
         # Accept-and-abort: the execute callback checks the goal and puts the reason into the result's message.
@@ -643,7 +666,7 @@ class LearnerNode(Node):
         return Train.Result(success=True, **fields)
 
     def _train_online(self, goal_handle: ServerGoalHandle) -> Train.Result:
-        """Train against the servo in this namespace (mm_learning.online_session), through its driver."""
+        """Train against the servos (mm_learning.online_session), through their drivers."""
         from mm_learning.online_session import OnlineSession
         from mm_learning.signing import load_private_key
 
@@ -652,11 +675,7 @@ class LearnerNode(Node):
         twin = self._twin(goal)
         out_dir = self._run_dir(goal, twin, f"online-{algorithm}") / f"session-{int(time.time())}"
         config = self._online_config(goal, algorithm)
-        self._link.configure(
-            registry_dir=self._path("registry_dir"),
-            timeout_s=float(self._param("online_move_timeout_s")),
-            deploy_client=self._deploy_client,
-        )
+        fleet = self._fleet()
         self._feedback(goal_handle, "deploying")
         model = self._start_model(algorithm, twin, int(goal.seed))
         probe = twin.make_env(randomize=False)
@@ -668,7 +687,7 @@ class LearnerNode(Node):
 
         session = OnlineSession(
             config,
-            self._link,
+            fleet,
             scales=scales,
             private_key=load_private_key(self._path("signing_key")),
             out_dir=out_dir,
@@ -681,7 +700,7 @@ class LearnerNode(Node):
         session.learner.model.save(out_dir / "model.zip")
         best, start = result.best, result.start
         if goal.deploy and result.stop_reason != "cancelled":
-            self._link.deploy(best.image, best.metadata)
+            fleet.deploy(best.image, best.metadata)
         policy_id = hashlib.sha256(best.image).hexdigest()
         summary = (
             f"online {algorithm}: {result.steps} transitions ({result.transitions_per_s:.0f}/s), "
@@ -712,7 +731,7 @@ class LearnerNode(Node):
         return self._end_online(goal_handle, cancelled=result.stop_reason == "cancelled", fields=fields)
 
     def _train_online_schedule(self, goal_handle: ServerGoalHandle) -> Train.Result:
-        """Learn the schedule for the servo in this namespace (mm_learning.calibration), through its driver."""
+        """Learn the schedule for the servos (mm_learning.calibration), through their drivers."""
         from mm_learning.calibration import CalibratedSession
         from mm_learning.schedule import objective_metric
         from mm_learning.signing import load_private_key
@@ -734,18 +753,14 @@ class LearnerNode(Node):
             **{name: type(_CALIBRATED_DEFAULTS[name])(p(f"online_es_{name}")) for name in _CALIBRATED_PARAMETERS},
         )
         out_dir = self._run_dir(goal, twin, f"online-{SCHEDULE_ALGORITHM}") / f"session-{int(time.time())}"
-        self._link.configure(
-            registry_dir=self._path("registry_dir"),
-            timeout_s=float(self._param("online_move_timeout_s")),
-            deploy_client=self._deploy_client,
-        )
+        fleet = self._fleet()
 
         def on_progress(progress: SessionProgress) -> None:
             self._feedback(goal_handle, progress.phase, progress)
 
         session = CalibratedSession(
             config,
-            self._link,
+            fleet,
             private_key=load_private_key(self._path("signing_key")),
             out_dir=out_dir,
             on_progress=on_progress,
@@ -794,7 +809,7 @@ class LearnerNode(Node):
 
 
 class RosServoLink:
-    """The servo in the node's namespace, reached through its driver (an ``online_session.ServoLink``).
+    """A servo reached through its driver in `namespace` (absolute, relative, "": the node's): a ``ServoLink``.
 
     deploy: the image into the registry the driver reads, then a ``deploy_policy`` goal with its id. Moves:
     ``servo_command`` (POSITION to the start and ``settle_s`` of servo time on ``state``, then POLICY with
@@ -804,8 +819,9 @@ class RosServoLink:
     current): the transitions carry FLAG_FAULT, which the learner never stores.
     """
 
-    def __init__(self, node: Node, group: ReentrantCallbackGroup) -> None:
+    def __init__(self, node: Node, group: ReentrantCallbackGroup, namespace: str = "") -> None:
         self._node = node
+        self._namespace = namespace.rstrip("/")
         self._cond = threading.Condition()
         self._batches: list[TransitionBatch] = []
         self._state: ServoState | None = None
@@ -813,15 +829,26 @@ class RosServoLink:
         self._seq = 0
         self._registry_dir = Path()
         self._timeout_s = 60.0
-        self._deploy_client: ActionClient | None = None
         self.lost_batches = 0
-        self._command_pub = node.create_publisher(ServoCommand, "servo_command", 10)
-        node.create_subscription(TransitionBatch, "transitions", self._on_batch, 1000, callback_group=group)
-        node.create_subscription(ServoState, "state", self._on_state, qos_profile_sensor_data, callback_group=group)
+        self.deploy_client = ActionClient(node, DeployPolicy, self.topic("deploy_policy"), callback_group=group)
+        self._command_pub = node.create_publisher(ServoCommand, self.topic("servo_command"), 10)
+        node.create_subscription(TransitionBatch, self.topic("transitions"), self._on_batch, 1000, callback_group=group)
+        node.create_subscription(
+            ServoState, self.topic("state"), self._on_state, qos_profile_sensor_data, callback_group=group
+        )
 
-    def configure(self, *, registry_dir: Path, timeout_s: float, deploy_client: ActionClient) -> None:
-        """Registry shared with the driver, wall-time limit of each wait (s), the driver's deploy_policy client."""
-        self._registry_dir, self._timeout_s, self._deploy_client = registry_dir, timeout_s, deploy_client
+    @property
+    def namespace(self) -> str:
+        """The servo's namespace as the node resolves it (absolute)."""
+        return self._node.resolve_topic_name(self.topic("state")).rsplit("/", 1)[0] or "/"
+
+    def topic(self, name: str) -> str:
+        """The servo's topic or action `name`, as the node resolves it."""
+        return f"{self._namespace}/{name}" if self._namespace else name
+
+    def configure(self, *, registry_dir: Path, timeout_s: float) -> None:
+        """Registry shared with the driver, wall-time limit of each wait (s)."""
+        self._registry_dir, self._timeout_s = registry_dir, timeout_s
 
     def _on_batch(self, msg: TransitionBatch) -> None:
         with self._cond:
@@ -859,10 +886,10 @@ class RosServoLink:
         from mm_learning.registry import Registry
 
         entry = Registry(self._registry_dir).add(image, metadata)
-        if self._deploy_client is None or not self._deploy_client.wait_for_server(timeout_sec=self._timeout_s):
+        if not self.deploy_client.wait_for_server(timeout_sec=self._timeout_s):
             raise OnlineError("the driver's deploy_policy server is gone")
         done = threading.Event()
-        future = self._deploy_client.send_goal_async(DeployPolicy.Goal(policy_id=entry.policy_id))
+        future = self.deploy_client.send_goal_async(DeployPolicy.Goal(policy_id=entry.policy_id))
         future.add_done_callback(lambda _: done.set())
         if not done.wait(self._timeout_s) or not future.result().accepted:
             raise OnlineError(f"the driver did not accept deploying {entry.policy_id[:12]} (see its log)")

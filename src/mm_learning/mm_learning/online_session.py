@@ -19,17 +19,20 @@ The servo runs the deployed integer policy at its control rate and streams its t
 until ``max_steps`` transitions were consumed, ``max_time_s`` of wall time passed, the target was reached (the
 objective's target against the start policy, ``trainer.beats_target``, with a higher return too) or the caller
 cancels. The best evaluated policy is kept and reported. The servo is reached through a :class:`ServoLink`
-(ROS: the learner node; tests: the virtual servo in-process).
+(ROS: the learner node; tests: the virtual servo in-process). A :class:`ServoFleet` of several servos of one
+load class trains one policy from all of them: each explores at once, their transitions go into one replay
+buffer, every policy is deployed to all, and the evaluation moves are spread over them.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
 PHASES = ("deploying", "exploring", "training", "evaluating")
 _CALIBRATION_OBS = 1000  # observations for the export's calibration, and as many held out for check (b)
 _EVAL_ATTEMPTS = 3  # runs of an evaluation move whose transitions come back incomplete, before giving up
+_T = TypeVar("_T")
 
 
 class OnlineError(LearningError):
@@ -96,6 +100,74 @@ class ServoLink(Protocol):
         ...
 
 
+class ServoFleet:
+    """Several servos of one kind (one load class) that a session drives as one: what one runs, all run.
+
+    A deployment goes to every servo at once; moves are spread over the servos (move ``i`` of a call on servo
+    ``i % len(fleet)``, so a fixed list of evaluation moves runs each move on the same servo every time) and the
+    servos run theirs at the same time, each in its own thread, its moves in order. One servo: the calling thread.
+
+    Args:
+        links: the servos.
+        names: how errors name them (default ``servo0`` ...).
+    """
+
+    def __init__(self, links: Sequence[ServoLink], names: Sequence[str] = ()) -> None:
+        if not links:
+            raise OnlineError("a fleet needs at least one servo")
+        self.links = list(links)
+        self.names = list(names) or [f"servo{i}" for i in range(len(self.links))]
+        if len(self.names) != len(self.links):
+            msg = f"{len(self.names)} names for {len(self.links)} servos"
+            raise OnlineError(msg)
+
+    def __len__(self) -> int:
+        return len(self.links)
+
+    def _each(self, work: Callable[[int], _T]) -> list[_T]:
+        """work(i) for every servo i, at once; an OnlineError names the servo (the first one that failed)."""
+
+        def named(index: int) -> _T:
+            try:
+                return work(index)
+            except OnlineError as exc:
+                msg = f"{self.names[index]}: {exc}"
+                raise OnlineError(msg) from exc
+
+        if len(self.links) == 1:
+            return [named(0)]
+        with ThreadPoolExecutor(max_workers=len(self.links), thread_name_prefix="servo") as pool:
+            futures = [pool.submit(named, i) for i in range(len(self.links))]
+        return [future.result() for future in futures]
+
+    def deploy(self, image: bytes, metadata: Mapping[str, Any]) -> int:
+        """Deploy to every servo at once; the CRC they all run (OnlineError: one refused, or they disagree)."""
+        crcs = self._each(lambda i: self.links[i].deploy(image, metadata))
+        if len(set(crcs)) != 1:
+            listing = ", ".join(f"{name} 0x{crc:08x}" for name, crc in zip(self.names, crcs, strict=True))
+            msg = f"the servos report different policies after one deployment: {listing}"
+            raise OnlineError(msg)
+        return crcs[0]
+
+    def map(self, run: Callable[[ServoLink, Episode], _T], episodes: Sequence[Episode]) -> list[_T]:
+        """``run(link, episode)`` for every episode, episode ``i`` on servo ``i % len(self)``; in episode order."""
+        count = len(self.links)
+
+        def servo_moves(index: int) -> list[_T]:
+            return [run(self.links[index], episode) for episode in episodes[index::count]]
+
+        per_servo = self._each(servo_moves)
+        return [per_servo[i % count][i // count] for i in range(len(episodes))]
+
+    def run_moves(self, episodes: Sequence[Episode]) -> list[TransitionColumns]:
+        """Each servo's ``run_episode`` for its episodes (as `map`), the moves' transitions in episode order."""
+        return self.map(lambda link, episode: link.run_episode(episode), episodes)
+
+    def hold(self) -> None:
+        """HOLD every servo without streaming (each one tried, the first failure raised after)."""
+        self._each(lambda i: self.links[i].hold())
+
+
 def _range_problems(positive: Mapping[str, float], non_negative: Mapping[str, float]) -> list[str]:
     """What is wrong with settings that must be finite and > 0 (`positive`) or >= 0 (`non_negative`)."""
     problems = [f"{k}={v} must be > 0" for k, v in positive.items() if not (math.isfinite(v) and v > 0.0)]
@@ -115,7 +187,8 @@ class SessionConfig:
         episode_s: length of each move (s).
         target_limit_rad: targets (and evaluation starts) are drawn in [-limit, limit] (rad).
         min_move_rad: a training target is at least this far from where the load is (rad).
-        redeploy_every_s: servo time of exploration between deployments (s).
+        redeploy_every_s: servo time of exploration between deployments (s; of each servo: a fleet explores at
+            once, one move per servo at a time).
         eval_moves: seeded evaluation moves (``mm_sim.evaluate.seeded_moves``, seed ``trainer.EVAL_SEED``).
         eval_every_deploys: evaluate after every this many deployments.
         settle_s: servo time the PID is given to reach an evaluation move's start (s).
@@ -323,7 +396,7 @@ class SessionResult:
         best: the best evaluated policy (the start policy if nothing beat it).
         history: (transitions, mean return) of every evaluation.
         elapsed_s: wall time (s).
-        servo_time_s: servo time of all consumed transitions (s).
+        servo_time_s: servo time of all consumed transitions (s; summed over the servos of a fleet).
         train_time_s: wall time spent in gradient steps (s).
     """
 
@@ -347,6 +420,25 @@ class SessionResult:
     def gradient_steps_per_s(self) -> float:
         """Gradient steps per second of wall time spent training."""
         return self.gradient_steps / self.train_time_s if self.train_time_s > 0.0 else 0.0
+
+
+def _complete(columns: TransitionColumns, episode: Episode) -> bool:
+    """Whether a move's transitions arrived whole.
+
+    A return summed over a move cut short by lost transitions would compare policies on different moves.
+    """
+    return columns.count >= round(episode.duration_s / columns.dt_s)
+
+
+def _attempts(link: ServoLink, episode: Episode) -> list[TransitionColumns]:
+    """Every run of an evaluation move: until its transitions arrive whole, at most ``_EVAL_ATTEMPTS`` runs.
+
+    Each run is stored for training.
+    """
+    runs = [link.run_episode(episode)]
+    while not _complete(runs[-1], episode) and len(runs) < _EVAL_ATTEMPTS:
+        runs.append(link.run_episode(episode))
+    return runs
 
 
 def servo_evaluation(terms: Mapping[str, float], moves: list[TransitionColumns], starts: list[float]) -> Any:
@@ -382,7 +474,7 @@ class OnlineSession:
 
     Args:
         config: the session.
-        link: the servo.
+        fleet: the servos (one or more of one load class: one replay buffer, one policy deployed to all).
         scales: observation scales written into every policy image (the servo computes its observation with
             the active policy's scales, so all images of a session carry the same).
         private_key: ECDSA P-256 key that signs the images.
@@ -396,7 +488,7 @@ class OnlineSession:
     def __init__(
         self,
         config: SessionConfig,
-        link: ServoLink,
+        fleet: ServoFleet,
         *,
         scales: Any,
         private_key: Any,
@@ -411,7 +503,7 @@ class OnlineSession:
 
         config.validate()
         self.config = config
-        self.link = link
+        self.fleet = fleet
         self.learner = OnlineLearner(
             objective=config.objective,
             algorithm=config.algorithm,
@@ -443,7 +535,7 @@ class OnlineSession:
         self._servo_time_s = 0.0
         self._train_time_s = 0.0
         self._start_wall = 0.0
-        self._position_rad: float | None = None
+        self._positions_rad: list[float | None] = [None] * len(fleet)  # where each servo's last move left its load
         self._observations: list[NDArray[np.float32]] = []
         self._eval_metrics: dict[str, float] = {}
         self._baseline: dict[str, float] = {}
@@ -493,15 +585,15 @@ class OnlineSession:
 
     # -- the servo -------------------------------------------------------------------------------------------
 
-    def _consume(self, columns: TransitionColumns) -> None:
-        """Store a move's transitions, count them, report its rewards."""
+    def _consume(self, columns: TransitionColumns, servo: int) -> None:
+        """Store a move's transitions (run by `servo`, an index into the fleet), count them, report its rewards."""
         if columns.count < 2:
             msg = f"the servo returned {columns.count} samples for a move; is it streaming transitions?"
             raise OnlineError(msg)
         self.learner.add_batch(columns)
         self.steps += columns.count
         self._servo_time_s += columns.count * columns.dt_s
-        self._position_rad = float(columns.position_rad[-1])
+        self._positions_rad[servo] = float(columns.position_rad[-1])
         self._observations.append(columns.observations)
         rewards, terms = self.learner.reward_terms(columns)
         self._cycle_rewards.extend(rewards.tolist())
@@ -514,11 +606,11 @@ class OnlineSession:
             )
         )
 
-    def _training_episode(self) -> Episode:
-        """A seeded random target at least ``min_move_rad`` from the load; a PID start when it wandered off."""
+    def _training_episode(self, servo: int) -> Episode:
+        """A seeded random target at least ``min_move_rad`` from `servo`'s load; a PID start when it wandered off."""
         limit, config = self.config.target_limit_rad, self.config
         start = None
-        here = self._position_rad
+        here = self._positions_rad[servo]
         if here is None or abs(here) > limit:
             here = start = float(self._rng.uniform(-limit, limit))
         target = here
@@ -551,7 +643,7 @@ class OnlineSession:
         except PolicyRejected as exc:
             self.refusals.append(str(exc))
             return None
-        crc = self.link.deploy(export.image, export.metadata)
+        crc = self.fleet.deploy(export.image, export.metadata)
         self.deploys += 1
         metadata = export.metadata | {"paths": {kind: str(path) for kind, path in export.paths.items()}}
         return PolicyRecord(export.image, metadata, crc, self.steps)
@@ -575,31 +667,26 @@ class OnlineSession:
     def _evaluate(self) -> dict[str, float]:
         """The deployed policy on the seeded moves, exploration off; the transitions are stored too."""
         self._report("evaluating")
+        episodes = [
+            Episode(move.target_rad, move.duration_s, move.start_rad, settle_s=self.config.settle_s)
+            for move in self.eval_moves
+        ]
         moves = []
-        for move in self.eval_moves:
-            episode = Episode(move.target_rad, move.duration_s, move.start_rad, settle_s=self.config.settle_s)
-            moves.append(self._complete_move(episode))
+        for index, (episode, attempts) in enumerate(zip(episodes, self.fleet.map(_attempts, episodes), strict=True)):
+            for columns in attempts:
+                self._consume(columns, index % len(self.fleet))
+            self.incomplete_moves += len(attempts) - 1
+            if not _complete(attempts[-1], episode):
+                msg = (
+                    f"the evaluation move to {episode.target_rad:.3f} rad came back incomplete {_EVAL_ATTEMPTS} "
+                    f"times (the last had {attempts[-1].count} samples for {episode.duration_s} s): transitions "
+                    "are being lost between the servo and the learner"
+                )
+                raise OnlineError(msg)
+            moves.append(attempts[-1])
         from mm_learning.trainer import summarize
 
         return summarize(servo_evaluation(self.learner.terms, moves, [m.start_rad for m in self.eval_moves]))
-
-    def _complete_move(self, episode: Episode) -> TransitionColumns:
-        """Run an evaluation move until its transitions arrive whole; every attempt is stored for training.
-
-        A return summed over a move cut short by lost transitions would compare policies on different moves.
-        """
-        for _ in range(_EVAL_ATTEMPTS):
-            columns = self.link.run_episode(episode)
-            self._consume(columns)
-            if columns.count >= round(episode.duration_s / columns.dt_s):
-                return columns
-            self.incomplete_moves += 1
-        msg = (
-            f"the evaluation move to {episode.target_rad:.3f} rad came back incomplete {_EVAL_ATTEMPTS} times "
-            f"(the last had {columns.count} samples for {episode.duration_s} s): transitions are being lost "
-            "between the servo and the learner"
-        )
-        raise OnlineError(msg)
 
     def _train(self, new_transitions: int) -> None:
         """Gradient steps for the transitions stored since the last cycle, in chunks that can be cancelled."""
@@ -641,9 +728,10 @@ class OnlineSession:
                 self._report("exploring")
                 explored_s = 0.0
                 while explored_s < self.config.redeploy_every_s and not self._should_stop():
-                    columns = self.link.run_episode(self._training_episode())
-                    self._consume(columns)
-                    explored_s += columns.count * columns.dt_s
+                    episodes = [self._training_episode(servo) for servo in range(len(self.fleet))]
+                    for servo, columns in enumerate(self.fleet.run_moves(episodes)):
+                        self._consume(columns, servo)
+                        explored_s += columns.count * columns.dt_s / len(self.fleet)
                 self._train(self.learner.transitions - cycle_start)
                 if self._stop_reason == "cancelled":
                     break
@@ -660,7 +748,7 @@ class OnlineSession:
                 if self.config.stop_on_target and self._reached_target(self._eval_metrics):
                     self._stop_reason = "target"
         finally:
-            self.link.hold()
+            self.fleet.hold()
         return SessionResult(
             stop_reason=self._stop_reason,
             steps=self.steps,
