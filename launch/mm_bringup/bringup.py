@@ -12,8 +12,10 @@ CAN device ids, simulated time, the recorder's output and topics).
 
 Servos live in namespaces `/<namespace>1` ... `/<namespace>N` (`servos:=N`); every servo gets its own driver,
 learner and robot_state_publisher (TF frames prefixed `<namespace>i/`); rviz, the micro-ROS agent and the recorder
-(`bag:=<dir>`: one bag of every servo's topics) are shared. `params_file:=<file>` adds a parameter file of the
-user's to every node, after the bringup's (e.g. the learner's signing key and the virtual servo's public key).
+(`bag:=<dir>`: one bag of every servo's topics) are shared. `learner:=shared` starts one learner for all servos
+instead (root namespace: one policy trained from all of them and deployed to all). `params_file:=<file>` adds a
+parameter file of the user's to every node, after the bringup's (e.g. the learner's signing key and the virtual
+servo's public key).
 """
 
 from __future__ import annotations
@@ -58,7 +60,14 @@ _COMMON = (
     Argument("namespace", "servo", "namespace prefix of the servos (servo -> /servo1, /servo2, ...)"),
     Argument("profile", "", "mm_sim servo profile (mm_v3, mm_minimal, gimbal_bldc); empty: each package's default"),
     Argument("load", "", "load of that profile (inertia_disk, pendulum, spring); empty: each package's default"),
-    Argument("learner", "true", "start a learner (train action, policy publisher) per servo", TRUE_WORDS),
+    Argument(
+        "learner",
+        "true",
+        "true: a learner (train action, policy publisher) per servo, one policy each (their loads may differ); "
+        "shared: one learner in the root namespace (/train) that trains one policy from every servo and deploys it "
+        "to all (servos of one load class: its parameter `servos`); false: none",
+        ("true", "shared", "false"),
+    ),
     Argument(
         "robot_state_publisher",
         "true",
@@ -366,7 +375,7 @@ def describe(
                     lifecycle=True,
                 )
             )
-        if _flag(values, "learner"):
+        if values["learner"] == "true":
             specs.append(
                 NodeSpec(
                     "mm_learning", "learner", "learner", namespace, (learner_file, bringup_file, *extra), model | clock
@@ -388,6 +397,18 @@ def describe(
                     {"robot_description": description, "frame_prefix": f"{prefix}{index}/"} | clock,
                 )
             )
+    if values["learner"] == "shared":
+        servos: list[str] = [f"/{prefix}{index}" for index in range(1, count + 1)]
+        specs.append(
+            NodeSpec(
+                "mm_learning",
+                "learner",
+                "learner",
+                "",
+                (learner_file, bringup_file, *extra),
+                model | clock | {"servos": servos},
+            )
+        )
     if values["bag"]:
         # One recorder for every servo: one bag, as `ros2 bag record` of all their topics would write.
         topics = [f"{prefix}{index}/{topic}" for index in range(1, count + 1) for topic in RECORDED_TOPICS]

@@ -82,6 +82,16 @@ def test_several_servos_get_own_namespaces_and_overrides(fake_install: FakeInsta
     assert _overrides(commands[3]) == {"/arm2/driver": {"ros__parameters": {"load": "inertia_disk"}}}
 
 
+def test_a_shared_learner_trains_every_servo_from_the_root_namespace(fake_install: FakeInstall) -> None:
+    specs = _describe(fake_install, SIM, "servos:=3", "learner:=shared", "load:=inertia_disk")
+    learners = [spec for spec in specs if spec.executable == "learner"]
+    assert len(learners) == 1 and learners[0].namespace == ""
+    assert learners[0].parameters == {"load": "inertia_disk", "servos": ["/servo1", "/servo2", "/servo3"]}
+    assert [spec.namespace for spec in specs if spec.executable == "driver"] == ["/servo1", "/servo2", "/servo3"]
+    with pytest.raises(BringupError, match="learner:=both is not one of true, shared, false"):
+        _describe(fake_install, SIM, "learner:=both")
+
+
 def test_sim_time_one_clock_leader_and_followers(fake_install: FakeInstall) -> None:
     specs = _describe(fake_install, SIM, "servos:=3", "sim_time:=true")
     twins = [spec.parameters for spec in specs if spec.executable == "virtual_servo"]
