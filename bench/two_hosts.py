@@ -14,10 +14,12 @@ tick (1000/s): the baseline of the transitions/s in the same run. The run withou
 run with it.
 
 A kernel without the `sch_netem` qdisc refuses the netem run; its result then says so (`available: false` and
-the kernel's answer) instead of a number.
+the kernel's answer), and the same impairment runs on the user-space link emulator instead (`mm_bringup.linkemu`:
+two TAP devices and a forwarding process that delays and drops frames), with the emulator unimpaired as that
+run's baseline (its forwarding costs what a veth pair does not).
 
 Usage (inside a loopback-only namespace): tools/isolated.sh python bench/two_hosts.py [--deploys N]
-`run(netem)` is what bench/bench_fleet.py calls.
+`main` is what bench/bench_fleet.py runs.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +46,17 @@ LEARNER_PARAMETERS = {"episode_s": 1.0, "eval_moves": 2, "export_moves": 3}
 """Small evaluations: the Train goal only has to give a policy to deploy."""
 
 
-def _link_text(netem: bool) -> str:
-    return "veth + netem 25 ms each way (50 ms RTT), 1 % loss" if netem else "veth, no impairment"
+def _link_text(link: Any) -> str:
+    if link is None:
+        return "veth, no impairment"
+    kind = "user-space emulator (TAP)" if link.emulated else "veth + netem"
+    if not (link.delay_ms or link.loss_percent):
+        return f"{kind}, no impairment"
+    return f"{kind} {link.delay_ms:g} ms each way ({2 * link.delay_ms:g} ms RTT), {link.loss_percent:g} % loss"
 
 
-def run(netem: bool, deploys: int = DEPLOYS, stream_s: float = STREAM_S) -> dict[str, Any]:
-    """One two-host run; netem: impair the veth pair with 25 ms delay each way and 1 % loss.
+def run(link: Any, deploys: int = DEPLOYS, stream_s: float = STREAM_S) -> dict[str, Any]:
+    """One two-host run over `link` (a `mm_bringup.hosts.Link`; None: a plain veth pair).
 
     Returns:
         link, netem, available (False when the kernel refused netem: reason says why), start_s (nodes up and
@@ -58,20 +66,19 @@ def run(netem: bool, deploys: int = DEPLOYS, stream_s: float = STREAM_S) -> dict
         zenoh_transitions_per_s (the same stream through the Zenoh bridges).
     """
     # mm_bringup is installed with the workspace (or found in launch/), untyped for this mypy run.
-    from mm_bringup.hosts import NETEM_50MS_RTT_1PCT, NetemUnavailableError  # type: ignore[import-untyped]
+    from mm_bringup.hosts import NetemUnavailableError  # type: ignore[import-untyped]
     from mm_bringup.two_hosts import SessionConfig, TwoHostSession  # type: ignore[import-untyped]
 
-    result: dict[str, Any] = {"link": _link_text(netem), "netem": netem, "available": True, "reason": ""}
+    netem = link is not None and not link.emulated and bool(link.delay_ms or link.loss_percent)
+    result: dict[str, Any] = {"link": _link_text(link), "netem": netem, "available": True, "reason": ""}
     config = SessionConfig(
-        out=Path(tempfile.mkdtemp(prefix="mm_two_hosts_")),
-        link=NETEM_50MS_RTT_1PCT if netem else None,
-        learner_parameters=LEARNER_PARAMETERS,
+        out=Path(tempfile.mkdtemp(prefix="mm_two_hosts_")), link=link, learner_parameters=LEARNER_PARAMETERS
     )
     started = time.monotonic()
     try:
         session = TwoHostSession(config).__enter__()
     except NetemUnavailableError as exc:
-        return result | {"available": False, "reason": str(exc)}
+        return result | {"available": False, "reason": str(exc), "netem_unavailable": True}
     try:
         session.wait_ready()
         result["start_s"] = time.monotonic() - started
@@ -149,7 +156,12 @@ def main() -> int:
     parser.add_argument("--deploys", type=int, default=DEPLOYS)
     parser.add_argument("--stream-s", type=float, default=STREAM_S)
     args = parser.parse_args()
-    results = [run(netem, args.deploys, args.stream_s) for netem in (False, True)]
+    from mm_bringup.hosts import NETEM_50MS_RTT_1PCT, Link
+
+    results = [run(link, args.deploys, args.stream_s) for link in (None, NETEM_50MS_RTT_1PCT)]
+    if results[-1].get("netem_unavailable"):
+        emulated = (Link(emulated=True), replace(NETEM_50MS_RTT_1PCT, emulated=True))
+        results += [run(link, args.deploys, args.stream_s) for link in emulated]
     print(json.dumps(results, indent=2))
     print()
     print(markdown(results))

@@ -21,7 +21,9 @@ hosts but not relied on here. No extra process is needed (a Fast DDS discovery s
 one more single point of failure; its CLI is not in the ROS wheels either).
 
 ``link`` adds ``tc netem`` delay and loss on both ends of the veth pair (e.g. 25 ms each way = 50 ms RTT, 1 %
-loss); a kernel without ``sch_netem`` refuses it, and `NetemUnavailableError` says so.
+loss); a kernel without ``sch_netem`` refuses it, and `NetemUnavailableError` says so. A link with ``emulated``
+joins the hosts by two TAP devices and `mm_bringup.linkemu`'s forwarding process instead, which applies the same
+delay and loss in user space (same interface names and addresses): what such a kernel can run.
 
     python -m mm_bringup.hosts --learner "python -m mm_learning.learner_node" --servo "python -m mm_sim.twin_node"
 """
@@ -71,15 +73,17 @@ class NetemUnavailableError(HostsError):
 
 @dataclass(frozen=True)
 class Link:
-    """Impairment of the veth pair, applied on both ends (so the RTT is twice `delay_ms`).
+    """Impairment of the link, applied in both directions (so the RTT is twice `delay_ms`).
 
     Attributes:
         delay_ms: one-way delay (ms).
         loss_percent: random loss of each packet in each direction (%).
+        emulated: TAP devices and `mm_bringup.linkemu` (user space) instead of a veth pair with ``tc netem``.
     """
 
     delay_ms: float = 0.0
     loss_percent: float = 0.0
+    emulated: bool = False
 
     def netem_arguments(self) -> list[str]:
         """The ``tc qdisc ... netem`` arguments of this link."""
@@ -133,10 +137,11 @@ class RemoteHost:
         self.address = SERVO_ADDRESS
         self.local_address = LEARNER_ADDRESS
         self._holder: subprocess.Popen[bytes] | None = None
+        self._emulator: subprocess.Popen[str] | None = None
         self._machine_id: Path | None = None
 
     def __enter__(self) -> RemoteHost:
-        """Make the namespaces and the veth pair, address both ends, add netem if asked."""
+        """Make the namespaces and the veth pair (or the emulated link), address both ends, add netem if asked."""
         if outside := outside_interfaces():
             msg = (
                 f"refusing to add a veth pair to a namespace with a way out ({', '.join(outside)}): run under "
@@ -145,21 +150,24 @@ class RemoteHost:
             raise HostsError(msg)
         try:
             self._start_holder()
-            _check(
-                [
-                    "ip",
-                    "link",
-                    "add",
-                    LEARNER_INTERFACE,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    SERVO_INTERFACE,
-                    "netns",
-                    str(self._pid()),
-                ]
-            )
+            if self.link is not None and self.link.emulated:
+                self._start_emulator(self.link)
+            else:
+                _check(
+                    [
+                        "ip",
+                        "link",
+                        "add",
+                        LEARNER_INTERFACE,
+                        "type",
+                        "veth",
+                        "peer",
+                        "name",
+                        SERVO_INTERFACE,
+                        "netns",
+                        str(self._pid()),
+                    ]
+                )
             _check(["ip", "addr", "add", f"{LEARNER_ADDRESS}/{PREFIX_LENGTH}", "dev", LEARNER_INTERFACE])
             _check(["ip", "link", "set", LEARNER_INTERFACE, "up"])
             _check(["ip", "route", "add", MULTICAST, "dev", LEARNER_INTERFACE])
@@ -167,7 +175,7 @@ class RemoteHost:
             _check(self.command(["ip", "addr", "add", f"{SERVO_ADDRESS}/{PREFIX_LENGTH}", "dev", SERVO_INTERFACE]))
             _check(self.command(["ip", "link", "set", SERVO_INTERFACE, "up"]))
             _check(self.command(["ip", "route", "add", MULTICAST, "dev", SERVO_INTERFACE]))
-            if self.link is not None:
+            if self.link is not None and not self.link.emulated:
                 self._add_netem(self.link)
         except BaseException:
             self.close()
@@ -212,6 +220,24 @@ class RemoteHost:
             raise HostsError(msg)
         return self._holder.pid
 
+    def _start_emulator(self, link: Link) -> None:
+        """The two TAP devices and their forwarder (`mm_bringup.linkemu`), once it says ``ready``."""
+        argv = [
+            sys.executable,
+            "-m",
+            "mm_bringup.linkemu",
+            f"--servo-netns-pid={self._pid()}",
+            f"--learner-tap={LEARNER_INTERFACE}",
+            f"--servo-tap={SERVO_INTERFACE}",
+            f"--delay-ms={link.delay_ms:g}",
+            f"--loss-percent={link.loss_percent:g}",
+        ]
+        self._emulator = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        if self._emulator.stdout is None or self._emulator.stdout.readline().strip() != "ready":
+            self._emulator.wait(timeout=_SETUP_TIMEOUT_S)
+            msg = f"the link emulator exited with {self._emulator.returncode} (its error is above)"
+            raise HostsError(msg)
+
     def _add_netem(self, link: Link) -> None:
         for command in (
             ["tc", "qdisc", "add", "dev", LEARNER_INTERFACE, "root", "netem", *link.netem_arguments()],
@@ -243,7 +269,11 @@ class RemoteHost:
         return dds_environment(self.address, base)
 
     def close(self) -> None:
-        """Delete the veth pair (both ends) and stop the holder; idempotent."""
+        """Delete the veth pair (both ends) or stop the link emulator, and stop the holder; idempotent."""
+        if self._emulator is not None:
+            self._emulator.terminate()  # its TAP devices go with its descriptors
+            self._emulator.wait()
+            self._emulator = None
         _run(["ip", "link", "del", LEARNER_INTERFACE])
         if self._holder is not None:
             self._holder.terminate()
@@ -261,8 +291,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--servo", required=True, help="command line run on the servo host (the new namespace)")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="netem one-way delay on both ends (ms)")
     parser.add_argument("--loss-percent", type=float, default=0.0, help="netem random loss on both ends (%%)")
+    parser.add_argument(
+        "--emulated", action="store_true", help="TAP devices + mm_bringup.linkemu instead of veth + netem"
+    )
     args = parser.parse_args(argv)
-    link = Link(args.delay_ms, args.loss_percent) if args.delay_ms or args.loss_percent else None
+    impaired = args.delay_ms or args.loss_percent or args.emulated
+    link = Link(args.delay_ms, args.loss_percent, args.emulated) if impaired else None
     try:
         with RemoteHost(link) as host:
             processes = [

@@ -26,7 +26,7 @@ import pytest
 
 pytest.importorskip("rclpy")
 from action_msgs.msg import GoalStatus
-from mm_bringup.hosts import LEARNER_ADDRESS, SERVO_ADDRESS, HostsError, RemoteHost, outside_interfaces
+from mm_bringup.hosts import LEARNER_ADDRESS, SERVO_ADDRESS, HostsError, Link, RemoteHost, outside_interfaces
 from zenoh_support import zenoh_stream
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -78,6 +78,63 @@ def test_the_hosts_reach_each_other_only_over_the_veth_pair() -> None:
         assert "127.0.0.1" in addresses and SERVO_ADDRESS in addresses and LEARNER_ADDRESS not in addresses
     # Nothing of the servo host is left here once it is closed.
     assert "mm-learner" not in Path("/proc/self/net/dev").read_text()
+
+
+_ECHO = (
+    "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 7778)); "
+    "[s.sendto(*s.recvfrom(64)) for _ in iter(int, 1)]"
+)
+
+
+def _round_trips(host: RemoteHost, count: int, timeout_s: float, *, first_within_s: float = 0.0) -> list[float]:
+    """UDP round trips (s) of `count` probes to an echo server on the servo host; the lost ones are left out.
+
+    With `first_within_s`, probes are sent until one comes back within that long (the server is up, ARP
+    resolved) before the counted ones.
+    """
+    import socket
+
+    times: list[float] = []
+    with (
+        subprocess.Popen(host.command([sys.executable, "-c", _ECHO])) as server,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock,
+    ):
+        try:
+            sock.settimeout(0.2)
+            deadline = time.monotonic() + first_within_s
+            while time.monotonic() < deadline and not _echo(sock, b"up"):
+                pass
+            sock.settimeout(timeout_s)
+            for index in range(count):
+                sent = time.monotonic()
+                if _echo(sock, str(index).encode()):
+                    times.append(time.monotonic() - sent)
+        finally:
+            server.kill()
+    return times
+
+
+def _echo(sock: Any, probe: bytes) -> bool:
+    """Send `probe` to the servo host's echo port; whether it came back before the socket's timeout."""
+    sock.sendto(probe, (SERVO_ADDRESS, 7778))
+    try:
+        while sock.recv(64) != probe:  # a late echo of an earlier probe
+            pass
+    except (TimeoutError, ConnectionRefusedError):  # lost, or the server not up yet (ICMP port unreachable)
+        return False
+    return True
+
+
+def test_an_emulated_link_delays_and_loses_what_crosses_it() -> None:
+    """Where the kernel has no netem: TAP devices + mm_bringup.linkemu, 20 ms each way; then 50 % loss."""
+    with RemoteHost(Link(delay_ms=20.0, emulated=True)) as host:
+        rtts = _round_trips(host, 10, 2.0, first_within_s=10.0)
+    assert len(rtts) == 10 and min(rtts) >= 0.040, rtts
+    assert "mm-learner" not in Path("/proc/self/net/dev").read_text()
+    # 50 % loss each way: a round trip survives 1 in 4 (expected 10 of 40; 2..20 holds with odds > 0.999).
+    with RemoteHost(Link(loss_percent=50.0, emulated=True)) as host:
+        survived = len(_round_trips(host, 40, 0.3, first_within_s=10.0))
+    assert 2 <= survived <= 20, survived
 
 
 def test_a_namespace_with_a_way_out_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
