@@ -992,8 +992,10 @@ def _goal_id(goal_handle: ServerGoalHandle) -> str:
 def main(args: list[str] | None = None) -> None:
     """Run the learner node (``ros2 run mm_learning learner --ros-args --params-file config/learner.yaml``).
 
-    After Ctrl-C or SIGTERM a running goal gets ``SHUTDOWN_GRACE_S`` to stop with its checkpoint; a goal still
-    running then (importing a training module, exporting) does not keep the process alive: it exits 0 at once.
+    After Ctrl-C or SIGTERM a running goal gets ``SHUTDOWN_GRACE_S`` to stop with its checkpoint; then the process
+    exits 0 at once, without waiting for its threads or the training libraries' teardown: a goal still running
+    (importing a training module, exporting), or one whose execution was about to start when the signal came,
+    would otherwise keep the interpreter's exit waiting for its executor thread.
     """
     node: LearnerNode | None = None
     with rclpy_process(args):
@@ -1006,9 +1008,9 @@ def main(args: list[str] | None = None) -> None:
         time.sleep(0.05)
     if node is not None and node.is_busy():
         print("learner: a goal was still running at shutdown; exiting without waiting for it", file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
