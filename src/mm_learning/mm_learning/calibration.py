@@ -41,12 +41,13 @@ from numpy.typing import NDArray
 from mm_learning.errors import PolicyRejected
 from mm_learning.online_session import (
     CalibratedConfig,
-    Episode,
     OnlineError,
     PolicyRecord,
     ServoFleet,
     SessionProgress,
     SessionResult,
+    evaluation_episodes,
+    is_whole,
     servo_evaluation,
 )
 from mm_learning.schedule import (
@@ -345,13 +346,10 @@ class CalibratedSession:
         (None: the classical start).
         """
         self._report("evaluating")
-        episodes = [
-            Episode(move.target_rad, move.duration_s, move.start_rad, settle_s=self.config.settle_s)
-            for move in self.eval_moves
-        ]
+        episodes = evaluation_episodes(self.eval_moves, self.config.settle_s)
         runs = self.fleet.run_moves(episodes)
-        for move, columns in zip(self.eval_moves, runs, strict=True):
-            if columns.count < round(move.duration_s / columns.dt_s):
+        for move, episode, columns in zip(self.eval_moves, episodes, runs, strict=True):
+            if not is_whole(columns, episode):
                 msg = (
                     f"the evaluation move to {move.target_rad:.3f} rad came back with {columns.count} samples for "
                     f"{move.duration_s} s: transitions are being lost between the servo and the learner"

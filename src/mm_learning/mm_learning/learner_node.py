@@ -295,13 +295,13 @@ class LearnerNode(Node):
         wait_s = float(self._param("online_wait_s"))
         for link in self._links:
             if not link.deploy_client.wait_for_server(timeout_sec=wait_s):
-                name = self.resolve_topic_name(link.topic("deploy_policy"))
+                name = link.resolved("deploy_policy")
                 return (
                     f"no driver: the deploy_policy action server {name!r} did not answer within {wait_s} s; start the "
                     "driver (active) of that servo"
                 )
             if link.wait_state(wait_s) is None:
-                name = self.resolve_topic_name(link.topic("state"))
+                name = link.resolved("state")
                 return f"no servo state on {name!r} within {wait_s} s; is the servo running?"
         return ""
 
@@ -840,7 +840,11 @@ class RosServoLink:
     @property
     def namespace(self) -> str:
         """The servo's namespace as the node resolves it (absolute)."""
-        return self._node.resolve_topic_name(self.topic("state")).rsplit("/", 1)[0] or "/"
+        return self.resolved("state").rsplit("/", 1)[0] or "/"
+
+    def resolved(self, name: str) -> str:
+        """The servo's topic or action `name`, resolved by the node (absolute)."""
+        return self._node.resolve_topic_name(self.topic(name))
 
     def topic(self, name: str) -> str:
         """The servo's topic or action `name`, as the node resolves it."""

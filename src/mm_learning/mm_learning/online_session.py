@@ -422,7 +422,15 @@ class SessionResult:
         return self.gradient_steps / self.train_time_s if self.train_time_s > 0.0 else 0.0
 
 
-def _complete(columns: TransitionColumns, episode: Episode) -> bool:
+def evaluation_episodes(moves: Sequence[Any], settle_s: float) -> list[Episode]:
+    """`Episode`s of seeded evaluation moves (``mm_sim.evaluate.seeded_moves``), exploration off.
+
+    Each starts from rest at its start, where the PID is given ``settle_s`` (s) to bring the load.
+    """
+    return [Episode(m.target_rad, m.duration_s, m.start_rad, settle_s=settle_s) for m in moves]
+
+
+def is_whole(columns: TransitionColumns, episode: Episode) -> bool:
     """Whether a move's transitions arrived whole.
 
     A return summed over a move cut short by lost transitions would compare policies on different moves.
@@ -436,7 +444,7 @@ def _attempts(link: ServoLink, episode: Episode) -> list[TransitionColumns]:
     Each run is stored for training.
     """
     runs = [link.run_episode(episode)]
-    while not _complete(runs[-1], episode) and len(runs) < _EVAL_ATTEMPTS:
+    while not is_whole(runs[-1], episode) and len(runs) < _EVAL_ATTEMPTS:
         runs.append(link.run_episode(episode))
     return runs
 
@@ -667,16 +675,13 @@ class OnlineSession:
     def _evaluate(self) -> dict[str, float]:
         """The deployed policy on the seeded moves, exploration off; the transitions are stored too."""
         self._report("evaluating")
-        episodes = [
-            Episode(move.target_rad, move.duration_s, move.start_rad, settle_s=self.config.settle_s)
-            for move in self.eval_moves
-        ]
+        episodes = evaluation_episodes(self.eval_moves, self.config.settle_s)
         moves = []
         for index, (episode, attempts) in enumerate(zip(episodes, self.fleet.map(_attempts, episodes), strict=True)):
             for columns in attempts:
                 self._consume(columns, index % len(self.fleet))
             self.incomplete_moves += len(attempts) - 1
-            if not _complete(attempts[-1], episode):
+            if not is_whole(attempts[-1], episode):
                 msg = (
                     f"the evaluation move to {episode.target_rad:.3f} rad came back incomplete {_EVAL_ATTEMPTS} "
                     f"times (the last had {attempts[-1].count} samples for {episode.duration_s} s): transitions "
