@@ -26,7 +26,7 @@ test: build lint
 	@tools/run_tests.sh $(PYTEST_ARGS)
 
 demo: build
-	@tools/isolated.sh python -m mm_learning.demo $(DEMO_ARGS)
+	@tools/isolated.sh python -m mm_bringup.demo $(DEMO_ARGS)
 
 bench: build
 	@tools/isolated.sh python bench/run_all.py

@@ -45,7 +45,7 @@ SIZES = {"4 KB": 34, "16 KB": 100}  # hidden width of a [h, h] actor whose signe
 
 def _images() -> dict[str, bytes]:
     from cryptography.hazmat.primitives.asymmetric import ec
-    from mm_learning.signing import public_key_hex
+    from mm_contract.signing import public_key_hex
     from policies import sized_policy  # type: ignore[import-not-found]
 
     key = ec.generate_private_key(ec.SECP256R1())

@@ -33,9 +33,9 @@ def _policy_files(directory: Path) -> list[str]:
     """A signed image (2 KB of placeholder model bytes) and its public key, packed by mm_learning."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from mm_sim.observation import ObsScales
+    from mm_contract.observation import ObsScales
 
-    from mm_learning import policy_image, signing
+    from mm_contract import policy_image, signing
 
     key = ec.generate_private_key(ec.SECP256R1())
     scales = ObsScales(3.0, 40.0, 25.0, 2.0, 0.004)

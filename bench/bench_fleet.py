@@ -76,7 +76,7 @@ def cpu_seconds(pid: int) -> float:
 def _image() -> tuple[bytes, str]:
     """A ~12 KB signed policy and the public key (hex) the servos are given."""
     from cryptography.hazmat.primitives.asymmetric import ec
-    from mm_learning.signing import public_key_hex
+    from mm_contract.signing import public_key_hex
     from policies import sized_policy  # type: ignore[import-not-found]
 
     key = ec.generate_private_key(ec.SECP256R1())
@@ -370,9 +370,9 @@ def can_knobs(decimation: int, **changes: Any) -> Any:
 
     The defaults come from their sources: the twin's control rate, the driver's heartbeat, bit rate and ISO-TP chunk.
     """
+    from mm_contract.profiles import load_profile
     from mm_driver.busload import Fleet as BusFleet
     from mm_driver.driver_node import PARAMETERS
-    from mm_sim.profiles import load_profile
 
     return BusFleet(
         control_rate_hz=load_profile("mm_v3").control.rate_hz,

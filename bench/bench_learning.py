@@ -22,10 +22,10 @@ import gymnasium as gym
 import numpy as np
 import stable_baselines3
 import torch
+from mm_contract.tflm import Scheme, TflmPolicy, measure_arena_bytes, model_ops
 from mm_learning.acceptance import ENCODER_COUNT_RAD, action_error, closed_loop, rollout_observations, run_episode
 from mm_learning.actor import actor_from_sb3
 from mm_learning.tflite_convert import convert, desktop_outputs, to_keras
-from mm_learning.tflm import Scheme, TflmPolicy, measure_arena_bytes, model_ops
 from mm_sim.baselines import PidController, initial_gains, tuned_gains
 from mm_sim.errors import MmSimError
 

@@ -70,7 +70,7 @@ def main() -> None:
         parser.error("--time-mode fast runs one servo only: every fast twin would publish its own /clock")
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(101, 200)))
-    from mm_learning.signing import generate_keypair, load_private_key, public_key_hex
+    from mm_contract.signing import generate_keypair, load_private_key, public_key_hex
     from ros_support import Client, driver_args, node_process, twin_args, write_params  # type: ignore[import-not-found]
 
     from mm_msgs.action import Train

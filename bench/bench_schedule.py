@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ec
+from mm_contract.profiles import list_profiles, load_profile
+from mm_contract.registry import Registry
 from mm_learning.errors import LearningError
-from mm_learning.registry import Registry
 from mm_learning.schedule import OBJECTIVE_METRICS, ScheduleConfig, objective_metric, publish, train_schedule
-from mm_sim.profiles import list_profiles, load_profile
 
 ROWS = (("pid", "PID"), ("ptos", "PTOS"), ("policy", "RL schedule (quantised)"), ("bound", "time-optimal bound"))
 

@@ -19,14 +19,15 @@ from typing import Any
 
 import mujoco
 import numpy as np
+from mm_contract.objectives import OBJECTIVES
+from mm_contract.profiles import list_profiles, load_profile
 from mm_sim.baselines import LAWS, TimeOptimalController, tuned_gains
 from mm_sim.batch import BatchTwin
 from mm_sim.evaluate import evaluate, seeded_moves
 from mm_sim.model import Plant
-from mm_sim.objectives import OBJECTIVES
 from mm_sim.tuning import run_law
 
-from mm_sim import ServoEnv, list_profiles, load_profile
+from mm_sim import ServoEnv
 
 THROUGHPUT_STEPS = 20_000
 BATCH_COPIES = 64

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from mm_learning.registry import Registry
+from mm_contract.registry import Registry
 from mm_learning.schedule import ScheduleConfig, register
 from mm_learning.sweep import grid, ray_session, run_sweep, run_trial
 

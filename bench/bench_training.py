@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from mm_contract.tflm import TflmPolicy
 from mm_learning.errors import LearningError
-from mm_learning.tflm import TflmPolicy
 from mm_learning.trainer import (
     Progress,
     TrainConfig,

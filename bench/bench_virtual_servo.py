@@ -32,12 +32,13 @@ import numpy as np
 def _policy_image() -> tuple[bytes, str]:
     """A signed int16x8 image of a [48, 48] tanh actor and the public key hex (TensorFlow: ~10 s)."""
     from cryptography.hazmat.primitives.asymmetric import ec
+    from mm_contract.observation import ObsScales
+    from mm_contract.profiles import load_profile
+    from mm_contract.tflm import Scheme, measure_arena_bytes
     from mm_learning.actor import ActorSpec, DenseLayer
     from mm_learning.tflite_convert import convert, to_keras
-    from mm_learning.tflm import Scheme, measure_arena_bytes
 
-    from mm_learning import policy_image, signing
-    from mm_sim import ObsScales, load_profile
+    from mm_contract import policy_image, signing
 
     rng = np.random.default_rng(0)
     sizes = [8, 48, 48, 1]

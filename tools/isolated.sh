@@ -3,7 +3,7 @@
 # user may create one (unshare -n), always with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a random
 # ROS_DOMAIN_ID (unless one is set) so parallel runs do not see each other. Used by `make test`, `make demo` and
 # `make bench`; the environment (tools/env.sh) is sourced first.
-#   tools/isolated.sh python -m mm_learning.demo --time-s 60
+#   tools/isolated.sh python -m mm_bringup.demo --time-s 60
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck disable=SC1091

@@ -8,7 +8,7 @@ source tools/env.sh
 ruff check .
 ruff format --check --quiet . || { echo "lint: run 'ruff format' (files above differ)" >&2; exit 1; }
 targets=()
-for d in src/mm_sim/mm_sim src/mm_learning/mm_learning src/mm_driver/mm_driver \
+for d in src/mm_contract/mm_contract src/mm_ros/mm_ros src/mm_sim/mm_sim src/mm_learning/mm_learning src/mm_driver/mm_driver \
          firmware/core/python/mm_firmware_core tools bench; do
   [ -d "$d" ] && targets+=("$d")
 done

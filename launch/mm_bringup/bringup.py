@@ -26,7 +26,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
-from mm_driver.description import default_joint_name
+from mm_contract.description import build_urdf, default_joint_name, rename_joint
+from mm_contract.errors import ContractError
+from mm_contract.profiles import load_profile
 
 from mm_bringup.errors import BringupError
 
@@ -226,16 +228,11 @@ def configured_parameter(parameter_file: Path, node_name: str, parameter: str) -
 
 
 def robot_description(profile: str, load: str, joint: str) -> str:
-    """URDF of the servo and its load (mm_sim) with its joint called `joint`, as the driver publishes it."""
-    from mm_driver.description import rename_joint
-    from mm_sim.errors import MmSimError
-    from mm_sim.model import build_urdf
-    from mm_sim.profiles import load_profile
-
+    """URDF of the servo and its load (mm_contract.description), joint called `joint`, as the driver publishes it."""
     try:
         servo_profile = load_profile(profile)
         return rename_joint(build_urdf(servo_profile, servo_profile.load(load)), joint)
-    except MmSimError as exc:
+    except ContractError as exc:
         msg = f"profile {profile!r} / load {load!r}: {exc}"
         raise BringupError(msg) from exc
 

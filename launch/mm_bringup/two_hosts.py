@@ -1,7 +1,7 @@
 """The learner on one host, the servo on another: a session across the veth pair of `mm_bringup.hosts`.
 
 On this (the learner) host: the learner node in ``/servo1`` and the operator (a `ServoClient` of
-``mm_learning.bringup_client``, what ``ros2 action send_goal`` would be). On the servo host (`RemoteHost`): the
+``mm_bringup.session``, what ``ros2 action send_goal`` would be). On the servo host (`RemoteHost`): the
 virtual servo (the firmware core on the MuJoCo twin, real time) and its driver in ``/servo1``. Nothing is shared
 but the network: each host has its own registry, the driver takes the policy from the learner's ``policy`` topic
 (transient local) and the servo gets only the signing key's public half, as on two machines. The operator sends
@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mm_learning.bringup_client import GoalRefusedError, ServoClient, SessionError, signing_key
-from mm_learning.signing import load_private_key, public_key_hex
+from mm_contract.signing import load_private_key, public_key_hex
 
 from mm_bringup.hosts import Link, RemoteHost
+from mm_bringup.session import GoalRefusedError, ServoClient, SessionError, signing_key
 
 NAMESPACE = "/servo1"
 NODES = frozenset({("virtual_servo", NAMESPACE), ("driver", NAMESPACE), ("learner", NAMESPACE)})

@@ -6,8 +6,8 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(exclude=["test"]),
-    # Servo profiles are read with importlib.resources, so they ship inside the Python package.
-    package_data={package_name: ["profiles/*.yaml", "data/*.yaml"]},
+    # Tuned gains are read with importlib.resources, so they ship inside the Python package.
+    package_data={package_name: ["data/*.yaml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml", "README.md"]),

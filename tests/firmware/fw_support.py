@@ -1,5 +1,5 @@
 """Shared by the firmware tests: paths, a small contract section 5 image packer (the project's packer is
-mm_learning.policy_image) and a trivial inference backend."""
+mm_contract.policy_image) and a trivial inference backend."""
 
 from __future__ import annotations
 

@@ -60,7 +60,8 @@ def _servo(key: ec.EllipticCurvePrivateKey, action: float, monkeypatch: pytest.M
 
 
 def _scales() -> tuple[float, ...]:
-    from mm_sim import ObsScales, load_profile
+    from mm_contract.observation import ObsScales
+    from mm_contract.profiles import load_profile
 
     s = ObsScales.from_profile(load_profile("mm_v3"))
     return (s.pos_scale_rad, s.vel_scale_rad_s, s.fine_gain_per_rad, s.current_limit_a, s.velocity_filter_tau_s)
@@ -80,10 +81,9 @@ def test_the_classical_ptos_never_trips_the_default_guard(
     import mm_firmware_core as fw
 
     require("mm_sim")
+    from mm_contract.profiles import load_profile
     from mm_sim.baselines import tuned_gains
     from mm_sim.evaluate import seeded_moves
-
-    from mm_sim import load_profile
 
     g = tuned_gains(load_profile("mm_v3"), "pendulum", "speed", law="ptos")
     base = (g.kp_pos, g.v_max, g.kp_vel, g.ki_vel, g.gravity_ff_a, g.decel_rad_s2)

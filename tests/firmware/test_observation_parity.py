@@ -1,5 +1,5 @@
 """Observation parity (servo contract sections 2-3): the C core, stepped with encoder counts as on the servo,
-produces the same 8 features as mm_sim.observation (MultiTurnEncoder -> ObservationBuilder) on a recorded run,
+produces the same 8 features as mm_contract.observation (MultiTurnEncoder -> ObservationBuilder) on a recorded run,
 within 1e-5 per feature."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ def test_core_observations_match_mm_sim() -> None:
     import mm_firmware_core as fw
 
     require("mm_sim")
-    from mm_sim.observation import MultiTurnEncoder, ObservationBuilder, ObsScales, encoder_count
+    from mm_contract.observation import MultiTurnEncoder, ObservationBuilder, ObsScales, encoder_count
 
     scales = ObsScales(
         pos_scale_rad=3.0,

@@ -25,8 +25,8 @@ def test_core_pid_matches_mm_sim_baseline(gravity_ff_a: float, decel_rad_s2: flo
     import mm_firmware_core as fw
 
     require("mm_sim")
+    from mm_contract.observation import MultiTurnEncoder, ObservationBuilder, ObsScales, encoder_count
     from mm_sim.baselines import CascadedPid, PidGains
-    from mm_sim.observation import MultiTurnEncoder, ObservationBuilder, ObsScales, encoder_count
 
     gains = PidGains(
         kp_pos=18.0, v_max=15.0, kp_vel=0.25, ki_vel=3.0, gravity_ff_a=gravity_ff_a, decel_rad_s2=decel_rad_s2

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from fw_support import HEADER, HalfGainBackend, header, image, public_key_bytes, require, sign_raw
-from mm_sim.observation import ObsScales
+from mm_contract.observation import ObsScales
 
 MODEL = bytes(range(256)) * 3
 BASE = (2.0, 5.0, 0.1, 1.0, 0.05, 30.0)  # a schedule image's PTOS base law: kp_pos, v_max, kp_vel, ki_vel, ff, decel
@@ -160,7 +160,7 @@ def test_corrupted_transfer_fails_the_image_crc(
 def test_images_from_the_project_packer_are_accepted(
     servo: tuple[Any, HalfGainBackend], signing_key: ec.EllipticCurvePrivateKey
 ) -> None:
-    policy_image = require("mm_learning.policy_image")
+    policy_image = require("mm_contract.policy_image")
     core, _ = servo
     scales = ObsScales(3.0, 40.0, 25.0, 2.0, 0.004)
     head = policy_image.PolicyHeader(model_type=policy_image.ModelType.INT8, scales=scales, arena_bytes=2800)
@@ -186,10 +186,10 @@ def test_header_helper_matches_the_contract_layout() -> None:
 
 
 def test_packer_and_core_agree_on_the_format() -> None:
-    """One definition per side: the C header's sizes and version equal mm_learning.policy_image's."""
+    """One definition per side: the C header's sizes and version equal mm_contract.policy_image's."""
     import mm_firmware_core as fw
 
-    policy_image = require("mm_learning.policy_image")
+    policy_image = require("mm_contract.policy_image")
     assert fw.constant("MM_POLICY_HEADER_BYTES") == policy_image.HEADER_SIZE == len(header(MODEL))
     assert fw.constant("MM_POLICY_SIGNATURE_BYTES") == policy_image.SIGNATURE_SIZE
     assert fw.constant("MM_POLICY_FORMAT_VERSION") == policy_image.FORMAT_VERSION
@@ -200,7 +200,7 @@ def test_schedule_fields_reach_the_core_and_round_trip(
 ) -> None:
     """A schedule image packed by mm_learning is accepted; the core decodes schedule_range and the base gains at
     the offsets the packer wrote; schedule_range 0 with zero gains (the default) is a plain policy."""
-    policy_image = require("mm_learning.policy_image")
+    policy_image = require("mm_contract.policy_image")
     core, _ = servo
     scales = ObsScales(3.0, 40.0, 25.0, 2.0, 0.004)
     head = policy_image.PolicyHeader(
@@ -228,10 +228,10 @@ def test_schedule_fields_reach_the_core_and_round_trip(
 def test_the_packer_and_the_core_agree_on_every_schedule_field(
     servo: tuple[Any, HalfGainBackend], signing_key: ec.EllipticCurvePrivateKey
 ) -> None:
-    """mm_learning.policy_image refuses exactly the schedule fields the core refuses (REASON_FORMAT) and accepts the
+    """mm_contract.policy_image refuses exactly the schedule fields the core refuses (REASON_FORMAT) and accepts the
     rest, over the edges of every rule: schedule_range around 0 and 2 and non-finite, base laws PTOS, linear, without
     kp_pos, all 0, negative and non-finite gains. Images are forged by fw_support (no Python-side check)."""
-    policy_image = require("mm_learning.policy_image")
+    policy_image = require("mm_contract.policy_image")
     core, _ = servo
     tiny = struct.unpack("<f", struct.pack("<I", 1))[0]  # the smallest float32 > 0: schedule mode
     ranges = (0.0, -0.0, tiny, 0.5, 1.5, 2.0, ABOVE_2, -tiny, -0.5, math.nan, math.inf, -math.inf)

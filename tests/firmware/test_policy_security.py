@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from fw_support import HEADER, HalfGainBackend, image, malleate, public_key_bytes, require, sign_raw
-from mm_sim.observation import ObsScales
+from mm_contract.observation import ObsScales
 
 MODEL = bytes(range(256)) * 3
 ACCEPTED, REJECTED = 1, 2
@@ -107,9 +107,9 @@ def test_registry_versions_deploy_in_order_and_refuse_the_rollback(
     tmp_path: Path, signing_key: ec.EllipticCurvePrivateKey
 ) -> None:
     """The registry signs max(existing) + 1 into each new policy; an older registry entry is then refused."""
-    policy_image = require("mm_learning.policy_image")
-    registry_mod = require("mm_learning.registry")
-    signing = require("mm_learning.signing")
+    policy_image = require("mm_contract.policy_image")
+    registry_mod = require("mm_contract.registry")
+    signing = require("mm_contract.signing")
     sign = functools.partial(signing.sign, signing_key)
     head = policy_image.PolicyHeader(
         model_type=policy_image.ModelType.INT8, scales=ObsScales(3.0, 40.0, 25.0, 2.0, 0.004), arena_bytes=2800

@@ -60,8 +60,8 @@ def test_schedule_policy_matches_the_python_reference(
     import mm_firmware_core as fw
 
     require("mm_sim")
+    from mm_contract.observation import MultiTurnEncoder, ObservationBuilder, ObsScales, encoder_count
     from mm_sim.baselines import CascadedPid, PidGains
-    from mm_sim.observation import MultiTurnEncoder, ObservationBuilder, ObsScales, encoder_count
 
     backend = WobblyBackend()
     # The recorded shaft moves on its own, far outside any move's envelope: the guard (test_guard.py) is off here.
@@ -163,10 +163,10 @@ def test_mm_learning_schedule_header_reaches_the_base_law(signing_key: ec.Ellipt
     bit); one whose policy outputs 0.5 brakes at decel * exp(rho * 0.5), as CascadedPid with that schedule."""
     import mm_firmware_core as fw
 
-    policy_image = require("mm_learning.policy_image")
+    policy_image = require("mm_contract.policy_image")
     require("mm_sim")
+    from mm_contract.observation import ObsScales
     from mm_sim.baselines import CascadedPid, PidGains
-    from mm_sim.observation import ObsScales
 
     class Constant(WobblyBackend):
         def __init__(self, a: float) -> None:

@@ -1,5 +1,5 @@
 """The twin's path: the C core runs a real integer policy through a caller-supplied backend, here the Python
-TFLite Micro runtime (mm_learning.tflm) behind the ctypes callback, exactly as the ESP32 runs it through
+TFLite Micro runtime (mm_contract.tflm) behind the ctypes callback, exactly as the ESP32 runs it through
 policy_tflm.cc; the core's current command is the policy's action times the image's current limit."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from fw_support import public_key_bytes, require
-from mm_sim.observation import ObsScales
+from mm_contract.observation import ObsScales
 
 LIMIT_A = 2.0
 
@@ -35,11 +35,11 @@ def test_core_runs_an_int8_policy_through_tflite_micro(signing_key: ec.EllipticC
     import mm_firmware_core as fw
 
     require("mm_learning")
+    from mm_contract.tflm import Scheme, TflmPolicy
     from mm_learning.actor import ActorSpec, DenseLayer
     from mm_learning.tflite_convert import convert, to_keras
-    from mm_learning.tflm import Scheme, TflmPolicy
 
-    from mm_learning import policy_image, signing
+    from mm_contract import policy_image, signing
 
     rng = np.random.default_rng(3)
     actor = ActorSpec(

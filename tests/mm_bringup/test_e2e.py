@@ -1,4 +1,4 @@
-"""End to end, cross-process, with a tiny budget: the demo's session (mm_learning.bringup_client) on the sim bringup.
+"""End to end, cross-process, with a tiny budget: the demo's session (mm_bringup.session) on the sim bringup.
 
 The composed runner starts the virtual servo, the driver, the learner and the recorder as separate processes
 (launch-equivalent: the same description `sim.launch.py` uses); this process then trains through the learner's
@@ -19,9 +19,9 @@ import pytest
 
 pytest.importorskip("rclpy")
 from mm_bringup.bringup import is_installed
+from mm_bringup.session import BRINGUP_NODES, SessionConfig, run_session
+from mm_contract.registry import Registry
 from mm_learning.bags import read_messages
-from mm_learning.bringup_client import BRINGUP_NODES, SessionConfig, run_session
-from mm_learning.registry import Registry
 from mm_sim.evaluate import Move
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -66,7 +66,7 @@ def test_train_deploy_move_and_record_through_the_bringup(tmp_path: Path, report
 
     # Every node stopped cleanly on SIGINT (exit code 0), and the recorder closed the bag. Ctrl-C landing in the
     # learner's final try_shutdown (here, once) or its executor (after an online goal) gave exit code 1 before the
-    # nodes ran inside mm_sim.ros_process.rclpy_process (tests/mm_sim/test_ros_process.py).
+    # nodes ran inside mm_ros.process.rclpy_process (tests/mm_sim/test_ros_process.py).
     codes = result.exit_codes
     nodes = ["/servo1/virtual_servo", "/servo1/driver", "/servo1/learner", "/recorder"]
     assert [codes[name] for name in nodes] == [0, 0, 0, 0], log[-3000:]

@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 # package name -> (package.xml, Python sources)
 PACKAGES = {
+    "mm_contract": (REPO / "src/mm_contract/package.xml", [REPO / "src/mm_contract/mm_contract"]),
+    "mm_ros": (REPO / "src/mm_ros/package.xml", [REPO / "src/mm_ros/mm_ros"]),
     "mm_driver": (REPO / "src/mm_driver/package.xml", [REPO / "src/mm_driver/mm_driver"]),
     "mm_sim": (REPO / "src/mm_sim/package.xml", [REPO / "src/mm_sim/mm_sim"]),
     "mm_learning": (REPO / "src/mm_learning/package.xml", [REPO / "src/mm_learning/mm_learning"]),
@@ -49,6 +51,8 @@ ROSDEP_KEYS = {
             "launch",
             "launch_ros",
             "mm_msgs",
+            "mm_contract",
+            "mm_ros",
             "mm_sim",
             "mm_driver",
             "mm_learning",
@@ -83,13 +87,6 @@ ROSDEP_KEYS = {
     "ray": "python3-ray-pip",
 }
 
-# Imports left undeclared on purpose: a dependency back onto a package that depends on this one (a cycle rosdep
-# and colcon refuse). Each is imported lazily, inside the function that needs it.
-REVERSE = {
-    "mm_sim": {"mm_learning"},  # TFLM policies on the twin (virtual_servo), mm_learning depends on mm_sim
-    "mm_learning": {"mm_bringup"},  # the demo and bringup client start the bringup, which depends on mm_learning
-}
-
 
 def imported_modules(roots: list[Path]) -> dict[str, set[str]]:
     """Top-level modules imported by the .py files under `roots` -> the files importing them."""
@@ -119,11 +116,7 @@ def test_every_third_party_import_is_declared(package: str) -> None:
     """An import whose key is missing from package.xml is reported with the files that import it."""
     package_xml, roots = PACKAGES[package]
     modules = imported_modules(roots)
-    third_party = {
-        m: files
-        for m, files in modules.items()
-        if m not in sys.stdlib_module_names and m != package and m not in REVERSE.get(package, set())
-    }
+    third_party = {m: files for m, files in modules.items() if m not in sys.stdlib_module_names and m != package}
     unmapped = sorted(m for m in third_party if m not in ROSDEP_KEYS)
     assert not unmapped, f"{package} imports {unmapped}: add their rosdep keys to ROSDEP_KEYS and package.xml"
     keys = declared(package_xml)

@@ -12,11 +12,11 @@ from collections.abc import Callable
 import can
 import mm_firmware_core as fw
 from cryptography.hazmat.primitives.asymmetric import ec
+from mm_contract.observation import ObsScales
+from mm_contract.policy_image import HEADER_SIZE, SIGNATURE_SIZE, ModelType, PolicyHeader, pack_image
+from mm_contract.signing import public_key_hex, sign
 from mm_driver.errors import DriverError
 from mm_driver.transport import Ack, AckReason, AckStatus, Chunk, ChunkLink
-from mm_learning.policy_image import HEADER_SIZE, SIGNATURE_SIZE, ModelType, PolicyHeader, pack_image
-from mm_learning.signing import public_key_hex, sign
-from mm_sim.observation import ObsScales
 
 SCALES = ObsScales(3.14159265, 160.0, 40.0, 4.0, 0.002)
 

@@ -15,12 +15,13 @@ PD_GAINS = (1.0, 0.1, 5.0)  # coarse error, fine error, velocity (per observatio
 
 
 def _pack(key: ec.EllipticCurvePrivateKey, layers: list[tuple[np.ndarray, str]], seed: int) -> bytes:
+    from mm_contract.observation import ObsScales
+    from mm_contract.profiles import load_profile
+    from mm_contract.tflm import Scheme
     from mm_learning.actor import ActorSpec, DenseLayer
     from mm_learning.tflite_convert import convert, to_keras
-    from mm_learning.tflm import Scheme
 
-    from mm_learning import policy_image, signing
-    from mm_sim import ObsScales, load_profile
+    from mm_contract import policy_image, signing
 
     actor = ActorSpec(
         layers=tuple(DenseLayer(w.astype(np.float32), np.zeros(w.shape[1], np.float32), act) for w, act in layers),

@@ -35,12 +35,12 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from driver_support import FaultyLink, wrong_crc_image
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
+from mm_contract.registry import Registry
+from mm_contract.signing import public_key_hex
 from mm_driver.deploy import Deployer
 from mm_driver.driver_node import LATCHED_QOS
 from mm_driver.ros_transport import RELIABLE_QOS, RosTransport
 from mm_driver.transport import Mode
-from mm_learning.registry import Registry
-from mm_learning.signing import public_key_hex
 from mm_sim.evaluate import seeded_moves
 from mm_sim.twin_node import CLOCK_QOS, VirtualServoNode
 from policies import pd_policy, sized_policy

@@ -27,8 +27,8 @@ import can
 import rclpy
 from cryptography.hazmat.primitives.asymmetric import ec
 from driver_support import FaultyLink
+from mm_contract.signing import public_key_hex
 from mm_driver.driver_node import LATCHED_QOS, PARAMETERS, DriverNode
-from mm_learning.signing import public_key_hex
 from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig
 from policies import pd_policy, sized_policy
 from rclpy.context import Context

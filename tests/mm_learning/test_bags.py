@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import pytest
 import yaml
+from mm_contract.objectives import TransitionSample, reward
 from mm_learning.bags import (
     BEST_EFFORT,
     TRANSITION_BATCH,
@@ -34,7 +35,6 @@ from mm_learning.bags import (
 )
 from mm_learning.online import FLAG_EPISODE_START, FLAG_FAULT, TransitionColumns
 from mm_learning.trainer import objective_terms
-from mm_sim.objectives import TransitionSample, reward
 
 REPO = Path(__file__).resolve().parents[2]
 MSG_DIR = REPO / "src" / "mm_msgs" / "msg"

@@ -16,15 +16,14 @@ from typing import Any
 import mm_firmware_core as fw
 import numpy as np
 import pytest
+from mm_contract.profiles import load_profile
+from mm_contract.signing import generate_keypair, load_private_key, public_key_hex
 from mm_learning.calibration import CalibratedSession, RecordedMove, fit_plant
 from mm_learning.online_session import CalibratedConfig, OnlineError, ServoFleet, SessionProgress
 from mm_learning.schedule import ScheduleConfig, classical_start
-from mm_learning.signing import generate_keypair, load_private_key, public_key_hex
 from mm_sim.batch import BatchTwin, rollout
 from mm_sim.evaluate import seeded_moves
 from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig
-
-from mm_sim import load_profile
 
 sys.path.insert(0, str(Path(__file__).parent))
 from online_support import VirtualServoLink

@@ -6,10 +6,10 @@ import json
 
 import gymnasium as gym
 import pytest
+from mm_contract.observation import ObsScales
+from mm_contract.policy_image import ModelType, PolicyHeader, pack_image
+from mm_contract.registry import Registry
 from mm_learning.cli import main
-from mm_learning.policy_image import ModelType, PolicyHeader, pack_image
-from mm_learning.registry import Registry
-from mm_sim.observation import ObsScales
 from stable_baselines3 import PPO
 
 

@@ -27,7 +27,7 @@ TINY = [
 def test_demo_writes_table_plots_animation_bag_and_summary(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "mm_learning.demo", *TINY, "--out", str(out)],
+        [sys.executable, "-m", "mm_bringup.demo", *TINY, "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=900,

@@ -10,6 +10,9 @@ import keras
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from mm_contract.policy_image import ModelType, parse_image
+from mm_contract.signing import verify_image
+from mm_contract.tflm import Scheme, TflmPolicy
 from mm_learning.acceptance import (
     Budget,
     ClosedLoopReport,
@@ -25,10 +28,7 @@ from mm_learning.acceptance import (
 from mm_learning.actor import actor_from_sb3
 from mm_learning.errors import ExportError, PolicyRejected, RejectionCause
 from mm_learning.export import DEFAULT_SCHEME, ClosedLoopSetup, ExportResult, export_policy
-from mm_learning.policy_image import ModelType, parse_image
-from mm_learning.signing import verify_image
 from mm_learning.tflite_convert import convert, to_keras
-from mm_learning.tflm import Scheme, TflmPolicy
 from stable_baselines3.common.base_class import BaseAlgorithm
 from tflite_micro.python.tflite_micro.runtime import schema_fb
 from toy_servo import ToyServoEnv, pd_law

@@ -23,9 +23,9 @@ import pytest
 
 pytest.importorskip("rclpy")
 from action_msgs.msg import GoalStatus
+from mm_contract.policy_image import parse_image
+from mm_contract.signing import generate_keypair
 from mm_learning.learner_node import POLICY_QOS, SHUTDOWN_GRACE_S
-from mm_learning.policy_image import parse_image
-from mm_learning.signing import generate_keypair
 from mm_learning.trainer import latest_checkpoint
 from rclpy.action import ActionClient
 from rclpy.executors import SingleThreadedExecutor

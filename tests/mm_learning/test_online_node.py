@@ -20,7 +20,7 @@ import pytest
 
 pytest.importorskip("rclpy")
 from action_msgs.msg import GoalStatus
-from mm_learning.signing import generate_keypair, load_private_key, public_key_hex
+from mm_contract.signing import generate_keypair, load_private_key, public_key_hex
 from rclpy.action import ActionClient
 from rclpy.qos import qos_profile_sensor_data
 

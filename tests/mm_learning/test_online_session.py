@@ -16,13 +16,13 @@ from typing import Any
 import mm_firmware_core as fw
 import numpy as np
 import pytest
+from mm_contract.observation import ObsScales
+from mm_contract.policy_image import parse_image
+from mm_contract.profiles import load_profile
+from mm_contract.signing import generate_keypair, load_private_key, public_key_hex
 from mm_learning.online import FLAG_GUARD, TransitionColumns
 from mm_learning.online_session import OnlineError, OnlineSession, ServoFleet, SessionConfig, SessionProgress
-from mm_learning.policy_image import parse_image
-from mm_learning.signing import generate_keypair, load_private_key, public_key_hex
 from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig
-
-from mm_sim import ObsScales, load_profile
 
 sys.path.insert(0, str(Path(__file__).parent))
 from online_support import VirtualServoLink

@@ -8,16 +8,9 @@ import zlib
 from pathlib import Path
 
 import pytest
-from mm_learning.errors import PolicyImageError
-from mm_learning.policy_image import (
-    HEADER_SIZE,
-    ModelType,
-    PolicyHeader,
-    pack_image,
-    parse_image,
-    policy_crc32,
-)
-from mm_sim.observation import ObsScales
+from mm_contract.errors import PolicyImageError
+from mm_contract.observation import ObsScales
+from mm_contract.policy_image import HEADER_SIZE, ModelType, PolicyHeader, pack_image, parse_image, policy_crc32
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -146,7 +139,7 @@ def test_schedule_fields_the_servo_accepts_are_accepted(schedule_range: float, b
 
 
 def test_the_schedule_range_limit_is_the_firmwares() -> None:
-    from mm_learning.policy_image import MAX_SCHEDULE_RANGE
+    from mm_contract.policy_image import MAX_SCHEDULE_RANGE
 
     header = (REPO / "firmware/core/include/mm_core/mm_policy_image.h").read_text()
     assert f"#define MM_MAX_SCHEDULE_RANGE {MAX_SCHEDULE_RANGE}f" in header

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from mm_learning.errors import RegistryError
-from mm_learning.policy_image import ModelType, PolicyHeader, pack_image
-from mm_learning.registry import Registry
-from mm_sim.observation import ObsScales
+from mm_contract.errors import RegistryError
+from mm_contract.observation import ObsScales
+from mm_contract.policy_image import ModelType, PolicyHeader, pack_image
+from mm_contract.registry import Registry
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "mm_learning"
 
@@ -77,7 +77,7 @@ def test_bad_requests_are_refused_with_a_reason(tmp_path) -> None:
 _WRITER = """
 import os, sys
 from pathlib import Path
-from mm_learning.registry import Registry
+from mm_contract.registry import Registry
 real_fsync, calls = os.fsync, [0]
 def fsync_then_wait(fd):
     real_fsync(fd)
@@ -127,7 +127,7 @@ def _signer(tag: int):
 
 
 def test_the_registry_versions_each_new_policy_max_plus_one(tmp_path) -> None:
-    from mm_learning.policy_image import parse_image
+    from mm_contract.policy_image import parse_image
 
     registry = Registry(tmp_path)
     assert registry.next_version() == 1
@@ -155,9 +155,9 @@ def test_the_registry_versions_each_new_policy_max_plus_one(tmp_path) -> None:
 _VERSIONING_WRITER = """
 import hashlib, sys
 from pathlib import Path
-from mm_learning.policy_image import ModelType, PolicyHeader, pack_image
-from mm_learning.registry import Registry
-from mm_sim.observation import ObsScales
+from mm_contract.policy_image import ModelType, PolicyHeader, pack_image
+from mm_contract.registry import Registry
+from mm_contract.observation import ObsScales
 header = PolicyHeader(ModelType.INT16X8, ObsScales(3.0, 40.0, 25.0, 2.0, 0.004), arena_bytes=3552)
 sign = lambda data: hashlib.sha512(data).digest()
 for k in range(int(sys.argv[3])):

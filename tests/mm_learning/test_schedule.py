@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from mm_contract.objectives import SETTLE_BUDGET_FACTOR
+from mm_contract.policy_image import parse_image
+from mm_contract.registry import Registry
 from mm_learning.errors import TrainingError
-from mm_learning.policy_image import parse_image
-from mm_learning.registry import Registry
 from mm_learning.schedule import (
     MlpPolicy,
     ScheduleConfig,
@@ -20,7 +21,6 @@ from mm_learning.schedule import (
     ticks_per_generation,
     train_schedule,
 )
-from mm_sim.objectives import SETTLE_BUDGET_FACTOR
 
 TINY = ScheduleConfig(
     generations=2, pairs=2, moves=2, hidden=4, episode_s=0.1, validation_moves=4, validate_every=1, seed=3

@@ -7,9 +7,10 @@ import stat
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from mm_learning.errors import SignatureError
-from mm_learning.policy_image import ModelType, PolicyHeader, pack_image
-from mm_learning.signing import (
+from mm_contract.errors import SignatureError
+from mm_contract.observation import ObsScales
+from mm_contract.policy_image import ModelType, PolicyHeader, pack_image
+from mm_contract.signing import (
     HALF_ORDER,
     P256_ORDER,
     generate_keypair,
@@ -20,7 +21,6 @@ from mm_learning.signing import (
     verify,
     verify_image,
 )
-from mm_sim.observation import ObsScales
 
 MODEL = b"\x1c\x00\x00\x00TFL3" + bytes(200)
 

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mm_contract.registry import Registry
+from mm_contract.signing import generate_keypair, load_private_key, public_key_hex
 from mm_learning.cli import main
 from mm_learning.errors import TrainingError
-from mm_learning.registry import Registry
 from mm_learning.schedule import ScheduleConfig
-from mm_learning.signing import generate_keypair, load_private_key, public_key_hex
 from mm_learning.sweep import SweepError, grid, parse_settings, ray_session, run_sweep, write_tables
 
 TINY = ScheduleConfig(

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from mm_learning.policy_image import parse_image
-from mm_learning.tflm import TflmPolicy
+from mm_contract.policy_image import parse_image
+from mm_contract.tflm import TflmPolicy
 from mm_learning.trainer import TrainConfig, Trainer, TwinSpec, export_trained, policy_controller
 
 

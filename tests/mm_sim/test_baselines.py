@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 import pytest
+from mm_contract.objectives import OBJECTIVES
+from mm_contract.profiles import list_profiles, load_profile
 from mm_sim.baselines import (
     LAWS,
     CascadedPid,
@@ -18,9 +20,8 @@ from mm_sim.baselines import (
 )
 from mm_sim.evaluate import Move, evaluate, seeded_moves
 from mm_sim.model import Plant
-from mm_sim.objectives import OBJECTIVES
 
-from mm_sim import MmSimError, ServoEnv, list_profiles, load_profile
+from mm_sim import MmSimError, ServoEnv
 
 DT_S = 0.001
 

@@ -6,12 +6,12 @@ import dataclasses
 
 import numpy as np
 import pytest
+from mm_contract.profiles import ServoProfile, load_profile
 from mm_sim.baselines import PidController, PidGains, tuned_gains
 from mm_sim.batch import BatchTwin, Schedule, evaluate_batch, rollout
 from mm_sim.env import ServoEnv
 from mm_sim.errors import MmSimError
 from mm_sim.evaluate import evaluate, seeded_moves
-from mm_sim.profiles import ServoProfile, load_profile
 
 
 def _quiet(profile_name: str) -> ServoProfile:

@@ -9,9 +9,10 @@ import gymnasium
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from mm_contract.observation import ObservationBuilder
 from mm_sim.reference import Piecewise, StepReference
 
-from mm_sim import ENV_ID, MmSimError, ObservationBuilder, ServoEnv
+from mm_sim import ENV_ID, MmSimError, ServoEnv
 
 ZERO = np.zeros(1, dtype=np.float32)
 

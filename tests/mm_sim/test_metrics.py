@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from mm_sim.metrics import Response, settling_time_s, step_metrics, tracking_metrics
+from mm_contract.metrics import Response, settling_time_s, step_metrics, tracking_metrics
 
 from mm_sim import MmSimError
 

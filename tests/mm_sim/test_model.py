@@ -8,11 +8,10 @@ import xml.etree.ElementTree as ET
 import mujoco
 import numpy as np
 import pytest
-from mm_sim.model import JOINT_NAME, Plant, SensorModel, build_mjcf, build_urdf
-from mm_sim.observation import COUNTS_PER_REV
-from mm_sim.profiles import FrictionParams, LoadParams, ServoProfile
-
-from mm_sim import list_profiles, load_profile
+from mm_contract.description import JOINT_NAME, build_mjcf, build_urdf
+from mm_contract.observation import COUNTS_PER_REV
+from mm_contract.profiles import FrictionParams, LoadParams, ServoProfile, list_profiles, load_profile
+from mm_sim.model import Plant, SensorModel
 
 RAD_PER_COUNT = 2 * math.pi / COUNTS_PER_REV
 

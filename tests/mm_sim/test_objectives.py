@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from mm_sim.objectives import (
+from mm_contract.objectives import (
     OBJECTIVES,
     SETTLE_BUDGET_FACTOR,
     EnergyBudget,

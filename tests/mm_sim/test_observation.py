@@ -4,9 +4,15 @@ import math
 
 import numpy as np
 import pytest
-from mm_sim.observation import COUNTS_PER_REV, MultiTurnEncoder, build_observation, encoder_count
-
-from mm_sim import ObservationBuilder, ObsScales, list_profiles, load_profile
+from mm_contract.observation import (
+    COUNTS_PER_REV,
+    MultiTurnEncoder,
+    ObservationBuilder,
+    ObsScales,
+    build_observation,
+    encoder_count,
+)
+from mm_contract.profiles import list_profiles, load_profile
 
 RAD_PER_COUNT = 2.0 * math.pi / COUNTS_PER_REV
 SCALES = ObsScales.from_profile(load_profile("mm_v3"))

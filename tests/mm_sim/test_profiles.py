@@ -8,13 +8,12 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from mm_sim.profiles import parse_factors, profile_from_dict
-
-from mm_sim import ProfileError, list_profiles, load_profile
+from mm_contract.errors import ProfileError
+from mm_contract.profiles import list_profiles, load_profile, parse_factors, profile_from_dict
 
 
 def _document(name: str = "mm_v3") -> dict[str, Any]:
-    return yaml.safe_load((resources.files("mm_sim.profiles") / f"{name}.yaml").read_text(encoding="utf-8"))
+    return yaml.safe_load((resources.files("mm_contract.profiles") / f"{name}.yaml").read_text(encoding="utf-8"))
 
 
 def test_the_three_profiles_ship_with_the_three_loads() -> None:

@@ -1,4 +1,4 @@
-"""A node process's ROS lifetime (mm_sim.ros_process): a signal ends it with exit code 0 wherever it lands, and an
+"""A node process's ROS lifetime (mm_ros.process): a signal ends it with exit code 0 wherever it lands, and an
 error of the process's own still propagates. rclpy's signal handler is simulated by shutting the context down
 at the point where Ctrl-C was seen to land (fresh-clone e2e runs: the executor's wait set, the final
 try_shutdown)."""
@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("rclpy")
 import rclpy
-from mm_sim.ros_process import rclpy_process
+from mm_ros.process import rclpy_process
 from rclpy._rclpy_pybind11 import RCLError
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from mm_contract.profiles import load_profile
 from mm_sim.baselines import PidGains, position_loop, tuned_gains
 from mm_sim.errors import MmSimError
 from mm_sim.evaluate import seeded_moves
-from mm_sim.profiles import load_profile
 from mm_sim.tuning import budget_for, classical, initial_law_gains, move_score, run_law, tune_law
 
 F32 = np.float32

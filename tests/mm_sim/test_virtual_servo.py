@@ -22,7 +22,7 @@ import mm_firmware_core as fw
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from mm_learning.policy_image import HEADER_SIZE
+from mm_contract.policy_image import HEADER_SIZE
 from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig, VirtualServoError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -151,8 +151,8 @@ def test_plant_factors_change_the_true_plant_and_not_the_firmware() -> None:
 
 @pytest.mark.slow
 def test_signed_policy_in_chunks_is_accepted_and_runs_through_tflite_micro(signed: Signed) -> None:
-    from mm_learning.policy_image import policy_crc32
-    from mm_learning.tflm import TflmPolicy
+    from mm_contract.policy_image import policy_crc32
+    from mm_contract.tflm import TflmPolicy
 
     # The random actor drives the pendulum far past the target, where the core's guard (servo contract section 4)
     # would hand the move to the PID: it is off here, so every tick is the policy's (tests/firmware/test_guard.py).
@@ -180,7 +180,7 @@ def test_signed_policy_in_chunks_is_accepted_and_runs_through_tflite_micro(signe
 def _policy_transitions(servo: VirtualServo, signed: Signed, std: float, ticks: int = 240) -> dict[str, np.ndarray]:
     """POLICY mode to 1 rad streaming transitions; their actions and flags next to the deterministic policy's
     output (TFLite Micro run on each sample's observation)."""
-    from mm_learning.tflm import TflmPolicy
+    from mm_contract.tflm import TflmPolicy
 
     reference = TflmPolicy(signed.model, arena_bytes=8192)
     assert servo.command(fw.MODE_POLICY, 1.0, stream_transitions=True, exploration_std=std, exploration_tau_s=0.02) == 0

@@ -24,10 +24,11 @@ class Signed:
 
 
 def _pack(model: bytes, key: ec.EllipticCurvePrivateKey, arena_bytes: int) -> bytes:
-    from mm_learning.tflm import Scheme
+    from mm_contract.observation import ObsScales
+    from mm_contract.profiles import load_profile
+    from mm_contract.tflm import Scheme
 
-    from mm_learning import policy_image, signing
-    from mm_sim import ObsScales, load_profile
+    from mm_contract import policy_image, signing
 
     scales = ObsScales.from_profile(load_profile("mm_v3"))
     header = policy_image.PolicyHeader(model_type=Scheme.INT8.model_type, scales=scales, arena_bytes=arena_bytes)
@@ -39,11 +40,11 @@ def signed_policy(seed: int) -> Signed:
 
     TensorFlow converts it: a few seconds, so callers keep it in a module-scoped fixture.
     """
+    from mm_contract.tflm import Scheme
     from mm_learning.actor import ActorSpec, DenseLayer
     from mm_learning.tflite_convert import convert, to_keras
-    from mm_learning.tflm import Scheme
 
-    from mm_learning import signing
+    from mm_contract import signing
 
     rng = np.random.default_rng(seed)
     actor = ActorSpec(

@@ -30,8 +30,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from diagnostic_msgs.msg import DiagnosticArray
-from mm_sim.diagnostics import ERROR, OK, Health, diagnostic_array
-from mm_sim.ros_process import rclpy_process
+from mm_contract.description import build_urdf, default_joint_name, rename_joint
+from mm_contract.errors import ContractError
+from mm_contract.profiles import load_profile
+from mm_contract.registry import Registry
+from mm_ros.diagnostics import ERROR, OK, Health, diagnostic_array
+from mm_ros.entities import destroy_entity
+from mm_ros.process import rclpy_process
 from rcl_interfaces.msg import (  # type: ignore[import-untyped]
     FloatingPointRange,
     IntegerRange,
@@ -43,19 +48,16 @@ from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.service import Service
-from rclpy.subscription import Subscription
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from mm_driver.can_transport import CanTransport
 from mm_driver.deploy import Deployer, DeployProgress
-from mm_driver.description import default_joint_name, rename_joint
 from mm_driver.errors import DriverError, GoalRejected
+from mm_driver.ros_transport import RosTransport
 from mm_driver.supervisor import (
     MoveLimits,
     MoveRequest,
@@ -219,18 +221,6 @@ _HEARTBEAT_LOST = 0x40
 _CLEAR_RESEND_S = 0.1
 
 
-def destroy_entity(node: Node, entity: Any) -> None:
-    """Destroy a publisher, subscription or action server created on `node` (so the node forgets it too)."""
-    if isinstance(entity, Publisher):
-        node.destroy_publisher(entity)
-    elif isinstance(entity, Service):
-        node.destroy_service(entity)
-    elif isinstance(entity, Subscription):
-        node.destroy_subscription(entity)
-    else:
-        entity.destroy()
-
-
 class DriverNode(LifecycleNode):
     """Lifecycle node `driver`: one servo behind a transport, with move_to and deploy_policy."""
 
@@ -329,14 +319,10 @@ class DriverNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _configure(self) -> None:
-        from mm_sim.errors import MmSimError
-        from mm_sim.model import build_urdf
-        from mm_sim.profiles import load_profile
-
         try:
             profile = load_profile(str(self._p("profile")))
             urdf = build_urdf(profile, profile.load(str(self._p("load"))))
-        except MmSimError as exc:
+        except ContractError as exc:
             raise DriverError(f"profile/load parameters: {exc}") from exc
         self._joint = str(self._p("joint_name")) or default_joint_name(self.get_namespace())
         urdf = rename_joint(urdf, self._joint)
@@ -412,12 +398,8 @@ class DriverNode(LifecycleNode):
     def _make_transport(self) -> Transport:
         kind = str(self._p("transport"))
         if kind == "ros":
-            from mm_driver.ros_transport import RosTransport
-
             return RosTransport(self, chunk_size=int(self._p("chunk_size")), callback_group=self._sub_group)
         if kind == "can":
-            from mm_driver.can_transport import CanTransport
-
             return CanTransport(
                 interface=str(self._p("can_interface")),
                 channel=str(self._p("can_channel")),
@@ -839,12 +821,9 @@ class DriverNode(LifecycleNode):
             if self._blob is None:
                 raise DriverError("no policy blob received on `policy` yet; give a registry policy_id")
             return bytes(self._blob.image)
-        from mm_learning.errors import LearningError
-        from mm_learning.registry import Registry
-
         try:
             return Registry(Path(str(self._p("registry_dir"))).expanduser()).show(policy_id).image()
-        except LearningError as exc:
+        except ContractError as exc:
             raise DriverError(str(exc)) from exc
 
     def _on_deploy_goal(self, goal: DeployPolicy.Goal) -> GoalResponse:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from mm_sim.ros_process import spin_until
+from mm_ros.entities import destroy_entity
+from mm_ros.process import spin_until
 from rclpy.callback_groups import CallbackGroup
 from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.executors import SingleThreadedExecutor
@@ -122,8 +123,6 @@ class RosTransport:
 
     def close(self) -> None:
         """Stop receiving; destroy the publishers, the receiving node and its executor."""
-        from mm_driver.driver_node import destroy_entity
-
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)

@@ -1,4 +1,4 @@
-"""MoveTo without ROS: goal validation, settle detection, and the result metrics from mm_sim.metrics.
+"""MoveTo without ROS: goal validation, settle detection, and the result metrics from mm_contract.metrics.
 
 A move is judged on the servo's own state samples, stamped with the servo's clock (sim time for the twin), so
 the result does not depend on how busy the host is. It has settled when |error| < tolerance and
@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from mm_sim.metrics import Response, step_metrics
+from mm_contract.metrics import Response, step_metrics
 
 from mm_driver.errors import DriverError, GoalRejected
 from mm_driver.transport import Command, Mode, ServoSample

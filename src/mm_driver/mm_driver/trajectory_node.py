@@ -22,7 +22,8 @@ from typing import Any
 
 from builtin_interfaces.msg import Duration
 from control_msgs.action import FollowJointTrajectory
-from mm_sim.ros_process import rclpy_process
+from mm_contract.description import default_joint_name
+from mm_ros.process import rclpy_process
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -32,7 +33,6 @@ from rclpy.time import Time
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectoryPoint
 
-from mm_driver.description import default_joint_name
 from mm_driver.errors import DriverError
 from mm_driver.trajectory import Outcome, Tolerance, Tracker, Trajectory, TrajectoryError, Verdict, Waypoint
 from mm_msgs.msg import ServoCommand

@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from mm_contract.errors import TflmError
+from mm_contract.tflm import Scheme, TflmPolicy, clip_observations, model_ops, tensor_types
 from mm_sim.batch import BatchTwin, Schedule, evaluate_batch
 from mm_sim.evaluate import Move
 
 from mm_learning.errors import ExportError, PolicyRejected, RejectionCause
-from mm_learning.tflm import Scheme, TflmError, TflmPolicy, clip_observations, model_ops, tensor_types
 
 ENCODER_COUNT_RAD = 2.0 * math.pi / 16384
 """One count of the 14-bit output-shaft encoder (contract section 2)."""

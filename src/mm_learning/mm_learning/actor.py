@@ -15,10 +15,10 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import torch
+from mm_contract.policy_image import ACTION_DIM, OBS_DIM
 from stable_baselines3.common.torch_layers import FlattenExtractor
 
 from mm_learning.errors import ExportError
-from mm_learning.policy_image import ACTION_DIM, OBS_DIM
 
 Activation = Literal["linear", "tanh", "relu"]
 OutputSquash = Literal["clip", "tanh"]

@@ -16,7 +16,7 @@ a recording a complete bag again, which every indexed reader and ``ros2 bag play
 
 Reading: :func:`read_messages` reads bags written here or by ``ros2 bag record`` (sqlite3 or MCAP storage).
 :func:`load_transitions` rebuilds the consecutive transitions of the recorded ``TransitionBatch`` messages and
-computes their rewards for any objective with ``mm_sim.objectives``, so one recording serves every objective.
+computes their rewards for any objective with ``mm_contract.objectives``, so one recording serves every objective.
 """
 
 from __future__ import annotations
@@ -608,7 +608,7 @@ def load_transitions(
     Raises:
         BagError: see :func:`read_batches`. An unknown objective raises the trainer's / mm_sim's error.
     """
-    from mm_sim.objectives import TransitionSample, objective_weights, reward
+    from mm_contract.objectives import TransitionSample, objective_weights, reward
 
     from mm_learning.trainer import objective_terms
 

@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from mm_contract.objectives import EnergyBudget
+from mm_contract.profiles import load_profile
+from mm_contract.tflm import TflmPolicy
 from mm_sim.baselines import evolve
 from mm_sim.batch import BatchTwin, Schedule, SchedulePolicy, rollout
 from mm_sim.evaluate import Evaluation, seeded_moves
-from mm_sim.objectives import EnergyBudget
-from mm_sim.profiles import load_profile
 from mm_sim.tuning import ENERGY, energy_budget, move_score
 from numpy.typing import NDArray
 
@@ -59,7 +60,6 @@ from mm_learning.schedule import (
     objective_metric,
     train_schedule,
 )
-from mm_learning.tflm import TflmPolicy
 from mm_learning.trainer import objective_terms, summarize
 
 if TYPE_CHECKING:

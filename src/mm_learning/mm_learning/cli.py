@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mm_contract.errors import ContractError
+
 from mm_learning.errors import LearningError
 
 DEFAULT_REGISTRY = Path("policies")
@@ -23,7 +25,7 @@ _CALIBRATION_SEED0, _HELD_OUT_SEED0, _CHECK_SEED0 = 10_000, 20_000, 0
 
 
 def _keygen(args: argparse.Namespace) -> None:
-    from mm_learning.signing import generate_keypair, load_private_key, public_key_hex
+    from mm_contract.signing import generate_keypair, load_private_key, public_key_hex
 
     private_path, public_path = generate_keypair(args.dir)
     print(f"private key: {private_path} (mode 0600, keep it secret)")
@@ -32,7 +34,7 @@ def _keygen(args: argparse.Namespace) -> None:
 
 
 def _pubkey(args: argparse.Namespace) -> None:
-    from mm_learning.signing import load_private_key, load_public_key, public_key_hex
+    from mm_contract.signing import load_private_key, load_public_key, public_key_hex
 
     text = args.key.read_text(errors="replace")
     key = load_private_key(args.key) if "PRIVATE KEY" in text else load_public_key(args.key)
@@ -42,14 +44,14 @@ def _pubkey(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     import gymnasium as gym
     import stable_baselines3
+    from mm_contract.registry import Registry
+    from mm_contract.signing import load_private_key, sign
+    from mm_contract.tflm import Scheme
 
     import mm_sim
     from mm_learning.acceptance import Budget, rollout_observations
     from mm_learning.actor import actor_from_sb3
     from mm_learning.export import ClosedLoopSetup, export_policy
-    from mm_learning.registry import Registry
-    from mm_learning.signing import load_private_key, sign
-    from mm_learning.tflm import Scheme
 
     private_key = load_private_key(args.key)
     model = getattr(stable_baselines3, args.algorithm).load(args.model, device="cpu")
@@ -98,7 +100,7 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _registry(args: argparse.Namespace) -> None:
-    from mm_learning.registry import Registry
+    from mm_contract.registry import Registry
 
     registry = Registry(args.root)
     if args.action == "list":
@@ -218,9 +220,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _learn(args: argparse.Namespace) -> None:
+    from mm_contract.registry import Registry
+    from mm_contract.signing import load_private_key
+
     from mm_learning import schedule
-    from mm_learning.registry import Registry
-    from mm_learning.signing import load_private_key
 
     def report(progress: schedule.Progress) -> None:
         m = progress.evaluation.summary()
@@ -271,9 +274,10 @@ def _add_learn(sub: argparse._SubParsersAction) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> None:
+    from mm_contract.registry import Registry
+    from mm_contract.signing import load_private_key
+
     from mm_learning import schedule, sweep
-    from mm_learning.registry import Registry
-    from mm_learning.signing import load_private_key
 
     trials = sweep.grid(
         objectives=args.objectives,
@@ -358,9 +362,10 @@ def _add_pubkey(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
+    from mm_contract.tflm import Scheme
+
     from mm_learning.acceptance import Budget
     from mm_learning.export import DEFAULT_SCHEME
-    from mm_learning.tflm import Scheme
 
     p = sub.add_parser("export", help="convert a trained SB3 model into a checked, signed servo policy")
     p.add_argument("model", type=Path, help="SB3 model .zip")
@@ -442,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except LearningError as exc:
+    except (LearningError, ContractError) as exc:
         print(f"mm {args.command}: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -13,18 +13,6 @@ class ExportError(LearningError):
     """The trained model cannot be turned into a servo policy (unsupported algorithm, layer or input)."""
 
 
-class PolicyImageError(LearningError):
-    """A policy image is malformed (magic, version, sizes, CRC) and the firmware would refuse it."""
-
-
-class SignatureError(LearningError):
-    """A signature does not verify, or a key file is missing, unreadable or of the wrong kind."""
-
-
-class RegistryError(LearningError):
-    """The policy registry cannot store or find a policy."""
-
-
 class RejectionCause(StrEnum):
     """Machine-readable reason why an exported policy was refused (one per acceptance check)."""
 

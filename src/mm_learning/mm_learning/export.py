@@ -20,10 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from mm_contract.observation import ObsScales
+from mm_contract.policy_image import NO_BASE, BaseGains, PolicyHeader, pack_image, policy_crc32
+from mm_contract.signing import public_key_hex, sign
+from mm_contract.tflm import QuantParams, Scheme, TflmPolicy, measure_arena_bytes
 from mm_sim.baselines import PidGains
 from mm_sim.batch import BatchTwin, Schedule
 from mm_sim.evaluate import Move
-from mm_sim.observation import ObsScales
 
 from mm_learning.acceptance import (
     Budget,
@@ -38,10 +41,7 @@ from mm_learning.acceptance import (
 )
 from mm_learning.actor import ActorSpec
 from mm_learning.errors import ExportError
-from mm_learning.policy_image import NO_BASE, BaseGains, PolicyHeader, pack_image, policy_crc32
-from mm_learning.signing import public_key_hex, sign
 from mm_learning.tflite_convert import convert, to_keras
-from mm_learning.tflm import QuantParams, Scheme, TflmPolicy, measure_arena_bytes
 
 DEFAULT_SCHEME = Scheme.INT16X8
 """Default quantisation scheme; docs/learning.md gives the measurements behind the choice."""
@@ -129,7 +129,7 @@ def export_policy(
 
     Args:
         actor: the deterministic actor (see :func:`mm_learning.actor.actor_from_sb3`).
-        scales: the env's observation scales (``mm_sim.observation.ObsScales``); written into
+        scales: the env's observation scales (``mm_contract.observation.ObsScales``); written into
             the image header so the firmware builds the same observation.
         representative_obs: (N, 8) observations from real rollouts, for calibration (clipped to [-1, 1]).
         held_out_obs: (M, 8) observations not used for calibration, for check (b).

@@ -15,7 +15,7 @@ import hashlib
 import math
 import re
 
-from mm_sim.objectives import OBJECTIVES as NAMED_OBJECTIVES
+from mm_contract.objectives import OBJECTIVES as NAMED_OBJECTIVES
 
 from mm_learning.errors import TrainingError
 

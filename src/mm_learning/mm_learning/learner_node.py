@@ -45,7 +45,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rclpy
-from mm_sim.ros_process import rclpy_process
+from mm_contract.errors import ContractError
+from mm_contract.registry import IMAGE_NAME
+from mm_ros.process import rclpy_process
 from rcl_interfaces.msg import ParameterDescriptor  # type: ignore[import-untyped]
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
@@ -65,7 +67,6 @@ from mm_learning.online_session import (
     SessionConfig,
     SessionProgress,
 )
-from mm_learning.registry import IMAGE_NAME
 from mm_msgs.action import DeployPolicy, Train
 from mm_msgs.msg import MetricValue, PolicyBlob, Reward, RewardTerm, ServoCommand, ServoState, TransitionBatch
 
@@ -275,10 +276,9 @@ class LearnerNode(Node):
             return f"max_time_s={goal.max_time_s} must be a finite number >= 0"
         if goal.max_steps == 0 and goal.max_time_s == 0.0:
             return "zero budget: give max_steps > 0 or max_time_s > 0"
+        from mm_contract.profiles import load_profile
+        from mm_contract.signing import load_private_key
         from mm_sim.errors import MmSimError
-        from mm_sim.profiles import load_profile
-
-        from mm_learning.signing import load_private_key
 
         try:
             parse_objective(goal.objective)
@@ -286,7 +286,7 @@ class LearnerNode(Node):
             profile, load = self._profile_load(goal)
             load_profile(profile).load(load)
             load_private_key(self._path("signing_key"))
-        except (LearningError, MmSimError) as exc:
+        except (LearningError, ContractError, MmSimError) as exc:
             return str(exc)
         return self._servo_problem() if goal.mode == "online" else ""
 
@@ -362,7 +362,7 @@ class LearnerNode(Node):
         self.get_logger().info(f"running train goal {_goal_id(goal_handle)}")
         try:
             return self._run_goal(goal_handle)
-        except LearningError as exc:
+        except (LearningError, ContractError) as exc:
             self.get_logger().error(f"train goal failed: {exc}")
             goal_handle.abort()
             return Train.Result(success=False, message=str(exc))
@@ -443,8 +443,8 @@ class LearnerNode(Node):
             ]
             self._feedback(goal_handle, "evaluating", last[0])
 
-        from mm_learning.registry import Registry
-        from mm_learning.signing import load_private_key
+        from mm_contract.registry import Registry
+        from mm_contract.signing import load_private_key
 
         result = schedule.train_schedule(
             config,
@@ -541,7 +541,7 @@ class LearnerNode(Node):
             return Train.Result(success=False, message=message, **common)
 
         self._feedback(goal_handle, "exporting", last[0] if last else None)
-        from mm_learning.signing import load_private_key, sign
+        from mm_contract.signing import load_private_key, sign
 
         # Export the best evaluated model: RL can make the policy worse than an earlier evaluation of it.
         best = ALGORITHMS[algorithm].load(result.best_model_path, device="cpu")
@@ -555,7 +555,7 @@ class LearnerNode(Node):
                 moves=int(self._param("export_moves")),
                 metrics=_metric_dict(dict(result.best_metrics)),
             )
-        except LearningError as exc:
+        except (LearningError, ContractError) as exc:
             # The training is kept: a retry with another budget resumes from the checkpoint.
             clone = ", the PID clone before any RL update" if result.best_steps == 0 else ""
             message = (
@@ -571,7 +571,7 @@ class LearnerNode(Node):
         quantized_metrics = self._evaluate_quantized(export.paths["tflite"].read_bytes(), twin, config.eval_moves)
 
         self._feedback(goal_handle, "publishing", last[0] if last else None)
-        from mm_learning.registry import Registry
+        from mm_contract.registry import Registry
 
         metadata = dict(export.metadata) | {"quantized_metrics": _metric_dict(quantized_metrics)}
         # The registry versions the image (anti-rollback) and signs it again: publish the versioned one.
@@ -667,8 +667,9 @@ class LearnerNode(Node):
 
     def _train_online(self, goal_handle: ServerGoalHandle) -> Train.Result:
         """Train against the servos (mm_learning.online_session), through their drivers."""
+        from mm_contract.signing import load_private_key
+
         from mm_learning.online_session import OnlineSession
-        from mm_learning.signing import load_private_key
 
         goal: Train.Goal = goal_handle.request
         algorithm = goal.algorithm or ONLINE_DEFAULT_ALGORITHM
@@ -732,9 +733,10 @@ class LearnerNode(Node):
 
     def _train_online_schedule(self, goal_handle: ServerGoalHandle) -> Train.Result:
         """Learn the schedule for the servos (mm_learning.calibration), through their drivers."""
+        from mm_contract.signing import load_private_key
+
         from mm_learning.calibration import CalibratedSession
         from mm_learning.schedule import objective_metric
-        from mm_learning.signing import load_private_key
 
         goal: Train.Goal = goal_handle.request
         twin = self._twin(goal)
@@ -796,9 +798,9 @@ class LearnerNode(Node):
     @staticmethod
     def _evaluate_quantized(model: bytes, twin: TwinSpec, moves: int) -> dict[str, float]:
         """The quantised policy, run by TFLite Micro, in the twin on the evaluation moves."""
+        from mm_contract.tflm import TflmPolicy
         from mm_sim.evaluate import PolicyController
 
-        from mm_learning.tflm import TflmPolicy
         from mm_learning.trainer import evaluate_moves
 
         env = twin.make_env(randomize=False)
@@ -887,7 +889,7 @@ class RosServoLink:
 
     def deploy(self, image: bytes, metadata: Any) -> int:
         """Register the image where the driver looks, deploy it by id; the CRC the servo reports running."""
-        from mm_learning.registry import Registry
+        from mm_contract.registry import Registry
 
         entry = Registry(self._registry_dir).add(image, metadata)
         if not self.deploy_client.wait_for_server(timeout_sec=self._timeout_s):

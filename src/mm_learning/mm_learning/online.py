@@ -4,7 +4,7 @@ The servo sends consecutive control-tick samples in batches (the columns of ``mm
 :class:`OnlineLearner` turns them into decision transitions ``(obs_i, action_i, reward, obs_{i+k})``, where k is
 the policy's decimation (the policy runs every k control ticks and the servo holds its action, exploration noise
 included, in between; servo contract sections 4 and 5) and the reward is the sum of the objective's per-tick
-rewards over the k ticks, each computed by ``mm_sim.objectives.reward`` from the physical columns of the tick after
+rewards over the k ticks, each computed by ``mm_contract.objectives.reward`` from the physical columns of the tick after
 (so the objective changes without touching the firmware), times ``reward_scale``. It stores them in the SB3 replay
 buffer of a SAC, TD3 or DDPG model and runs gradient steps on it. The model never steps an env itself.
 
@@ -32,12 +32,12 @@ from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
+from mm_contract.policy_image import ACTION_DIM, OBS_DIM
 from numpy.typing import ArrayLike, NDArray
 from stable_baselines3.common.logger import configure as configure_logger
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from mm_learning.goals import OFF_POLICY
-from mm_learning.policy_image import ACTION_DIM, OBS_DIM
 from mm_learning.trainer import TrainingError, build_model, load_preset, objective_terms
 
 FLAG_EPISODE_START = 1
@@ -147,7 +147,7 @@ def reward_terms(
     action i took effect), action i, and the action before it (feature 6 of observation i, the previous action as
     the contract defines it).
     """
-    from mm_sim.objectives import TransitionSample, reward
+    from mm_contract.objectives import TransitionSample, reward
 
     values = np.empty(batch.count - 1)
     columns = {name: np.empty(batch.count - 1) for name in terms}

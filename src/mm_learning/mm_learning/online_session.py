@@ -14,7 +14,7 @@ The servo runs the deployed integer policy at its control rate and streams its t
    the servo's own observations; no closed-loop twin check: step 5 measures the quantised policy on the servo);
 5. **evaluates** every ``eval_every_deploys`` deployments with exploration off, on the same seeded moves (each
    move starts with the servo's PID holding the move's start), measuring the objective's return and the shared
-   step metrics (``mm_sim.metrics``) from the servo's transitions (a move that arrives incomplete is run again);
+   step metrics (``mm_contract.metrics``) from the servo's transitions (a move that arrives incomplete is run again);
 
 until ``max_steps`` transitions were consumed, ``max_time_s`` of wall time passed, the target was reached (the
 objective's target against the start policy, ``trainer.beats_target``, with a higher return too) or the caller
@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
+from mm_contract.policy_image import MAX_POLICY_DECIMATION
 from numpy.typing import NDArray
 
 from mm_learning.errors import LearningError, PolicyRejected
 from mm_learning.goals import parse_objective
-from mm_learning.policy_image import MAX_POLICY_DECIMATION
 
 if TYPE_CHECKING:
     from mm_learning.online import TransitionColumns
@@ -453,11 +453,11 @@ def servo_evaluation(terms: Mapping[str, float], moves: list[TransitionColumns],
     """Evaluation moves measured by the servo as an ``mm_sim.evaluate.Evaluation``.
 
     The return of a move is the sum of the rewards (term weights `terms`) of its transitions; its metrics are
-    ``mm_sim.metrics.step_metrics`` of its samples, from ``starts`` (the move's commanded start, rad).
+    ``mm_contract.metrics.step_metrics`` of its samples, from ``starts`` (the move's commanded start, rad).
     """
+    from mm_contract.metrics import Response, step_metrics
+    from mm_contract.objectives import DEFAULT_TOLERANCE_RAD
     from mm_sim.evaluate import Evaluation, Move
-    from mm_sim.metrics import Response, step_metrics
-    from mm_sim.objectives import DEFAULT_TOLERANCE_RAD
 
     from mm_learning.online import reward_terms
 

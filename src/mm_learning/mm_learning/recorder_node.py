@@ -32,7 +32,7 @@ from typing import Any
 import rclpy
 import rclpy.logging
 from diagnostic_msgs.msg import DiagnosticArray
-from mm_sim.diagnostics import ERROR, OK, WARN, Health, diagnostic_array
+from mm_ros.diagnostics import ERROR, OK, WARN, Health, diagnostic_array
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy

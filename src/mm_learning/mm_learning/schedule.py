@@ -26,13 +26,16 @@ from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ec
+from mm_contract.objectives import EnergyBudget
+from mm_contract.observation import OBS_DIM
+from mm_contract.profiles import ServoProfile, load_profile
+from mm_contract.registry import Registry, RegistryEntry
+from mm_contract.signing import public_key_hex, sign
+from mm_contract.tflm import TflmPolicy
 from mm_sim.baselines import LAWS, TimeOptimalController, tuned_gains
 from mm_sim.batch import BatchTwin, Rollout, Schedule, evaluate_batch, random_moves, rollout
 from mm_sim.env import ServoEnv
 from mm_sim.evaluate import Evaluation, Move, evaluate, seeded_moves
-from mm_sim.objectives import EnergyBudget
-from mm_sim.observation import OBS_DIM
-from mm_sim.profiles import ServoProfile, load_profile
 from mm_sim.tuning import ENERGY, Classical, classical
 from numpy.typing import NDArray
 
@@ -40,9 +43,6 @@ from mm_learning.actor import ActorSpec, DenseLayer
 from mm_learning.errors import TrainingError
 from mm_learning.export import ExportResult, ScheduleClosedLoop, export_policy
 from mm_learning.goals import SCHEDULE_ALGORITHM
-from mm_learning.registry import Registry, RegistryEntry
-from mm_learning.signing import public_key_hex, sign
-from mm_learning.tflm import TflmPolicy
 from mm_learning.trainer import objective_base, objective_terms, summarize
 
 ALGORITHM = SCHEDULE_ALGORITHM

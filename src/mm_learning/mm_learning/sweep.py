@@ -33,10 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from mm_contract.errors import ContractError
+from mm_contract.registry import Registry
 
 from mm_learning import schedule
 from mm_learning.errors import LearningError
-from mm_learning.registry import Registry
 
 LOOPBACK = "127.0.0.1"
 ES_AXES = tuple(
@@ -328,7 +329,7 @@ def _collect(
         return TrialResult(trial, wall_s, error=f"{type(exc).__name__}: {exc}")
     try:
         entry = schedule.register(outcome.image, outcome.metadata, registry=registry, private_key=private_key)
-    except LearningError as exc:
+    except (LearningError, ContractError) as exc:
         return TrialResult(trial, wall_s, outcome, error=f"{type(exc).__name__}: {exc}")
     return TrialResult(trial, wall_s, outcome, entry.policy_id, entry.policy_version)
 

@@ -1,6 +1,6 @@
 """TensorFlow side of the export: the Keras twin of an actor, integer-only conversion, desktop TFLite.
 
-Kept apart from :mod:`mm_learning.tflm` because importing TensorFlow takes seconds; only export needs it.
+Kept apart from :mod:`mm_contract.tflm` because importing TensorFlow takes seconds; only export needs it.
 """
 
 from __future__ import annotations
@@ -14,12 +14,8 @@ import keras
 import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
-from tflite_micro.python.tflite_micro.runtime import schema_fb
-
-from mm_learning.actor import ActorSpec
-from mm_learning.errors import ExportError
-from mm_learning.policy_image import OBS_DIM
-from mm_learning.tflm import (
+from mm_contract.policy_image import OBS_DIM
+from mm_contract.tflm import (
     MIN_REPRESENTATIVE_SAMPLES,
     OBS_HIGH,
     OBS_LOW,
@@ -28,6 +24,10 @@ from mm_learning.tflm import (
     Scheme,
     clip_observations,
 )
+from tflite_micro.python.tflite_micro.runtime import schema_fb
+
+from mm_learning.actor import ActorSpec
+from mm_learning.errors import ExportError
 
 _BUFFER_ALIGNMENT = 16
 

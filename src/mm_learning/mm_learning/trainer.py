@@ -40,7 +40,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 import yaml
-from mm_sim.objectives import objective_weights
+from mm_contract.objectives import objective_weights
 from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -123,9 +123,9 @@ def matched_velocity_scale(profile: str, load: str) -> float:
     clone could not fit (speed PID cloned at 160 rad/s: 70 % of 20 moves settled; at 40 rad/s: all, in 0.260 s
     vs the PID's 0.265 s; docs/learning.md, "Observation scale").
     """
+    from mm_contract.profiles import load_profile
     from mm_sim.baselines import bang_bang_schedule
     from mm_sim.model import Plant
-    from mm_sim.profiles import load_profile
 
     servo = load_profile(profile)
     plant = Plant(servo, servo.load(load))
@@ -162,8 +162,8 @@ class TwinSpec:
 
     def make_env(self, *, randomize: bool | None = None) -> gym.Env[Any, Any]:
         """A fresh twin env for this objective (``randomize`` overrides the spec's choice)."""
+        from mm_contract.profiles import load_profile
         from mm_sim.env import ServoEnv
-        from mm_sim.profiles import load_profile
 
         profile = load_profile(self.profile)
         scale = self.vel_scale_rad_s or profile.observation.vel_scale_rad_s

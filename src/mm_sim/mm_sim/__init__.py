@@ -1,12 +1,11 @@
-"""mm_sim: the ROS-free MuJoCo twin of the Muscle Memory servo.
+"""mm_sim: the MuJoCo twin of the Muscle Memory servo and its virtual servo node.
 
 - `ServoEnv` (registered as `MuscleMemoryServo-v0`): the Gymnasium env with the servo contract's
-  observation and action.
-- `load_profile`, `list_profiles`, `ServoProfile`: servo, driver and load parameters.
-- `ObsScales`, `ObservationBuilder`: the firmware's sensing (contract sections 2-3), in float32.
-- `objectives`: the reward terms, usable on the real servo's transitions.
-- `baselines`: the contract's cascaded PID, its auto-tuning, and the time-optimal bound; `evaluate` runs any
-  controller over seeded moves and returns `metrics`.
+  observation and action (the contract itself, profiles and objectives are in mm_contract).
+- `model`: the plant and its sensors; `batch`: many plants stepped as one.
+- `baselines`: the contract's cascaded PID, PTOS, their auto-tuning, and the time-optimal bound; `evaluate` runs
+  any controller over seeded moves and returns mm_contract metrics.
+- `virtual_servo`, `twin_node`: the firmware's C core on the twin behind the servo's own ROS interface.
 """
 
 import os
@@ -19,21 +18,9 @@ if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.env
 import gymnasium
 
 from mm_sim.env import ServoEnv
-from mm_sim.errors import MmSimError, ProfileError
-from mm_sim.observation import ObservationBuilder, ObsScales
-from mm_sim.profiles import ServoProfile, list_profiles, load_profile
+from mm_sim.errors import MmSimError
 
 ENV_ID = "MuscleMemoryServo-v0"
 gymnasium.register(id=ENV_ID, entry_point="mm_sim.env:ServoEnv")
 
-__all__ = [
-    "ENV_ID",
-    "MmSimError",
-    "ObsScales",
-    "ObservationBuilder",
-    "ProfileError",
-    "ServoEnv",
-    "ServoProfile",
-    "list_profiles",
-    "load_profile",
-]
+__all__ = ["ENV_ID", "MmSimError", "ServoEnv"]

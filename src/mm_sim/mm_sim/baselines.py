@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 import yaml
+from mm_contract.profiles import LoadParams, ServoProfile
 from numpy.typing import NDArray
 
 from mm_sim.env import ServoEnv
 from mm_sim.errors import MmSimError
 from mm_sim.evaluate import Move, evaluate
 from mm_sim.model import Plant
-from mm_sim.profiles import LoadParams, ServoProfile
 
 _F32 = np.float32
 

@@ -11,7 +11,7 @@ moves exactly as the single model does), the electrical model (`model._Motor`), 
 classical base law (`CascadedPid` as PTOS) runs every tick, and a policy deciding every `decimation` ticks
 scales its braking deceleration by exp(range · a), exactly as the firmware does with a schedule image (servo
 contract, sections 1, 4, 5). At a = 0, or with no policy, it is the classical controller. `evaluate_batch`
-measures a controller on seeded moves with `mm_sim.metrics.step_metrics`, all moves at once.
+measures a controller on seeded moves with `mm_contract.metrics.step_metrics`, all moves at once.
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from mm_contract.metrics import Response, step_metrics
+from mm_contract.objectives import DEFAULT_TOLERANCE_RAD, objective_weights, reward_terms
+from mm_contract.observation import COUNTS_PER_REV, MultiTurnEncoder, ObservationBuilder, ObsScales
+from mm_contract.profiles import ServoProfile, load_profile
 from numpy.typing import NDArray
 
 from mm_sim.baselines import CascadedPid, PidGains
 from mm_sim.errors import MmSimError
 from mm_sim.evaluate import Evaluation, Move
-from mm_sim.metrics import Response, step_metrics
 from mm_sim.model import PlantBatch
-from mm_sim.objectives import DEFAULT_TOLERANCE_RAD, objective_weights, reward_terms
-from mm_sim.observation import COUNTS_PER_REV, MultiTurnEncoder, ObservationBuilder, ObsScales
-from mm_sim.profiles import ServoProfile, load_profile
 
 _F32 = np.float32
 Array = NDArray[np.float64]

@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from mm_contract.errors import ContractError
+from mm_contract.objectives import OBJECTIVES
+from mm_contract.profiles import list_profiles
 from numpy.typing import NDArray
 
 from mm_sim.baselines import PidController, TimeOptimalController, initial_gains, tuned_gains
 from mm_sim.env import ServoEnv
 from mm_sim.errors import MmSimError
 from mm_sim.evaluate import Controller, evaluate, run_move, seeded_moves
-from mm_sim.objectives import OBJECTIVES
-from mm_sim.profiles import list_profiles
+from mm_sim.render import save_animation  # OpenGL only for this option
 
 VIDEO_FPS = 25
 
@@ -71,8 +73,6 @@ def _controller(kind: str, env: ServoEnv, objective: str) -> Controller:
 
 def _record(env: ServoEnv, controller: Controller, move: Any, path: Path) -> int:
     """Run one move again, saving a frame every 1/VIDEO_FPS s; returns the number of frames."""
-    from mm_sim.render import save_animation  # OpenGL only for this option
-
     every = max(1, round(env.profile.control.rate_hz / VIDEO_FPS))
     frames: list[NDArray[np.uint8]] = []
 
@@ -122,7 +122,7 @@ def main(args: list[str] | None = None) -> int:
             frames = _record(env, controller, moves[0], options.video)
             print(f"wrote {options.video} ({frames} frames)")
         env.close()
-    except MmSimError as error:
+    except (MmSimError, ContractError) as error:
         print(f"rollout: {error}", file=sys.stderr)
         return 2
     return 0

@@ -9,14 +9,15 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from mm_contract.objectives import DEFAULT_TOLERANCE_RAD, TransitionSample, objective_weights, reward
+from mm_contract.observation import OBS_DIM, ObservationBuilder, ObsScales
+from mm_contract.profiles import LoadParams, ServoProfile, load_profile
 from numpy.typing import NDArray
 
 from mm_sim import reference as ref
 from mm_sim.errors import MmSimError
 from mm_sim.model import Plant, SensorModel
-from mm_sim.objectives import DEFAULT_TOLERANCE_RAD, TransitionSample, objective_weights, reward
-from mm_sim.observation import OBS_DIM, ObservationBuilder, ObsScales
-from mm_sim.profiles import LoadParams, ServoProfile, load_profile
+from mm_sim.render import SceneRenderer  # OpenGL only when rendering
 
 TASKS = ("step", "waypoints", "track", "disturbance", "hold")
 _NO_CHANGE = ref.Piecewise((0.0,), (0.0,))
@@ -36,7 +37,7 @@ class ServoEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
     `current_cmd_a = clip(a, -1, 1) * current_limit_a` (out-of-range values are clipped, as the firmware does).
 
     ## Observation space
-    `Box(-1, 1, (8,), float32)`, from `mm_sim.observation.ObservationBuilder`; e = target − measured position:
+    `Box(-1, 1, (8,), float32)`, from `mm_contract.observation.ObservationBuilder`; e = target − measured position:
 
     | index | feature | unit before scaling |
     |---|---|---|
@@ -50,7 +51,7 @@ class ServoEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
     | 7 | clip(current_a / current_limit_a), measured | A |
 
     ## Rewards
-    `mm_sim.objectives.reward` for the chosen objective ("accuracy", "speed", "energy", "smooth" or a dict of
+    `mm_contract.objectives.reward` for the chosen objective ("accuracy", "speed", "energy", "smooth" or a dict of
     term weights), from the measured quantities only. The weighted terms are in `info["reward_terms"]` and sum
     to the reward.
 
@@ -293,8 +294,6 @@ class ServoEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
             msg = "this env was made without a render mode; create it with render_mode='rgb_array' to render"
             raise MmSimError(msg)
         if self._renderer is None:
-            from mm_sim.render import SceneRenderer  # OpenGL only when rendering
-
             self._renderer = SceneRenderer(self.plant)
         return self._renderer.frame(self._target_rad)
 

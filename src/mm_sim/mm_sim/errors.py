@@ -6,7 +6,3 @@ class MmSimError(Exception):
 
     The message says what was wrong and what to do about it.
     """
-
-
-class ProfileError(MmSimError):
-    """A profile file or value is invalid; the message names the file and the field."""

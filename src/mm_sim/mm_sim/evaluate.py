@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+from mm_contract.metrics import Response, StepMetrics, step_metrics
 from numpy.typing import NDArray
 
 from mm_sim.env import ServoEnv
-from mm_sim.metrics import Response, StepMetrics, step_metrics
 from mm_sim.reference import Piecewise, StepReference
 
 

@@ -16,11 +16,11 @@ import imageio.v2
 import imageio.v3 as iio
 import mujoco
 import numpy as np
+from mm_contract.profiles import load_profile
 from numpy.typing import NDArray
 
 from mm_sim.errors import MmSimError
 from mm_sim.model import Plant
-from mm_sim.profiles import load_profile
 
 
 class SceneRenderer:

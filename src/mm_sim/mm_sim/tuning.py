@@ -23,14 +23,14 @@ from typing import Any
 
 import numpy as np
 import yaml
+from mm_contract.objectives import OBJECTIVES, EnergyBudget
+from mm_contract.profiles import ServoProfile, list_profiles, load_profile
 from numpy.typing import NDArray
 
 from mm_sim.baselines import LAWS, PidGains, evolve, initial_gains, tuned_gains
 from mm_sim.batch import BatchTwin, Schedule, evaluate_batch
 from mm_sim.errors import MmSimError
 from mm_sim.evaluate import Evaluation, Move, seeded_moves
-from mm_sim.objectives import OBJECTIVES, EnergyBudget
-from mm_sim.profiles import ServoProfile, list_profiles, load_profile
 
 TUNING_SEED = 1000
 """Seed of the training moves gains are tuned on (evaluations use other moves)."""

@@ -33,6 +33,8 @@ from typing import Any
 
 import rclpy
 from builtin_interfaces.msg import Time
+from mm_contract.profiles import parse_factors
+from mm_ros.process import rclpy_process, spin_until
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -40,8 +42,6 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 
 from mm_msgs.msg import Heartbeat, PolicyAck, PolicyChunk, ServoCommand, ServoState, TransitionBatch
-from mm_sim.profiles import parse_factors
-from mm_sim.ros_process import rclpy_process, spin_until
 from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig, VirtualServoError
 
 TIME_MODES = ("realtime", "fast", "follow")

@@ -5,7 +5,7 @@ voltage and temperature of this tick; `mm_core_step` of `firmware/core` (through
 binding) returns the current command; the plant applies it from this tick to the next (one control period of
 latency, servo contract section 1). Modes, limits, faults, the heartbeat watchdog, the observation, the PID,
 policy checks (CRC, ECDSA P-256, double buffer) and transition samples are therefore the firmware's code, not a
-Python copy of it. The policy runs through the PyPI TFLite Micro runtime (`mm_learning.tflm.TflmPolicy`), like
+Python copy of it. The policy runs through the PyPI TFLite Micro runtime (`mm_contract.tflm.TflmPolicy`), like
 `firmware/esp32/main/policy_tflm.cc`: one fixed arena per slot, models needing a larger arena are refused.
 
 This module is ROS-free; `mm_sim.twin_node` puts it behind the servo's ROS topics. Optionally the servo also
@@ -24,16 +24,18 @@ from typing import TYPE_CHECKING, Any
 
 import mm_firmware_core as fw
 import numpy as np
+from mm_contract.errors import ProfileError, TflmError
+from mm_contract.observation import COUNTS_PER_REV, ObsScales
+from mm_contract.profiles import ServoProfile, load_profile
+from mm_contract.tflm import TflmPolicy, round_half_away
 
 from mm_sim.baselines import PidGains, initial_gains, tuned_gains
-from mm_sim.errors import MmSimError, ProfileError
+from mm_sim.errors import MmSimError
 from mm_sim.model import Plant, SensorModel
-from mm_sim.observation import COUNTS_PER_REV, ObsScales
-from mm_sim.profiles import ServoProfile, load_profile
 
 if TYPE_CHECKING:
     import can
-    from mm_learning.tflm import TflmPolicy
+    from mm_contract.tflm import TflmPolicy
 
 _RAD_PER_COUNT = 2.0 * math.pi / COUNTS_PER_REV
 PUBLIC_KEY_BYTES = 65
@@ -49,7 +51,7 @@ class VirtualServoError(MmSimError):
 
 
 def parse_public_key(text: str) -> bytes:
-    """The 65-byte uncompressed P-256 point from its hex form (`mm_learning.signing.public_key_hex`).
+    """The 65-byte uncompressed P-256 point from its hex form (`mm_contract.signing.public_key_hex`).
 
     An empty string means "no key": every policy is then refused with REASON_SIGNATURE, as on the firmware.
     """
@@ -149,7 +151,7 @@ class TflmBackend:
     `load` refuses a model whose header asks for more arena than a slot has, one TFLite Micro cannot load, or
     one that does not map 8 inputs to 1 output. `invoke` quantises the observation with policy_tflm.cc's
     arithmetic (float32 `obs / scale + zero_point`, rounded half away from zero, saturated), runs the integer
-    model in the `mm_learning.tflm.TflmPolicy` interpreter and dequantises the action in float32.
+    model in the `mm_contract.tflm.TflmPolicy` interpreter and dequantises the action in float32.
     """
 
     def __init__(self, arena_bytes: int = DEFAULT_TFLM_ARENA_BYTES) -> None:
@@ -160,8 +162,6 @@ class TflmBackend:
     def load(self, slot: int, model: bytes, arena_bytes: int, model_type: int) -> bool:
         """Load `model` into `slot`; False refuses it (the core reports REASON_BACKEND)."""
         # Imported here: mm_learning depends on mm_sim, and the runtime is only needed once a policy arrives.
-        from mm_learning.tflm import TflmError, TflmPolicy, round_half_away
-
         self._slots.pop(slot, None)
         if arena_bytes > self.arena_bytes:
             return False

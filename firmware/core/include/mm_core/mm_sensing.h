@@ -2,7 +2,7 @@
  * @file mm_sensing.h
  * @brief Encoder unwrapping, the velocity filter and the 8-feature observation (servo contract sections 2-3).
  *
- * All arithmetic is float32 in the contract's order, so the Python twin (mm_sim.observation) computes the same
+ * All arithmetic is float32 in the contract's order, so the Python twin (mm_contract.observation) computes the same
  * numbers; tests/firmware/test_observation_parity.py compares them.
  */
 #ifndef MM_CORE_SENSING_H

@@ -237,7 +237,7 @@ class ObsScales:
 
 
 class Observer:
-    """The C velocity filter + observation builder, stepped like mm_sim.observation.ObservationBuilder."""
+    """The C velocity filter + observation builder, stepped like mm_contract.observation.ObservationBuilder."""
 
     def __init__(self, scales: ObsScales, dt_s: float) -> None:
         """Build an observer for the given scales and control period dt_s (s)."""

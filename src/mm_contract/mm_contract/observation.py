@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from mm_sim.profiles import ServoProfile
+from mm_contract.profiles import ServoProfile
 
 COUNTS_PER_REV = 16384
 """AS5047 counts per revolution of the output shaft (14 bit)."""

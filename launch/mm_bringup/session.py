@@ -33,9 +33,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from mm_learning.errors import LearningError
 from mm_sim.evaluate import Move
 
-from mm_learning.errors import LearningError
+from mm_bringup.bringup import SIM, describe
+from mm_bringup.errors import BringupError
+from mm_bringup.run import Runner
 
 NAMESPACE = "/servo1"
 BRINGUP_NODES = frozenset(
@@ -196,7 +199,7 @@ def pid_objective(objective: str) -> str:
 
 def signing_key(key_dir: Path) -> Path:
     """The policy signing key in `key_dir`, created on first use (`mm keygen`); returns its path."""
-    from mm_learning.signing import PRIVATE_KEY_NAME, generate_keypair
+    from mm_contract.signing import PRIVATE_KEY_NAME, generate_keypair
 
     path = key_dir / PRIVATE_KEY_NAME
     if not path.exists():
@@ -206,7 +209,7 @@ def signing_key(key_dir: Path) -> Path:
 
 def write_parameters(config: SessionConfig, key_path: Path) -> Path:
     """The bringup's `params_file`: the learner's key and folders, the virtual servo's public key and PID."""
-    from mm_learning.signing import load_private_key, public_key_hex
+    from mm_contract.signing import load_private_key, public_key_hex
 
     out = config.out.resolve()
     parameters = {
@@ -485,11 +488,6 @@ def run_session(config: SessionConfig, reporter: Reporter | None = None) -> Sess
         SessionError: a node died, a goal was refused or failed, or a wait timed out; the bringup is stopped
             and `config.log` holds every node's output.
     """
-    # mm_bringup is installed with the workspace (it depends on this package, so it is not declared back).
-    from mm_bringup.bringup import SIM, describe  # type: ignore[import-untyped]
-    from mm_bringup.errors import BringupError  # type: ignore[import-untyped]
-    from mm_bringup.run import Runner  # type: ignore[import-untyped]
-
     report = reporter or Reporter()
     config.out.mkdir(parents=True, exist_ok=True)
     params = write_parameters(config, signing_key(config.out / "keys"))

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mm_learning.errors import PolicyImageError, RegistryError
-from mm_learning.policy_image import HEADER_SIZE, PolicyImage, pack_image, parse_image, policy_crc32
+from mm_contract.errors import PolicyImageError, RegistryError
+from mm_contract.policy_image import HEADER_SIZE, PolicyImage, pack_image, parse_image, policy_crc32
 
 IMAGE_NAME = "image.mmpl"
 METADATA_NAME = "metadata.json"
@@ -114,7 +114,7 @@ class Registry:
         Args:
             image: a signed policy image (as :func:`mm_learning.export.export_policy` writes it).
             metadata: JSON-serialisable metadata stored next to it.
-            sign: the signer (``functools.partial(mm_learning.signing.sign, key)``). Given, the registry versions
+            sign: the signer (``functools.partial(mm_contract.signing.sign, key)``). Given, the registry versions
                 the policy: it re-packs the image with ``policy_version`` = :meth:`next_version` and signs it, so
                 the stored image (and its ids) is the versioned one; the same policy content added again returns
                 its existing entry instead of a new version. None stores the image as it is (its own version,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from mm_sim.errors import MmSimError
+from mm_contract.errors import ContractError
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Response:
         lengths = {len(v) for v in vars(self).values()}
         if len(lengths) != 1 or len(self.time_s) < 2:
             msg = f"a response needs equally long arrays of at least 2 ticks, got lengths {sorted(lengths)}"
-            raise MmSimError(msg)
+            raise ContractError(msg)
 
     @property
     def dt_s(self) -> float:
@@ -99,12 +99,12 @@ def step_metrics(response: Response, *, start_rad: float, tolerance_rad: float) 
     Times are measured from the response's first tick minus one period (the tick the move was commanded).
 
     Raises:
-        MmSimError: the target changes within the response.
+        ContractError: the target changes within the response.
     """
     target_rad = float(response.target_rad[0])
     if np.any(response.target_rad != target_rad):
         msg = "step_metrics needs one constant target; cut the response at each target change"
-        raise MmSimError(msg)
+        raise ContractError(msg)
     error = target_rad - response.position_rad
     dt_s = response.dt_s
     distance = target_rad - start_rad

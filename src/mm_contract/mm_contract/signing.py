@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from mm_learning.errors import SignatureError
-from mm_learning.policy_image import SIGNATURE_SIZE, parse_image
+from mm_contract.errors import SignatureError
+from mm_contract.policy_image import SIGNATURE_SIZE, parse_image
 
 _COORD_BYTES = SIGNATURE_SIZE // 2
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551

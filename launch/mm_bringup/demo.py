@@ -1,7 +1,7 @@
 """The main job on a fresh machine (`make demo`): train, deploy and compare a policy through ROS 2.
 
 What a user would do with `ros2 launch mm_bringup sim.launch.py` and `ros2 action send_goal`
-(mm_learning.bringup_client runs it, the end-to-end test runs the same code):
+(mm_bringup.session runs it, the end-to-end test runs the same code):
 
 1. starts the sim bringup (virtual servo = the firmware's C core on the MuJoCo twin, driver, learner, recorder);
 2. sends the learner's Train goal for an objective with a wall-time budget (PPO in the twin, export to an
@@ -27,11 +27,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+from mm_contract.errors import ContractError
+from mm_learning.errors import LearningError
 
-from mm_learning.bringup_client import (
+from mm_bringup.bringup import configured_parameter, package_share
+from mm_bringup.session import (
     MOVE_TIMEOUT_S,
     TOLERANCE_RAD,
     MoveOutcome,
@@ -41,7 +44,6 @@ from mm_learning.bringup_client import (
     run_session,
     score,
 )
-from mm_learning.errors import LearningError
 
 DEFAULT_OUT = Path("out/demo")
 ANIMATION_FPS = 25.0
@@ -202,16 +204,14 @@ def _twin_rows(options: argparse.Namespace, session: SessionResult, kind: str) -
     policy schedules; the servo's POSITION mode runs the linear PID). Measured as the driver measures a move: up
     to its settling plus the driver's settle window.
     """
-    from mm_bringup.bringup import configured_parameter, package_share  # type: ignore[import-untyped]
+    from mm_contract.metrics import Response, step_metrics
+    from mm_contract.profiles import load_profile
+    from mm_learning.trainer import TwinSpec, objective_base
     from mm_sim.baselines import PidController, TimeOptimalController, tuned_gains
     from mm_sim.evaluate import Move, run_move
-    from mm_sim.metrics import Response, step_metrics
-    from mm_sim.profiles import load_profile
-
-    from mm_learning.trainer import TwinSpec, objective_base
 
     driver_file = package_share("mm_driver") / "config" / "driver.yaml"
-    window_s = float(configured_parameter(driver_file, "driver", "settle_window_s"))
+    window_s = float(cast(float, configured_parameter(driver_file, "driver", "settle_window_s")))
     twin = TwinSpec(profile=options.profile, load=options.load, objective=options.objective)
     env: Any = twin.make_env(randomize=False).unwrapped
     controller: Any
@@ -371,8 +371,8 @@ def _plots(
 
 def _render_frames(profile_name: str, load_name: str, angles: list[float], target_rad: float, path: Path) -> None:
     """Render the recorded angles to an animation (runs in a child process: see `_animation`)."""
+    from mm_contract.profiles import load_profile
     from mm_sim.model import Plant
-    from mm_sim.profiles import load_profile
     from mm_sim.render import SceneRenderer, save_animation
 
     profile = load_profile(profile_name)
@@ -485,7 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         summary_path = options.out / "summary.json"
         summary_path.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n", encoding="utf-8")
-    except LearningError as error:
+    except (LearningError, ContractError) as error:
         progress.close()
         print(f"demo: {error}", file=sys.stderr)
         return 1

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from mm_sim.errors import MmSimError
+from mm_contract.errors import ObjectiveError
 
 TERMS = ("accuracy", "speed", "energy", "smooth")
 
@@ -73,14 +73,14 @@ class EnergyBudget:
         """The budget of a reference controller that settled its moves in `reference_settle_s` (s, mean).
 
         Raises:
-            MmSimError: the reference did not settle (NaN) or a value is not positive.
+            ObjectiveError: the reference did not settle (NaN) or a value is not positive.
         """
         if not (reference_settle_s > 0.0 and reference_energy_j > 0.0):
             msg = (
                 f"an energy budget needs a reference that settles its moves using energy: settle "
                 f"{reference_settle_s!r} s, energy {reference_energy_j!r} J"
             )
-            raise MmSimError(msg)
+            raise ObjectiveError(msg)
         return cls(SETTLE_BUDGET_FACTOR * reference_settle_s, reference_energy_j)
 
     def score_moves(self, energy_j: NDArray[np.float64], settle_s: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -126,22 +126,22 @@ def objective_weights(objective: str | Mapping[str, float]) -> dict[str, float]:
     """Resolve a named objective or a dict of weights to validated weights.
 
     Raises:
-        MmSimError: unknown objective or term, or a negative or non-finite weight.
+        ObjectiveError: unknown objective or term, or a negative or non-finite weight.
     """
     if isinstance(objective, str):
         if objective not in OBJECTIVES:
             msg = f"unknown objective {objective!r}; use one of {sorted(OBJECTIVES)} or a dict of term weights"
-            raise MmSimError(msg)
+            raise ObjectiveError(msg)
         return dict(OBJECTIVES[objective])
     weights = dict(objective)
     unknown = sorted(set(weights) - set(TERMS))
     if unknown or not weights:
         msg = f"objective weights {weights!r}: unknown terms {unknown}; the terms are {list(TERMS)}"
-        raise MmSimError(msg)
+        raise ObjectiveError(msg)
     for term, weight in weights.items():
         if not weight >= 0.0 or weight == float("inf"):
             msg = f"objective weight {term}={weight!r} must be a finite number >= 0"
-            raise MmSimError(msg)
+            raise ObjectiveError(msg)
     return weights
 
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 import yaml
 
-from mm_sim.errors import ProfileError
+from mm_contract.errors import ProfileError
 
 STANDARD_GRAVITY_M_S2 = 9.81
 LOAD_KINDS = ("inertia_disk", "pendulum", "spring")
@@ -423,7 +423,7 @@ def _randomization(where: str, value: Any, sections: dict[str, Any]) -> dict[str
 
 
 def list_profiles() -> list[str]:
-    """Names of the profiles shipped with mm_sim, sorted."""
+    """Names of the profiles shipped with mm_contract, sorted."""
     folder = resources.files(__name__)
     return sorted(entry.name.removesuffix(".yaml") for entry in folder.iterdir() if entry.name.endswith(".yaml"))
 

@@ -20,8 +20,8 @@ import numpy as np
 import numpy.typing as npt
 from tflite_micro.python.tflite_micro import runtime
 
-from mm_learning.errors import ExportError
-from mm_learning.policy_image import OBS_DIM, ModelType
+from mm_contract.errors import TflmError
+from mm_contract.policy_image import OBS_DIM, ModelType
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.integer[Any]]
@@ -61,7 +61,7 @@ def clip_observations(obs: npt.ArrayLike) -> FloatArray:
     """Observations as float32 (N, 8), clipped to the calibrated [-1, 1] range (so int8 inputs never wrap)."""
     x = np.asarray(obs, dtype=np.float32)
     if x.ndim != 2 or x.shape[1] != OBS_DIM or not np.all(np.isfinite(x)):
-        raise ExportError(f"observations must be finite and of shape (N, {OBS_DIM}); got shape {x.shape}")
+        raise TflmError(f"observations must be finite and of shape (N, {OBS_DIM}); got shape {x.shape}")
     return np.clip(x, OBS_LOW, OBS_HIGH)
 
 
@@ -116,10 +116,6 @@ def capture_native_stderr() -> Iterator[Callable[[], str]]:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-
-
-class TflmError(ExportError):
-    """TFLite Micro could not load or run a model; the message carries TFLite Micro's own log."""
 
 
 class TflmPolicy:

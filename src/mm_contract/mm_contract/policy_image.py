@@ -17,9 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from mm_sim.observation import ObsScales
-
-from mm_learning.errors import PolicyImageError
+from mm_contract.errors import PolicyImageError
+from mm_contract.observation import ObsScales
 
 MAGIC = b"MMPL"
 FORMAT_VERSION = 2
@@ -120,7 +119,7 @@ class PolicyHeader:
     (decel_rad_s2 > 0, kp_pos > 0) when schedule_range > 0; all 0 without."""
     policy_version: int = 0
     """Anti-rollback release number (offset 72, covered by the signature): the servo refuses an image whose version
-    is below the highest it accepted. 0: unversioned. :class:`mm_learning.registry.Registry` assigns it."""
+    is below the highest it accepted. 0: unversioned. :class:`mm_contract.registry.Registry` assigns it."""
 
     def pack(self) -> bytes:
         """Serialise to the 80 header bytes.
@@ -194,7 +193,7 @@ def pack_image(
         header: header fields; ``model_size`` and ``model_crc32`` are filled in from ``model``.
         model: the .tflite flatbuffer bytes.
         sign: returns the 64-byte raw ``r || s`` signature of the bytes it is given (``header || model``),
-            e.g. ``functools.partial(mm_learning.signing.sign, private_key)``.
+            e.g. ``functools.partial(mm_contract.signing.sign, private_key)``.
         version: the anti-rollback ``policy_version`` to sign into the header (the registry supplies it);
             None keeps ``header.policy_version``.
     """

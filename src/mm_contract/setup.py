@@ -1,0 +1,20 @@
+from setuptools import find_packages, setup
+
+package_name = "mm_contract"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    package_data={package_name: ["profiles/*.yaml"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=False,
+    maintainer="Muscle Memory ROS maintainers",
+    maintainer_email="maintainers@musclememory-ros.org",
+    description="The Muscle Memory servo contract in Python (ROS-free): profiles, observation, objectives, policies.",
+    license="Apache-2.0",
+)

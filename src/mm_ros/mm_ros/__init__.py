@@ -1,0 +1,6 @@
+"""mm_ros: the ROS glue every node of the workspace shares.
+
+- `process`: a node process's rclpy lifetime (init, executor, signals, exit code 0).
+- `entities`: destroying a node's publishers, subscriptions, services and action servers.
+- `diagnostics`: the /diagnostics status builder of the driver and the recorder.
+"""
