@@ -10,13 +10,12 @@ import zlib
 
 import mm_firmware_core as fw
 import numpy as np
-from mm_learning.online import FLAG_EPISODE_START, TransitionColumns
+from mm_contract.transitions import COLUMNS, FLAG_EPISODE_START, TransitionColumns
 from mm_learning.online_session import Episode, OnlineError
 from mm_sim.virtual_servo import VirtualServo
 
 CHUNK = 448  # mm_msgs/PolicyChunk.MAX_DATA
 ACCEPTED = 1  # mm_msgs/PolicyAck.STATUS_ACCEPTED
-_COLUMNS = ("observations", "actions", "position_rad", "velocity_rad_s", "current_a", "target_rad", "power_w", "flags")
 
 
 class VirtualServoLink:
@@ -72,7 +71,7 @@ class VirtualServoLink:
         # previous move the core kept until now).
         starts = [i for i, b in enumerate(batches) if any(_column(b, "flags") & FLAG_EPISODE_START)]
         batches = batches[starts[-1] :]
-        columns = {name: np.concatenate([_column(b, name) for b in batches]) for name in _COLUMNS}
+        columns = {name: np.concatenate([_column(b, name) for b in batches]) for name in COLUMNS}
         first = int(np.flatnonzero(columns["flags"] & FLAG_EPISODE_START)[-1])
         part = slice(first, first + ticks)
         return TransitionColumns.from_arrays(

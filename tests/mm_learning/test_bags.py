@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import yaml
 from mm_contract.objectives import TransitionSample, reward
+from mm_contract.transitions import FLAG_EPISODE_START, FLAG_FAULT, FLAG_GUARD, TransitionColumns
 from mm_learning.bags import (
     BEST_EFFORT,
     TRANSITION_BATCH,
@@ -33,7 +34,6 @@ from mm_learning.bags import (
     read_messages,
     reindex_bag,
 )
-from mm_learning.online import FLAG_EPISODE_START, FLAG_FAULT, TransitionColumns
 from mm_learning.trainer import objective_terms
 
 REPO = Path(__file__).resolve().parents[2]
@@ -208,15 +208,22 @@ def test_one_recording_serves_every_objective(tmp_path: Path) -> None:
     assert np.all(energy.rewards <= accuracy.rewards) and np.any(energy.rewards < accuracy.rewards)
 
 
-def test_dataset_agrees_with_the_online_learner_and_fills_its_buffer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("guarded", [False, True])
+def test_dataset_agrees_with_the_online_learner_and_fills_its_buffer(tmp_path: Path, guarded: bool) -> None:
     from mm_learning.online import OnlineLearner
 
     recording = generated_recording()
+    if guarded:  # the classical controller drove ticks 60 and 61: 60->61 and 61->62 are no transitions
+        columns, policy = recording.batches[2]
+        flags = columns.flags.copy()
+        flags[[60 - 48, 61 - 48]] |= FLAG_GUARD
+        recording.batches[2] = (dataclasses.replace(columns, flags=flags), policy)
     write_recording(tmp_path / "bag", recording)
     dataset = load_transitions(tmp_path / "bag", "energy")
     learner = OnlineLearner(objective="energy", algorithm="sac", hyperparameters={"buffer_size": 1000})
     stored = sum(learner.add_batch(columns) for columns, _ in recording.batches)
     assert stored == len(dataset), "the dataset and the online learner disagree on which transitions exist"
+    assert len(dataset) == recording.expected_transitions - (2 if guarded else 0)
     first = recording.batches[0][0]
     np.testing.assert_allclose(dataset.rewards[:23], learner.rewards(first), rtol=1e-5)  # float32 in the bag
 

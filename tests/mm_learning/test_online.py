@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from mm_learning.online import FLAG_EPISODE_START, FLAG_FAULT, FLAG_GUARD, FLAG_POLICY, OnlineLearner, TransitionColumns
+from mm_contract.errors import TransitionError
+from mm_contract.transitions import FLAG_EPISODE_START, FLAG_FAULT, FLAG_GUARD, FLAG_POLICY, TransitionColumns
+from mm_learning.online import OnlineLearner
 from mm_learning.trainer import TrainingError, objective_terms
 
 MAX_SAMPLES = 24  # TransitionBatch.MAX_SAMPLES
@@ -139,7 +141,7 @@ def test_windows_whose_action_changes_are_no_decisions() -> None:
     learner = OnlineLearner(objective="accuracy", hyperparameters={"buffer_size": 100}, policy_decimation=4)
     assert learner.add_batch(pid[0]) == 0 and learner.add_batch(pid[1]) == 0, "PID ticks: nothing held"
     learner = OnlineLearner(objective="accuracy", hyperparameters={"buffer_size": 100}, policy_decimation=4)
-    with pytest.raises(TrainingError, match="changed its action within a decision of 4 ticks"):
+    with pytest.raises(TransitionError, match="changed its action within a decision of 4 ticks"):
         learner.add_batch(batches[0])
 
 
@@ -153,13 +155,13 @@ def test_malformed_batches_are_refused_with_the_reason() -> None:
         "flags": np.zeros(3),
     } | columns
     TransitionColumns.from_arrays(**good)
-    with pytest.raises(TrainingError, match="observations hold 16 values for 3 samples"):
+    with pytest.raises(TransitionError, match="observations hold 16 values for 3 samples"):
         TransitionColumns.from_arrays(**good | {"observations": np.zeros(16)})
-    with pytest.raises(TrainingError, match="differ in length"):
+    with pytest.raises(TransitionError, match="differ in length"):
         TransitionColumns.from_arrays(**good | {"power_w": np.zeros(2)})
-    with pytest.raises(TrainingError, match="NaN or infinite"):
+    with pytest.raises(TransitionError, match="NaN or infinite"):
         TransitionColumns.from_arrays(**good | {"current_a": np.array([0.0, np.nan, 0.0])})
-    with pytest.raises(TrainingError, match=r"in \[-1, 1\]"):
+    with pytest.raises(TransitionError, match=r"in \[-1, 1\]"):
         TransitionColumns.from_arrays(**good | {"actions": np.array([0.0, 1.5, 0.0])})
     with pytest.raises(TrainingError, match="off-policy algorithm"):
         OnlineLearner(objective="accuracy", algorithm="ppo")

@@ -29,3 +29,7 @@ class RegistryError(ContractError):
 
 class TflmError(ContractError):
     """TFLite Micro could not load or run a model; the message carries TFLite Micro's own log."""
+
+
+class TransitionError(ContractError):
+    """Streamed samples that cannot be transitions: malformed columns, or a servo that breaks the decision rules."""

@@ -35,6 +35,9 @@ import numpy as np
 from mcap.exceptions import EndOfFile, InvalidMagic, UnsupportedCompressionError
 from mcap.records import Channel, Message, Schema
 from mcap.stream_reader import StreamReader
+from mm_contract.errors import TransitionError
+from mm_contract.objectives import objective_weights
+from mm_contract.transitions import COLUMNS, TransitionColumns, concatenate, decisions, follows, reward_terms
 from numpy.typing import NDArray
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
@@ -47,21 +50,7 @@ from mm_learning.errors import LearningError
 if TYPE_CHECKING:
     from stable_baselines3.common.buffers import ReplayBuffer
 
-    from mm_learning.online import TransitionColumns
-
 TRANSITION_BATCH = "mm_msgs/msg/TransitionBatch"
-_BATCH_COLUMNS = (
-    "observations",
-    "actions",
-    "position_rad",
-    "velocity_rad_s",
-    "current_a",
-    "target_rad",
-    "power_w",
-    "flags",
-)
-"""The per-sample columns of a TransitionBatch (mm_learning.online.TransitionColumns has the same)."""
-
 _MCAP_MAGIC = b"\x89MCAP0\r\n"
 
 
@@ -266,7 +255,7 @@ def batch_message(
         policy_crc32=policy_crc32,
         dropped_samples=dropped_samples,
         count=batch.count,
-        **{name: f32(getattr(batch, name)) for name in _BATCH_COLUMNS if name != "flags"},
+        **{name: f32(getattr(batch, name)) for name in COLUMNS if name != "flags"},
         flags=np.ascontiguousarray(batch.flags, dtype=np.uint8),
     )
 
@@ -471,9 +460,6 @@ def read_batches(bag_path: Path | str, *, typestore: Typestore | None = None) ->
         BagError: unreadable bag, no TransitionBatch in it, or messages that do not decode with the known
             definition (recorded with another version of mm_msgs).
     """
-    from mm_learning.online import TransitionColumns
-    from mm_learning.trainer import TrainingError
-
     store = typestore or make_typestore()
     if TRANSITION_BATCH not in store.fielddefs:
         msg = f"the typestore does not know {TRANSITION_BATCH}; build it with make_typestore() (mm_msgs .msg files)"
@@ -498,9 +484,9 @@ def read_batches(bag_path: Path | str, *, typestore: Typestore | None = None) ->
             columns = TransitionColumns.from_arrays(
                 first_tick=int(decoded.first_tick),
                 dt_s=float(decoded.dt_s),
-                **{name: getattr(decoded, name) for name in _BATCH_COLUMNS},
+                **{name: getattr(decoded, name) for name in COLUMNS},
             )
-        except (TrainingError, ValueError, IndexError, struct.error) as err:
+        except (TransitionError, ValueError, IndexError, struct.error) as err:
             msg = (
                 f"{message.topic} at {message.stamp_ns} ns does not decode as this mm_msgs {TRANSITION_BATCH} "
                 f"({err}); read the bag with the mm_msgs version that recorded it"
@@ -528,9 +514,10 @@ class TransitionDataset:
     """Transitions rebuilt from recorded batches, with rewards for one objective (all arrays have N rows).
 
     Transition j is ``(observations[j], actions[j], rewards[j], next_observations[j])`` from control tick
-    ``ticks[j]`` to the next tick, with the same rules as the online learner (mm_learning.online): both samples
-    consecutive ticks of one servo, the second not starting an episode, neither faulted. ``dones[j]`` marks the
-    last transition of a run: the next one does not follow tick by tick (episode start, fault, lost samples,
+    ``ticks[j]`` to the next tick, by the rules the online learner uses (``mm_contract.transitions.decisions``, one
+    decision per tick): both samples consecutive ticks of one servo, the second not starting an episode, neither
+    faulted, the first not driven by the guard. ``dones[j]`` marks the last transition of a run: the next one does
+    not follow tick by tick (episode start, fault, guard, lost samples,
     a gap in the recording), comes from another policy or servo, or there is none. The servo has no terminal
     state, so runs end by truncation: :meth:`add_to` stores them as time-limit ends, which SB3 bootstraps.
 
@@ -608,41 +595,22 @@ def load_transitions(
     Raises:
         BagError: see :func:`read_batches`. An unknown objective raises the trainer's / mm_sim's error.
     """
-    from mm_contract.objectives import TransitionSample, objective_weights, reward
-
     from mm_learning.trainer import objective_terms
 
     weights = objective_terms(objective) if isinstance(objective, str) else objective_weights(objective)
     batches, complete = read_batches(bag_path, typestore=typestore)
-    rows: list[dict[str, NDArray[Any]]] = []
-    for topic in dict.fromkeys(b.topic for b in batches):
-        rows.append(_transitions(topic, [b for b in batches if b.topic == topic]))
+    rows = [
+        _transitions(topic, [b for b in batches if b.topic == topic], weights)
+        for topic in dict.fromkeys(b.topic for b in batches)
+    ]
     columns = {name: np.concatenate([r[name] for r in rows]) for name in rows[0]}
-    rewards = np.array(
-        [
-            reward(
-                weights,
-                TransitionSample(
-                    position_rad=float(columns["position_rad"][j]),
-                    velocity_rad_s=float(columns["velocity_rad_s"][j]),
-                    current_a=float(columns["current_a"][j]),
-                    target_rad=float(columns["target_rad"][j]),
-                    power_w=float(columns["power_w"][j]),
-                    action=float(columns["actions"][j, 0]),
-                    previous_action=float(columns["observations"][j, 6]),
-                    dt_s=float(columns["dt_s"][j]),
-                ),
-            )[0]
-            for j in range(len(columns["ticks"]))
-        ]
-    )
     name = objective if isinstance(objective, str) else ",".join(f"{k}:{v}" for k, v in weights.items())
     return TransitionDataset(
         objective=name,
         observations=columns["observations"],
         actions=columns["actions"],
         next_observations=columns["next_observations"],
-        rewards=rewards,
+        rewards=columns["rewards"],
         dones=columns["dones"],
         ticks=columns["ticks"],
         policy_crc32=columns["policy_crc32"],
@@ -651,37 +619,35 @@ def load_transitions(
     )
 
 
-def _transitions(topic: str, batches: list[RecordedBatch]) -> dict[str, NDArray[Any]]:
-    """Valid transitions of one servo's batches as columns; physical columns are those of the second sample."""
-    from mm_learning.online import FLAG_EPISODE_START, FLAG_FAULT
+def _runs(batches: list[RecordedBatch]) -> list[tuple[TransitionColumns, NDArray[np.uint32]]]:
+    """One servo's batches joined into runs of consecutive ticks, each with the policy of every sample."""
+    runs: list[tuple[TransitionColumns, NDArray[np.uint32]]] = []
+    for batch in batches:
+        policy = np.full(batch.columns.count, batch.policy_crc32, dtype=np.uint32)
+        if runs and follows(runs[-1][0], batch.columns):
+            runs[-1] = (concatenate(runs[-1][0], batch.columns), np.concatenate([runs[-1][1], policy]))
+        else:
+            runs.append((batch.columns, policy))
+    return runs
 
-    c = [b.columns for b in batches]
-    ticks = np.concatenate([b.first_tick + np.arange(b.count, dtype=np.int64) for b in c])
-    flags = np.concatenate([b.flags for b in c])
-    policy = np.concatenate([np.full(r.columns.count, r.policy_crc32, dtype=np.uint32) for r in batches])
-    dt_s = np.concatenate([np.full(b.count, b.dt_s) for b in c])
-    obs = np.concatenate([b.observations for b in c])
-    # Transition i -> i+1 (the rules of mm_learning.online.OnlineLearner.add_batch with policy_decimation 1).
-    valid = (
-        (ticks[1:] == ticks[:-1] + 1)
-        & (flags[1:] & FLAG_EPISODE_START == 0)
-        & ((flags[:-1] | flags[1:]) & FLAG_FAULT == 0)
-    )
-    first = np.flatnonzero(valid)
-    second = first + 1
-    follows = (ticks[first[1:]] == ticks[first[:-1]] + 1) & (policy[first[1:]] == policy[first[:-1]])
-    physical = {
-        name: np.concatenate([getattr(b, name) for b in c])[second]
-        for name in ("position_rad", "velocity_rad_s", "current_a", "target_rad", "power_w")
-    }
-    return {
-        "observations": obs[first],
-        "actions": np.concatenate([b.actions for b in c])[first][:, None],
-        "next_observations": obs[second],
-        "dones": np.concatenate([~follows, [True]]) if len(first) else np.zeros(0, dtype=bool),
-        "ticks": ticks[first],
-        "policy_crc32": policy[first],
-        "topics": np.full(len(first), topic),
-        "dt_s": dt_s[first],
-        **physical,
-    }
+
+def _transitions(topic: str, batches: list[RecordedBatch], weights: Mapping[str, float]) -> dict[str, NDArray[Any]]:
+    """One servo's transitions (mm_contract.transitions.decisions, one per tick) as columns with their rewards."""
+    parts: list[dict[str, NDArray[Any]]] = []
+    for run, policy in _runs(batches):
+        kept, _ = decisions(run, 1, 0)
+        ticks = run.first_tick + kept.astype(np.int64)
+        follows_next = (ticks[1:] == ticks[:-1] + 1) & (policy[kept[1:]] == policy[kept[:-1]])
+        parts.append(
+            {
+                "observations": run.observations[kept],
+                "actions": run.actions[kept][:, None],
+                "next_observations": run.observations[kept + 1],
+                "rewards": reward_terms(weights, run)[0][kept],
+                "dones": np.concatenate([~follows_next, [True]]) if len(kept) else np.zeros(0, dtype=bool),
+                "ticks": ticks,
+                "policy_crc32": policy[kept],
+                "topics": np.full(len(kept), topic),
+            }
+        )
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}

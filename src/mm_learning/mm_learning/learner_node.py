@@ -71,7 +71,8 @@ from mm_msgs.action import DeployPolicy, Train
 from mm_msgs.msg import MetricValue, PolicyBlob, Reward, RewardTerm, ServoCommand, ServoState, TransitionBatch
 
 if TYPE_CHECKING:
-    from mm_learning.online import TransitionColumns
+    from mm_contract.transitions import TransitionColumns
+
     from mm_learning.trainer import Progress, TwinSpec
 # The training modules (mm_learning.trainer, .schedule, .online: torch, Stable-Baselines3, TensorFlow) are imported
 # by the goal that needs them, never at start-up.
@@ -911,7 +912,7 @@ class RosServoLink:
 
     def run_episode(self, episode: Episode) -> TransitionColumns:
         """One move; see the class docstring."""
-        from mm_learning.online import FLAG_EPISODE_START
+        from mm_contract.transitions import FLAG_EPISODE_START
 
         if episode.start_rad is not None:
             state = self.wait_state(self._timeout_s)
@@ -974,12 +975,13 @@ def _samples(batches: list[TransitionBatch]) -> int:
 
 def _move_columns(batches: list[TransitionBatch], target: float, duration_s: float) -> TransitionColumns:
     """The samples of a move's batches from its first sample (to ``target``) on, at most ``duration_s`` of them."""
-    from mm_learning.online import FLAG_EPISODE_START, TransitionColumns
+    from mm_contract.policy_image import OBS_DIM
+    from mm_contract.transitions import FLAG_EPISODE_START, PHYSICAL_COLUMNS, TransitionColumns
 
-    names = ("actions", "position_rad", "velocity_rad_s", "current_a", "target_rad", "power_w")
+    names = ("actions", *PHYSICAL_COLUMNS)
     columns = {name: np.concatenate([np.asarray(getattr(b, name)) for b in batches]) for name in names}
     columns["flags"] = np.concatenate([np.frombuffer(bytes(b.flags), dtype=np.uint8) for b in batches])
-    observations = np.concatenate([np.asarray(b.observations, dtype=np.float32).reshape(-1, 8) for b in batches])
+    observations = np.concatenate([np.asarray(b.observations, dtype=np.float32).reshape(-1, OBS_DIM) for b in batches])
     first = int(np.flatnonzero((columns["flags"] & FLAG_EPISODE_START) & (columns["target_rad"] == target))[0])
     part = slice(first, first + round(duration_s / batches[0].dt_s))
     return TransitionColumns.from_arrays(

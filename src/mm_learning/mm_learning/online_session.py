@@ -42,7 +42,7 @@ from mm_learning.errors import LearningError, PolicyRejected
 from mm_learning.goals import parse_objective
 
 if TYPE_CHECKING:
-    from mm_learning.online import TransitionColumns
+    from mm_contract.transitions import TransitionColumns
 # torch and Stable-Baselines3 (mm_learning.actor, .online, .trainer) are imported where a session uses them: the
 # learner node reads SessionConfig's defaults at start-up without paying for those imports (mm_learning.goals).
 
@@ -457,9 +457,8 @@ def servo_evaluation(terms: Mapping[str, float], moves: list[TransitionColumns],
     """
     from mm_contract.metrics import Response, step_metrics
     from mm_contract.objectives import DEFAULT_TOLERANCE_RAD
+    from mm_contract.transitions import reward_terms
     from mm_sim.evaluate import Evaluation, Move
-
-    from mm_learning.online import reward_terms
 
     metrics, returns, described = [], [], []
     for columns, start in zip(moves, starts, strict=True):
