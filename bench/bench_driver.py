@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests" / "mm_driver"), str(REPO / "tests")]  # policies.py, ros_support.py: the tests
+sys.path.insert(0, str(REPO / "src" / "mm_driver" / "test"))  # the tests' helpers beside them
 
 BITRATE = 500_000
 SIZES = {"4 KB": 34, "16 KB": 100}  # hidden width of a [h, h] actor whose signed int16x8 image has about that size
@@ -160,7 +160,7 @@ def _rates(client: Any, ns: str, seconds: float) -> dict[str, float]:
 
 def _latency(client: Any, move: Any, ns: str, repeats: int) -> dict[str, float]:
     """Goal sent → first joint_states sample more than 2 mrad from where the shaft was."""
-    from ros_support import wait  # type: ignore[import-not-found]
+    from mm_testing.ros_support import wait
     from sensor_msgs.msg import JointState
 
     from mm_msgs.action import MoveTo
@@ -214,7 +214,7 @@ def _deploys(client: Any, deploy: Any, ns: str, log: Path, image: bytes, *, repe
 
 def bench_ros(images: dict[str, bytes], repeats: int, seconds: float) -> dict[str, Any]:
     """Twin + driver processes over DDS: joint_states rate, goal→first-motion latency, deploy times."""
-    from ros_support import Client, driver_args, node_process, twin_args, write_params
+    from mm_testing.ros_support import Client, driver_args, node_process, twin_args, write_params
 
     from mm_msgs.action import DeployPolicy, MoveTo
 

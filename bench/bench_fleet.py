@@ -18,7 +18,7 @@ measures exactly the servos running then. Per row, one client process measures:
   one joint_states message per sample);
 - MoveTo goal → first motion: goals to all N at once, first joint_states sample > 2 mrad from the start, timed by
   that sample's stamp (the twin's clock, the wall clock) minus the send time, so the client's own lag is excluded;
-- deploy of a ~12 KB signed policy (tests/mm_driver/policies.py) through each driver's deploy_policy action: to
+- deploy of a ~12 KB signed policy (src/mm_driver/test/policies.py) through each driver's deploy_policy action: to
   all N one after another, and to all N at once (wall time until every result is back);
 - CPU per servo: process CPU time (/proc/<pid>/stat) / wall time of the twin and of the driver.
 
@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests" / "mm_driver"), str(REPO / "tests")]  # policies.py, ros_support.py: the tests
+sys.path.insert(0, str(REPO / "src" / "mm_driver" / "test"))  # the tests' helpers beside them
 
 COUNTS = (1, 2, 4, 8, 16)
 IMAGE_HIDDEN = 82  # hidden width of a [h, h] actor whose signed int16x8 image is about 12 KB
@@ -129,7 +129,7 @@ class Fleet:
 
     def __init__(self, stack: ExitStack, root: Path, image: bytes, public_key: str) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
-        from ros_support import Client, write_params  # type: ignore[import-not-found]
+        from mm_testing.ros_support import Client, write_params
 
         self._stack, self._root, self._image, self._public_key = stack, root, image, public_key
         self._params = write_params(root / "driver.yaml", "/**", {"autostart": True, "load": LOAD})
@@ -152,7 +152,7 @@ class Fleet:
     def grow(self, count: int) -> None:
         """Start servos until `count` run; wait until every new driver streams and holds the policy blob."""
         from mm_driver.driver_node import LATCHED_QOS
-        from ros_support import driver_args, node_process, twin_args
+        from mm_testing.ros_support import driver_args, node_process, twin_args
 
         from mm_msgs.action import DeployPolicy, MoveTo
         from mm_msgs.msg import PolicyBlob

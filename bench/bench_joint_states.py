@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import random
-import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -24,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests")]  # ros_support.py: the tests' process helpers
 
 TARGET_HZ = 200.0  # the servo's state rate: 1 kHz control, a state every 5 ticks
 GOAL_HZ = 195.0  # what a driver must deliver per servo
@@ -32,8 +30,8 @@ GOAL_HZ = 195.0  # what a driver must deliver per servo
 
 def measure(servos: int, seconds: float) -> dict[str, Any]:
     """Start `servos` twins and drivers; the joint_states and state rates per servo over `seconds` (s, wall)."""
+    from mm_testing.ros_support import Client, driver_args, node_process, twin_args, write_params
     from rclpy.qos import qos_profile_sensor_data
-    from ros_support import Client, driver_args, node_process, twin_args, write_params  # type: ignore[import-not-found]
     from sensor_msgs.msg import JointState
 
     from mm_msgs.msg import ServoState

@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests")]  # ros_support.py: the tests' process helpers
 
 DEFAULT_FACTORS = "load.mass_kg=1.4,friction.coulomb_nm=2"
 LEARNER_YAML = REPO / "src/mm_learning/config/learner.yaml"
@@ -71,7 +70,7 @@ def main() -> None:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(101, 200)))
     from mm_contract.signing import generate_keypair, load_private_key, public_key_hex
-    from ros_support import Client, driver_args, node_process, twin_args, write_params  # type: ignore[import-not-found]
+    from mm_testing.ros_support import Client, driver_args, node_process, twin_args, write_params
 
     from mm_msgs.action import Train
     from mm_msgs.msg import TransitionBatch

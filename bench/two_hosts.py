@@ -8,7 +8,7 @@ and its driver in a second one (`mm_bringup.hosts.RemoteHost`), DDS between them
 policy, the driver deploys it DEPLOYS times (DeployPolicy goal sent → result received on the learner host, wall
 time; and the driver's own transfer time), then the policy drives a move with the servo streaming transitions for
 STREAM_S and the samples arriving on the learner host are counted. Then the same servo topics over Zenoh
-(tools/zenoh_bridge.py on both hosts, DDS kept on each; tests/mm_bringup/zenoh_support.py): transitions/s through
+(tools/zenoh_bridge.py on both hosts, DDS kept on each; launch/test/zenoh_support.py): transitions/s through
 the bridges, on a fresh pair with the same link. The servo produces one sample per control
 tick (1000/s): the baseline of the transitions/s in the same run. The run without netem is the baseline of the
 run with it.
@@ -35,8 +35,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "launch"))  # mm_bringup from the source tree when the workspace is not sourced
-sys.path[:0] = [str(REPO / "tests" / "mm_bringup"), str(REPO / "tests")]  # zenoh_support.py, ros_support.py
+sys.path.insert(0, str(REPO / "launch" / "test"))  # the tests' helpers beside them
 
 DEPLOYS = 5
 """DeployPolicy goals per run (the servo accepts a policy of the same version again)."""

@@ -18,6 +18,7 @@ setup(
         (f"share/{PACKAGE_NAME}/rviz", glob("rviz/*.rviz")),
     ],
     install_requires=["setuptools"],
+    extras_require={"test": ["pytest"]},  # colcon test runs the package's test/ folder with pytest
     zip_safe=True,
     maintainer="Muscle Memory ROS maintainers",
     maintainer_email="maintainers@musclememory-ros.org",

@@ -2,7 +2,7 @@
 # Build the fuzz harness (firmware/core/test/fuzz_core.c with every core source) under AddressSanitizer and
 # UndefinedBehaviorSanitizer (float-to-int overflow included), then run it; the harness's exit status is the result.
 # Usage: fuzz.sh <build dir> <public_key.bin> <seed> <image_cases> <can_frames> <image.mmpl>...
-# tests/firmware/test_fuzz.py generates the images (good_*.mmpl: genuine; others: must always be refused).
+# firmware/core/test/test_fuzz.py generates the images (good_*.mmpl: genuine; others: must always be refused).
 set -eu
 fw=$(cd "$(dirname "$0")/.." && pwd)
 core=$fw/core

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Regenerate the C pack/unpack code from the DBC (cantools generate_c_source); commit the result.
-# tests/firmware/test_can_generated.py runs it with MM_CAN_OUT=<tmp dir> and fails when the committed files differ.
+# firmware/core/test/test_can_generated.py runs it with MM_CAN_OUT=<tmp dir> and fails when the committed files differ.
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 cantools=${CANTOOLS:-cantools}

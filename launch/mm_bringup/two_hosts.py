@@ -7,7 +7,7 @@ but the network: each host has its own registry, the driver takes the policy fro
 (transient local) and the servo gets only the signing key's public half, as on two machines. The operator sends
 `Train` to the learner (sim mode: training is in-process on the learner host), `DeployPolicy` to the driver on
 the other host, and POLICY commands with streaming to the driver, and counts the servo's transitions arriving on
-this host. Used by ``tests/mm_bringup/test_two_hosts.py`` and ``bench/two_hosts.py``; both run inside
+this host. Used by ``launch/test/test_two_hosts.py`` and ``bench/two_hosts.py``; both run inside
 ``tools/isolated.sh``.
 """
 

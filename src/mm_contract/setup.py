@@ -12,6 +12,7 @@ setup(
         ("share/" + package_name, ["package.xml"]),
     ],
     install_requires=["setuptools"],
+    extras_require={"test": ["pytest"]},  # colcon test runs the package's test/ folder with pytest
     zip_safe=False,
     maintainer="Muscle Memory ROS maintainers",
     maintainer_email="maintainers@musclememory-ros.org",

@@ -38,7 +38,7 @@ size_t mm_binding_sizeof(const char *name)
     return 0u;
 }
 
-/* The C values the mm_msgs constants must equal (tests/firmware/test_constants.py compares them). */
+/* The C values the mm_msgs constants must equal (firmware/core/test/test_constants.py compares them). */
 #define MM_CONSTANT(n) {#n, (long)(n)}
 
 int mm_binding_constant(const char *name, long *value)

@@ -1,6 +1,6 @@
 /* micro-ROS: publishes `state` (best effort, decimated), `transitions` (reliable, TransitionBatch) and
  * `policy_ack` (reliable); subscribes `command` (reliable), `heartbeat` (best effort), `policy_chunk` (reliable).
- * Every message fits the 512-byte MTU (tests/mm_msgs checks the bounds). Entities are created in order and
+ * Every message fits the 512-byte MTU (src/mm_msgs/test checks the bounds). Entities are created in order and
  * destroyed in reverse on any failure, so the task never exits holding resources. */
 #include <string.h>
 

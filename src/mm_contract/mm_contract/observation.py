@@ -1,7 +1,7 @@
 """The servo's observation exactly as the firmware computes it (servo contract, sections 2 and 3).
 
 Encoder unwrapping, the filtered velocity estimate and the 8 observation features, in float32 and in the
-contract's order of operations, as the C core does. `tests/firmware/test_observation_parity.py` steps
+contract's order of operations, as the C core does. `firmware/core/test/test_observation_parity.py` steps
 `ObservationBuilder` and the C core side by side on recorded states.
 """
 

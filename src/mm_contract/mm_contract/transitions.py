@@ -43,7 +43,7 @@ FLAG_EPISODE_START = 1
 FLAG_FAULT = 2
 FLAG_POLICY = 4
 FLAG_GUARD = 8
-"""The ``mm_msgs/TransitionBatch`` flag bits (checked against the message by tests/mm_learning/test_online.py)."""
+"""The ``mm_msgs/TransitionBatch`` flag bits (checked against the message by src/mm_learning/test/test_online.py)."""
 
 PHYSICAL_COLUMNS = ("position_rad", "velocity_rad_s", "current_a", "target_rad", "power_w")
 """The measured per-sample columns the rewards are computed from."""

@@ -1,7 +1,7 @@
 """Baselines a learned policy must beat, and the bound none can.
 
 - `CascadedPid`: the firmware's POSITION-mode law (servo contract, section 8), in float32 as in the C core, so
-  gains tuned on the twin run unchanged on the servo; `tests/firmware/test_pid_parity.py` compares the two.
+  gains tuned on the twin run unchanged on the servo; `firmware/core/test/test_pid_parity.py` compares the two.
 - `tune_pid`: auto-tunes its gains on the twin for an objective (a careful user's PID, not a strawman);
   `tuned_gains` reads the cached results (`mm_sim/data/tuned_pid.yaml`, rewritten by `python -m mm_sim.baselines`).
 - `TimeOptimalController`: bang-bang at the current limit, with the switch found by simulating the same

@@ -5,7 +5,7 @@ element per servo: the mechanics from one MuJoCo model holding every copy (`buil
 moves exactly as the single model does), the electrical model (`model._Motor`), the encoder and velocity filter
 (`MultiTurnEncoder`, `ObservationBuilder`), the observation features and the objective's reward terms
 (`objectives.reward_terms`). With the sensing noise off it reproduces `ServoEnv` tick for tick
-(`tests/mm_sim/test_batch.py`); with noise each servo draws its own noise from one generator.
+(`src/mm_sim/test/test_batch.py`); with noise each servo draws its own noise from one generator.
 
 `rollout` drives every copy with the servo's POLICY mode in schedule mode (`Schedule`, `ScheduleDriver`): the
 classical base law (`CascadedPid` as PTOS) runs every tick, and a policy deciding every `decimation` ticks

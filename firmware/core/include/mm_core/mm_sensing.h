@@ -3,7 +3,7 @@
  * @brief Encoder unwrapping, the velocity filter and the 8-feature observation (servo contract sections 2-3).
  *
  * All arithmetic is float32 in the contract's order, so the Python twin (mm_contract.observation) computes the same
- * numbers; tests/firmware/test_observation_parity.py compares them.
+ * numbers; firmware/core/test/test_observation_parity.py compares them.
  */
 #ifndef MM_CORE_SENSING_H
 #define MM_CORE_SENSING_H

@@ -1,0 +1,137 @@
+"""Online learning of the schedule by a calibrated twin (mm_learning.calibration), against a virtual servo in-process.
+
+The plant fit finds the factor a servo's load differs by; a session deploys the classical start, evaluates it on
+the servo, calibrates, trains, deploys and evaluates on the same moves, and leaves the best policy running; bad
+configurations and a cancel. Whether a round beats the classical start is a training outcome: the bench measures
+it (bench/bench_online_schedule.py), these tests use step budgets too small to promise it.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Any
+
+import mm_firmware_core as fw
+import numpy as np
+import pytest
+from mm_contract.profiles import load_profile
+from mm_contract.signing import generate_keypair, load_private_key, public_key_hex
+from mm_learning.calibration import CalibratedSession, RecordedMove, fit_plant
+from mm_learning.online_session import CalibratedConfig, OnlineError, ServoFleet, SessionProgress
+from mm_learning.schedule import ScheduleConfig, classical_start
+from mm_sim.batch import BatchTwin, rollout
+from mm_sim.evaluate import seeded_moves
+from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig
+from online_support import VirtualServoLink
+
+HEAVY = {"load.mass_kg": 1.5}
+"""The servo's pendulum is half as heavy again as the profile says."""
+
+
+def test_the_plant_fit_finds_the_factor_a_servo_differs_by() -> None:
+    """Moves of PTOS on a plant whose load is 1.5x as heavy: fitting the load's mass finds 1.5 and the twin then
+    tracks the recorded positions far closer than the profile's plant does.
+    """
+    schedule = classical_start(ScheduleConfig(generations=1)).schedule
+    profile = load_profile("mm_v3").scaled("pendulum", HEAVY)[0]
+    moves = seeded_moves(4, seed=11)
+    twin = BatchTwin(profile, "pendulum", len(moves), objective="speed")
+    starts, targets = np.array([m.start_rad for m in moves]), np.array([m.target_rad for m in moves])
+    run = rollout(twin, schedule, starts, targets, 600, seed=5)
+    recorded = [
+        RecordedMove(s, t, run.position_rad[:, i]) for i, (s, t) in enumerate(zip(starts, targets, strict=True))
+    ]
+
+    fit = fit_plant("mm_v3", "pendulum", schedule, recorded, keys=["load.mass_kg"], evaluations=41, seed=0)
+
+    assert fit.factors["load.mass_kg"] == pytest.approx(1.5, abs=0.05)
+    assert fit.rms_error_rad < 0.2 * fit.nominal_rms_error_rad
+    assert fit.evaluations == 41
+    with pytest.raises(OnlineError, match="recorded moves"):
+        fit_plant("mm_v3", "pendulum", schedule, [], evaluations=5)
+
+
+def test_a_bad_configuration_is_refused_naming_the_fields() -> None:
+    with pytest.raises(OnlineError, match="eval_moves, rounds, fit_evaluations and generations must be >= 1"):
+        CalibratedConfig(rounds=0).validate()
+    with pytest.raises(OnlineError, match=r"episode_s=nan must be > 0.*max_servo_s=-1.0 must be >= 0"):
+        CalibratedConfig(episode_s=float("nan"), max_servo_s=-1.0).validate()
+    with pytest.raises(OnlineError, match="leaves no move"):
+        CalibratedConfig(min_move_rad=4.0).validate()
+
+
+def _session(tmp_path: Path, **overrides: Any) -> tuple[CalibratedSession, VirtualServoLink, list[Any]]:
+    key = load_private_key(generate_keypair(tmp_path / "keys")[0])
+    servo = VirtualServo(
+        VirtualServoConfig(heartbeat_timeout_s=0.0, public_key_hex=public_key_hex(key), plant_factors=HEAVY)
+    )
+    link = VirtualServoLink(servo)
+    events: list[Any] = []
+    deploy, run_episode = link.deploy, link.run_episode
+    link.deploy = lambda image, metadata: (events.append(("deploy", zlib.crc32(image))), deploy(image, metadata))[1]  # type: ignore[method-assign]
+    link.run_episode = lambda episode: (events.append(("move", episode)), run_episode(episode))[1]  # type: ignore[method-assign]
+    settings: dict[str, Any] = {
+        "generations": 2,
+        "eval_moves": 3,
+        "fit_evaluations": 5,
+        "rounds": 1,
+        "settle_s": 0.3,
+        "stop_on_target": False,
+    }
+    session = CalibratedSession(
+        CalibratedConfig(**(settings | overrides)),
+        ServoFleet([link]),
+        private_key=key,
+        out_dir=tmp_path / "out",
+        on_progress=lambda progress: events.append(("progress", progress)),
+    )
+    return session, link, events
+
+
+@pytest.mark.slow
+def test_a_session_measures_calibrates_trains_and_leaves_the_best_policy_running(tmp_path: Path) -> None:
+    session, link, events = _session(tmp_path)
+
+    result = session.run()
+
+    (round_,) = session.rounds
+    moves = [event[1] for event in events if event[0] == "move"]
+    deploys = [event[1] for event in events if event[0] == "deploy"]
+    # The classical start and the round's policy (when training found one) ran the same seeded moves from rest.
+    per_policy = session.config.eval_moves
+    assert len(moves) == per_policy * (2 if round_.servo_metrics else 1)
+    assert moves[:per_policy] == moves[per_policy:] or not round_.servo_metrics
+    assert all(m.start_rad is not None and m.exploration_std == 0.0 for m in moves)
+    assert result.steps == len(moves) * 1000 and len(session.recorded) == len(moves)
+    assert result.servo_time_s == pytest.approx(len(moves) * (1.0 + 0.3))
+    # The calibration explained the servo's moves better than the profile's plant.
+    assert round_.fit.rms_error_rad < round_.fit.nominal_rms_error_rad
+    assert round_.fit.factors.keys() == load_profile("mm_v3").randomization.keys()
+    assert result.start.metrics["settled_fraction"] >= 0.0 and result.history[0][1] == pytest.approx(
+        result.start.metrics["mean_return"]
+    )
+    # What runs at the end is the best policy: the start, or the round's if it beat the start on the servo.
+    assert result.stop_reason == "rounds"
+    assert link.servo.state().mode == fw.MODE_HOLD
+    assert link.servo.state().policy_crc32 == result.best.policy_crc32 == zlib.crc32(result.best.image)
+    if result.best is not result.start:
+        assert round_.servo_score > result.history[0][1]
+    else:
+        assert deploys[-1] == zlib.crc32(result.start.image), "a losing policy is replaced by the best"
+    phases = [event[1].phase for event in events if event[0] == "progress"]
+    assert phases[:2] == ["deploying", "evaluating"] and {"calibrating", "training"} <= set(phases)
+    assert all(isinstance(event[1], SessionProgress) for event in events if event[0] == "progress")
+
+
+@pytest.mark.slow
+def test_a_cancel_after_the_start_runs_no_round_and_leaves_the_start_running(tmp_path: Path) -> None:
+    session, link, _ = _session(tmp_path)
+    session._should_cancel = lambda: len(session.recorded) > 0
+
+    result = session.run()
+
+    assert result.stop_reason == "cancelled" and not session.rounds
+    assert result.best is result.start and len(result.history) == 1
+    assert link.servo.state().mode == fw.MODE_HOLD
+    assert link.servo.state().policy_crc32 == result.start.policy_crc32
