@@ -10,25 +10,13 @@ rosdep/mm.yaml for keys that do not exist upstream) to both.
 
 from __future__ import annotations
 
-import ast
 import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 import yaml
+from mm_testing.packages import PACKAGES, declared, imported_modules
 from mm_testing.paths import REPO
-
-# package name -> (package.xml, Python sources)
-PACKAGES = {
-    "mm_contract": (REPO / "src/mm_contract/package.xml", [REPO / "src/mm_contract/mm_contract"]),
-    "mm_ros": (REPO / "src/mm_ros/package.xml", [REPO / "src/mm_ros/mm_ros"]),
-    "mm_testing": (REPO / "src/mm_testing/package.xml", [REPO / "src/mm_testing/mm_testing"]),
-    "mm_driver": (REPO / "src/mm_driver/package.xml", [REPO / "src/mm_driver/mm_driver"]),
-    "mm_sim": (REPO / "src/mm_sim/package.xml", [REPO / "src/mm_sim/mm_sim"]),
-    "mm_learning": (REPO / "src/mm_learning/package.xml", [REPO / "src/mm_learning/mm_learning"]),
-    "mm_bringup": (REPO / "launch/package.xml", [REPO / "launch/mm_bringup", REPO / "launch/launch"]),
-}
 
 # top-level module -> rosdep key. ROS packages are their own key; Python libraries use the distro key where
 # rosdistro has one and the pip key otherwise.
@@ -88,29 +76,6 @@ ROSDEP_KEYS = {
     "ray": "python3-ray-pip",
     "pytest": "python3-pytest",
 }
-
-
-def imported_modules(roots: list[Path]) -> dict[str, set[str]]:
-    """Top-level modules imported by the .py files under `roots` -> the files importing them."""
-    found: dict[str, set[str]] = {}
-    for root in roots:
-        for path in sorted(root.rglob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
-                names = []
-                if isinstance(node, ast.Import):
-                    names = [alias.name for alias in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    names = [node.module]
-                for name in names:
-                    found.setdefault(name.split(".")[0], set()).add(path.name)
-    return found
-
-
-def declared(package_xml: Path) -> set[str]:
-    """The run-time dependency keys of a package.xml."""
-    root = ET.parse(package_xml).getroot()
-    tags = ("depend", "exec_depend", "build_export_depend")
-    return {e.text.strip() for tag in tags for e in root.iter(tag) if e.text}
 
 
 @pytest.mark.parametrize("package", sorted(PACKAGES))
