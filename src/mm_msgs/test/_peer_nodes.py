@@ -46,6 +46,11 @@ class TrainServer(Node):
         return GoalResponse.ACCEPT if ok else GoalResponse.REJECT
 
     def _execute(self, handle: ServerGoalHandle) -> Train.Result:
+        # Discovery is not symmetric: the client may see this server's feedback publisher before this side has
+        # matched the client's subscription, and feedback published before that is lost. Wait for the match.
+        deadline = time.monotonic() + 30.0
+        while self.count_subscribers("/train/_action/feedback") == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
         for step in (1, 2, 3):
             handle.publish_feedback(Train.Feedback(phase="training", steps=step * 100))
         handle.succeed()

@@ -9,6 +9,7 @@ import gymnasium
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from mm_contract.errors import ObjectiveError, ProfileError
 from mm_contract.observation import ObservationBuilder
 from mm_sim.reference import Piecewise, StepReference
 
@@ -195,17 +196,17 @@ def test_reset_options_choose_the_start_and_the_move() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "match"),
+    ("kwargs", "error", "match"),
     [
-        ({"task": "juggle"}, r"unknown task 'juggle'"),
-        ({"load": "anvil"}, r"has no load 'anvil'"),
-        ({"objective": "fastest"}, r"unknown objective 'fastest'"),
-        ({"render_mode": "human"}, r"render_mode 'human' is not supported"),
-        ({"episode_s": 0.0}, r"episode_s=0.0.* must all be > 0"),
+        ({"task": "juggle"}, MmSimError, r"unknown task 'juggle'"),
+        ({"load": "anvil"}, ProfileError, r"has no load 'anvil'"),
+        ({"objective": "fastest"}, ObjectiveError, r"unknown objective 'fastest'"),
+        ({"render_mode": "human"}, MmSimError, r"render_mode 'human' is not supported"),
+        ({"episode_s": 0.0}, MmSimError, r"episode_s=0.0.* must all be > 0"),
     ],
 )
-def test_bad_arguments_are_refused(kwargs: dict, match: str) -> None:
-    with pytest.raises(MmSimError, match=match):
+def test_bad_arguments_are_refused(kwargs: dict, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
         ServoEnv(**kwargs)
 
 
