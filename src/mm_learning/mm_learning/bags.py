@@ -535,7 +535,7 @@ class TransitionDataset:
     state, so runs end by truncation: :meth:`add_to` stores them as time-limit ends, which SB3 bootstraps.
 
     Attributes:
-        objective: objective text the rewards were computed for.
+        objective: the canonical text (`Objective.text`) of the objective the rewards were computed for.
         complete: False when the bag was an interrupted recording (see :class:`BagContents`).
     """
 
@@ -606,13 +606,12 @@ def load_transitions(
         typestore: from :func:`make_typestore` (made when omitted).
 
     Raises:
-        BagError: see :func:`read_batches`. An unknown objective raises the trainer's / mm_sim's error.
+        BagError: see :func:`read_batches`. An unknown objective raises ObjectiveError.
     """
-    from mm_contract.objectives import TransitionSample, objective_weights, reward
+    from mm_contract.objectives import TransitionSample, parse_objective, reward
 
-    from mm_learning.trainer import objective_terms
-
-    weights = objective_terms(objective) if isinstance(objective, str) else objective_weights(objective)
+    parsed = parse_objective(objective)
+    weights = parsed.weights
     batches, complete = read_batches(bag_path, typestore=typestore)
     rows: list[dict[str, NDArray[Any]]] = []
     for topic in dict.fromkeys(b.topic for b in batches):
@@ -636,9 +635,8 @@ def load_transitions(
             for j in range(len(columns["ticks"]))
         ]
     )
-    name = objective if isinstance(objective, str) else ",".join(f"{k}:{v}" for k, v in weights.items())
     return TransitionDataset(
-        objective=name,
+        objective=parsed.text,
         observations=columns["observations"],
         actions=columns["actions"],
         next_observations=columns["next_observations"],

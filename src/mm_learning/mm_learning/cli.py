@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mm_contract.errors import ContractError
+from mm_contract.objectives import parse_objective
 
 from mm_learning.errors import LearningError
 
@@ -114,14 +115,18 @@ def _registry(args: argparse.Namespace) -> None:
     if args.action == "show":
         entry = registry.show(args.policy_id)
     else:
-        entry = registry.best_for_objective(args.objective, args.metric, higher_is_better=not args.lower_is_better)
+        # Policies are stored under the objective's canonical text: "energy:3,speed:7" finds "speed:0.7,energy:0.3".
+        objective = parse_objective(args.objective).text
+        entry = registry.best_for_objective(objective, args.metric, higher_is_better=not args.lower_is_better)
     print(json.dumps({"policy_id": entry.policy_id, "path": str(entry.path), **entry.metadata}, indent=2))
 
 
 def _twin(args: argparse.Namespace) -> Any:
     from mm_learning.trainer import TwinSpec
 
-    return TwinSpec(profile=args.profile, load=args.load, objective=args.objective, episode_s=args.episode_s)
+    return TwinSpec(
+        profile=args.profile, load=args.load, objective=parse_objective(args.objective), episode_s=args.episode_s
+    )
 
 
 def _print_comparison(policy: dict[str, float], pid: dict[str, float]) -> None:
@@ -163,7 +168,7 @@ def _train(args: argparse.Namespace) -> None:
     verdict = "beats" if result.target_beaten else "does not beat"
     print(
         f"stopped ({result.stop_reason}) after {result.steps} steps, {result.elapsed_s:.0f} s: "
-        f"the policy {verdict} the {config.twin.objective} target against the PID"
+        f"the policy {verdict} the {config.twin.objective.text} target against the PID"
     )
     _print_comparison(dict(result.eval_metrics), dict(result.baseline_metrics))
     print(
@@ -235,7 +240,11 @@ def _learn(args: argparse.Namespace) -> None:
         )
 
     config = schedule.ScheduleConfig(
-        profile=args.profile, load=args.load, objective=args.objective, generations=args.generations, seed=args.seed
+        profile=args.profile,
+        load=args.load,
+        objective=parse_objective(args.objective),
+        generations=args.generations,
+        seed=args.seed,
     )
     result = schedule.train_schedule(config, on_progress=report)
     published = schedule.publish(
@@ -251,7 +260,7 @@ def _learn(args: argparse.Namespace) -> None:
         print(
             "| " + name + " | " + " | ".join(f"{rows[r][name]:.5g}" for r in ("pid", "ptos", "policy", "bound")) + " |"
         )
-    print(published.comparison.verdict(args.objective))
+    print(published.comparison.verdict(config.objective))
     print(f"registered {published.entry.policy_id} in {args.registry}; artifacts in {args.out}")
 
 
@@ -393,7 +402,7 @@ def _add_registry(sub: argparse._SubParsersAction) -> None:
     show = actions.add_parser("show", help="metadata of one policy")
     show.add_argument("policy_id", help="sha256 of the image, or its first 8+ hex digits")
     best = actions.add_parser("best", help="the best policy for an objective")
-    best.add_argument("objective")
+    best.add_argument("objective", help="a name, a mix 'speed:0.7,energy:0.3' or term weights, in any spelling")
     best.add_argument("--metric", default=None, help="metadata metrics key (default: closed-loop return)")
     best.add_argument("--lower-is-better", action="store_true", help="for metrics like settle time or energy")
     p.set_defaults(func=_registry)

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import rclpy
 from mm_contract.errors import ContractError
+from mm_contract.objectives import parse_objective
 from mm_contract.registry import IMAGE_NAME
 from mm_ros.process import rclpy_process
 from rcl_interfaces.msg import ParameterDescriptor  # type: ignore[import-untyped]
@@ -58,7 +59,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from mm_learning.errors import LearningError
-from mm_learning.goals import OFF_POLICY, SB3_ALGORITHMS, SCHEDULE_ALGORITHM, parse_objective, run_key
+from mm_learning.goals import OFF_POLICY, SB3_ALGORITHMS, SCHEDULE_ALGORITHM, run_key
 from mm_learning.online_session import (
     CalibratedConfig,
     Episode,
@@ -260,7 +261,7 @@ class LearnerNode(Node):
         return TwinSpec(
             profile=profile,
             load=load,
-            objective=goal.objective,
+            objective=parse_objective(goal.objective),
             episode_s=float(self._param("episode_s")),
             vel_scale_rad_s=matched_velocity_scale(profile, load) if scale == "matched" else None,
         )
@@ -475,7 +476,7 @@ class LearnerNode(Node):
             policy_id=published.entry.policy_id,
             policy_crc32=published.entry.policy_crc32,
             image=list(published.entry.image()),
-            objective=twin.objective,
+            objective=twin.objective.text,
             algorithm=SCHEDULE_ALGORITHM,
             training_steps=result.ticks,
             metrics=metric_values(metrics),
@@ -580,7 +581,7 @@ class LearnerNode(Node):
             policy_id=entry.policy_id,
             policy_crc32=entry.policy_crc32,
             image=list(entry.image()),
-            objective=twin.objective,
+            objective=twin.objective.text,
             algorithm=algorithm,
             training_steps=result.best_steps,
             metrics=metric_values(quantized_metrics),
@@ -593,7 +594,7 @@ class LearnerNode(Node):
         note = "; deploy: the driver takes it from `policy`" if goal.deploy else ""
         message = (
             f"{algorithm} policy {entry.policy_id[:12]} (best of {result.steps} steps: step {result.best_steps}) "
-            f"{verdict} the PID on {twin.objective}; published on `policy`{note}"
+            f"{verdict} the PID on {twin.objective.text}; published on `policy`{note}"
         )
         self.get_logger().info(message)
         return Train.Result(
@@ -770,7 +771,7 @@ class LearnerNode(Node):
         )
         result = session.run()
         best, start = result.best, result.start
-        metric, _ = objective_metric(goal.objective)
+        metric, _ = objective_metric(parse_objective(goal.objective))
         rounds = "; ".join(
             f"round {i + 1}: twin fit rms {r.fit.nominal_rms_error_rad * 1e3:.0f} -> "
             f"{r.fit.rms_error_rad * 1e3:.0f} mrad"
