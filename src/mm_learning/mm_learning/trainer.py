@@ -310,12 +310,13 @@ def export_trained(
     moves: int = 10,
     name: str = "policy",
     metrics: Mapping[str, float] | None = None,
+    **export_options: Any,
 ) -> Any:
     """Export a trained model with :func:`mm_learning.export.export_policy` (checks, signature, artifacts).
 
     Calibration, held-out and closed-loop observations come from rollouts of the float actor on disjoint
-    seeded moves of the nominal twin. Returns the ``ExportResult``; raises ``PolicyRejected`` naming the failed
-    check.
+    seeded moves of the nominal twin. ``export_options`` go to ``export_policy`` (``scheme``, ``budget``).
+    Returns the ``ExportResult``; raises ``PolicyRejected`` naming the failed check.
     """
     from mm_learning.acceptance import rollout_observations
     from mm_learning.export import ClosedLoopSetup, export_policy
@@ -342,6 +343,7 @@ def export_trained(
         objective=twin.objective.text,
         training_steps=int(model.num_timesteps),
         metrics=metrics,
+        **export_options,
     )
 
 
@@ -473,6 +475,29 @@ class TrainConfig:
         data["twin"]["objective"] = self.twin.objective.text
         data["hyperparameters"] = dict(self.hyperparameters)
         return data
+
+    @classmethod
+    def read(cls, run_dir: Path) -> TrainConfig:
+        """The configuration a run was trained with, from its ``config.json`` (``out_dir`` is ``run_dir``).
+
+        Raises:
+            TrainingError: ``run_dir`` holds no readable ``config.json`` of this version's fields.
+            ObjectiveError: its objective is not one this version knows.
+        """
+        path = run_dir / "config.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            twin_data = data.pop("twin")
+            twin = TwinSpec(**(twin_data | {"objective": parse_objective(twin_data["objective"])}))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            msg = f"{path}: not a training run's configuration ({exc}); give the --out directory of `mm train`"
+            raise TrainingError(msg) from exc
+        data.pop("out_dir", None)
+        try:
+            return cls(out_dir=run_dir, twin=twin, **data)
+        except TypeError as exc:
+            msg = f"{path}: {exc}; the run was written by another version of mm_learning, train it again"
+            raise TrainingError(msg) from exc
 
 
 @dataclass(frozen=True)
