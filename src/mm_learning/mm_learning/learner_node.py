@@ -20,7 +20,9 @@ node's namespace, through their drivers):
 - Ctrl-C or SIGTERM: a running goal stops as on a cancel, and the process exits within ``SHUTDOWN_GRACE_S``;
 - after training: export + acceptance checks, the quantised policy evaluated in the twin, signature, registry
   (SB3: :func:`mm_learning.pipeline.publish_run`, as ``mm export``; ES: ``schedule.publish``, as ``mm learn``),
-  and an ``mm_msgs/PolicyBlob`` on ``policy`` (reliable, transient local: a late driver still gets the last one).
+  and an ``mm_msgs/PolicyBlob`` on ``policy`` (reliable, transient local: a late driver still gets the last one);
+  with ``deploy``, the policy then goes to the servos through their drivers' ``deploy_policy``, as online mode
+  deploys (a sim goal that deploys is refused at once when a driver does not answer);
 - online: every policy goes into the registry the driver reads (same ``registry_dir``) and to the servo through
   the driver's ``deploy_policy``; moves through its ``servo_command`` (POLICY mode, streaming, exploration);
   ``transitions`` subscribed, the objective's ``reward`` with its terms published per move; the result is the
@@ -47,7 +49,7 @@ import numpy as np
 import rclpy
 from mm_contract.errors import ContractError
 from mm_contract.objectives import parse_objective
-from mm_contract.registry import IMAGE_NAME
+from mm_contract.registry import IMAGE_NAME, RegistryEntry
 from mm_ros.process import rclpy_process
 from rcl_interfaces.msg import ParameterDescriptor  # type: ignore[import-untyped]
 from rclpy._rclpy_pybind11 import RCLError
@@ -284,7 +286,8 @@ class LearnerNode(Node):
             load_private_key(self._path("signing_key"))
         except (LearningError, ContractError, MmSimError) as exc:
             return str(exc)
-        return self._servo_problem() if goal.mode == "online" else ""
+        # A sim goal that deploys needs the drivers as much as an online one: found out before training, not after.
+        return self._servo_problem() if goal.mode == "online" or goal.deploy else ""
 
     def _servo_problem(self) -> str:
         """Why this node cannot reach each of its servos through a driver (online mode), or ""."""
@@ -480,9 +483,12 @@ class LearnerNode(Node):
         )
         blob.header.stamp = self.get_clock().now().to_msg()
         self._policy_pub.publish(blob)
+        deployed = self._deploy(goal_handle, published.entry)
         goal_handle.succeed()
         verdict = comparison.verdict(twin.objective)
-        message = f"{SCHEDULE_ALGORITHM} policy {published.entry.policy_id[:12]}: {verdict}; published on `policy`"
+        message = (
+            f"{SCHEDULE_ALGORITHM} policy {published.entry.policy_id[:12]}: {verdict}; published on `policy`{deployed}"
+        )
         self.get_logger().info(message)
         return Train.Result(
             success=True,
@@ -576,12 +582,12 @@ class LearnerNode(Node):
         )
         blob.header.stamp = self.get_clock().now().to_msg()
         self._policy_pub.publish(blob)
+        deployed = self._deploy(goal_handle, entry)
         goal_handle.succeed()
         verdict = "beats" if result.target_beaten else "does not beat"
-        note = "; deploy: the driver takes it from `policy`" if goal.deploy else ""
         message = (
             f"{algorithm} policy {entry.policy_id[:12]} (best of {result.steps} steps: step {published.best_steps}) "
-            f"{verdict} the PID on {twin.objective.text}; published on `policy`{note}"
+            f"{verdict} the PID on {twin.objective.text}; published on `policy`{deployed}"
         )
         self.get_logger().info(message)
         return Train.Result(
@@ -593,6 +599,28 @@ class LearnerNode(Node):
             image_path=str(entry.path / IMAGE_NAME),
             **common,
         )
+
+    def _deploy(self, goal_handle: ServerGoalHandle, entry: RegistryEntry) -> str:
+        """Deploy a registered sim-mode policy when the goal asks (``deploy``); the result message's note.
+
+        Through each servo's driver (parameter ``servos``) as online mode deploys: its ``deploy_policy`` action
+        with the policy's registry id (``registry_dir``, where the driver looks).
+
+        Raises:
+            OnlineError: a driver is gone or a servo refused the policy; the policy stays registered and published.
+        """
+        if not goal_handle.request.deploy:
+            return ""
+        self._feedback(goal_handle, "deploying")
+        try:
+            crc = self._fleet().deploy(entry.image(), entry.metadata)
+        except OnlineError as exc:
+            msg = (
+                f"policy {entry.policy_id[:12]} is registered and published on `policy`, but deploying it failed: "
+                f"{exc}; deploy it by id with the driver's deploy_policy action"
+            )
+            raise OnlineError(msg) from exc
+        return f"; deployed: the servo runs policy_crc32 0x{crc:08x}"
 
     # -- online mode -----------------------------------------------------------------------------------------
 
