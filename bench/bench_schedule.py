@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ec
+from mm_contract.objectives import parse_objective
 from mm_contract.profiles import list_profiles, load_profile
 from mm_contract.registry import Registry
 from mm_learning.errors import LearningError
@@ -40,7 +41,9 @@ def run(
     where: dict[str, Any] = {"profile": profile, "load": load, "objective": objective, "seed": seed}
     try:
         result = train_schedule(
-            ScheduleConfig(profile=profile, load=load, objective=objective, seed=seed, generations=generations)
+            ScheduleConfig(
+                profile=profile, load=load, objective=parse_objective(objective), seed=seed, generations=generations
+            )
         )
     except LearningError as error:
         return where | {"not_trained": str(error)}
@@ -67,7 +70,7 @@ def run(
     metadata = published.export.metadata
     return outcome | {
         "rows": published.comparison.rows,
-        "verdict": published.comparison.verdict(objective),
+        "verdict": published.comparison.verdict(result.config.objective),
         "model_bytes": metadata["model_bytes"],
         "arena_bytes": metadata["arena_bytes"],
     }
@@ -113,7 +116,7 @@ def _metric_cells(run: dict[str, Any]) -> tuple[str, str]:
         return "-", f"not trained: {run['not_trained']}"
     if "refused" in run:
         return "-", f"export refused: {run['refused']}"
-    metric, lower = objective_metric(run["objective"])
+    metric, lower = objective_metric(parse_objective(run["objective"]))
     rows = run["rows"]
     values = " / ".join(f"{rows[key][metric]:.4g}" for key in ("pid", "ptos", "policy", "bound"))
     classical = (
@@ -136,7 +139,7 @@ def matrix_table(runs: list[dict[str, Any]]) -> None:
     print("|---|---|---|---|---|---|---|")
     for run in runs:
         values, why = _metric_cells(run)
-        metric, _ = objective_metric(run["objective"])
+        metric, _ = objective_metric(parse_objective(run["objective"]))
         print(
             f"| {run['profile']} | {run['load']} | {run['objective']} | {metric} | {values} "
             f"| {'no' if why else 'yes'} | {why} |"

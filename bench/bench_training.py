@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from mm_contract.objectives import parse_objective
 from mm_contract.tflm import TflmPolicy
 from mm_learning.errors import LearningError
 from mm_learning.trainer import (
@@ -40,7 +41,6 @@ from mm_learning.trainer import (
     evaluate_moves,
     export_trained,
     matched_velocity_scale,
-    parse_objective,
     policy_controller,
 )
 from mm_sim.baselines import TimeOptimalController
@@ -63,7 +63,11 @@ def bench_objective(
 ) -> dict[str, Any]:
     """Train, export and measure one objective; returns its row of the JSON."""
     twin = TwinSpec(
-        profile="mm_v3", load="pendulum", objective=objective, episode_s=1.0, vel_scale_rad_s=vel_scale_rad_s
+        profile="mm_v3",
+        load="pendulum",
+        objective=parse_objective(objective),
+        episode_s=1.0,
+        vel_scale_rad_s=vel_scale_rad_s,
     )
     curve: list[dict[str, float]] = []
 
@@ -120,9 +124,7 @@ def bench_objective(
         row["export"] = f"refused: {exc}"
     env.close()
     row["table"] = table
-    row["quantised_beats_pid"] = "quantised" in table and beats_target(
-        parse_objective(objective), table["quantised"], table["pid"]
-    )
+    row["quantised_beats_pid"] = "quantised" in table and beats_target(twin.objective, table["quantised"], table["pid"])
     if objective == "speed":
         row["settle_vs_bound"] = table["float"]["mean_settling_time_s"] / table["bound"]["mean_settling_time_s"]
     return row

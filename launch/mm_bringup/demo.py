@@ -205,21 +205,22 @@ def _twin_rows(options: argparse.Namespace, session: SessionResult, kind: str) -
     to its settling plus the driver's settle window.
     """
     from mm_contract.metrics import Response, step_metrics
+    from mm_contract.objectives import parse_objective
     from mm_contract.profiles import load_profile
-    from mm_learning.trainer import TwinSpec, objective_base
+    from mm_learning.trainer import TwinSpec
     from mm_sim.baselines import PidController, TimeOptimalController, tuned_gains
     from mm_sim.evaluate import Move, run_move
 
     driver_file = package_share("mm_driver") / "config" / "driver.yaml"
     window_s = float(cast(float, configured_parameter(driver_file, "driver", "settle_window_s")))
-    twin = TwinSpec(profile=options.profile, load=options.load, objective=options.objective)
+    twin = TwinSpec(profile=options.profile, load=options.load, objective=parse_objective(options.objective))
     env: Any = twin.make_env(randomize=False).unwrapped
     controller: Any
     if kind == "bound":
         controller = TimeOptimalController(twin.make_baseline(env, twin.moves(10)).gains)
     else:
         profile = load_profile(options.profile)
-        controller = PidController(tuned_gains(profile, options.load, objective_base(options.objective), law="ptos"))
+        controller = PidController(tuned_gains(profile, options.load, twin.objective.base, law="ptos"))
     rows, traces = [], []
     first_runs = {m.index: m for m in reversed(session.moves)}  # each move's first run: its measured start
     try:

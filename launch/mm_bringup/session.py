@@ -191,10 +191,9 @@ def score(values: Sequence[Any]) -> float:
 
 def pid_objective(objective: str) -> str:
     """The named objective whose tuned PID the servo boots with: the objective's largest component."""
-    from mm_learning.trainer import parse_objective
+    from mm_contract.objectives import parse_objective
 
-    weights = parse_objective(objective)
-    return max(weights, key=weights.__getitem__)
+    return parse_objective(objective).base
 
 
 def signing_key(key_dir: Path) -> Path:

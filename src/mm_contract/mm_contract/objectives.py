@@ -20,7 +20,8 @@ spent energy to settle sooner than the PID; the criterion asks for what the obje
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,7 @@ OBJECTIVES: dict[str, dict[str, float]] = {
     "energy": {"accuracy": 1.0, "energy": 0.05},
     "smooth": {"accuracy": 1.0, "smooth": 0.01},
 }
-"""Named objectives as weights of the terms; any other mix is a dict of weights too."""
+"""Named objectives as weights of the terms; `parse_objective` also takes mixes of them and raw term weights."""
 
 DEFAULT_TOLERANCE_RAD = 0.01
 
@@ -122,27 +123,132 @@ class TransitionSample:
     dt_s: float
 
 
-def objective_weights(objective: str | Mapping[str, float]) -> dict[str, float]:
-    """Resolve a named objective or a dict of weights to validated weights.
+@dataclass(frozen=True)
+class Objective:
+    """An objective as the learner uses it, parsed once from what a user wrote (`parse_objective`).
 
-    Raises:
-        ObjectiveError: unknown objective or term, or a negative or non-finite weight.
+    Attributes:
+        text: the canonical spelling (the registry key, run folder key and metadata "objective"): a name
+            ("speed"), a mix with weights normalised to sum to 1 in `OBJECTIVES` order ("speed:0.7,energy:0.3"),
+            or reward term weights in `TERMS` order ("accuracy=1,energy=0.05"). `parse_objective(text)` gives the
+            same value back.
+        components: the named objectives of a mix and their weights (sum 1), in `OBJECTIVES` order; empty for
+            term weights.
+        terms: the reward term weights (`reward`, `reward_terms`), in `TERMS` order: each component's
+            `OBJECTIVES` weights times its mix weight, summed.
     """
-    if isinstance(objective, str):
-        if objective not in OBJECTIVES:
-            msg = f"unknown objective {objective!r}; use one of {sorted(OBJECTIVES)} or a dict of term weights"
+
+    text: str
+    components: tuple[tuple[str, float], ...]
+    terms: tuple[tuple[str, float], ...]
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """The reward term weights as a dict (what `reward` and `reward_terms` take)."""
+        return dict(self.terms)
+
+    @property
+    def mix(self) -> dict[str, float]:
+        """The named objectives and their weights (sum 1); empty for term weights."""
+        return dict(self.components)
+
+    @property
+    def base(self) -> str:
+        """The named objective whose tuned classical gains serve this one: a mix's largest component.
+
+        Raises:
+            ObjectiveError: term weights have no named objective, hence no tuned classical controller.
+        """
+        if not self.components:
+            msg = (
+                f"objective {self.text!r} is term weights, which have no tuned classical controller; "
+                f"use one of {list(OBJECTIVES)} or a mix like 'speed:0.7,energy:0.3'"
+            )
             raise ObjectiveError(msg)
-        return dict(OBJECTIVES[objective])
-    weights = dict(objective)
+        return max(self.components, key=lambda item: item[1])[0]
+
+
+def _weight(text: str, part: str, spec: str, *, positive: bool) -> float:
+    """A weight of `part` in `spec`; `positive`: > 0 (mix weights), else >= 0 (term weights)."""
+    try:
+        weight = float(text) if text.strip() else 1.0
+    except ValueError:
+        weight = math.nan
+    if not (math.isfinite(weight) and (weight > 0.0 if positive else weight >= 0.0)):
+        bound = "> 0" if positive else ">= 0"
+        msg = f"objective weight {text.strip()!r} of {part!r} in {spec!r} must be a finite number {bound}"
+        raise ObjectiveError(msg)
+    return weight
+
+
+def _spell(pairs: Iterable[tuple[str, float]], separator: str) -> str:
+    return ",".join(f"{name}{separator}{weight:.6g}" for name, weight in pairs)
+
+
+def _from_terms(weights: Mapping[str, float], spec: object) -> Objective:
     unknown = sorted(set(weights) - set(TERMS))
     if unknown or not weights:
-        msg = f"objective weights {weights!r}: unknown terms {unknown}; the terms are {list(TERMS)}"
+        msg = f"objective {spec!r}: unknown terms {unknown}; the terms are {list(TERMS)}"
         raise ObjectiveError(msg)
-    for term, weight in weights.items():
-        if not weight >= 0.0 or weight == float("inf"):
-            msg = f"objective weight {term}={weight!r} must be a finite number >= 0"
+    checked = {term: _weight(str(weight), term, str(spec), positive=False) for term, weight in weights.items()}
+    terms = tuple((term, checked[term]) for term in TERMS if term in checked)
+    return Objective(_spell(terms, "="), (), terms)
+
+
+def _from_mix(weights: Mapping[str, float]) -> Objective:
+    total = sum(weights.values())
+    components = tuple((name, weights[name] / total) for name in OBJECTIVES if name in weights)
+    summed: dict[str, float] = {}
+    for name, share in components:
+        for term, weight in OBJECTIVES[name].items():
+            summed[term] = summed.get(term, 0.0) + share * weight
+    text = components[0][0] if len(components) == 1 else _spell(components, ":")
+    return Objective(text, components, tuple((term, summed[term]) for term in TERMS if term in summed))
+
+
+def parse_objective(spec: str | Mapping[str, float] | Objective) -> Objective:
+    """The one parser of objectives: what every entry point (CLI, Train goal, env, config files) calls.
+
+    Args:
+        spec: a named objective ("speed"), a mix of named objectives with positive weights
+            ("speed:0.7,energy:0.3"; a weight left out is 1; normalised to sum 1), reward term weights as a
+            dict ({"accuracy": 1.0, "energy": 0.05}) or as text ("accuracy=1,energy=0.05"), or an `Objective`
+            (returned as it is).
+
+    Raises:
+        ObjectiveError: an unknown name or term, a name given twice, a weight that is not a finite number
+            (> 0 in a mix, >= 0 for a term), or text mixing both forms; the message lists the valid ones.
+    """
+    if isinstance(spec, Objective):
+        return spec
+    if not isinstance(spec, str):
+        return _from_terms(dict(spec), spec)
+    parts = [part.strip() for part in spec.split(",")]
+    if all("=" in part for part in parts):
+        terms: dict[str, float] = {}
+        for part in parts:
+            term, _, weight = part.partition("=")
+            if term.strip() in terms:
+                raise ObjectiveError(f"term {term.strip()!r} appears twice in {spec!r}; give each term once")
+            terms[term.strip()] = _weight(weight, term.strip(), spec, positive=False)
+        return _from_terms(terms, spec)
+    mix: dict[str, float] = {}
+    for part in parts:
+        name, _, weight = part.partition(":")
+        name = name.strip()
+        if name not in OBJECTIVES:
+            msg = (
+                f"unknown objective {name!r} in {spec!r}; use one of {', '.join(OBJECTIVES)}, a mix like "
+                "'speed:0.7,energy:0.3' or term weights like 'accuracy=1,energy=0.05'"
+            )
             raise ObjectiveError(msg)
-    return weights
+        if name in mix:
+            raise ObjectiveError(f"objective {name!r} appears twice in {spec!r}; give each objective once")
+        mix[name] = _weight(weight, name, spec, positive=True)
+    return _from_mix(mix)
 
 
 def reward(
@@ -151,7 +257,7 @@ def reward(
     """The reward of one tick and its weighted terms (which sum to it).
 
     Args:
-        weights: term weights, from `objective_weights`.
+        weights: term weights, `Objective.weights`.
         sample: the tick as the servo reports it.
         tolerance_rad: the band that counts as "at the target" for `speed` (rad).
     """
@@ -180,7 +286,7 @@ def reward_terms(
     """The weighted terms of `reward` for |error| `error_rad` (rad), floats or arrays (one element per servo).
 
     Args:
-        weights: term weights, from `objective_weights`.
+        weights: term weights, `Objective.weights`.
         error_rad: absolute position error after the tick (rad).
         power_w: electrical power drawn (W).
         action: the action of this tick, in [-1, 1].

@@ -1,4 +1,5 @@
-"""Objectives: each term rewards what its name says, mixes are weighted sums, bad weights are refused."""
+"""Objectives: one grammar (names, mixes, term weights) parsed once into a canonical value; each term rewards what
+its name says, mixes are weighted sums, bad input is refused with the valid choices."""
 
 import math
 
@@ -9,8 +10,9 @@ from mm_contract.objectives import (
     OBJECTIVES,
     SETTLE_BUDGET_FACTOR,
     EnergyBudget,
+    Objective,
     TransitionSample,
-    objective_weights,
+    parse_objective,
     reward,
 )
 
@@ -44,14 +46,14 @@ def test_inside_the_band_costs_no_time_and_regeneration_is_not_credited() -> Non
 
 @pytest.mark.parametrize("objective", sorted(OBJECTIVES))
 def test_named_objectives_sum_their_weighted_terms(objective: str) -> None:
-    weights = objective_weights(objective)
+    weights = parse_objective(objective).weights
     total, terms = reward(weights, _sample())
     assert set(terms) == set(weights)
     assert total == pytest.approx(sum(terms.values()))
 
 
 def test_a_mix_is_a_dict_of_weights() -> None:
-    total, terms = reward(objective_weights({"accuracy": 2.0, "energy": 0.5}), _sample())
+    total, terms = reward(parse_objective({"accuracy": 2.0, "energy": 0.5}).weights, _sample())
     assert terms["accuracy"] == pytest.approx(2.0 * -0.2 * 0.001)
     assert terms["energy"] == pytest.approx(0.5 * -3.0 * 0.001)
     assert total == pytest.approx(terms["accuracy"] + terms["energy"])
@@ -62,13 +64,78 @@ def test_a_mix_is_a_dict_of_weights() -> None:
     [
         ("fastest", r"unknown objective 'fastest'"),
         ({"accuracy": 1.0, "style": 2.0}, r"unknown terms \['style'\]"),
-        ({"energy": -1.0}, r"energy=-1.0 must be a finite number >= 0"),
+        ({"energy": -1.0}, r"weight '-1.0' of 'energy' .* must be a finite number >= 0"),
         ({}, r"unknown terms \[\]; the terms are"),
     ],
 )
 def test_bad_objectives_are_refused(objective: str | dict[str, float], match: str) -> None:
     with pytest.raises(ObjectiveError, match=match):
-        objective_weights(objective)
+        parse_objective(objective)
+
+
+def test_objective_mix_is_normalised_and_bad_objectives_are_named() -> None:
+    # Moved from tests/mm_learning/test_trainer.py: mm_learning's own parser is gone, this is the one.
+    assert parse_objective("speed").mix == {"speed": 1.0}
+    assert parse_objective("speed:3, energy:1").mix == pytest.approx({"speed": 0.75, "energy": 0.25})
+    with pytest.raises(ObjectiveError, match="unknown objective 'fast'"):
+        parse_objective("fast")
+    with pytest.raises(ObjectiveError, match="must be a finite number > 0"):
+        parse_objective("speed:nan")
+    with pytest.raises(ObjectiveError, match="must be a finite number > 0"):
+        parse_objective("speed:0,energy:1")
+    with pytest.raises(ObjectiveError, match="appears twice"):
+        parse_objective("speed,speed")
+
+
+@pytest.mark.parametrize(
+    ("spellings", "text"),
+    [
+        (["speed", "speed:1", " speed:2 "], "speed"),
+        (["speed:0.7,energy:0.3", "energy:3, speed:7", "speed:70,energy:30"], "speed:0.7,energy:0.3"),
+        (["speed,energy"], "speed:0.5,energy:0.5"),
+        ([{"energy": 0.05, "accuracy": 1.0}, "energy=0.05,accuracy=1"], "accuracy=1,energy=0.05"),
+    ],
+)
+def test_every_spelling_of_an_objective_parses_to_one_canonical_value(
+    spellings: list[str | dict[str, float]], text: str
+) -> None:
+    values = [parse_objective(spelling) for spelling in spellings]
+    assert {value.text for value in values} == {text}
+    assert all(value == values[0] for value in values)
+    # The canonical text is what crosses process and file boundaries: it parses back to the same value.
+    assert parse_objective(text) == values[0]
+    assert parse_objective(values[0]) is values[0]
+    assert str(values[0]) == text
+
+
+def test_a_mix_weighs_its_components_terms_and_serves_its_largest_components_classical_law() -> None:
+    mix = parse_objective("speed:0.7,energy:0.3")
+    speed, energy = OBJECTIVES["speed"], OBJECTIVES["energy"]
+    assert mix.weights == pytest.approx(
+        {
+            "accuracy": 0.7 * speed["accuracy"] + 0.3 * energy["accuracy"],
+            "speed": 0.7 * speed["speed"],
+            "energy": 0.3 * energy["energy"],
+        }
+    )
+    assert mix.base == "speed" and parse_objective("energy").base == "energy"
+    with pytest.raises(ObjectiveError, match="term weights, which have no tuned classical controller"):
+        _ = parse_objective({"accuracy": 1.0}).base
+    assert isinstance(mix, Objective)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("speed:0.7,energy=0.3", r"unknown objective 'energy=0.3'"),
+        ("accuracy=1,accuracy=2", "term 'accuracy' appears twice"),
+        ("accuracy=x", r"weight 'x' of 'accuracy'"),
+        ("", "unknown objective ''"),
+    ],
+)
+def test_text_that_is_neither_a_mix_nor_term_weights_is_refused(text: str, match: str) -> None:
+    with pytest.raises(ObjectiveError, match=match):
+        parse_objective(text)
 
 
 def test_the_energy_criterion_prefers_less_energy_only_within_the_settle_budget_with_every_move_settled() -> None:

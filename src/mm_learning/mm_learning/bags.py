@@ -36,7 +36,7 @@ from mcap.exceptions import EndOfFile, InvalidMagic, UnsupportedCompressionError
 from mcap.records import Channel, Message, Schema
 from mcap.stream_reader import StreamReader
 from mm_contract.errors import TransitionError
-from mm_contract.objectives import objective_weights
+from mm_contract.objectives import parse_objective
 from mm_contract.transitions import COLUMNS, TransitionColumns, concatenate, decisions, follows, reward_terms
 from numpy.typing import NDArray
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
@@ -522,7 +522,7 @@ class TransitionDataset:
     state, so runs end by truncation: :meth:`add_to` stores them as time-limit ends, which SB3 bootstraps.
 
     Attributes:
-        objective: objective text the rewards were computed for.
+        objective: the canonical text (`Objective.text`) of the objective the rewards were computed for.
         complete: False when the bag was an interrupted recording (see :class:`BagContents`).
     """
 
@@ -593,20 +593,18 @@ def load_transitions(
         typestore: from :func:`make_typestore` (made when omitted).
 
     Raises:
-        BagError: see :func:`read_batches`. An unknown objective raises the trainer's / mm_sim's error.
+        BagError: see :func:`read_batches`. An unknown objective raises ObjectiveError.
     """
-    from mm_learning.trainer import objective_terms
-
-    weights = objective_terms(objective) if isinstance(objective, str) else objective_weights(objective)
+    parsed = parse_objective(objective)
+    weights = parsed.weights
     batches, complete = read_batches(bag_path, typestore=typestore)
     rows = [
         _transitions(topic, [b for b in batches if b.topic == topic], weights)
         for topic in dict.fromkeys(b.topic for b in batches)
     ]
     columns = {name: np.concatenate([r[name] for r in rows]) for name in rows[0]}
-    name = objective if isinstance(objective, str) else ",".join(f"{k}:{v}" for k, v in weights.items())
     return TransitionDataset(
-        objective=name,
+        objective=parsed.text,
         observations=columns["observations"],
         actions=columns["actions"],
         next_observations=columns["next_observations"],

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from mm_contract.objectives import EnergyBudget
+from mm_contract.objectives import EnergyBudget, Objective, parse_objective
 from mm_contract.profiles import load_profile
 from mm_contract.tflm import TflmPolicy
 from mm_sim.baselines import evolve
@@ -60,7 +60,7 @@ from mm_learning.schedule import (
     objective_metric,
     train_schedule,
 )
-from mm_learning.trainer import objective_terms, summarize
+from mm_learning.trainer import summarize
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -286,12 +286,12 @@ class CalibratedSession:
         self.training = ScheduleConfig(
             profile=config.profile,
             load=config.load,
-            objective=config.objective,
+            objective=parse_objective(config.objective),
             generations=config.generations,
             seed=config.seed,
             base_law="ptos",  # the law the servo runs, even where a calibrated twin's PID would do better
         )
-        self.terms = objective_terms(config.objective)
+        self.terms = self.training.objective.weights
         self.recorded: list[RecordedMove] = []
         self.rounds: list[Round] = []
         self.steps = 0
@@ -362,7 +362,7 @@ class CalibratedSession:
             self.recorded.append(RecordedMove(float(positions[0]), move.target_rad, positions, model, velocity))
         self._save_moves()
         evaluation = servo_evaluation(self.terms, runs, [m.start_rad for m in self.eval_moves])
-        if self._budget is None and self.config.objective == ENERGY:
+        if self._budget is None and self.training.objective.text == ENERGY:
             self._budget = energy_budget(evaluation)  # the classical start's settle sets the energy budget
         return summarize(evaluation), _score(evaluation, self._budget)
 
@@ -418,7 +418,7 @@ class CalibratedSession:
         metrics, score = self._evaluate(model)
         self._metrics = metrics
         evaluated = PolicyRecord(record.image, record.metadata, record.policy_crc32, record.steps, metrics)
-        better = score > best_score and _metric_better(config.objective, metrics, best_metrics)
+        better = score > best_score and _metric_better(self.training.objective, metrics, best_metrics)
         return Round(fit, True, metrics, score, "", result.wall_s), evaluated if better else None
 
     def run(self) -> SessionResult:
@@ -474,7 +474,7 @@ class CalibratedSession:
         )
 
 
-def _metric_better(objective: str, metrics: Mapping[str, float], than: Mapping[str, float]) -> bool:
+def _metric_better(objective: Objective, metrics: Mapping[str, float], than: Mapping[str, float]) -> bool:
     """Whether `metrics` beat `than` on the objective's own metric (`schedule.objective_metric`) too."""
     name, lower = objective_metric(objective)
     return metrics[name] < than[name] if lower else metrics[name] > than[name]

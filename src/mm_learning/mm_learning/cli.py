@@ -7,7 +7,6 @@ its handler, so further commands (``train``, ``eval``) are added the same way.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
@@ -16,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from mm_contract.errors import ContractError
+from mm_contract.objectives import parse_objective
 
 from mm_learning.errors import LearningError
 
 DEFAULT_REGISTRY = Path("policies")
-# Seed ranges kept apart so calibration, held-out and closed-loop moves never coincide.
-_CALIBRATION_SEED0, _HELD_OUT_SEED0, _CHECK_SEED0 = 10_000, 20_000, 0
 
 
 def _keygen(args: argparse.Namespace) -> None:
@@ -42,47 +40,31 @@ def _pubkey(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    import gymnasium as gym
-    import stable_baselines3
     from mm_contract.registry import Registry
-    from mm_contract.signing import load_private_key, sign
+    from mm_contract.signing import load_private_key
     from mm_contract.tflm import Scheme
 
-    import mm_sim
-    from mm_learning.acceptance import Budget, rollout_observations
-    from mm_learning.actor import actor_from_sb3
-    from mm_learning.export import ClosedLoopSetup, export_policy
+    from mm_learning.acceptance import Budget
+    from mm_learning.pipeline import publish_run
 
-    private_key = load_private_key(args.key)
-    model = getattr(stable_baselines3, args.algorithm).load(args.model, device="cpu")
-    actor = actor_from_sb3(model)
-
-    def make_env() -> Any:
-        return gym.make(mm_sim.ENV_ID, profile=args.profile, load=args.load, objective=args.objective, task=args.task)
-
-    probe = make_env()
-    scales = probe.unwrapped.scales
-    probe.close()
-    calibration = rollout_observations(make_env, actor, range(_CALIBRATION_SEED0, _CALIBRATION_SEED0 + args.moves))
-    held_out = rollout_observations(make_env, actor, range(_HELD_OUT_SEED0, _HELD_OUT_SEED0 + args.moves))
-    result = export_policy(
-        actor,
-        scales=scales,
-        representative_obs=calibration,
-        held_out_obs=held_out,
-        closed_loop_setup=ClosedLoopSetup(make_env, range(_CHECK_SEED0, _CHECK_SEED0 + args.moves)),
-        private_key=private_key,
+    if args.run.is_file():
+        msg = f"{args.run} is a file: give the run directory (`mm train --out`), whose config.json says how it trained"
+        raise LearningError(msg)
+    published = publish_run(
+        args.run,
+        private_key=load_private_key(args.key),
+        registry=None if args.registry is None else Registry(args.registry),
         out_dir=args.out,
         name=args.name,
+        export_moves=args.moves,
         scheme=Scheme(args.scheme),
-        objective=args.objective,
-        training_steps=int(getattr(model, "num_timesteps", 0)),
         budget=Budget(model_bytes=args.max_model_bytes, arena_bytes=args.max_arena_bytes),
     )
-    md = result.metadata
+    md = published.metadata
     loop = md["acceptance"]["closed_loop"]
     print(
-        f"accepted {md['algorithm']} policy ({md['scheme']}): model {md['model_bytes']} B, arena {md['arena_bytes']} B"
+        f"accepted {md['algorithm']} policy ({md['scheme']}) for {md['objective']!r} (step {published.best_steps}): "
+        f"model {md['model_bytes']} B, arena {md['arena_bytes']} B"
     )
     print(f"  action error vs float: RMSE {md['acceptance']['action_error']['rmse']:.5f}")
     print(
@@ -91,11 +73,10 @@ def _export(args: argparse.Namespace) -> None:
         f"{loop['float_final_error_rad']:.5f} rad"
     )
     print(f"  policy_crc32 0x{md['hashes']['policy_crc32']:08x}, image sha256 {md['hashes']['image_sha256']}")
-    for kind, path in result.paths.items():
+    for kind, path in published.export.paths.items():
         print(f"  {kind:6s} {path}")
-    if args.registry is not None:
-        # The registry versions the image (anti-rollback) and signs it again.
-        entry = Registry(args.registry).add(result.image, md, sign=functools.partial(sign, private_key))
+    if published.entry is not None:
+        entry = published.entry
         print(f"registered as {entry.policy_id} (policy_version {entry.policy_version}) in {args.registry}")
 
 
@@ -114,14 +95,18 @@ def _registry(args: argparse.Namespace) -> None:
     if args.action == "show":
         entry = registry.show(args.policy_id)
     else:
-        entry = registry.best_for_objective(args.objective, args.metric, higher_is_better=not args.lower_is_better)
+        # Policies are stored under the objective's canonical text: "energy:3,speed:7" finds "speed:0.7,energy:0.3".
+        objective = parse_objective(args.objective).text
+        entry = registry.best_for_objective(objective, args.metric, higher_is_better=not args.lower_is_better)
     print(json.dumps({"policy_id": entry.policy_id, "path": str(entry.path), **entry.metadata}, indent=2))
 
 
 def _twin(args: argparse.Namespace) -> Any:
     from mm_learning.trainer import TwinSpec
 
-    return TwinSpec(profile=args.profile, load=args.load, objective=args.objective, episode_s=args.episode_s)
+    return TwinSpec(
+        profile=args.profile, load=args.load, objective=parse_objective(args.objective), episode_s=args.episode_s
+    )
 
 
 def _print_comparison(policy: dict[str, float], pid: dict[str, float]) -> None:
@@ -163,12 +148,12 @@ def _train(args: argparse.Namespace) -> None:
     verdict = "beats" if result.target_beaten else "does not beat"
     print(
         f"stopped ({result.stop_reason}) after {result.steps} steps, {result.elapsed_s:.0f} s: "
-        f"the policy {verdict} the {config.twin.objective} target against the PID"
+        f"the policy {verdict} the {config.twin.objective.text} target against the PID"
     )
     _print_comparison(dict(result.eval_metrics), dict(result.baseline_metrics))
     print(
         f"best evaluated model (step {result.best_steps}, return {result.best_metrics['mean_return']:.4g}): "
-        f"{result.best_model_path}  (mm export {result.best_model_path} --algorithm {args.algo.upper()} ...)"
+        f"{result.best_model_path}  (mm export {config.out_dir} --key ... exports it)"
     )
 
 
@@ -235,7 +220,11 @@ def _learn(args: argparse.Namespace) -> None:
         )
 
     config = schedule.ScheduleConfig(
-        profile=args.profile, load=args.load, objective=args.objective, generations=args.generations, seed=args.seed
+        profile=args.profile,
+        load=args.load,
+        objective=parse_objective(args.objective),
+        generations=args.generations,
+        seed=args.seed,
     )
     result = schedule.train_schedule(config, on_progress=report)
     published = schedule.publish(
@@ -251,7 +240,7 @@ def _learn(args: argparse.Namespace) -> None:
         print(
             "| " + name + " | " + " | ".join(f"{rows[r][name]:.5g}" for r in ("pid", "ptos", "policy", "bound")) + " |"
         )
-    print(published.comparison.verdict(args.objective))
+    print(published.comparison.verdict(config.objective))
     print(f"registered {published.entry.policy_id} in {args.registry}; artifacts in {args.out}")
 
 
@@ -367,17 +356,16 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     from mm_learning.acceptance import Budget
     from mm_learning.export import DEFAULT_SCHEME
 
-    p = sub.add_parser("export", help="convert a trained SB3 model into a checked, signed servo policy")
-    p.add_argument("model", type=Path, help="SB3 model .zip")
-    p.add_argument("--algorithm", required=True, choices=["PPO", "A2C", "SAC", "TD3", "DDPG"])
+    p = sub.add_parser(
+        "export",
+        help="convert the best model of a `mm train` run into a checked, signed servo policy (objective, profile, "
+        "load, algorithm and velocity scale come from the run's config.json)",
+    )
+    p.add_argument("run", type=Path, help="the run directory (`mm train --out`)")
     p.add_argument("--key", type=Path, required=True, help="private signing key (PEM) from `mm keygen`")
-    p.add_argument("--out", type=Path, default=Path("export"), help="artifact directory (default: export)")
+    p.add_argument("--out", type=Path, default=None, help="artifact directory (default: <run>/export)")
     p.add_argument("--name", default="policy", help="artifact base name (default: policy)")
     p.add_argument("--scheme", choices=[s.value for s in Scheme], default=DEFAULT_SCHEME.value)
-    p.add_argument("--profile", default="mm_v3", help="mm_sim servo profile the policy was trained on")
-    p.add_argument("--load", default="pendulum", help="mm_sim load the policy was trained on")
-    p.add_argument("--objective", default="accuracy", help="objective the policy was trained for")
-    p.add_argument("--task", default="step", help="mm_sim task for the rollouts and the closed-loop check")
     p.add_argument("--moves", type=int, default=10, help="seeded moves for calibration, held-out and checks")
     p.add_argument("--max-model-bytes", type=int, default=Budget().model_bytes)
     p.add_argument("--max-arena-bytes", type=int, default=Budget().arena_bytes)
@@ -393,7 +381,7 @@ def _add_registry(sub: argparse._SubParsersAction) -> None:
     show = actions.add_parser("show", help="metadata of one policy")
     show.add_argument("policy_id", help="sha256 of the image, or its first 8+ hex digits")
     best = actions.add_parser("best", help="the best policy for an objective")
-    best.add_argument("objective")
+    best.add_argument("objective", help="a name, a mix 'speed:0.7,energy:0.3' or term weights, in any spelling")
     best.add_argument("--metric", default=None, help="metadata metrics key (default: closed-loop return)")
     best.add_argument("--lower-is-better", action="store_true", help="for metrics like settle time or energy")
     p.set_defaults(func=_registry)

@@ -18,8 +18,11 @@ node's namespace, through their drivers):
   the objective, algorithm, profile, load, seed, ``velocity_scale`` and ``episode_s``: a changed setting starts
   a new run instead of resuming a model trained with another observation);
 - Ctrl-C or SIGTERM: a running goal stops as on a cancel, and the process exits within ``SHUTDOWN_GRACE_S``;
-- after training: export + acceptance checks, the quantised policy evaluated in the twin, signature, registry,
-  and an ``mm_msgs/PolicyBlob`` on ``policy`` (reliable, transient local: a late driver still gets the last one).
+- after training: export + acceptance checks, the quantised policy evaluated in the twin, signature, registry
+  (SB3: :func:`mm_learning.pipeline.publish_run`, as ``mm export``; ES: ``schedule.publish``, as ``mm learn``),
+  and an ``mm_msgs/PolicyBlob`` on ``policy`` (reliable, transient local: a late driver still gets the last one);
+  with ``deploy``, the policy then goes to the servos through their drivers' ``deploy_policy``, as online mode
+  deploys (a sim goal that deploys is refused at once when a driver does not answer);
 - online: every policy goes into the registry the driver reads (same ``registry_dir``) and to the servo through
   the driver's ``deploy_policy``; moves through its ``servo_command`` (POLICY mode, streaming, exploration);
   ``transitions`` subscribed, the objective's ``reward`` with its terms published per move; the result is the
@@ -32,7 +35,6 @@ Parameters (defaults in ``config/learner.yaml``, installed to the package share)
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import math
@@ -46,7 +48,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import rclpy
 from mm_contract.errors import ContractError
-from mm_contract.registry import IMAGE_NAME
+from mm_contract.objectives import parse_objective
+from mm_contract.registry import IMAGE_NAME, RegistryEntry
 from mm_ros.process import rclpy_process
 from rcl_interfaces.msg import ParameterDescriptor  # type: ignore[import-untyped]
 from rclpy._rclpy_pybind11 import RCLError
@@ -58,7 +61,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from mm_learning.errors import LearningError
-from mm_learning.goals import OFF_POLICY, SB3_ALGORITHMS, SCHEDULE_ALGORITHM, parse_objective, run_key
+from mm_learning.goals import OFF_POLICY, SB3_ALGORITHMS, SCHEDULE_ALGORITHM, run_key
 from mm_learning.online_session import (
     CalibratedConfig,
     Episode,
@@ -171,11 +174,6 @@ def metric_values(metrics: dict[str, float]) -> list[MetricValue]:
     return values
 
 
-def _metric_dict(metrics: dict[str, float]) -> dict[str, float]:
-    """Metrics without NaNs (e.g. the settling time when no move settled), for JSON and the registry."""
-    return {name: value for name, value in metrics.items() if math.isfinite(value)}
-
-
 def _algorithm_problem(goal: Train.Goal) -> str:
     """Why the goal's algorithm cannot run in its mode, or ""."""
     if goal.algorithm == SCHEDULE_ALGORITHM:
@@ -261,7 +259,7 @@ class LearnerNode(Node):
         return TwinSpec(
             profile=profile,
             load=load,
-            objective=goal.objective,
+            objective=parse_objective(goal.objective),
             episode_s=float(self._param("episode_s")),
             vel_scale_rad_s=matched_velocity_scale(profile, load) if scale == "matched" else None,
         )
@@ -289,7 +287,8 @@ class LearnerNode(Node):
             load_private_key(self._path("signing_key"))
         except (LearningError, ContractError, MmSimError) as exc:
             return str(exc)
-        return self._servo_problem() if goal.mode == "online" else ""
+        # A sim goal that deploys needs the drivers as much as an online one: found out before training, not after.
+        return self._servo_problem() if goal.mode == "online" or goal.deploy else ""
 
     def _servo_problem(self) -> str:
         """Why this node cannot reach each of its servos through a driver (online mode), or ""."""
@@ -417,6 +416,7 @@ class LearnerNode(Node):
     def _train_schedule(self, goal_handle: ServerGoalHandle) -> Train.Result:
         """Sim mode with the default trainer: a deceleration schedule for the classical controller (ES)."""
         from mm_learning import schedule
+        from mm_learning.pipeline import finite_metrics
         from mm_learning.trainer import Progress, summarize
 
         goal: Train.Goal = goal_handle.request
@@ -438,8 +438,8 @@ class LearnerNode(Node):
                     steps=progress.ticks,
                     steps_per_s=progress.ticks / max(progress.elapsed_s, 1e-9),
                     mean_reward=progress.mean_reward_per_tick,
-                    eval_metrics=_metric_dict(summarize(progress.evaluation) | {"score": progress.score}),
-                    baseline_metrics=_metric_dict(summarize(progress.start) | {"score": progress.start_score}),
+                    eval_metrics=finite_metrics(summarize(progress.evaluation) | {"score": progress.score}),
+                    baseline_metrics=finite_metrics(summarize(progress.start) | {"score": progress.start_score}),
                 )
             ]
             self._feedback(goal_handle, "evaluating", last[0])
@@ -469,14 +469,14 @@ class LearnerNode(Node):
         common = {
             "steps": result.ticks,
             "checkpoint_path": str(published.export.paths["mmpl"].parent),
-            "baseline_metrics": metric_values(_metric_dict(comparison.rows[result.classical.law])),
+            "baseline_metrics": metric_values(finite_metrics(comparison.rows[result.classical.law])),
         }
         metrics = comparison.flat()
         blob = PolicyBlob(
             policy_id=published.entry.policy_id,
             policy_crc32=published.entry.policy_crc32,
             image=list(published.entry.image()),
-            objective=twin.objective,
+            objective=twin.objective.text,
             algorithm=SCHEDULE_ALGORITHM,
             training_steps=result.ticks,
             metrics=metric_values(metrics),
@@ -484,9 +484,12 @@ class LearnerNode(Node):
         )
         blob.header.stamp = self.get_clock().now().to_msg()
         self._policy_pub.publish(blob)
+        deployed = self._deploy(goal_handle, published.entry)
         goal_handle.succeed()
         verdict = comparison.verdict(twin.objective)
-        message = f"{SCHEDULE_ALGORITHM} policy {published.entry.policy_id[:12]}: {verdict}; published on `policy`"
+        message = (
+            f"{SCHEDULE_ALGORITHM} policy {published.entry.policy_id[:12]}: {verdict}; published on `policy`{deployed}"
+        )
         self.get_logger().info(message)
         return Train.Result(
             success=True,
@@ -503,7 +506,7 @@ class LearnerNode(Node):
         algorithm = goal.algorithm or SCHEDULE_ALGORITHM
         if algorithm == SCHEDULE_ALGORITHM:
             return self._train_schedule(goal_handle)
-        from mm_learning.trainer import ALGORITHMS, TrainConfig, Trainer, export_trained
+        from mm_learning.trainer import TrainConfig, Trainer
 
         twin = self._twin(goal)
         out_dir = self._run_dir(goal, twin, algorithm)
@@ -541,20 +544,18 @@ class LearnerNode(Node):
             self.get_logger().info(message)
             return Train.Result(success=False, message=message, **common)
 
-        self._feedback(goal_handle, "exporting", last[0] if last else None)
-        from mm_contract.signing import load_private_key, sign
+        from mm_contract.registry import Registry
+        from mm_contract.signing import load_private_key
 
-        # Export the best evaluated model: RL can make the policy worse than an earlier evaluation of it.
-        best = ALGORITHMS[algorithm].load(result.best_model_path, device="cpu")
-        key = load_private_key(self._path("signing_key"))
+        from mm_learning.pipeline import publish_run
+
         try:
-            export = export_trained(
-                best,
-                twin,
-                private_key=key,
-                out_dir=out_dir / "export",
-                moves=int(self._param("export_moves")),
-                metrics=_metric_dict(dict(result.best_metrics)),
+            published = publish_run(
+                out_dir,
+                private_key=load_private_key(self._path("signing_key")),
+                registry=Registry(self._path("registry_dir")),
+                export_moves=int(self._param("export_moves")),
+                on_phase=lambda phase: self._feedback(goal_handle, phase, last[0] if last else None),
             )
         except (LearningError, ContractError) as exc:
             # The training is kept: a retry with another budget resumes from the checkpoint.
@@ -568,33 +569,26 @@ class LearnerNode(Node):
             self.get_logger().error(message)
             goal_handle.abort()
             return Train.Result(success=False, message=message, **common)
-        self._feedback(goal_handle, "validating", last[0] if last else None)
-        quantized_metrics = self._evaluate_quantized(export.paths["tflite"].read_bytes(), twin, config.eval_moves)
-
-        self._feedback(goal_handle, "publishing", last[0] if last else None)
-        from mm_contract.registry import Registry
-
-        metadata = dict(export.metadata) | {"quantized_metrics": _metric_dict(quantized_metrics)}
-        # The registry versions the image (anti-rollback) and signs it again: publish the versioned one.
-        entry = Registry(self._path("registry_dir")).add(export.image, metadata, sign=functools.partial(sign, key))
+        entry = published.entry
+        assert entry is not None  # publish_run registers when given a registry
         blob = PolicyBlob(
             policy_id=entry.policy_id,
             policy_crc32=entry.policy_crc32,
             image=list(entry.image()),
-            objective=twin.objective,
+            objective=twin.objective.text,
             algorithm=algorithm,
-            training_steps=result.best_steps,
-            metrics=metric_values(quantized_metrics),
-            metadata_json=json.dumps(metadata),
+            training_steps=published.best_steps,
+            metrics=metric_values(published.quantized_metrics),
+            metadata_json=json.dumps(entry.metadata),
         )
         blob.header.stamp = self.get_clock().now().to_msg()
         self._policy_pub.publish(blob)
+        deployed = self._deploy(goal_handle, entry)
         goal_handle.succeed()
         verdict = "beats" if result.target_beaten else "does not beat"
-        note = "; deploy: the driver takes it from `policy`" if goal.deploy else ""
         message = (
-            f"{algorithm} policy {entry.policy_id[:12]} (best of {result.steps} steps: step {result.best_steps}) "
-            f"{verdict} the PID on {twin.objective}; published on `policy`{note}"
+            f"{algorithm} policy {entry.policy_id[:12]} (best of {result.steps} steps: step {published.best_steps}) "
+            f"{verdict} the PID on {twin.objective.text}; published on `policy`{deployed}"
         )
         self.get_logger().info(message)
         return Train.Result(
@@ -602,10 +596,32 @@ class LearnerNode(Node):
             message=message,
             policy_id=entry.policy_id,
             policy_crc32=entry.policy_crc32,
-            metrics=metric_values(quantized_metrics),
+            metrics=metric_values(published.quantized_metrics),
             image_path=str(entry.path / IMAGE_NAME),
             **common,
         )
+
+    def _deploy(self, goal_handle: ServerGoalHandle, entry: RegistryEntry) -> str:
+        """Deploy a registered sim-mode policy when the goal asks (``deploy``); the result message's note.
+
+        Through each servo's driver (parameter ``servos``) as online mode deploys: its ``deploy_policy`` action
+        with the policy's registry id (``registry_dir``, where the driver looks).
+
+        Raises:
+            OnlineError: a driver is gone or a servo refused the policy; the policy stays registered and published.
+        """
+        if not goal_handle.request.deploy:
+            return ""
+        self._feedback(goal_handle, "deploying")
+        try:
+            crc = self._fleet().deploy(entry.image(), entry.metadata)
+        except OnlineError as exc:
+            msg = (
+                f"policy {entry.policy_id[:12]} is registered and published on `policy`, but deploying it failed: "
+                f"{exc}; deploy it by id with the driver's deploy_policy action"
+            )
+            raise OnlineError(msg) from exc
+        return f"; deployed: the servo runs policy_crc32 0x{crc:08x}"
 
     # -- online mode -----------------------------------------------------------------------------------------
 
@@ -771,7 +787,7 @@ class LearnerNode(Node):
         )
         result = session.run()
         best, start = result.best, result.start
-        metric, _ = objective_metric(goal.objective)
+        metric, _ = objective_metric(parse_objective(goal.objective))
         rounds = "; ".join(
             f"round {i + 1}: twin fit rms {r.fit.nominal_rms_error_rad * 1e3:.0f} -> "
             f"{r.fit.rms_error_rad * 1e3:.0f} mrad"
@@ -795,20 +811,6 @@ class LearnerNode(Node):
             "image_path": str(best.metadata["paths"]["mmpl"]),
         }
         return self._end_online(goal_handle, cancelled=result.stop_reason == "cancelled", fields=fields)
-
-    @staticmethod
-    def _evaluate_quantized(model: bytes, twin: TwinSpec, moves: int) -> dict[str, float]:
-        """The quantised policy, run by TFLite Micro, in the twin on the evaluation moves."""
-        from mm_contract.tflm import TflmPolicy
-        from mm_sim.evaluate import PolicyController
-
-        from mm_learning.trainer import evaluate_moves
-
-        env = twin.make_env(randomize=False)
-        try:
-            return evaluate_moves(env, PolicyController(TflmPolicy(model)), twin.moves(moves))
-        finally:
-            env.close()
 
 
 class RosServoLink:

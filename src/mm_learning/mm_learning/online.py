@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
+from mm_contract.objectives import Objective, parse_objective
 from mm_contract.policy_image import ACTION_DIM, OBS_DIM
 from mm_contract.transitions import (
     TransitionColumns,
@@ -29,7 +30,7 @@ from stable_baselines3.common.logger import configure as configure_logger
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from mm_learning.goals import OFF_POLICY
-from mm_learning.trainer import TrainingError, build_model, load_preset, objective_terms
+from mm_learning.trainer import TrainingError, build_model, load_preset
 
 # Preset entries that only make sense when the model steps an env itself.
 _ENV_DRIVEN = ("learning_starts", "train_freq", "gradient_steps")
@@ -58,7 +59,7 @@ class OnlineLearner:
     """Off-policy learning from streamed transition batches.
 
     Args:
-        objective: objective text (``"speed"``, ``"speed:0.7,energy:0.3"``): the reward of every transition.
+        objective: an objective (``mm_contract.objectives.parse_objective``): the reward of every transition.
         algorithm: "sac", "td3" or "ddpg" (the preset's hyperparameters, with its ``online_hyperparameters`` on
             top, and its network apply, minus the env-driven ones: learning_starts, train_freq, gradient_steps).
         model: continue an existing off-policy model (e.g. pre-trained in the twin) instead of a new one.
@@ -72,7 +73,7 @@ class OnlineLearner:
     def __init__(
         self,
         *,
-        objective: str,
+        objective: str | Objective,
         algorithm: str = "sac",
         model: OffPolicyAlgorithm | None = None,
         seed: int = 0,
@@ -87,7 +88,7 @@ class OnlineLearner:
             msg = f"online learning needs an off-policy algorithm ({', '.join(sorted(OFF_POLICY))}), not {algorithm!r}"
             raise TrainingError(msg)
         self.objective = objective
-        self.terms = objective_terms(objective)
+        self.terms = parse_objective(objective).weights
         if model is None:
             overrides = {**load_preset(algorithm).get("online_hyperparameters", {}), **(hyperparameters or {})}
             new_model = build_model(algorithm, _NoEnv(), seed=seed, overrides=overrides, leave_out=_ENV_DRIVEN)

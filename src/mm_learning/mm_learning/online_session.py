@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
+from mm_contract.objectives import parse_objective
 from mm_contract.policy_image import MAX_POLICY_DECIMATION
 from numpy.typing import NDArray
 
 from mm_learning.errors import LearningError, PolicyRejected
-from mm_learning.goals import parse_objective
 
 if TYPE_CHECKING:
     from mm_contract.transitions import TransitionColumns
@@ -179,7 +179,7 @@ class SessionConfig:
     """One online session; times in servo time unless said otherwise.
 
     Attributes:
-        objective: objective text (``trainer.parse_objective``).
+        objective: objective text (``mm_contract.objectives.parse_objective``).
         algorithm: sac, td3 or ddpg.
         seed: seed of a new model, the targets and the calibration sample.
         max_steps: transitions to consume (exploration and evaluation), 0: no limit.
@@ -643,7 +643,7 @@ class OnlineSession:
                 closed_loop_setup=None,
                 private_key=self._key,
                 out_dir=self._out_dir / f"deploy-{self.deploys:04d}",
-                objective=self.config.objective,
+                objective=self.objective.text,
                 training_steps=self.steps,
                 policy_decimation=self.config.policy_decimation,
             )

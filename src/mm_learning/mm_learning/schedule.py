@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ec
-from mm_contract.objectives import EnergyBudget
+from mm_contract.objectives import EnergyBudget, Objective, parse_objective
 from mm_contract.observation import OBS_DIM
 from mm_contract.profiles import ServoProfile, load_profile
 from mm_contract.registry import Registry, RegistryEntry
@@ -43,7 +43,7 @@ from mm_learning.actor import ActorSpec, DenseLayer
 from mm_learning.errors import TrainingError
 from mm_learning.export import ExportResult, ScheduleClosedLoop, export_policy
 from mm_learning.goals import SCHEDULE_ALGORITHM
-from mm_learning.trainer import objective_base, objective_terms, summarize
+from mm_learning.trainer import summarize
 
 ALGORITHM = SCHEDULE_ALGORITHM
 """The Train goal's and `mm train`'s name for this trainer (sim mode; defined in mm_learning.goals)."""
@@ -52,6 +52,8 @@ VALIDATION_SEED = 2_000_000
 CALIBRATION_SEED, HELD_OUT_SEED, CHECK_SEED = 3_000_000, 3_100_000, 3_200_000
 """Seeds of the export's calibration, held-out (check b) and closed-loop (check c) moves: disjoint from training."""
 EXPORT_MOVES = 20
+DEFAULT_OBJECTIVE = parse_objective("speed")
+"""The objective a schedule learns when none is given."""
 Weights = NDArray[np.float64]
 
 
@@ -62,8 +64,8 @@ class ScheduleConfig:
     Attributes:
         profile: shipped profile name.
         load: one of its loads.
-        objective: a named objective or a mix ("speed:0.7,energy:0.3"); the classical laws are those tuned for
-            its largest component, the reward is the mix's.
+        objective: a named objective or a mix ("speed:0.7,energy:0.3"), parsed; the classical laws are those
+            tuned for its largest component (`Objective.base`), the reward is the mix's.
         generations: the budget, in ES generations (each `2 · pairs · moves` moves of `episode_s`): a measure of
             experience that does not depend on how busy the machine is.
         seed: seed of the perturbations, the training moves and their sensing noise.
@@ -86,7 +88,7 @@ class ScheduleConfig:
 
     profile: str = "mm_v3"
     load: str = "pendulum"
-    objective: str = "speed"
+    objective: Objective = DEFAULT_OBJECTIVE
     generations: int = 60
     seed: int = 0
     schedule_range: float = 0.7
@@ -123,13 +125,13 @@ class ScheduleConfig:
         return self.episode_s if self.episode_s is not None else default_episode_s(self.objective)
 
 
-def default_episode_s(objective: str) -> float:
+def default_episode_s(objective: Objective) -> float:
     """Training move length (s): 0.5 s, where the fastest laws settle, or 1 s for `energy`.
 
     The energy criterion needs the slower moves it asks for (about 0.5 s on mm_v3 + pendulum) to settle inside
     the training move.
     """
-    return 1.0 if objective == ENERGY else 0.5
+    return 1.0 if objective.text == ENERGY else 0.5
 
 
 UNBOUNDED_GENERATIONS = 1_000_000
@@ -315,7 +317,7 @@ def _check_move_length(config: ScheduleConfig, base: Classical) -> None:
     """
     if base.budget is not None and config.move_s <= base.budget.settle_s:
         msg = (
-            f"{config.objective} moves of {config.move_s:g} s end before the settle budget "
+            f"{config.objective.text} moves of {config.move_s:g} s end before the settle budget "
             f"{base.budget.settle_s:.3f} s: give episode_s > {base.budget.settle_s:.3f} (default "
             f"{default_episode_s(config.objective):g})"
         )
@@ -330,12 +332,12 @@ def _setup(config: ScheduleConfig) -> tuple[ServoProfile, list[Move], Classical,
     """
     profile = config.twin_profile()
     validation = seeded_moves(config.validation_moves, seed=VALIDATION_SEED)
-    base_name = objective_base(config.objective)
+    base_name = config.objective.base
     base = classical(profile, config.load, base_name, validation)
     if config.base_law == "ptos" and base.law != "ptos":
         base = dataclasses.replace(base, law="ptos", gains=tuned_gains(profile, config.load, base_name, law="ptos"))
     if base.gains.decel_rad_s2 <= 0.0:
-        msg = f"the classical controller of {config.objective!r} here is the PID; a schedule needs PTOS to scale"
+        msg = f"the classical controller of {config.objective.text!r} here is the PID; a schedule needs PTOS to scale"
         raise TrainingError(msg)
     _check_move_length(config, base)
     return profile, validation, base, Schedule(base.gains, config.schedule_range, config.decimation)
@@ -370,7 +372,7 @@ def train_schedule(
     best_weights = weights.copy()
     adam = _Adam(policy.size, config.learning_rate)
     population = 2 * config.pairs
-    terms = objective_terms(config.objective)
+    terms = config.objective.weights
     twin = BatchTwin(profile, config.load, population * config.moves, objective=terms)
     validation_twin = BatchTwin(profile, config.load, len(validation), objective=terms)
     scores = _GenerationScores(base, population, BatchTwin(profile, config.load, config.moves, objective=terms))
@@ -445,7 +447,7 @@ def export_schedule(
     profile = config.twin_profile()
 
     def twin(copies: int) -> BatchTwin:
-        return BatchTwin(profile, config.load, copies, objective=objective_terms(config.objective))
+        return BatchTwin(profile, config.load, copies, objective=config.objective)
 
     def decided_on(seed: int) -> NDArray[np.float32]:
         observations: list[NDArray[np.float32]] = []
@@ -463,7 +465,7 @@ def export_schedule(
         private_key=private_key,
         out_dir=out_dir,
         name=name,
-        objective=config.objective,
+        objective=config.objective.text,
         training_steps=result.ticks,
         metrics=metrics,
         schedule=result.schedule,
@@ -482,9 +484,9 @@ OBJECTIVE_METRICS: dict[str, tuple[str, bool]] = {
 """Each named objective's own metric and whether lower is better; others compare the objective's return."""
 
 
-def objective_metric(objective: str) -> tuple[str, bool]:
+def objective_metric(objective: Objective) -> tuple[str, bool]:
     """The metric an objective's controllers are compared on (a `summarize` key) and whether lower is better."""
-    return OBJECTIVE_METRICS.get(objective, ("mean_return", False))
+    return OBJECTIVE_METRICS.get(objective.text, ("mean_return", False))
 
 
 @dataclass(frozen=True)
@@ -498,7 +500,7 @@ class Comparison:
 
     rows: dict[str, dict[str, float]]
 
-    def verdict(self, objective: str) -> str:
+    def verdict(self, objective: Objective) -> str:
         """One line: the policy against the better classical law and the PID on the objective's own metric."""
         metric, _ = objective_metric(objective)
         parts = [
@@ -507,7 +509,7 @@ class Comparison:
         ]
         return f"{metric} {self.rows['policy'][metric]:.4g} vs " + ", ".join(parts) + " (+: the policy is better)"
 
-    def change_pct(self, objective: str, row: str) -> float:
+    def change_pct(self, objective: Objective, row: str) -> float:
         """How much better (%, + better) the policy is than `row` on the objective's own metric."""
         metric, lower = objective_metric(objective)
         policy, other = self.rows["policy"][metric], self.rows[row][metric]
@@ -528,11 +530,11 @@ def compare(result: ScheduleResult, model: bytes, moves: int) -> Comparison:
     evaluation_moves = seeded_moves(moves, seed=EVALUATION_SEED)
 
     def on_twin(schedule: Schedule, policy: TflmPolicy | None = None) -> dict[str, float]:
-        twin = BatchTwin(profile, config.load, moves, objective=objective_terms(config.objective))
+        twin = BatchTwin(profile, config.load, moves, objective=config.objective)
         return summarize(evaluate_batch(twin, schedule, evaluation_moves, policy, seed=EVALUATION_SEED))
 
-    laws = {law: tuned_gains(profile, config.load, objective_base(config.objective), law=law) for law in LAWS}
-    env = ServoEnv(profile, load=config.load, objective=objective_terms(config.objective))
+    laws = {law: tuned_gains(profile, config.load, config.objective.base, law=law) for law in LAWS}
+    env = ServoEnv(profile, load=config.load, objective=config.objective)
     bound = TimeOptimalController(tuned_gains(profile, config.load, "speed"))
     return Comparison(
         {

@@ -34,6 +34,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from mm_contract.errors import ContractError
+from mm_contract.objectives import parse_objective
 from mm_contract.registry import Registry
 
 from mm_learning import schedule
@@ -69,7 +70,7 @@ class Trial:
     def name(self) -> str:
         """objective/load/seed, then the varied settings: unique within a grid."""
         c = self.config
-        return "/".join([c.objective, c.load, f"seed={c.seed}", *(f"{k}={v:g}" for k, v in self.varied)])
+        return "/".join([c.objective.text, c.load, f"seed={c.seed}", *(f"{k}={v:g}" for k, v in self.varied)])
 
 
 def parse_settings(settings: Sequence[str]) -> dict[str, list[float]]:
@@ -108,6 +109,7 @@ def grid(
 
     Raises:
         SweepError: an empty axis or an unknown ES setting.
+        ObjectiveError: an objective `parse_objective` refuses.
         TrainingError: a combination ScheduleConfig refuses (e.g. sigma=0).
     """
     es = dict(es or {})
@@ -125,12 +127,13 @@ def grid(
         raise SweepError(f"{', '.join(fractional)}: these settings are whole numbers")
     base = dataclasses.replace(base, **{name: kinds[name](v[0]) for name, v in es.items() if len(v) == 1})
     varying = {name: values for name, values in es.items() if len(values) > 1}
+    parsed = {objective: parse_objective(objective) for objective in objectives}
     trials = []
     for objective, load, seed in itertools.product(objectives, loads, seeds):
         for values in itertools.product(*varying.values()):
             varied = tuple(zip(varying, values, strict=True))
             settings = {name: kinds[name](value) for name, value in varied}
-            config = dataclasses.replace(base, objective=objective, load=load, seed=seed, **settings)
+            config = dataclasses.replace(base, objective=parsed[objective], load=load, seed=seed, **settings)
             trials.append(Trial(config, varied))
     return trials
 
@@ -193,7 +196,7 @@ class TrialResult:
         metric, _ = schedule.objective_metric(config.objective)
         row: dict[str, Any] = {
             "trial": self.trial.name,
-            "objective": config.objective,
+            "objective": config.objective.text,
             "load": config.load,
             "seed": config.seed,
             **dict(self.trial.varied),

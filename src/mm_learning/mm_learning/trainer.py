@@ -1,6 +1,5 @@
 """Train a servo policy for the user's objective in the MuJoCo twin (ROS-free).
 
-- :func:`parse_objective` (from :mod:`mm_learning.goals`): ``"speed"`` or a mix ``"speed:0.7,energy:0.3"``.
 - :func:`load_preset`: the per-algorithm SB3 hyperparameters in ``mm_learning/presets/<algo>.yaml``.
 - :class:`Trainer`: SB3 PPO (default), SAC, TD3, DDPG or A2C on vectorised twins, evaluated during training on
   fixed seeded moves against the PID baseline for the same objective; stops when the objective's target is
@@ -40,7 +39,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 import yaml
-from mm_contract.objectives import objective_weights
+from mm_contract.objectives import Objective, parse_objective
 from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -53,10 +52,11 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from mm_learning.actor import actor_from_sb3
 from mm_learning.errors import TrainingError
-from mm_learning.goals import SB3_ALGORITHMS, parse_objective
+from mm_learning.goals import SB3_ALGORITHMS
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = dict(zip(SB3_ALGORITHMS, (PPO, SAC, TD3, DDPG, A2C), strict=True))
 DEFAULT_ALGORITHM = "ppo"
+DEFAULT_OBJECTIVE = parse_objective("accuracy")
 
 _ACTIVATIONS: dict[str, type[torch.nn.Module]] = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 _LATEST = "latest"
@@ -97,21 +97,6 @@ def load_preset(algorithm: str) -> dict[str, Any]:
 # The twin: environments, PID baseline and evaluation on seeded moves
 
 
-def objective_base(objective: str) -> str:
-    """The named objective whose tuned classical gains serve `objective` (a mix: its largest component)."""
-    weights = parse_objective(objective)
-    return max(weights, key=weights.__getitem__)
-
-
-def objective_terms(objective: str) -> dict[str, float]:
-    """mm_sim reward-term weights of an objective text: the weighted sum of each named objective's terms."""
-    terms: dict[str, float] = {}
-    for name, weight in parse_objective(objective).items():
-        for term, term_weight in objective_weights(name).items():
-            terms[term] = terms.get(term, 0.0) + weight * term_weight
-    return terms
-
-
 @functools.cache
 def matched_velocity_scale(profile: str, load: str) -> float:
     """A velocity scale (rad/s) matched to ``load``: the peak speed of its fastest move across ±π, rounded up.
@@ -145,7 +130,7 @@ class TwinSpec:
     Attributes:
         profile: mm_sim profile name or path (``mm_sim.list_profiles()``).
         load: the profile's load ("inertia_disk", "pendulum", "spring").
-        objective: objective text (see :func:`parse_objective`).
+        objective: the objective (``mm_contract.objectives.parse_objective``).
         episode_s: episode length (s); one step move per episode.
         randomize: draw each training episode's plant from the profile's randomisation ranges (evaluation
             always runs the nominal plant).
@@ -155,7 +140,7 @@ class TwinSpec:
 
     profile: str = "mm_v3"
     load: str = "pendulum"
-    objective: str = "accuracy"
+    objective: Objective = DEFAULT_OBJECTIVE
     episode_s: float = 1.0
     randomize: bool = False
     vel_scale_rad_s: float | None = None
@@ -171,7 +156,7 @@ class TwinSpec:
         return ServoEnv(
             dataclasses.replace(profile, observation=observation),
             load=self.load,
-            objective=objective_terms(self.objective),
+            objective=self.objective,
             episode_s=self.episode_s,
             # One move per episode: the evaluation metrics describe a single step response.
             hold_s=self.episode_s,
@@ -195,7 +180,7 @@ class TwinSpec:
 
         servo = env.unwrapped
         try:
-            gains = tuned_gains(servo.profile, self.load, objective_base(self.objective))  # type: ignore[attr-defined]
+            gains = tuned_gains(servo.profile, self.load, self.objective.base)  # type: ignore[attr-defined]
         except MmSimError:
             start = initial_gains(servo.profile, servo.plant.load)  # type: ignore[attr-defined]
             gains, _ = tune_pid(servo, moves=moves, start=start, evaluations=BASELINE_TUNING_EVALUATIONS)  # type: ignore[arg-type]
@@ -227,19 +212,20 @@ def summarize(evaluation: Any) -> dict[str, float]:
     }
 
 
-def beats_target(objective: Mapping[str, float], policy: Mapping[str, float], pid: Mapping[str, float]) -> bool:
+def beats_target(objective: Objective, policy: Mapping[str, float], pid: Mapping[str, float]) -> bool:
     """Whether the policy meets the objective's target against the PID on the same moves (issue 4 goals).
 
     speed: settles every move, mean settling time >= 30 % shorter; energy: >= 25 % less energy, settling as
-    often and as fast; accuracy: lower steady-state and RMS error; smooth or a mix: a higher mean return under
-    the objective's own reward.
+    often and as fast; accuracy: lower steady-state and RMS error; smooth, a mix or term weights: a higher mean return
+    under the objective's own reward.
     """
-    if len(objective) > 1 or "smooth" in objective:
+    mix = objective.mix
+    if len(mix) != 1 or "smooth" in mix:
         return policy["mean_return"] > pid["mean_return"]
     settles_all = policy["settled_fraction"] == 1.0
     # A PID that left some moves unsettled has a NaN or optimistic mean: settling them all is then the bar.
     pid_time = pid["mean_settling_time_s"] if pid["settled_fraction"] == 1.0 else math.inf
-    name = next(iter(objective))
+    name = next(iter(mix))
     if name == "speed":
         return settles_all and policy["mean_settling_time_s"] <= 0.7 * pid_time
     if name == "energy":
@@ -324,12 +310,13 @@ def export_trained(
     moves: int = 10,
     name: str = "policy",
     metrics: Mapping[str, float] | None = None,
+    **export_options: Any,
 ) -> Any:
     """Export a trained model with :func:`mm_learning.export.export_policy` (checks, signature, artifacts).
 
     Calibration, held-out and closed-loop observations come from rollouts of the float actor on disjoint
-    seeded moves of the nominal twin. Returns the ``ExportResult``; raises ``PolicyRejected`` naming the failed
-    check.
+    seeded moves of the nominal twin. ``export_options`` go to ``export_policy`` (``scheme``, ``budget``).
+    Returns the ``ExportResult``; raises ``PolicyRejected`` naming the failed check.
     """
     from mm_learning.acceptance import rollout_observations
     from mm_learning.export import ClosedLoopSetup, export_policy
@@ -353,9 +340,10 @@ def export_trained(
         private_key=private_key,
         out_dir=out_dir,
         name=name,
-        objective=twin.objective,
+        objective=twin.objective.text,
         training_steps=int(model.num_timesteps),
         metrics=metrics,
+        **export_options,
     )
 
 
@@ -457,7 +445,6 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Refuse a configuration that cannot run, naming the field."""
-        parse_objective(self.twin.objective)
         load_preset(self.algorithm)
         try:
             device = torch.device("cpu" if self.device == "auto" else self.device)
@@ -485,8 +472,32 @@ class TrainConfig:
         """JSON form (written to ``config.json``)."""
         data = dataclasses.asdict(self)
         data["out_dir"] = str(self.out_dir)
+        data["twin"]["objective"] = self.twin.objective.text
         data["hyperparameters"] = dict(self.hyperparameters)
         return data
+
+    @classmethod
+    def read(cls, run_dir: Path) -> TrainConfig:
+        """The configuration a run was trained with, from its ``config.json`` (``out_dir`` is ``run_dir``).
+
+        Raises:
+            TrainingError: ``run_dir`` holds no readable ``config.json`` of this version's fields.
+            ObjectiveError: its objective is not one this version knows.
+        """
+        path = run_dir / "config.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            twin_data = data.pop("twin")
+            twin = TwinSpec(**(twin_data | {"objective": parse_objective(twin_data["objective"])}))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            msg = f"{path}: not a training run's configuration ({exc}); give the --out directory of `mm train`"
+            raise TrainingError(msg) from exc
+        data.pop("out_dir", None)
+        try:
+            return cls(out_dir=run_dir, twin=twin, **data)
+        except TypeError as exc:
+            msg = f"{path}: {exc}; the run was written by another version of mm_learning, train it again"
+            raise TrainingError(msg) from exc
 
 
 @dataclass(frozen=True)
@@ -629,7 +640,7 @@ class Trainer:
     ) -> None:
         config.validate()
         self.config = config
-        self.objective = parse_objective(config.twin.objective)
+        self.objective = config.twin.objective
         self.preset = load_preset(config.algorithm)
         self._on_progress = on_progress or (lambda _progress: None)
         self._should_cancel = should_cancel or (lambda: False)
@@ -664,7 +675,7 @@ class Trainer:
     def _resume(self, checkpoint: Path, env: VecEnv) -> tuple[BaseAlgorithm, dict[str, Any]]:
         state = json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))
         for key in ("algorithm", "objective"):
-            wanted = self.config.algorithm if key == "algorithm" else self.config.twin.objective
+            wanted = self.config.algorithm if key == "algorithm" else self.config.twin.objective.text
             if state[key] != wanted:
                 msg = (
                     f"{self.config.out_dir} holds a {key}={state[key]!r} run, not {wanted!r}; "
@@ -872,7 +883,7 @@ class _RunCallback(BaseCallback):
             steps=model.num_timesteps,
             elapsed_s=self.elapsed_s(),
             algorithm=self.config.algorithm,
-            objective=self.config.twin.objective,
+            objective=self.config.twin.objective.text,
             seed=self.config.seed,
             eval_metrics=self.trainer.eval_metrics,
             baseline_metrics=self.trainer.baseline_metrics,

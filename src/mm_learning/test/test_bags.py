@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import pytest
 import yaml
-from mm_contract.objectives import TransitionSample, reward
+from mm_contract.objectives import TransitionSample, parse_objective, reward
 from mm_contract.transitions import FLAG_EPISODE_START, FLAG_FAULT, FLAG_GUARD, TransitionColumns
 from mm_learning.bags import (
     BEST_EFFORT,
@@ -34,7 +34,6 @@ from mm_learning.bags import (
     read_messages,
     reindex_bag,
 )
-from mm_learning.trainer import objective_terms
 from mm_testing.paths import REPO
 
 MSG_DIR = REPO / "src" / "mm_msgs" / "msg"
@@ -172,7 +171,7 @@ def test_dataset_transitions_and_rewards(tmp_path: Path, objective: str) -> None
     for columns, policy in recording.batches:
         for i in range(columns.count):
             samples[columns.first_tick + i] = (columns, i, policy)
-    weights = objective_terms(objective)
+    weights = parse_objective(objective).weights
     for j, tick in enumerate(dataset.ticks):
         columns, i, policy = samples[int(tick)]
         following, i1, _ = samples[int(tick) + 1]

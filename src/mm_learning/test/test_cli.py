@@ -46,14 +46,27 @@ def test_registry_commands_list_show_and_pick_the_best(tmp_path, capsys) -> None
 
 def test_export_refuses_a_model_that_does_not_fit_the_servo(tmp_path, capsys) -> None:
     pytest.importorskip("mm_sim", reason="mm_sim not on the path")
-    PPO("MlpPolicy", gym.make("Pendulum-v1"), n_steps=64).save(tmp_path / "pendulum.zip")
+    from mm_learning.trainer import BEST_MODEL, TrainConfig, save_checkpoint
+
+    # A run directory as `mm train` leaves it, but its best model was trained on another env.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(TrainConfig(out_dir=run).to_json()))
+    model = PPO("MlpPolicy", gym.make("Pendulum-v1"), n_steps=64)
+    model.save(run / BEST_MODEL)
+    save_checkpoint(run, model, {"steps": 0, "best": {"steps": 0, "metrics": {}}})
     assert main(["keygen", "--dir", str(tmp_path)]) == 0
     capsys.readouterr()
     key = str(tmp_path / "policy_signing_key.pem")
     out = str(tmp_path / "out")
-    assert main(["export", str(tmp_path / "pendulum.zip"), "--algorithm", "PPO", "--key", key, "--out", out]) == 2
+    assert main(["export", str(run), "--key", key, "--out", out]) == 2
     assert "the servo policy needs (8,)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+    # The model file instead of its run: the run's config.json says how it was trained, the file does not.
+    assert main(["export", str(run / BEST_MODEL), "--key", key]) == 2
+    assert "give the run directory" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "no_run"), "--key", key]) == 2
+    assert "not a training run's configuration" in capsys.readouterr().err
 
 
 def test_bag_reindex_completes_a_killed_recording_and_refuses_a_closed_one(tmp_path, capsys) -> None:

@@ -11,12 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from mm_contract.objectives import parse_objective
 from mm_learning.goals import run_key
 from mm_learning.trainer import TrainConfig, Trainer, TwinSpec
 
 from mm_learning import trainer as trainer_module
 
-TWIN = TwinSpec(profile="mm_v3", load="pendulum", objective="accuracy", episode_s=0.3)
+TWIN = TwinSpec(profile="mm_v3", load="pendulum", objective=parse_objective("accuracy"), episode_s=0.3)
 
 
 def _config(out_dir: Path, **overrides: object) -> TrainConfig:
@@ -82,7 +83,7 @@ def test_cancel_stops_within_one_vectorised_step_without_a_final_evaluation(
 
 def test_the_run_folder_changes_with_the_velocity_scale_and_the_episode_length() -> None:
     settings = {
-        "objective": "speed",
+        "objective": parse_objective("speed"),
         "algorithm": "ppo",
         "profile": "mm_v3",
         "load": "pendulum",

@@ -13,7 +13,7 @@ import torch
 from mm_contract.errors import TransitionError
 from mm_contract.transitions import FLAG_EPISODE_START, FLAG_FAULT, FLAG_GUARD, FLAG_POLICY, TransitionColumns
 from mm_learning.online import OnlineLearner
-from mm_learning.trainer import TrainingError, objective_terms
+from mm_learning.trainer import TrainingError
 
 MAX_SAMPLES = 24  # TransitionBatch.MAX_SAMPLES
 
@@ -29,7 +29,7 @@ def _servo_stream(
     """
     from mm_sim.env import ServoEnv
 
-    env = ServoEnv("mm_v3", load="pendulum", objective=objective_terms(objective), episode_s=0.25, hold_s=0.25)
+    env = ServoEnv("mm_v3", load="pendulum", objective=objective, episode_s=0.25, hold_s=0.25)
     rng = np.random.default_rng(seed)
     rows: dict[str, list[float]] = {
         k: [] for k in ("position_rad", "velocity_rad_s", "current_a", "target_rad", "power_w")

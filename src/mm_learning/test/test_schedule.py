@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from mm_contract.objectives import SETTLE_BUDGET_FACTOR
+from mm_contract.objectives import SETTLE_BUDGET_FACTOR, parse_objective
 from mm_contract.policy_image import parse_image
 from mm_contract.registry import Registry
 from mm_learning.errors import TrainingError
@@ -89,18 +89,18 @@ def test_export_writes_a_schedule_image_and_publish_registers_a_versioned_compar
     assert published.entry.policy_version == 1
     assert parse_image(published.entry.image()).header.policy_version == 1
     assert "ptos_mean_settling_time_s" in published.entry.metadata["quantized_metrics"]
-    assert "settling" in published.comparison.verdict("speed")
+    assert "settling" in published.comparison.verdict(parse_objective("speed"))
 
 
 def test_a_mix_trains_on_the_mix_from_its_largest_components_classical_law() -> None:
-    result = train_schedule(dataclasses.replace(TINY, objective="speed:0.7,energy:0.3", generations=1))
+    result = train_schedule(dataclasses.replace(TINY, objective=parse_objective("speed:0.7,energy:0.3"), generations=1))
     assert result.classical.law == "ptos" and result.ticks == ticks_per_generation(TINY)
 
 
 def test_energy_trains_on_one_second_moves_against_the_pids_settle_budget() -> None:
     # The energy objective's score is the least-energy-at-matched-settle criterion, its budget set by the
     # energy-tuned PID on the validation moves; its training moves last 1 s so the slower moves settle inside.
-    config = dataclasses.replace(TINY, objective="energy", episode_s=None, generations=1)
+    config = dataclasses.replace(TINY, objective=parse_objective("energy"), episode_s=None, generations=1)
     result = train_schedule(config)
     budget = result.classical.budget
     assert budget is not None and config.move_s == 1.0
@@ -113,4 +113,4 @@ def test_energy_trains_on_one_second_moves_against_the_pids_settle_budget() -> N
 
 def test_energy_moves_that_end_before_the_settle_budget_are_refused_with_the_length_to_give() -> None:
     with pytest.raises(TrainingError, match=r"energy moves of 0.1 s end before the settle budget .* episode_s >"):
-        train_schedule(dataclasses.replace(TINY, objective="energy", generations=1))
+        train_schedule(dataclasses.replace(TINY, objective=parse_objective("energy"), generations=1))

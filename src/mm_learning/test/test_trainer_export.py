@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from mm_contract.objectives import parse_objective
 from mm_contract.policy_image import parse_image
 from mm_contract.tflm import TflmPolicy
 from mm_learning.trainer import TrainConfig, Trainer, TwinSpec, export_trained, policy_controller
@@ -19,7 +20,7 @@ from mm_learning.trainer import TrainConfig, Trainer, TwinSpec, export_trained, 
 def test_trained_policy_exports_and_tflite_micro_follows_the_float_actor(
     algorithm: str, hyperparameters: dict[str, int], tmp_path: Path
 ) -> None:
-    twin = TwinSpec(profile="mm_v3", load="pendulum", objective="accuracy", episode_s=0.3)
+    twin = TwinSpec(profile="mm_v3", load="pendulum", objective=parse_objective("accuracy"), episode_s=0.3)
     config = TrainConfig(
         out_dir=tmp_path / "run",
         twin=twin,

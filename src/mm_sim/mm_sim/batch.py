@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 from mm_contract.metrics import Response, step_metrics
-from mm_contract.objectives import DEFAULT_TOLERANCE_RAD, objective_weights, reward_terms
+from mm_contract.objectives import DEFAULT_TOLERANCE_RAD, Objective, parse_objective, reward_terms
 from mm_contract.observation import COUNTS_PER_REV, MultiTurnEncoder, ObservationBuilder, ObsScales
 from mm_contract.profiles import ServoProfile, load_profile
 from numpy.typing import NDArray
@@ -50,7 +50,7 @@ class BatchTwin:
         load: str,
         copies: int,
         *,
-        objective: str | Mapping[str, float],
+        objective: str | Mapping[str, float] | Objective,
         seed: int = 0,
         tolerance_rad: float = DEFAULT_TOLERANCE_RAD,
         scales: ObsScales | None = None,
@@ -61,7 +61,7 @@ class BatchTwin:
             profile: a shipped profile name or a `ServoProfile`.
             load: one of the profile's loads.
             copies: number of servos (>= 1).
-            objective: a named objective or term weights (`objectives.objective_weights`).
+            objective: anything `objectives.parse_objective` takes.
             seed: seed of the sensing noise.
             tolerance_rad: the band of the speed term (rad).
             scales: observation scales (default: the profile's, as `ServoEnv` uses).
@@ -72,7 +72,7 @@ class BatchTwin:
         self.profile = profile if isinstance(profile, ServoProfile) else load_profile(profile)
         self.load = self.profile.load(load)
         self.copies = copies
-        self.weights = objective_weights(objective)
+        self.weights = parse_objective(objective).weights
         self.tolerance_rad = tolerance_rad
         self.scales = scales or ObsScales.from_profile(self.profile)
         self.dt_s = self.profile.dt_s

@@ -9,7 +9,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from mm_contract.objectives import DEFAULT_TOLERANCE_RAD, TransitionSample, objective_weights, reward
+from mm_contract.objectives import DEFAULT_TOLERANCE_RAD, Objective, TransitionSample, parse_objective, reward
 from mm_contract.observation import OBS_DIM, ObservationBuilder, ObsScales
 from mm_contract.profiles import LoadParams, ServoProfile, load_profile
 from numpy.typing import NDArray
@@ -51,9 +51,9 @@ class ServoEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
     | 7 | clip(current_a / current_limit_a), measured | A |
 
     ## Rewards
-    `mm_contract.objectives.reward` for the chosen objective ("accuracy", "speed", "energy", "smooth" or a dict of
-    term weights), from the measured quantities only. The weighted terms are in `info["reward_terms"]` and sum
-    to the reward.
+    `mm_contract.objectives.reward` for the chosen objective (`mm_contract.objectives.parse_objective`: a name,
+    a mix "speed:0.7,energy:0.3" or term weights), from the measured quantities only. The weighted terms are in
+    `info["reward_terms"]` and sum to the reward.
 
     ## Tasks
     - "step": random targets in [-target_range_rad, target_range_rad], a new one every `hold_s`.
@@ -79,7 +79,8 @@ class ServoEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
     - `profile`: a shipped profile name (`mm_sim.list_profiles()`), a path to a profile YAML, or a
       `ServoProfile`. Default "mm_v3".
     - `load`: the name of one of the profile's loads ("inertia_disk", "pendulum", "spring"). Default "pendulum".
-    - `objective`: a named objective or a dict of term weights. Default "accuracy".
+    - `objective`: anything `parse_objective` takes (a name, a mix, term weights, an `Objective`). Default
+      "accuracy".
     - `task`: one of the tasks above. Default "step".
     - `episode_s`: episode length (s). `hold_s`: time per target or payload for "step"/"hold" (s).
     - `target_range_rad`: targets lie in [-target_range_rad, target_range_rad].
@@ -99,7 +100,7 @@ class ServoEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
         profile: str | Path | ServoProfile = "mm_v3",
         *,
         load: str = "pendulum",
-        objective: str | Mapping[str, float] = "accuracy",
+        objective: str | Mapping[str, float] | Objective = "accuracy",
         task: str = "step",
         episode_s: float = 2.0,
         hold_s: float = 1.0,
@@ -127,7 +128,7 @@ class ServoEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
                 f"tolerance_rad={tolerance_rad} must all be > 0"
             )
             raise MmSimError(msg)
-        self.weights = objective_weights(objective)
+        self.weights = parse_objective(objective).weights
         self.task = task
         self.episode_s = episode_s
         self.hold_s = hold_s

@@ -1,0 +1,147 @@
+"""After an SB3 training run (ROS-free): its best model → export with every check → quantised evaluation → register.
+
+One pipeline for every caller: the learner node's sim-mode Train goal and ``mm export <run>`` both call
+:func:`publish_run` on the run directory, which reads what the run was trained with from the run's own
+``config.json`` (objective, profile, load, algorithm, velocity scale, episode length, evaluation moves), so an
+export can neither ask again nor disagree with the training. (The ES schedule learner has its own,
+``schedule.publish``, used by the node, ``mm learn`` and ``mm sweep``.)
+
+Stages, each announced through ``on_phase`` ("exporting", "validating", "publishing"):
+
+1. ``best_model.zip``, the evaluated model with the highest mean return (RL can make a policy worse);
+2. ``trainer.export_trained``: calibration, held-out and closed-loop observations from the twin of the run's
+   config on seeded moves, every acceptance check, signature, artifacts;
+3. the quantised policy, run by TFLite Micro, evaluated in the nominal twin on the run's evaluation moves;
+4. ``schedule.register`` into a registry (optional): versioned and signed again, the metadata's ``objective`` the
+   objective's canonical text (what ``mm registry best <objective>`` finds).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from mm_contract.registry import Registry, RegistryEntry
+from mm_contract.tflm import Scheme, TflmPolicy
+from mm_sim.evaluate import PolicyController
+
+from mm_learning.acceptance import Budget
+from mm_learning.errors import TrainingError
+from mm_learning.export import DEFAULT_SCHEME, ExportResult
+from mm_learning.schedule import register
+from mm_learning.trainer import (
+    ALGORITHMS,
+    BEST_MODEL,
+    TrainConfig,
+    TwinSpec,
+    evaluate_moves,
+    export_trained,
+    latest_checkpoint,
+)
+
+
+@dataclass(frozen=True)
+class PublishedRun:
+    """A run's best model, exported, checked, evaluated quantised and (with a registry) registered.
+
+    Attributes:
+        config: the run's configuration as trained (``config.json``).
+        best_steps: env steps of the exported model (the best evaluated one).
+        export: the accepted export (files; its image is unversioned).
+        quantized_metrics: the quantised policy in the twin on the run's evaluation moves (finite values only).
+        metadata: the export's metadata with ``quantized_metrics``: what the registry stores.
+        entry: the registry entry (its ``image()`` is the versioned image to deploy), or None without a registry.
+    """
+
+    config: TrainConfig
+    best_steps: int
+    export: ExportResult
+    quantized_metrics: dict[str, float]
+    metadata: dict[str, Any]
+    entry: RegistryEntry | None
+
+
+def finite_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """Metrics without NaNs (e.g. the settling time when no move settled), for JSON and the registry."""
+    return {name: float(value) for name, value in metrics.items() if math.isfinite(value)}
+
+
+def evaluate_quantized(model: bytes, twin: TwinSpec, moves: int) -> dict[str, float]:
+    """The quantised policy ``model`` (.tflite), run by TFLite Micro, in the nominal twin on ``moves`` seeded moves."""
+    env = twin.make_env(randomize=False)
+    try:
+        return evaluate_moves(env, PolicyController(TflmPolicy(model)), twin.moves(moves))
+    finally:
+        env.close()
+
+
+def _best_evaluation(run_dir: Path) -> tuple[int, dict[str, float]]:
+    """The step count and evaluation of the run's best model, from its latest checkpoint.
+
+    Raises:
+        TrainingError: the run has no evaluated model (cancelled before its first evaluation, or no run here).
+    """
+    checkpoint = latest_checkpoint(run_dir)
+    state = {} if checkpoint is None else json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))
+    if "best" not in state or not (run_dir / BEST_MODEL).is_file():
+        msg = f"{run_dir} has no evaluated model ({BEST_MODEL}) yet; train the run on (same `mm train` command)"
+        raise TrainingError(msg)
+    return int(state["best"]["steps"]), finite_metrics(state["best"]["metrics"])
+
+
+def publish_run(
+    run_dir: Path,
+    *,
+    private_key: ec.EllipticCurvePrivateKey,
+    registry: Registry | None,
+    out_dir: Path | None = None,
+    name: str = "policy",
+    export_moves: int = 10,
+    scheme: Scheme = DEFAULT_SCHEME,
+    budget: Budget = Budget(),  # noqa: B008 -- frozen dataclass, safe as a default
+    on_phase: Callable[[str], None] | None = None,
+) -> PublishedRun:
+    """Export, check, evaluate and register the best model of the SB3 run in ``run_dir`` (see the module docstring).
+
+    Args:
+        run_dir: the run directory (``mm train --out``, or the learner node's run folder).
+        private_key: the signing key.
+        registry: where to store the accepted policy; None: export and evaluate only.
+        out_dir: artifact directory (default ``run_dir/export``).
+        name: artifact base name.
+        export_moves: seeded moves for the calibration, held-out and closed-loop checks.
+        scheme: the quantisation scheme.
+        budget: the firmware's model and arena budget.
+        on_phase: called with "exporting", "validating" and "publishing" as each stage starts.
+
+    Raises:
+        TrainingError: ``run_dir`` is not a run, or has no evaluated model.
+        PolicyRejected: a check refused the policy (nothing is registered).
+    """
+    phase = on_phase or (lambda _phase: None)
+    config = TrainConfig.read(run_dir)
+    best_steps, best_metrics = _best_evaluation(run_dir)
+    phase("exporting")
+    model = ALGORITHMS[config.algorithm].load(run_dir / BEST_MODEL, device="cpu")
+    export = export_trained(
+        model,
+        config.twin,
+        private_key=private_key,
+        out_dir=out_dir or run_dir / "export",
+        moves=export_moves,
+        name=name,
+        metrics=best_metrics,
+        scheme=scheme,
+        budget=budget,
+    )
+    phase("validating")
+    quantized = finite_metrics(evaluate_quantized(export.paths["tflite"].read_bytes(), config.twin, config.eval_moves))
+    metadata = dict(export.metadata) | {"quantized_metrics": quantized}
+    phase("publishing")
+    entry = None if registry is None else register(export.image, metadata, registry=registry, private_key=private_key)
+    return PublishedRun(config, best_steps, export, quantized, metadata, entry)
