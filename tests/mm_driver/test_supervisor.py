@@ -4,10 +4,8 @@ declared defaults agree."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
-import yaml
 from mm_driver.errors import GoalRejected
 from mm_driver.supervisor import MoveLimits, MoveSupervisor, PowerModel, validate_goal
 from mm_driver.transport import Mode, ServoSample
@@ -89,15 +87,6 @@ def test_a_move_that_never_arrives_times_out_and_old_samples_are_ignored() -> No
     assert sup.error_rad == pytest.approx(0.9) and not sup.timed_out
     sup.update(_sample(0.6, 0.2))
     assert sup.timed_out and not sup.settled
-
-
-def test_parameter_file_equals_the_declared_defaults() -> None:
-    pytest.importorskip("rclpy")
-    from mm_driver.driver_node import PARAMETERS
-
-    path = Path(__file__).resolve().parents[2] / "src" / "mm_driver" / "config" / "driver.yaml"
-    declared = {name: param.default for name, param in PARAMETERS.items()}
-    assert yaml.safe_load(path.read_text())["/**/driver"]["ros__parameters"] == declared
 
 
 def test_direct_commands_are_checked() -> None:
