@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 # Every checked-in parameter file and the declaration it is generated from.
 GENERATED = {
     "src/mm_driver/config/driver.yaml": "mm_driver.driver_node:PARAMETER_FILE",
+    "src/mm_sim/config/virtual_servo.yaml": "mm_sim.twin_node:PARAMETER_FILE",
 }
 
 
@@ -165,9 +166,20 @@ def test_checked_in_parameter_files_are_what_the_generator_writes(path: str, sou
     pytest.importorskip("rclpy")
     from mm_ros.parameters import load_parameter_file
 
-    assert (REPO / path).read_text(encoding="utf-8") == render(load_parameter_file(source)), (
+    parameter_file = load_parameter_file(source)
+    assert (REPO / path).read_text(encoding="utf-8") == render(parameter_file), (
         f"{path} is out of date: regenerate it with `python -m mm_ros.parameters {source} --output {path}`"
     )
+    # Every declared default, read back with its type (a YAML type would change the declared type).
+    (section,) = yaml.safe_load((REPO / path).read_text(encoding="utf-8")).values()
+    declared = {}
+    for part in parameter_file.sections:
+        declared |= {
+            name: list(v) if isinstance(v, tuple) else v for name, v in defaults(part.cls, part.prefix).items()
+        }
+    assert section["ros__parameters"] == declared
+    for name, value in section["ros__parameters"].items():
+        assert type(value) is type(declared[name]), f"{name}: the yaml's type would change the declared type"
 
 
 def test_the_command_writes_the_file_or_says_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
