@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 GENERATED = {
     "src/mm_driver/config/driver.yaml": "mm_driver.driver_node:PARAMETER_FILE",
     "src/mm_sim/config/virtual_servo.yaml": "mm_sim.twin_node:PARAMETER_FILE",
+    "src/mm_learning/config/learner.yaml": "mm_learning.learner_node:PARAMETER_FILE",
 }
 
 

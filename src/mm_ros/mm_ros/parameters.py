@@ -6,7 +6,8 @@ set of strings, and when a new value takes effect. Everything else is derived fr
 - `declare`: the rclpy declarations, each with its ParameterDescriptor (description, FloatingPointRange or
   IntegerRange, read-only), which `ros2 param describe` shows and rclpy enforces;
 - `refusal`: the checks rclpy does not do (choices, values that take effect only at the next configure);
-- `read`: the values back as an instance of the dataclass (or of a ROS-free core's configuration);
+- `read` and `values`: the values back as an instance of the dataclass (or of a ROS-free core's configuration),
+  or as its fields;
 - `render`: the YAML parameter file a package installs. `python -m mm_ros.parameters MODULE:NAME` prints the
   `ParameterFile` NAME of MODULE; each package's tests check that its checked-in file is exactly that.
 
@@ -203,10 +204,14 @@ def _field_value(declaration: Declaration, value: Any) -> Any:
     return type(declaration.default)(value)
 
 
+def values(node: Node, cls: type, prefix: str = "") -> dict[str, Any]:
+    """Field name -> `node`'s current value of its parameter, for the parameters of `cls`."""
+    return {d.field: _field_value(d, node.get_parameter(d.name).value) for d in declarations(cls, prefix)}
+
+
 def read(node: Node, cls: type, prefix: str = "", **others: Any) -> Any:
     """An instance of `cls` from `node`'s current values of its parameters; `others` fill its other fields."""
-    fields = {d.field: _field_value(d, node.get_parameter(d.name).value) for d in declarations(cls, prefix)}
-    return cls(**fields, **others)
+    return cls(**values(node, cls, prefix), **others)
 
 
 def refusal(cls: type, changes: Mapping[str, Any], *, configured: bool, prefix: str = "") -> str:
