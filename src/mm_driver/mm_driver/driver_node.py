@@ -57,9 +57,10 @@ from mm_driver.deploy import Deployer, DeployProgress
 from mm_driver.errors import DriverError, GoalRejected
 from mm_driver.ros_transport import RosTransport
 from mm_driver.supervisor import (
+    MoveEnd,
     MoveLimits,
+    MoveMonitor,
     MoveRequest,
-    MoveResult,
     MoveSupervisor,
     PowerModel,
     validate_command,
@@ -213,9 +214,8 @@ LATCHED_QOS = QoSProfile(
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
-# Faults that stop a move; END_STOP alone lets the servo drive away from the stop.
-_STOPPING_FAULTS = 0xFF & ~0x20
 _HEARTBEAT_LOST = 0x40
+_NO_BLOB = "no policy blob received on `policy` yet; give a registry policy_id"
 # clear_faults is sent again this often (s, wall) until the servo shows the faults gone: the servo clears
 # HEARTBEAT_LOST only once a heartbeat has arrived, and heartbeats and commands travel on different topics.
 _CLEAR_RESEND_S = 0.1
@@ -734,7 +734,11 @@ class DriverNode(LifecycleNode):
                 outcome = "abort"
             else:
                 self._send(self._move_command(request))
-                result, outcome = self._follow(goal_handle, supervisor, token)
+                monitor = MoveMonitor(
+                    supervisor, state_timeout_s=float(self._p("state_timeout_s")), commanded_wall_s=time.monotonic()
+                )
+                end = self._follow(goal_handle, monitor, token)
+                result, outcome = end.result, end.outcome
         finally:
             with self._cond:
                 self._supervisors.discard(supervisor)
@@ -742,88 +746,68 @@ class DriverNode(LifecycleNode):
         self._log(result.success, f"move_to {request.target_rad:.3f} rad ({request.controller}): {result.message}")
         return MoveTo.Result(**vars(result))
 
-    def _follow(  # noqa: PLR0911 -- one return per way a move ends
-        self, goal_handle: ServerGoalHandle, sup: MoveSupervisor, token: int
-    ) -> tuple[MoveResult, str]:
-        """Wait on state samples until the move settles, times out, faults, is cancelled or preempted.
-
-        The link counts as lost only when the servo stayed silent for `state_timeout_s` while this process was
-        listening: a wait that overran its timeout by half means the driver itself was starved (a loaded or
-        stalled host), and the samples queued meanwhile are read before anything is judged.
-        """
-        state_timeout_s = float(self._p("state_timeout_s"))
-        last_feedback = 0.0
-        entered = False
-        commanded_wall_s = time.monotonic()
+    def _follow(self, goal_handle: ServerGoalHandle, monitor: MoveMonitor, token: int) -> MoveEnd:
+        """Wait on state samples until the monitor ends the move; feedback on the way, HOLD where it says."""
+        timeout_s = monitor.state_timeout_s
         while True:
             with self._cond:
                 seen = self._samples
                 waited_from_s = time.monotonic()
                 self._cond.wait_for(
                     lambda seen=seen: self._samples != seen or self._move_token != token,  # type: ignore[misc]
-                    state_timeout_s,
+                    timeout_s,
                 )
-                starved = time.monotonic() - waited_from_s > 1.5 * state_timeout_s
+                now_s = time.monotonic()
                 latest, fresh, preempted = self._latest, self._samples != seen, self._move_token != token
-            if preempted:
-                return sup.result(success=False, message="preempted by a newer goal"), "abort"
-            if goal_handle.is_cancel_requested:
-                self._send(Command(Mode.HOLD))
-                return sup.result(success=False, message="cancelled: holding position"), "canceled"
-            if not fresh and starved:
-                continue
-            if not fresh or latest is None:
-                self._send(Command(Mode.HOLD))
-                msg = f"no state from the servo for {state_timeout_s} s: link lost, HOLD sent"
-                return sup.result(success=False, message=msg), "abort"
-            if latest.fault_flags & _STOPPING_FAULTS:
-                msg = f"servo fault: {', '.join(fault_names(latest.fault_flags))}"
-                return sup.result(success=False, message=msg), "abort"
-            # Judged on the mode actually entered, not on a grace time: with a fast twin 0.1 s of servo time can
-            # pass before the command even arrives.
-            if latest.mode == sup.request.mode:
-                entered = True
-            elif entered:
-                msg = f"servo left {sup.request.mode.name} for {Mode(latest.mode).name}"
-                return sup.result(success=False, message=msg), "abort"
-            elif time.monotonic() - commanded_wall_s > state_timeout_s and sup.elapsed_s > state_timeout_s:
-                # Both clocks: the wall clock alone would count a stall of this process against the servo, the
-                # servo's alone a fast twin's simulated time that passed before the command arrived.
-                mode = Mode(latest.mode).name
-                msg = f"servo did not enter {sup.request.mode.name} within {state_timeout_s} s (it is in {mode})"
-                return sup.result(success=False, message=msg), "abort"
-            if sup.settled:
-                msg = f"settled within {sup.request.tolerance_rad:.4g} rad"
-                return sup.result(success=True, message=msg), "succeed"
-            if sup.timed_out:
-                msg = f"timeout after {sup.request.timeout_s:.3g} s, error {sup.error_rad:.4g} rad"
-                return sup.result(success=False, message=msg), "abort"
-            if latest.stamp_s - last_feedback >= 0.05:
-                last_feedback = latest.stamp_s
+            end = monitor.judge(
+                latest,
+                fresh=fresh,
+                starved=now_s - waited_from_s > 1.5 * timeout_s,
+                preempted=preempted,
+                cancel_requested=bool(goal_handle.is_cancel_requested),
+                now_wall_s=now_s,
+            )
+            if end is not None:
+                if end.hold:
+                    self._send(Command(Mode.HOLD))
+                return end
+            if fresh and latest is not None and monitor.feedback_due(latest.stamp_s):
+                sup = monitor.supervisor
                 goal_handle.publish_feedback(
                     MoveTo.Feedback(position_rad=latest.position_rad, error_rad=sup.error_rad, elapsed_s=sup.elapsed_s)
                 )
 
     # -- deploy_policy ---------------------------------------------------------------------------------------
 
+    def _registry(self) -> Registry:
+        return Registry(Path(str(self._p("registry_dir"))).expanduser())
+
     def _image_for(self, policy_id: str) -> bytes:
-        """The image of a registry entry, or of the latest blob on `policy` when `policy_id` is empty."""
+        """The image of a registry entry (read and checked against its hash), or of the latest blob on `policy`."""
         if not policy_id:
             if self._blob is None:
-                raise DriverError("no policy blob received on `policy` yet; give a registry policy_id")
+                raise DriverError(_NO_BLOB)
             return bytes(self._blob.image)
         try:
-            return Registry(Path(str(self._p("registry_dir"))).expanduser()).show(policy_id).image()
+            return self._registry().show(policy_id).image()
         except ContractError as exc:
             raise DriverError(str(exc)) from exc
 
+    def _deploy_problem(self, policy_id: str) -> str:
+        """Why a deploy_policy goal cannot start, judged without reading an image (that is the execution's), or ""."""
+        if not self._active:
+            return "the driver is not active; configure and activate it"
+        if not policy_id:
+            return "" if self._blob is not None else _NO_BLOB
+        try:
+            self._registry().show(policy_id)
+        except ContractError as exc:
+            return str(exc)
+        return ""
+
     def _on_deploy_goal(self, goal: DeployPolicy.Goal) -> GoalResponse:
-        problem = "" if self._active else "the driver is not active; configure and activate it"
-        if not problem:
-            try:
-                self._image_for(goal.policy_id)
-            except DriverError as exc:
-                problem = str(exc)
+        """Accept or reject at once: the image is read, checked and sent by the execute callback."""
+        problem = self._deploy_problem(goal.policy_id)
         if not problem and not self._deploy_lock.acquire(blocking=False):
             problem = "another deployment is running; wait for its result"
         if problem:
