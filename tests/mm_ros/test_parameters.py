@@ -84,6 +84,7 @@ def test_declarations_come_from_the_marked_fields_only() -> None:
         (parameter(1.0, "x", low=0.0), "needs both bounds or none"),
         (parameter(True, "x", low=0, high=1), "not a number but has a range"),
         (parameter((), "x"), "non-empty tuple of str"),
+        (parameter(default_factory=dict, description="x", text=""), "only one of `text` and `parse`"),
     ],
 )
 def test_a_declaration_that_cannot_be_a_ros_parameter_is_refused(field: object, problem: str) -> None:

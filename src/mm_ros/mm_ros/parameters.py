@@ -118,6 +118,8 @@ def _problem(default: Any, spec: Spec) -> str:
     """Why a declaration cannot be a ROS parameter, or ""."""
     if not spec.description:
         return "has no description"
+    if (spec.text is None) != (spec.parse is None):
+        return "gives only one of `text` and `parse`; a parameter held as text needs both"
     if isinstance(default, tuple):
         return "" if default and all(isinstance(v, str) for v in default) else "must be a non-empty tuple of str"
     if not isinstance(default, _SCALARS):
