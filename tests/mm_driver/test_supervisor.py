@@ -233,3 +233,15 @@ def test_feedback_is_due_every_period_of_servo_time() -> None:
         True,
         True,
     ]
+
+
+def test_the_position_range_is_clipped_to_the_end_stops_and_never_empty() -> None:
+    from mm_driver.errors import DriverError
+    from mm_driver.supervisor import position_range
+
+    assert position_range(-12.566, 12.566, None) == (-12.566, 12.566)
+    assert position_range(-12.566, 1.0, 3.0) == (-3.0, 1.0)
+    with pytest.raises(DriverError, match=r"position limits \[1.0, -1.0\] rad are empty: position_min_rad must be"):
+        position_range(1.0, -1.0, None)
+    with pytest.raises(DriverError, match=r"leave no room inside the profile's end stops \(±3.0 rad\): fix"):
+        position_range(4.0, 5.0, 3.0)

@@ -63,6 +63,7 @@ from mm_driver.supervisor import (
     MoveRequest,
     MoveSupervisor,
     PowerModel,
+    position_range,
     validate_command,
     validate_goal,
 )
@@ -268,12 +269,10 @@ class DriverNode(LifecycleNode):
             return SetParametersResult(successful=False, reason=reason)
         low = float(new.get("position_min_rad", self._p("position_min_rad")))
         high = float(new.get("position_max_rad", self._p("position_max_rad")))
-        if not low < high:
-            reason = f"position_min_rad {low} must be below position_max_rad {high}"
-            return SetParametersResult(successful=False, reason=reason)
-        if self._end_stop_rad is not None and not max(low, -self._end_stop_rad) < min(high, self._end_stop_rad):
-            reason = f"[{low}, {high}] rad leaves no room inside the profile's end stops (±{self._end_stop_rad} rad)"
-            return SetParametersResult(successful=False, reason=reason)
+        try:
+            position_range(low, high, self._end_stop_rad)
+        except DriverError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
 
     def _apply_parameters(self, parameters: list[Parameter]) -> None:
@@ -369,11 +368,9 @@ class DriverNode(LifecycleNode):
 
     def _move_limits(self) -> MoveLimits:
         """MoveLimits from the parameters, the position range clipped to the profile's end stops."""
-        low, high = float(self._p("position_min_rad")), float(self._p("position_max_rad"))
-        if self._end_stop_rad is not None:
-            low, high = max(low, -self._end_stop_rad), min(high, self._end_stop_rad)
-        if not low < high:
-            raise DriverError(f"position limits [{low}, {high}] rad are empty; fix position_min_rad/position_max_rad")
+        low, high = position_range(
+            float(self._p("position_min_rad")), float(self._p("position_max_rad")), self._end_stop_rad
+        )
         return MoveLimits(
             position_min_rad=low,
             position_max_rad=high,

@@ -353,3 +353,24 @@ class MoveMonitor:
             return False
         self._last_feedback_s = stamp_s
         return True
+
+
+def position_range(low_rad: float, high_rad: float, end_stop_rad: float | None) -> tuple[float, float]:
+    """The MoveTo target range: [low_rad, high_rad] (the parameters) clipped to the end stops (±end_stop_rad).
+
+    Raises:
+        DriverError: the range is empty, or empty inside the end stops; the message says which parameters to fix.
+    """
+    if not low_rad < high_rad:
+        msg = f"position limits [{low_rad}, {high_rad}] rad are empty: position_min_rad must be below position_max_rad"
+        raise DriverError(msg)
+    if end_stop_rad is None:
+        return low_rad, high_rad
+    clipped = max(low_rad, -end_stop_rad), min(high_rad, end_stop_rad)
+    if not clipped[0] < clipped[1]:
+        msg = (
+            f"position limits [{low_rad}, {high_rad}] rad leave no room inside the profile's end stops "
+            f"(±{end_stop_rad} rad): fix position_min_rad/position_max_rad"
+        )
+        raise DriverError(msg)
+    return clipped
