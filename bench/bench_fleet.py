@@ -372,14 +372,15 @@ def can_knobs(decimation: int, **changes: Any) -> Any:
     """
     from mm_contract.profiles import load_profile
     from mm_driver.busload import Fleet as BusFleet
-    from mm_driver.driver_node import PARAMETERS
+    from mm_driver.driver_node import DriverParameters
 
+    driver = DriverParameters()
     return BusFleet(
         control_rate_hz=load_profile("mm_v3").control.rate_hz,
         state_decimation=decimation,
-        heartbeat_period_s=PARAMETERS["heartbeat_period_s"].default,
-        bitrate_bps=PARAMETERS["can_bitrate"].default,
-        chunk_size=PARAMETERS["can_chunk_size"].default,
+        heartbeat_period_s=driver.heartbeat_period_s,
+        bitrate_bps=driver.can_bitrate,
+        chunk_size=driver.can_chunk_size,
         **changes,
     )
 

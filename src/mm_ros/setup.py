@@ -16,6 +16,6 @@ setup(
     zip_safe=False,
     maintainer="Muscle Memory ROS maintainers",
     maintainer_email="maintainers@musclememory-ros.org",
-    description="The ROS glue shared by the Muscle Memory nodes: process lifetime and diagnostics.",
+    description="The ROS glue shared by the Muscle Memory nodes: process lifetime, diagnostics, parameters.",
     license="Apache-2.0",
 )

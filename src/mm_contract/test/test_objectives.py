@@ -74,7 +74,7 @@ def test_bad_objectives_are_refused(objective: str | dict[str, float], match: st
 
 
 def test_objective_mix_is_normalised_and_bad_objectives_are_named() -> None:
-    # Moved from tests/mm_learning/test_trainer.py: mm_learning's own parser is gone, this is the one.
+    # Moved from src/mm_learning/test/test_trainer.py: mm_learning's own parser is gone, this is the one.
     assert parse_objective("speed").mix == {"speed": 1.0}
     assert parse_objective("speed:3, energy:1").mix == pytest.approx({"speed": 0.75, "energy": 0.25})
     with pytest.raises(ObjectiveError, match="unknown objective 'fast'"):

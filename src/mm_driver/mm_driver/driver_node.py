@@ -18,7 +18,8 @@
 - `deploy_policy` (mm_msgs/action/DeployPolicy): the registry entry named by `policy_id`, or the latest blob
   on `policy`; chunks with progress feedback; the servo's verdict (and, on refusal, the policy it still runs).
 
-Parameters: defaults in `config/driver.yaml` (installed to the package share), declared in `PARAMETERS`.
+Parameters: `DriverParameters` declares them; `config/driver.yaml` (installed to the package share) is generated
+from it.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from __future__ import annotations
 import math
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
 from mm_contract.description import build_urdf, default_joint_name, rename_joint
@@ -36,13 +38,9 @@ from mm_contract.profiles import load_profile
 from mm_contract.registry import Registry
 from mm_ros.diagnostics import ERROR, OK, Health, diagnostic_array
 from mm_ros.entities import destroy_entity
+from mm_ros.parameters import ParameterFile, Section, declare, parameter, refusal
 from mm_ros.process import rclpy_process
-from rcl_interfaces.msg import (  # type: ignore[import-untyped]
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-    SetParametersResult,
-)
+from rcl_interfaces.msg import SetParametersResult  # type: ignore[import-untyped]
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -59,11 +57,13 @@ from mm_driver.deploy import Deployer, DeployProgress
 from mm_driver.errors import DriverError, GoalRejected
 from mm_driver.ros_transport import RosTransport
 from mm_driver.supervisor import (
+    MoveEnd,
     MoveLimits,
+    MoveMonitor,
     MoveRequest,
-    MoveResult,
     MoveSupervisor,
     PowerModel,
+    position_range,
     validate_command,
     validate_goal,
 )
@@ -71,110 +71,130 @@ from mm_driver.transport import Ack, Command, Mode, ServoSample, Transport, faul
 from mm_msgs.action import DeployPolicy, MoveTo
 from mm_msgs.msg import PolicyBlob, PolicyChunk, ServoCommand
 
+_POSITION_RANGE_RAD = 100.0  # float32 positions keep 1e-5 rad resolution up to here (~16 turns)
 
-class Param(NamedTuple):
-    """One driver parameter: its default (also in config/driver.yaml), what it means, and what it accepts.
 
-    `low`/`high` bound numbers (inclusive; the descriptor's range, which `ros2 param describe` shows); `choices`
-    lists the allowed strings. `applies` says when a new value takes effect: "now" (while the node runs),
-    "configure" (the next configure: refused while the driver is configured) or "start" (read-only: only a
-    parameter file or `-p` at start sets it).
+@dataclass(frozen=True)
+class DriverParameters:
+    """The driver's parameters: one field each, with its default, meaning, range and when a change takes effect.
+
+    The declarations, descriptors and checks of the node and config/driver.yaml are derived from it
+    (`mm_ros.parameters`); `python -m mm_ros.parameters mm_driver.driver_node:PARAMETER_FILE` writes the file.
     """
 
-    default: Any
-    description: str
-    low: float | None = None
-    high: float | None = None
-    choices: tuple[str, ...] = ()
-    applies: str = "now"
-
-
-_POSITION_RANGE_RAD = 100.0  # float32 positions keep 1e-5 rad resolution up to here (~16 turns)
-PARAMETERS: dict[str, Param] = {
-    "autostart": Param(False, "configure and activate at start (no lifecycle manager needed)", applies="start"),
-    "transport": Param(
+    autostart: bool = parameter(False, "configure and activate at start (no lifecycle manager needed)", applies="start")
+    transport: str = parameter(
         "ros",
         "ros: the servo's micro-ROS topics (ESP32 via micro-ros-agent, or the twin); can",
         choices=("ros", "can"),
         applies="configure",
-    ),
-    "profile": Param("mm_v3", "mm_sim servo profile: URDF, power model for the energy metric", applies="configure"),
-    "load": Param("pendulum", "mm_sim load of that profile (URDF)", applies="configure"),
-    "joint_name": Param(
+    )
+    profile: str = parameter(
+        "mm_v3", "mm_sim servo profile: URDF, power model for the energy metric", applies="configure"
+    )
+    load: str = parameter("pendulum", "mm_sim load of that profile (URDF)", applies="configure")
+    joint_name: str = parameter(
         "",
         "joint name in joint_states and robot_description; empty: from the namespace (/servo1: servo1_joint)",
         applies="configure",
-    ),
-    "publish_description": Param(
+    )
+    publish_description: bool = parameter(
         True,
         "publish robot_description (URDF); false where a robot_state_publisher publishes it (the bringup does)",
         applies="configure",
-    ),
-    "heartbeat_period_s": Param(
+    )
+    heartbeat_period_s: float = parameter(
         0.02,
         "heartbeat period (s, servo time); the servo holds/brakes when they stop (CAN watchdog 0.05 s)",
-        0.005,
-        1.0,
-    ),
-    "diagnostics_period_s": Param(1.0, "/diagnostics publishing period (s)", 0.05, 60.0),
-    "state_timeout_s": Param(0.5, "no state for this long (wall clock): link lost (s)", 0.05, 60.0),
-    "position_min_rad": Param(
+        low=0.005,
+        high=1.0,
+    )
+    diagnostics_period_s: float = parameter(1.0, "/diagnostics publishing period (s)", low=0.05, high=60.0)
+    state_timeout_s: float = parameter(0.5, "no state for this long (wall clock): link lost (s)", low=0.05, high=60.0)
+    position_min_rad: float = parameter(
         -12.566,
         "lowest MoveTo target (rad); also clipped to the profile's end stops",
-        -_POSITION_RANGE_RAD,
-        _POSITION_RANGE_RAD,
-    ),
-    "position_max_rad": Param(
+        low=-_POSITION_RANGE_RAD,
+        high=_POSITION_RANGE_RAD,
+    )
+    position_max_rad: float = parameter(
         12.566,
         "highest MoveTo target (rad); also clipped to the profile's end stops",
-        -_POSITION_RANGE_RAD,
-        _POSITION_RANGE_RAD,
-    ),
-    "max_velocity_rad_s": Param(160.0, "largest velocity limit a MoveTo goal may ask for (rad/s)", 0.01, 1000.0),
-    "max_timeout_s": Param(60.0, "longest MoveTo timeout a goal may ask for (s)", 0.01, 3600.0),
-    "default_tolerance_rad": Param(0.02, "MoveTo settle band when the goal gives 0 (rad)", 1e-5, 1.0),
-    "default_timeout_s": Param(3.0, "MoveTo timeout when the goal gives 0 (s, servo time)", 0.01, 3600.0),
-    "default_controller": Param(
+        low=-_POSITION_RANGE_RAD,
+        high=_POSITION_RANGE_RAD,
+    )
+    max_velocity_rad_s: float = parameter(
+        160.0, "largest velocity limit a MoveTo goal may ask for (rad/s)", low=0.01, high=1000.0
+    )
+    max_timeout_s: float = parameter(60.0, "longest MoveTo timeout a goal may ask for (s)", low=0.01, high=3600.0)
+    default_tolerance_rad: float = parameter(0.02, "MoveTo settle band when the goal gives 0 (rad)", low=1e-5, high=1.0)
+    default_timeout_s: float = parameter(
+        3.0, "MoveTo timeout when the goal gives 0 (s, servo time)", low=0.01, high=3600.0
+    )
+    default_controller: str = parameter(
         "pid", "pid | policy, when the goal leaves `controller` empty", choices=("pid", "policy")
-    ),
-    "settle_window_s": Param(0.1, "in the band and at rest this long counts as settled (s)", 0.0, 10.0),
-    "settle_velocity_rad_s": Param(0.5, "at rest below this |velocity| (rad/s)", 1e-4, 100.0),
-    "kp_pos": Param(0.0, "PID kp_pos sent with pid moves (1/s); all four gains 0 keeps the servo's", 0.0, 1e4),
-    "kp_vel": Param(0.0, "PID kp_vel (A*s/rad)", 0.0, 1e4),
-    "ki_vel": Param(0.0, "PID ki_vel (A/rad)", 0.0, 1e4),
-    "gravity_ff_a": Param(0.0, "PID gravity feed-forward (A)", 0.0, 100.0),
-    "current_limit_a": Param(0.0, "current limit sent with every move (A); 0 keeps the servo's", 0.0, 100.0),
-    "chunk_size": Param(
-        448, "policy bytes per PolicyChunk (<= PolicyChunk.MAX_DATA)", 16, PolicyChunk.MAX_DATA, applies="configure"
-    ),
-    "ack_timeout_s": Param(
-        0.5, "wait this long for the servo's ack before asking again (s)", 0.01, 60.0, applies="configure"
-    ),
-    "deploy_max_rounds": Param(
-        6, "rounds without progress before the driver stops sending a transfer", 1, 1000, applies="configure"
-    ),
-    "deploy_verdict_timeout_s": Param(
+    )
+    settle_window_s: float = parameter(
+        0.1, "in the band and at rest this long counts as settled (s)", low=0.0, high=10.0
+    )
+    settle_velocity_rad_s: float = parameter(0.5, "at rest below this |velocity| (rad/s)", low=1e-4, high=100.0)
+    kp_pos: float = parameter(
+        0.0, "PID kp_pos sent with pid moves (1/s); all four gains 0 keeps the servo's", low=0.0, high=1e4
+    )
+    kp_vel: float = parameter(0.0, "PID kp_vel (A*s/rad)", low=0.0, high=1e4)
+    ki_vel: float = parameter(0.0, "PID ki_vel (A/rad)", low=0.0, high=1e4)
+    gravity_ff_a: float = parameter(0.0, "PID gravity feed-forward (A)", low=0.0, high=100.0)
+    current_limit_a: float = parameter(
+        0.0, "current limit sent with every move (A); 0 keeps the servo's", low=0.0, high=100.0
+    )
+    chunk_size: int = parameter(
+        448,
+        "policy bytes per PolicyChunk (<= PolicyChunk.MAX_DATA)",
+        low=16,
+        high=PolicyChunk.MAX_DATA,
+        applies="configure",
+    )
+    ack_timeout_s: float = parameter(
+        0.5, "wait this long for the servo's ack before asking again (s)", low=0.01, high=60.0, applies="configure"
+    )
+    deploy_max_rounds: int = parameter(
+        6, "rounds without progress before the driver stops sending a transfer", low=1, high=1000, applies="configure"
+    )
+    deploy_verdict_timeout_s: float = parameter(
         3.0,
         "then wait this long for the servo's TRUNCATED verdict (s); above its transfer_timeout_s (2 s by default)",
-        0.0,
-        600.0,
+        low=0.0,
+        high=600.0,
         applies="configure",
-    ),
-    "registry_dir": Param(
+    )
+    registry_dir: str = parameter(
         "~/.ros/mm_learning/policies", "mm_learning registry for DeployPolicy goals with a policy_id"
-    ),
-    "can_interface": Param("socketcan", "python-can interface (socketcan, slcan, virtual, ...)", applies="configure"),
-    "can_channel": Param("can0", "python-can channel", applies="configure"),
-    "can_bitrate": Param(500000, "CAN bit rate (bit/s)", 10000, 1000000, applies="configure"),
-    "can_device_id": Param(1, "the servo's CAN device id, 1..1022", 1, 1022, applies="configure"),
-    "can_chunk_size": Param(
+    )
+    can_interface: str = parameter(
+        "socketcan", "python-can interface (socketcan, slcan, virtual, ...)", applies="configure"
+    )
+    can_channel: str = parameter("can0", "python-can channel", applies="configure")
+    can_bitrate: int = parameter(500000, "CAN bit rate (bit/s)", low=10000, high=1000000, applies="configure")
+    can_device_id: int = parameter(1, "the servo's CAN device id, 1..1022", low=1, high=1022, applies="configure")
+    can_chunk_size: int = parameter(
         1024,
         "policy bytes per ISO-TP message (the servo's buffer holds 1040 with the header)",
-        8,
-        1024,
+        low=8,
+        high=1024,
         applies="configure",
+    )
+
+
+PARAMETER_FILE = ParameterFile(
+    source="mm_driver.driver_node:PARAMETER_FILE",
+    node="/**/driver",
+    header=(
+        "Parameters of the driver node, any namespace (/servo1/driver, /servo2/driver, ...); installed to the\n"
+        "package share. `ros2 param describe` shows the same descriptions and ranges.\n"
+        "python -m mm_driver.driver_node --ros-args -r __ns:=/servo1 --params-file <share>/mm_driver/config/driver.yaml"
     ),
-}
+    sections=(Section(DriverParameters),),
+)
 # Parameters MoveLimits is built from: a change rebuilds the limits at once.
 _LIMIT_PARAMETERS = {
     "position_min_rad",
@@ -189,33 +209,14 @@ _LIMIT_PARAMETERS = {
 }
 
 
-def descriptor(name: str, param: Param) -> ParameterDescriptor:
-    """The ParameterDescriptor of `param`: description, range or choices, read-only, when it takes effect."""
-    when = {"now": "", "configure": " [takes effect at the next configure]", "start": " [read-only: set at start]"}
-    result = ParameterDescriptor(
-        name=name, description=param.description + when[param.applies], read_only=param.applies == "start"
-    )
-    if param.choices:
-        result.additional_constraints = f"one of: {', '.join(param.choices)}"
-    if param.low is not None and param.high is not None:
-        if isinstance(param.default, bool):
-            pass
-        elif isinstance(param.default, int):
-            result.integer_range = [IntegerRange(from_value=int(param.low), to_value=int(param.high), step=1)]
-        else:
-            result.floating_point_range = [FloatingPointRange(from_value=param.low, to_value=param.high, step=0.0)]
-    return result
-
-
 LATCHED_QOS = QoSProfile(
     depth=1,
     history=HistoryPolicy.KEEP_LAST,
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
-# Faults that stop a move; END_STOP alone lets the servo drive away from the stop.
-_STOPPING_FAULTS = 0xFF & ~0x20
 _HEARTBEAT_LOST = 0x40
+_NO_BLOB = "no policy blob received on `policy` yet; give a registry policy_id"
 # clear_faults is sent again this often (s, wall) until the servo shows the faults gone: the servo clears
 # HEARTBEAT_LOST only once a heartbeat has arrived, and heartbeats and commands travel on different topics.
 _CLEAR_RESEND_S = 0.1
@@ -226,8 +227,7 @@ class DriverNode(LifecycleNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("driver", **kwargs)
-        for name, param in PARAMETERS.items():
-            self.declare_parameter(name, param.default, descriptor(name, param))
+        declare(self, DriverParameters)
         self._configured = False
         self._end_stop_rad: float | None = None
         self._cond = threading.Condition()
@@ -264,25 +264,15 @@ class DriverNode(LifecycleNode):
     def _check_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         """Refuse a change that is invalid or cannot take effect now (ranges and read-only: the descriptors)."""
         new = {p.name: p.value for p in parameters}
-        for name, value in new.items():
-            param = PARAMETERS.get(name)
-            if param is None:
-                continue
-            if param.choices and value not in param.choices:
-                return SetParametersResult(
-                    successful=False, reason=f"{name} {value!r} is not one of {', '.join(param.choices)}"
-                )
-            if param.applies == "configure" and self._configured:
-                reason = f"{name} takes effect at configure: deactivate and clean up the driver first, then set it"
-                return SetParametersResult(successful=False, reason=reason)
+        reason = refusal(DriverParameters, new, configured=self._configured)
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
         low = float(new.get("position_min_rad", self._p("position_min_rad")))
         high = float(new.get("position_max_rad", self._p("position_max_rad")))
-        if not low < high:
-            reason = f"position_min_rad {low} must be below position_max_rad {high}"
-            return SetParametersResult(successful=False, reason=reason)
-        if self._end_stop_rad is not None and not max(low, -self._end_stop_rad) < min(high, self._end_stop_rad):
-            reason = f"[{low}, {high}] rad leaves no room inside the profile's end stops (±{self._end_stop_rad} rad)"
-            return SetParametersResult(successful=False, reason=reason)
+        try:
+            position_range(low, high, self._end_stop_rad)
+        except DriverError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
 
     def _apply_parameters(self, parameters: list[Parameter]) -> None:
@@ -378,11 +368,9 @@ class DriverNode(LifecycleNode):
 
     def _move_limits(self) -> MoveLimits:
         """MoveLimits from the parameters, the position range clipped to the profile's end stops."""
-        low, high = float(self._p("position_min_rad")), float(self._p("position_max_rad"))
-        if self._end_stop_rad is not None:
-            low, high = max(low, -self._end_stop_rad), min(high, self._end_stop_rad)
-        if not low < high:
-            raise DriverError(f"position limits [{low}, {high}] rad are empty; fix position_min_rad/position_max_rad")
+        low, high = position_range(
+            float(self._p("position_min_rad")), float(self._p("position_max_rad")), self._end_stop_rad
+        )
         return MoveLimits(
             position_min_rad=low,
             position_max_rad=high,
@@ -743,7 +731,11 @@ class DriverNode(LifecycleNode):
                 outcome = "abort"
             else:
                 self._send(self._move_command(request))
-                result, outcome = self._follow(goal_handle, supervisor, token)
+                monitor = MoveMonitor(
+                    supervisor, state_timeout_s=float(self._p("state_timeout_s")), commanded_wall_s=time.monotonic()
+                )
+                end = self._follow(goal_handle, monitor, token)
+                result, outcome = end.result, end.outcome
         finally:
             with self._cond:
                 self._supervisors.discard(supervisor)
@@ -751,88 +743,68 @@ class DriverNode(LifecycleNode):
         self._log(result.success, f"move_to {request.target_rad:.3f} rad ({request.controller}): {result.message}")
         return MoveTo.Result(**vars(result))
 
-    def _follow(  # noqa: PLR0911 -- one return per way a move ends
-        self, goal_handle: ServerGoalHandle, sup: MoveSupervisor, token: int
-    ) -> tuple[MoveResult, str]:
-        """Wait on state samples until the move settles, times out, faults, is cancelled or preempted.
-
-        The link counts as lost only when the servo stayed silent for `state_timeout_s` while this process was
-        listening: a wait that overran its timeout by half means the driver itself was starved (a loaded or
-        stalled host), and the samples queued meanwhile are read before anything is judged.
-        """
-        state_timeout_s = float(self._p("state_timeout_s"))
-        last_feedback = 0.0
-        entered = False
-        commanded_wall_s = time.monotonic()
+    def _follow(self, goal_handle: ServerGoalHandle, monitor: MoveMonitor, token: int) -> MoveEnd:
+        """Wait on state samples until the monitor ends the move; feedback on the way, HOLD where it says."""
+        timeout_s = monitor.state_timeout_s
         while True:
             with self._cond:
                 seen = self._samples
                 waited_from_s = time.monotonic()
                 self._cond.wait_for(
                     lambda seen=seen: self._samples != seen or self._move_token != token,  # type: ignore[misc]
-                    state_timeout_s,
+                    timeout_s,
                 )
-                starved = time.monotonic() - waited_from_s > 1.5 * state_timeout_s
+                now_s = time.monotonic()
                 latest, fresh, preempted = self._latest, self._samples != seen, self._move_token != token
-            if preempted:
-                return sup.result(success=False, message="preempted by a newer goal"), "abort"
-            if goal_handle.is_cancel_requested:
-                self._send(Command(Mode.HOLD))
-                return sup.result(success=False, message="cancelled: holding position"), "canceled"
-            if not fresh and starved:
-                continue
-            if not fresh or latest is None:
-                self._send(Command(Mode.HOLD))
-                msg = f"no state from the servo for {state_timeout_s} s: link lost, HOLD sent"
-                return sup.result(success=False, message=msg), "abort"
-            if latest.fault_flags & _STOPPING_FAULTS:
-                msg = f"servo fault: {', '.join(fault_names(latest.fault_flags))}"
-                return sup.result(success=False, message=msg), "abort"
-            # Judged on the mode actually entered, not on a grace time: with a fast twin 0.1 s of servo time can
-            # pass before the command even arrives.
-            if latest.mode == sup.request.mode:
-                entered = True
-            elif entered:
-                msg = f"servo left {sup.request.mode.name} for {Mode(latest.mode).name}"
-                return sup.result(success=False, message=msg), "abort"
-            elif time.monotonic() - commanded_wall_s > state_timeout_s and sup.elapsed_s > state_timeout_s:
-                # Both clocks: the wall clock alone would count a stall of this process against the servo, the
-                # servo's alone a fast twin's simulated time that passed before the command arrived.
-                mode = Mode(latest.mode).name
-                msg = f"servo did not enter {sup.request.mode.name} within {state_timeout_s} s (it is in {mode})"
-                return sup.result(success=False, message=msg), "abort"
-            if sup.settled:
-                msg = f"settled within {sup.request.tolerance_rad:.4g} rad"
-                return sup.result(success=True, message=msg), "succeed"
-            if sup.timed_out:
-                msg = f"timeout after {sup.request.timeout_s:.3g} s, error {sup.error_rad:.4g} rad"
-                return sup.result(success=False, message=msg), "abort"
-            if latest.stamp_s - last_feedback >= 0.05:
-                last_feedback = latest.stamp_s
+            end = monitor.judge(
+                latest,
+                fresh=fresh,
+                starved=now_s - waited_from_s > 1.5 * timeout_s,
+                preempted=preempted,
+                cancel_requested=bool(goal_handle.is_cancel_requested),
+                now_wall_s=now_s,
+            )
+            if end is not None:
+                if end.hold:
+                    self._send(Command(Mode.HOLD))
+                return end
+            if fresh and latest is not None and monitor.feedback_due(latest.stamp_s):
+                sup = monitor.supervisor
                 goal_handle.publish_feedback(
                     MoveTo.Feedback(position_rad=latest.position_rad, error_rad=sup.error_rad, elapsed_s=sup.elapsed_s)
                 )
 
     # -- deploy_policy ---------------------------------------------------------------------------------------
 
+    def _registry(self) -> Registry:
+        return Registry(Path(str(self._p("registry_dir"))).expanduser())
+
     def _image_for(self, policy_id: str) -> bytes:
-        """The image of a registry entry, or of the latest blob on `policy` when `policy_id` is empty."""
+        """The image of a registry entry (read and checked against its hash), or of the latest blob on `policy`."""
         if not policy_id:
             if self._blob is None:
-                raise DriverError("no policy blob received on `policy` yet; give a registry policy_id")
+                raise DriverError(_NO_BLOB)
             return bytes(self._blob.image)
         try:
-            return Registry(Path(str(self._p("registry_dir"))).expanduser()).show(policy_id).image()
+            return self._registry().show(policy_id).image()
         except ContractError as exc:
             raise DriverError(str(exc)) from exc
 
+    def _deploy_problem(self, policy_id: str) -> str:
+        """Why a deploy_policy goal cannot start, judged without reading an image (that is the execution's), or ""."""
+        if not self._active:
+            return "the driver is not active; configure and activate it"
+        if not policy_id:
+            return "" if self._blob is not None else _NO_BLOB
+        try:
+            self._registry().show(policy_id)
+        except ContractError as exc:
+            return str(exc)
+        return ""
+
     def _on_deploy_goal(self, goal: DeployPolicy.Goal) -> GoalResponse:
-        problem = "" if self._active else "the driver is not active; configure and activate it"
-        if not problem:
-            try:
-                self._image_for(goal.policy_id)
-            except DriverError as exc:
-                problem = str(exc)
+        """Accept or reject at once: the image is read, checked and sent by the execute callback."""
+        problem = self._deploy_problem(goal.policy_id)
         if not problem and not self._deploy_lock.acquire(blocking=False):
             problem = "another deployment is running; wait for its result"
         if problem:

@@ -14,7 +14,7 @@ import numpy as np
 from mm_contract.metrics import Response, step_metrics
 
 from mm_driver.errors import DriverError, GoalRejected
-from mm_driver.transport import Command, Mode, ServoSample
+from mm_driver.transport import Command, Mode, ServoSample, fault_names
 
 CONTROLLERS = {"pid": Mode.POSITION, "policy": Mode.POLICY}
 
@@ -254,3 +254,123 @@ class MoveSupervisor:
             energy_j=metrics.energy_j,
             peak_current_a=metrics.peak_current_a,
         )
+
+
+# Faults that stop a move; END_STOP alone lets the servo drive away from the stop.
+STOPPING_FAULTS = 0xFF & ~0x20
+FEEDBACK_PERIOD_S = 0.05
+"""Servo time between two MoveTo feedback messages (s)."""
+
+
+@dataclass(frozen=True)
+class MoveEnd:
+    """How a move ended.
+
+    Attributes:
+        outcome: the action's terminal state: "succeed", "abort" or "canceled".
+        result: the MoveTo result fields.
+        hold: the driver must put the servo in HOLD (a cancel, a lost link).
+    """
+
+    outcome: str
+    result: MoveResult
+    hold: bool = False
+
+
+class MoveMonitor:
+    """Decides when and how a commanded move ends, from what the driver saw after each wait for state.
+
+    The link counts as lost only when the servo stayed silent for `state_timeout_s` while the driver was
+    listening: a wait that overran its timeout by half means the driver itself was starved (a loaded or stalled
+    host), and the samples queued meanwhile are read before anything is judged.
+    """
+
+    def __init__(self, supervisor: MoveSupervisor, *, state_timeout_s: float, commanded_wall_s: float) -> None:
+        """Judge `supervisor`'s move, commanded at `commanded_wall_s` (s, monotonic wall clock)."""
+        self.supervisor = supervisor
+        self.state_timeout_s = state_timeout_s
+        self._commanded_wall_s = commanded_wall_s
+        self._entered = False
+        self._last_feedback_s = 0.0
+
+    def _end(self, outcome: str, message: str, *, success: bool = False, hold: bool = False) -> MoveEnd:
+        return MoveEnd(outcome, self.supervisor.result(success=success, message=message), hold)
+
+    def judge(  # noqa: PLR0911 -- one return per way a move ends
+        self,
+        latest: ServoSample | None,
+        *,
+        fresh: bool,
+        starved: bool,
+        preempted: bool,
+        cancel_requested: bool,
+        now_wall_s: float,
+    ) -> MoveEnd | None:
+        """The end of the move after one wait for state, or None while it goes on.
+
+        Args:
+            latest: the latest sample (None: none since the link opened).
+            fresh: a sample arrived during the wait.
+            starved: the wait overran its timeout by half (the driver was not scheduled).
+            preempted: a newer goal or command took over the servo.
+            cancel_requested: the client asked to cancel.
+            now_wall_s: the monotonic wall clock now (s).
+        """
+        sup = self.supervisor
+        if preempted:
+            return self._end("abort", "preempted by a newer goal")
+        if cancel_requested:
+            return self._end("canceled", "cancelled: holding position", hold=True)
+        if not fresh and starved:
+            return None
+        if not fresh or latest is None:
+            return self._end(
+                "abort", f"no state from the servo for {self.state_timeout_s} s: link lost, HOLD sent", hold=True
+            )
+        if latest.fault_flags & STOPPING_FAULTS:
+            return self._end("abort", f"servo fault: {', '.join(fault_names(latest.fault_flags))}")
+        # Judged on the mode actually entered, not on a grace time: with a fast twin 0.1 s of servo time can pass
+        # before the command even arrives.
+        if latest.mode == sup.request.mode:
+            self._entered = True
+        elif self._entered:
+            return self._end("abort", f"servo left {sup.request.mode.name} for {Mode(latest.mode).name}")
+        elif now_wall_s - self._commanded_wall_s > self.state_timeout_s and sup.elapsed_s > self.state_timeout_s:
+            # Both clocks: the wall clock alone would count a stall of the driver against the servo, the servo's
+            # alone a fast twin's simulated time that passed before the command arrived.
+            mode = Mode(latest.mode).name
+            msg = f"servo did not enter {sup.request.mode.name} within {self.state_timeout_s} s (it is in {mode})"
+            return self._end("abort", msg)
+        if sup.settled:
+            return self._end("succeed", f"settled within {sup.request.tolerance_rad:.4g} rad", success=True)
+        if sup.timed_out:
+            return self._end("abort", f"timeout after {sup.request.timeout_s:.3g} s, error {sup.error_rad:.4g} rad")
+        return None
+
+    def feedback_due(self, stamp_s: float) -> bool:
+        """Whether a feedback message is due for a sample stamped `stamp_s` (s, servo time); if so, it is sent."""
+        if stamp_s - self._last_feedback_s < FEEDBACK_PERIOD_S:
+            return False
+        self._last_feedback_s = stamp_s
+        return True
+
+
+def position_range(low_rad: float, high_rad: float, end_stop_rad: float | None) -> tuple[float, float]:
+    """The MoveTo target range: [low_rad, high_rad] (the parameters) clipped to the end stops (±end_stop_rad).
+
+    Raises:
+        DriverError: the range is empty, or empty inside the end stops; the message says which parameters to fix.
+    """
+    if not low_rad < high_rad:
+        msg = f"position limits [{low_rad}, {high_rad}] rad are empty: position_min_rad must be below position_max_rad"
+        raise DriverError(msg)
+    if end_stop_rad is None:
+        return low_rad, high_rad
+    clipped = max(low_rad, -end_stop_rad), min(high_rad, end_stop_rad)
+    if not clipped[0] < clipped[1]:
+        msg = (
+            f"position limits [{low_rad}, {high_rad}] rad leave no room inside the profile's end stops "
+            f"(±{end_stop_rad} rad): fix position_min_rad/position_max_rad"
+        )
+        raise DriverError(msg)
+    return clipped

@@ -28,7 +28,7 @@ import rclpy
 from cryptography.hazmat.primitives.asymmetric import ec
 from driver_support import FaultyLink
 from mm_contract.signing import public_key_hex
-from mm_driver.driver_node import LATCHED_QOS, PARAMETERS, DriverNode
+from mm_driver.driver_node import LATCHED_QOS, DriverNode, DriverParameters
 from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig
 from mm_testing.ros_support import Client
 from policies import pd_policy, sized_policy
@@ -252,7 +252,7 @@ def test_configure_fails_cleanly_on_bad_parameters(
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
         assert logged in capfd.readouterr().err
         # Nothing was left open: a corrected configuration can be tried again from the same node.
-        node.set_parameters([Parameter(name, value=PARAMETERS[name].default) for name in overrides])
+        node.set_parameters([Parameter(name, value=getattr(DriverParameters(), name)) for name in overrides])
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
         node.destroy_node()

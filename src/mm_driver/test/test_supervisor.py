@@ -1,17 +1,13 @@
-"""MoveTo goal validation, settle detection and result metrics, without ROS; the parameter file and the node's
-declared defaults agree.
-"""
+"""MoveTo goal validation, settle detection, how a move ends and the result metrics, without ROS."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
-import yaml
 from mm_driver.errors import GoalRejected
-from mm_driver.supervisor import MoveLimits, MoveSupervisor, PowerModel, validate_goal
+from mm_driver.supervisor import MoveEnd, MoveLimits, MoveMonitor, MoveSupervisor, PowerModel, validate_goal
 from mm_driver.transport import Mode, ServoSample
-from mm_testing.paths import REPO
 
 LIMITS = MoveLimits(
     position_min_rad=-3.0,
@@ -92,15 +88,6 @@ def test_a_move_that_never_arrives_times_out_and_old_samples_are_ignored() -> No
     assert sup.timed_out and not sup.settled
 
 
-def test_parameter_file_equals_the_declared_defaults() -> None:
-    pytest.importorskip("rclpy")
-    from mm_driver.driver_node import PARAMETERS
-
-    path = REPO / "src" / "mm_driver" / "config" / "driver.yaml"
-    declared = {name: param.default for name, param in PARAMETERS.items()}
-    assert yaml.safe_load(path.read_text())["/**/driver"]["ros__parameters"] == declared
-
-
 def test_direct_commands_are_checked() -> None:
     from mm_driver.errors import DriverError
     from mm_driver.supervisor import validate_command
@@ -151,3 +138,110 @@ def test_policy_commands_with_exploration_need_a_policy_and_fields_in_range() ->
     # Checked in every mode, as the servo checks them (they act in POLICY mode only).
     with pytest.raises(DriverError, match="exploration_std"):
         validate_command(1, {"exploration_std": 2.0}, LIMITS, policy_crc32=0)
+
+
+def _monitor(timeout_s: float = 2.0) -> MoveMonitor:
+    request = validate_goal(**{**GOOD, "timeout_s": timeout_s}, limits=LIMITS)
+    sup = MoveSupervisor(request, start=_sample(0.0, 0.0), limits=LIMITS, power=PowerModel(1.0, 0.1))
+    return MoveMonitor(sup, state_timeout_s=0.5, commanded_wall_s=100.0)
+
+
+def _judge(monitor: MoveMonitor, sample: ServoSample | None, **seen: object) -> MoveEnd | None:
+    """Judge after a wait that saw `sample` arrive (unless `seen` says otherwise), 0.1 s of wall time in."""
+    if sample is not None:
+        monitor.supervisor.update(sample)
+    kwargs = {"fresh": True, "starved": False, "preempted": False, "cancel_requested": False, "now_wall_s": 100.1}
+    return monitor.judge(sample, **(kwargs | seen))  # type: ignore[arg-type]
+
+
+def test_a_move_goes_on_until_it_settles() -> None:
+    monitor = _monitor()
+    assert _judge(monitor, _sample(0.01, 0.5, velocity=3.0)) is None
+    assert _judge(monitor, _sample(0.02, 1.0)) is None  # in the band: the settle window starts
+    end = _judge(monitor, _sample(0.2, 1.0))
+    assert end is not None and (end.outcome, end.result.success, end.hold) == ("succeed", True, False)
+    assert end.result.message == "settled within 0.02 rad"
+
+
+@pytest.mark.parametrize(
+    ("seen", "outcome", "message", "hold"),
+    [
+        ({"preempted": True, "cancel_requested": True}, "abort", "preempted by a newer goal", False),
+        ({"cancel_requested": True}, "canceled", "cancelled: holding position", True),
+        ({"fresh": False}, "abort", "no state from the servo for 0.5 s: link lost, HOLD sent", True),
+    ],
+)
+def test_preemption_cancel_and_a_lost_link_end_the_move(
+    seen: dict[str, object], outcome: str, message: str, hold: bool
+) -> None:
+    end = _judge(_monitor(), _sample(0.01, 0.1), **seen)
+    assert end is not None and (end.outcome, end.result.message, end.hold) == (outcome, message, hold)
+    assert not end.result.success
+
+
+def test_a_starved_driver_does_not_call_the_link_lost() -> None:
+    """A wait that overran (the driver was not scheduled) with nothing new is no verdict: the queue is read first."""
+    monitor = _monitor()
+    assert _judge(monitor, _sample(0.01, 0.1), fresh=False, starved=True) is None
+    end = _judge(monitor, None)
+    assert end is not None and end.result.message.endswith("link lost, HOLD sent") and end.hold
+
+
+def test_stopping_faults_end_the_move_but_an_end_stop_alone_does_not() -> None:
+    monitor = _monitor()
+    end_stop = ServoSample(0.01, 3, 0x20, 0.1, 0.0, 0.0, 0.0, 0.0, 24.0, 25.0, 1.0, 0)
+    assert _judge(monitor, end_stop) is None
+    faulted = ServoSample(0.02, 3, 0x21, 0.1, 0.0, 0.0, 0.0, 0.0, 24.0, 25.0, 1.0, 0)
+    end = _judge(monitor, faulted)
+    assert end is not None and end.outcome == "abort" and end.result.message.startswith("servo fault: ")
+    assert "END_STOP" in end.result.message and not end.hold
+
+
+def test_a_servo_that_leaves_the_mode_or_never_enters_it_aborts() -> None:
+    left = _monitor()
+    assert _judge(left, _sample(0.01, 0.1)) is None  # POSITION entered
+    hold = ServoSample(0.02, 1, 0, 0.1, 0.0, 0.0, 0.0, 0.0, 24.0, 25.0, 1.0, 0)
+    end = _judge(left, hold)
+    assert end is not None and (end.outcome, end.result.message) == ("abort", "servo left POSITION for HOLD")
+
+    never = _monitor()
+    # Not yet entered: judged late only when both the wall clock and the servo's time passed state_timeout_s.
+    late_servo = ServoSample(0.6, 1, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 24.0, 25.0, 1.0, 0)
+    assert _judge(never, late_servo, now_wall_s=100.4) is None  # the wall clock: only 0.4 s
+    end = _judge(never, ServoSample(0.7, 1, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 24.0, 25.0, 1.0, 0), now_wall_s=100.6)
+    assert end is not None and end.result.message == "servo did not enter POSITION within 0.5 s (it is in HOLD)"
+    fast_twin = _monitor()
+    early = ServoSample(0.3, 1, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 24.0, 25.0, 1.0, 0)
+    assert _judge(fast_twin, early, now_wall_s=105.0) is None  # the servo's time: only 0.3 s
+
+
+def test_a_move_that_does_not_settle_times_out() -> None:
+    monitor = _monitor(timeout_s=0.5)
+    assert _judge(monitor, _sample(0.3, 0.2)) is None
+    end = _judge(monitor, _sample(0.5, 0.3))
+    assert end is not None and end.outcome == "abort"
+    assert end.result.message == "timeout after 0.5 s, error 0.7 rad"
+
+
+def test_feedback_is_due_every_period_of_servo_time() -> None:
+    monitor = _monitor()
+    assert [monitor.feedback_due(t) for t in (0.01, 0.05, 0.06, 0.09, 0.11, 0.2)] == [
+        False,
+        True,
+        False,
+        False,
+        True,
+        True,
+    ]
+
+
+def test_the_position_range_is_clipped_to_the_end_stops_and_never_empty() -> None:
+    from mm_driver.errors import DriverError
+    from mm_driver.supervisor import position_range
+
+    assert position_range(-12.566, 12.566, None) == (-12.566, 12.566)
+    assert position_range(-12.566, 1.0, 3.0) == (-3.0, 1.0)
+    with pytest.raises(DriverError, match=r"position limits \[1.0, -1.0\] rad are empty: position_min_rad must be"):
+        position_range(1.0, -1.0, None)
+    with pytest.raises(DriverError, match=r"leave no room inside the profile's end stops \(±3.0 rad\): fix"):
+        position_range(4.0, 5.0, 3.0)

@@ -29,7 +29,8 @@ node's namespace, through their drivers):
   best policy the servo measured, with the start policy's measurement as baseline; cancel leaves the servo in
   HOLD and keeps the best policy.
 
-Parameters (defaults in ``config/learner.yaml``, installed to the package share): see ``_PARAMETERS``.
+Parameters: ``LearnerParameters``, and ``SessionConfig``'s and ``CalibratedConfig``'s marked fields; see
+``PARAMETER_FILE`` (``config/learner.yaml``, installed to the package share, is generated from it).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import os
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,8 +52,8 @@ import rclpy
 from mm_contract.errors import ContractError
 from mm_contract.objectives import parse_objective
 from mm_contract.registry import IMAGE_NAME, RegistryEntry
+from mm_ros.parameters import ParameterFile, Section, declare, parameter, values
 from mm_ros.process import rclpy_process
-from rcl_interfaces.msg import ParameterDescriptor  # type: ignore[import-untyped]
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
@@ -88,69 +90,79 @@ previous one in force."""
 STOPPING_WAIT_S = 60.0
 """Wall time a new goal waits for a cancelled goal to finish stopping before it is aborted as busy (s)."""
 
-_PARAMETERS: dict[str, tuple[Any, str]] = {
-    "profile": ("mm_v3", "mm_sim servo profile used when a goal leaves `profile` empty"),
-    "load": ("pendulum", "mm_sim load used when a goal leaves `load` empty"),
-    "episode_s": (1.0, "length of one training/evaluation step move (s)"),
-    "velocity_scale": (
+
+@dataclass(frozen=True)
+class LearnerParameters:
+    """The learner's own parameters.
+
+    The online ones are `SessionConfig`'s (``online_<field>``) and `CalibratedConfig`'s (``online_es_<field>``);
+    config/learner.yaml is generated from the three (`python -m mm_ros.parameters
+    mm_learning.learner_node:PARAMETER_FILE`).
+    """
+
+    profile: str = parameter("mm_v3", "mm_sim servo profile used when a goal leaves `profile` empty")
+    load: str = parameter("pendulum", "mm_sim load used when a goal leaves `load` empty")
+    episode_s: float = parameter(1.0, "length of one training/evaluation step move (s)")
+    velocity_scale: str = parameter(
         "profile",
         "velocity feature scale written into every exported policy: profile (the profile's vel_scale_rad_s) or "
         "matched (the load's fastest move, trainer.matched_velocity_scale; finer velocity resolution)",
-    ),
-    "runs_dir": ("~/.ros/mm_learning/runs", "run directories (checkpoints, TensorBoard logs, exports)"),
-    "registry_dir": ("~/.ros/mm_learning/policies", "registry of accepted policies"),
-    "signing_key": ("~/.ros/mm_learning/keys/policy_signing_key.pem", "ECDSA P-256 private key (`mm keygen`)"),
-    "eval_every_steps": (20000, "evaluate the policy against the PID every this many env steps"),
-    "eval_moves": (10, "seeded step moves per evaluation"),
-    "checkpoint_every_steps": (20000, "checkpoint every this many env steps"),
-    "export_moves": (10, "seeded moves for the export's calibration, held-out and closed-loop checks"),
-    "hyperparameters_json": ("{}", "JSON object overriding the algorithm preset's hyperparameters"),
-    "online_start_policy": (
+    )
+    runs_dir: str = parameter("~/.ros/mm_learning/runs", "run directories (checkpoints, TensorBoard logs, exports)")
+    registry_dir: str = parameter("~/.ros/mm_learning/policies", "registry of accepted policies")
+    signing_key: str = parameter(
+        "~/.ros/mm_learning/keys/policy_signing_key.pem", "ECDSA P-256 private key (`mm keygen`)"
+    )
+    eval_every_steps: int = parameter(20000, "evaluate the policy against the PID every this many env steps")
+    eval_moves: int = parameter(10, "seeded step moves per evaluation")
+    checkpoint_every_steps: int = parameter(20000, "checkpoint every this many env steps")
+    export_moves: int = parameter(10, "seeded moves for the export's calibration, held-out and closed-loop checks")
+    hyperparameters_json: str = parameter("{}", "JSON object overriding the algorithm preset's hyperparameters")
+    online_start_policy: str = parameter(
         "untrained",
         "online start policy: untrained (a fresh actor), pid_clone (the objective's PID cloned in the twin of "
         "profile/load) or the path of an SB3 .zip of the same algorithm (e.g. trained in the twin)",
-    ),
-    "servos": (
-        [""],
+    )
+    servos: tuple[str, ...] = parameter(
+        ("",),
         "the servos an online goal trains at once, by namespace (absolute, relative to this node's, or '' for its "
         "own), each with its driver: one policy for all, trained from all their moves (one load class)",
+    )
+    online_wait_s: float = parameter(
+        5.0, "wall time to wait for the driver's deploy_policy server and the servo's state (s)"
+    )
+    online_move_timeout_s: float = parameter(
+        60.0, "wall time a move, a deployment or a PID settle may take before giving up (s)"
+    )
+
+
+# Online `es` goals (mm_learning.calibration): settle_s, target_limit_rad, min_move_rad and stop_on_target are the
+# online_* ones of SessionConfig, episode_s the node's.
+_SESSION_PREFIX, _CALIBRATED_PREFIX = "online_", "online_es_"
+PARAMETER_FILE = ParameterFile(
+    source="mm_learning.learner_node:PARAMETER_FILE",
+    node="/**/learner",
+    header=(
+        "Parameters of the learner node, any namespace; installed to the package share.\n"
+        "ros2 run mm_learning learner --ros-args --params-file "
+        "$(ros2 pkg prefix mm_learning)/share/mm_learning/config/learner.yaml"
     ),
-    "online_wait_s": (5.0, "wall time to wait for the driver's deploy_policy server and the servo's state (s)"),
-    "online_move_timeout_s": (60.0, "wall time a move, a deployment or a PID settle may take before giving up (s)"),
-}
-# Online session settings: `online_<field>` parameters whose defaults are SessionConfig's (one source).
-_SESSION_PARAMETERS: dict[str, str] = {
-    "target_limit_rad": "online move targets and evaluation starts in [-limit, limit] (rad)",
-    "min_move_rad": "online training targets at least this far from the load (rad)",
-    "redeploy_every_s": "servo time of exploration between two deployments (s)",
-    "eval_moves": "seeded evaluation moves (exploration off) after each evaluated deployment",
-    "eval_every_deploys": "evaluate after every this many deployments",
-    "settle_s": "servo time the PID is given to reach an evaluation move's start (s)",
-    "policy_decimation": "control ticks per policy decision, written into every deployed image (1: every tick)",
-    "reward_scale": "factor on the rewards in the replay buffer (evaluations report the objective's returns)",
-    "updates_per_transition": "gradient steps per new stored decision (update-to-data ratio)",
-    "max_gradient_steps_per_cycle": "at most this many gradient steps between two deployments",
-    "learning_starts": "stored decisions before the first gradient step",
-    "exploration_std": "servo exploration noise std on the normalised action at the start",
-    "exploration_std_final": "exploration noise std at the end of the budget (linear)",
-    "exploration_tau_s": "exploration noise correlation time (s; 0: white)",
-    "stop_on_target": "stop once an evaluation beats the objective's target against the start policy",
-}
-_SESSION_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(SessionConfig)}
-_PARAMETERS |= {f"online_{name}": (_SESSION_DEFAULTS[name], text) for name, text in _SESSION_PARAMETERS.items()}
-# Online `es` goals (mm_learning.calibration): `online_es_<field>` parameters whose defaults are CalibratedConfig's;
-# settle_s, target_limit_rad, min_move_rad and stop_on_target are the online_* ones above, episode_s the node's.
-_CALIBRATED_PARAMETERS: dict[str, str] = {
-    "eval_moves": "seeded evaluation moves on the servo for the classical start and each calibrated policy",
-    "rounds": "at most this many calibrate -> train -> deploy -> evaluate rounds",
-    "generations": "ES generations per round on the calibrated twin",
-    "fit_evaluations": "candidate plants simulated per calibration",
-    "max_servo_s": "servo-time budget of a goal, moves and settling included (s; 0: none)",
-}
-_CALIBRATED_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(CalibratedConfig)}
-_PARAMETERS |= {
-    f"online_es_{name}": (_CALIBRATED_DEFAULTS[name], text) for name, text in _CALIBRATED_PARAMETERS.items()
-}
+    sections=(
+        Section(LearnerParameters),
+        Section(
+            SessionConfig,
+            _SESSION_PREFIX,
+            "Train goals with mode: online (mm_learning.online_session): the servos of `servos`, through their\n"
+            "drivers; registry_dir must be the drivers' (policies are deployed by registry id).",
+        ),
+        Section(
+            CalibratedConfig,
+            _CALIBRATED_PREFIX,
+            "Train goals with mode: online and algorithm: es (mm_learning.calibration): calibrate the twin to the\n"
+            "servo, train the schedule there, keep it only if it beats the classical start on the servo.",
+        ),
+    ),
+)
 _MODES = ("", "sim", "online")
 VELOCITY_SCALES = ("profile", "matched")
 ONLINE_DEFAULT_ALGORITHM = "sac"
@@ -194,8 +206,8 @@ class LearnerNode(Node):
 
     def __init__(self) -> None:
         super().__init__("learner")
-        for name, (default, description) in _PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        for section in PARAMETER_FILE.sections:
+            declare(self, section.cls, section.prefix)
         self._busy = threading.Lock()
         self._running: ServerGoalHandle | None = None  # the goal holding _busy
         self._policy_pub = self.create_publisher(PolicyBlob, "policy", POLICY_QOS)
@@ -659,7 +671,7 @@ class LearnerNode(Node):
             max_steps=int(goal.max_steps),
             max_time_s=float(goal.max_time_s),
             episode_s=float(p("episode_s")),
-            **{name: type(_SESSION_DEFAULTS[name])(p(f"online_{name}")) for name in _SESSION_PARAMETERS},
+            **values(self, SessionConfig, _SESSION_PREFIX),
             hyperparameters=json.loads(str(p("hyperparameters_json"))),
         )
 
@@ -769,7 +781,7 @@ class LearnerNode(Node):
             min_move_rad=float(p("online_min_move_rad")),
             stop_on_target=bool(p("online_stop_on_target")),
             max_time_s=float(goal.max_time_s),
-            **{name: type(_CALIBRATED_DEFAULTS[name])(p(f"online_es_{name}")) for name in _CALIBRATED_PARAMETERS},
+            **values(self, CalibratedConfig, _CALIBRATED_PREFIX),
         )
         out_dir = self._run_dir(goal, twin, f"online-{SCHEDULE_ALGORITHM}") / f"session-{int(time.time())}"
         fleet = self._fleet()

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import numpy as np
 from mm_contract.objectives import parse_objective
 from mm_contract.policy_image import MAX_POLICY_DECIMATION
+from mm_ros.parameters import parameter
 from numpy.typing import NDArray
 
 from mm_learning.errors import LearningError, PolicyRejected
@@ -214,21 +215,27 @@ class SessionConfig:
     max_steps: int = 0
     max_time_s: float = 0.0
     episode_s: float = 1.0
-    target_limit_rad: float = math.pi
-    min_move_rad: float = 0.2
-    redeploy_every_s: float = 5.0
-    eval_moves: int = 4
-    eval_every_deploys: int = 1
-    settle_s: float = 0.5
-    policy_decimation: int = 10
-    reward_scale: float = 10.0
-    updates_per_transition: float = 2.0
-    max_gradient_steps_per_cycle: int = 2000
-    learning_starts: int = 500
-    exploration_std: float = 0.3
-    exploration_std_final: float = 0.05
-    exploration_tau_s: float = 0.02
-    stop_on_target: bool = True
+    target_limit_rad: float = parameter(math.pi, "online move targets and evaluation starts in [-limit, limit] (rad)")
+    min_move_rad: float = parameter(0.2, "online training targets at least this far from the load (rad)")
+    redeploy_every_s: float = parameter(5.0, "servo time of exploration between two deployments (s)")
+    eval_moves: int = parameter(4, "seeded evaluation moves (exploration off) after each evaluated deployment")
+    eval_every_deploys: int = parameter(1, "evaluate after every this many deployments")
+    settle_s: float = parameter(0.5, "servo time the PID is given to reach an evaluation move's start (s)")
+    policy_decimation: int = parameter(
+        10, "control ticks per policy decision, written into every deployed image (1: every tick)"
+    )
+    reward_scale: float = parameter(
+        10.0, "factor on the rewards in the replay buffer (evaluations report the objective's returns)"
+    )
+    updates_per_transition: float = parameter(2.0, "gradient steps per new stored decision (update-to-data ratio)")
+    max_gradient_steps_per_cycle: int = parameter(2000, "at most this many gradient steps between two deployments")
+    learning_starts: int = parameter(500, "stored decisions before the first gradient step")
+    exploration_std: float = parameter(0.3, "servo exploration noise std on the normalised action at the start")
+    exploration_std_final: float = parameter(0.05, "exploration noise std at the end of the budget (linear)")
+    exploration_tau_s: float = parameter(0.02, "exploration noise correlation time (s; 0: white)")
+    stop_on_target: bool = parameter(
+        True, "stop once an evaluation beats the objective's target against the start policy"
+    )
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -290,15 +297,17 @@ class CalibratedConfig:
     profile: str = "mm_v3"
     load: str = "pendulum"
     seed: int = 0
-    generations: int = 30
-    eval_moves: int = 10
+    generations: int = parameter(30, "ES generations per round on the calibrated twin")
+    eval_moves: int = parameter(
+        10, "seeded evaluation moves on the servo for the classical start and each calibrated policy"
+    )
     episode_s: float = 1.0
     settle_s: float = 0.5
     target_limit_rad: float = math.pi
     min_move_rad: float = 0.2
-    rounds: int = 3
-    fit_evaluations: int = 120
-    max_servo_s: float = 600.0
+    rounds: int = parameter(3, "at most this many calibrate -> train -> deploy -> evaluate rounds")
+    fit_evaluations: int = parameter(120, "candidate plants simulated per calibration")
+    max_servo_s: float = parameter(600.0, "servo-time budget of a goal, moves and settling included (s; 0: none)")
     max_time_s: float = 0.0
     stop_on_target: bool = True
 

@@ -5,13 +5,7 @@
 ``ros2 bag record -s mcap`` would write: ``ros2 bag info/play`` read it on a ROS install, and
 ``mm_learning.bags.load_transitions`` turns it into a dataset for the learner.
 
-ROS parameters:
-    output (string): bag directory to create (must not exist).
-    topics (string[]): topic names relative to the namespace; ``name`` for the servo topics below (also below a
-        servo's namespace, e.g. ``servo1/state`` for a recorder of several servos), or ``name:pkg/msg/Type``.
-    flush_period_s (double): write the pending chunk to disk this often (s); a SIGKILL loses at most this much.
-    diagnostics_period_s (double): `/diagnostics` period (s): messages per topic, the bag, the last flush; ERROR
-        when writing fails (a full disk), WARN while a topic has recorded nothing.
+ROS parameters: ``RecorderParameters`` (``ros2 param describe`` shows their descriptions).
 
 Messages are taken serialized (raw subscriptions), as ``ros2 bag record`` does: the bytes written are the CDR the
 publisher sent. SIGINT and SIGTERM stop the recording cleanly: messages already received are written and the
@@ -24,6 +18,7 @@ import importlib
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import FrameType
@@ -33,6 +28,7 @@ import rclpy
 import rclpy.logging
 from diagnostic_msgs.msg import DiagnosticArray
 from mm_ros.diagnostics import ERROR, OK, WARN, Health, diagnostic_array
+from mm_ros.parameters import declare, parameter, read
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -84,20 +80,38 @@ def _message_class(msgtype: str) -> type:
         raise BagError(msg) from err
 
 
+@dataclass(frozen=True)
+class RecorderParameters:
+    """The recorder's parameters (declared and read through `mm_ros.parameters`)."""
+
+    output: str = parameter("", "bag directory to create (must not exist)")
+    topics: tuple[str, ...] = parameter(
+        tuple(SERVO_TOPICS)[:6],
+        "topic names relative to the namespace: `name` for a servo topic (also below a servo's namespace, e.g. "
+        "servo1/state for a recorder of several servos), or name:pkg/msg/Type",
+    )
+    flush_period_s: float = parameter(
+        1.0, "write the pending chunk to disk this often (s); a SIGKILL loses at most this much"
+    )
+    diagnostics_period_s: float = parameter(
+        1.0,
+        "/diagnostics period (s): messages per topic, the bag, the last flush; ERROR when writing fails (a full "
+        "disk), WARN while a topic has recorded nothing",
+    )
+
+
 class RecorderNode(Node):
     """Subscribes to the configured topics and writes every message to the bag."""
 
     def __init__(self) -> None:
         super().__init__("recorder")
-        output = self.declare_parameter("output", "").value
-        entries = self.declare_parameter("topics", list(SERVO_TOPICS)[:6]).value
-        flush_period_s = self.declare_parameter("flush_period_s", 1.0).value
-        diagnostics_period_s = self.declare_parameter("diagnostics_period_s", 1.0).value
-        if not output:
+        declare(self, RecorderParameters)
+        params: RecorderParameters = read(self, RecorderParameters)
+        if not params.output:
             msg = "parameter `output` is empty; set the bag directory to create (-p output:=bags/run1)"
             raise BagError(msg)
-        topics = [topic_type(entry) for entry in entries]
-        self.bag = BagWriter(Path(output).expanduser())
+        topics = [topic_type(entry) for entry in params.topics]
+        self.bag = BagWriter(Path(params.output).expanduser())
         self.received = 0
         for name, msgtype in topics:
             best_effort = _servo_topic(name) in BEST_EFFORT_TOPICS
@@ -113,9 +127,9 @@ class RecorderNode(Node):
             )
         self.failure = ""  # why writing the bag failed (OSError: a full disk, a removed directory)
         self._flushed_wall_s = time.monotonic()
-        self.create_timer(float(flush_period_s), self._flush)
+        self.create_timer(params.flush_period_s, self._flush)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(float(diagnostics_period_s), self._diagnostics)
+        self.create_timer(params.diagnostics_period_s, self._diagnostics)
         self.get_logger().info(f"recording {[t for t, _ in topics]} to {self.bag.path}")
 
     def _on_message(self, topic: str, data: bytes) -> None:

@@ -3,4 +3,5 @@
 - `process`: a node process's rclpy lifetime (init, executor, signals, exit code 0).
 - `entities`: destroying a node's publishers, subscriptions, services and action servers.
 - `diagnostics`: the /diagnostics status builder of the driver and the recorder.
+- `parameters`: a node's parameters declared once, as dataclass fields; descriptors, checks and YAML files from it.
 """

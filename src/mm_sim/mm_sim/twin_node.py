@@ -21,19 +21,20 @@ servo's time runs ahead of its host only as far as the host keeps up: once heart
 not step past half the watchdog timeout (servo time) after the last heartbeat; it waits for the next one, at most
 `heartbeat_timeout_s` of wall time, so a host that is merely slower than the twin (a driver on a loaded machine, 6x
 behind) keeps its servo, and a host that is gone still trips HEARTBEAT_LOST. With `can_interface`
-set (e.g. "virtual"), the servo also answers the DBC protocol on that python-can bus. Parameter defaults:
-config/virtual_servo.yaml.
+set (e.g. "virtual"), the servo also answers the DBC protocol on that python-can bus. Parameters: the fields of
+`VirtualServoConfig` and `TwinParameters` (config/virtual_servo.yaml is generated from them).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import rclpy
 from builtin_interfaces.msg import Time
-from mm_contract.profiles import parse_factors
+from mm_ros.parameters import ParameterFile, Section, declare, parameter, read, refusal
 from mm_ros.process import rclpy_process, spin_until
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import SingleThreadedExecutor
@@ -55,28 +56,37 @@ _MAX_LAG_S = 0.1
 # driver on a loaded 2-core machine pauses for a few hundred milliseconds (a 0.2 s grace tripped a CI run).
 _HOST_GRACE_S = 2.0
 
-PARAMETERS: dict[str, Any] = {
-    "profile": "mm_v3",
-    "load": "pendulum",
-    "seed": 0,
-    "public_key": "",
-    "control_rate_hz": 0,
-    "heartbeat_timeout_s": 0.5,
-    "watchdog_brake": False,
-    "initial_angle_rad": 0.0,
-    "state_decimation": 5,
-    "tflm_arena_bytes": 8192,
-    "max_policy_bytes": 32768,
-    "pid_objective": "accuracy",
-    "plant_factors": "",
-    "time_mode": "realtime",
-    "publish_clock": True,
-    "fast_max_factor": 0.0,
-    "can_interface": "",
-    "can_channel": "vcan0",
-    "can_device_id": 1,
-    "can_bitrate": 500000,
-}
+
+@dataclass(frozen=True)
+class TwinParameters:
+    """The node's own parameters: how the twin is paced and whether it sits on a CAN bus.
+
+    The servo's are `VirtualServoConfig`'s; both declare the node's parameters and config/virtual_servo.yaml is
+    generated from them (`python -m mm_ros.parameters mm_sim.twin_node:PARAMETER_FILE`).
+    """
+
+    time_mode: str = parameter(
+        "realtime",
+        "realtime (wall clock) | fast (simulated time on /clock) | follow (another's /clock)",
+        choices=TIME_MODES,
+    )
+    publish_clock: bool = parameter(True, "fast mode: publish /clock (only one node of a simulation should)")
+    fast_max_factor: float = parameter(0.0, "fast mode: at most this many times real time (0: as fast as possible)")
+    can_interface: str = parameter("", "python-can interface (virtual, socketcan, slcan...); empty: no CAN side")
+    can_channel: str = parameter("vcan0", "python-can channel")
+    can_device_id: int = parameter(1, "the servo's CAN device id, 1..1022 (firmware/core/can/mm_servo.dbc)")
+    can_bitrate: int = parameter(500000, "CAN bit rate (bit/s)")
+
+
+PARAMETER_FILE = ParameterFile(
+    source="mm_sim.twin_node:PARAMETER_FILE",
+    node="/**",
+    header=(
+        "Parameters of the virtual servo node (`ros2 run mm_sim virtual_servo`). Run one node per servo, each in its\n"
+        "own namespace: `ros2 run mm_sim virtual_servo --ros-args -r __ns:=/servo1 --params-file virtual_servo.yaml`."
+    ),
+    sections=(Section(VirtualServoConfig), Section(TwinParameters)),
+)
 
 
 def _time_msg(seconds: float) -> Time:
@@ -145,41 +155,27 @@ class VirtualServoNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         """Declare the parameters, build the servo (and its CAN port) and the publishers/subscriptions."""
         super().__init__("virtual_servo", **kwargs)
-        params = {name: self.declare_parameter(name, default).value for name, default in PARAMETERS.items()}
-        if params["time_mode"] not in TIME_MODES:
-            msg = f"time_mode {params['time_mode']!r} is not one of {TIME_MODES}"
-            raise VirtualServoError(msg)
-        self.time_mode = params["time_mode"]
-        self.publish_clock = self.time_mode == "fast" and bool(params["publish_clock"])
-        self._max_factor = float(params["fast_max_factor"])
+        declare(self, VirtualServoConfig)
+        declare(self, TwinParameters)
+        params: TwinParameters = read(self, TwinParameters)
+        problem = refusal(TwinParameters, {"time_mode": params.time_mode}, configured=False)
+        if problem:
+            raise VirtualServoError(problem)
+        self.time_mode = params.time_mode
+        self.publish_clock = self.time_mode == "fast" and params.publish_clock
+        self._max_factor = params.fast_max_factor
         if not self._max_factor >= 0.0:
             msg = f"fast_max_factor must be >= 0 (0: as fast as possible), got {self._max_factor}"
             raise VirtualServoError(msg)
-        config = VirtualServoConfig(
-            profile=params["profile"],
-            load=params["load"],
-            seed=int(params["seed"]),
-            public_key_hex=params["public_key"],
-            control_rate_hz=int(params["control_rate_hz"]),
-            heartbeat_timeout_s=float(params["heartbeat_timeout_s"]),
-            watchdog_brake=bool(params["watchdog_brake"]),
-            initial_angle_rad=float(params["initial_angle_rad"]),
-            state_decimation=int(params["state_decimation"]),
-            tflm_arena_bytes=int(params["tflm_arena_bytes"]),
-            max_policy_bytes=int(params["max_policy_bytes"]),
-            pid_objective=params["pid_objective"],
-            plant_factors=parse_factors(params["plant_factors"]),
-        )
+        config: VirtualServoConfig = read(self, VirtualServoConfig)
         self.servo = VirtualServo(config)
         self.lock = threading.Lock()  # the core is not re-entrant: callbacks and the control loop share it
         self._bus: Any = None
-        if params["can_interface"]:
+        if params.can_interface:
             import can
 
-            self._bus = can.Bus(
-                interface=params["can_interface"], channel=params["can_channel"], bitrate=int(params["can_bitrate"])
-            )
-            self.servo.attach_can(self._bus, int(params["can_device_id"]))
+            self._bus = can.Bus(interface=params.can_interface, channel=params.can_channel, bitrate=params.can_bitrate)
+            self.servo.attach_can(self._bus, params.can_device_id)
         self._state_pub = self.create_publisher(ServoState, "state", qos_profile_sensor_data)
         self._batch_pub = self.create_publisher(TransitionBatch, "transitions", RELIABLE_QOS)
         self._ack_pub = self.create_publisher(PolicyAck, "policy_ack", RELIABLE_QOS)
@@ -201,7 +197,7 @@ class VirtualServoNode(Node):
         self.get_logger().info(
             f"virtual servo {config.profile}/{config.load} at {self.servo.profile.control.rate_hz} Hz, "
             f"{self.time_mode} mode, state every {config.state_decimation} ticks"
-            + (f", CAN {params['can_interface']}:{params['can_channel']}" if self._bus else "")
+            + (f", CAN {params.can_interface}:{params.can_channel}" if self._bus else "")
         )
 
     def _on_command(self, msg: ServoCommand) -> None:

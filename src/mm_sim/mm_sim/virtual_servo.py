@@ -26,8 +26,9 @@ import mm_firmware_core as fw
 import numpy as np
 from mm_contract.errors import ProfileError, TflmError
 from mm_contract.observation import COUNTS_PER_REV, ObsScales
-from mm_contract.profiles import ServoProfile, load_profile
+from mm_contract.profiles import ServoProfile, load_profile, parse_factors
 from mm_contract.tflm import TflmPolicy, round_half_away
+from mm_ros.parameters import parameter
 
 from mm_sim.baselines import PidGains, initial_gains, tuned_gains
 from mm_sim.errors import MmSimError
@@ -99,19 +100,35 @@ class VirtualServoConfig:
             firmware's default (`mm_firmware_core.config_default()`, as the ESP32's Kconfig).
     """
 
-    profile: str = "mm_v3"
-    load: str = "pendulum"
-    seed: int = 0
-    public_key_hex: str = ""
-    control_rate_hz: int = 0
-    heartbeat_timeout_s: float = 0.5
-    watchdog_brake: bool = False
-    initial_angle_rad: float = 0.0
-    state_decimation: int = 5
-    tflm_arena_bytes: int = DEFAULT_TFLM_ARENA_BYTES
-    max_policy_bytes: int = DEFAULT_MAX_POLICY_BYTES
-    pid_objective: str = "accuracy"
-    plant_factors: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    profile: str = parameter("mm_v3", "a shipped profile (mm_v3, mm_minimal, gimbal_bldc) or a profile YAML path")
+    load: str = parameter("pendulum", "inertia_disk | pendulum | spring")
+    seed: int = parameter(0, "sensor noise seed, and the core's POLICY-mode exploration noise seed")
+    public_key_hex: str = parameter(
+        "",
+        "policy signing key: 130 hex digits from `mm pubkey` (empty refuses every policy)",
+        name="public_key",
+    )
+    control_rate_hz: int = parameter(0, "0: the profile's rate (1 kHz for mm_v3); the firmware allows 100..4000 (Hz)")
+    heartbeat_timeout_s: float = parameter(
+        0.5,
+        "watchdog (s): the micro-ROS firmware's CONFIG_MM_UROS_HEARTBEAT_TIMEOUT_MS (0.05 with CAN); 0 off",
+    )
+    watchdog_brake: bool = parameter(False, "brake instead of hold when heartbeats stop (CONFIG_MM_WATCHDOG_BRAKE)")
+    initial_angle_rad: float = parameter(
+        0.0, "true shaft angle at power-up (rad; reported modulo 2*pi, like the firmware)"
+    )
+    state_decimation: int = parameter(5, "control ticks per ServoState (CONFIG_MM_STATE_DECIMATION): 200 Hz at 1 kHz")
+    tflm_arena_bytes: int = parameter(
+        DEFAULT_TFLM_ARENA_BYTES, "TFLite Micro arena per policy slot (CONFIG_MM_TFLM_ARENA_BYTES)"
+    )
+    max_policy_bytes: int = parameter(DEFAULT_MAX_POLICY_BYTES, "largest policy image (CONFIG_MM_MAX_POLICY_BYTES)")
+    pid_objective: str = parameter("accuracy", "the core boots with mm_sim's tuned PID gains for this objective")
+    plant_factors: Mapping[str, float] = parameter(
+        default_factory=dict,
+        description='the true plant vs the profile, e.g. "load.mass_kg=1.5,friction.coulomb_nm=2" (empty: nominal)',
+        text="",
+        parse=parse_factors,
+    )
     guard_error_rad: float | None = None
     guard_saturation_s: float | None = None
 
