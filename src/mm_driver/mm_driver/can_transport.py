@@ -252,6 +252,7 @@ class CanTransport:
             current_cmd_a=float(p.get("STATE_ELECTRICAL.current_cmd", 0.0)),
             effort_nm=math.nan,  # not on the bus
             bus_voltage_v=float(p.get("STATE_ELECTRICAL.bus_voltage", math.nan)),
+            power_w=float(p.get("STATE_POWER.power", math.nan)),
             temperature_c=float(p.get("STATE_ELECTRICAL.temperature", math.nan)),
             target_rad=self._target,
             policy_crc32=int(p.get("STATE_STATUS.policy_crc32", 0)),

@@ -63,7 +63,6 @@ from mm_driver.supervisor import (
     MoveRequest,
     MoveResult,
     MoveSupervisor,
-    PowerModel,
     validate_command,
     validate_goal,
 )
@@ -328,7 +327,6 @@ class DriverNode(LifecycleNode):
         urdf = rename_joint(urdf, self._joint)
         self._end_stop_rad = profile.end_stop_rad
         self._limits = self._move_limits()
-        self._power = PowerModel(profile.motor.resistance_ohm, profile.motor.back_emf_v_s_per_rad * profile.gear.ratio)
         self._transport = self._make_transport()
         self._deployer = Deployer(
             self._transport,
@@ -734,7 +732,7 @@ class DriverNode(LifecycleNode):
             self.get_logger().warning(f"aborted move_to goal (target {goal_handle.request.target_rad} rad): {exc}")
             goal_handle.abort()
             return MoveTo.Result(success=False, message=str(exc), final_error_rad=math.nan, settle_time_s=math.nan)
-        supervisor = MoveSupervisor(request, start=start, limits=self._limits, power=self._power)
+        supervisor = MoveSupervisor(request, start=start, limits=self._limits)
         with self._cond:
             self._supervisors.add(supervisor)
         try:

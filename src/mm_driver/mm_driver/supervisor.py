@@ -141,23 +141,6 @@ def validate_command(mode: int, fields: dict[str, float | bool], limits: MoveLim
 
 
 @dataclass(frozen=True)
-class PowerModel:
-    """Electrical power of the motor from what the servo reports: P = (R·i + k_e·ω)·i (W), the twin's model.
-
-    Attributes:
-        resistance_ohm: winding resistance (Ω).
-        emf_v_s_per_rad: back-EMF constant at the output shaft, motor constant × gear ratio (V·s/rad).
-    """
-
-    resistance_ohm: float
-    emf_v_s_per_rad: float
-
-    def power_w(self, current_a: float, velocity_rad_s: float) -> float:
-        """Power drawn (W), negative when the motor regenerates."""
-        return (self.resistance_ohm * current_a + self.emf_v_s_per_rad * velocity_rad_s) * current_a
-
-
-@dataclass(frozen=True)
 class MoveResult:
     """The MoveTo result fields (SI units as named)."""
 
@@ -174,11 +157,10 @@ class MoveResult:
 class MoveSupervisor:
     """Follows one move from the state samples that arrive after it was commanded."""
 
-    def __init__(self, request: MoveRequest, *, start: ServoSample, limits: MoveLimits, power: PowerModel) -> None:
+    def __init__(self, request: MoveRequest, *, start: ServoSample, limits: MoveLimits) -> None:
         """Start judging `request`; `start` is the last sample before the command (its stamp is time zero)."""
         self.request = request
         self._limits = limits
-        self._power = power
         self._start = start
         self._samples: list[ServoSample] = [start]
         self._in_band_since: float | None = None
@@ -221,7 +203,11 @@ class MoveSupervisor:
             self._in_band_since = None
 
     def result(self, *, success: bool, message: str) -> MoveResult:
-        """The result with mm_sim's step metrics over the samples so far (resampled onto an even grid)."""
+        """The result with mm_contract's step metrics over the samples so far (resampled onto an even grid).
+
+        `energy_j` integrates the electrical power the servo measured and reported (`ServoSample.power_w`, W)
+        over the resampled grid: ∫max(P, 0) dt (J), as `mm_contract.metrics` defines it.
+        """
         samples = list(self._samples)  # a snapshot: the transport's thread may still be appending
         t = np.array([s.stamp_s - self._start.stamp_s for s in samples])
         if len(samples) < 3 or t[-1] <= 0.0:
@@ -233,14 +219,12 @@ class MoveSupervisor:
         def column(values: list[float]) -> np.ndarray:
             return np.interp(grid, t, np.array(values, dtype=np.float64))
 
-        current = column([s.current_a for s in samples])
-        velocity = column([s.velocity_rad_s for s in samples])
         response = Response(
             time_s=grid,
             position_rad=column([s.position_rad for s in samples]),
             target_rad=np.full_like(grid, self.request.target_rad),
-            current_a=current,
-            power_w=np.array([self._power.power_w(i, w) for i, w in zip(current, velocity, strict=True)]),
+            current_a=column([s.current_a for s in samples]),
+            power_w=column([s.power_w for s in samples]),
             action=column([s.current_cmd_a for s in samples]),
         )
         metrics = step_metrics(response, start_rad=self._start.position_rad, tolerance_rad=self.request.tolerance_rad)

@@ -99,7 +99,10 @@ class Command:
 
 @dataclass(frozen=True)
 class ServoSample:
-    """One state sample of the servo (ServoState), stamped with the servo's clock (s; sim time for the twin)."""
+    """One state sample of the servo (ServoState), stamped with the servo's clock (s; sim time for the twin).
+
+    `power_w` is the electrical power drawn from the bus as the servo measured it (W; negative: regenerating).
+    """
 
     stamp_s: float
     mode: int
@@ -110,6 +113,7 @@ class ServoSample:
     current_cmd_a: float
     effort_nm: float
     bus_voltage_v: float
+    power_w: float
     temperature_c: float
     target_rad: float
     policy_crc32: int

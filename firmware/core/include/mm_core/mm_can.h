@@ -26,6 +26,8 @@ extern "C" {
 /** Most frames one received frame can cause: flow control, or the TRUNCATED ack of the transfer a chunk abandons
  *  + that chunk's own ack (the ISO-TP frame that completes a chunk never asks for flow control). */
 #define MM_CAN_MAX_REPLIES 2u
+/** Frames of one state burst (mm_can_state_frames). */
+#define MM_CAN_STATE_FRAMES 4u
 
 /** Registers of REGISTER_REQUEST/RESPONSE; int32 values in the units named. */
 typedef enum {
@@ -114,8 +116,9 @@ bool mm_can_auth_tag(const uint8_t key[MM_CAN_AUTH_KEY_BYTES], const mm_can_fram
 /** Advance the ISO-TP receiver clock (s). */
 void mm_can_tick(mm_can_t *can, float dt_s);
 
-/** The three state-stream frames (STATE_MOTION, STATE_ELECTRICAL, STATE_STATUS); returns 3. */
-uint8_t mm_can_state_frames(const mm_can_t *can, const mm_core_t *core, mm_can_frame_t tx[3]);
+/** The state-stream frames of one burst, in sending order: STATE_MOTION, STATE_ELECTRICAL, STATE_POWER and
+ *  STATE_STATUS last (a host has the whole state once STATE_STATUS arrives); returns MM_CAN_STATE_FRAMES. */
+uint8_t mm_can_state_frames(const mm_can_t *can, const mm_core_t *core, mm_can_frame_t tx[MM_CAN_STATE_FRAMES]);
 
 /** A FAULT frame when faults latched since the last call; false when there is nothing new. */
 bool mm_can_fault_frame(mm_can_t *can, const mm_core_t *core, mm_can_frame_t *tx);

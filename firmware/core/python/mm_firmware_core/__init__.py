@@ -605,8 +605,8 @@ class CanEndpoint:
         return out
 
     def state_frames(self) -> list[Frame]:
-        """The three state-stream frames."""
-        tx = (cs.CanFrame * 3)()
+        """The frames of one state burst (STATE_STATUS last)."""
+        tx = (cs.CanFrame * constant("MM_CAN_STATE_FRAMES"))()
         return self._frames(tx, self._lib.mm_can_state_frames(self._mem, self._core._ptr, tx))
 
     def fault_frame(self) -> Frame | None:

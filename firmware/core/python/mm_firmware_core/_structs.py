@@ -161,6 +161,7 @@ class State(ctypes.Structure):
         ("current_cmd_a", ctypes.c_float),
         ("effort_nm", ctypes.c_float),
         ("bus_voltage_v", ctypes.c_float),
+        ("power_w", ctypes.c_float),
         ("temperature_c", ctypes.c_float),
         ("target_rad", ctypes.c_float),
         ("policy_crc32", ctypes.c_uint32),
