@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -43,6 +44,9 @@ ENCODER_COUNTS = 16384
 
 class FirmwareCoreError(RuntimeError):
     """Raised when the core library cannot be loaded or refuses a call; the message says what to do."""
+
+
+_log = logging.getLogger(__name__)
 
 
 def _library_path() -> Path:
@@ -375,6 +379,7 @@ class ServoCore:
         if gains is not None:
             cfg.gains = cs.PidGains(*gains)
         self._callbacks: tuple[object, object] | None = None
+        self._backend_error: Exception | None = None
         if backend is not None:
             cfg.backend = self._wrap_backend(backend)
         status = self._lib.mm_core_init(self._ptr, ctypes.byref(cfg))
@@ -383,18 +388,35 @@ class ServoCore:
             raise FirmwareCoreError(msg)
         self._can = ctypes.create_string_buffer(self._lib.mm_binding_sizeof(b"mm_can_t"))
 
+    @property
+    def backend_error(self) -> Exception | None:
+        """The last exception the inference backend raised (None: none since the core was made).
+
+        The C core cannot take a Python exception: one raised by the backend's `load` refuses the image
+        (REASON_BACKEND) and one raised by `invoke` fails the inference (FAULT_POLICY), as a refusal or a failed
+        inference would; the exception is logged with its traceback (logger `mm_firmware_core`) and kept here.
+        """
+        return self._backend_error
+
+    def _backend_raised(self, call: str, exc: Exception) -> int:
+        """Log and keep an exception the backend raised inside a C callback; the core's failure code (1)."""
+        self._backend_error = exc
+        what = "refused as REASON_BACKEND" if call == "load" else "FAULT_POLICY latched"
+        _log.error("inference backend %s raised %r: %s", call, exc, what, exc_info=exc)
+        return 1
+
     def _wrap_backend(self, backend: InferenceBackend) -> cs.Backend:
         def load(_ctx: Any, slot: int, model: Any, size: int, arena: int, model_type: int) -> int:
             try:
                 return 0 if backend.load(slot, ctypes.string_at(model, size), arena, model_type) else 1
-            except Exception:
-                return 1
+            except Exception as exc:  # a C callback cannot propagate it: logged and kept, see backend_error
+                return self._backend_raised("load", exc)
 
         def invoke(_ctx: Any, slot: int, obs: Any, action: Any) -> int:
             try:
                 value = backend.invoke(slot, [obs[i] for i in range(cs.OBS_DIM)])
-            except Exception:
-                return 1
+            except Exception as exc:  # as in load
+                return self._backend_raised("invoke", exc)
             action[0] = value
             return 0
 
