@@ -18,15 +18,14 @@ from typing import Any, cast
 import can
 import cantools
 import isotp
+from mm_contract.constants import CAN_DEVICE_MASK, CAN_TYPE_MASK, ISOTP_MAX_PAYLOAD
 from mm_firmware_core import dbc_path
 
 from mm_driver.errors import DriverError
 from mm_driver.transport import Ack, AckCallback, AckReason, AckStatus, Chunk, Command, ServoSample, StateCallback
 
-ID_MASK = 0x1FFFFC00
-DEVICE_MASK = 0x3FF
 CHUNK_HEADER = struct.Struct("<IIIHH")
-ISOTP_MAX_MESSAGE = 1040  # MM_ISOTP_MAX_PAYLOAD of the firmware core: its receive buffer
+"""transfer_id, total_size, image_crc32, index, chunk_size: constants.CHUNK_HEADER_BYTES (tests/firmware)."""
 NO_MISSING = 0xFFFF
 # Registers written before a COMMAND frame, which carries no limits or gains (firmware/core mm_can.h):
 # (Command field, register id, scale to the register's integer unit).
@@ -72,7 +71,7 @@ class CanTransport:
         channel: str,
         device_id: int,
         bitrate: int = 500_000,
-        chunk_size: int = ISOTP_MAX_MESSAGE - CHUNK_HEADER.size,
+        chunk_size: int = ISOTP_MAX_PAYLOAD - CHUNK_HEADER.size,
         send_timeout_s: float = 5.0,
     ) -> None:
         """Describe the link; nothing is opened until `open`.
@@ -87,13 +86,13 @@ class CanTransport:
         """
         if not 1 <= device_id <= 1022:
             raise DriverError(f"device_id {device_id} must be in 1..1022 (1023 is broadcast)")
-        if not 1 <= chunk_size <= ISOTP_MAX_MESSAGE - CHUNK_HEADER.size:
-            raise DriverError(f"chunk_size {chunk_size} must be in 1..{ISOTP_MAX_MESSAGE - CHUNK_HEADER.size} B")
+        if not 1 <= chunk_size <= ISOTP_MAX_PAYLOAD - CHUNK_HEADER.size:
+            raise DriverError(f"chunk_size {chunk_size} must be in 1..{ISOTP_MAX_PAYLOAD - CHUNK_HEADER.size} B")
         self._interface, self._channel, self._bitrate = interface, channel, bitrate
         self._device = device_id
         self._chunk_size = chunk_size
         self._send_timeout_s = send_timeout_s
-        db = cantools.database.load_file(str(dbc_path()), frame_id_mask=ID_MASK)
+        db = cantools.database.load_file(str(dbc_path()), frame_id_mask=CAN_TYPE_MASK)
         if not isinstance(db, cantools.database.can.Database):
             raise DriverError(f"{dbc_path()} is not a CAN database; reinstall mm_firmware_core")
         self._db = db
@@ -137,7 +136,7 @@ class CanTransport:
             bus,
             self._notifier,
             address=address,
-            params={"blocking_send": True, "max_frame_size": ISOTP_MAX_MESSAGE, "tx_padding": None},
+            params={"blocking_send": True, "max_frame_size": ISOTP_MAX_PAYLOAD, "tx_padding": None},
         )
         self._stack.start()
 
@@ -222,7 +221,7 @@ class CanTransport:
 
     def _on_frame(self, msg: can.Message) -> None:
         """Notifier thread: decode the servo's frames addressed to our device."""
-        if not msg.is_extended_id or msg.arbitration_id & DEVICE_MASK != self._device:
+        if not msg.is_extended_id or msg.arbitration_id & CAN_DEVICE_MASK != self._device:
             return
         self.frames_received += 1
         try:

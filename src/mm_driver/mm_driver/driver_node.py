@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from diagnostic_msgs.msg import DiagnosticArray
+from mm_contract.constants import BLOCKING_FAULTS, Fault
 from mm_contract.description import build_urdf, default_joint_name, rename_joint
 from mm_contract.errors import ContractError
 from mm_contract.profiles import load_profile
@@ -212,9 +213,9 @@ LATCHED_QOS = QoSProfile(
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
-# Faults that stop a move; END_STOP alone lets the servo drive away from the stop.
-_STOPPING_FAULTS = 0xFF & ~0x20
-_HEARTBEAT_LOST = 0x40
+# Faults that stop a move (the servo refuses active modes under them); END_STOP alone lets it drive away from the stop.
+_STOPPING_FAULTS = BLOCKING_FAULTS
+_HEARTBEAT_LOST = Fault.HEARTBEAT_LOST
 # clear_faults is sent again this often (s, wall) until the servo shows the faults gone: the servo clears
 # HEARTBEAT_LOST only once a heartbeat has arrived, and heartbeats and commands travel on different topics.
 _CLEAR_RESEND_S = 0.1

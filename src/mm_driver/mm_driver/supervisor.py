@@ -17,6 +17,7 @@ from mm_driver.errors import DriverError, GoalRejected
 from mm_driver.transport import Command, Mode, ServoSample
 
 CONTROLLERS = {"pid": Mode.POSITION, "policy": Mode.POLICY}
+"""MoveTo controller name → the servo mode that runs it (mm_bringup's demo reads its samples by it too)."""
 
 
 @dataclass(frozen=True)

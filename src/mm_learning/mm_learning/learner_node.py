@@ -974,12 +974,14 @@ def _samples(batches: list[TransitionBatch]) -> int:
 
 def _move_columns(batches: list[TransitionBatch], target: float, duration_s: float) -> TransitionColumns:
     """The samples of a move's batches from its first sample (to ``target``) on, at most ``duration_s`` of them."""
+    from mm_contract.constants import OBS_DIM
+
     from mm_learning.online import FLAG_EPISODE_START, TransitionColumns
 
     names = ("actions", "position_rad", "velocity_rad_s", "current_a", "target_rad", "power_w")
     columns = {name: np.concatenate([np.asarray(getattr(b, name)) for b in batches]) for name in names}
     columns["flags"] = np.concatenate([np.frombuffer(bytes(b.flags), dtype=np.uint8) for b in batches])
-    observations = np.concatenate([np.asarray(b.observations, dtype=np.float32).reshape(-1, 8) for b in batches])
+    observations = np.concatenate([np.asarray(b.observations, dtype=np.float32).reshape(-1, OBS_DIM) for b in batches])
     first = int(np.flatnonzero((columns["flags"] & FLAG_EPISODE_START) & (columns["target_rad"] == target))[0])
     part = slice(first, first + round(duration_s / batches[0].dt_s))
     return TransitionColumns.from_arrays(

@@ -32,7 +32,7 @@ from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
-from mm_contract.policy_image import ACTION_DIM, OBS_DIM
+from mm_contract.constants import ACTION_DIM, OBS_DIM, SampleFlag
 from numpy.typing import ArrayLike, NDArray
 from stable_baselines3.common.logger import configure as configure_logger
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -40,11 +40,13 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from mm_learning.goals import OFF_POLICY
 from mm_learning.trainer import TrainingError, build_model, load_preset, objective_terms
 
-FLAG_EPISODE_START = 1
-FLAG_FAULT = 2
-FLAG_POLICY = 4
-FLAG_GUARD = 8
-"""The ``mm_msgs/TransitionBatch`` flag bits (kept equal by tests/mm_learning/test_online.py)."""
+FLAG_EPISODE_START, FLAG_FAULT, FLAG_POLICY, FLAG_GUARD = (
+    SampleFlag.EPISODE_START,
+    SampleFlag.FAULT,
+    SampleFlag.POLICY,
+    SampleFlag.GUARD,
+)
+"""The ``mm_msgs/TransitionBatch`` flag bits, as ``mm_contract.constants.SampleFlag`` defines them."""
 
 # Preset entries that only make sense when the model steps an env itself.
 _ENV_DRIVEN = ("learning_starts", "train_freq", "gradient_steps")

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import ctypes
 
+# Array sizes of the mirrored structs; `library()` checks each against the C constant named in DIMENSIONS.
 OBS_DIM = 8
 ACTION_DIM = 1
 BATCH_MAX_SAMPLES = 24
 ACK_MAX_MISSING = 32
 PUBLIC_KEY_BYTES = 65
+DIMENSIONS = {
+    "MM_OBS_DIM": OBS_DIM,
+    "MM_ACTION_DIM": ACTION_DIM,
+    "MM_BATCH_MAX_SAMPLES": BATCH_MAX_SAMPLES,
+    "MM_ACK_MAX_MISSING": ACK_MAX_MISSING,
+    "MM_PUBLIC_KEY_BYTES": PUBLIC_KEY_BYTES,
+}
 
 LOAD_FN = ctypes.CFUNCTYPE(
     ctypes.c_int,
