@@ -206,3 +206,67 @@ def test_no_python_module_carries_its_own_copy() -> None:
         for copy in _literal_copies(path)
     ]
     assert not copies, "\n".join(copies)
+
+
+def _register_map() -> dict[str, int]:
+    """The DBC's register map: register name -> id (REGISTER_REQUEST and REGISTER_RESPONSE carry the same)."""
+    import cantools
+    import mm_firmware_core as fw
+
+    db = cantools.database.load_file(fw.dbc_path(), frame_id_mask=c.CAN_TYPE_MASK)
+    maps = [
+        {
+            str(name): int(value)
+            for value, name in db.get_message_by_name(m).get_signal_by_name("register_id").choices.items()
+        }
+        for m in ("REGISTER_REQUEST", "REGISTER_RESPONSE")
+    ]
+    assert maps[0] == maps[1]
+    return maps[0]
+
+
+def test_the_register_map_is_the_dbcs() -> None:
+    """The register ids exist once, in the DBC: the C enum (mm_can.h, from the generated choices) and the driver's
+    registers are its names; ids below 0x10 are read-only, the others writable, as the DBC's comment says."""
+    import cantools
+    import mm_firmware_core as fw
+
+    registers = _register_map()
+    assert {name: fw.constant(f"MM_REG_{name}") for name in registers} == registers
+    db = cantools.database.load_file(fw.dbc_path(), frame_id_mask=c.CAN_TYPE_MASK)
+    status = db.get_message_by_name("REGISTER_RESPONSE").get_signal_by_name("status").choices
+    c_status = {"OK": "OK", "UNKNOWN_REGISTER": "UNKNOWN", "READ_ONLY": "READ_ONLY", "OUT_OF_RANGE": "OUT_OF_RANGE"}
+    c_status["ACTIVE_MODE"] = "ACTIVE_MODE"
+    assert {str(n): int(v) for v, n in status.items()} == {n: fw.constant(f"MM_REG_{c_status[n]}") for n in c_status}
+    endpoint = fw.ServoCore(heartbeat_timeout_s=0).can_endpoint(5)
+    read_only = fw.constant("MM_REG_READ_ONLY")
+    for name, register in registers.items():
+        written = endpoint.register_write(register, endpoint.register_read(register))
+        assert (written == read_only) == (register < 0x10), f"{name} (0x{register:04x})"
+    can_transport = require("mm_driver.can_transport")
+    writable = {name for name, register in registers.items() if register >= 0x10} - {"ZERO_OFFSET_COUNTS"}
+    assert set(can_transport.REGISTERS.values()) == writable  # every tuning register is a Command field
+
+
+def test_the_register_scales_are_the_names_units() -> None:
+    """The C core scales every register as its name's unit suffix says, the scale the driver sends with."""
+    import mm_firmware_core as fw
+
+    can_transport = require("mm_driver.can_transport")
+    registers = _register_map()
+    core = fw.ServoCore(heartbeat_timeout_s=0.05, current_limit_a=4.0)
+    endpoint = core.can_endpoint(5)
+    assert endpoint.register_read(registers["HARD_CURRENT_LIMIT_MA"]) == 4.0 * can_transport.register_scale("_MA")
+    assert endpoint.register_read(registers["HEARTBEAT_TIMEOUT_MS"]) == 50 == 0.05 * can_transport.register_scale("_MS")
+    values = {"current_limit_a": 2.5, "max_velocity_rad_s": 12.25, "kp_pos": 30.5, "kp_vel": 0.0625, "ki_vel": 1.75}
+    values["gravity_ff_a"] = 0.375
+    for field, value in values.items():
+        register = can_transport.REGISTERS[field]
+        raw = round(value * can_transport.register_scale(register))
+        assert endpoint.register_write(registers[register], raw) == fw.constant("MM_REG_OK"), register
+        tuning = core.tuning()
+        gain = "v_max" if field == "max_velocity_rad_s" else field
+        applied = tuning.current_limit_a if field == "current_limit_a" else getattr(tuning.gains, gain)
+        assert applied == pytest.approx(value, rel=1e-6), register
+        assert endpoint.register_read(registers[register]) == raw, register
+    assert can_transport.register_scale("ZERO_OFFSET_COUNTS") == 1.0

@@ -27,18 +27,29 @@ from mm_driver.transport import Ack, AckCallback, AckReason, AckStatus, Chunk, C
 CHUNK_HEADER = struct.Struct("<IIIHH")
 """transfer_id, total_size, image_crc32, index, chunk_size: constants.CHUNK_HEADER_BYTES (tests/firmware)."""
 NO_MISSING = 0xFFFF
-# Registers written before a COMMAND frame, which carries no limits or gains (firmware/core mm_can.h):
-# (Command field, register id, scale to the register's integer unit).
-_REGISTERS = (
-    ("current_limit_a", 0x0010, 1e3),
-    ("max_velocity_rad_s", 0x0011, 1e3),
-    ("kp_pos", 0x0012, 1e3),
-    ("kp_vel", 0x0013, 1e6),
-    ("ki_vel", 0x0014, 1e6),
-    ("gravity_ff_a", 0x0015, 1e3),
-)
+# Registers written before a COMMAND frame, which carries no limits or gains: Command field -> the register's name
+# in the DBC's register_id value table (the DBC holds the ids; the name's unit suffix gives the scale).
+REGISTERS = {
+    "current_limit_a": "CURRENT_LIMIT_MA",
+    "max_velocity_rad_s": "MAX_VELOCITY_MRAD_S",
+    "kp_pos": "KP_POS_MILLI",
+    "kp_vel": "KP_VEL_MICRO",
+    "ki_vel": "KI_VEL_MICRO",
+    "gravity_ff_a": "GRAVITY_FF_MA",
+}
 _GAINS = ("kp_pos", "kp_vel", "ki_vel", "gravity_ff_a")
-_WRITE = 2
+# The integer unit a register name ends with, as the DBC's register_id comment defines them: SI value x factor.
+REGISTER_UNITS = {"_MA": 1e3, "_MS": 1e3, "_MRAD_S": 1e3, "_MILLI": 1e3, "_MICRO": 1e6}
+
+
+def register_scale(name: str) -> float:
+    """Factor from a register's SI value to its int32 value, read from the register's name.
+
+    1e3 for CURRENT_LIMIT_MA (A to mA), 1e6 for KP_VEL_MICRO; 1 for a name without a unit suffix (counts, bits).
+    """
+    return next((factor for suffix, factor in REGISTER_UNITS.items() if name.endswith(suffix)), 1.0)
+
+
 # ISO 15765-2 on classic CAN, normal addressing, no padding: data bytes a single, first and consecutive frame carry,
 # and the longest message a first frame's 12-bit length announces.
 ISOTP_SINGLE_DATA, ISOTP_FIRST_DATA, ISOTP_CONSECUTIVE_DATA, ISOTP_SHORT_LENGTH_MAX = 7, 6, 7, 4095
@@ -154,7 +165,7 @@ class CanTransport:
 
     # -- sending -------------------------------------------------------------------------------------------
 
-    def _send(self, name: str, signals: dict[str, float | int]) -> None:
+    def _send(self, name: str, signals: dict[str, float | int | str]) -> None:
         if self._bus is None:
             raise DriverError("the CAN transport is not open; configure the driver first")
         data = self._db.get_message_by_name(name).encode(signals)
@@ -168,10 +179,11 @@ class CanTransport:
         uses it for that one command); a command without exploration sends none.
         """
         gains_given = any(getattr(command, name) for name in _GAINS)
-        for field, register, scale in _REGISTERS:
+        for field, register in REGISTERS.items():
             value = float(getattr(command, field))
             if value or (gains_given and field in _GAINS):
-                self._send("REGISTER_REQUEST", {"op": _WRITE, "register_id": register, "value": round(value * scale)})
+                raw = round(value * register_scale(register))
+                self._send("REGISTER_REQUEST", {"op": "WRITE", "register_id": register, "value": raw})
         self._target = float(command.target)
         if command.exploration_std or command.exploration_tau_s:
             self._send(
