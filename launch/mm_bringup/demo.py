@@ -31,6 +31,7 @@ from typing import Any, cast
 
 import numpy as np
 from mm_contract.errors import ContractError
+from mm_driver.supervisor import CONTROLLERS
 from mm_learning.errors import LearningError
 
 from mm_bringup.bringup import configured_parameter, package_share
@@ -51,7 +52,6 @@ SLOW_MOTION = 4.0  # a move settles in a few tenths of a second: the replay runs
 PLOTTED_MOVES = 3
 COMPARISON_SEED = 9_000  # disjoint from the trainer's evaluation and export seeds
 STATE_TYPE = "mm_msgs/msg/ServoState"
-MODES = {"policy": 4, "pid": 3}  # ServoCommand.MODE_POLICY, MODE_POSITION: the servo mode each controller runs in
 ROWS = {
     "policy": "RL quantised (servo)",
     "pid": "PID tuned for objective (servo)",
@@ -295,7 +295,7 @@ def recorded_traces(bag: Path, moves: Sequence[MoveOutcome]) -> list[Trace]:
     target = np.array([s.target_rad for s in states])
     traces, cursor = [], 1
     for move in moves:
-        match = (mode == MODES[move.controller]) & (np.abs(target - move.target_rad) < 1e-5)
+        match = (mode == CONTROLLERS[move.controller]) & (np.abs(target - move.target_rad) < 1e-5)
         found = np.flatnonzero(match[cursor:])
         if not len(found):
             msg = f"{bag} has no recorded state of move {move.index} ({move.controller} to {move.target_rad} rad)"

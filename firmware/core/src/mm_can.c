@@ -320,7 +320,7 @@ static float saturate(float value, float lo, float hi)
     return fminf(fmaxf(value, lo), hi);
 }
 
-uint8_t mm_can_state_frames(const mm_can_t *can, const mm_core_t *core, mm_can_frame_t tx[3])
+uint8_t mm_can_state_frames(const mm_can_t *can, const mm_core_t *core, mm_can_frame_t tx[MM_CAN_STATE_FRAMES])
 {
     mm_state_t s;
     mm_core_get_state(core, &s);
@@ -332,6 +332,7 @@ uint8_t mm_can_state_frames(const mm_can_t *can, const mm_core_t *core, mm_can_f
         .temperature = (int8_t)fminf(fmaxf(s.temperature_c, -128.0f), 127.0f),
         .mode = s.mode,
     };
+    const struct mm_servo_state_power_t power = {.power = s.power_w};
     const struct mm_servo_state_status_t status = {
         .policy_crc32 = s.policy_crc32,
         .fault_flags = (uint8_t)s.fault_flags,
@@ -341,9 +342,11 @@ uint8_t mm_can_state_frames(const mm_can_t *can, const mm_core_t *core, mm_can_f
     tx[0].dlc = (uint8_t)mm_servo_state_motion_pack(tx[0].data, &motion, 8u);
     tx[1].id = frame_id(MM_SERVO_STATE_ELECTRICAL_FRAME_ID, can->device_id);
     tx[1].dlc = (uint8_t)mm_servo_state_electrical_pack(tx[1].data, &electrical, 8u);
-    tx[2].id = frame_id(MM_SERVO_STATE_STATUS_FRAME_ID, can->device_id);
-    tx[2].dlc = (uint8_t)mm_servo_state_status_pack(tx[2].data, &status, 8u);
-    return 3u;
+    tx[2].id = frame_id(MM_SERVO_STATE_POWER_FRAME_ID, can->device_id);
+    tx[2].dlc = (uint8_t)mm_servo_state_power_pack(tx[2].data, &power, 8u);
+    tx[3].id = frame_id(MM_SERVO_STATE_STATUS_FRAME_ID, can->device_id);
+    tx[3].dlc = (uint8_t)mm_servo_state_status_pack(tx[3].data, &status, 8u);
+    return MM_CAN_STATE_FRAMES;
 }
 
 bool mm_can_fault_frame(mm_can_t *can, const mm_core_t *core, mm_can_frame_t *tx)

@@ -673,6 +673,7 @@ void mm_core_get_state(const mm_core_t *core, mm_state_t *out)
     out->current_cmd_a = core->current_cmd_a;
     out->effort_nm = core->sensors.current_a * core->cfg.torque_constant_nm_per_a;
     out->bus_voltage_v = core->sensors.bus_voltage_v;
+    out->power_w = core->sensors.power_w;
     out->temperature_c = core->sensors.temperature_c;
     out->target_rad = core->mode == MM_MODE_HOLD ? core->hold_target_rad : core->target_rad;
     out->policy_crc32 = core->policy_active ? core->active_crc32 : 0u;

@@ -685,7 +685,7 @@ static void can_campaign(unsigned long frames)
         if ((g.can_frames & 3u) == 0u) {
             step(rnd(4) == 0u);
             mm_can_tick(&g_can, 0.001f);
-            mm_can_frame_t tx[3];
+            mm_can_frame_t tx[MM_CAN_STATE_FRAMES];
             (void)mm_can_state_frames(&g_can, g_core, tx);
             (void)mm_can_fault_frame(&g_can, g_core, tx);
             (void)mm_can_truncated_ack_frame(&g_can, g_core, tx);

@@ -159,6 +159,29 @@ static void fault_frames_announce_new_faults_once(void **state)
     assert_false(mm_can_fault_frame(&g_can, core, &f));
 }
 
+/* The measured power travels in the state (ServoState.power_w) and in its own frame, STATE_STATUS last. */
+static void state_frames_carry_the_measured_power(void **state)
+{
+    (void)state;
+    mm_core_t *core = can_core();
+    mm_sensors_t s = test_sensors(0);
+    s.power_w = -37.625f;
+    mm_actuator_t out;
+    mm_core_step(core, &s, 0.001f, &out);
+    assert_true(test_state(core).power_w == -37.625f);
+    mm_can_frame_t tx[MM_CAN_STATE_FRAMES];
+    assert_int_equal(mm_can_state_frames(&g_can, core, tx), MM_CAN_STATE_FRAMES);
+    const uint32_t order[MM_CAN_STATE_FRAMES] = {MM_SERVO_STATE_MOTION_FRAME_ID, MM_SERVO_STATE_ELECTRICAL_FRAME_ID,
+                                                 MM_SERVO_STATE_POWER_FRAME_ID, MM_SERVO_STATE_STATUS_FRAME_ID};
+    for (uint32_t i = 0u; i < MM_CAN_STATE_FRAMES; ++i) {
+        assert_int_equal(tx[i].id, order[i] | 5u);
+    }
+    struct mm_servo_state_power_t msg;
+    assert_int_equal(tx[2].dlc, MM_SERVO_STATE_POWER_LENGTH);
+    assert_int_equal(mm_servo_state_power_unpack(&msg, tx[2].data, tx[2].dlc), 0);
+    assert_true(msg.power == -37.625f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -167,6 +190,7 @@ int main(void)
         cmocka_unit_test(registers_read_write_and_refuse),
         cmocka_unit_test(zero_offset_register_calibrates_while_stopped),
         cmocka_unit_test(fault_frames_announce_new_faults_once),
+        cmocka_unit_test(state_frames_carry_the_measured_power),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -45,12 +45,25 @@ def test_state_frames_decode_to_the_core_state(db: Database) -> None:
     endpoint = core.can_endpoint(DEVICE)
     assert core.command(fw.MODE_TORQUE, -1.25) == 0
     for k in range(5):
-        core.step(encoder_count=1000 + 40 * k, dt_s=0.001, current_a=-1.2, bus_voltage_v=47.9, temperature_c=41.4)
+        core.step(
+            encoder_count=1000 + 40 * k,
+            dt_s=0.001,
+            current_a=-1.2,
+            bus_voltage_v=47.9,
+            temperature_c=41.4,
+            power_w=-57.3 + k,
+        )
     state = core.state()
     decoded: dict[str, float] = {}
+    names = []
     for frame_id, data in endpoint.state_frames():
         assert frame_id & 0x3FF == DEVICE
+        names.append(db.get_message_by_frame_id(frame_id, force_extended_id=True).name)
         decoded |= decode(db, frame_id, data)
+    # STATE_STATUS closes the burst: a host has the whole state once it arrives (mm_driver's CanTransport).
+    assert names == ["STATE_MOTION", "STATE_ELECTRICAL", "STATE_POWER", "STATE_STATUS"]
+    assert state.power_w == pytest.approx(-53.3, abs=1e-5)  # the last tick's measured power (W)
+    assert decoded["power"] == pytest.approx(state.power_w, abs=0)
     assert decoded["position"] == pytest.approx(state.position_rad, abs=0)
     assert decoded["velocity"] == pytest.approx(state.velocity_rad_s, abs=0)
     assert decoded["current"] == pytest.approx(-1.2, abs=1e-3)

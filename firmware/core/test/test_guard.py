@@ -6,23 +6,16 @@ The cmocka test_policy checks the envelope, the fallbacks and the re-arming tick
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from mm_testing.fw_support import REPO, image, public_key_bytes, require
+from mm_contract.constants import SampleFlag
+from mm_testing.fw_support import REPO, image, kconfig_default, public_key_bytes, require
 
-KCONFIG = REPO / "firmware" / "esp32" / "main" / "Kconfig.projbuild"
-FLAG_GUARD = 8
-FLAG_POLICY = 4
+FLAG_GUARD = SampleFlag.GUARD
+FLAG_POLICY = SampleFlag.POLICY
 MOVES = 30
-
-
-def _kconfig_default(symbol: str) -> int:
-    match = re.search(rf"config {symbol}\n(?:\s+(?!config)\S.*\n)*?\s+default (\d+)\n", KCONFIG.read_text())
-    assert match is not None, f"{symbol} has no default in {KCONFIG}"
-    return int(match.group(1))
 
 
 def test_the_esp32_defaults_are_the_cores() -> None:
@@ -30,9 +23,9 @@ def test_the_esp32_defaults_are_the_cores() -> None:
     import mm_firmware_core as fw
 
     cfg = fw.config_default()
-    assert _kconfig_default("MM_GUARD_ERROR_MRAD") == round(cfg.guard_error_rad * 1000)
-    assert _kconfig_default("MM_GUARD_SATURATION_MS") == round(cfg.guard_saturation_s * 1000)
-    assert _kconfig_default("MM_POLICY_DECIMATION") == cfg.policy_decimation
+    assert kconfig_default("MM_GUARD_ERROR_MRAD") == round(cfg.guard_error_rad * 1000)
+    assert kconfig_default("MM_GUARD_SATURATION_MS") == round(cfg.guard_saturation_s * 1000)
+    assert kconfig_default("MM_POLICY_DECIMATION") == cfg.policy_decimation
     assert cfg.guard_error_rad > 0.0 and cfg.guard_saturation_s > 0.0
     esp32_main = (REPO / "firmware" / "esp32" / "main" / "main.c").read_text()
     assert "cfg.guard_error_rad = CONFIG_MM_GUARD_ERROR_MRAD / 1000.0f;" in esp32_main

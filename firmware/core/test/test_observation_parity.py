@@ -25,9 +25,7 @@ def test_core_observations_match_mm_sim() -> None:
         current_limit_a=2.0,
         velocity_filter_tau_s=0.004,
     )
-    core = fw.ServoCore(
-        obs_scales=fw.ObsScales(**vars(scales)), heartbeat_timeout_s=0.0, current_limit_a=2.0, overcurrent_a=10.0
-    )
+    core = fw.ServoCore(obs_scales=scales, heartbeat_timeout_s=0.0, current_limit_a=2.0, overcurrent_a=10.0)
     rows = recorded_run(dt_s=DT_S)
     c_obs: list[list[float]] = []
     c_actions: list[float] = []

@@ -63,7 +63,7 @@ static void can_task(void *arg)
         last_tick = now;
         if (xTaskGetTickCount() - next_state >= period) {
             next_state = xTaskGetTickCount();
-            mm_can_frame_t frames[3];
+            mm_can_frame_t frames[MM_CAN_STATE_FRAMES];
             mm_can_frame_t fault;
             mm_can_frame_t truncated;
             xSemaphoreTake(g_app.lock, portMAX_DELAY);

@@ -148,6 +148,7 @@ static void publish_state(uint32_t seq)
     s_state.current_cmd_a = st.current_cmd_a;
     s_state.effort_nm = st.effort_nm;
     s_state.bus_voltage_v = st.bus_voltage_v;
+    s_state.power_w = st.power_w;
     s_state.temperature_c = st.temperature_c;
     s_state.target_rad = st.target_rad;
     s_state.policy_crc32 = st.policy_crc32;

@@ -14,12 +14,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from mm_contract.constants import ENCODER_COUNTS as COUNTS_PER_REV
 from mm_contract.profiles import ServoProfile
 
-COUNTS_PER_REV = 16384
-"""AS5047 counts per revolution of the output shaft (14 bit)."""
-
-OBS_DIM = 8
 Counts = int | NDArray[np.int64]
 """Encoder counts: one servo's, or an array of a batch's (`mm_sim.batch`)."""
 _F32 = np.float32

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
+from mm_contract.constants import ACTION_DIM, OBS_DIM
 from mm_contract.errors import PolicyImageError
 from mm_contract.observation import ObsScales
 
@@ -24,8 +25,6 @@ MAGIC = b"MMPL"
 FORMAT_VERSION = 2
 HEADER_SIZE = 80
 SIGNATURE_SIZE = 64
-OBS_DIM = 8
-ACTION_DIM = 1
 # Image size ceiling used when the caller does not pass the firmware's configured maximum: the model budget
 # (see mm_learning.acceptance.Budget) is far below it, so this only guards against absurd inputs.
 DEFAULT_MAX_IMAGE_BYTES = 256 * 1024

@@ -20,8 +20,9 @@ import numpy as np
 import numpy.typing as npt
 from tflite_micro.python.tflite_micro import runtime
 
+from mm_contract.constants import OBS_DIM
 from mm_contract.errors import TflmError
-from mm_contract.policy_image import OBS_DIM, ModelType
+from mm_contract.policy_image import ModelType
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.integer[Any]]

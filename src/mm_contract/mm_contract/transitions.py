@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from mm_contract.constants import OBS_DIM
 from mm_contract.errors import TransitionError
 from mm_contract.objectives import TransitionSample, reward
-from mm_contract.policy_image import OBS_DIM
 
 FLAG_EPISODE_START = 1
 FLAG_FAULT = 2

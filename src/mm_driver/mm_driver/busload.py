@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cantools
+from mm_contract.constants import CAN_DEVICE_BITS, CAN_TYPE_MASK, ISOTP_MAX_PAYLOAD
 from mm_firmware_core import dbc_path
 
-from mm_driver.can_transport import CHUNK_HEADER, ID_MASK, ISOTP_MAX_MESSAGE, isotp_frame_dlcs
+from mm_driver.can_transport import CHUNK_HEADER, isotp_frame_dlcs
 from mm_driver.errors import DriverError
 
 # Bits of a classic CAN data frame outside the data field: stuffed control bits (SOF, id, control, CRC) and the
@@ -99,7 +100,7 @@ class FrameLayout:
             DriverError: the file is not a CAN database, or lacks a message this computation needs.
         """
         path = path or dbc_path()
-        db = cantools.database.load_file(str(path), frame_id_mask=ID_MASK)
+        db = cantools.database.load_file(str(path), frame_id_mask=CAN_TYPE_MASK)
         if not isinstance(db, cantools.database.can.Database):
             raise DriverError(f"{path} is not a CAN database; reinstall mm_firmware_core")
         messages = {m.name: m for m in db.messages}
@@ -116,12 +117,12 @@ class FrameLayout:
             flow_control=messages["POLICY_TP_FLOW"].length,
             ack=messages["POLICY_ACK"].length,
             tp_data=messages["POLICY_TP_DATA"].length,
-            types={(m.frame_id & ID_MASK) >> 10: m.name for m in db.messages},
+            types={(m.frame_id & CAN_TYPE_MASK) >> CAN_DEVICE_BITS: m.name for m in db.messages},
         )
 
     def name_of(self, frame_id: int) -> str:
         """The DBC message name of a frame id (any device); "?" for a type the DBC does not define."""
-        return self.types.get((frame_id & ID_MASK) >> 10, "?")
+        return self.types.get((frame_id & CAN_TYPE_MASK) >> CAN_DEVICE_BITS, "?")
 
 
 @dataclass(frozen=True)
@@ -154,9 +155,9 @@ class Fleet:
             "state_decimation must be >= 1": self.state_decimation >= 1,
             "heartbeat_period_s must be > 0": self.heartbeat_period_s > 0.0,
             "bitrate_bps must be > 0": self.bitrate_bps > 0.0,
-            f"chunk_size must be in 1..{ISOTP_MAX_MESSAGE - CHUNK_HEADER.size} (the servo's ISO-TP buffer)": 1
+            f"chunk_size must be in 1..{ISOTP_MAX_PAYLOAD - CHUNK_HEADER.size} (the servo's ISO-TP buffer)": 1
             <= self.chunk_size
-            <= ISOTP_MAX_MESSAGE - CHUNK_HEADER.size,
+            <= ISOTP_MAX_PAYLOAD - CHUNK_HEADER.size,
         }
         problems = [text for text, ok in checks.items() if not ok]
         if problems:

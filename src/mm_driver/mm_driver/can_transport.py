@@ -18,28 +18,38 @@ from typing import Any, cast
 import can
 import cantools
 import isotp
+from mm_contract.constants import CAN_DEVICE_MASK, CAN_TYPE_MASK, ISOTP_MAX_PAYLOAD
 from mm_firmware_core import dbc_path
 
 from mm_driver.errors import DriverError
 from mm_driver.transport import Ack, AckCallback, AckReason, AckStatus, Chunk, Command, ServoSample, StateCallback
 
-ID_MASK = 0x1FFFFC00
-DEVICE_MASK = 0x3FF
 CHUNK_HEADER = struct.Struct("<IIIHH")
-ISOTP_MAX_MESSAGE = 1040  # MM_ISOTP_MAX_PAYLOAD of the firmware core: its receive buffer
+"""transfer_id, total_size, image_crc32, index, chunk_size: constants.CHUNK_HEADER_BYTES (tests/firmware)."""
 NO_MISSING = 0xFFFF
-# Registers written before a COMMAND frame, which carries no limits or gains (firmware/core mm_can.h):
-# (Command field, register id, scale to the register's integer unit).
-_REGISTERS = (
-    ("current_limit_a", 0x0010, 1e3),
-    ("max_velocity_rad_s", 0x0011, 1e3),
-    ("kp_pos", 0x0012, 1e3),
-    ("kp_vel", 0x0013, 1e6),
-    ("ki_vel", 0x0014, 1e6),
-    ("gravity_ff_a", 0x0015, 1e3),
-)
+# Registers written before a COMMAND frame, which carries no limits or gains: Command field -> the register's name
+# in the DBC's register_id value table (the DBC holds the ids; the name's unit suffix gives the scale).
+REGISTERS = {
+    "current_limit_a": "CURRENT_LIMIT_MA",
+    "max_velocity_rad_s": "MAX_VELOCITY_MRAD_S",
+    "kp_pos": "KP_POS_MILLI",
+    "kp_vel": "KP_VEL_MICRO",
+    "ki_vel": "KI_VEL_MICRO",
+    "gravity_ff_a": "GRAVITY_FF_MA",
+}
 _GAINS = ("kp_pos", "kp_vel", "ki_vel", "gravity_ff_a")
-_WRITE = 2
+# The integer unit a register name ends with, as the DBC's register_id comment defines them: SI value x factor.
+REGISTER_UNITS = {"_MA": 1e3, "_MS": 1e3, "_MRAD_S": 1e3, "_MILLI": 1e3, "_MICRO": 1e6}
+
+
+def register_scale(name: str) -> float:
+    """Factor from a register's SI value to its int32 value, read from the register's name.
+
+    1e3 for CURRENT_LIMIT_MA (A to mA), 1e6 for KP_VEL_MICRO; 1 for a name without a unit suffix (counts, bits).
+    """
+    return next((factor for suffix, factor in REGISTER_UNITS.items() if name.endswith(suffix)), 1.0)
+
+
 # ISO 15765-2 on classic CAN, normal addressing, no padding: data bytes a single, first and consecutive frame carry,
 # and the longest message a first frame's 12-bit length announces.
 ISOTP_SINGLE_DATA, ISOTP_FIRST_DATA, ISOTP_CONSECUTIVE_DATA, ISOTP_SHORT_LENGTH_MAX = 7, 6, 7, 4095
@@ -72,7 +82,7 @@ class CanTransport:
         channel: str,
         device_id: int,
         bitrate: int = 500_000,
-        chunk_size: int = ISOTP_MAX_MESSAGE - CHUNK_HEADER.size,
+        chunk_size: int = ISOTP_MAX_PAYLOAD - CHUNK_HEADER.size,
         send_timeout_s: float = 5.0,
     ) -> None:
         """Describe the link; nothing is opened until `open`.
@@ -87,13 +97,13 @@ class CanTransport:
         """
         if not 1 <= device_id <= 1022:
             raise DriverError(f"device_id {device_id} must be in 1..1022 (1023 is broadcast)")
-        if not 1 <= chunk_size <= ISOTP_MAX_MESSAGE - CHUNK_HEADER.size:
-            raise DriverError(f"chunk_size {chunk_size} must be in 1..{ISOTP_MAX_MESSAGE - CHUNK_HEADER.size} B")
+        if not 1 <= chunk_size <= ISOTP_MAX_PAYLOAD - CHUNK_HEADER.size:
+            raise DriverError(f"chunk_size {chunk_size} must be in 1..{ISOTP_MAX_PAYLOAD - CHUNK_HEADER.size} B")
         self._interface, self._channel, self._bitrate = interface, channel, bitrate
         self._device = device_id
         self._chunk_size = chunk_size
         self._send_timeout_s = send_timeout_s
-        db = cantools.database.load_file(str(dbc_path()), frame_id_mask=ID_MASK)
+        db = cantools.database.load_file(str(dbc_path()), frame_id_mask=CAN_TYPE_MASK)
         if not isinstance(db, cantools.database.can.Database):
             raise DriverError(f"{dbc_path()} is not a CAN database; reinstall mm_firmware_core")
         self._db = db
@@ -137,7 +147,7 @@ class CanTransport:
             bus,
             self._notifier,
             address=address,
-            params={"blocking_send": True, "max_frame_size": ISOTP_MAX_MESSAGE, "tx_padding": None},
+            params={"blocking_send": True, "max_frame_size": ISOTP_MAX_PAYLOAD, "tx_padding": None},
         )
         self._stack.start()
 
@@ -155,7 +165,7 @@ class CanTransport:
 
     # -- sending -------------------------------------------------------------------------------------------
 
-    def _send(self, name: str, signals: dict[str, float | int]) -> None:
+    def _send(self, name: str, signals: dict[str, float | int | str]) -> None:
         if self._bus is None:
             raise DriverError("the CAN transport is not open; configure the driver first")
         data = self._db.get_message_by_name(name).encode(signals)
@@ -169,10 +179,11 @@ class CanTransport:
         uses it for that one command); a command without exploration sends none.
         """
         gains_given = any(getattr(command, name) for name in _GAINS)
-        for field, register, scale in _REGISTERS:
+        for field, register in REGISTERS.items():
             value = float(getattr(command, field))
             if value or (gains_given and field in _GAINS):
-                self._send("REGISTER_REQUEST", {"op": _WRITE, "register_id": register, "value": round(value * scale)})
+                raw = round(value * register_scale(register))
+                self._send("REGISTER_REQUEST", {"op": "WRITE", "register_id": register, "value": raw})
         self._target = float(command.target)
         if command.exploration_std or command.exploration_tau_s:
             self._send(
@@ -222,7 +233,7 @@ class CanTransport:
 
     def _on_frame(self, msg: can.Message) -> None:
         """Notifier thread: decode the servo's frames addressed to our device."""
-        if not msg.is_extended_id or msg.arbitration_id & DEVICE_MASK != self._device:
+        if not msg.is_extended_id or msg.arbitration_id & CAN_DEVICE_MASK != self._device:
             return
         self.frames_received += 1
         try:
@@ -252,6 +263,7 @@ class CanTransport:
             current_cmd_a=float(p.get("STATE_ELECTRICAL.current_cmd", 0.0)),
             effort_nm=math.nan,  # not on the bus
             bus_voltage_v=float(p.get("STATE_ELECTRICAL.bus_voltage", math.nan)),
+            power_w=float(p.get("STATE_POWER.power", math.nan)),
             temperature_c=float(p.get("STATE_ELECTRICAL.temperature", math.nan)),
             target_rad=self._target,
             policy_crc32=int(p.get("STATE_STATUS.policy_crc32", 0)),

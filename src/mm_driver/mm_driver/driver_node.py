@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
+from mm_contract.constants import Fault
 from mm_contract.description import build_urdf, default_joint_name, rename_joint
 from mm_contract.errors import ContractError
 from mm_contract.profiles import load_profile
@@ -62,7 +63,6 @@ from mm_driver.supervisor import (
     MoveMonitor,
     MoveRequest,
     MoveSupervisor,
-    PowerModel,
     position_range,
     validate_command,
     validate_goal,
@@ -215,7 +215,7 @@ LATCHED_QOS = QoSProfile(
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
-_HEARTBEAT_LOST = 0x40
+_HEARTBEAT_LOST = Fault.HEARTBEAT_LOST
 _NO_BLOB = "no policy blob received on `policy` yet; give a registry policy_id"
 # clear_faults is sent again this often (s, wall) until the servo shows the faults gone: the servo clears
 # HEARTBEAT_LOST only once a heartbeat has arrived, and heartbeats and commands travel on different topics.
@@ -318,7 +318,6 @@ class DriverNode(LifecycleNode):
         urdf = rename_joint(urdf, self._joint)
         self._end_stop_rad = profile.end_stop_rad
         self._limits = self._move_limits()
-        self._power = PowerModel(profile.motor.resistance_ohm, profile.motor.back_emf_v_s_per_rad * profile.gear.ratio)
         self._transport = self._make_transport()
         self._deployer = Deployer(
             self._transport,
@@ -722,7 +721,7 @@ class DriverNode(LifecycleNode):
             self.get_logger().warning(f"aborted move_to goal (target {goal_handle.request.target_rad} rad): {exc}")
             goal_handle.abort()
             return MoveTo.Result(success=False, message=str(exc), final_error_rad=math.nan, settle_time_s=math.nan)
-        supervisor = MoveSupervisor(request, start=start, limits=self._limits, power=self._power)
+        supervisor = MoveSupervisor(request, start=start, limits=self._limits)
         with self._cond:
             self._supervisors.add(supervisor)
         try:

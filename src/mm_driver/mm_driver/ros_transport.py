@@ -48,6 +48,7 @@ def sample_from_msg(msg: Any) -> ServoSample:
         current_cmd_a=float(msg.current_cmd_a),
         effort_nm=float(msg.effort_nm),
         bus_voltage_v=float(msg.bus_voltage_v),
+        power_w=float(msg.power_w),
         temperature_c=float(msg.temperature_c),
         target_rad=float(msg.target_rad),
         policy_crc32=int(msg.policy_crc32),

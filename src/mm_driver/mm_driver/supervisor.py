@@ -11,12 +11,14 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from mm_contract.constants import BLOCKING_FAULTS
 from mm_contract.metrics import Response, step_metrics
 
 from mm_driver.errors import DriverError, GoalRejected
 from mm_driver.transport import Command, Mode, ServoSample, fault_names
 
 CONTROLLERS = {"pid": Mode.POSITION, "policy": Mode.POLICY}
+"""MoveTo controller name → the servo mode that runs it (mm_bringup's demo reads its samples by it too)."""
 
 
 @dataclass(frozen=True)
@@ -141,23 +143,6 @@ def validate_command(mode: int, fields: dict[str, float | bool], limits: MoveLim
 
 
 @dataclass(frozen=True)
-class PowerModel:
-    """Electrical power of the motor from what the servo reports: P = (R·i + k_e·ω)·i (W), the twin's model.
-
-    Attributes:
-        resistance_ohm: winding resistance (Ω).
-        emf_v_s_per_rad: back-EMF constant at the output shaft, motor constant × gear ratio (V·s/rad).
-    """
-
-    resistance_ohm: float
-    emf_v_s_per_rad: float
-
-    def power_w(self, current_a: float, velocity_rad_s: float) -> float:
-        """Power drawn (W), negative when the motor regenerates."""
-        return (self.resistance_ohm * current_a + self.emf_v_s_per_rad * velocity_rad_s) * current_a
-
-
-@dataclass(frozen=True)
 class MoveResult:
     """The MoveTo result fields (SI units as named)."""
 
@@ -174,11 +159,10 @@ class MoveResult:
 class MoveSupervisor:
     """Follows one move from the state samples that arrive after it was commanded."""
 
-    def __init__(self, request: MoveRequest, *, start: ServoSample, limits: MoveLimits, power: PowerModel) -> None:
+    def __init__(self, request: MoveRequest, *, start: ServoSample, limits: MoveLimits) -> None:
         """Start judging `request`; `start` is the last sample before the command (its stamp is time zero)."""
         self.request = request
         self._limits = limits
-        self._power = power
         self._start = start
         self._samples: list[ServoSample] = [start]
         self._in_band_since: float | None = None
@@ -221,7 +205,11 @@ class MoveSupervisor:
             self._in_band_since = None
 
     def result(self, *, success: bool, message: str) -> MoveResult:
-        """The result with mm_sim's step metrics over the samples so far (resampled onto an even grid)."""
+        """The result with mm_contract's step metrics over the samples so far (resampled onto an even grid).
+
+        `energy_j` integrates the electrical power the servo measured and reported (`ServoSample.power_w`, W)
+        over the resampled grid: ∫max(P, 0) dt (J), as `mm_contract.metrics` defines it.
+        """
         samples = list(self._samples)  # a snapshot: the transport's thread may still be appending
         t = np.array([s.stamp_s - self._start.stamp_s for s in samples])
         if len(samples) < 3 or t[-1] <= 0.0:
@@ -233,14 +221,12 @@ class MoveSupervisor:
         def column(values: list[float]) -> np.ndarray:
             return np.interp(grid, t, np.array(values, dtype=np.float64))
 
-        current = column([s.current_a for s in samples])
-        velocity = column([s.velocity_rad_s for s in samples])
         response = Response(
             time_s=grid,
             position_rad=column([s.position_rad for s in samples]),
             target_rad=np.full_like(grid, self.request.target_rad),
-            current_a=current,
-            power_w=np.array([self._power.power_w(i, w) for i, w in zip(current, velocity, strict=True)]),
+            current_a=column([s.current_a for s in samples]),
+            power_w=column([s.power_w for s in samples]),
             action=column([s.current_cmd_a for s in samples]),
         )
         metrics = step_metrics(response, start_rad=self._start.position_rad, tolerance_rad=self.request.tolerance_rad)
@@ -256,8 +242,6 @@ class MoveSupervisor:
         )
 
 
-# Faults that stop a move; END_STOP alone lets the servo drive away from the stop.
-STOPPING_FAULTS = 0xFF & ~0x20
 FEEDBACK_PERIOD_S = 0.05
 """Servo time between two MoveTo feedback messages (s)."""
 
@@ -327,7 +311,7 @@ class MoveMonitor:
             return self._end(
                 "abort", f"no state from the servo for {self.state_timeout_s} s: link lost, HOLD sent", hold=True
             )
-        if latest.fault_flags & STOPPING_FAULTS:
+        if latest.fault_flags & BLOCKING_FAULTS:
             return self._end("abort", f"servo fault: {', '.join(fault_names(latest.fault_flags))}")
         # Judged on the mode actually entered, not on a grace time: with a fast twin 0.1 s of servo time can pass
         # before the command even arrives.

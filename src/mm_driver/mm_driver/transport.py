@@ -2,66 +2,36 @@
 
 The field meanings and units are those of mm_msgs ServoState / ServoCommand / PolicyChunk / PolicyAck
 (docs/servo-contract.md sections 6-7); these plain types let the deployer, the move supervisor and their tests
-run without ROS.
+run without ROS. The modes, ack statuses and reasons are mm_contract.constants' (re-exported here).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Protocol
 
+from mm_contract.constants import AckReason, AckStatus, Fault, Mode
 
-class Mode(IntEnum):
-    """ServoCommand.MODE_* (contract section 7)."""
-
-    IDLE = 0
-    HOLD = 1
-    TORQUE = 2
-    POSITION = 3
-    POLICY = 4
-    BRAKE = 5
-
-
-class AckStatus(IntEnum):
-    """PolicyAck.STATUS_*."""
-
-    RECEIVING = 0
-    ACCEPTED = 1
-    REJECTED = 2
-
-
-class AckReason(IntEnum):
-    """PolicyAck.REASON_*: why the servo refused an image."""
-
-    NONE = 0
-    CRC = 1
-    FORMAT = 2
-    SHAPE = 3
-    SIGNATURE = 4
-    TOO_LARGE = 5
-    BACKEND = 6
-    TRUNCATED = 7
-    BUSY = 8
-    ROLLBACK = 9
-
-
-FAULT_NAMES = {
-    0x01: "OVERCURRENT",
-    0x02: "OVERTEMPERATURE",
-    0x04: "UNDERVOLTAGE",
-    0x08: "OVERVOLTAGE",
-    0x10: "ENCODER",
-    0x20: "END_STOP",
-    0x40: "HEARTBEAT_LOST",
-    0x80: "POLICY",
-}
+__all__ = [
+    "Ack",
+    "AckCallback",
+    "AckReason",
+    "AckStatus",
+    "Chunk",
+    "ChunkLink",
+    "Command",
+    "Mode",
+    "ServoSample",
+    "StateCallback",
+    "Transport",
+    "fault_names",
+]
 
 
 def fault_names(flags: int) -> list[str]:
-    """The names of the fault bits set in `flags` (ServoState.fault_flags)."""
-    return [name for bit, name in FAULT_NAMES.items() if flags & bit]
+    """The names of the fault bits set in `flags` (ServoState.fault_flags), lowest bit first."""
+    return [str(fault.name) for fault in Fault if flags & fault]
 
 
 @dataclass(frozen=True)
@@ -99,7 +69,10 @@ class Command:
 
 @dataclass(frozen=True)
 class ServoSample:
-    """One state sample of the servo (ServoState), stamped with the servo's clock (s; sim time for the twin)."""
+    """One state sample of the servo (ServoState), stamped with the servo's clock (s; sim time for the twin).
+
+    `power_w` is the electrical power drawn from the bus as the servo measured it (W; negative: regenerating).
+    """
 
     stamp_s: float
     mode: int
@@ -110,6 +83,7 @@ class ServoSample:
     current_cmd_a: float
     effort_nm: float
     bus_voltage_v: float
+    power_w: float
     temperature_c: float
     target_rad: float
     policy_crc32: int

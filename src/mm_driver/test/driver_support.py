@@ -141,6 +141,7 @@ class CanServo:
         self.bus = can.Bus(interface="virtual", channel=self.channel)
         self.lock = threading.Lock()
         self.period_s = period_s
+        self.power_w = 0.0  # electrical power the servo measures each period (W); set it under `lock`
         self.frames_in = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -157,7 +158,7 @@ class CanServo:
                     out += self.endpoint.receive(msg.arbitration_id, bytes(msg.data))
                 now = time.monotonic()
                 if now >= next_state:
-                    self.core.step(encoder_count=0, dt_s=0.001)
+                    self.core.step(encoder_count=0, dt_s=0.001, power_w=self.power_w)
                     self.endpoint.tick(self.period_s)
                     out += self.endpoint.state_frames()
                     truncated = self.endpoint.truncated_ack_frame()  # the servo gave up on a transfer

@@ -64,7 +64,7 @@ def test_a_frame_carries_at_most_eight_bytes() -> None:
 
 def test_the_layout_is_read_from_the_dbc(layout: FrameLayout) -> None:
     assert layout.extended
-    assert layout.state == (8, 8, 8)  # STATE_ELECTRICAL, STATE_MOTION, STATE_STATUS
+    assert layout.state == (8, 8, 4, 8)  # STATE_ELECTRICAL, STATE_MOTION, STATE_POWER, STATE_STATUS
     assert (layout.heartbeat, layout.flow_control, layout.ack, layout.tp_data) == (4, 8, 8, 8)
     assert layout.name_of(0x030 << 10 | 7) == "POLICY_TP_DATA"
 
@@ -92,23 +92,24 @@ def test_transfer_of_a_12_kb_image(layout: FrameLayout) -> None:
 
 
 def test_stream_load_per_servo(layout: FrameLayout) -> None:
-    # 200 state bursts of three 8-byte frames (160 bits each worst case) and 50 heartbeats of 4 bytes (120 bits).
+    # 200 state bursts of three 8-byte frames (160 bits each worst case) and the 4-byte STATE_POWER (120 bits),
+    # and 50 heartbeats of 4 bytes (120 bits).
     one = bus_load(1, IMAGE_BYTES, fleet(), layout)
-    assert one.stream_frames_per_s == 650
-    assert one.stream_bits_per_s == 600 * 160 + 50 * 120 == 102_000
-    assert one.load == pytest.approx(0.204)
-    four = bus_load(4, IMAGE_BYTES, fleet(), layout)
-    assert four.deploy_s == pytest.approx(TRANSFER_BITS_WORST / (500_000 - 4 * 102_000))  # 3.13 s
-    assert math.isinf(bus_load(5, IMAGE_BYTES, fleet(), layout).deploy_s)  # 510 kbit/s of stream: no room
+    assert one.stream_frames_per_s == 850
+    assert one.stream_bits_per_s == 600 * 160 + 200 * 120 + 50 * 120 == 126_000
+    assert one.load == pytest.approx(0.252)
+    three = bus_load(3, IMAGE_BYTES, fleet(), layout)
+    assert three.deploy_s == pytest.approx(TRANSFER_BITS_WORST / (500_000 - 3 * 126_000))  # 2.36 s
+    assert math.isinf(bus_load(4, IMAGE_BYTES, fleet(), layout).deploy_s)  # 504 kbit/s of stream: no room
 
 
 @pytest.mark.parametrize(
     ("knobs", "expected"),
     [
-        ({}, 4),  # 200 Hz state, worst-case stuffing: 5 servos already take 102 % of the bus
-        ({"worst_case": False}, 5),  # nominal bits: 83,550 bit/s per servo, 5 leave 82 kbit/s (2.9 s)
-        ({"state_decimation": 20}, 14),  # 50 Hz: 30,000 bit/s per servo, 14 leave 80 kbit/s (3.6 s), 15 need 5.8 s
-        ({"state_decimation": 20, "broadcast_heartbeat": True}, 18),  # 24,000 per servo + 6,000: 18 need 4.6 s
+        ({}, 3),  # 200 Hz state, worst-case stuffing: 4 servos already take 101 % of the bus
+        ({"worst_case": False}, 4),  # nominal bits: 103,350 bit/s per servo, 4 leave 87 kbit/s (2.7 s)
+        ({"state_decimation": 20}, 12),  # 50 Hz: 36,000 bit/s per servo, 12 leave 68 kbit/s (4.2 s), 13 need 9.0 s
+        ({"state_decimation": 20, "broadcast_heartbeat": True}, 14),  # 30,000 per servo + 6,000: 14 need 3.9 s
     ],
 )
 def test_largest_fleet_that_deploys_in_5_s(layout: FrameLayout, knobs: dict[str, object], expected: int) -> None:
@@ -150,9 +151,6 @@ def test_a_real_transfer_sends_the_computed_frames(
     assert seen["POLICY_TP_FLOW"] == computed["flow_control"]
     assert seen["POLICY_ACK"] == computed["ack"]
     # The endpoint's state bursts are the DBC's STATE_* frames, each of its declared size.
-    assert sorted(name for name in seen if name.startswith("STATE_")) == [
-        "STATE_ELECTRICAL",
-        "STATE_MOTION",
-        "STATE_STATUS",
-    ]
-    assert all(set(seen[name]) == {8} for name in seen if name.startswith("STATE_"))
+    states = sorted(name for name in seen if name.startswith("STATE_"))
+    assert states == ["STATE_ELECTRICAL", "STATE_MOTION", "STATE_POWER", "STATE_STATUS"]
+    assert [set(seen[name]) for name in states] == [{dlc} for dlc in layout.state]

@@ -159,6 +159,10 @@ def test_commands_registers_and_state_over_can(rig: tuple[CanServo, Link, int]) 
     assert (tuning.gains.kp_pos, tuning.gains.kp_vel, tuning.gains.ki_vel) == pytest.approx((20.0, 0.05, 1.5))
     link.transport.send_command(Command(Mode.HOLD))
     link.wait_sample(lambda s: s.mode == Mode.HOLD)
+    # The measured power arrives in STATE_POWER, within the same burst as the rest of the state.
+    with servo.lock:
+        servo.power_w = 17.25
+    link.wait_sample(lambda s: s.power_w == 17.25 and s.mode == Mode.HOLD)
 
 
 def test_policy_command_with_exploration_over_can(rig: tuple[CanServo, Link, int]) -> None:

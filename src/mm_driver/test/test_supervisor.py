@@ -6,7 +6,7 @@ import math
 
 import pytest
 from mm_driver.errors import GoalRejected
-from mm_driver.supervisor import MoveEnd, MoveLimits, MoveMonitor, MoveSupervisor, PowerModel, validate_goal
+from mm_driver.supervisor import MoveEnd, MoveLimits, MoveMonitor, MoveSupervisor, validate_goal
 from mm_driver.transport import Mode, ServoSample
 
 LIMITS = MoveLimits(
@@ -50,13 +50,21 @@ def test_bad_goals_are_rejected_with_a_reason(field: str, value: object, reason:
         validate_goal(**{**GOOD, field: value}, limits=LIMITS)  # type: ignore[arg-type]
 
 
-def _sample(t: float, position: float, velocity: float = 0.0, current: float = 0.0) -> ServoSample:
-    return ServoSample(t, 3, 0, position, velocity, current, current, 0.0, 24.0, 25.0, 1.0, 0)
+def _power_w(current: float, velocity: float) -> float:
+    """What the servo would measure for a motor with R = 1 Ω and k_e = 0.1 V·s/rad: (R·i + k_e·ω)·i (W)."""
+    return (1.0 * current + 0.1 * velocity) * current
+
+
+def _sample(
+    t: float, position: float, velocity: float = 0.0, current: float = 0.0, power: float | None = None
+) -> ServoSample:
+    power_w = _power_w(current, velocity) if power is None else power
+    return ServoSample(t, 3, 0, position, velocity, current, current, 0.0, 24.0, power_w, 25.0, 1.0, 0)
 
 
 def test_settles_only_after_the_window_in_band_and_at_rest() -> None:
     request = validate_goal(**GOOD, limits=LIMITS)
-    sup = MoveSupervisor(request, start=_sample(10.0, 0.0), limits=LIMITS, power=PowerModel(1.0, 0.1))
+    sup = MoveSupervisor(request, start=_sample(10.0, 0.0), limits=LIMITS)
     # An exponential approach sampled every 5 ms: overshoot-free, in band after ~0.2 s.
     for k in range(1, 200):
         t = 10.0 + 0.005 * k
@@ -74,13 +82,29 @@ def test_settles_only_after_the_window_in_band_and_at_rest() -> None:
     assert result.settle_time_s == pytest.approx(in_band_s, abs=0.02)
     assert result.overshoot_rad == 0.0
     assert result.peak_current_a == pytest.approx(1.0)
-    # P = (R i + k_e w) i with i = 1 A: R·t plus k_e times the distance travelled (~1 rad).
+    # The reported P = (R i + k_e w) i with i = 1 A: R·t plus k_e times the distance travelled (~1 rad).
     assert result.energy_j == pytest.approx(1.0 * sup.elapsed_s + 0.1 * 1.0, rel=0.05)
+
+
+def test_move_energy_is_the_integral_of_the_reported_power() -> None:
+    """energy_j integrates the power_w the servo measured (positive part, J), not a model of the motor: samples
+    whose current and velocity say nothing about their power (a regenerating stretch included) give exactly
+    Σ max(P, 0) · dt over the evenly stamped samples."""
+    request = validate_goal(**GOOD, limits=LIMITS)
+    dt_s = 0.005
+    powers = [0.0] + [12.0 * math.sin(0.07 * k) + 3.0 for k in range(1, 160)]
+    assert min(powers) < 0.0  # the motor regenerates on part of the move: that part draws nothing
+    sup = MoveSupervisor(request, start=_sample(2.0, 0.0, power=powers[0]), limits=LIMITS)
+    for k in range(1, len(powers)):
+        sup.update(_sample(2.0 + dt_s * k, 0.5, velocity=3.0, current=0.7, power=powers[k]))
+    result = sup.result(success=False, message="judged early")
+    assert result.energy_j == pytest.approx(sum(max(p, 0.0) for p in powers) * dt_s, rel=1e-9)
+    assert result.energy_j != pytest.approx(sum(max(_power_w(0.7, 3.0), 0.0) for _ in powers) * dt_s, rel=1e-3)
 
 
 def test_a_move_that_never_arrives_times_out_and_old_samples_are_ignored() -> None:
     request = validate_goal(**{**GOOD, "timeout_s": 0.5}, limits=LIMITS)
-    sup = MoveSupervisor(request, start=_sample(0.0, 0.0), limits=LIMITS, power=PowerModel(1.0, 0.1))
+    sup = MoveSupervisor(request, start=_sample(0.0, 0.0), limits=LIMITS)
     sup.update(_sample(0.3, 0.1))
     sup.update(_sample(0.2, 0.9))  # reordered best-effort sample: older than the last one
     assert sup.error_rad == pytest.approx(0.9) and not sup.timed_out
@@ -142,7 +166,7 @@ def test_policy_commands_with_exploration_need_a_policy_and_fields_in_range() ->
 
 def _monitor(timeout_s: float = 2.0) -> MoveMonitor:
     request = validate_goal(**{**GOOD, "timeout_s": timeout_s}, limits=LIMITS)
-    sup = MoveSupervisor(request, start=_sample(0.0, 0.0), limits=LIMITS, power=PowerModel(1.0, 0.1))
+    sup = MoveSupervisor(request, start=_sample(0.0, 0.0), limits=LIMITS)
     return MoveMonitor(sup, state_timeout_s=0.5, commanded_wall_s=100.0)
 
 

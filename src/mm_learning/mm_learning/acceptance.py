@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from mm_contract.constants import ENCODER_COUNTS
 from mm_contract.errors import TflmError
 from mm_contract.tflm import Scheme, TflmPolicy, clip_observations, model_ops, tensor_types
 from mm_sim.batch import BatchTwin, Schedule, evaluate_batch
@@ -20,7 +21,7 @@ from mm_sim.evaluate import Move
 
 from mm_learning.errors import ExportError, PolicyRejected, RejectionCause
 
-ENCODER_COUNT_RAD = 2.0 * math.pi / 16384
+ENCODER_COUNT_RAD = 2.0 * math.pi / ENCODER_COUNTS
 """One count of the 14-bit output-shaft encoder (contract section 2)."""
 
 # The ops the firmware registers in its TFLite Micro op resolver: what an exported MLP actor compiles to (ReLU

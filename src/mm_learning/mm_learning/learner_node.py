@@ -989,7 +989,7 @@ def _samples(batches: list[TransitionBatch]) -> int:
 
 def _move_columns(batches: list[TransitionBatch], target: float, duration_s: float) -> TransitionColumns:
     """The samples of a move's batches from its first sample (to ``target``) on, at most ``duration_s`` of them."""
-    from mm_contract.policy_image import OBS_DIM
+    from mm_contract.constants import OBS_DIM
     from mm_contract.transitions import FLAG_EPISODE_START, PHYSICAL_COLUMNS, TransitionColumns
 
     names = ("actions", *PHYSICAL_COLUMNS)

@@ -14,8 +14,8 @@ from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
+from mm_contract.constants import ACTION_DIM, OBS_DIM
 from mm_contract.objectives import Objective, parse_objective
-from mm_contract.policy_image import ACTION_DIM, OBS_DIM
 from mm_contract.transitions import (
     TransitionColumns,
     concatenate,

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ec
+from mm_contract.constants import OBS_DIM
 from mm_contract.objectives import EnergyBudget, Objective, parse_objective
-from mm_contract.observation import OBS_DIM
 from mm_contract.profiles import ServoProfile, load_profile
 from mm_contract.registry import Registry, RegistryEntry
 from mm_contract.signing import public_key_hex, sign

@@ -9,8 +9,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from mm_contract.constants import OBS_DIM
 from mm_contract.objectives import DEFAULT_TOLERANCE_RAD, Objective, TransitionSample, parse_objective, reward
-from mm_contract.observation import OBS_DIM, ObservationBuilder, ObsScales
+from mm_contract.observation import ObservationBuilder, ObsScales
 from mm_contract.profiles import LoadParams, ServoProfile, load_profile
 from numpy.typing import NDArray
 

@@ -108,6 +108,7 @@ def state_message(state: Any, seq: int, stamp: Time) -> ServoState:
         current_cmd_a=state.current_cmd_a,
         effort_nm=state.effort_nm,
         bus_voltage_v=state.bus_voltage_v,
+        power_w=state.power_w,
         temperature_c=state.temperature_c,
         target_rad=state.target_rad,
         policy_crc32=state.policy_crc32,

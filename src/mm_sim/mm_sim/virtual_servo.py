@@ -24,8 +24,22 @@ from typing import TYPE_CHECKING, Any
 
 import mm_firmware_core as fw
 import numpy as np
+from mm_contract.constants import (
+    ACTION_DIM,
+    BATCH_MAX_SAMPLES,
+    CAN_TYPE_MASK,
+    ENCODER_COUNTS,
+    ESP32_CURRENT_LIMIT_MA,
+    ESP32_MAX_POLICY_BYTES,
+    ESP32_OVERCURRENT_MA,
+    ESP32_STATE_DECIMATION,
+    ESP32_TFLM_ARENA_BYTES,
+    ESP32_UROS_HEARTBEAT_TIMEOUT_MS,
+    OBS_DIM,
+    PUBLIC_KEY_BYTES,
+)
 from mm_contract.errors import ProfileError, TflmError
-from mm_contract.observation import COUNTS_PER_REV, ObsScales
+from mm_contract.observation import ObsScales
 from mm_contract.profiles import ServoProfile, load_profile, parse_factors
 from mm_contract.tflm import TflmPolicy, round_half_away
 from mm_ros.parameters import parameter
@@ -38,13 +52,9 @@ if TYPE_CHECKING:
     import can
     from mm_contract.tflm import TflmPolicy
 
-_RAD_PER_COUNT = 2.0 * math.pi / COUNTS_PER_REV
-PUBLIC_KEY_BYTES = 65
-DEFAULT_TFLM_ARENA_BYTES = 8192  # CONFIG_MM_TFLM_ARENA_BYTES default (firmware/esp32/main/Kconfig.projbuild)
-DEFAULT_MAX_POLICY_BYTES = 32 * 1024  # the ESP32's CONFIG_MM_MAX_POLICY_BYTES default
+_RAD_PER_COUNT = 2.0 * math.pi / ENCODER_COUNTS
 DEFAULT_TEMPERATURE_C = 25.0  # the twin has no thermal model; the firmware reads an ambient-like value
-_CAN_TYPE_MASK = 0x1FFFFC00  # a frame id is message type << 10 | device id (mm_servo.dbc)
-_OVERCURRENT_RATIO = 1.5  # trip at 1.5x the limit, as the firmware's defaults (4 A limit, 6 A trip)
+_OVERCURRENT_RATIO = ESP32_OVERCURRENT_MA / ESP32_CURRENT_LIMIT_MA  # trip above the limit as the firmware's defaults
 
 
 class VirtualServoError(MmSimError):
@@ -110,18 +120,20 @@ class VirtualServoConfig:
     )
     control_rate_hz: int = parameter(0, "0: the profile's rate (1 kHz for mm_v3); the firmware allows 100..4000 (Hz)")
     heartbeat_timeout_s: float = parameter(
-        0.5,
+        ESP32_UROS_HEARTBEAT_TIMEOUT_MS / 1000.0,
         "watchdog (s): the micro-ROS firmware's CONFIG_MM_UROS_HEARTBEAT_TIMEOUT_MS (0.05 with CAN); 0 off",
     )
     watchdog_brake: bool = parameter(False, "brake instead of hold when heartbeats stop (CONFIG_MM_WATCHDOG_BRAKE)")
     initial_angle_rad: float = parameter(
         0.0, "true shaft angle at power-up (rad; reported modulo 2*pi, like the firmware)"
     )
-    state_decimation: int = parameter(5, "control ticks per ServoState (CONFIG_MM_STATE_DECIMATION): 200 Hz at 1 kHz")
-    tflm_arena_bytes: int = parameter(
-        DEFAULT_TFLM_ARENA_BYTES, "TFLite Micro arena per policy slot (CONFIG_MM_TFLM_ARENA_BYTES)"
+    state_decimation: int = parameter(
+        ESP32_STATE_DECIMATION, "control ticks per ServoState (CONFIG_MM_STATE_DECIMATION): 200 Hz at 1 kHz"
     )
-    max_policy_bytes: int = parameter(DEFAULT_MAX_POLICY_BYTES, "largest policy image (CONFIG_MM_MAX_POLICY_BYTES)")
+    tflm_arena_bytes: int = parameter(
+        ESP32_TFLM_ARENA_BYTES, "TFLite Micro arena per policy slot (CONFIG_MM_TFLM_ARENA_BYTES)"
+    )
+    max_policy_bytes: int = parameter(ESP32_MAX_POLICY_BYTES, "largest policy image (CONFIG_MM_MAX_POLICY_BYTES)")
     pid_objective: str = parameter("accuracy", "the core boots with mm_sim's tuned PID gains for this objective")
     plant_factors: Mapping[str, float] = parameter(
         default_factory=dict,
@@ -133,13 +145,14 @@ class VirtualServoConfig:
     guard_saturation_s: float | None = None
 
     def __post_init__(self) -> None:
+        host_max = fw.constant("MM_MAX_POLICY_BYTES")  # one policy slot of the host core (mm_config.h)
         checks = {
             "control_rate_hz must be 0 (profile's) or in 100..4000 (the firmware's range)": self.control_rate_hz == 0
             or 100 <= self.control_rate_hz <= 4000,
             "heartbeat_timeout_s must be >= 0 (0 disables the watchdog)": self.heartbeat_timeout_s >= 0.0,
             "state_decimation must be >= 1": self.state_decimation >= 1,
             "tflm_arena_bytes must be >= 1024": self.tflm_arena_bytes >= 1024,
-            "max_policy_bytes must be in 1..65536 (two slots of the host core)": 0 < self.max_policy_bytes <= 65536,
+            f"max_policy_bytes must be in 1..{host_max} (one host core slot)": 0 < self.max_policy_bytes <= host_max,
             "initial_angle_rad must be finite": math.isfinite(self.initial_angle_rad),
         }
         problems = [text for text, ok in checks.items() if not ok]
@@ -171,7 +184,7 @@ class TflmBackend:
     model in the `mm_contract.tflm.TflmPolicy` interpreter and dequantises the action in float32.
     """
 
-    def __init__(self, arena_bytes: int = DEFAULT_TFLM_ARENA_BYTES) -> None:
+    def __init__(self, arena_bytes: int = ESP32_TFLM_ARENA_BYTES) -> None:
         """Two empty slots of `arena_bytes` (bytes) each."""
         self.arena_bytes = arena_bytes
         self._slots: dict[int, _LoadedModel] = {}
@@ -184,7 +197,7 @@ class TflmBackend:
             return False
         try:
             policy = TflmPolicy(model, arena_bytes=self.arena_bytes)
-            shape_ok = policy(np.zeros(fw.cs.OBS_DIM, dtype=np.float32)).shape == (fw.cs.ACTION_DIM,)
+            shape_ok = policy(np.zeros(OBS_DIM, dtype=np.float32)).shape == (ACTION_DIM,)
         except (TflmError, ValueError, RuntimeError):
             return False
         if shape_ok:
@@ -246,7 +259,7 @@ class CanPort:
         self._can = can
         self.bus = bus
         self.endpoint = core.can_endpoint(device_id)
-        db: Any = cantools.database.load_file(str(fw.dbc_path()), frame_id_mask=_CAN_TYPE_MASK)
+        db: Any = cantools.database.load_file(str(fw.dbc_path()), frame_id_mask=CAN_TYPE_MASK)
         self._chunk_frame_id = int(db.get_message_by_name("POLICY_TP_DATA").frame_id) | device_id
         self._state_decimation = state_decimation
         self.frames_received = 0
@@ -311,7 +324,7 @@ class VirtualServo:
             self.core = fw.ServoCore(
                 public_key=parse_public_key(config.public_key_hex),
                 backend=self.backend,
-                obs_scales=fw.ObsScales(**dataclasses.asdict(scales)),
+                obs_scales=scales,
                 gains=(gains.kp_pos, gains.v_max, gains.kp_vel, gains.ki_vel, gains.gravity_ff_a, gains.decel_rad_s2),
                 current_limit_a=limit_a,
                 overcurrent_a=_OVERCURRENT_RATIO * limit_a,
@@ -363,7 +376,7 @@ class VirtualServo:
         for _ in range(ticks):
             position_rad, current_a = sensors.read(plant.angle_rad, plant.current_a)
             out = core.step(
-                encoder_count=round(position_rad / _RAD_PER_COUNT) % COUNTS_PER_REV,
+                encoder_count=round(position_rad / _RAD_PER_COUNT) % ENCODER_COUNTS,
                 dt_s=dt_s,
                 current_a=current_a,
                 bus_voltage_v=self._bus_voltage_v,
@@ -445,8 +458,8 @@ class VirtualServo:
         A tail of fewer than 24 samples waits for the next call, as on the firmware (firmware/README.md).
         """
         batches = []
-        while _samples_available(self.core) >= fw.cs.BATCH_MAX_SAMPLES:
-            batches.append(self.core.pop_batch(fw.cs.BATCH_MAX_SAMPLES))
+        while _samples_available(self.core) >= BATCH_MAX_SAMPLES:
+            batches.append(self.core.pop_batch(BATCH_MAX_SAMPLES))
         return batches
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
 from mm_testing.paths import REPO
 
 BUILD_DIR = Path(os.environ.get("MM_FIRMWARE_BUILD_DIR", REPO / "build" / "mm_firmware_core"))
@@ -123,6 +125,16 @@ def recorded_run(ticks: int = 3000, dt_s: float = 0.001) -> list[dict[str, float
             }
         )
     return rows
+
+
+KCONFIG = REPO / "firmware" / "esp32" / "main" / "Kconfig.projbuild"
+
+
+def kconfig_default(symbol: str) -> int:
+    """The numeric default of the ESP32 app's Kconfig option `symbol` (e.g. MM_STATE_DECIMATION)."""
+    match = re.search(rf"config {symbol}\n(?:\s+(?!config)\S.*\n)*?\s+default (\d+)\n", KCONFIG.read_text())
+    assert match is not None, f"{symbol} has no default in {KCONFIG}"
+    return int(match.group(1))
 
 
 def require(module: str) -> ModuleType:

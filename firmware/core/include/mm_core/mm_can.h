@@ -15,6 +15,7 @@
 
 #include "mm_core.h"
 #include "mm_isotp.h"
+#include "mm_servo.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -26,29 +27,53 @@ extern "C" {
 /** Most frames one received frame can cause: flow control, or the TRUNCATED ack of the transfer a chunk abandons
  *  + that chunk's own ack (the ISO-TP frame that completes a chunk never asks for flow control). */
 #define MM_CAN_MAX_REPLIES 2u
+/** Frames of one state burst (mm_can_state_frames). */
+#define MM_CAN_STATE_FRAMES 4u
 
-/** Registers of REGISTER_REQUEST/RESPONSE; int32 values in the units named. */
+/** Registers of REGISTER_REQUEST/RESPONSE: the ids are the DBC's register_id value table (generated into
+ *  mm_servo.h); int32 values in the units named (the DBC's register_id comment). */
 typedef enum {
-    MM_REG_FIRMWARE_VERSION = 0x0001,   /**< RO, major << 16 | minor << 8 | patch */
-    MM_REG_DEVICE_ID = 0x0002,          /**< RO */
-    MM_REG_FAULT_FLAGS = 0x0003,        /**< RO, ServoState.FAULT_* bits */
-    MM_REG_POLICY_CRC32 = 0x0004,       /**< RO, active policy id (bits of the uint32) */
-    MM_REG_DROPPED_SAMPLES = 0x0005,    /**< RO */
-    MM_REG_HARD_CURRENT_LIMIT_MA = 0x0006, /**< RO, configured hard limit (mA) */
-    MM_REG_HEARTBEAT_TIMEOUT_MS = 0x0007,  /**< RO (ms) */
-    MM_REG_RAW_ENCODER_COUNT = 0x0008,  /**< RO, last raw encoder count 0..16383 (read it to calibrate the zero) */
-    MM_REG_CURRENT_LIMIT_MA = 0x0010,   /**< RW, limit in effect (mA), 1..hard limit */
-    MM_REG_MAX_VELOCITY_MRAD_S = 0x0011,/**< RW, PID v_max (mrad/s) */
-    MM_REG_KP_POS_MILLI = 0x0012,       /**< RW, kp_pos (1e-3 /s) */
-    MM_REG_KP_VEL_MICRO = 0x0013,       /**< RW, kp_vel (1e-6 A s/rad) */
-    MM_REG_KI_VEL_MICRO = 0x0014,       /**< RW, ki_vel (1e-6 A/rad) */
-    MM_REG_GRAVITY_FF_MA = 0x0015,      /**< RW, gravity_ff (mA) */
-    MM_REG_ZERO_OFFSET_COUNTS = 0x0016, /**< RW, raw count 0..16383 at position 0 (load hanging straight down);
-                                             written only in IDLE or BRAKE; RAM only (Kconfig sets it at boot) */
+    /** RO, major << 16 | minor << 8 | patch */
+    MM_REG_FIRMWARE_VERSION = MM_SERVO_REGISTER_REQUEST_REGISTER_ID_FIRMWARE_VERSION_CHOICE,
+    /** RO */
+    MM_REG_DEVICE_ID = MM_SERVO_REGISTER_REQUEST_REGISTER_ID_DEVICE_ID_CHOICE,
+    /** RO, ServoState.FAULT_* bits */
+    MM_REG_FAULT_FLAGS = MM_SERVO_REGISTER_REQUEST_REGISTER_ID_FAULT_FLAGS_CHOICE,
+    /** RO, active policy id (bits of the uint32) */
+    MM_REG_POLICY_CRC32 = MM_SERVO_REGISTER_REQUEST_REGISTER_ID_POLICY_CRC32_CHOICE,
+    /** RO */
+    MM_REG_DROPPED_SAMPLES = MM_SERVO_REGISTER_REQUEST_REGISTER_ID_DROPPED_SAMPLES_CHOICE,
+    /** RO, configured hard limit (mA) */
+    MM_REG_HARD_CURRENT_LIMIT_MA = MM_SERVO_REGISTER_REQUEST_REGISTER_ID_HARD_CURRENT_LIMIT_MA_CHOICE,
+    /** RO (ms) */
+    MM_REG_HEARTBEAT_TIMEOUT_MS = MM_SERVO_REGISTER_REQUEST_REGISTER_ID_HEARTBEAT_TIMEOUT_MS_CHOICE,
+    /** RO, last raw encoder count 0..16383 (read it to calibrate the zero) */
+    MM_REG_RAW_ENCODER_COUNT = MM_SERVO_REGISTER_REQUEST_REGISTER_ID_RAW_ENCODER_COUNT_CHOICE,
+    /** RW, limit in effect (mA), 1..hard limit */
+    MM_REG_CURRENT_LIMIT_MA = MM_SERVO_REGISTER_REQUEST_REGISTER_ID_CURRENT_LIMIT_MA_CHOICE,
+    /** RW, PID v_max (mrad/s) */
+    MM_REG_MAX_VELOCITY_MRAD_S = MM_SERVO_REGISTER_REQUEST_REGISTER_ID_MAX_VELOCITY_MRAD_S_CHOICE,
+    /** RW, kp_pos (1e-3 /s) */
+    MM_REG_KP_POS_MILLI = MM_SERVO_REGISTER_REQUEST_REGISTER_ID_KP_POS_MILLI_CHOICE,
+    /** RW, kp_vel (1e-6 A s/rad) */
+    MM_REG_KP_VEL_MICRO = MM_SERVO_REGISTER_REQUEST_REGISTER_ID_KP_VEL_MICRO_CHOICE,
+    /** RW, ki_vel (1e-6 A/rad) */
+    MM_REG_KI_VEL_MICRO = MM_SERVO_REGISTER_REQUEST_REGISTER_ID_KI_VEL_MICRO_CHOICE,
+    /** RW, gravity_ff (mA) */
+    MM_REG_GRAVITY_FF_MA = MM_SERVO_REGISTER_REQUEST_REGISTER_ID_GRAVITY_FF_MA_CHOICE,
+    /** RW, raw count 0..16383 at position 0 (load hanging straight down); written only in IDLE or BRAKE; RAM
+     *  only (Kconfig sets it at boot) */
+    MM_REG_ZERO_OFFSET_COUNTS = MM_SERVO_REGISTER_REQUEST_REGISTER_ID_ZERO_OFFSET_COUNTS_CHOICE,
 } mm_register_t;
 
-/** REGISTER_RESPONSE.status */
-enum { MM_REG_OK = 0, MM_REG_UNKNOWN = 1, MM_REG_READ_ONLY = 2, MM_REG_OUT_OF_RANGE = 3, MM_REG_ACTIVE_MODE = 4 };
+/** REGISTER_RESPONSE.status (the DBC's value table) */
+enum {
+    MM_REG_OK = MM_SERVO_REGISTER_RESPONSE_STATUS_OK_CHOICE,
+    MM_REG_UNKNOWN = MM_SERVO_REGISTER_RESPONSE_STATUS_UNKNOWN_REGISTER_CHOICE,
+    MM_REG_READ_ONLY = MM_SERVO_REGISTER_RESPONSE_STATUS_READ_ONLY_CHOICE,
+    MM_REG_OUT_OF_RANGE = MM_SERVO_REGISTER_RESPONSE_STATUS_OUT_OF_RANGE_CHOICE,
+    MM_REG_ACTIVE_MODE = MM_SERVO_REGISTER_RESPONSE_STATUS_ACTIVE_MODE_CHOICE,
+};
 
 #define MM_FIRMWARE_VERSION ((0 << 16) | (1 << 8) | 0)
 
@@ -114,8 +139,9 @@ bool mm_can_auth_tag(const uint8_t key[MM_CAN_AUTH_KEY_BYTES], const mm_can_fram
 /** Advance the ISO-TP receiver clock (s). */
 void mm_can_tick(mm_can_t *can, float dt_s);
 
-/** The three state-stream frames (STATE_MOTION, STATE_ELECTRICAL, STATE_STATUS); returns 3. */
-uint8_t mm_can_state_frames(const mm_can_t *can, const mm_core_t *core, mm_can_frame_t tx[3]);
+/** The state-stream frames of one burst, in sending order: STATE_MOTION, STATE_ELECTRICAL, STATE_POWER and
+ *  STATE_STATUS last (a host has the whole state once STATE_STATUS arrives); returns MM_CAN_STATE_FRAMES. */
+uint8_t mm_can_state_frames(const mm_can_t *can, const mm_core_t *core, mm_can_frame_t tx[MM_CAN_STATE_FRAMES]);
 
 /** A FAULT frame when faults latched since the last call; false when there is nothing new. */
 bool mm_can_fault_frame(mm_can_t *can, const mm_core_t *core, mm_can_frame_t *tx);

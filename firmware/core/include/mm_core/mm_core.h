@@ -153,6 +153,7 @@ typedef struct {
     float current_cmd_a;
     float effort_nm;
     float bus_voltage_v;
+    float power_w;                /**< measured electrical power drawn from the bus (W), as sensed this tick */
     float temperature_c;
     float target_rad;
     uint32_t policy_crc32;

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -37,12 +38,23 @@ __all__ = [
     "pid_step",
 ]
 
-MODE_IDLE, MODE_HOLD, MODE_TORQUE, MODE_POSITION, MODE_POLICY, MODE_BRAKE = range(6)
-ENCODER_COUNTS = 16384
+# Module attributes read from libmmcore on first use (its C headers define them; PEP 562 __getattr__ below).
+_LIBRARY_CONSTANTS = {
+    "MODE_IDLE": "MM_MODE_IDLE",
+    "MODE_HOLD": "MM_MODE_HOLD",
+    "MODE_TORQUE": "MM_MODE_TORQUE",
+    "MODE_POSITION": "MM_MODE_POSITION",
+    "MODE_POLICY": "MM_MODE_POLICY",
+    "MODE_BRAKE": "MM_MODE_BRAKE",
+    "ENCODER_COUNTS": "MM_ENCODER_COUNTS",
+}
 
 
 class FirmwareCoreError(RuntimeError):
     """Raised when the core library cannot be loaded or refuses a call; the message says what to do."""
+
+
+_log = logging.getLogger(__name__)
 
 
 def _library_path() -> Path:
@@ -167,6 +179,14 @@ def library() -> ctypes.CDLL:
         raise FirmwareCoreError(msg)
     lib = ctypes.CDLL(str(path))
     _declare(lib)
+    for name, mirrored in cs.DIMENSIONS.items():
+        value = ctypes.c_long()
+        if not lib.mm_binding_constant(name.encode(), ctypes.byref(value)) or value.value != mirrored:
+            msg = (
+                f"{name} is {value.value} in {path} but {mirrored} in the binding; "
+                "update mm_firmware_core/_structs.py to match the C header"
+            )
+            raise FirmwareCoreError(msg)
     for name, mirror in cs.MIRRORS.items():
         size = lib.mm_binding_sizeof(name.encode())
         if size != ctypes.sizeof(mirror):
@@ -178,6 +198,7 @@ def library() -> ctypes.CDLL:
     return lib
 
 
+@functools.cache
 def constant(name: str) -> int:
     """The value of a C enum/macro of the core by its C name (e.g. 'MM_FAULT_POLICY')."""
     value = ctypes.c_long()
@@ -215,25 +236,45 @@ def dbc_path() -> Path:
     raise FirmwareCoreError(msg)
 
 
-@dataclass(frozen=True)
-class ObsScales:
-    """Observation scales (servo contract section 3); units in the names."""
+def __getattr__(name: str) -> int:
+    """MODE_* and ENCODER_COUNTS, read from libmmcore (FirmwareCoreError when it cannot load)."""
+    c_name = _LIBRARY_CONSTANTS.get(name)
+    if c_name is None:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    return constant(c_name)
 
-    pos_scale_rad: float
-    vel_scale_rad_s: float
-    fine_gain_per_rad: float
-    current_limit_a: float
-    velocity_filter_tau_s: float
 
-    def to_c(self) -> cs.ObsParams:
-        """The C struct mm_obs_params_t with these values."""
-        return cs.ObsParams(
-            self.pos_scale_rad,
-            self.vel_scale_rad_s,
-            self.fine_gain_per_rad,
-            self.current_limit_a,
-            self.velocity_filter_tau_s,
-        )
+class ObsScales(Protocol):
+    """Observation scales (servo contract section 3) as any object with these attributes carries them.
+
+    mm_contract.observation.ObsScales is one; the names are the fields of the C struct mm_obs_params_t.
+    """
+
+    @property
+    def pos_scale_rad(self) -> float:
+        """Position error giving a coarse error feature of 1 (rad)."""
+
+    @property
+    def vel_scale_rad_s(self) -> float:
+        """Velocity giving a velocity feature of 1 (rad/s)."""
+
+    @property
+    def fine_gain_per_rad(self) -> float:
+        """Gain of the fine error feature (1/rad)."""
+
+    @property
+    def current_limit_a(self) -> float:
+        """Current for action 1 and for a current feature of 1 (A)."""
+
+    @property
+    def velocity_filter_tau_s(self) -> float:
+        """Time constant of the velocity estimate's low-pass filter (s)."""
+
+
+def _obs_params(scales: ObsScales) -> cs.ObsParams:
+    """The C struct mm_obs_params_t of `scales`, field by field under the C names."""
+    return cs.ObsParams(*(float(getattr(scales, field[0])) for field in cs.ObsParams._fields_))
 
 
 class Observer:
@@ -242,7 +283,7 @@ class Observer:
     def __init__(self, scales: ObsScales, dt_s: float) -> None:
         """Build an observer for the given scales and control period dt_s (s)."""
         self._lib = library()
-        self._params = scales.to_c()
+        self._params = _obs_params(scales)
         self._dt_s = dt_s
         self._filter = cs.VelocityFilter()
         self._lib.mm_velocity_filter_reset(ctypes.byref(self._filter))
@@ -371,10 +412,11 @@ class ServoCore:
                 raise FirmwareCoreError(msg)
             setattr(cfg, name, value)
         if obs_scales is not None:
-            cfg.obs = obs_scales.to_c()
+            cfg.obs = _obs_params(obs_scales)
         if gains is not None:
             cfg.gains = cs.PidGains(*gains)
         self._callbacks: tuple[object, object] | None = None
+        self._backend_error: Exception | None = None
         if backend is not None:
             cfg.backend = self._wrap_backend(backend)
         status = self._lib.mm_core_init(self._ptr, ctypes.byref(cfg))
@@ -383,18 +425,35 @@ class ServoCore:
             raise FirmwareCoreError(msg)
         self._can = ctypes.create_string_buffer(self._lib.mm_binding_sizeof(b"mm_can_t"))
 
+    @property
+    def backend_error(self) -> Exception | None:
+        """The last exception the inference backend raised (None: none since the core was made).
+
+        The C core cannot take a Python exception: one raised by the backend's `load` refuses the image
+        (REASON_BACKEND) and one raised by `invoke` fails the inference (FAULT_POLICY), as a refusal or a failed
+        inference would; the exception is logged with its traceback (logger `mm_firmware_core`) and kept here.
+        """
+        return self._backend_error
+
+    def _backend_raised(self, call: str, exc: Exception) -> int:
+        """Log and keep an exception the backend raised inside a C callback; the core's failure code (1)."""
+        self._backend_error = exc
+        what = "refused as REASON_BACKEND" if call == "load" else "FAULT_POLICY latched"
+        _log.error("inference backend %s raised %r: %s", call, exc, what, exc_info=exc)
+        return 1
+
     def _wrap_backend(self, backend: InferenceBackend) -> cs.Backend:
         def load(_ctx: Any, slot: int, model: Any, size: int, arena: int, model_type: int) -> int:
             try:
                 return 0 if backend.load(slot, ctypes.string_at(model, size), arena, model_type) else 1
-            except Exception:
-                return 1
+            except Exception as exc:  # a C callback cannot propagate it: logged and kept, see backend_error
+                return self._backend_raised("load", exc)
 
         def invoke(_ctx: Any, slot: int, obs: Any, action: Any) -> int:
             try:
                 value = backend.invoke(slot, [obs[i] for i in range(cs.OBS_DIM)])
-            except Exception:
-                return 1
+            except Exception as exc:  # as in load
+                return self._backend_raised("invoke", exc)
             action[0] = value
             return 0
 
@@ -481,8 +540,9 @@ class ServoCore:
             FirmwareCoreError: counts outside 0..16383, or the servo is in an active mode (command IDLE or BRAKE
                 first: the position would jump under control).
         """
-        if not 0 <= counts < ENCODER_COUNTS:
-            msg = f"zero offset {counts} is outside 0..{ENCODER_COUNTS - 1}: give the raw count of the hanging load"
+        limit = constant("MM_ENCODER_COUNTS")
+        if not 0 <= counts < limit:
+            msg = f"zero offset {counts} is outside 0..{limit - 1}: give the raw count of the hanging load"
             raise FirmwareCoreError(msg)
         if self._lib.mm_core_set_zero_offset(self._ptr, counts) != 0:
             msg = "the zero offset can only change in IDLE or BRAKE; command one of them first"
@@ -605,8 +665,8 @@ class CanEndpoint:
         return out
 
     def state_frames(self) -> list[Frame]:
-        """The three state-stream frames."""
-        tx = (cs.CanFrame * 3)()
+        """The frames of one state burst (STATE_STATUS last)."""
+        tx = (cs.CanFrame * constant("MM_CAN_STATE_FRAMES"))()
         return self._frames(tx, self._lib.mm_can_state_frames(self._mem, self._core._ptr, tx))
 
     def fault_frame(self) -> Frame | None:
@@ -668,4 +728,5 @@ class CanEndpoint:
 
 def encoder_count(position_rad: float) -> int:
     """The 14-bit count an AS5047 reports at position_rad (floor quantisation)."""
-    return math.floor(position_rad / (2.0 * math.pi) * ENCODER_COUNTS) % ENCODER_COUNTS
+    counts = constant("MM_ENCODER_COUNTS")
+    return math.floor(position_rad / (2.0 * math.pi) * counts) % counts

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import ctypes
 
+# Array sizes of the mirrored structs; `library()` checks each against the C constant named in DIMENSIONS.
 OBS_DIM = 8
 ACTION_DIM = 1
 BATCH_MAX_SAMPLES = 24
 ACK_MAX_MISSING = 32
 PUBLIC_KEY_BYTES = 65
+DIMENSIONS = {
+    "MM_OBS_DIM": OBS_DIM,
+    "MM_ACTION_DIM": ACTION_DIM,
+    "MM_BATCH_MAX_SAMPLES": BATCH_MAX_SAMPLES,
+    "MM_ACK_MAX_MISSING": ACK_MAX_MISSING,
+    "MM_PUBLIC_KEY_BYTES": PUBLIC_KEY_BYTES,
+}
 
 LOAD_FN = ctypes.CFUNCTYPE(
     ctypes.c_int,
@@ -161,6 +169,7 @@ class State(ctypes.Structure):
         ("current_cmd_a", ctypes.c_float),
         ("effort_nm", ctypes.c_float),
         ("bus_voltage_v", ctypes.c_float),
+        ("power_w", ctypes.c_float),
         ("temperature_c", ctypes.c_float),
         ("target_rad", ctypes.c_float),
         ("policy_crc32", ctypes.c_uint32),
