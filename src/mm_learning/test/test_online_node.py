@@ -142,23 +142,6 @@ def test_online_goals_are_refused_with_the_reason(stack: dict[str, Any]) -> None
     assert "no driver: the deploy_policy action server '/alone/deploy_policy'" in result.message
 
 
-def test_a_sim_goal_with_deploy_deploys_the_registered_policy_through_the_driver(stack: dict[str, Any]) -> None:
-    """`deploy: true` in sim mode: trained in the twin, registered, published, then deployed by id through the
-    driver's deploy_policy as online mode deploys; without a driver the goal is refused before it trains."""
-    client: Client = stack["client"]
-    feedback: list[Any] = []
-    state = client.subscribe(ServoState, "/online/state", qos_profile_sensor_data)
-    sim = Train.Goal(mode="sim", algorithm="es", objective="accuracy", seed=0, max_steps=1, deploy=True)
-    accepted, result, status = client.call(_train(client, "/online/train"), sim, timeout_s=300.0, feedback=feedback)
-    assert accepted and status == GoalStatus.STATUS_SUCCEEDED, result.message
-    assert f"deployed: the servo runs policy_crc32 0x{result.policy_crc32:08x}" in result.message, result.message
-    assert "deploying" in {f.phase for f in feedback}
-    client.wait_for(lambda: bool(state) and state[-1].policy_crc32 == result.policy_crc32, 10.0, "the servo")
-    accepted, result, status = client.call(_train(client, "/alone/train"), sim, timeout_s=60.0)
-    assert accepted and status == GoalStatus.STATUS_ABORTED
-    assert "no driver: the deploy_policy action server '/alone/deploy_policy'" in result.message
-
-
 def test_an_online_es_goal_on_two_servos_calibrates_the_twin_and_reports_what_they_measured(
     stack: dict[str, Any],
 ) -> None:
@@ -227,3 +210,24 @@ def test_an_online_goal_deploys_trains_and_reports_what_the_servo_measured(
         assert msg.objective == "accuracy" and msg.samples > 0
         assert [t.name for t in msg.terms] == ["accuracy"]
         assert sum(t.value for t in msg.terms) == pytest.approx(msg.reward, rel=1e-5, abs=1e-9)
+
+
+def test_a_sim_goal_with_deploy_deploys_the_registered_policy_through_the_driver(stack: dict[str, Any]) -> None:
+    """`deploy: true` in sim mode: trained in the twin, registered, published, then deployed by id through the
+    driver's deploy_policy as online mode deploys; without a driver the goal is refused before it trains.
+
+    Last in the module: the registry versions the image (a release), and the servo then refuses the unversioned
+    images of online sessions as a rollback (servo contract section 5).
+    """
+    client: Client = stack["client"]
+    feedback: list[Any] = []
+    state = client.subscribe(ServoState, "/online/state", qos_profile_sensor_data)
+    sim = Train.Goal(mode="sim", algorithm="es", objective="accuracy", seed=0, max_steps=1, deploy=True)
+    accepted, result, status = client.call(_train(client, "/online/train"), sim, timeout_s=300.0, feedback=feedback)
+    assert accepted and status == GoalStatus.STATUS_SUCCEEDED, result.message
+    assert f"deployed: the servo runs policy_crc32 0x{result.policy_crc32:08x}" in result.message, result.message
+    assert "deploying" in {f.phase for f in feedback}
+    client.wait_for(lambda: bool(state) and state[-1].policy_crc32 == result.policy_crc32, 10.0, "the servo")
+    accepted, result, status = client.call(_train(client, "/alone/train"), sim, timeout_s=60.0)
+    assert accepted and status == GoalStatus.STATUS_ABORTED
+    assert "no driver: the deploy_policy action server '/alone/deploy_policy'" in result.message

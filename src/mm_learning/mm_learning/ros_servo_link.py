@@ -1,0 +1,201 @@
+"""A servo reached through its ROS driver, as the learner node drives it: a ``ServoLink`` of mm_learning.online_session.
+
+Deploys through the driver's ``deploy_policy`` action (the image registered where the driver looks), moves through
+its ``servo_command``, the move's samples from its ``transitions``. Used by the learner node for online goals and
+for sim goals that deploy; ROS-side only (the session logic is in :mod:`mm_learning.online_session`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mm_contract.constants import OBS_DIM
+from mm_contract.registry import Registry
+from mm_contract.transitions import FLAG_EPISODE_START, PHYSICAL_COLUMNS, TransitionColumns
+from rclpy.action import ActionClient
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+
+from mm_learning.online_session import Episode, OnlineError
+from mm_msgs.action import DeployPolicy
+from mm_msgs.msg import ServoCommand, ServoState, TransitionBatch
+
+
+class RosServoLink:
+    """A servo reached through its driver in `namespace` (absolute, relative, "": the node's): a ``ServoLink``.
+
+    deploy: the image into the registry the driver reads, then a ``deploy_policy`` goal with its id. Moves:
+    ``servo_command`` (POSITION to the start and ``settle_s`` of servo time on ``state``, then POLICY with
+    streaming and the exploration fields), the move's samples gathered from ``transitions`` from its first
+    sample (``FLAG_EPISODE_START`` with the move's target), then HOLD without streaming. Move commands clear
+    latched faults whose cause is gone (a heartbeat lost while this machine stalled, an exploring policy's over-
+    current): the transitions carry FLAG_FAULT, which the learner never stores.
+    """
+
+    def __init__(self, node: Node, group: ReentrantCallbackGroup, namespace: str = "") -> None:
+        self._node = node
+        self._namespace = namespace.rstrip("/")
+        self._cond = threading.Condition()
+        self._batches: list[TransitionBatch] = []
+        self._state: ServoState | None = None
+        self._state_wall_s = -math.inf
+        self._seq = 0
+        self._registry_dir = Path()
+        self._timeout_s = 60.0
+        self.lost_batches = 0
+        self.deploy_client = ActionClient(node, DeployPolicy, self.topic("deploy_policy"), callback_group=group)
+        self._command_pub = node.create_publisher(ServoCommand, self.topic("servo_command"), 10)
+        node.create_subscription(TransitionBatch, self.topic("transitions"), self._on_batch, 1000, callback_group=group)
+        node.create_subscription(
+            ServoState, self.topic("state"), self._on_state, qos_profile_sensor_data, callback_group=group
+        )
+
+    @property
+    def namespace(self) -> str:
+        """The servo's namespace as the node resolves it (absolute)."""
+        return self.resolved("state").rsplit("/", 1)[0] or "/"
+
+    def resolved(self, name: str) -> str:
+        """The servo's topic or action `name`, resolved by the node (absolute)."""
+        return self._node.resolve_topic_name(self.topic(name))
+
+    def topic(self, name: str) -> str:
+        """The servo's topic or action `name`, as the node resolves it."""
+        return f"{self._namespace}/{name}" if self._namespace else name
+
+    def configure(self, *, registry_dir: Path, timeout_s: float) -> None:
+        """Registry shared with the driver, wall-time limit of each wait (s)."""
+        self._registry_dir, self._timeout_s = registry_dir, timeout_s
+
+    def _on_batch(self, msg: TransitionBatch) -> None:
+        with self._cond:
+            self._batches.append(msg)
+            self._cond.notify_all()
+
+    def _on_state(self, msg: ServoState) -> None:
+        with self._cond:
+            self._state = msg
+            self._state_wall_s = time.monotonic()
+            self._cond.notify_all()
+
+    def wait_state(self, timeout_s: float) -> ServoState | None:
+        """A state received within the last ``timeout_s`` of wall time (waiting up to that long), or None."""
+        with self._cond:
+            self._cond.wait_for(lambda: time.monotonic() - self._state_wall_s < timeout_s, timeout_s)
+            return self._state if time.monotonic() - self._state_wall_s < timeout_s else None
+
+    def _command(self, mode: int, target: float = 0.0, **fields: Any) -> None:
+        self._seq += 1
+        msg = ServoCommand(seq=self._seq, mode=mode, target=float(target), **fields)
+        msg.stamp = self._node.get_clock().now().to_msg()
+        self._command_pub.publish(msg)
+
+    def _wait(self, predicate: Any, what: str) -> None:
+        with self._cond:
+            if not self._cond.wait_for(predicate, self._timeout_s):
+                state = self._state
+                seen = "no state" if state is None else f"mode {state.mode}, faults 0x{state.fault_flags:x}"
+                msg = f"timed out after {self._timeout_s} s (wall) waiting for {what}; the servo reports {seen}"
+                raise OnlineError(msg)
+
+    def deploy(self, image: bytes, metadata: Any) -> int:
+        """Register the image where the driver looks, deploy it by id; the CRC the servo reports running."""
+        entry = Registry(self._registry_dir).add(image, metadata)
+        if not self.deploy_client.wait_for_server(timeout_sec=self._timeout_s):
+            raise OnlineError("the driver's deploy_policy server is gone")
+        done = threading.Event()
+        future = self.deploy_client.send_goal_async(DeployPolicy.Goal(policy_id=entry.policy_id))
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(self._timeout_s) or not future.result().accepted:
+            raise OnlineError(f"the driver did not accept deploying {entry.policy_id[:12]} (see its log)")
+        done.clear()
+        result_future = future.result().get_result_async()
+        result_future.add_done_callback(lambda _: done.set())
+        if not done.wait(self._timeout_s):
+            raise OnlineError(f"no deploy_policy result within {self._timeout_s} s")
+        result = result_future.result().result
+        if not result.success:
+            raise OnlineError(f"the servo refused policy {entry.policy_id[:12]}: {result.message}")
+        return int(result.active_policy_crc32)
+
+    def run_episode(self, episode: Episode) -> TransitionColumns:
+        """One move; see the class docstring."""
+        if episode.start_rad is not None:
+            state = self.wait_state(self._timeout_s)
+            if state is None:
+                raise OnlineError("no servo state: cannot time the PID's move to the start")
+            since = _stamp_s(state.stamp)
+            self._command(ServoCommand.MODE_POSITION, episode.start_rad, clear_faults=True)
+            self._wait(
+                lambda: self._state is not None and _stamp_s(self._state.stamp) - since >= episode.settle_s,
+                f"the PID to reach {episode.start_rad:.3f} rad",
+            )
+        target = float(np.float32(episode.target_rad))
+        with self._cond:
+            self._batches = []
+        self._command(
+            ServoCommand.MODE_POLICY,
+            target,
+            stream_transitions=True,
+            clear_faults=True,
+            exploration_std=episode.exploration_std,
+            exploration_tau_s=episode.exploration_tau_s,
+        )
+        move: list[TransitionBatch] = []
+
+        def gathered() -> bool:
+            # Batches from the one holding the move's first sample on, while they follow tick by tick.
+            while self._batches:
+                batch = self._batches.pop(0)
+                if not move:
+                    flags = np.frombuffer(bytes(batch.flags), dtype=np.uint8)
+                    starts = (flags & FLAG_EPISODE_START) & (np.asarray(batch.target_rad) == target)
+                    if np.any(starts):
+                        move.append(batch)
+                elif batch.first_tick == move[-1].first_tick + move[-1].count:
+                    move.append(batch)
+                else:
+                    self.lost_batches += 1
+                    return True
+            # A whole batch more than the move: its first sample may sit anywhere in the first batch.
+            return bool(move) and _samples(move) >= round(episode.duration_s / move[0].dt_s) + len(move[0].actions)
+
+        try:
+            self._wait(gathered, f"the transitions of a move to {target:.3f} rad")
+        finally:
+            self._command(ServoCommand.MODE_HOLD)
+        return _move_columns(move, target, episode.duration_s)
+
+    def hold(self) -> None:
+        """HOLD without streaming."""
+        self._command(ServoCommand.MODE_HOLD)
+
+
+def _stamp_s(stamp: Any) -> float:
+    return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
+
+
+def _samples(batches: list[TransitionBatch]) -> int:
+    return sum(int(b.count) for b in batches)
+
+
+def _move_columns(batches: list[TransitionBatch], target: float, duration_s: float) -> TransitionColumns:
+    """The samples of a move's batches from its first sample (to ``target``) on, at most ``duration_s`` of them."""
+    names = ("actions", *PHYSICAL_COLUMNS)
+    columns = {name: np.concatenate([np.asarray(getattr(b, name)) for b in batches]) for name in names}
+    columns["flags"] = np.concatenate([np.frombuffer(bytes(b.flags), dtype=np.uint8) for b in batches])
+    observations = np.concatenate([np.asarray(b.observations, dtype=np.float32).reshape(-1, OBS_DIM) for b in batches])
+    first = int(np.flatnonzero((columns["flags"] & FLAG_EPISODE_START) & (columns["target_rad"] == target))[0])
+    part = slice(first, first + round(duration_s / batches[0].dt_s))
+    return TransitionColumns.from_arrays(
+        first_tick=int(batches[0].first_tick) + first,
+        dt_s=float(batches[0].dt_s),
+        observations=observations[part],
+        **{name: values[part] for name, values in columns.items()},
+    )
