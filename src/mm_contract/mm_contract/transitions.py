@@ -35,14 +35,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from mm_contract.constants import OBS_DIM
+from mm_contract.constants import OBS_DIM, SampleFlag
 from mm_contract.errors import TransitionError
 from mm_contract.objectives import TransitionSample, reward
 
-FLAG_EPISODE_START = 1
-FLAG_FAULT = 2
-FLAG_POLICY = 4
-FLAG_GUARD = 8
+# Plain ints: numpy treats an IntFlag as an int64 array operand, so `uint8_flags |= SampleFlag.GUARD` would not cast.
+FLAG_EPISODE_START = int(SampleFlag.EPISODE_START)
+FLAG_FAULT = int(SampleFlag.FAULT)
+FLAG_POLICY = int(SampleFlag.POLICY)
+FLAG_GUARD = int(SampleFlag.GUARD)
 """The ``mm_msgs/TransitionBatch`` flag bits (checked against the message by src/mm_learning/test/test_online.py)."""
 
 PHYSICAL_COLUMNS = ("position_rad", "velocity_rad_s", "current_a", "target_rad", "power_w")

@@ -213,9 +213,9 @@ def test_a_starved_driver_does_not_call_the_link_lost() -> None:
 
 def test_stopping_faults_end_the_move_but_an_end_stop_alone_does_not() -> None:
     monitor = _monitor()
-    end_stop = ServoSample(0.01, 3, 0x20, 0.1, 0.0, 0.0, 0.0, 0.0, 24.0, 25.0, 1.0, 0)
+    end_stop = ServoSample(0.01, 3, 0x20, 0.1, 0.0, 0.0, 0.0, 0.0, 24.0, 0.0, 25.0, 1.0, 0)
     assert _judge(monitor, end_stop) is None
-    faulted = ServoSample(0.02, 3, 0x21, 0.1, 0.0, 0.0, 0.0, 0.0, 24.0, 25.0, 1.0, 0)
+    faulted = ServoSample(0.02, 3, 0x21, 0.1, 0.0, 0.0, 0.0, 0.0, 24.0, 0.0, 25.0, 1.0, 0)
     end = _judge(monitor, faulted)
     assert end is not None and end.outcome == "abort" and end.result.message.startswith("servo fault: ")
     assert "END_STOP" in end.result.message and not end.hold
@@ -224,18 +224,18 @@ def test_stopping_faults_end_the_move_but_an_end_stop_alone_does_not() -> None:
 def test_a_servo_that_leaves_the_mode_or_never_enters_it_aborts() -> None:
     left = _monitor()
     assert _judge(left, _sample(0.01, 0.1)) is None  # POSITION entered
-    hold = ServoSample(0.02, 1, 0, 0.1, 0.0, 0.0, 0.0, 0.0, 24.0, 25.0, 1.0, 0)
+    hold = ServoSample(0.02, 1, 0, 0.1, 0.0, 0.0, 0.0, 0.0, 24.0, 0.0, 25.0, 1.0, 0)
     end = _judge(left, hold)
     assert end is not None and (end.outcome, end.result.message) == ("abort", "servo left POSITION for HOLD")
 
     never = _monitor()
     # Not yet entered: judged late only when both the wall clock and the servo's time passed state_timeout_s.
-    late_servo = ServoSample(0.6, 1, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 24.0, 25.0, 1.0, 0)
+    late_servo = ServoSample(0.6, 1, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 24.0, 0.0, 25.0, 1.0, 0)
     assert _judge(never, late_servo, now_wall_s=100.4) is None  # the wall clock: only 0.4 s
-    end = _judge(never, ServoSample(0.7, 1, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 24.0, 25.0, 1.0, 0), now_wall_s=100.6)
+    end = _judge(never, ServoSample(0.7, 1, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 24.0, 0.0, 25.0, 1.0, 0), now_wall_s=100.6)
     assert end is not None and end.result.message == "servo did not enter POSITION within 0.5 s (it is in HOLD)"
     fast_twin = _monitor()
-    early = ServoSample(0.3, 1, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 24.0, 25.0, 1.0, 0)
+    early = ServoSample(0.3, 1, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 24.0, 0.0, 25.0, 1.0, 0)
     assert _judge(fast_twin, early, now_wall_s=105.0) is None  # the servo's time: only 0.3 s
 
 

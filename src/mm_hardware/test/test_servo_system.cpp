@@ -138,7 +138,7 @@ public:
           to_host(fault);
         }
         if (tick_ % kStateDecimation == 0U) {
-          mm_can_frame_t frames[3];
+          mm_can_frame_t frames[MM_CAN_STATE_FRAMES];
           const uint8_t n = mm_can_state_frames(&s.can, s.core, frames);
           for (uint8_t i = 0; i < n; ++i) {
             to_host(frames[i]);

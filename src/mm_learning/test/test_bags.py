@@ -109,6 +109,7 @@ def write_recording(path: Path, recording: Recording, *, storage: Literal["mcap"
                         "current_cmd_a",
                         "effort_nm",
                         "bus_voltage_v",
+                        "power_w",
                         "temperature_c",
                         "target_rad",
                     ),

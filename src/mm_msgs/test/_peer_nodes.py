@@ -13,10 +13,14 @@ from rclpy.action import ActionServer, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from mm_msgs.action import Train
 from mm_msgs.msg import MetricValue, ServoCommand, ServoState
+
+FEEDBACK_QOS = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+"""Train feedback QoS on both sides: discovery is not symmetric, so the client may see the feedback publisher
+before this side has matched its subscription; a transient-local writer hands a late reader what it missed."""
 
 
 class Talker(Node):
@@ -39,18 +43,20 @@ class TrainServer(Node):
 
     def __init__(self) -> None:
         super().__init__("peer_train_server")
-        self._server = ActionServer(self, Train, "train", execute_callback=self._execute, goal_callback=self._on_goal)
+        self._server = ActionServer(
+            self,
+            Train,
+            "train",
+            execute_callback=self._execute,
+            goal_callback=self._on_goal,
+            feedback_pub_qos_profile=FEEDBACK_QOS,
+        )
 
     def _on_goal(self, goal: Train.Goal) -> GoalResponse:
         ok = goal.objective in ("accuracy", "speed", "energy", "smooth")
         return GoalResponse.ACCEPT if ok else GoalResponse.REJECT
 
     def _execute(self, handle: ServerGoalHandle) -> Train.Result:
-        # Discovery is not symmetric: the client may see this server's feedback publisher before this side has
-        # matched the client's subscription, and feedback published before that is lost. Wait for the match.
-        deadline = time.monotonic() + 30.0
-        while self.count_subscribers("/train/_action/feedback") == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
         for step in (1, 2, 3):
             handle.publish_feedback(Train.Feedback(phase="training", steps=step * 100))
         handle.succeed()

@@ -17,7 +17,7 @@ from rclpy.action import ActionClient
 from rclpy.action.client import ClientGoalHandle
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 PEER = Path(__file__).with_name("_peer_nodes.py")
 DISCOVERY_TIMEOUT_S = 30.0
@@ -88,13 +88,13 @@ def test_train_action_crosses_processes(context: Context) -> None:
     peer = _start_peer("action_server")
     try:
         node = rclpy.create_node("train_client", context=context)
-        client = ActionClient(node, Train, "train")
+        # The peer's feedback writer is transient-local (_peer_nodes.FEEDBACK_QOS): a reader matched after the
+        # goal ran still gets every feedback, because this reader asks for it the same way.
+        feedback_qos = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        client = ActionClient(node, Train, "train", feedback_sub_qos_profile=feedback_qos)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         spin_until(executor, client.server_is_ready, "the Train action server", DISCOVERY_TIMEOUT_S)
-        # server_is_ready sees the services only; a 500-step goal can end before its feedback topic is matched.
-        feedback_topic = "/train/_action/feedback"
-        spin_until(executor, lambda: node.count_publishers(feedback_topic) > 0, feedback_topic, DISCOVERY_TIMEOUT_S)
 
         feedback: list[Train.Feedback] = []
         handle = _send_goal(
