@@ -3,7 +3,7 @@
 For each objective (default speed, accuracy, energy) PPO trains in the mm_sim twin (mm_v3 + pendulum, one step
 move per 1 s episode) with mm_learning.trainer's preset, evaluated every ``--eval-every`` env steps on the same
 100 seeded moves as the PID tuned for that objective, and stops as soon as it beats the objective's target
-(trainer.beats_target) or at the time budget. The trained policy is then exported (int16x8, TFLite Micro) and
+(twin.beats_target) or at the time budget. The trained policy is then exported (int16x8, TFLite Micro) and
 the float policy, the quantised policy run by TFLite Micro, the PID and the time-optimal bound are measured on
 the same moves, in this run.
 
@@ -11,7 +11,7 @@ Goals (issue 4): beat the PID on every objective's primary metric in <= 5 min ea
 >= 30 % shorter (and within 1.25x the bound); energy: >= 25 % less energy at equal or better settling;
 accuracy: lower steady-state and RMS error.
 
-The velocity feature's scale is matched to the pendulum (trainer.matched_velocity_scale, 39 rad/s instead of
+The velocity feature's scale is matched to the pendulum (twin.matched_velocity_scale, 39 rad/s instead of
 the profile's 160 rad/s; ``--vel-scale profile`` for the profile's): the exported image carries it.
 
 Run: ``PYTHONPATH=src/mm_learning:src/mm_sim python bench/bench_training.py [--minutes 5] [--objectives ...]``.
@@ -31,18 +31,12 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 from mm_contract.objectives import parse_objective
 from mm_contract.tflm import TflmPolicy
+from mm_learning.algorithms import policy_controller
 from mm_learning.errors import LearningError
-from mm_learning.trainer import (
-    Progress,
-    TrainConfig,
-    Trainer,
-    TwinSpec,
-    beats_target,
-    evaluate_moves,
-    export_trained,
-    matched_velocity_scale,
-    policy_controller,
-)
+from mm_learning.goals import Progress
+from mm_learning.pipeline import export_trained
+from mm_learning.trainer import TrainConfig, Trainer
+from mm_learning.twin import TwinSpec, beats_target, evaluate_moves, matched_velocity_scale
 from mm_sim.baselines import TimeOptimalController
 from mm_sim.evaluate import PolicyController
 from stable_baselines3 import PPO

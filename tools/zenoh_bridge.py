@@ -30,6 +30,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import rclpy
+import zenoh
+from rclpy.executors import ExternalShutdownException
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+
 
 class BridgeError(Exception):
     """A bridge that cannot start as asked: a bad topic spec or an unknown message type."""
@@ -68,8 +73,6 @@ class TopicSpec:
 
 def zenoh_config(listen: list[str], connect: list[str]) -> Any:
     """A Zenoh peer configuration with these endpoints and no multicast scouting."""
-    import zenoh
-
     config = zenoh.Config()
     config.insert_json5("mode", json.dumps("peer"))
     config.insert_json5("scouting/multicast/enabled", "false")
@@ -107,11 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     except BridgeError as exc:
         print(f"zenoh_bridge: {exc}", file=sys.stderr)
         return 2
-
-    import rclpy
-    import zenoh
-    from rclpy.executors import ExternalShutdownException
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
 
     qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
     with zenoh.open(zenoh_config(args.listen, args.connect)) as session:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 from mm_contract.description import build_urdf, default_joint_name, rename_joint
 from mm_contract.errors import ContractError
 from mm_contract.profiles import load_profile
@@ -152,8 +153,6 @@ class NodeSpec:
 
 def package_prefix(package: str) -> Path:
     """The install prefix of `package` (ament index); its executables are in `<prefix>/lib/<package>/`."""
-    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
-
     try:
         return Path(get_package_prefix(package))
     except PackageNotFoundError as exc:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import sys
 import time
@@ -30,9 +31,21 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
+import yaml
+from matplotlib.figure import Figure
 from mm_contract.errors import ContractError
+from mm_contract.metrics import Response, step_metrics
+from mm_contract.objectives import parse_objective
+from mm_contract.profiles import load_profile
 from mm_driver.supervisor import CONTROLLERS
+from mm_learning.bags import make_typestore, read_messages
 from mm_learning.errors import LearningError
+from mm_learning.twin import TwinSpec
+from mm_sim.baselines import PidController, TimeOptimalController, tuned_gains
+from mm_sim.evaluate import Move, run_move, seeded_moves
+from mm_sim.model import Plant
+from mm_sim.render import SceneRenderer, save_animation
+from tqdm import tqdm  # type: ignore[import-untyped]
 
 from mm_bringup.bringup import configured_parameter, package_share
 from mm_bringup.session import (
@@ -118,8 +131,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def _learner_parameter(text: str) -> tuple[str, Any]:
     """`name=value` with the value read as YAML when it is a scalar (numbers, booleans), else kept as text."""
-    import yaml
-
     name, sep, raw = text.partition("=")
     if not sep or not name:
         msg = f"{text!r} is not NAME=VALUE"
@@ -139,8 +150,6 @@ class _Progress(Reporter):
         self._last_eval_steps = -1
 
     def _open(self, kind: str, total: float, unit: str) -> Any:
-        from tqdm import tqdm  # type: ignore[import-untyped]
-
         if self._bar_kind != kind:
             self.close()
             self._bar_kind = kind
@@ -191,9 +200,7 @@ class _Progress(Reporter):
         bar.refresh()
 
 
-def _seeded_moves(options: argparse.Namespace) -> list[Any]:
-    from mm_sim.evaluate import seeded_moves
-
+def _seeded_moves(options: argparse.Namespace) -> list[Move]:
     return seeded_moves(options.moves, seed=COMPARISON_SEED, duration_s=MOVE_TIMEOUT_S)
 
 
@@ -204,13 +211,6 @@ def _twin_rows(options: argparse.Namespace, session: SessionResult, kind: str) -
     policy schedules; the servo's POSITION mode runs the linear PID). Measured as the driver measures a move: up
     to its settling plus the driver's settle window.
     """
-    from mm_contract.metrics import Response, step_metrics
-    from mm_contract.objectives import parse_objective
-    from mm_contract.profiles import load_profile
-    from mm_learning.trainer import TwinSpec
-    from mm_sim.baselines import PidController, TimeOptimalController, tuned_gains
-    from mm_sim.evaluate import Move, run_move
-
     driver_file = package_share("mm_driver") / "config" / "driver.yaml"
     window_s = float(cast(float, configured_parameter(driver_file, "driver", "settle_window_s")))
     twin = TwinSpec(profile=options.profile, load=options.load, objective=parse_objective(options.objective))
@@ -282,8 +282,6 @@ def recorded_traces(bag: Path, moves: Sequence[MoveOutcome]) -> list[Trace]:
     A move is the run of states in which the servo is in the controller's mode with the move's target; time 0
     is the last state before it (the driver's convention). Raises `LearningError` when a move is not found.
     """
-    from mm_learning.bags import make_typestore, read_messages
-
     store = make_typestore()
     states: list[Any] = [
         store.deserialize_cdr(m.data, STATE_TYPE) for m in read_messages(bag, msgtypes=[STATE_TYPE]).messages
@@ -315,13 +313,9 @@ def _plots(
     bound_traces: list[Trace],
     rows: dict[str, list[Row]],
 ) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     written = []
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     if session.curve:
         steps = [p.steps for p in session.curve]
         ax.plot(steps, [p.policy_score for p in session.curve], "o-", label="policy (float, twin)")
@@ -335,10 +329,10 @@ def _plots(
     ax.grid(alpha=0.3)
     written.append(out / "training_curve.png")
     fig.savefig(written[-1], dpi=110, bbox_inches="tight")
-    plt.close(fig)
 
     shown = min(PLOTTED_MOVES, len(bound_traces))
-    fig, axes = plt.subplots(shown, 1, figsize=(7, 2.6 * shown), sharex=True, squeeze=False)
+    fig = Figure(figsize=(7, 2.6 * shown))
+    axes = fig.subplots(shown, 1, sharex=True, squeeze=False)
     for k, ax in enumerate(axes[:, 0]):
         for move, trace in zip(session.moves, traces, strict=True):
             if move.index == k:
@@ -353,9 +347,9 @@ def _plots(
     axes[-1, 0].set_xlabel("time since the move_to command (s, wall clock)")
     written.append(out / "step_responses.png")
     fig.savefig(written[-1], dpi=110, bbox_inches="tight")
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     width = 0.8 / len(rows)
     for offset, (key, values) in enumerate(rows.items()):
         energies = [r.energy_j for r in values]
@@ -366,16 +360,11 @@ def _plots(
     ax.legend(fontsize=8)
     written.append(out / "energy_per_move.png")
     fig.savefig(written[-1], dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return written
 
 
 def _render_frames(profile_name: str, load_name: str, angles: list[float], target_rad: float, path: Path) -> None:
     """Render the recorded angles to an animation (runs in a child process: see `_animation`)."""
-    from mm_contract.profiles import load_profile
-    from mm_sim.model import Plant
-    from mm_sim.render import SceneRenderer, save_animation
-
     profile = load_profile(profile_name)
     plant = Plant(profile, profile.loads[load_name])
     renderer = SceneRenderer(plant, width=480, height=360)
@@ -390,11 +379,9 @@ def _render_frames(profile_name: str, load_name: str, angles: list[float], targe
 def _animation(options: argparse.Namespace, move: MoveOutcome, trace: Trace) -> Path:
     """Replay a recorded move in the MuJoCo model (in slow motion), rendered in a fresh child process.
 
-    TensorFlow (imported with mm_learning's export) crashes MuJoCo's EGL renderer in the same process, so the
-    frames are drawn by a child that imports only MuJoCo and mm_sim.
+    TensorFlow crashes MuJoCo's EGL renderer in the same process, so the frames are drawn by a fresh child that
+    imports this module's dependencies only (none of them imports TensorFlow; a caller of this function may have).
     """
-    import multiprocessing
-
     frame_s = np.arange(-0.1, float(trace.time_s[-1]) + 0.1, 1.0 / (ANIMATION_FPS * SLOW_MOTION))
     angles = [float(a) for a in np.interp(frame_s, trace.time_s, trace.position_rad)]
     path = options.out / f"move_{move.controller}.gif"

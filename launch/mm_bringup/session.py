@@ -33,12 +33,24 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import rclpy
+from action_msgs.msg import GoalStatus
+from mm_contract.objectives import parse_objective
+from mm_contract.signing import PRIVATE_KEY_NAME, generate_keypair, load_private_key, public_key_hex
+from mm_learning.bags import load_transitions, read_messages
 from mm_learning.errors import LearningError
 from mm_sim.evaluate import Move
+from rclpy.action import ActionClient
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
 
 from mm_bringup.bringup import SIM, describe
 from mm_bringup.errors import BringupError
 from mm_bringup.run import Runner
+from mm_msgs.action import DeployPolicy, MoveTo, Train
+from mm_msgs.msg import ServoCommand, ServoState
 
 NAMESPACE = "/servo1"
 BRINGUP_NODES = frozenset(
@@ -191,15 +203,11 @@ def score(values: Sequence[Any]) -> float:
 
 def pid_objective(objective: str) -> str:
     """The named objective whose tuned PID the servo boots with: the objective's largest component."""
-    from mm_contract.objectives import parse_objective
-
     return parse_objective(objective).base
 
 
 def signing_key(key_dir: Path) -> Path:
     """The policy signing key in `key_dir`, created on first use (`mm keygen`); returns its path."""
-    from mm_contract.signing import PRIVATE_KEY_NAME, generate_keypair
-
     path = key_dir / PRIVATE_KEY_NAME
     if not path.exists():
         path, _ = generate_keypair(key_dir)
@@ -208,8 +216,6 @@ def signing_key(key_dir: Path) -> Path:
 
 def write_parameters(config: SessionConfig, key_path: Path) -> Path:
     """The bringup's `params_file`: the learner's key and folders, the virtual servo's public key and PID."""
-    from mm_contract.signing import load_private_key, public_key_hex
-
     out = config.out.resolve()
     parameters = {
         "/**/learner": {
@@ -237,16 +243,6 @@ class ServoClient:
 
     def __init__(self, namespace: str, alive: Callable[[], None]) -> None:
         """Clients in `namespace`; `alive()` raises when the bringup died (checked while waiting)."""
-        import rclpy
-        from rclpy.action import ActionClient
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.node import Node
-        from rclpy.qos import qos_profile_sensor_data
-
-        from mm_msgs.action import DeployPolicy, MoveTo, Train
-        from mm_msgs.msg import ServoCommand, ServoState
-
         self._alive = alive
         self.context = Context()
         rclpy.init(context=self.context)  # Jazzy's rclpy.init() is not a context manager: close() shuts it down
@@ -315,16 +311,12 @@ class ServoClient:
 
     def clear_faults(self) -> None:
         """If the servo reports faults: HOLD with clear_faults through `servo_command`, until they are gone."""
-        from mm_msgs.msg import ServoCommand
-
         if self.latest.fault_flags:
             self.command.publish(ServoCommand(mode=ServoCommand.MODE_HOLD, clear_faults=True))
             self.wait_state("the servo's faults to clear", _no_faults, ACTION_TIMEOUT_S)
 
     def move_to(self, target_rad: float, controller: str) -> Any:
         """A MoveTo goal with the session's tolerance and timeout; the result (succeeded or not)."""
-        from mm_msgs.action import MoveTo
-
         goal = MoveTo.Goal(
             target_rad=target_rad, tolerance_rad=TOLERANCE_RAD, timeout_s=MOVE_TIMEOUT_S, controller=controller
         )
@@ -335,8 +327,6 @@ class ServoClient:
 
     def close(self) -> None:
         """Stop spinning and shut the context down."""
-        import rclpy
-
         self._executor.shutdown(timeout_sec=2.0)
         self._spinner.join(timeout=2.0)
         self.node.destroy_node()
@@ -344,10 +334,6 @@ class ServoClient:
 
 
 def _train(client: ServoClient, config: SessionConfig, reporter: Reporter, result: SessionResult) -> None:
-    from action_msgs.msg import GoalStatus
-
-    from mm_msgs.action import Train
-
     def on_feedback(feedback: Any) -> None:
         if feedback.phase == "evaluating" and feedback.eval_metrics:
             point = EvalPoint(int(feedback.steps), score(feedback.eval_metrics), score(feedback.baseline_metrics))
@@ -374,10 +360,6 @@ def _train(client: ServoClient, config: SessionConfig, reporter: Reporter, resul
 
 
 def _deploy(client: ServoClient, reporter: Reporter, result: SessionResult) -> None:
-    from action_msgs.msg import GoalStatus
-
-    from mm_msgs.action import DeployPolicy
-
     # The policy the learner published on `policy` (goal without policy_id): the driver holds the latest blob.
     for attempt in range(1, DEPLOY_ATTEMPTS + 1):
         try:
@@ -437,8 +419,6 @@ def _moves(
 
 def _stream(client: ServoClient, config: SessionConfig) -> None:
     """The policy drives the first moves' targets with transitions streaming, each for its duration."""
-    from mm_msgs.msg import ServoCommand
-
     for move in config.moves[: config.stream_moves]:
         client.clear_faults()
         target = float(move.target_rad)
@@ -452,8 +432,6 @@ def _stream(client: ServoClient, config: SessionConfig) -> None:
 
 
 def _runs_policy_to(target_rad: float, state: Any) -> bool:
-    from mm_msgs.msg import ServoCommand
-
     return bool(state.mode == ServoCommand.MODE_POLICY and abs(state.target_rad - target_rad) < 1e-5)
 
 
@@ -470,8 +448,6 @@ def _stamp_s(state: Any) -> float:
 
 
 def _read_back(config: SessionConfig, result: SessionResult) -> None:
-    from mm_learning.bags import load_transitions, read_messages
-
     contents = read_messages(config.bag)
     result.bag_counts = dict(Counter(m.topic for m in contents.messages))
     result.bag_complete = contents.complete

@@ -26,10 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from action_msgs.msg import GoalStatus
 from mm_contract.signing import load_private_key, public_key_hex
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from mm_bringup.hosts import Link, RemoteHost
 from mm_bringup.session import GoalRefusedError, ServoClient, SessionError, signing_key
+from mm_msgs.action import DeployPolicy, Train
+from mm_msgs.msg import ServoCommand, TransitionBatch
 
 NAMESPACE = "/servo1"
 NODES = frozenset({("virtual_servo", NAMESPACE), ("driver", NAMESPACE), ("learner", NAMESPACE)})
@@ -177,10 +181,6 @@ class TwoHostSession:
         self._start_node("driver", ["mm_driver.driver_node", *ros, str(driver)], remote=True)
         with _environment(self.host.learner_environment({})):
             self.client = ServoClient(NAMESPACE, self.check_alive)
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-
-        from mm_msgs.msg import TransitionBatch
-
         self.client.node.create_subscription(
             TransitionBatch,
             "transitions",
@@ -223,8 +223,6 @@ class TwoHostSession:
 
     def train(self, objective: str = "speed", max_steps: int = 1, seed: int = 0) -> tuple[int, Any]:
         """A sim-mode Train goal with the learner's default algorithm: (GoalStatus status, result)."""
-        from mm_msgs.action import Train
-
         client = self._client()
         goal = Train.Goal(objective=objective, mode="sim", max_steps=max_steps, load=self.config.load, seed=seed)
         status, result = client.run_goal(client.train_client, goal, "train", ACTION_TIMEOUT_S)
@@ -232,10 +230,6 @@ class TwoHostSession:
 
     def deploy(self) -> Deployment:
         """DeployPolicy of the learner's latest blob (empty policy_id), sent again while the driver lacks it."""
-        from action_msgs.msg import GoalStatus
-
-        from mm_msgs.action import DeployPolicy
-
         client = self._client()
         for attempt in range(1, DEPLOY_ATTEMPTS + 1):
             started = time.monotonic()
@@ -265,8 +259,6 @@ class TwoHostSession:
 
     def stream(self, target_rad: float, duration_s: float) -> Stream:
         """The policy drives to `target_rad` with streaming for `duration_s` of wall time, then HOLD."""
-        from mm_msgs.msg import ServoCommand
-
         client = self._client()
         with self._batches_lock:
             self._batches.clear()

@@ -29,6 +29,9 @@ ENCODER_COUNT_RAD = 2.0 * math.pi / ENCODER_COUNTS
 # refused here rather than discovered on the servo.
 FIRMWARE_OPS = frozenset({"FULLY_CONNECTED", "TANH", "RELU"})
 
+DEFAULT_SCHEME = Scheme.INT16X8
+"""Default quantisation scheme; docs/learning.md gives the measurements behind the choice."""
+
 # Tensor types allowed per scheme: activations, int8 weights, and the bias type the scheme uses.
 _ALLOWED_TENSOR_TYPES = {
     Scheme.INT8: frozenset({"INT8", "INT32"}),

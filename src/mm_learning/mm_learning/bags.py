@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
+from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 from mcap.exceptions import EndOfFile, InvalidMagic, UnsupportedCompressionError
 from mcap.records import Channel, Message, Schema
 from mcap.stream_reader import StreamReader
@@ -82,13 +83,8 @@ BEST_EFFORT = _qos(QosReliability.BEST_EFFORT, 10)
 def _msg_dirs() -> list[Path]:
     """Where mm_msgs' .msg files are: the installed package share (ament index), else this source tree."""
     dirs: list[Path] = []
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-        with suppress(PackageNotFoundError):
-            dirs.append(Path(get_package_share_directory("mm_msgs")) / "msg")
-    except ImportError:  # a machine without ROS: the source tree below still has the definitions
-        pass
+    with suppress(PackageNotFoundError):
+        dirs.append(Path(get_package_share_directory("mm_msgs")) / "msg")
     dirs.append(Path(__file__).resolve().parents[2] / "mm_msgs" / "msg")
     return [d for d in dirs if d.is_dir()]
 
@@ -186,7 +182,7 @@ class BagWriter:
         elif msgtype := getattr(type(message), "__msgtype__", None):
             data = bytes(self.typestore.serialize_cdr(message, msgtype))
         else:
-            from rclpy.serialization import serialize_message
+            from rclpy.serialization import serialize_message  # noqa: PLC0415 -- rclpy: only for rclpy messages
 
             data = serialize_message(message)
         self._open_writer().write(self._connections[topic], stamp_ns, data)

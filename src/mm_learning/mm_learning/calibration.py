@@ -60,7 +60,7 @@ from mm_learning.schedule import (
     objective_metric,
     train_schedule,
 )
-from mm_learning.trainer import summarize
+from mm_learning.twin import summarize
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec

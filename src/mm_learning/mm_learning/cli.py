@@ -12,19 +12,26 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from mm_contract.errors import ContractError
 from mm_contract.objectives import parse_objective
+from mm_contract.registry import Registry
+from mm_contract.signing import generate_keypair, load_private_key, load_public_key, public_key_hex
+from mm_contract.tflm import Scheme
 
-from mm_learning.errors import LearningError
+from mm_learning.acceptance import DEFAULT_SCHEME, Budget
+from mm_learning.bags import reindex_bag
+from mm_learning.errors import LearningError, TrainingError
+from mm_learning.goals import DEFAULT_ALGORITHM, DEFAULT_DEVICE, SB3_ALGORITHMS, Progress
+from mm_learning.twin import TwinSpec
+
+# The subcommands that train or export import their modules when they run (marked "PLC0415 -- torch"): those load
+# torch and TensorFlow, which `mm --help`, `mm keygen` or `mm registry` have no use for.
 
 DEFAULT_REGISTRY = Path("policies")
 
 
 def _keygen(args: argparse.Namespace) -> None:
-    from mm_contract.signing import generate_keypair, load_private_key, public_key_hex
-
     private_path, public_path = generate_keypair(args.dir)
     print(f"private key: {private_path} (mode 0600, keep it secret)")
     print(f"public key:  {public_path}")
@@ -32,20 +39,13 @@ def _keygen(args: argparse.Namespace) -> None:
 
 
 def _pubkey(args: argparse.Namespace) -> None:
-    from mm_contract.signing import load_private_key, load_public_key, public_key_hex
-
     text = args.key.read_text(errors="replace")
     key = load_private_key(args.key) if "PRIVATE KEY" in text else load_public_key(args.key)
     print(public_key_hex(key))
 
 
 def _export(args: argparse.Namespace) -> None:
-    from mm_contract.registry import Registry
-    from mm_contract.signing import load_private_key
-    from mm_contract.tflm import Scheme
-
-    from mm_learning.acceptance import Budget
-    from mm_learning.pipeline import publish_run
+    from mm_learning.pipeline import publish_run  # noqa: PLC0415 -- torch
 
     if args.run.is_file():
         msg = f"{args.run} is a file: give the run directory (`mm train --out`), whose config.json says how it trained"
@@ -81,8 +81,6 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _registry(args: argparse.Namespace) -> None:
-    from mm_contract.registry import Registry
-
     registry = Registry(args.root)
     if args.action == "list":
         for entry in registry.list():
@@ -101,9 +99,7 @@ def _registry(args: argparse.Namespace) -> None:
     print(json.dumps({"policy_id": entry.policy_id, "path": str(entry.path), **entry.metadata}, indent=2))
 
 
-def _twin(args: argparse.Namespace) -> Any:
-    from mm_learning.trainer import TwinSpec
-
+def _twin(args: argparse.Namespace) -> TwinSpec:
     return TwinSpec(
         profile=args.profile, load=args.load, objective=parse_objective(args.objective), episode_s=args.episode_s
     )
@@ -116,7 +112,7 @@ def _print_comparison(policy: dict[str, float], pid: dict[str, float]) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from mm_learning.trainer import Progress, TrainConfig, Trainer
+    from mm_learning.trainer import TrainConfig, Trainer  # noqa: PLC0415 -- torch
 
     def report(progress: Progress) -> None:
         if progress.phase == "evaluating" and progress.eval_metrics:
@@ -158,7 +154,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from mm_learning.trainer import ALGORITHMS, TrainingError, evaluate_model
+    from mm_learning.algorithms import ALGORITHMS, evaluate_model  # noqa: PLC0415 -- torch
 
     if args.algorithm not in ALGORITHMS:
         raise TrainingError(f"unknown algorithm {args.algorithm!r}; use one of {', '.join(ALGORITHMS)}")
@@ -180,11 +176,9 @@ def _add_twin_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from mm_learning.trainer import ALGORITHMS, DEFAULT_ALGORITHM, TrainConfig
-
     p = sub.add_parser("train", help="train a policy for an objective in the MuJoCo twin (resumes a run in --out)")
     _add_twin_arguments(p)
-    p.add_argument("--algo", choices=list(ALGORITHMS), default=DEFAULT_ALGORITHM, help="SB3 algorithm (default: ppo)")
+    p.add_argument("--algo", choices=SB3_ALGORITHMS, default=DEFAULT_ALGORITHM, help="SB3 algorithm (default: ppo)")
     p.add_argument("--steps", type=int, default=200_000, help="env step budget; 0: none (default: 200000)")
     p.add_argument("--time-s", type=float, default=0.0, help="wall-time budget (s); 0: none")
     p.add_argument("--out", type=Path, required=True, help="run directory: checkpoints, TensorBoard logs, model.zip")
@@ -198,17 +192,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
         "--device",
-        default=TrainConfig.device,
+        default=DEFAULT_DEVICE,
         help="torch device: cpu (default), cuda, cuda:N or auto; servo-sized policies gain nothing from a GPU",
     )
     p.set_defaults(func=_train)
 
 
 def _learn(args: argparse.Namespace) -> None:
-    from mm_contract.registry import Registry
-    from mm_contract.signing import load_private_key
-
-    from mm_learning import schedule
+    from mm_learning import schedule  # noqa: PLC0415 -- torch
 
     def report(progress: schedule.Progress) -> None:
         m = progress.evaluation.summary()
@@ -263,10 +254,7 @@ def _add_learn(sub: argparse._SubParsersAction) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> None:
-    from mm_contract.registry import Registry
-    from mm_contract.signing import load_private_key
-
-    from mm_learning import schedule, sweep
+    from mm_learning import schedule, sweep  # noqa: PLC0415 -- torch
 
     trials = sweep.grid(
         objectives=args.objectives,
@@ -351,11 +339,6 @@ def _add_pubkey(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    from mm_contract.tflm import Scheme
-
-    from mm_learning.acceptance import Budget
-    from mm_learning.export import DEFAULT_SCHEME
-
     p = sub.add_parser(
         "export",
         help="convert the best model of a `mm train` run into a checked, signed servo policy (objective, profile, "
@@ -388,8 +371,6 @@ def _add_registry(sub: argparse._SubParsersAction) -> None:
 
 
 def _bag(args: argparse.Namespace) -> None:
-    from mm_learning.bags import reindex_bag
-
     done = reindex_bag(args.bag)
     print(f"{done.bag}: complete bag with {sum(done.messages.values())} messages")
     for topic, count in sorted(done.messages.items()):

@@ -38,3 +38,7 @@ class PolicyRejected(LearningError):  # noqa: N818 -- the name reads as the outc
 
 class TrainingError(LearningError):
     """A training run cannot start or continue (bad objective, algorithm, budget, preset or run directory)."""
+
+
+class OnlineError(LearningError):
+    """An online session cannot start or go on (bad configuration, a servo that refuses or stops answering)."""

@@ -29,6 +29,7 @@ from mm_sim.batch import BatchTwin, Schedule
 from mm_sim.evaluate import Move
 
 from mm_learning.acceptance import (
+    DEFAULT_SCHEME,
     Budget,
     Thresholds,
     action_error,
@@ -42,9 +43,6 @@ from mm_learning.acceptance import (
 from mm_learning.actor import ActorSpec
 from mm_learning.errors import ExportError
 from mm_learning.tflite_convert import convert, to_keras
-
-DEFAULT_SCHEME = Scheme.INT16X8
-"""Default quantisation scheme; docs/learning.md gives the measurements behind the choice."""
 
 METADATA_FORMAT = "mm_learning.policy/1"
 _C_BYTES_PER_LINE = 12

@@ -5,20 +5,27 @@ any training module is imported (those take tens of seconds to import on a loade
 :mod:`mm_learning.trainer` and :mod:`mm_learning.schedule` take their names from here (one source).
 
 - :data:`SCHEDULE_ALGORITHM`, :data:`SB3_ALGORITHMS`, :data:`OFF_POLICY`: the algorithm names.
-- :func:`run_key`: the settings that give a run's observations and actions their meaning (its folder's key).
+- :func:`run_key`: the settings that give a run's observations and actions their meaning (its folder's key);
+- :class:`Progress`: what a training run reports while it runs (the learner node's Train feedback).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from mm_contract.objectives import Objective
 
 SCHEDULE_ALGORITHM = "es"
 """The deceleration-schedule learner (:mod:`mm_learning.schedule`), the sim-mode default."""
 SB3_ALGORITHMS = ("ppo", "sac", "td3", "ddpg", "a2c")
-"""Stable-Baselines3 algorithms of :mod:`mm_learning.trainer` (``trainer.ALGORITHMS`` maps them to classes)."""
+"""Stable-Baselines3 algorithms of :mod:`mm_learning.trainer` (``algorithms.ALGORITHMS`` maps them to classes)."""
+DEFAULT_ALGORITHM = "ppo"
+"""The SB3 algorithm ``mm train`` uses unless told otherwise."""
+DEFAULT_DEVICE = "cpu"
+"""The torch device of training: servo-sized policies train faster on the CPU (``TrainConfig.device``)."""
 OFF_POLICY = frozenset({"sac", "td3", "ddpg"})
 """The SB3 algorithms that learn from stored transitions (online mode needs one)."""
 
@@ -51,3 +58,24 @@ def run_key(
     key = f"{objective.text}|{algorithm}|{profile}|{load}|{seed}|vel={velocity_scale}|episode={episode_s!r}"
     readable = re.sub(r"[^A-Za-z0-9]+", "-", f"{objective.text}-{algorithm}").strip("-")
     return f"{readable}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress report of a training run in the twin.
+
+    Attributes:
+        phase: "evaluating", "cloning" or "training".
+        steps: env steps so far (over resumes).
+        steps_per_s: env steps per second of wall time since the last report.
+        mean_reward: mean reward per env step since the last report.
+        eval_metrics: the policy's latest evaluation (mean over the seeded moves), empty before the first.
+        baseline_metrics: the PID baseline on the same moves.
+    """
+
+    phase: str
+    steps: int
+    steps_per_s: float
+    mean_reward: float
+    eval_metrics: Mapping[str, float]
+    baseline_metrics: Mapping[str, float]

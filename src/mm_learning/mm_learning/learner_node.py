@@ -45,14 +45,17 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import rclpy
 from mm_contract.errors import ContractError
 from mm_contract.objectives import parse_objective
-from mm_contract.registry import IMAGE_NAME, RegistryEntry
+from mm_contract.profiles import load_profile
+from mm_contract.registry import IMAGE_NAME, Registry, RegistryEntry
+from mm_contract.signing import load_private_key
 from mm_ros.parameters import ParameterFile, Section, declare, parameter, values
 from mm_ros.process import rclpy_process
+from mm_sim.errors import MmSimError
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
@@ -61,23 +64,23 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from mm_learning.errors import LearningError
-from mm_learning.goals import OFF_POLICY, SB3_ALGORITHMS, SCHEDULE_ALGORITHM, run_key
+from mm_learning.errors import LearningError, OnlineError
+from mm_learning.goals import OFF_POLICY, SB3_ALGORITHMS, SCHEDULE_ALGORITHM, Progress, run_key
 from mm_learning.online_session import (
     CalibratedConfig,
-    OnlineError,
     ServoFleet,
     SessionConfig,
     SessionProgress,
 )
 from mm_learning.ros_servo_link import RosServoLink
+from mm_learning.twin import TwinSpec, matched_velocity_scale, summarize
 from mm_msgs.action import Train
 from mm_msgs.msg import MetricValue, PolicyBlob, Reward, RewardTerm
 
-if TYPE_CHECKING:
-    from mm_learning.trainer import Progress, TwinSpec
-# The training modules (mm_learning.trainer, .schedule, .online: torch, Stable-Baselines3, TensorFlow) are imported
-# by the goal that needs them, never at start-up.
+# The training modules (mm_learning.trainer, .pipeline, .schedule, .online, .calibration: they load torch,
+# Stable-Baselines3 and TensorFlow) are imported by the goal that needs them, never at start-up; those imports are
+# the only ones inside functions (marked "PLC0415 -- torch"). Everything the node checks goals and judges with
+# (mm_learning.goals, .twin, .online_session) is torch-free and imported above.
 HEAVY_MODULES = ("torch", "stable_baselines3", "tensorflow")
 """What start-up must not import; the node's ready line says which of them are loaded."""
 SHUTDOWN_GRACE_S = 3.0
@@ -103,7 +106,7 @@ class LearnerParameters:
     velocity_scale: str = parameter(
         "profile",
         "velocity feature scale written into every exported policy: profile (the profile's vel_scale_rad_s) or "
-        "matched (the load's fastest move, trainer.matched_velocity_scale; finer velocity resolution)",
+        "matched (the load's fastest move, twin.matched_velocity_scale; finer velocity resolution)",
     )
     runs_dir: str = parameter("~/.ros/mm_learning/runs", "run directories (checkpoints, TensorBoard logs, exports)")
     registry_dir: str = parameter("~/.ros/mm_learning/policies", "registry of accepted policies")
@@ -163,7 +166,6 @@ PARAMETER_FILE = ParameterFile(
 _MODES = ("", "sim", "online")
 VELOCITY_SCALES = ("profile", "matched")
 ONLINE_DEFAULT_ALGORITHM = "sac"
-PID_CLONE_EPISODES = 20  # noisy PID episodes cloned into the online start policy (as the PPO preset's clone)
 _UNITS = {"_s": "s", "_rad": "rad", "_j": "J", "_a": "A"}
 # A policy blob is published once and kept for late subscribers.
 POLICY_QOS = QoSProfile(
@@ -261,8 +263,6 @@ class LearnerNode(Node):
             LearningError: `velocity_scale` is neither "profile" nor "matched".
             MmSimError: unknown profile or load.
         """
-        from mm_learning.trainer import TwinSpec, matched_velocity_scale
-
         profile, load = self._profile_load(goal)
         scale = self._velocity_scale()
         return TwinSpec(
@@ -284,10 +284,6 @@ class LearnerNode(Node):
             return f"max_time_s={goal.max_time_s} must be a finite number >= 0"
         if goal.max_steps == 0 and goal.max_time_s == 0.0:
             return "zero budget: give max_steps > 0 or max_time_s > 0"
-        from mm_contract.profiles import load_profile
-        from mm_contract.signing import load_private_key
-        from mm_sim.errors import MmSimError
-
         try:
             parse_objective(goal.objective)
             self._velocity_scale()
@@ -424,9 +420,8 @@ class LearnerNode(Node):
 
     def _train_schedule(self, goal_handle: ServerGoalHandle) -> Train.Result:
         """Sim mode with the default trainer: a deceleration schedule for the classical controller (ES)."""
-        from mm_learning import schedule
-        from mm_learning.pipeline import finite_metrics
-        from mm_learning.trainer import Progress, summarize
+        from mm_learning import schedule  # noqa: PLC0415 -- torch
+        from mm_learning.pipeline import finite_metrics  # noqa: PLC0415 -- torch
 
         goal: Train.Goal = goal_handle.request
         twin = self._twin(goal)
@@ -452,9 +447,6 @@ class LearnerNode(Node):
                 )
             ]
             self._feedback(goal_handle, "evaluating", last[0])
-
-        from mm_contract.registry import Registry
-        from mm_contract.signing import load_private_key
 
         result = schedule.train_schedule(
             config,
@@ -515,7 +507,7 @@ class LearnerNode(Node):
         algorithm = goal.algorithm or SCHEDULE_ALGORITHM
         if algorithm == SCHEDULE_ALGORITHM:
             return self._train_schedule(goal_handle)
-        from mm_learning.trainer import TrainConfig, Trainer
+        from mm_learning.trainer import TrainConfig, Trainer  # noqa: PLC0415 -- torch
 
         twin = self._twin(goal)
         out_dir = self._run_dir(goal, twin, algorithm)
@@ -553,10 +545,7 @@ class LearnerNode(Node):
             self.get_logger().info(message)
             return Train.Result(success=False, message=message, **common)
 
-        from mm_contract.registry import Registry
-        from mm_contract.signing import load_private_key
-
-        from mm_learning.pipeline import publish_run
+        from mm_learning.pipeline import publish_run  # noqa: PLC0415 -- torch
 
         try:
             published = publish_run(
@@ -634,31 +623,6 @@ class LearnerNode(Node):
 
     # -- online mode -----------------------------------------------------------------------------------------
 
-    def _start_model(self, algorithm: str, twin: TwinSpec, seed: int) -> Any:
-        """The online start policy (``online_start_policy``): None for a fresh actor, or a loaded/cloned model."""
-        from mm_learning.trainer import ALGORITHMS
-
-        start = str(self._param("online_start_policy"))
-        if start == "untrained":
-            return None
-        if start == "pid_clone":
-            from mm_learning.online import OnlineLearner
-            from mm_learning.trainer import CLONE_SEED, clone_controller
-
-            model = OnlineLearner(objective=twin.objective, algorithm=algorithm, seed=seed).model
-            env = twin.make_env(randomize=False)
-            try:
-                baseline = twin.make_baseline(env, twin.moves(10))
-                clone_controller(model, env, baseline, episodes=PID_CLONE_EPISODES, seed=CLONE_SEED)
-            finally:
-                env.close()
-            return model
-        path = Path(start).expanduser()
-        if not path.is_file():
-            msg = f"online_start_policy {start!r} is not 'untrained', 'pid_clone' or an existing SB3 .zip"
-            raise OnlineError(msg)
-        return ALGORITHMS[algorithm].load(path, device="cpu")
-
     def _online_config(self, goal: Train.Goal, algorithm: str) -> SessionConfig:
         p = self._param
         return SessionConfig(
@@ -693,9 +657,7 @@ class LearnerNode(Node):
 
     def _train_online(self, goal_handle: ServerGoalHandle) -> Train.Result:
         """Train against the servos (mm_learning.online_session), through their drivers."""
-        from mm_contract.signing import load_private_key
-
-        from mm_learning.online_session import OnlineSession
+        from mm_learning.online import OnlineSession, start_model  # noqa: PLC0415 -- torch
 
         goal: Train.Goal = goal_handle.request
         algorithm = goal.algorithm or ONLINE_DEFAULT_ALGORITHM
@@ -704,9 +666,11 @@ class LearnerNode(Node):
         config = self._online_config(goal, algorithm)
         fleet = self._fleet()
         self._feedback(goal_handle, "deploying")
-        model = self._start_model(algorithm, twin, int(goal.seed))
+        model = start_model(
+            str(self._param("online_start_policy")), algorithm=algorithm, twin=twin, seed=int(goal.seed)
+        )
         probe = twin.make_env(randomize=False)
-        scales = probe.unwrapped.scales  # type: ignore[attr-defined]
+        scales = probe.scales
         probe.close()
 
         def on_progress(progress: SessionProgress) -> None:
@@ -759,10 +723,8 @@ class LearnerNode(Node):
 
     def _train_online_schedule(self, goal_handle: ServerGoalHandle) -> Train.Result:
         """Learn the schedule for the servos (mm_learning.calibration), through their drivers."""
-        from mm_contract.signing import load_private_key
-
-        from mm_learning.calibration import CalibratedSession
-        from mm_learning.schedule import objective_metric
+        from mm_learning.calibration import CalibratedSession  # noqa: PLC0415 -- torch
+        from mm_learning.schedule import objective_metric  # noqa: PLC0415 -- torch
 
         goal: Train.Goal = goal_handle.request
         twin = self._twin(goal)

@@ -1,60 +1,37 @@
-"""One online training session against a servo (ROS-free): the Muscle Memory loop.
+"""The servo side of online training (ROS-free, torch-free): servos, sessions' settings, what they report.
 
-The servo runs the deployed integer policy at its control rate and streams its transitions; the session
+- :class:`ServoLink`, :class:`ServoFleet`, :class:`Episode`: one or several servos of one load class, reached
+  through their drivers (ROS: :mod:`mm_learning.ros_servo_link`; tests: the virtual servo in-process), that
+  deploy policies and run moves;
+- :class:`SessionConfig` (SB3 online sessions, :class:`mm_learning.online.OnlineSession`) and
+  :class:`CalibratedConfig` (the schedule learned on the servo, :class:`mm_learning.calibration.CalibratedSession`);
+- :class:`SessionProgress`, :class:`PolicyRecord`, :class:`RewardReport`, :class:`SessionResult`: what they
+  report;
+- :func:`evaluation_episodes`, :func:`is_whole`, :func:`servo_evaluation`: evaluation moves measured on the servo.
 
-1. exports the start policy (a fresh actor, or one trained or cloned in the twin), deploys it and evaluates it
-   on fixed seeded moves: the baseline;
-2. **explores**: step moves to seeded random targets within the limits, the servo adding its exploration noise
-   (``exploration_std`` decays linearly to ``exploration_std_final`` over the budget), every transition into the
-   replay buffer of an :class:`mm_learning.online.OnlineLearner` with the objective's reward;
-3. **trains**: ``updates_per_transition`` gradient steps per new transition (the update-to-data ratio), at most
-   ``max_gradient_steps_per_cycle`` per cycle, once ``learning_starts`` transitions are stored;
-4. **deploys** every ``redeploy_every_s`` of servo time: the actor exported to a signed integer TFLite policy by
-   :func:`mm_learning.export.export_policy` (integer-only ops, model/arena budget and quantisation fidelity on
-   the servo's own observations; no closed-loop twin check: step 5 measures the quantised policy on the servo);
-5. **evaluates** every ``eval_every_deploys`` deployments with exploration off, on the same seeded moves (each
-   move starts with the servo's PID holding the move's start), measuring the objective's return and the shared
-   step metrics (``mm_contract.metrics``) from the servo's transitions (a move that arrives incomplete is run again);
-
-until ``max_steps`` transitions were consumed, ``max_time_s`` of wall time passed, the target was reached (the
-objective's target against the start policy, ``trainer.beats_target``, with a higher return too) or the caller
-cancels. The best evaluated policy is kept and reported. The servo is reached through a :class:`ServoLink`
-(ROS: the learner node; tests: the virtual servo in-process). A :class:`ServoFleet` of several servos of one
-load class trains one policy from all of them: each explores at once, their transitions go into one replay
-buffer, every policy is deployed to all, and the evaluation moves are spread over them.
+The learner node reads the configurations' parameter defaults at start-up; nothing here loads torch.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
-from mm_contract.objectives import parse_objective
+from mm_contract.metrics import Response, step_metrics
+from mm_contract.objectives import DEFAULT_TOLERANCE_RAD, parse_objective
 from mm_contract.policy_image import MAX_POLICY_DECIMATION
+from mm_contract.transitions import TransitionColumns, reward_terms
 from mm_ros.parameters import parameter
-from numpy.typing import NDArray
+from mm_sim.evaluate import Evaluation, Move
 
-from mm_learning.errors import LearningError, PolicyRejected
-
-if TYPE_CHECKING:
-    from mm_contract.transitions import TransitionColumns
-# torch and Stable-Baselines3 (mm_learning.actor, .online, .trainer) are imported where a session uses them: the
-# learner node reads SessionConfig's defaults at start-up without paying for those imports (mm_learning.goals).
+from mm_learning.errors import OnlineError
 
 PHASES = ("deploying", "exploring", "training", "evaluating")
-_CALIBRATION_OBS = 1000  # observations for the export's calibration, and as many held out for check (b)
-_EVAL_ATTEMPTS = 3  # runs of an evaluation move whose transitions come back incomplete, before giving up
 _T = TypeVar("_T")
-
-
-class OnlineError(LearningError):
-    """An online session cannot start or go on (bad configuration, a servo that refuses or stops answering)."""
 
 
 @dataclass(frozen=True)
@@ -190,7 +167,7 @@ class SessionConfig:
         min_move_rad: a training target is at least this far from where the load is (rad).
         redeploy_every_s: servo time of exploration between deployments (s; of each servo: a fleet explores at
             once, one move per servo at a time).
-        eval_moves: seeded evaluation moves (``mm_sim.evaluate.seeded_moves``, seed ``trainer.EVAL_SEED``).
+        eval_moves: seeded evaluation moves (``mm_sim.evaluate.seeded_moves``, seed ``twin.EVAL_SEED``).
         eval_every_deploys: evaluate after every this many deployments.
         settle_s: servo time the PID is given to reach an evaluation move's start (s).
         policy_decimation: control ticks per policy decision, written into every exported image: the servo runs
@@ -340,7 +317,7 @@ class PolicyRecord:
         metadata: the export's metadata (``paths``: its artifacts).
         policy_crc32: what the servo reports while it runs it.
         steps: transitions consumed when it was exported.
-        metrics: its evaluation (``trainer.summarize`` names; empty until evaluated).
+        metrics: its evaluation (``twin.summarize`` names; empty until evaluated).
     """
 
     image: bytes
@@ -447,28 +424,12 @@ def is_whole(columns: TransitionColumns, episode: Episode) -> bool:
     return columns.count >= round(episode.duration_s / columns.dt_s)
 
 
-def _attempts(link: ServoLink, episode: Episode) -> list[TransitionColumns]:
-    """Every run of an evaluation move: until its transitions arrive whole, at most ``_EVAL_ATTEMPTS`` runs.
-
-    Each run is stored for training.
-    """
-    runs = [link.run_episode(episode)]
-    while not is_whole(runs[-1], episode) and len(runs) < _EVAL_ATTEMPTS:
-        runs.append(link.run_episode(episode))
-    return runs
-
-
-def servo_evaluation(terms: Mapping[str, float], moves: list[TransitionColumns], starts: list[float]) -> Any:
+def servo_evaluation(terms: Mapping[str, float], moves: list[TransitionColumns], starts: list[float]) -> Evaluation:
     """Evaluation moves measured by the servo as an ``mm_sim.evaluate.Evaluation``.
 
     The return of a move is the sum of the rewards (term weights `terms`) of its transitions; its metrics are
     ``mm_contract.metrics.step_metrics`` of its samples, from ``starts`` (the move's commanded start, rad).
     """
-    from mm_contract.metrics import Response, step_metrics
-    from mm_contract.objectives import DEFAULT_TOLERANCE_RAD
-    from mm_contract.transitions import reward_terms
-    from mm_sim.evaluate import Evaluation, Move
-
     metrics, returns, described = [], [], []
     for columns, start in zip(moves, starts, strict=True):
         response = Response(
@@ -483,302 +444,3 @@ def servo_evaluation(terms: Mapping[str, float], moves: list[TransitionColumns],
         returns.append(float(np.sum(reward_terms(terms, columns)[0])))
         described.append(Move(start, float(columns.target_rad[0]), columns.count * columns.dt_s))
     return Evaluation(described, metrics, returns)
-
-
-class OnlineSession:
-    """Runs one session; see the module docstring.
-
-    Args:
-        config: the session.
-        fleet: the servos (one or more of one load class: one replay buffer, one policy deployed to all).
-        scales: observation scales written into every policy image (the servo computes its observation with
-            the active policy's scales, so all images of a session carry the same).
-        private_key: ECDSA P-256 key that signs the images.
-        out_dir: export artifacts (``deploy-<n>/``).
-        model: start from this off-policy model (trained or cloned in the twin); None: a fresh one.
-        on_progress: progress hook (phase changes, after each cycle and evaluation).
-        on_reward: called with each move's rewards.
-        should_cancel: polled between moves and gradient-step chunks; True stops the session.
-    """
-
-    def __init__(
-        self,
-        config: SessionConfig,
-        fleet: ServoFleet,
-        *,
-        scales: Any,
-        private_key: Any,
-        out_dir: Path,
-        model: Any = None,
-        on_progress: Callable[[SessionProgress], None] | None = None,
-        on_reward: Callable[[RewardReport], None] | None = None,
-        should_cancel: Callable[[], bool] | None = None,
-    ) -> None:
-        from mm_learning.online import OnlineLearner
-        from mm_learning.trainer import EVAL_SEED
-
-        config.validate()
-        self.config = config
-        self.fleet = fleet
-        self.learner = OnlineLearner(
-            objective=config.objective,
-            algorithm=config.algorithm,
-            model=model,
-            seed=config.seed,
-            hyperparameters=dict(config.hyperparameters),
-            policy_decimation=config.policy_decimation,
-            reward_scale=config.reward_scale,
-        )
-        self.objective = parse_objective(config.objective)
-        self._scales = scales
-        self._key = private_key
-        self._out_dir = out_dir
-        self._on_progress = on_progress or (lambda _progress: None)
-        self._on_reward = on_reward or (lambda _report: None)
-        self._should_cancel = should_cancel or (lambda: False)
-        self._rng = np.random.default_rng(config.seed)
-        from mm_sim.evaluate import seeded_moves
-
-        self.eval_moves = seeded_moves(
-            config.eval_moves,
-            seed=EVAL_SEED,
-            range_rad=config.target_limit_rad,
-            min_distance_rad=config.min_move_rad,
-            duration_s=config.episode_s,
-        )
-        self.steps = 0
-        self.deploys = 0
-        self._servo_time_s = 0.0
-        self._train_time_s = 0.0
-        self._start_wall = 0.0
-        self._positions_rad: list[float | None] = [None] * len(fleet)  # where each servo's last move left its load
-        self._observations: list[NDArray[np.float32]] = []
-        self._eval_metrics: dict[str, float] = {}
-        self._baseline: dict[str, float] = {}
-        self._cycle_rewards: list[float] = []
-        self._stop_reason = ""
-        self.refusals: list[str] = []
-        """Why exports were refused (the previous policy kept running)."""
-        self.incomplete_moves = 0
-        """Evaluation moves run again because their transitions came back incomplete."""
-
-    # -- budget and progress ---------------------------------------------------------------------------------
-
-    def _budget_used(self) -> float:
-        """Fraction of the budget spent (the larger of steps and wall time)."""
-        used = 0.0
-        if self.config.max_steps:
-            used = self.steps / self.config.max_steps
-        if self.config.max_time_s:
-            used = max(used, (time.monotonic() - self._start_wall) / self.config.max_time_s)
-        return min(used, 1.0)
-
-    def _should_stop(self) -> bool:
-        if not self._stop_reason:
-            if self._should_cancel():
-                self._stop_reason = "cancelled"
-            elif self.config.max_steps and self.steps >= self.config.max_steps:
-                self._stop_reason = "steps"
-            elif self.config.max_time_s and time.monotonic() - self._start_wall >= self.config.max_time_s:
-                self._stop_reason = "time"
-        return bool(self._stop_reason)
-
-    def _report(self, phase: str) -> None:
-        wall = time.monotonic() - self._start_wall
-        rewards = self._cycle_rewards
-        self._on_progress(
-            SessionProgress(
-                phase=phase,
-                steps=self.steps,
-                steps_per_s=self.steps / wall if wall > 0.0 else 0.0,
-                gradient_steps=self.learner.gradient_steps,
-                deploys=self.deploys,
-                mean_reward=float(np.mean(rewards)) if rewards else math.nan,
-                eval_metrics=dict(self._eval_metrics),
-                baseline_metrics=dict(self._baseline),
-            )
-        )
-
-    # -- the servo -------------------------------------------------------------------------------------------
-
-    def _consume(self, columns: TransitionColumns, servo: int) -> None:
-        """Store a move's transitions (run by `servo`, an index into the fleet), count them, report its rewards."""
-        if columns.count < 2:
-            msg = f"the servo returned {columns.count} samples for a move; is it streaming transitions?"
-            raise OnlineError(msg)
-        self.learner.add_batch(columns)
-        self.steps += columns.count
-        self._servo_time_s += columns.count * columns.dt_s
-        self._positions_rad[servo] = float(columns.position_rad[-1])
-        self._observations.append(columns.observations)
-        rewards, terms = self.learner.reward_terms(columns)
-        self._cycle_rewards.extend(rewards.tolist())
-        self._on_reward(
-            RewardReport(
-                first_tick=columns.first_tick,
-                samples=len(rewards),
-                reward=float(np.mean(rewards)),
-                terms={name: float(np.mean(values)) for name, values in terms.items()},
-            )
-        )
-
-    def _training_episode(self, servo: int) -> Episode:
-        """A seeded random target at least ``min_move_rad`` from `servo`'s load; a PID start when it wandered off."""
-        limit, config = self.config.target_limit_rad, self.config
-        start = None
-        here = self._positions_rad[servo]
-        if here is None or abs(here) > limit:
-            here = start = float(self._rng.uniform(-limit, limit))
-        target = here
-        while abs(target - here) < config.min_move_rad:
-            target = float(self._rng.uniform(-limit, limit))
-        used = self._budget_used()
-        std = config.exploration_std + (config.exploration_std_final - config.exploration_std) * used
-        return Episode(target, config.episode_s, start, std, config.exploration_tau_s, config.settle_s)
-
-    def _export_and_deploy(self) -> PolicyRecord | None:
-        """Export the actor and deploy it; None (the previous policy keeps running) when the export refuses it."""
-        from mm_learning.actor import actor_from_sb3
-        from mm_learning.export import export_policy
-
-        self._report("deploying")
-        calibration, held_out = self._observation_sample()
-        try:
-            export = export_policy(
-                actor_from_sb3(self.learner.model),
-                scales=self._scales,
-                representative_obs=calibration,
-                held_out_obs=held_out,
-                closed_loop_setup=None,
-                private_key=self._key,
-                out_dir=self._out_dir / f"deploy-{self.deploys:04d}",
-                objective=self.objective.text,
-                training_steps=self.steps,
-                policy_decimation=self.config.policy_decimation,
-            )
-        except PolicyRejected as exc:
-            self.refusals.append(str(exc))
-            return None
-        crc = self.fleet.deploy(export.image, export.metadata)
-        self.deploys += 1
-        metadata = export.metadata | {"paths": {kind: str(path) for kind, path in export.paths.items()}}
-        return PolicyRecord(export.image, metadata, crc, self.steps)
-
-    def _observation_sample(self) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        """Disjoint calibration and held-out observations from the servo's own transitions.
-
-        Before the servo has sent enough (the start policy), the rest are drawn uniformly from the contract's
-        box, with sin/cos of one angle, so the input scale still spans [-1, 1].
-        """
-        seen = np.concatenate(self._observations) if self._observations else np.empty((0, 8), np.float32)
-        need = 2 * _CALIBRATION_OBS
-        picked = seen[self._rng.permutation(len(seen))[:need]]
-        if len(picked) < need:
-            extra = self._rng.uniform(-1.0, 1.0, (need - len(picked), 8)).astype(np.float32)
-            angle = self._rng.uniform(-math.pi, math.pi, len(extra))
-            extra[:, 3], extra[:, 4] = np.sin(angle), np.cos(angle)
-            picked = np.concatenate([picked, extra])
-        return picked[:_CALIBRATION_OBS], picked[_CALIBRATION_OBS:]
-
-    def _evaluate(self) -> dict[str, float]:
-        """The deployed policy on the seeded moves, exploration off; the transitions are stored too."""
-        self._report("evaluating")
-        episodes = evaluation_episodes(self.eval_moves, self.config.settle_s)
-        moves = []
-        for index, (episode, attempts) in enumerate(zip(episodes, self.fleet.map(_attempts, episodes), strict=True)):
-            for columns in attempts:
-                self._consume(columns, index % len(self.fleet))
-            self.incomplete_moves += len(attempts) - 1
-            if not is_whole(attempts[-1], episode):
-                msg = (
-                    f"the evaluation move to {episode.target_rad:.3f} rad came back incomplete {_EVAL_ATTEMPTS} "
-                    f"times (the last had {attempts[-1].count} samples for {episode.duration_s} s): transitions "
-                    "are being lost between the servo and the learner"
-                )
-                raise OnlineError(msg)
-            moves.append(attempts[-1])
-        from mm_learning.trainer import summarize
-
-        return summarize(servo_evaluation(self.learner.terms, moves, [m.start_rad for m in self.eval_moves]))
-
-    def _train(self, new_transitions: int) -> None:
-        """Gradient steps for the transitions stored since the last cycle, in chunks that can be cancelled."""
-        learner = self.learner
-        if learner.transitions < max(self.config.learning_starts, int(learner.model.batch_size)):
-            return
-        wanted = min(
-            round(self.config.updates_per_transition * new_transitions), self.config.max_gradient_steps_per_cycle
-        )
-        self._report("training")
-        started = time.monotonic()
-        while wanted > 0 and not self._should_stop():
-            chunk = min(wanted, 100)
-            learner.train(chunk)
-            wanted -= chunk
-        self._train_time_s += time.monotonic() - started
-
-    # -- the session -----------------------------------------------------------------------------------------
-
-    def run(self) -> SessionResult:
-        """Run until the budget, the target or a cancel; the servo is left in HOLD."""
-        import torch
-
-        torch.set_num_threads(1)  # see trainer.Trainer.run: one intra-op thread on this class of machine
-        self._start_wall = time.monotonic()
-        history: list[tuple[int, float]] = []
-        try:
-            start = self._export_and_deploy()
-            if start is None:
-                msg = f"the start policy was refused by the export checks: {self.refusals[-1]}"
-                raise OnlineError(msg)
-            self._baseline = self._evaluate()
-            start = PolicyRecord(start.image, start.metadata, start.policy_crc32, start.steps, dict(self._baseline))
-            history.append((self.steps, self._baseline["mean_return"]))
-            best = start
-            while not self._should_stop():
-                self._cycle_rewards = []
-                cycle_start = self.learner.transitions
-                self._report("exploring")
-                explored_s = 0.0
-                while explored_s < self.config.redeploy_every_s and not self._should_stop():
-                    episodes = [self._training_episode(servo) for servo in range(len(self.fleet))]
-                    for servo, columns in enumerate(self.fleet.run_moves(episodes)):
-                        self._consume(columns, servo)
-                        explored_s += columns.count * columns.dt_s / len(self.fleet)
-                self._train(self.learner.transitions - cycle_start)
-                if self._stop_reason == "cancelled":
-                    break
-                record = self._export_and_deploy()
-                if record is None or self.deploys % self.config.eval_every_deploys:
-                    continue
-                self._eval_metrics = self._evaluate()
-                history.append((self.steps, self._eval_metrics["mean_return"]))
-                if self._eval_metrics["mean_return"] > best.metrics["mean_return"]:
-                    best = PolicyRecord(
-                        record.image, record.metadata, record.policy_crc32, record.steps, self._eval_metrics
-                    )
-                self._report("evaluating")
-                if self.config.stop_on_target and self._reached_target(self._eval_metrics):
-                    self._stop_reason = "target"
-        finally:
-            self.fleet.hold()
-        return SessionResult(
-            stop_reason=self._stop_reason,
-            steps=self.steps,
-            gradient_steps=self.learner.gradient_steps,
-            deploys=self.deploys,
-            start=start,
-            best=best,
-            history=history,
-            elapsed_s=time.monotonic() - self._start_wall,
-            servo_time_s=self._servo_time_s,
-            train_time_s=self._train_time_s,
-        )
-
-    def _reached_target(self, metrics: Mapping[str, float]) -> bool:
-        """The objective's target (``trainer.beats_target``) against the start policy, with a higher return."""
-        from mm_learning.trainer import beats_target
-
-        return metrics["mean_return"] > self._baseline["mean_return"] and beats_target(
-            self.objective, metrics, self._baseline
-        )

@@ -9,7 +9,7 @@ export can neither ask again nor disagree with the training. (The ES schedule le
 Stages, each announced through ``on_phase`` ("exporting", "validating", "publishing"):
 
 1. ``best_model.zip``, the evaluated model with the highest mean return (RL can make a policy worse);
-2. ``trainer.export_trained``: calibration, held-out and closed-loop observations from the twin of the run's
+2. :func:`export_trained`: calibration, held-out and closed-loop observations from the twin of the run's
    config on seeded moves, every acceptance check, signature, artifacts;
 3. the quantised policy, run by TFLite Micro, evaluated in the nominal twin on the run's evaluation moves;
 4. ``schedule.register`` into a registry (optional): versioned and signed again, the metadata's ``objective`` the
@@ -18,7 +18,6 @@ Stages, each announced through ``on_phase`` ("exporting", "validating", "publish
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,21 +27,23 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 from mm_contract.registry import Registry, RegistryEntry
 from mm_contract.tflm import Scheme, TflmPolicy
+from mm_sim.env import ServoEnv
 from mm_sim.evaluate import PolicyController
+from stable_baselines3.common.base_class import BaseAlgorithm
 
-from mm_learning.acceptance import Budget
+from mm_learning.acceptance import DEFAULT_SCHEME, Budget, rollout_observations
+from mm_learning.actor import actor_from_sb3
+from mm_learning.algorithms import ALGORITHMS
+from mm_learning.checkpoints import latest_checkpoint, read_state
 from mm_learning.errors import TrainingError
-from mm_learning.export import DEFAULT_SCHEME, ExportResult
+from mm_learning.export import ClosedLoopSetup, ExportResult, export_policy
 from mm_learning.schedule import register
-from mm_learning.trainer import (
-    ALGORITHMS,
-    BEST_MODEL,
-    TrainConfig,
-    TwinSpec,
-    evaluate_moves,
-    export_trained,
-    latest_checkpoint,
-)
+from mm_learning.trainer import BEST_MODEL, TrainConfig
+from mm_learning.twin import TwinSpec, evaluate_moves
+
+EXPORT_CALIBRATION_SEED, EXPORT_HELD_OUT_SEED, EXPORT_CHECK_SEED = 2_000_000, 3_000_000, 4_000_000
+"""Seeds of the export's calibration, held-out and closed-loop moves: disjoint from each other and from the
+evaluation (``twin.EVAL_SEED``) and behaviour-cloning (``algorithms.CLONE_SEED``) seeds."""
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,54 @@ def _best_evaluation(run_dir: Path) -> tuple[int, dict[str, float]]:
         TrainingError: the run has no evaluated model (cancelled before its first evaluation, or no run here).
     """
     checkpoint = latest_checkpoint(run_dir)
-    state = {} if checkpoint is None else json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))
+    state = {} if checkpoint is None else read_state(checkpoint)
     if "best" not in state or not (run_dir / BEST_MODEL).is_file():
         msg = f"{run_dir} has no evaluated model ({BEST_MODEL}) yet; train the run on (same `mm train` command)"
         raise TrainingError(msg)
     return int(state["best"]["steps"]), finite_metrics(state["best"]["metrics"])
+
+
+def export_trained(
+    model: BaseAlgorithm,
+    twin: TwinSpec,
+    *,
+    private_key: ec.EllipticCurvePrivateKey,
+    out_dir: Path,
+    moves: int = 10,
+    name: str = "policy",
+    metrics: Mapping[str, float] | None = None,
+    **export_options: Any,
+) -> ExportResult:
+    """Export a trained model with :func:`mm_learning.export.export_policy` (checks, signature, artifacts).
+
+    Calibration, held-out and closed-loop observations come from rollouts of the float actor on disjoint
+    seeded moves of the nominal twin. ``export_options`` go to ``export_policy`` (``scheme``, ``budget``).
+    Returns the ``ExportResult``; raises ``PolicyRejected`` naming the failed check.
+    """
+    actor = actor_from_sb3(model)
+
+    def make_env() -> ServoEnv:
+        return twin.make_env(randomize=False)
+
+    calibration = rollout_observations(make_env, actor, range(EXPORT_CALIBRATION_SEED, EXPORT_CALIBRATION_SEED + moves))
+    held_out = rollout_observations(make_env, actor, range(EXPORT_HELD_OUT_SEED, EXPORT_HELD_OUT_SEED + moves))
+    probe = make_env()
+    scales = probe.scales
+    probe.close()
+    return export_policy(
+        actor,
+        scales=scales,
+        representative_obs=calibration,
+        held_out_obs=held_out,
+        closed_loop_setup=ClosedLoopSetup(make_env, range(EXPORT_CHECK_SEED, EXPORT_CHECK_SEED + moves)),
+        private_key=private_key,
+        out_dir=out_dir,
+        name=name,
+        objective=twin.objective.text,
+        training_steps=int(model.num_timesteps),
+        metrics=metrics,
+        **export_options,
+    )
 
 
 def publish_run(

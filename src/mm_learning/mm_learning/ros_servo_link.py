@@ -22,7 +22,8 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 
-from mm_learning.online_session import Episode, OnlineError
+from mm_learning.errors import OnlineError
+from mm_learning.online_session import Episode
 from mm_msgs.action import DeployPolicy
 from mm_msgs.msg import ServoCommand, ServoState, TransitionBatch
 

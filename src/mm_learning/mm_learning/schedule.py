@@ -43,7 +43,7 @@ from mm_learning.actor import ActorSpec, DenseLayer
 from mm_learning.errors import TrainingError
 from mm_learning.export import ExportResult, ScheduleClosedLoop, export_policy
 from mm_learning.goals import SCHEDULE_ALGORITHM
-from mm_learning.trainer import summarize
+from mm_learning.twin import summarize
 
 ALGORITHM = SCHEDULE_ALGORITHM
 """The Train goal's and `mm train`'s name for this trainer (sim mode; defined in mm_learning.goals)."""
@@ -495,7 +495,7 @@ class Comparison:
 
     Attributes:
         rows: "pid", "ptos", "policy" (the quantised policy as the servo runs it, TFLite Micro) and "bound"
-            (the time-optimal bound), each `trainer.summarize` of its evaluation.
+            (the time-optimal bound), each `twin.summarize` of its evaluation.
     """
 
     rows: dict[str, dict[str, float]]

@@ -37,6 +37,8 @@ from mm_contract.errors import ContractError
 from mm_contract.objectives import parse_objective
 from mm_contract.registry import Registry
 
+import mm_learning
+import mm_sim
 from mm_learning import schedule
 from mm_learning.errors import LearningError
 
@@ -222,8 +224,12 @@ class TrialResult:
 
 
 def _ray() -> Any:
-    """The ray module, imported on first use (a few seconds; only sweeps need it)."""
-    import ray
+    """The ray module, imported on first use (a few seconds; only sweeps need it).
+
+    Not at the top: Ray reads ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` once, when it is first imported, and
+    :func:`ray_session` sets it for a local instance first.
+    """
+    import ray  # noqa: PLC0415 -- configured by the environment at its first import
 
     return ray
 
@@ -253,9 +259,6 @@ def ray_session(address: str | None, workers: int) -> Iterator[None]:
             # address="local": a new instance even where RAY_ADDRESS names a cluster.
             ray.init(address="local", num_cpus=workers, num_gpus=0, include_dashboard=False, log_to_driver=False)
         else:
-            import mm_learning
-            import mm_sim
-
             code = [str(Path(module.__file__).parent) for module in (mm_sim, mm_learning) if module.__file__]
             ray.init(address=address, log_to_driver=False, runtime_env={"py_modules": code})
     except Exception as exc:  # Ray raises a bare Exception when its node times out during startup

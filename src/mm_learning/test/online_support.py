@@ -11,7 +11,8 @@ import zlib
 import mm_firmware_core as fw
 import numpy as np
 from mm_contract.transitions import COLUMNS, FLAG_EPISODE_START, TransitionColumns
-from mm_learning.online_session import Episode, OnlineError
+from mm_learning.errors import OnlineError
+from mm_learning.online_session import Episode
 from mm_sim.virtual_servo import VirtualServo
 
 CHUNK = 448  # mm_msgs/PolicyChunk.MAX_DATA

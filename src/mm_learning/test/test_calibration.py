@@ -18,7 +18,8 @@ import pytest
 from mm_contract.profiles import load_profile
 from mm_contract.signing import generate_keypair, load_private_key, public_key_hex
 from mm_learning.calibration import CalibratedSession, RecordedMove, fit_plant
-from mm_learning.online_session import CalibratedConfig, OnlineError, ServoFleet, SessionProgress
+from mm_learning.errors import OnlineError
+from mm_learning.online_session import CalibratedConfig, ServoFleet, SessionProgress
 from mm_learning.schedule import ScheduleConfig, classical_start
 from mm_sim.batch import BatchTwin, rollout
 from mm_sim.evaluate import seeded_moves

@@ -46,7 +46,8 @@ def test_registry_commands_list_show_and_pick_the_best(tmp_path, capsys) -> None
 
 def test_export_refuses_a_model_that_does_not_fit_the_servo(tmp_path, capsys) -> None:
     pytest.importorskip("mm_sim", reason="mm_sim not on the path")
-    from mm_learning.trainer import BEST_MODEL, TrainConfig, save_checkpoint
+    from mm_learning.checkpoints import save_checkpoint
+    from mm_learning.trainer import BEST_MODEL, TrainConfig
 
     # A run directory as `mm train` leaves it, but its best model was trained on another env.
     run = tmp_path / "run"

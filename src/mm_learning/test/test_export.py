@@ -14,6 +14,7 @@ from mm_contract.policy_image import ModelType, parse_image
 from mm_contract.signing import verify_image
 from mm_contract.tflm import Scheme, TflmPolicy
 from mm_learning.acceptance import (
+    DEFAULT_SCHEME,
     Budget,
     ClosedLoopReport,
     EpisodeResult,
@@ -27,7 +28,7 @@ from mm_learning.acceptance import (
 )
 from mm_learning.actor import actor_from_sb3
 from mm_learning.errors import ExportError, PolicyRejected, RejectionCause
-from mm_learning.export import DEFAULT_SCHEME, ClosedLoopSetup, ExportResult, export_policy
+from mm_learning.export import ClosedLoopSetup, ExportResult, export_policy
 from mm_learning.tflite_convert import convert, to_keras
 from mm_testing.toy_servo import ToyServoEnv, pd_law
 from stable_baselines3.common.base_class import BaseAlgorithm

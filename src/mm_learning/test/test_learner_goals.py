@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from mm_contract.objectives import parse_objective
 from mm_learning.goals import run_key
-from mm_learning.trainer import TrainConfig, Trainer, TwinSpec
+from mm_learning.trainer import TrainConfig, Trainer
+from mm_learning.twin import TwinSpec
 
 from mm_learning import trainer as trainer_module
 

@@ -25,8 +25,8 @@ pytest.importorskip("rclpy")
 from action_msgs.msg import GoalStatus
 from mm_contract.policy_image import parse_image
 from mm_contract.signing import generate_keypair
+from mm_learning.checkpoints import latest_checkpoint
 from mm_learning.learner_node import POLICY_QOS, SHUTDOWN_GRACE_S
-from mm_learning.trainer import latest_checkpoint
 from mm_testing.ros_support import check_alive, ros_args, ros_context, spin_until, start_node, stop_process
 from rclpy.action import ActionClient
 from rclpy.executors import SingleThreadedExecutor

@@ -12,8 +12,8 @@ import pytest
 import torch
 from mm_contract.errors import TransitionError
 from mm_contract.transitions import FLAG_EPISODE_START, FLAG_FAULT, FLAG_GUARD, FLAG_POLICY, TransitionColumns
+from mm_learning.errors import TrainingError
 from mm_learning.online import OnlineLearner
-from mm_learning.trainer import TrainingError
 
 MAX_SAMPLES = 24  # TransitionBatch.MAX_SAMPLES
 

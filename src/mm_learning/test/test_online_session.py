@@ -20,7 +20,9 @@ from mm_contract.policy_image import parse_image
 from mm_contract.profiles import load_profile
 from mm_contract.signing import generate_keypair, load_private_key, public_key_hex
 from mm_contract.transitions import FLAG_GUARD, TransitionColumns
-from mm_learning.online_session import OnlineError, OnlineSession, ServoFleet, SessionConfig, SessionProgress
+from mm_learning.errors import OnlineError
+from mm_learning.online import OnlineSession
+from mm_learning.online_session import ServoFleet, SessionConfig, SessionProgress
 from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig
 from online_support import VirtualServoLink
 

@@ -6,7 +6,8 @@ import threading
 from typing import Any
 
 import pytest
-from mm_learning.online_session import Episode, OnlineError, ServoFleet
+from mm_learning.errors import OnlineError
+from mm_learning.online_session import Episode, ServoFleet
 
 
 class FakeLink:

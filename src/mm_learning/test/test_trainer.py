@@ -14,18 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 from mm_contract.objectives import parse_objective
-from mm_learning.trainer import (
-    ALGORITHMS,
-    Progress,
-    TrainConfig,
-    Trainer,
-    TrainingError,
-    TwinSpec,
-    beats_target,
-    build_model,
-    latest_checkpoint,
-    load_preset,
-)
+from mm_learning.algorithms import ALGORITHMS, build_model, load_preset
+from mm_learning.checkpoints import latest_checkpoint
+from mm_learning.errors import TrainingError
+from mm_learning.goals import Progress
+from mm_learning.trainer import TrainConfig, Trainer
+from mm_learning.twin import TwinSpec, beats_target
 
 from mm_learning import trainer as trainer_module
 
@@ -207,7 +201,8 @@ _CHILD = textwrap.dedent(
     import sys
     from pathlib import Path
     from mm_contract.objectives import parse_objective
-    from mm_learning.trainer import Trainer, TrainConfig, TwinSpec
+    from mm_learning.trainer import Trainer, TrainConfig
+    from mm_learning.twin import TwinSpec
     twin = TwinSpec(episode_s=0.3, objective=parse_objective("accuracy"))
     Trainer(TrainConfig(out_dir=Path(sys.argv[1]), twin=twin, max_steps=100_000, eval_every_steps=0,
                         checkpoint_every_steps=512, tensorboard=False, clone_baseline_episodes=0,

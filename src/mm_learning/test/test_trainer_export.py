@@ -10,7 +10,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from mm_contract.objectives import parse_objective
 from mm_contract.policy_image import parse_image
 from mm_contract.tflm import TflmPolicy
-from mm_learning.trainer import TrainConfig, Trainer, TwinSpec, export_trained, policy_controller
+from mm_learning.algorithms import policy_controller
+from mm_learning.pipeline import export_trained
+from mm_learning.trainer import TrainConfig, Trainer
+from mm_learning.twin import TwinSpec
 
 
 @pytest.mark.slow

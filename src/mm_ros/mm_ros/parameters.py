@@ -169,7 +169,11 @@ def defaults(cls: type, prefix: str = "") -> dict[str, Any]:
 
 def descriptor(declaration: Declaration) -> ParameterDescriptor:
     """The ParameterDescriptor of a declaration: description, range or choices, read-only."""
-    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+    from rcl_interfaces.msg import (  # noqa: PLC0415 -- rclpy's messages: the dataclass side stays ROS-free
+        FloatingPointRange,
+        IntegerRange,
+        ParameterDescriptor,
+    )
 
     spec = declaration.spec
     result = ParameterDescriptor(

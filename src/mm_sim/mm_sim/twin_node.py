@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import can
 import rclpy
 from builtin_interfaces.msg import Time
 from mm_ros.parameters import ParameterFile, Section, declare, parameter, read, refusal
@@ -173,8 +174,6 @@ class VirtualServoNode(Node):
         self.lock = threading.Lock()  # the core is not re-entrant: callbacks and the control loop share it
         self._bus: Any = None
         if params.can_interface:
-            import can
-
             self._bus = can.Bus(interface=params.can_interface, channel=params.can_channel, bitrate=params.can_bitrate)
             self.servo.attach_can(self._bus, params.can_device_id)
         self._state_pub = self.create_publisher(ServoState, "state", qos_profile_sensor_data)

@@ -20,8 +20,10 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import can
+import cantools
 import mm_firmware_core as fw
 import numpy as np
 from mm_contract.constants import (
@@ -47,10 +49,6 @@ from mm_ros.parameters import parameter
 from mm_sim.baselines import PidGains, initial_gains, tuned_gains
 from mm_sim.errors import MmSimError
 from mm_sim.model import Plant, SensorModel
-
-if TYPE_CHECKING:
-    import can
-    from mm_contract.tflm import TflmPolicy
 
 _RAD_PER_COUNT = 2.0 * math.pi / ENCODER_COUNTS
 DEFAULT_TEMPERATURE_C = 25.0  # the twin has no thermal model; the firmware reads an ambient-like value
@@ -253,10 +251,6 @@ class CanPort:
 
     def __init__(self, core: fw.ServoCore, bus: can.BusABC, device_id: int, state_decimation: int) -> None:
         """Serve `bus` as device `device_id` (1..1022) for `core`."""
-        import can
-        import cantools
-
-        self._can = can
         self.bus = bus
         self.endpoint = core.can_endpoint(device_id)
         db: Any = cantools.database.load_file(str(fw.dbc_path()), frame_id_mask=CAN_TYPE_MASK)
@@ -268,7 +262,7 @@ class CanPort:
 
     def _send(self, frames: list[fw.Frame]) -> None:
         for frame_id, data in frames:
-            self.bus.send(self._can.Message(arbitration_id=frame_id, data=data, is_extended_id=True))
+            self.bus.send(can.Message(arbitration_id=frame_id, data=data, is_extended_id=True))
             self.frames_sent += 1
 
     def serve(self, tick: int, dt_s: float) -> None:
