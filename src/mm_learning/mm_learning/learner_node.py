@@ -41,7 +41,6 @@ import json
 import math
 import os
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +54,7 @@ from mm_contract.registry import IMAGE_NAME, Registry, RegistryEntry
 from mm_contract.signing import load_private_key
 from mm_ros.parameters import ParameterFile, Section, declare, parameter, values
 from mm_ros.process import rclpy_process
+from mm_ros.single_goal import SingleGoal
 from mm_sim.errors import MmSimError
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
@@ -207,8 +207,9 @@ class LearnerNode(Node):
         super().__init__("learner")
         for section in PARAMETER_FILE.sections:
             declare(self, section.cls, section.prefix)
-        self._busy = threading.Lock()
-        self._running: ServerGoalHandle | None = None  # the goal holding _busy
+        # One goal at a time, tracked by its handle (mm_ros.single_goal); a goal sent while a cancelled one winds
+        # down waits for it.
+        self._goal: SingleGoal[ServerGoalHandle] = SingleGoal(STOPPING_WAIT_S, lambda h: f"goal {_goal_id(h)}")
         self._policy_pub = self.create_publisher(PolicyBlob, "policy", POLICY_QOS)
         group = ReentrantCallbackGroup()
         self._reward_pub = self.create_publisher(Reward, "reward", 10)
@@ -235,8 +236,8 @@ class LearnerNode(Node):
         return Path(str(self._param(name))).expanduser()
 
     def is_busy(self) -> bool:
-        """Whether a goal is running."""
-        return self._busy.locked()
+        """Whether a goal is running (its execute callback has not returned)."""
+        return self._goal.running is not None
 
     # -- goals -----------------------------------------------------------------------------------------------
 
@@ -327,17 +328,6 @@ class LearnerNode(Node):
         self.get_logger().info(f"cancel of goal {_goal_id(goal_handle)} requested: stopping with a checkpoint")
         return CancelResponse.ACCEPT
 
-    def _acquire(self, goal_handle: ServerGoalHandle) -> str:
-        """Make the goal the running one; "" when it is, else the busy reason (waits for a cancelled goal)."""
-        running = self._running
-        stopping = running is not None and bool(running.is_cancel_requested)
-        if not self._busy.acquire(timeout=STOPPING_WAIT_S if stopping else 0.0):
-            running = self._running
-            other = "another goal" if running is None else f"goal {_goal_id(running)}"
-            return f"busy: {other} is running; cancel it or wait for its result"
-        self._running = goal_handle
-        return ""
-
     def _abort(self, goal_handle: ServerGoalHandle, message: str) -> Train.Result:
         self.get_logger().warning(f"aborted train goal {_goal_id(goal_handle)}: {message}")
         goal_handle.abort()
@@ -361,7 +351,7 @@ class LearnerNode(Node):
         problem = self._goal_problem(goal_handle.request)
         if problem:
             return self._abort(goal_handle, f"invalid goal: {problem}")
-        busy = self._acquire(goal_handle)
+        busy = self._goal.acquire(goal_handle)
         if busy:
             return self._abort(goal_handle, busy)
         self.get_logger().info(f"running train goal {_goal_id(goal_handle)}")
@@ -378,8 +368,7 @@ class LearnerNode(Node):
                 raise
             return Train.Result(success=False, message="the learner shut down during the goal")
         finally:
-            self._running = None
-            self._busy.release()
+            self._goal.release(goal_handle)
 
     def _run_goal(self, goal_handle: ServerGoalHandle) -> Train.Result:
         """The goal's trainer: in the twin (sim), or against the servo (online: the schedule or SB3)."""

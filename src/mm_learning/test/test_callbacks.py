@@ -6,11 +6,6 @@ import time
 from pathlib import Path
 
 import pytest
-from mm_testing.toy_servo import ToyServoEnv
-from stable_baselines3 import PPO
-from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-
 from mm_learning.callbacks import (
     PeriodicCheckpoint,
     ProgressReport,
@@ -20,6 +15,10 @@ from mm_learning.callbacks import (
     StopOnRequest,
     StopOnTarget,
 )
+from mm_testing.toy_servo import ToyServoEnv
+from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 N_STEPS = 32  # PPO rollout length: learn() checks the callbacks on every one of these env steps
 
