@@ -5,7 +5,7 @@ The enum members carry the names of the mm_msgs constants (`Mode.POLICY` is `Ser
 `Fault.END_STOP` is `ServoState.FAULT_END_STOP`, `AckReason.ROLLBACK` is `PolicyAck.REASON_ROLLBACK`,
 `SampleFlag.GUARD` is `TransitionBatch.FLAG_GUARD`). The C core keeps its own definition
 (firmware/core/include/mm_core), the .msg files theirs and the DBC its value tables;
-`tests/firmware/test_constants.py` checks this module against all three, so none of them can drift alone.
+`firmware/core/test/test_constants.py` checks this module against all three, so none of them can drift alone.
 ROS-free and free of the firmware binding (mm_contract sits below both).
 """
 

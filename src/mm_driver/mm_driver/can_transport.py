@@ -25,7 +25,7 @@ from mm_driver.errors import DriverError
 from mm_driver.transport import Ack, AckCallback, AckReason, AckStatus, Chunk, Command, ServoSample, StateCallback
 
 CHUNK_HEADER = struct.Struct("<IIIHH")
-"""transfer_id, total_size, image_crc32, index, chunk_size: constants.CHUNK_HEADER_BYTES (tests/firmware)."""
+"""transfer_id, total_size, image_crc32, index, chunk_size: constants.CHUNK_HEADER_BYTES (test_constants.py)."""
 NO_MISSING = 0xFFFF
 # Registers written before a COMMAND frame, which carries no limits or gains: Command field -> the register's name
 # in the DBC's register_id value table (the DBC holds the ids; the name's unit suffix gives the scale).
