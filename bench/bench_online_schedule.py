@@ -44,13 +44,14 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from mm_contract.constants import SampleFlag
+
 REPO = Path(__file__).resolve().parents[1]
 
 DEFAULT_FACTORS = "load.mass_kg=1.4,friction.coulomb_nm=2"
 LEARNER_YAML = REPO / "src/mm_learning/config/learner.yaml"
 PREFIX = "/online"
 SERVO_PHASES = ("deploying", "evaluating")  # feedback phases that wait on the servos; the others run the twin
-FLAG_GUARD = 8  # mm_msgs/TransitionBatch.FLAG_GUARD
 
 
 def main() -> None:
@@ -158,7 +159,7 @@ def _goal(client: Any, train: Any, batches: list[list[Any]], seed: int, args: ar
     accepted, result, status = client.call(train, goal, timeout_s=args.goal_time_s + 120.0, feedback=feedback)
     wall_s = time.monotonic() - started
     streamed = [b for servo in batches for b in servo]
-    guarded = sum(sum(1 for f in b.flags[: b.count] if f & FLAG_GUARD) for b in streamed)
+    guarded = sum(sum(1 for f in b.flags[: b.count] if f & SampleFlag.GUARD) for b in streamed)
     succeeded = accepted and status == GoalStatus.STATUS_SUCCEEDED
     row = _row(seed, result, succeeded, wall_s, (guarded, sum(b.count for b in streamed)))
     row |= {"servos": len(batches), **_phase_times(feedback.stamps, started, time.monotonic())}
