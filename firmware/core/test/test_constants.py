@@ -190,7 +190,7 @@ UNIQUE_LITERALS = {
     0x3FF: "CAN_DEVICE_MASK",
     1040: "ISOTP_MAX_PAYLOAD",
 }
-PYTHON_SOURCES = ("src", "launch", "firmware/core/python")
+PYTHON_SOURCES = ("src", "launch", "firmware/core/python", "bench", "tools")
 
 
 def _literal_copies(path: Path) -> list[str]:
