@@ -74,6 +74,11 @@ class Plant:
         self._current_a = self._power_w = self._energy_j = 0.0
         mujoco.mj_forward(self.model, self.data)
 
+    def hold(self, angle_rad: float) -> None:
+        """Pin the shaft at `angle_rad` (rad) at rest, as a holding brake does (call it every period it holds)."""
+        self.data.qpos[0] = angle_rad
+        self.data.qvel[0] = 0.0
+
     def set_payload(self, payload_kg: float) -> None:
         """Add `payload_kg` (kg) at the load's centre of mass (on top of its own mass)."""
         self.model.body_mass[self._load_body] = self.load.mass_kg + payload_kg

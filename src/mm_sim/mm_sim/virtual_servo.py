@@ -15,7 +15,6 @@ sits on a python-can bus and answers the DBC protocol (`firmware/core/can/mm_ser
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import math
 from collections.abc import Mapping
@@ -388,16 +387,14 @@ class VirtualServo:
     def _hold_brake(self, engaged: bool) -> None:
         """A holding brake: while engaged the shaft stays where the brake caught it.
 
-        The plant has no brake of its own, so the joint is pinned through MuJoCo's state (asked of mm_sim as
-        `Plant.set_brake`).
+        The plant has no brake of its own: `Plant.hold` pins the shaft at rest where the brake caught it.
         """
         if not engaged:
             self._brake_angle_rad = None
             return
         if self._brake_angle_rad is None:
             self._brake_angle_rad = self.plant.angle_rad
-        self.plant.data.qpos[0] = self._brake_angle_rad
-        self.plant.data.qvel[0] = 0.0
+        self.plant.hold(self._brake_angle_rad)
 
     def command(self, mode: int, target: float = 0.0, **fields: Any) -> int:
         """Apply a ServoCommand (fields as in mm_msgs/ServoCommand); returns the core's status, 0 = accepted."""
@@ -452,13 +449,6 @@ class VirtualServo:
         A tail of fewer than 24 samples waits for the next call, as on the firmware (firmware/README.md).
         """
         batches = []
-        while _samples_available(self.core) >= BATCH_MAX_SAMPLES:
+        while self.core.samples_available() >= BATCH_MAX_SAMPLES:
             batches.append(self.core.pop_batch(BATCH_MAX_SAMPLES))
         return batches
-
-
-def _samples_available(core: fw.ServoCore) -> int:
-    """mm_core_samples_available(), which the binding does not wrap yet (asked of the firmware engineer)."""
-    fn = fw.library().mm_core_samples_available
-    fn.restype, fn.argtypes = ctypes.c_uint32, [ctypes.c_void_p]
-    return int(fn(core._ptr))

@@ -105,6 +105,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "mm_core_policy_active": (ctypes.c_bool, [ctypes.c_void_p, p(cs.PolicyHeader)]),
         "mm_core_policy_version_floor": (ctypes.c_uint32, [ctypes.c_void_p]),
         "mm_core_pop_batch": (ctypes.c_uint8, [ctypes.c_void_p, p(cs.Batch), ctypes.c_uint8]),
+        "mm_core_samples_available": (ctypes.c_uint32, [ctypes.c_void_p]),
         "mm_core_get_tuning": (None, [ctypes.c_void_p, p(cs.Tuning)]),
         "mm_core_gain_limits": (None, [ctypes.c_void_p, p(cs.PidGains)]),
         "mm_crc32": (ctypes.c_uint32, [ctypes.c_uint32, ctypes.c_char_p, ctypes.c_size_t]),
@@ -547,6 +548,10 @@ class ServoCore:
         if self._lib.mm_core_set_zero_offset(self._ptr, counts) != 0:
             msg = "the zero offset can only change in IDLE or BRAKE; command one of them first"
             raise FirmwareCoreError(msg)
+
+    def samples_available(self) -> int:
+        """Transition samples queued and not yet popped (the firmware publishes them in batches of 24)."""
+        return int(self._lib.mm_core_samples_available(self._ptr))
 
     def pop_batch(self, max_samples: int = cs.BATCH_MAX_SAMPLES) -> cs.Batch:
         """Take up to max_samples consecutive transition samples (TransitionBatch columns)."""
