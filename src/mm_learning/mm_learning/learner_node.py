@@ -658,9 +658,6 @@ class LearnerNode(Node):
         model = start_model(
             str(self._param("online_start_policy")), algorithm=algorithm, twin=twin, seed=int(goal.seed)
         )
-        probe = twin.make_env(randomize=False)
-        scales = probe.scales
-        probe.close()
 
         def on_progress(progress: SessionProgress) -> None:
             self._feedback(goal_handle, progress.phase, progress)
@@ -668,7 +665,7 @@ class LearnerNode(Node):
         session = OnlineSession(
             config,
             fleet,
-            scales=scales,
+            scales=twin.scales(),
             private_key=load_private_key(self._path("signing_key")),
             out_dir=out_dir,
             model=model,

@@ -119,12 +119,9 @@ def export_trained(
 
     calibration = rollout_observations(make_env, actor, range(EXPORT_CALIBRATION_SEED, EXPORT_CALIBRATION_SEED + moves))
     held_out = rollout_observations(make_env, actor, range(EXPORT_HELD_OUT_SEED, EXPORT_HELD_OUT_SEED + moves))
-    probe = make_env()
-    scales = probe.scales
-    probe.close()
     return export_policy(
         actor,
-        scales=scales,
+        scales=twin.scales(),
         representative_obs=calibration,
         held_out_obs=held_out,
         closed_loop_setup=ClosedLoopSetup(make_env, range(EXPORT_CHECK_SEED, EXPORT_CHECK_SEED + moves)),

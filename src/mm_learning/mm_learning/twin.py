@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from mm_contract.objectives import Objective, parse_objective
-from mm_contract.profiles import load_profile
+from mm_contract.observation import ObsScales
+from mm_contract.profiles import ServoProfile, load_profile
 from mm_sim.baselines import PidController, bang_bang_schedule, initial_gains, tune_pid, tuned_gains
 from mm_sim.env import ServoEnv
 from mm_sim.errors import MmSimError
@@ -77,13 +78,20 @@ class TwinSpec:
     randomize: bool = False
     vel_scale_rad_s: float | None = None
 
-    def make_env(self, *, randomize: bool | None = None) -> ServoEnv:
-        """A fresh twin env for this objective (``randomize`` overrides the spec's choice)."""
+    def servo_profile(self) -> ServoProfile:
+        """The profile with this spec's velocity scale: what the env observes with and a policy image carries."""
         profile = load_profile(self.profile)
         scale = self.vel_scale_rad_s or profile.observation.vel_scale_rad_s
-        observation = dataclasses.replace(profile.observation, vel_scale_rad_s=scale)
+        return dataclasses.replace(profile, observation=dataclasses.replace(profile.observation, vel_scale_rad_s=scale))
+
+    def scales(self) -> ObsScales:
+        """The observation scales of this twin's env, which an exported policy's image carries."""
+        return ObsScales.from_profile(self.servo_profile())
+
+    def make_env(self, *, randomize: bool | None = None) -> ServoEnv:
+        """A fresh twin env for this objective (``randomize`` overrides the spec's choice)."""
         return ServoEnv(
-            dataclasses.replace(profile, observation=observation),
+            self.servo_profile(),
             load=self.load,
             objective=self.objective,
             episode_s=self.episode_s,
