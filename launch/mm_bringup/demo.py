@@ -42,7 +42,7 @@ from mm_learning.bags import make_typestore, read_messages
 from mm_learning.errors import LearningError
 from mm_learning.twin import TwinSpec
 from mm_sim.baselines import PidController, TimeOptimalController, tuned_gains
-from mm_sim.evaluate import Move, run_move, seeded_moves
+from mm_sim.evaluate import Controller, Move, run_move, seeded_moves
 from mm_sim.model import Plant
 from mm_sim.render import SceneRenderer, save_animation
 from tqdm import tqdm  # type: ignore[import-untyped]
@@ -214,8 +214,8 @@ def _twin_rows(options: argparse.Namespace, session: SessionResult, kind: str) -
     driver_file = package_share("mm_driver") / "config" / "driver.yaml"
     window_s = float(cast(float, configured_parameter(driver_file, "driver", "settle_window_s")))
     twin = TwinSpec(profile=options.profile, load=options.load, objective=parse_objective(options.objective))
-    env: Any = twin.make_env(randomize=False).unwrapped
-    controller: Any
+    env = twin.make_env(randomize=False)
+    controller: Controller
     if kind == "bound":
         controller = TimeOptimalController(twin.make_baseline(env, twin.moves(10)).gains)
     else:
