@@ -85,7 +85,7 @@ def bench_objective(
     wall_s = time.monotonic() - started
     row: dict[str, Any] = {
         "objective": objective,
-        "vel_scale_rad_s": env_scale(twin),
+        "vel_scale_rad_s": twin.scales().vel_scale_rad_s,
         "steps": result.steps,
         "train_wall_s": wall_s,
         "steps_per_s": result.steps / wall_s,
@@ -122,13 +122,6 @@ def bench_objective(
     if objective == "speed":
         row["settle_vs_bound"] = table["float"]["mean_settling_time_s"] / table["bound"]["mean_settling_time_s"]
     return row
-
-
-def env_scale(twin: TwinSpec) -> float:
-    """The velocity scale (rad/s) the twin's env, and so the exported image, uses."""
-    env = twin.make_env()
-    env.close()
-    return float(env.unwrapped.scales.vel_scale_rad_s)  # type: ignore[attr-defined]
 
 
 def markdown(rows: list[dict[str, Any]], moves: int, minutes: float) -> str:
