@@ -62,7 +62,9 @@ def run_key(
 
 @dataclass(frozen=True)
 class Progress:
-    """A progress report of a training run in the twin.
+    """A progress report of a training run: what the learner node sends as Train feedback.
+
+    Training in the twin reports these; online sessions a :class:`mm_learning.online_session.SessionProgress`.
 
     Attributes:
         phase: "evaluating", "cloning" or "training".

@@ -392,9 +392,7 @@ class LearnerNode(Node):
         """A cancel of the goal, or a shutdown of the node: training stops at the next check with a checkpoint."""
         return bool(goal_handle.is_cancel_requested) or self._shutting_down()
 
-    def _feedback(
-        self, goal_handle: ServerGoalHandle, phase: str, progress: Progress | SessionProgress | None = None
-    ) -> None:
+    def _feedback(self, goal_handle: ServerGoalHandle, phase: str, progress: Progress | None = None) -> None:
         """Publish Train feedback (sim or online progress have the same fields); nothing after a shutdown."""
         if self._shutting_down():
             return

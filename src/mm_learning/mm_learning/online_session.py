@@ -29,6 +29,7 @@ from mm_ros.parameters import parameter
 from mm_sim.evaluate import Evaluation, Move
 
 from mm_learning.errors import OnlineError
+from mm_learning.goals import Progress
 
 PHASES = ("deploying", "exploring", "training", "evaluating")
 _T = TypeVar("_T")
@@ -328,28 +329,20 @@ class PolicyRecord:
 
 
 @dataclass(frozen=True)
-class SessionProgress:
-    """A progress report.
+class SessionProgress(Progress):
+    """A progress report of an online session: :class:`mm_learning.goals.Progress`, and its own counts.
+
+    The inherited fields: phase is one of :data:`PHASES`, steps the transitions consumed, steps_per_s counted since
+    the session started, mean_reward per transition of the last exploration cycle (NaN before the first), and the
+    baseline is the start policy's evaluation on the same moves.
 
     Attributes:
-        phase: one of :data:`PHASES`.
-        steps: transitions consumed so far.
-        steps_per_s: transitions per second of wall time since the session started.
         gradient_steps: gradient steps so far.
         deploys: policies deployed so far (the start policy included).
-        mean_reward: mean reward per transition of the last exploration cycle (NaN before the first).
-        eval_metrics: the latest evaluation.
-        baseline_metrics: the start policy's evaluation on the same moves.
     """
 
-    phase: str
-    steps: int
-    steps_per_s: float
     gradient_steps: int
     deploys: int
-    mean_reward: float
-    eval_metrics: Mapping[str, float]
-    baseline_metrics: Mapping[str, float]
 
 
 @dataclass(frozen=True)
