@@ -306,7 +306,9 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", default="mm_v3", help="mm_sim servo profile (default: mm_v3)")
     p.add_argument("--generations", type=int, default=60, help="ES generations per trial, the budget (default: 60)")
     p.add_argument("--moves", type=int, default=20, help="evaluation moves of each comparison (default: 20)")
-    p.add_argument("--address", default=None, help="Ray cluster: 'auto', 'ray://head:10001' (default: local Ray)")
+    p.add_argument(
+        "--address", default=None, help="Ray cluster: 'head:6379', 'auto', 'ray://head:10001' (default: local Ray)"
+    )
     p.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="trials at once on local Ray (default: CPUs)"
     )

@@ -149,6 +149,7 @@ class TrialOutcome:
         metadata: what the registry stores with it (`schedule.Checked.metadata`).
         comparison: PID, PTOS, the quantised policy and the bound on the evaluation moves (`Comparison.rows`).
         ticks: control ticks of experience. beat_start: a validation beat the classical start.
+        node: the Ray node that ran it (its address and the first 8 hex digits of its id; '' outside Ray).
     """
 
     image: bytes
@@ -156,6 +157,7 @@ class TrialOutcome:
     comparison: dict[str, dict[str, float]]
     ticks: int
     beat_start: bool
+    node: str = ""
 
 
 def run_trial(config: schedule.ScheduleConfig, evaluation_moves: int) -> TrialOutcome:
@@ -171,6 +173,13 @@ def run_trial(config: schedule.ScheduleConfig, evaluation_moves: int) -> TrialOu
     return TrialOutcome(
         checked.export.image, checked.metadata, checked.comparison.rows, result.ticks, result.best is not None
     )
+
+
+def _run_trial_on_node(config: schedule.ScheduleConfig, evaluation_moves: int) -> TrialOutcome:
+    """:func:`run_trial` as a Ray task: its outcome names the node that ran it."""
+    ray = _ray()
+    node = f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
+    return dataclasses.replace(run_trial(config, evaluation_moves), node=node)
 
 
 @dataclass(frozen=True)
@@ -212,9 +221,10 @@ class TrialResult:
             row |= {
                 "vs_ptos_pct": comparison.change_pct(config.objective, "ptos"),
                 "beat_start": outcome.beat_start,
+                "node": outcome.node,
             }
         else:
-            row |= dict.fromkeys(("pid", "ptos", "policy", "bound", "vs_ptos_pct", "beat_start"))
+            row |= dict.fromkeys(("pid", "ptos", "policy", "bound", "vs_ptos_pct", "beat_start", "node"))
         return row | {
             "policy_id": self.policy_id,
             "policy_version": self.policy_version,
@@ -294,7 +304,7 @@ def run_sweep(
         trials: from :func:`grid`.
         registry: where the policies go (on this machine).
         private_key: signs the registered images (never sent to the workers).
-        address: a Ray cluster (`auto`, `ray://host:10001`), or None for a local instance.
+        address: a Ray cluster (`head:6379`, `auto`, `ray://head:10001`), or None for a local instance.
         workers: CPUs of the local instance, i.e. trials at once (ignored with an address, or when this process
             is already connected to Ray).
         evaluation_moves: moves of each trial's comparison.
@@ -309,7 +319,7 @@ def run_sweep(
     results: dict[int, TrialResult] = {}
     with ray_session(address, workers):
         ray = _ray()
-        task = ray.remote(num_cpus=1, max_retries=0)(run_trial)
+        task = ray.remote(num_cpus=1, max_retries=0)(_run_trial_on_node)
         pending = {task.remote(trial.config, evaluation_moves): i for i, trial in enumerate(trials)}
         while pending:
             [done], _ = ray.wait(list(pending), num_returns=1)

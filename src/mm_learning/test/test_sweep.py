@@ -102,6 +102,7 @@ def test_mm_sweep_runs_a_4_trial_grid_on_local_ray_registers_4_policies_and_writ
     assert {(row["objective"], row["seed"]) for row in rows} == {(o, s) for o in ("speed", "energy") for s in "01"}
     for row in rows:
         assert all(float(row[column]) > 0 for column in ("pid", "ptos", "policy", "bound"))
+        assert row["node"].startswith("127.0.0.1/")  # the one local node
     table = (out / "sweep.md").read_text().splitlines()
     assert len(table) == 2 + 4 and "| pid | ptos | policy | bound |" in table[0]
     assert len(json.loads((out / "sweep.json").read_text())) == 4
