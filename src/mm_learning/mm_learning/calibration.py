@@ -48,8 +48,9 @@ from mm_learning.online_session import (
     SessionProgress,
     SessionResult,
     evaluation_episodes,
-    is_whole,
+    move_attempts,
     servo_evaluation,
+    whole_move,
 )
 from mm_learning.schedule import (
     EVALUATION_SEED,
@@ -297,6 +298,8 @@ class CalibratedSession:
         self.steps = 0
         self.deploys = 0
         self.servo_time_s = 0.0
+        self.incomplete_moves = 0
+        """Evaluation moves run again because their transitions came back incomplete."""
         self._train_wall_s = 0.0
         self._start_wall = 0.0
         self._budget: EnergyBudget | None = None
@@ -347,16 +350,16 @@ class CalibratedSession:
         """
         self._report("evaluating")
         episodes = evaluation_episodes(self.eval_moves, self.config.settle_s)
-        runs = self.fleet.run_moves(episodes)
-        for move, episode, columns in zip(self.eval_moves, episodes, runs, strict=True):
-            if not is_whole(columns, episode):
-                msg = (
-                    f"the evaluation move to {move.target_rad:.3f} rad came back with {columns.count} samples for "
-                    f"{move.duration_s} s: transitions are being lost between the servo and the learner"
-                )
-                raise OnlineError(msg)
-            self.steps += columns.count
-            self.servo_time_s += columns.count * columns.dt_s + self.config.settle_s
+        runs = []
+        for move, episode, attempts in zip(
+            self.eval_moves, episodes, self.fleet.map(move_attempts, episodes), strict=True
+        ):
+            for columns in attempts:  # a run that came back incomplete cost its servo time too
+                self.steps += columns.count
+                self.servo_time_s += columns.count * columns.dt_s + self.config.settle_s
+            self.incomplete_moves += len(attempts) - 1
+            columns = whole_move(attempts, episode)
+            runs.append(columns)
             positions = np.asarray(columns.position_rad, dtype=np.float64)
             velocity = float(columns.velocity_rad_s[0])
             self.recorded.append(RecordedMove(float(positions[0]), move.target_rad, positions, model, velocity))

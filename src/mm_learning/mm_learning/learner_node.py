@@ -684,11 +684,7 @@ class LearnerNode(Node):
             f"{best.metrics['mean_return']:.4g} vs start {start.metrics['mean_return']:.4g} on "
             f"{config.eval_moves} servo moves"
             + (f"; {len(session.refusals)} exports refused, last: {session.refusals[-1]}" if session.refusals else "")
-            + (
-                f"; {session.incomplete_moves} evaluation moves rerun (transitions lost)"
-                if session.incomplete_moves
-                else ""
-            )
+            + _reruns(session.incomplete_moves)
         )
         self.get_logger().info(summary)
         evaluations = ", ".join(f"{steps}: {value:.4g}" for steps, value in result.history)
@@ -754,6 +750,7 @@ class LearnerNode(Node):
             f"online {SCHEDULE_ALGORITHM}: {metric} {best.metrics[metric]:.4g} vs classical start "
             f"{start.metrics[metric]:.4g} on {config.eval_moves} servo moves, {result.servo_time_s:.0f} s of servo "
             f"time, {result.deploys} deploys, stopped by {result.stop_reason}; {rounds}"
+            + _reruns(session.incomplete_moves)
         )
         self.get_logger().info(summary)
         fields = {
@@ -771,6 +768,11 @@ class LearnerNode(Node):
 def _goal_id(goal_handle: ServerGoalHandle) -> str:
     """A goal's id as ros2cli prints it (hex), shortened."""
     return bytes(goal_handle.goal_id.uuid).hex()[:8]
+
+
+def _reruns(incomplete_moves: int) -> str:
+    """The online summary's note of evaluation moves run again (their transitions came back incomplete)."""
+    return f"; {incomplete_moves} evaluation moves rerun (transitions lost)" if incomplete_moves else ""
 
 
 def main(args: list[str] | None = None) -> None:

@@ -72,13 +72,13 @@ from mm_learning.online_session import (
     PolicyRecord,
     RewardReport,
     ServoFleet,
-    ServoLink,
     SessionConfig,
     SessionProgress,
     SessionResult,
     evaluation_episodes,
-    is_whole,
+    move_attempts,
     servo_evaluation,
+    whole_move,
 )
 from mm_learning.twin import EVAL_SEED, TwinSpec, beats_target, summarize
 
@@ -214,7 +214,6 @@ class OnlineLearner:
 
 
 _CALIBRATION_OBS = 1000  # observations for the export's calibration, and as many held out for check (b)
-_EVAL_ATTEMPTS = 3  # runs of an evaluation move whose transitions come back incomplete, before giving up
 PID_CLONE_EPISODES = 20
 """Noisy PID episodes cloned into the ``pid_clone`` start policy (as the PPO preset's clone)."""
 
@@ -244,17 +243,6 @@ def start_model(start: str, *, algorithm: str, twin: TwinSpec, seed: int) -> Bas
         msg = f"online_start_policy {start!r} is not 'untrained', 'pid_clone' or an existing SB3 .zip"
         raise OnlineError(msg)
     return ALGORITHMS[algorithm].load(path, device="cpu")
-
-
-def _attempts(link: ServoLink, episode: Episode) -> list[TransitionColumns]:
-    """Every run of an evaluation move: until its transitions arrive whole, at most ``_EVAL_ATTEMPTS`` runs.
-
-    Each run is stored for training.
-    """
-    runs = [link.run_episode(episode)]
-    while not is_whole(runs[-1], episode) and len(runs) < _EVAL_ATTEMPTS:
-        runs.append(link.run_episode(episode))
-    return runs
 
 
 class OnlineSession:
@@ -449,18 +437,12 @@ class OnlineSession:
         self._report("evaluating")
         episodes = evaluation_episodes(self.eval_moves, self.config.settle_s)
         moves = []
-        for index, (episode, attempts) in enumerate(zip(episodes, self.fleet.map(_attempts, episodes), strict=True)):
+        runs = self.fleet.map(move_attempts, episodes)
+        for index, (episode, attempts) in enumerate(zip(episodes, runs, strict=True)):
             for columns in attempts:
                 self._consume(columns, index % len(self.fleet))
             self.incomplete_moves += len(attempts) - 1
-            if not is_whole(attempts[-1], episode):
-                msg = (
-                    f"the evaluation move to {episode.target_rad:.3f} rad came back incomplete {_EVAL_ATTEMPTS} "
-                    f"times (the last had {attempts[-1].count} samples for {episode.duration_s} s): transitions "
-                    "are being lost between the servo and the learner"
-                )
-                raise OnlineError(msg)
-            moves.append(attempts[-1])
+            moves.append(whole_move(attempts, episode))
         return summarize(servo_evaluation(self.learner.terms, moves, [m.start_rad for m in self.eval_moves]))
 
     def _train(self, new_transitions: int) -> None:

@@ -7,7 +7,8 @@
   :class:`CalibratedConfig` (the schedule learned on the servo, :class:`mm_learning.calibration.CalibratedSession`);
 - :class:`SessionProgress`, :class:`PolicyRecord`, :class:`RewardReport`, :class:`SessionResult`: what they
   report;
-- :func:`evaluation_episodes`, :func:`is_whole`, :func:`servo_evaluation`: evaluation moves measured on the servo.
+- :func:`evaluation_episodes`, :func:`is_whole`, :func:`move_attempts`, :func:`whole_move`,
+  :func:`servo_evaluation`: evaluation moves measured on the servo.
 
 The learner node reads the configurations' parameter defaults at start-up; nothing here loads torch.
 """
@@ -415,6 +416,30 @@ def is_whole(columns: TransitionColumns, episode: Episode) -> bool:
     A return summed over a move cut short by lost transitions would compare policies on different moves.
     """
     return columns.count >= round(episode.duration_s / columns.dt_s)
+
+
+MOVE_ATTEMPTS = 3
+"""Runs of an evaluation move whose transitions come back incomplete, before the session gives up."""
+
+
+def move_attempts(link: ServoLink, episode: Episode) -> list[TransitionColumns]:
+    """Every run of an evaluation move: until its transitions arrive whole, at most ``MOVE_ATTEMPTS`` runs."""
+    runs = [link.run_episode(episode)]
+    while not is_whole(runs[-1], episode) and len(runs) < MOVE_ATTEMPTS:
+        runs.append(link.run_episode(episode))
+    return runs
+
+
+def whole_move(attempts: Sequence[TransitionColumns], episode: Episode) -> TransitionColumns:
+    """The last of a move's `attempts` (:func:`move_attempts`); OnlineError when it too came back incomplete."""
+    if not is_whole(attempts[-1], episode):
+        msg = (
+            f"the evaluation move to {episode.target_rad:.3f} rad came back incomplete {len(attempts)} times (the "
+            f"last had {attempts[-1].count} samples for {episode.duration_s} s): transitions are being lost between "
+            "the servo and the learner"
+        )
+        raise OnlineError(msg)
+    return attempts[-1]
 
 
 def servo_evaluation(terms: Mapping[str, float], moves: list[TransitionColumns], starts: list[float]) -> Evaluation:

@@ -18,7 +18,7 @@ from mm_contract.constants import OBS_DIM
 from mm_contract.registry import Registry
 from mm_contract.transitions import FLAG_EPISODE_START, PHYSICAL_COLUMNS, TransitionColumns
 from rclpy.action import ActionClient
-from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 
@@ -37,6 +37,10 @@ class RosServoLink:
     sample (``FLAG_EPISODE_START`` with the move's target), then HOLD without streaming. Move commands clear
     latched faults whose cause is gone (a heartbeat lost while this machine stalled, an exploring policy's over-
     current): the transitions carry FLAG_FAULT, which the learner never stores.
+
+    The ``transitions`` callbacks run one at a time, in the order the batches arrive (their own mutually exclusive
+    group): rclpy's multi-threaded executor puts a reentrant subscription back into its wait set as soon as one
+    message is taken, so two threads can run the callbacks of consecutive batches and append them out of order.
     """
 
     def __init__(self, node: Node, group: ReentrantCallbackGroup, namespace: str = "") -> None:
@@ -49,10 +53,15 @@ class RosServoLink:
         self._seq = 0
         self._registry_dir = Path()
         self._timeout_s = 60.0
-        self.lost_batches = 0
         self.deploy_client = ActionClient(node, DeployPolicy, self.topic("deploy_policy"), callback_group=group)
         self._command_pub = node.create_publisher(ServoCommand, self.topic("servo_command"), 10)
-        node.create_subscription(TransitionBatch, self.topic("transitions"), self._on_batch, 1000, callback_group=group)
+        node.create_subscription(
+            TransitionBatch,
+            self.topic("transitions"),
+            self._on_batch,
+            1000,
+            callback_group=MutuallyExclusiveCallbackGroup(),
+        )
         node.create_subscription(
             ServoState, self.topic("state"), self._on_state, qos_profile_sensor_data, callback_group=group
         )
@@ -97,13 +106,23 @@ class RosServoLink:
         msg.stamp = self._node.get_clock().now().to_msg()
         self._command_pub.publish(msg)
 
-    def _wait(self, predicate: Any, what: str) -> None:
+    def _wait(self, predicate: Any, what: str, arrived: Any = None) -> None:
+        """Wait (lock held) until `predicate()`.
+
+        Raises:
+            OnlineError: not within the timeout; names `what`, the servo's last state and `arrived()` (what came).
+        """
         with self._cond:
             if not self._cond.wait_for(predicate, self._timeout_s):
                 state = self._state
-                seen = "no state" if state is None else f"mode {state.mode}, faults 0x{state.fault_flags:x}"
+                seen = (
+                    "no state"
+                    if state is None
+                    else f"mode {state.mode}, faults 0x{state.fault_flags:x}, {state.dropped_samples} samples dropped "
+                    f"since boot, in its last state, {time.monotonic() - self._state_wall_s:.1f} s ago"
+                )
                 msg = f"timed out after {self._timeout_s} s (wall) waiting for {what}; the servo reports {seen}"
-                raise OnlineError(msg)
+                raise OnlineError(msg + (f"; {arrived()}" if arrived is not None else ""))
 
     def deploy(self, image: bytes, metadata: Any) -> int:
         """Register the image where the driver looks, deploy it by id; the CRC the servo reports running."""
@@ -149,6 +168,7 @@ class RosServoLink:
             exploration_tau_s=episode.exploration_tau_s,
         )
         move: list[TransitionBatch] = []
+        before: list[TransitionBatch] = []  # batches that arrived before the one with the move's first sample
 
         def gathered() -> bool:
             # Batches from the one holding the move's first sample on, while they follow tick by tick.
@@ -157,18 +177,18 @@ class RosServoLink:
                 if not move:
                     flags = np.frombuffer(bytes(batch.flags), dtype=np.uint8)
                     starts = (flags & FLAG_EPISODE_START) & (np.asarray(batch.target_rad) == target)
-                    if np.any(starts):
-                        move.append(batch)
+                    (move if np.any(starts) else before).append(batch)
                 elif batch.first_tick == move[-1].first_tick + move[-1].count:
                     move.append(batch)
                 else:
-                    self.lost_batches += 1
-                    return True
+                    return True  # a batch was lost: the move ends there (the sessions run incomplete moves again)
             # A whole batch more than the move: its first sample may sit anywhere in the first batch.
             return bool(move) and _samples(move) >= round(episode.duration_s / move[0].dt_s) + len(move[0].actions)
 
         try:
-            self._wait(gathered, f"the transitions of a move to {target:.3f} rad")
+            self._wait(
+                gathered, f"the transitions of a move to {target:.3f} rad", lambda: _arrived(before, move, target)
+            )
         finally:
             self._command(ServoCommand.MODE_HOLD)
         return _move_columns(move, target, episode.duration_s)
@@ -180,6 +200,21 @@ class RosServoLink:
 
 def _stamp_s(stamp: Any) -> float:
     return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
+
+
+def _arrived(before: list[TransitionBatch], move: list[TransitionBatch], target: float) -> str:
+    """What arrived for a move that did not complete: the batches before its first sample, then the move's own."""
+    if before:
+        flags = np.concatenate([np.frombuffer(bytes(b.flags), dtype=np.uint8) for b in before])
+        targets = np.concatenate([np.asarray(b.target_rad) for b in before])
+        text = (
+            f"{len(before)} batches without the move's first sample (ticks {before[0].first_tick} to "
+            f"{before[-1].first_tick + before[-1].count}; {np.count_nonzero(targets == target)} samples to this "
+            f"target, {np.count_nonzero(flags & FLAG_EPISODE_START)} episode starts)"
+        )
+    else:
+        text = "no batch before the move's first sample"
+    return f"{text}, {_samples(move)} samples of the move"
 
 
 def _samples(batches: list[TransitionBatch]) -> int:

@@ -6,7 +6,10 @@ policy chunks into the core, POLICY mode with streaming, the core's own transiti
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
+from collections.abc import Callable
+from typing import Any
 
 import mm_firmware_core as fw
 import numpy as np
@@ -91,3 +94,23 @@ def _column(batch: object, name: str) -> np.ndarray:
     width = 8 if name == "observations" else 1
     values = np.asarray(getattr(batch, name)[: n * width])
     return values.reshape(n, width) if width > 1 else values
+
+
+def lose_tails(link: VirtualServoLink, lose: Callable[[int], bool]) -> list[Any]:
+    """Make `link` return only the first half of a move's transitions when lose(attempt number) says so; returns
+    the list of the episodes run.
+    """
+    run_episode = link.run_episode
+    attempts: list[Any] = []
+
+    def lossy(episode: Any) -> TransitionColumns:
+        columns = run_episode(episode)
+        attempts.append(episode)
+        if not lose(len(attempts)):
+            return columns
+        half = columns.count // 2
+        arrays = {f.name: getattr(columns, f.name) for f in dataclasses.fields(columns)}
+        return TransitionColumns(**{k: v[:half] if isinstance(v, np.ndarray) else v for k, v in arrays.items()})
+
+    link.run_episode = lossy  # type: ignore[method-assign]
+    return attempts

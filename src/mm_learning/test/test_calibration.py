@@ -24,7 +24,7 @@ from mm_learning.schedule import ScheduleConfig, classical_start
 from mm_sim.batch import BatchTwin, rollout
 from mm_sim.evaluate import seeded_moves
 from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig
-from online_support import VirtualServoLink
+from online_support import VirtualServoLink, lose_tails
 
 HEAVY = {"load.mass_kg": 1.5}
 """The servo's pendulum is half as heavy again as the profile says."""
@@ -136,3 +136,28 @@ def test_a_cancel_after_the_start_runs_no_round_and_leaves_the_start_running(tmp
     assert result.best is result.start and len(result.history) == 1
     assert link.servo.state().mode == fw.MODE_HOLD
     assert link.servo.state().policy_crc32 == result.start.policy_crc32
+
+
+@pytest.mark.slow
+def test_an_evaluation_move_cut_short_by_lost_transitions_is_run_again_and_its_servo_time_counted(
+    tmp_path: Path,
+) -> None:
+    """The start's evaluation: the first run of the first move loses its tail, so that move runs twice and only the
+    whole run is recorded for the calibration; a link that always loses them stops the session with the reason.
+    """
+    session, link, _ = _session(tmp_path)
+    session._should_cancel = lambda: len(session.recorded) > 0  # stop after the start's evaluation
+    attempts = lose_tails(link, lambda attempt: attempt == 1)
+
+    session.run()
+
+    moves = session.config.eval_moves
+    assert session.incomplete_moves == 1
+    assert len(attempts) == moves + 1 and attempts[0] == attempts[1]
+    assert len(session.recorded) == moves and all(len(m.position_rad) == 1000 for m in session.recorded)
+    assert session.servo_time_s == pytest.approx(moves * (1.0 + 0.3) + (0.5 + 0.3))
+
+    session, link, _ = _session(tmp_path / "always")
+    lose_tails(link, lambda attempt: True)
+    with pytest.raises(OnlineError, match="came back incomplete 3 times"):
+        session.run()

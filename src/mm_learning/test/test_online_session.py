@@ -6,9 +6,7 @@ budget and cancel, and that what is reported is what the servo ran and measured.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +17,12 @@ from mm_contract.observation import ObsScales
 from mm_contract.policy_image import parse_image
 from mm_contract.profiles import load_profile
 from mm_contract.signing import generate_keypair, load_private_key, public_key_hex
-from mm_contract.transitions import FLAG_GUARD, TransitionColumns
+from mm_contract.transitions import FLAG_GUARD
 from mm_learning.errors import OnlineError
 from mm_learning.online import OnlineSession
 from mm_learning.online_session import ServoFleet, SessionConfig, SessionProgress
 from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig
-from online_support import VirtualServoLink
+from online_support import VirtualServoLink, lose_tails
 
 pytestmark = pytest.mark.slow
 
@@ -134,32 +132,12 @@ def test_a_configuration_that_cannot_run_is_refused_naming_the_field() -> None:
         SessionConfig(objective="speed", max_steps=10, redeploy_every_s=0.0).validate()
 
 
-def _lose_tails(link: VirtualServoLink, lose: Callable[[int], bool]) -> list[Any]:
-    """Make `link` return only the first half of a move's transitions when lose(attempt number) says so; returns
-    the list of the episodes run.
-    """
-    run_episode = link.run_episode
-    attempts: list[Any] = []
-
-    def lossy(episode: Any) -> TransitionColumns:
-        columns = run_episode(episode)
-        attempts.append(episode)
-        if not lose(len(attempts)):
-            return columns
-        half = columns.count // 2
-        arrays = {f.name: getattr(columns, f.name) for f in dataclasses.fields(columns)}
-        return TransitionColumns(**{k: v[:half] if isinstance(v, np.ndarray) else v for k, v in arrays.items()})
-
-    link.run_episode = lossy  # type: ignore[method-assign]
-    return attempts
-
-
 def test_an_evaluation_move_cut_short_by_lost_transitions_is_run_again(tmp_path: Path) -> None:
     """The start's evaluation: the first attempt of the first move loses its tail, so that move runs twice and
     the evaluation is of whole moves; a link that always loses them stops the session with the reason.
     """
     session, link, _ = _session(tmp_path, max_steps=1)
-    attempts = _lose_tails(link, lambda attempt: attempt == 1)
+    attempts = lose_tails(link, lambda attempt: attempt == 1)
     result = session.run()
     assert session.incomplete_moves == 1
     assert len(attempts) == session.config.eval_moves + 1 and attempts[0] == attempts[1]
@@ -168,7 +146,7 @@ def test_an_evaluation_move_cut_short_by_lost_transitions_is_run_again(tmp_path:
     assert result.steps == whole * session.config.eval_moves + whole // 2, "every attempt is stored"
 
     session, link, _ = _session(tmp_path / "always", max_steps=1)
-    _lose_tails(link, lambda attempt: True)
+    lose_tails(link, lambda attempt: True)
     with pytest.raises(OnlineError, match="came back incomplete 3 times"):
         session.run()
 
