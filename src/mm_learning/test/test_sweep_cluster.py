@@ -49,7 +49,12 @@ def _wait_for_nodes(address: str, count: int) -> None:
     status = ""
     while time.monotonic() < deadline:
         run = subprocess.run(
-            [_ray_cli(), "status", "--address", address], capture_output=True, text=True, timeout=60, check=False
+            [_ray_cli(), "status", "--address", address],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env=_cluster_env(),
         )
         status = run.stdout
         if run.returncode == 0 and status.count("node_") >= count:
@@ -58,12 +63,22 @@ def _wait_for_nodes(address: str, count: int) -> None:
     pytest.fail(f"the Ray cluster at {address} did not reach {count} nodes in {START_TIMEOUT_S} s:\n{status}")
 
 
+def _cluster_env() -> dict[str, str]:
+    """This environment for Ray's processes, without the single-machine switch a local sweep in this process set.
+
+    `sweep.ray_session` sets ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` for a local instance (test_sweep.py runs one in
+    this process); with it `ray start` refuses a second node.
+    """
+    env = {name: value for name, value in os.environ.items() if name != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    return env | {"RAY_USAGE_STATS_ENABLED": "0"}
+
+
 @pytest.fixture
 def cluster() -> Iterator[str]:
     """A head and one worker node (one CPU each) on loopback; yields the head's GCS address."""
     address = f"{LOOPBACK}:{_free_port()}"
     temp_dir = tempfile.mkdtemp(prefix="mm-ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0"}
+    env = _cluster_env()
     common = ["--block", f"--node-ip-address={LOOPBACK}", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"]
     head = [_ray_cli(), "start", "--head", f"--port={address.rsplit(':', 1)[1]}", "--include-dashboard=false"]
     nodes: list[subprocess.Popen[bytes]] = []
@@ -100,7 +115,12 @@ def test_mm_sweep_on_a_two_node_cluster_runs_a_trial_on_each_node_and_registers_
     args += [f"--es={setting}" for setting in TINY_ES]
     args += ["--moves", "4", "--key", str(private_key), "--registry", str(registry), "--out", str(out)]
     run = subprocess.run(
-        [sys.executable, "-m", "mm_learning.cli", *args], capture_output=True, text=True, timeout=600, check=False
+        [sys.executable, "-m", "mm_learning.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=_cluster_env(),
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"2 trials on {cluster}" in run.stdout and "2 registered" in run.stdout
