@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,7 @@ class RosServoLink:
         msg.stamp = self._node.get_clock().now().to_msg()
         self._command_pub.publish(msg)
 
-    def _wait(self, predicate: Any, what: str, arrived: Any = None) -> None:
+    def _wait(self, predicate: Callable[[], bool], what: str, arrived: Callable[[], str] | None = None) -> None:
         """Wait (lock held) until `predicate()`.
 
         Raises:
