@@ -358,10 +358,10 @@ class CalibratedSession:
                 self.steps += columns.count
                 self.servo_time_s += columns.count * columns.dt_s + self.config.settle_s
             self.incomplete_moves += len(attempts) - 1
-            columns = whole_move(attempts, episode)
-            runs.append(columns)
-            positions = np.asarray(columns.position_rad, dtype=np.float64)
-            velocity = float(columns.velocity_rad_s[0])
+            whole = whole_move(attempts, episode)
+            runs.append(whole)
+            positions = np.asarray(whole.position_rad, dtype=np.float64)
+            velocity = float(whole.velocity_rad_s[0])
             self.recorded.append(RecordedMove(float(positions[0]), move.target_rad, positions, model, velocity))
         self._save_moves()
         evaluation = servo_evaluation(self.terms, runs, [m.start_rad for m in self.eval_moves])

@@ -9,6 +9,7 @@ one CPU of a node, so they run one on each node: the table says where. Nodes are
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import shutil
@@ -94,15 +95,26 @@ def cluster() -> Iterator[str]:
         yield address
     finally:
         for node in reversed(nodes):
-            with_group = os.getpgid(node.pid) if node.poll() is None else None
-            if with_group is not None:
-                os.killpg(with_group, signal.SIGTERM)
-                try:
-                    node.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(with_group, signal.SIGKILL)
-                    node.wait()
+            _stop_group(node)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _stop_group(node: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group `node` leads (its own session), SIGKILL after 30 s.
+
+    The group, not only its leader: if `ray start --block` has exited, the raylet and the other processes it
+    started live on in the group.
+    """
+    try:
+        os.killpg(node.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return  # the whole group is gone
+    try:
+        node.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(node.pid, signal.SIGKILL)
+        node.wait()
 
 
 @pytest.mark.slow
