@@ -36,10 +36,22 @@ float mm_pid_position_loop(float error_rad, float kp_pos, float decel_rad_s2)
     return error_rad > 0.0f ? demand : -demand;
 }
 
+/* Same float32 operations, in the same order, as mm_sim.baselines.braking_error (parity test). */
+float mm_pid_braking_error(float error_rad, float position_rad, float target_rad, float gravity_share)
+{
+    const float gravity = gravity_share * (cosf(position_rad) - cosf(target_rad));
+    const float magnitude = fmaxf(fabsf(error_rad) + gravity, 0.0f);
+    return error_rad > 0.0f ? magnitude : -magnitude;
+}
+
 float mm_pid_step(mm_pid_t *pid, const mm_pid_gains_t *gains, float current_limit_a, float dt_s,
                   float position_rad, float velocity_rad_s, float target_rad, float target_velocity_rad_s)
 {
-    const float error_rad = target_rad - position_rad;
+    float error_rad = target_rad - position_rad;
+    if (gains->decel_rad_s2 > 0.0f && gains->gravity_ff_a > 0.0f) {
+        /* PTOS brakes over the distance corrected for the work gravity does on the way (contract section 8). */
+        error_rad = mm_pid_braking_error(error_rad, position_rad, target_rad, gains->gravity_ff_a / current_limit_a);
+    }
     const float demand = mm_pid_position_loop(error_rad, gains->kp_pos, gains->decel_rad_s2);
     const float v_cmd = clampf(demand + target_velocity_rad_s, -gains->v_max, gains->v_max);
     const float v_error = v_cmd - velocity_rad_s;

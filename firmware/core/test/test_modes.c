@@ -119,6 +119,33 @@ static void ptos_position_loop_and_position_mode(void **state)
     assert_true(tuning.gains.decel_rad_s2 == 30.0f);
 }
 
+/* PTOS with a gravity feed-forward brakes over |e| + (ff / limit) (cos(position) - cos(target)): longer when moving
+ * up (gravity helps braking), shorter when moving down, |e| without feed-forward; mm_pid_step applies it. */
+static void ptos_braking_distance_is_corrected_for_gravity(void **state)
+{
+    (void)state;
+    const float share = 0.3f;
+    const float up = mm_pid_braking_error(1.0f, 0.0f, 1.0f, share);
+    assert_true(up == fmaxf(fabsf(1.0f) + share * (cosf(0.0f) - cosf(1.0f)), 0.0f));
+    assert_true(up > 1.1f);
+    const float down = mm_pid_braking_error(-1.0f, 1.0f, 0.0f, share);
+    assert_true(down == -(1.0f + share * (cosf(1.0f) - cosf(0.0f))));
+    assert_true(down > -0.9f && down < 0.0f);
+    assert_true(mm_pid_braking_error(0.7f, 0.2f, 0.9f, 0.0f) == 0.7f);
+    /* a feed-forward beyond the current limit (share > 1) cannot make the distance negative */
+    assert_true(mm_pid_braking_error(-1.0f, 1.0f, 0.0f, 3.0f) == -0.0f);
+
+    const mm_pid_gains_t gains = {.kp_pos = 10.0f, .v_max = 50.0f, .kp_vel = 0.2f, .ki_vel = 0.0f,
+                                  .gravity_ff_a = 0.6f, .decel_rad_s2 = 40.0f};
+    const float limit = 2.0f;
+    mm_pid_t pid = {0.0f};
+    const float demand = mm_pid_position_loop(mm_pid_braking_error(1.0f, 0.0f, 1.0f, 0.6f / limit), 10.0f, 40.0f);
+    assert_true(mm_pid_step(&pid, &gains, limit, DT, 0.0f, 0.0f, 1.0f, 0.0f) == 0.2f * demand);
+    mm_pid_gains_t pid_gains = gains;
+    pid_gains.decel_rad_s2 = 0.0f; /* the linear loop has no braking distance: kp_pos * e */
+    assert_true(mm_pid_step(&pid, &pid_gains, limit, DT, 0.0f, 0.0f, 0.5f, 0.0f) == 0.2f * (10.0f * 0.5f));
+}
+
 /* The gains rule (finite, >= 0, kp_pos > 0 under PTOS) wherever gains enter; a refused call changes nothing. */
 static void bad_gains_are_refused_everywhere(void **state)
 {
@@ -546,6 +573,7 @@ int main(void)
         cmocka_unit_test(gains_beyond_the_bounds_are_refused),
         cmocka_unit_test(bad_config_and_commands_are_refused),
         cmocka_unit_test(ptos_position_loop_and_position_mode),
+        cmocka_unit_test(ptos_braking_distance_is_corrected_for_gravity),
         cmocka_unit_test(bad_gains_are_refused_everywhere),
         cmocka_unit_test(samples_stream_consecutive_ticks_with_flags),
     };

@@ -622,7 +622,8 @@ static void schedule_scales_the_braking_deceleration_by_exp(void **state)
             mm_core_step(core, &s, DT_S, &out);
             const float position = test_state(core).position_rad;
             const float decel = k_base.decel_rad_s2 * expf(ranges[i] * actions[j]);
-            const float error = 1.0f - position;
+            /* the braking distance: the error corrected for the work of gravity (contract section 8) */
+            const float error = (1.0f - position) + (k_base.gravity_ff_a / LIMIT_A) * (cosf(position) - cosf(1.0f));
             assert_true(error > decel / (2.0f * k_base.kp_pos * k_base.kp_pos)); /* the braking zone */
             const float demand = sqrtf(2.0f * decel * error) - decel / (2.0f * k_base.kp_pos);
             const float expected = k_base.kp_vel * demand + k_base.gravity_ff_a * sinf(position);

@@ -79,12 +79,26 @@ def position_loop(error_rad: Any, kp_pos: np.float32, decel_rad_s2: np.float32) 
     return np.where(magnitude <= decel_rad_s2 / (_F32(2.0) * kp_pos * kp_pos), linear, curve).astype(_F32)
 
 
+def braking_error(error_rad: Any, position_rad: Any, target_rad: Any, gravity_share: np.float32) -> Any:
+    """The error PTOS brakes over (rad): |e| plus the work gravity does on the way, with the sign of e.
+
+    `|e| + gravity_share · (cos(position) − cos(target))`, at least 0, where `gravity_share` = gravity_ff_a /
+    current_limit_a is the share of the current the feed-forward needs at its peak (servo contract, section 8):
+    the integral of the feed-forward's `sin` over the path, in units of the current limit. Gravity that helps
+    braking (moving up) lengthens the distance braking at `decel` may start from, gravity that hurts shortens it,
+    so one deceleration fits every angle of a pendulum. float32, in the C core's order of operations.
+    """
+    gravity = gravity_share * (np.cos(position_rad) - np.cos(target_rad))
+    magnitude = np.maximum(np.abs(error_rad) + gravity, _F32(0.0))
+    return np.where(error_rad > 0.0, magnitude, -magnitude).astype(_F32)
+
+
 class CascadedPid:
     """Cascaded PID: position loop to a velocity command, velocity PI loop to a current command.
 
     Per tick (all float32):
         v_cmd = clip(f(e) + v_ref, -v_max, v_max), with f(e) = kp_pos * e when decel_rad_s2 = 0 (PID) and the
-            PTOS curve otherwise (`position_loop`)
+            PTOS curve of the gravity-corrected error otherwise (`position_loop` of `braking_error`)
         u = kp_vel * (v_cmd - v) + I + gravity_ff_a * sin(position_rad)
         i = clip(u, -current_limit_a, current_limit_a)
         I += ki_vel * (v_cmd - v) * dt, unless u is saturated and v_cmd - v has the sign of the saturation.
@@ -111,6 +125,7 @@ class CascadedPid:
         self._ki_vel = _F32(gains.ki_vel)
         self._gravity_ff_a = _F32(gains.gravity_ff_a)
         self._limit_a = _F32(current_limit_a)
+        self._gravity_share = self._gravity_ff_a / self._limit_a
         self._dt_s = _F32(dt_s)
         self._integrator_a = _F32(0.0)
 
@@ -150,8 +165,11 @@ class CascadedPid:
                 decel_rad_s2 · exp(schedule) this tick (servo contract, section 4); None: at decel_rad_s2.
         """
         position = _F32(position_rad)
-        error = _F32(target_rad) - position
+        target = _F32(target_rad)
+        error = target - position
         decel = self._decel if schedule is None else self._decel * np.exp(_F32(schedule))
+        if self._decel > 0.0 and self._gravity_ff_a > 0.0:
+            error = braking_error(error, position, target, self._gravity_share)
         demand = position_loop(error, self._kp_pos, decel)
         v_cmd = np.clip(demand + _F32(target_velocity_rad_s), -self._v_max, self._v_max)
         v_error = v_cmd - _F32(velocity_rad_s)

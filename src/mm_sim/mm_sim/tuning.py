@@ -34,6 +34,11 @@ from mm_sim.evaluate import Evaluation, Move, seeded_moves
 
 TUNING_SEED = 1000
 """Seed of the training moves gains are tuned on (evaluations use other moves)."""
+GLOBAL_STEP = 0.5
+"""First step of a search from the physics (log space: gains ×e^±0.5)."""
+LOCAL_STEP = 0.2
+"""First step of a search around given gains (`--warm-start`): the (1+4) strategy halves its step after every
+round without gain, so a global step from good gains mostly spends its evaluations shrinking back."""
 
 _TUNED = {
     "pid": ("kp_pos", "v_max", "kp_vel", "ki_vel"),
@@ -110,15 +115,19 @@ def tune_law(
     evaluations: int = 48,
     seed: int = 0,
     budget: EnergyBudget | None = None,
+    start: PidGains | None = None,
 ) -> tuple[PidGains, float]:
     """Tune `law`'s gains for `objective` on `moves`; gravity feed-forward is kept. Returns gains and score.
 
-    `budget` None: the mean return is maximised; otherwise the energy criterion (`move_score`).
+    `budget` None: the mean return is maximised; otherwise the energy criterion (`move_score`). `start` None: a
+    global search from the physics (`initial_law_gains`, steps of e^±0.5); given: a local search around `start`
+    (steps of e^±0.2), e.g. the cached gains after the law changed.
     """
     if law not in LAWS:
         msg = f"unknown law {law!r}; use one of {LAWS}"
         raise MmSimError(msg)
-    start = initial_law_gains(profile, load_name, law)
+    sigma = GLOBAL_STEP if start is None else LOCAL_STEP
+    start = start or initial_law_gains(profile, load_name, law)
     names = _TUNED[law]
     base = np.log([getattr(start, name) for name in names])
 
@@ -129,7 +138,7 @@ def tune_law(
         value = move_score(run_law(profile, load_name, objective, gains_at(x), moves), budget)
         return value if math.isfinite(value) else -math.inf
 
-    best_x, best = evolve(score, len(names), evaluations=evaluations, seed=seed)
+    best_x, best = evolve(score, len(names), evaluations=evaluations, seed=seed, sigma=sigma)
     return gains_at(best_x), best
 
 
@@ -181,10 +190,14 @@ def tune_all(
     laws: tuple[str, ...],
     objectives: tuple[str, ...] = tuple(OBJECTIVES),
     caches: dict[str, dict[str, Any]] | None = None,
+    *,
+    loads: tuple[str, ...] = (),
+    warm_start: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Tune every shipped profile × load × objective for each law; returns {law: cache document}.
 
     `caches` (updated in place): the documents to write the new gains into, so objectives not retuned keep theirs.
+    `loads`: only these loads (empty: all). `warm_start`: search around the cached gains (`tune_law`'s `start`).
     """
     caches = caches if caches is not None else {}
     for law in laws:
@@ -192,13 +205,21 @@ def tune_all(
     moves = seeded_moves(moves_per_tune, seed=TUNING_SEED)
     for name in list_profiles():
         profile = load_profile(name)
-        for load_name in profile.loads:
+        for load_name in (name for name in profile.loads if not loads or name in loads):
             for objective in objectives:
                 pid: PidGains | None = None  # the PID just tuned (PID first), else the cached one
                 for law in sorted(laws, key=lambda law: law != "pid"):
                     budget = None if law == "pid" else budget_for(profile, load_name, objective, moves, pid)
+                    start = tuned_gains(profile, load_name, objective, law=law) if warm_start else None
                     gains, score = tune_law(
-                        profile, load_name, objective, law, moves=moves, evaluations=evaluations, budget=budget
+                        profile,
+                        load_name,
+                        objective,
+                        law,
+                        moves=moves,
+                        evaluations=evaluations,
+                        budget=budget,
+                        start=start,
                     )
                     pid = gains if law == "pid" else pid
                     entry = {k: float(f"{v:.6g}") for k, v in dataclasses.asdict(gains).items()}
@@ -217,13 +238,25 @@ def main(args: list[str] | None = None) -> None:
     parser.add_argument(
         "--objectives", nargs="+", default=list(OBJECTIVES), choices=list(OBJECTIVES), help="which objectives to retune"
     )
+    parser.add_argument("--loads", nargs="+", default=[], help="which loads to retune (default: all)")
+    parser.add_argument(
+        "--warm-start", action="store_true", help="search around the cached gains (after a change of the law)"
+    )
     options = parser.parse_args(args)
     existing = {
         law: yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         for law in options.laws
         if (path := options.out_dir / f"tuned_{law}.yaml").exists()
     }
-    tuned = tune_all(options.evaluations, options.moves, tuple(options.laws), tuple(options.objectives), existing)
+    tuned = tune_all(
+        options.evaluations,
+        options.moves,
+        tuple(options.laws),
+        tuple(options.objectives),
+        existing,
+        loads=tuple(options.loads),
+        warm_start=options.warm_start,
+    )
     for law, cache in tuned.items():
         header = f"# Written by `python -m mm_sim.tuning`: {law} gains tuned on the twin per profile/load/objective.\n"
         (options.out_dir / f"tuned_{law}.yaml").write_text(

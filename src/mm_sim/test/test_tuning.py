@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from mm_contract.profiles import load_profile
-from mm_sim.baselines import PidGains, position_loop, tuned_gains
+from mm_sim.baselines import CascadedPid, PidGains, braking_error, position_loop, tuned_gains
 from mm_sim.errors import MmSimError
 from mm_sim.evaluate import seeded_moves
 from mm_sim.tuning import budget_for, classical, initial_law_gains, move_score, run_law, tune_law
@@ -27,6 +27,34 @@ def test_the_ptos_curve_is_linear_near_the_target_continuous_and_odd() -> None:
     np.testing.assert_array_equal(position_loop(errors, kp, F32(0.0)), kp * errors)  # decel 0: the PID's loop
 
 
+def test_ptos_brakes_over_the_distance_corrected_for_the_work_of_gravity() -> None:
+    share = F32(0.3)
+    # Up from the bottom gravity helps braking: a longer distance; down towards it gravity hurts: a shorter one.
+    up = braking_error(F32(1.0), F32(0.0), F32(1.0), share)
+    down = braking_error(F32(-1.0), F32(1.0), F32(0.0), share)
+    assert up == pytest.approx(1.0 + 0.3 * (1.0 - np.cos(1.0)), rel=1e-6) and up > 1.1
+    assert down == pytest.approx(-(1.0 - 0.3 * (1.0 - np.cos(1.0))), rel=1e-6) and -0.9 < down < 0.0
+    # Continuous through the target, odd in the error at a level target, |e| without gravity, never past zero.
+    errors = np.linspace(-0.5, 0.5, 10001).astype(F32)
+    level = braking_error(errors, F32(np.pi / 2) - errors, F32(np.pi / 2), share)
+    assert np.max(np.abs(np.diff(level))) < 2e-4 and np.all(np.sign(level) == np.sign(errors))
+    np.testing.assert_array_equal(braking_error(errors, F32(0.2), F32(0.2) + errors, F32(0.0)), errors)
+    assert braking_error(F32(-1.0), F32(1.0), F32(0.0), F32(3.0)) == 0.0
+
+    # CascadedPid applies it to PTOS with a feed-forward only: the PID and a PTOS without one see e.
+    def demand(gains: PidGains) -> float:
+        pid = CascadedPid(gains, current_limit_a=4.0, dt_s=0.001)
+        return pid.step(position_rad=0.0, velocity_rad_s=0.0, target_rad=1.0) / gains.kp_vel
+
+    ptos = PidGains(kp_pos=40.0, v_max=400.0, kp_vel=0.01, ki_vel=0.0, gravity_ff_a=1.2, decel_rad_s2=200.0)
+    corrected = float(position_loop(braking_error(F32(1.0), F32(0.0), F32(1.0), F32(1.2 / 4.0)), F32(40.0), F32(200.0)))
+    assert demand(ptos) == pytest.approx(corrected, rel=1e-5)
+    plain = PidGains(kp_pos=40.0, v_max=400.0, kp_vel=0.01, ki_vel=0.0, gravity_ff_a=0.0, decel_rad_s2=200.0)
+    assert demand(plain) == pytest.approx(float(position_loop(F32(1.0), F32(40.0), F32(200.0))), rel=1e-5)
+    linear = PidGains(kp_pos=40.0, v_max=400.0, kp_vel=0.01, ki_vel=0.0, gravity_ff_a=1.2)
+    assert demand(linear) == pytest.approx(40.0, rel=1e-5)
+
+
 def test_ptos_needs_a_linear_zone() -> None:
     with pytest.raises(MmSimError, match="needs kp_pos > 0"):
         PidGains(kp_pos=0.0, v_max=10.0, kp_vel=1.0, ki_vel=1.0, gravity_ff_a=0.0, decel_rad_s2=100.0)
@@ -42,6 +70,19 @@ def test_tuning_never_returns_worse_gains_than_it_started_from() -> None:
     assert run_law(profile, "inertia_disk", "speed", gains, moves).mean_return == pytest.approx(score)
     with pytest.raises(MmSimError, match="unknown law"):
         tune_law(profile, "inertia_disk", "speed", "lqr", moves=moves, evaluations=1)
+
+
+def test_a_warm_start_searches_around_the_given_gains() -> None:
+    profile = load_profile("mm_v3")
+    moves = seeded_moves(4, seed=11, duration_s=0.6)
+    cached = tuned_gains(profile, "pendulum", "speed", law="ptos")
+    start = run_law(profile, "pendulum", "speed", cached, moves)
+    gains, score = tune_law(profile, "pendulum", "speed", "ptos", moves=moves, evaluations=9, seed=1, start=cached)
+    assert score >= start.mean_return
+    # local steps: every tuned gain within e^(2 x 0.2) of the start after two rounds (the step halves without gain)
+    for name in ("kp_pos", "v_max", "kp_vel", "ki_vel", "decel_rad_s2"):
+        assert abs(np.log(getattr(gains, name) / getattr(cached, name))) < 4 * 0.2 * 2
+    assert gains.gravity_ff_a == cached.gravity_ff_a
 
 
 def test_the_classical_controller_is_the_better_tuned_law_on_the_moves() -> None:

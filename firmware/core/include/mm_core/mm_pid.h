@@ -1,7 +1,7 @@
 /**
  * @file mm_pid.h
  * @brief The cascaded position/velocity PID of servo contract section 8, with the PTOS position loop when
- *        decel_rad_s2 > 0 (same law as mm_sim.baselines).
+ *        decel_rad_s2 > 0, its braking distance corrected for gravity (same law as mm_sim.baselines).
  */
 #ifndef MM_CORE_PID_H
 #define MM_CORE_PID_H
@@ -41,6 +41,15 @@ void mm_pid_reset(mm_pid_t *pid);
  * it sign(e) * (sqrt(2 decel |e|) - decel / (2 kp_pos)).
  */
 float mm_pid_position_loop(float error_rad, float kp_pos, float decel_rad_s2);
+
+/**
+ * The error PTOS brakes over (rad): |e| + gravity_share * (cos(position) - cos(target)), at least 0, with the sign
+ * of e; gravity_share = gravity_ff_a / current_limit_a. The correction is the integral of the feed-forward's sin over
+ * the path in units of the current limit: gravity that helps braking lengthens the braking distance, gravity that
+ * hurts shortens it, so one deceleration fits every angle of a pendulum. mm_pid_step applies it when
+ * decel_rad_s2 > 0 and gravity_ff_a > 0, before mm_pid_position_loop.
+ */
+float mm_pid_braking_error(float error_rad, float position_rad, float target_rad, float gravity_share);
 
 /**
  * One tick of the cascaded PID; returns the current command (A) within +-current_limit_a.
