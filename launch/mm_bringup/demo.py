@@ -4,11 +4,13 @@ What a user would do with `ros2 launch mm_bringup sim.launch.py` and `ros2 actio
 (mm_bringup.session runs it, the end-to-end test runs the same code):
 
 1. starts the sim bringup (virtual servo = the firmware's C core on the MuJoCo twin, driver, learner, recorder);
-2. sends the learner's Train goal for an objective with a wall-time budget (PPO in the twin, export to an
-   integer-only TFLite model, acceptance checks in TFLite Micro, signature) and draws its feedback;
+2. sends the learner's Train goal for an objective with a wall-time budget (by default the ES schedule of PTOS
+   in the twin, export to an integer-only TFLite model, acceptance checks in TFLite Micro, signature) and draws
+   its feedback;
 3. deploys the published policy to the virtual servo through the driver's deploy_policy action;
 4. runs the seeded step moves with move_to, the quantised policy on the servo and then the servo's PID tuned for
-   the objective, and computes mm_sim's time-optimal bound for the same moves;
+   the objective; then deploys PTOS tuned for the objective (the classical-start image) and runs the same moves
+   with it on the servo, and computes mm_sim's time-optimal bound for the same moves;
 5. stops the bringup, reads the bag back (messages per topic, the recorded transitions as a dataset), prints the
    table, writes the plots (training curve; step responses and a GIF of a move replayed from the bag; energy
    per move) and a JSON summary, and prints where everything is.
@@ -41,14 +43,15 @@ from mm_driver.supervisor import CONTROLLERS
 from mm_learning.bags import make_typestore, read_messages
 from mm_learning.errors import LearningError
 from mm_learning.twin import TwinSpec
-from mm_sim.baselines import PidController, TimeOptimalController, tuned_gains
-from mm_sim.evaluate import Controller, Move, run_move, seeded_moves
+from mm_sim.baselines import TimeOptimalController
+from mm_sim.evaluate import Move, run_move, seeded_moves
 from mm_sim.model import Plant
 from mm_sim.render import SceneRenderer, save_animation
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from mm_bringup.bringup import configured_parameter, package_share
 from mm_bringup.session import (
+    MOVE_CONTROLLER,
     MOVE_TIMEOUT_S,
     TOLERANCE_RAD,
     MoveOutcome,
@@ -68,7 +71,7 @@ STATE_TYPE = "mm_msgs/msg/ServoState"
 ROWS = {
     "policy": "RL quantised (servo)",
     "pid": "PID tuned for objective (servo)",
-    "ptos": "PTOS tuned for objective (twin)",
+    "ptos": "PTOS tuned for objective (servo)",
     "bound": "time-optimal bound (twin)",
 }
 COLORS = {"policy": "C0", "pid": "C1", "ptos": "C3", "bound": "C2"}  # the same colour for a controller in every plot
@@ -204,23 +207,16 @@ def _seeded_moves(options: argparse.Namespace) -> list[Move]:
     return seeded_moves(options.moves, seed=COMPARISON_SEED, duration_s=MOVE_TIMEOUT_S)
 
 
-def _twin_rows(options: argparse.Namespace, session: SessionResult, kind: str) -> tuple[list[Row], list[Trace]]:
-    """A twin controller on each measured move, from the start the servo really had.
+def _bound_rows(options: argparse.Namespace, session: SessionResult) -> tuple[list[Row], list[Trace]]:
+    """mm_sim's time-optimal bound on each measured move, in the twin, from the start the servo really had.
 
-    `kind` "bound": mm_sim's time-optimal bound; "ptos": PTOS tuned for the objective (the classical law the
-    policy schedules; the servo's POSITION mode runs the linear PID). Measured as the driver measures a move: up
-    to its settling plus the driver's settle window.
+    Measured as the driver measures a move: up to its settling plus the driver's settle window.
     """
     driver_file = package_share("mm_driver") / "config" / "driver.yaml"
     window_s = float(cast(float, configured_parameter(driver_file, "driver", "settle_window_s")))
     twin = TwinSpec(profile=options.profile, load=options.load, objective=parse_objective(options.objective))
     env = twin.make_env(randomize=False)
-    controller: Controller
-    if kind == "bound":
-        controller = TimeOptimalController(twin.make_baseline(env, twin.moves(10)).gains)
-    else:
-        profile = load_profile(options.profile)
-        controller = PidController(tuned_gains(profile, options.load, twin.objective.base, law="ptos"))
+    controller = TimeOptimalController(twin.make_baseline(env, twin.moves(10)).gains)
     rows, traces = [], []
     first_runs = {m.index: m for m in reversed(session.moves)}  # each move's first run: its measured start
     try:
@@ -293,7 +289,7 @@ def recorded_traces(bag: Path, moves: Sequence[MoveOutcome]) -> list[Trace]:
     target = np.array([s.target_rad for s in states])
     traces, cursor = [], 1
     for move in moves:
-        match = (mode == CONTROLLERS[move.controller]) & (np.abs(target - move.target_rad) < 1e-5)
+        match = (mode == CONTROLLERS[MOVE_CONTROLLER[move.controller]]) & (np.abs(target - move.target_rad) < 1e-5)
         found = np.flatnonzero(match[cursor:])
         if not len(found):
             msg = f"{bag} has no recorded state of move {move.index} ({move.controller} to {move.target_rad} rad)"
@@ -436,10 +432,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"    {topic}: {count} messages")
         print(f"  dataset: {session.dataset_transitions} transitions in {session.dataset_episodes} runs")
 
-        print("[2/3] PTOS and the time-optimal bound (mm_sim) on the same moves; the table", flush=True)
-        bound_rows, bound_traces = _twin_rows(options, session, "bound")
-        rows = {key: _servo_rows(session, key) for key in ("policy", "pid") if _servo_rows(session, key)}
-        rows["ptos"] = _twin_rows(options, session, "ptos")[0]
+        print("[2/3] the time-optimal bound (mm_sim) on the same moves; the table", flush=True)
+        bound_rows, bound_traces = _bound_rows(options, session)
+        rows = {key: _servo_rows(session, key) for key in ("policy", "pid", "ptos") if _servo_rows(session, key)}
         rows["bound"] = bound_rows
         summaries = {ROWS[key]: _summary(values) for key, values in rows.items()}
         table = _table(summaries)
@@ -460,6 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "load": options.load,
             "policy_id": session.policy_id,
             "policy_crc32": f"{session.policy_crc32:08x}",
+            "ptos_policy_crc32": f"{session.ptos_policy_crc32:08x}",
             "training_steps": session.training_steps,
             "train": session.train_message,
             "deploy": session.deploy_message,

@@ -14,6 +14,10 @@ What a user does with ``ros2 launch mm_bringup sim.launch.py`` and ``ros2 action
    ends without a policy (e.g. the export checks refused it), the moves run with the PID only. A move that a
    servo fault ended (the heartbeat watchdog trips when the machine stalls for half a second) is run once more
    after the faults are cleared;
+4b. with `servo_ptos`, runs the same moves with PTOS tuned for the objective *on the servo*: the classical start
+   (a schedule image whose policy outputs zero, so the servo runs PTOS bit for bit; `mm_learning.schedule`),
+   exported with every check, signed, added to the registry and deployed by its id, so PTOS is measured as the
+   policy and the PID are, not in the twin;
 5. stops the bringup (every node with SIGINT, the recorder closes the bag), reads the bag back (messages per
    topic) and loads the recorded transitions as a dataset.
 
@@ -36,6 +40,7 @@ from typing import Any
 import rclpy
 from action_msgs.msg import GoalStatus
 from mm_contract.objectives import parse_objective
+from mm_contract.registry import Registry
 from mm_contract.signing import PRIVATE_KEY_NAME, generate_keypair, load_private_key, public_key_hex
 from mm_learning.bags import load_transitions, read_messages
 from mm_learning.errors import LearningError
@@ -71,6 +76,8 @@ DEPLOY_ATTEMPTS = 20
 """DeployPolicy goals sent, 0.5 s apart, while the driver has not yet taken the learner's blob from `policy`."""
 MOVE_ATTEMPTS = 2
 """Runs of a move that a servo fault ended (e.g. HEARTBEAT_LOST after a stall of the machine), faults cleared."""
+MOVE_CONTROLLER = {"policy": "policy", "pid": "pid", "ptos": "policy"}
+"""The ``move_to`` controller of each measured controller: PTOS runs as the deployed classical-start image."""
 
 
 class SessionError(LearningError):
@@ -96,6 +103,7 @@ class SessionConfig:
         stream_moves: targets of the first moves the policy drives while the servo streams transitions.
         learner_parameters: extra learner parameters (e.g. small evaluations for tests).
         bag_name: the bag's directory in `out`; it must not exist yet.
+        servo_ptos: also run the moves with PTOS tuned for the objective on the servo (step 4b).
     """
 
     out: Path
@@ -110,6 +118,7 @@ class SessionConfig:
     stream_moves: int = 2
     learner_parameters: Mapping[str, Any] = field(default_factory=dict)
     bag_name: str = "bag"
+    servo_ptos: bool = True
 
     @property
     def bag(self) -> Path:
@@ -166,6 +175,7 @@ class SessionResult:
     deploy_message: str = ""
     deploy_elapsed_s: float = 0.0
     servo_policy_crc32: int = 0
+    ptos_policy_crc32: int = 0
     moves: list[MoveOutcome] = field(default_factory=list)
     exit_codes: dict[str, int] = field(default_factory=dict)
     bag_counts: dict[str, int] = field(default_factory=dict)
@@ -226,6 +236,7 @@ def write_parameters(config: SessionConfig, key_path: Path) -> Path:
                 **config.learner_parameters,
             }
         },
+        "/**/driver": {"ros__parameters": {"registry_dir": str(out / "policies")}},
         "/**/virtual_servo": {
             "ros__parameters": {
                 "public_key": public_key_hex(load_private_key(key_path)),
@@ -359,12 +370,19 @@ def _train(client: ServoClient, config: SessionConfig, reporter: Reporter, resul
     result.policy_id, result.policy_crc32, result.training_steps = train.policy_id, train.policy_crc32, train.steps
 
 
-def _deploy(client: ServoClient, reporter: Reporter, result: SessionResult) -> None:
-    # The policy the learner published on `policy` (goal without policy_id): the driver holds the latest blob.
+def _deploy(client: ServoClient, reporter: Reporter, policy_id: str, crc32: int) -> Any:
+    """Deploy `policy_id` and wait until the servo's state reports `crc32`; returns the DeployPolicy result.
+
+    An empty `policy_id` deploys the latest blob the learner published on `policy`.
+    """
     for attempt in range(1, DEPLOY_ATTEMPTS + 1):
         try:
             status, deploy = client.run_goal(
-                client.deploy_client, DeployPolicy.Goal(), "deploy_policy", ACTION_TIMEOUT_S, reporter.deploy_feedback
+                client.deploy_client,
+                DeployPolicy.Goal(policy_id=policy_id),
+                "deploy_policy",
+                ACTION_TIMEOUT_S,
+                reporter.deploy_feedback,
             )
             break
         except GoalRefusedError:
@@ -375,16 +393,37 @@ def _deploy(client: ServoClient, reporter: Reporter, result: SessionResult) -> N
     if status != GoalStatus.STATUS_SUCCEEDED or not deploy.success:
         msg = f"deployment failed: {deploy.message}"
         raise SessionError(msg)
-    if deploy.active_policy_crc32 != result.policy_crc32:
-        msg = f"the servo runs policy {deploy.active_policy_crc32:08x}, not the trained {result.policy_crc32:08x}"
+    if deploy.active_policy_crc32 != crc32:
+        msg = f"the servo runs policy {deploy.active_policy_crc32:08x}, not {crc32:08x}"
         raise SessionError(msg)
-    result.deploy_message, result.deploy_elapsed_s = deploy.message, deploy.elapsed_s
     client.wait_for(
-        "the servo's state to report the deployed policy",
-        lambda: client.latest.policy_crc32 == result.policy_crc32,
-        ACTION_TIMEOUT_S,
+        "the servo's state to report the deployed policy", lambda: client.latest.policy_crc32 == crc32, ACTION_TIMEOUT_S
     )
+    return deploy
+
+
+def _deploy_trained(client: ServoClient, reporter: Reporter, result: SessionResult) -> None:
+    deploy = _deploy(client, reporter, "", result.policy_crc32)
+    result.deploy_message, result.deploy_elapsed_s = deploy.message, deploy.elapsed_s
     result.servo_policy_crc32 = int(client.latest.policy_crc32)
+
+
+def _deploy_classical(client: ServoClient, config: SessionConfig, key_path: Path, result: SessionResult) -> None:
+    """Export PTOS tuned for the objective as the classical-start image, register it and deploy it by its id."""
+    # Imported here: the export pulls in TensorFlow, which must stay out of the demo's animation child (it imports
+    # this module, and TensorFlow crashes MuJoCo's EGL renderer).
+    from mm_learning.schedule import ScheduleConfig, classical_start, export_schedule, register  # noqa: PLC0415 -- TensorFlow
+
+    start = classical_start(
+        ScheduleConfig(
+            profile=config.profile, load=config.load, objective=parse_objective(config.objective), base_law="ptos"
+        )
+    )
+    key = load_private_key(key_path)
+    export = export_schedule(start, private_key=key, out_dir=config.out / "ptos", name="ptos")
+    entry = register(export.image, export.metadata, registry=Registry(config.out / "policies"), private_key=key)
+    _deploy(client, Reporter(), entry.policy_id, entry.policy_crc32)
+    result.ptos_policy_crc32 = entry.policy_crc32
 
 
 def _moves(
@@ -397,7 +436,7 @@ def _moves(
                 client.clear_faults()
                 client.move_to(move.start_rad, "pid")  # to the start; need not settle exactly: start_rad is measured
                 start_rad = float(client.latest.position_rad)
-                r = client.move_to(move.target_rad, controller)
+                r = client.move_to(move.target_rad, MOVE_CONTROLLER[controller])
                 if not client.latest.fault_flags:
                     break
             outcome = MoveOutcome(
@@ -465,7 +504,8 @@ def run_session(config: SessionConfig, reporter: Reporter | None = None) -> Sess
     """
     report = reporter or Reporter()
     config.out.mkdir(parents=True, exist_ok=True)
-    params = write_parameters(config, signing_key(config.out / "keys"))
+    key_path = signing_key(config.out / "keys")
+    params = write_parameters(config, key_path)
     arguments = {
         "profile": config.profile,
         "load": config.load,
@@ -496,13 +536,18 @@ def run_session(config: SessionConfig, reporter: Reporter | None = None) -> Sess
             _train(client, config, report, result)
             if result.train_success:
                 report.phase("deploying the published policy through the driver's deploy_policy action")
-                _deploy(client, report, result)
+                _deploy_trained(client, report, result)
                 report.phase(f"{len(config.moves)} moves with move_to: the policy, then the PID")
                 _moves(client, config, ("policy", "pid"), report, result)
                 _stream(client, config)
             else:
                 report.phase(f"no policy ({result.train_message}); {len(config.moves)} moves with the PID only")
                 _moves(client, config, ("pid",), report, result)
+            if config.servo_ptos:
+                report.phase("exporting PTOS tuned for the objective as a schedule image, deploying it by its id")
+                _deploy_classical(client, config, key_path, result)
+                report.phase(f"{len(config.moves)} moves with move_to: PTOS on the servo")
+                _moves(client, config, ("ptos",), report, result)
         finally:
             if client is not None:
                 client.close()

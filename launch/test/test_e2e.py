@@ -59,7 +59,19 @@ def test_train_deploy_move_and_record_through_the_bringup(tmp_path: Path, report
     # The registry the learner wrote holds the policy; the driver deployed exactly it and the servo says so.
     assert Registry(config.out / "policies").show(result.policy_id).policy_crc32 == result.policy_crc32
     assert result.servo_policy_crc32 == result.policy_crc32 != 0
-    assert [(m.index, m.controller) for m in result.moves] == [(0, "policy"), (0, "pid"), (1, "policy"), (1, "pid")]
+    assert [(m.index, m.controller) for m in result.moves] == [
+        (0, "policy"),
+        (0, "pid"),
+        (1, "policy"),
+        (1, "pid"),
+        (0, "ptos"),
+        (1, "ptos"),
+    ]
+    # PTOS ran on the servo as its classical-start image, registered after the policy (a newer version, which the
+    # servo's anti-rollback accepts) and deployed by its id.
+    entries = {entry.policy_crc32: entry for entry in Registry(config.out / "policies").list()}
+    assert result.ptos_policy_crc32 not in (0, result.policy_crc32)
+    assert entries[result.ptos_policy_crc32].policy_version > entries[result.policy_crc32].policy_version
     for move in result.moves:  # every move, the policy's too, comes back with the driver's metrics
         assert move.elapsed_s > 0 and move.energy_j > 0 and math.isfinite(move.overshoot_rad), move
         assert abs(move.start_rad - moves[move.index].start_rad) < 0.1, move  # the PID brought it to the start
