@@ -160,6 +160,7 @@ class RosServoLink:
         target = float(np.float32(episode.target_rad))
         with self._cond:
             self._batches = []
+            command_tick = None if self._state is None else int(self._state.tick)
         self._command(
             ServoCommand.MODE_POLICY,
             target,
@@ -168,31 +169,19 @@ class RosServoLink:
             exploration_std=episode.exploration_std,
             exploration_tau_s=episode.exploration_tau_s,
         )
-        move: list[TransitionBatch] = []
-        before: list[TransitionBatch] = []  # batches that arrived before the one with the move's first sample
+        gatherer = MoveGatherer(target, episode.duration_s, command_tick)
 
         def gathered() -> bool:
-            # Batches from the one holding the move's first sample on, while they follow tick by tick.
             while self._batches:
-                batch = self._batches.pop(0)
-                if not move:
-                    flags = np.frombuffer(bytes(batch.flags), dtype=np.uint8)
-                    starts = (flags & FLAG_EPISODE_START) & (np.asarray(batch.target_rad) == target)
-                    (move if np.any(starts) else before).append(batch)
-                elif batch.first_tick == move[-1].first_tick + move[-1].count:
-                    move.append(batch)
-                else:
-                    return True  # a batch was lost: the move ends there (the sessions run incomplete moves again)
-            # A whole batch more than the move: its first sample may sit anywhere in the first batch.
-            return bool(move) and _samples(move) >= round(episode.duration_s / move[0].dt_s) + len(move[0].actions)
+                if gatherer.feed(self._batches.pop(0)):
+                    return True
+            return False
 
         try:
-            self._wait(
-                gathered, f"the transitions of a move to {target:.3f} rad", lambda: _arrived(before, move, target)
-            )
+            self._wait(gathered, f"the transitions of a move to {target:.3f} rad", gatherer.arrived)
         finally:
             self._command(ServoCommand.MODE_HOLD)
-        return _move_columns(move, target, episode.duration_s)
+        return gatherer.columns()
 
     def hold(self) -> None:
         """HOLD without streaming."""
@@ -203,19 +192,73 @@ def _stamp_s(stamp: Any) -> float:
     return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
 
 
-def _arrived(before: list[TransitionBatch], move: list[TransitionBatch], target: float) -> str:
-    """What arrived for a move that did not complete: the batches before its first sample, then the move's own."""
-    if before:
-        flags = np.concatenate([np.frombuffer(bytes(b.flags), dtype=np.uint8) for b in before])
-        targets = np.concatenate([np.asarray(b.target_rad) for b in before])
-        text = (
-            f"{len(before)} batches without the move's first sample (ticks {before[0].first_tick} to "
-            f"{before[-1].first_tick + before[-1].count}; {np.count_nonzero(targets == target)} samples to this "
-            f"target, {np.count_nonzero(flags & FLAG_EPISODE_START)} episode starts)"
+class MoveGatherer:
+    """The batches of one move, taken from the stream in the order they arrive.
+
+    The move starts with the batch holding its first sample (FLAG_EPISODE_START, to its target) and goes on while
+    the batches follow tick by tick, until a whole batch more than the move's duration has arrived: its first
+    sample may sit anywhere in the first batch. A gap in the ticks ends it early (a batch was lost; the sessions
+    run incomplete moves again). So does a batch to the target at or after `command_tick` (the servo's tick in its
+    last state before the move's command) while the first sample has not come: the move started after that tick,
+    so the batch holding its first sample was lost and will not come; without this the move waited for it until
+    the link's time-out.
+    """
+
+    def __init__(self, target: float, duration_s: float, command_tick: int | None) -> None:
+        """Gather the move to `target` (rad, as float32 holds it) lasting `duration_s` (s)."""
+        self.target = target
+        self.duration_s = duration_s
+        self.command_tick = command_tick
+        self.move: list[TransitionBatch] = []
+        self.before: list[TransitionBatch] = []  # batches that arrived before the one with the move's first sample
+        self._dt_s = 0.0
+
+    def feed(self, batch: TransitionBatch) -> bool:
+        """Take the next batch that arrived; True when the move is over (whole, or cut short by a lost batch)."""
+        self._dt_s = float(batch.dt_s)
+        if not self.move:
+            flags = np.frombuffer(bytes(batch.flags), dtype=np.uint8)
+            to_target = np.asarray(batch.target_rad) == self.target
+            if np.any((flags & FLAG_EPISODE_START) & to_target):
+                self.move.append(batch)
+            elif self.command_tick is not None and batch.first_tick >= self.command_tick and np.any(to_target):
+                return True
+            else:
+                self.before.append(batch)
+        elif batch.first_tick == self.move[-1].first_tick + self.move[-1].count:
+            self.move.append(batch)
+        else:
+            return True
+        return bool(self.move) and _samples(self.move) >= round(self.duration_s / self.move[0].dt_s) + len(
+            self.move[0].actions
         )
-    else:
-        text = "no batch before the move's first sample"
-    return f"{text}, {_samples(move)} samples of the move"
+
+    def columns(self) -> TransitionColumns:
+        """The move's samples from its first on, at most its duration of them; none when its first batch was lost."""
+        if not self.move:
+            empty = np.zeros(0)
+            return TransitionColumns.from_arrays(
+                first_tick=0,
+                dt_s=self._dt_s,
+                observations=empty,
+                flags=empty,
+                **dict.fromkeys(("actions", *PHYSICAL_COLUMNS), empty),
+            )
+        return _move_columns(self.move, self.target, self.duration_s)
+
+    def arrived(self) -> str:
+        """What arrived for a move that did not complete: the batches before its first sample, then the move's own."""
+        if self.before:
+            flags = np.concatenate([np.frombuffer(bytes(b.flags), dtype=np.uint8) for b in self.before])
+            targets = np.concatenate([np.asarray(b.target_rad) for b in self.before])
+            text = (
+                f"{len(self.before)} batches without the move's first sample (ticks {self.before[0].first_tick} to "
+                f"{self.before[-1].first_tick + self.before[-1].count}; {np.count_nonzero(targets == self.target)} "
+                f"samples to this target, {np.count_nonzero(flags & FLAG_EPISODE_START)} episode starts)"
+            )
+        else:
+            text = "no batch before the move's first sample"
+        return f"{text}, {_samples(self.move)} samples of the move"
 
 
 def _samples(batches: list[TransitionBatch]) -> int:

@@ -1,0 +1,84 @@
+"""How the learner's DDS link cuts a move out of the servo's transition stream (`ros_servo_link.MoveGatherer`).
+
+No ROS graph: the batches are built as the servo publishes them (24 samples each, consecutive ticks).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+from mm_contract.constants import SampleFlag
+from mm_learning.online_session import Episode, is_whole
+from mm_learning.ros_servo_link import MoveGatherer
+
+from mm_msgs.msg import TransitionBatch
+
+DT_S = 0.001
+TARGET = float(np.float32(0.75))
+EPISODE = Episode(TARGET, 0.048)  # 48 ticks: two batches and a bit
+
+
+def _batch(first_tick: int, target: float, *, start_at: int | None = None) -> TransitionBatch:
+    flags = np.full(24, int(SampleFlag.POLICY), dtype=np.uint8)
+    if start_at is not None:
+        flags[start_at] |= int(SampleFlag.EPISODE_START)
+    zeros = [0.0] * 24
+    return TransitionBatch(
+        first_tick=first_tick,
+        dt_s=DT_S,
+        count=24,
+        observations=[0.0] * 24 * 8,
+        actions=zeros,
+        position_rad=zeros,
+        velocity_rad_s=zeros,
+        current_a=zeros,
+        target_rad=[target] * 24,
+        power_w=zeros,
+        flags=flags.tobytes(),
+    )
+
+
+def _feed(gatherer: MoveGatherer, batches: list[TransitionBatch]) -> int:
+    """Feed batches until the gatherer is done; how many it took."""
+    for taken, batch in enumerate(batches, start=1):
+        if gatherer.feed(batch):
+            return taken
+    return len(batches)
+
+
+def test_a_move_runs_from_its_first_sample_while_the_batches_follow() -> None:
+    gatherer = MoveGatherer(TARGET, EPISODE.duration_s, command_tick=1000)
+    stream = [_batch(900, -0.2), _batch(1010, TARGET, start_at=5), *(_batch(1034 + 24 * k, TARGET) for k in range(4))]
+    assert _feed(gatherer, stream) == 4  # the start batch and two more hold 48 samples after the start + a batch
+    columns = gatherer.columns()
+    assert columns.first_tick == 1015 and is_whole(columns, EPISODE)
+    assert len(gatherer.before) == 1
+
+
+def test_a_lost_batch_cuts_the_move_short() -> None:
+    gatherer = MoveGatherer(TARGET, EPISODE.duration_s, command_tick=1000)
+    assert _feed(gatherer, [_batch(1010, TARGET, start_at=0), _batch(1058, TARGET)]) == 2
+    assert not is_whole(gatherer.columns(), EPISODE)
+
+
+def test_a_lost_first_batch_ends_the_move_at_once_as_incomplete() -> None:
+    # The batch with the episode start never arrives: the next batch to the target after the command says so,
+    # instead of a wait for a first sample that will not come (the online bench's time-out, 26,886 batches later).
+    gatherer = MoveGatherer(TARGET, EPISODE.duration_s, command_tick=1000)
+    assert gatherer.feed(_batch(1034, TARGET))
+    columns = gatherer.columns()
+    assert columns.count == 0 and columns.dt_s == DT_S and not is_whole(columns, EPISODE)
+
+
+def test_the_previous_runs_tail_to_the_same_target_is_not_taken_for_a_lost_start() -> None:
+    # A rerun of the same move: late batches of the run before it (ticks before the command) go by.
+    gatherer = MoveGatherer(TARGET, EPISODE.duration_s, command_tick=5000)
+    assert not gatherer.feed(_batch(1200, TARGET))
+    assert not gatherer.feed(_batch(5020, TARGET, start_at=3))
+    assert len(gatherer.before) == 1 and len(gatherer.move) == 1
+    assert "1 batches without the move's first sample" in gatherer.arrived()
+    # Without a state before the command there is no tick to tell them apart: it waits, as before.
+    blind = MoveGatherer(TARGET, EPISODE.duration_s, command_tick=None)
+    assert not blind.feed(_batch(1034, TARGET)) and blind.before
