@@ -205,7 +205,7 @@ def tune_all(
     moves = seeded_moves(moves_per_tune, seed=TUNING_SEED)
     for name in list_profiles():
         profile = load_profile(name)
-        for load_name in (name for name in profile.loads if not loads or name in loads):
+        for load_name in (load for load in profile.loads if not loads or load in loads):
             for objective in objectives:
                 pid: PidGains | None = None  # the PID just tuned (PID first), else the cached one
                 for law in sorted(laws, key=lambda law: law != "pid"):
@@ -243,6 +243,9 @@ def main(args: list[str] | None = None) -> None:
         "--warm-start", action="store_true", help="search around the cached gains (after a change of the law)"
     )
     options = parser.parse_args(args)
+    shipped = {load for name in list_profiles() for load in load_profile(name).loads}
+    if unknown := sorted(set(options.loads) - shipped):
+        parser.error(f"unknown load(s) {', '.join(unknown)}; the shipped loads are {', '.join(sorted(shipped))}")
     existing = {
         law: yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         for law in options.laws

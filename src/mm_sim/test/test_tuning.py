@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from mm_contract.profiles import load_profile
 from mm_sim.baselines import CascadedPid, PidGains, braking_error, position_loop, tuned_gains
 from mm_sim.errors import MmSimError
 from mm_sim.evaluate import seeded_moves
-from mm_sim.tuning import budget_for, classical, initial_law_gains, move_score, run_law, tune_law
+from mm_sim.tuning import budget_for, classical, initial_law_gains, main, move_score, run_law, tune_law
 
 F32 = np.float32
 
@@ -118,3 +120,10 @@ def test_tuning_with_a_budget_maximises_the_criterion() -> None:
     gains, score = tune_law(profile, "pendulum", "energy", "ptos", moves=moves, evaluations=9, seed=1, budget=budget)
     assert score >= move_score(start, budget)
     assert move_score(run_law(profile, "pendulum", "energy", gains, moves), budget) == pytest.approx(score)
+
+
+def test_the_tuning_command_refuses_an_unknown_load(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--out-dir", str(tmp_path), "--loads", "pendulm", "--warm-start"])
+    assert "unknown load(s) pendulm" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written
