@@ -67,6 +67,8 @@ ANIMATION_FPS = 25.0
 SLOW_MOTION = 4.0  # a move settles in a few tenths of a second: the replay runs this many times slower
 PLOTTED_MOVES = 3
 COMPARISON_SEED = 9_000  # disjoint from the trainer's evaluation and export seeds
+START_TOLERANCE_RAD = 0.05
+"""How close the state before a recorded move must be to the move's measured start (rad) to be that move."""
 STATE_TYPE = "mm_msgs/msg/ServoState"
 ROWS = {
     "policy": "RL quantised (servo)",
@@ -275,8 +277,9 @@ def _table(summaries: dict[str, dict[str, float]]) -> str:
 def recorded_traces(bag: Path, moves: Sequence[MoveOutcome]) -> list[Trace]:
     """Each measured move's position trace, from the servo states recorded in the bag.
 
-    A move is the run of states in which the servo is in the controller's mode with the move's target; time 0
-    is the last state before it (the driver's convention). Raises `LearningError` when a move is not found.
+    A move is the run of states in which the servo is in the controller's mode with the move's target, beginning
+    at the move's measured start; time 0 is the last state before it (the driver's convention). Raises
+    `LearningError` when a move is not found.
     """
     store = make_typestore()
     states: list[Any] = [
@@ -290,11 +293,14 @@ def recorded_traces(bag: Path, moves: Sequence[MoveOutcome]) -> list[Trace]:
     traces, cursor = [], 1
     for move in moves:
         match = (mode == CONTROLLERS[MOVE_CONTROLLER[move.controller]]) & (np.abs(target - move.target_rad) < 1e-5)
-        found = np.flatnonzero(match[cursor:])
+        # Runs of matching states that begin where the move began: the policy's streamed moves to the same targets
+        # (between the policy's and PTOS's moves) begin wherever the last move left the load.
+        begins = np.flatnonzero(match[cursor:] & ~match[cursor - 1 : -1]) + cursor
+        found = begins[np.abs(position[begins - 1] - move.start_rad) < START_TOLERANCE_RAD]
         if not len(found):
             msg = f"{bag} has no recorded state of move {move.index} ({move.controller} to {move.target_rad} rad)"
             raise LearningError(msg)
-        first = cursor + int(found[0])
+        first = int(found[0])
         last = first + int(np.argmin(match[first:])) if not match[first:].all() else len(states)
         window = slice(first - 1, last)
         traces.append(Trace(stamp[window] - stamp[first - 1], position[window]))

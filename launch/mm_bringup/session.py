@@ -409,14 +409,22 @@ def _deploy_trained(client: ServoClient, reporter: Reporter, result: SessionResu
 
 
 def _deploy_classical(client: ServoClient, config: SessionConfig, key_path: Path, result: SessionResult) -> None:
-    """Export PTOS tuned for the objective as the classical-start image, register it and deploy it by its id."""
+    """Export PTOS tuned for the objective as the classical-start image, register it and deploy it by its id.
+
+    With the Train goal's seed it is the image the schedule trainer starts from: when training kept that start,
+    the registry returns the trained entry (the same policy content) and PTOS's moves run the same image.
+    """
     # Imported here: the export pulls in TensorFlow, which must stay out of the demo's animation child (it imports
     # this module, and TensorFlow crashes MuJoCo's EGL renderer).
     from mm_learning.schedule import ScheduleConfig, classical_start, export_schedule, register  # noqa: PLC0415 -- TensorFlow
 
     start = classical_start(
         ScheduleConfig(
-            profile=config.profile, load=config.load, objective=parse_objective(config.objective), base_law="ptos"
+            profile=config.profile,
+            load=config.load,
+            objective=parse_objective(config.objective),
+            seed=config.seed,
+            base_law="ptos",
         )
     )
     key = load_private_key(key_path)

@@ -52,7 +52,17 @@ def test_demo_writes_table_plots_animation_bag_and_summary(tmp_path: Path) -> No
     assert bound_s <= comparison["PTOS tuned for objective (servo)"]["mean_settle_time_s"]
     # PTOS runs on the servo too (the classical-start image, deployed after the policy's moves).
     assert [m["controller"] for m in summary["moves"]] == ["policy", "pid", "policy", "pid", "ptos", "ptos"]
-    assert summary["ptos_policy_crc32"] not in ("00000000", summary["policy_crc32"])
+    assert summary["ptos_policy_crc32"] != "00000000"
+    # Each move's step response is its own recorded run, not the streamed policy move to the same target that ran
+    # between the policy's and PTOS's moves: every controller's run of a move begins where the others' did.
+    from mm_bringup.demo import START_TOLERANCE_RAD, recorded_traces
+    from mm_bringup.session import MoveOutcome
+
+    moves = [MoveOutcome(**m) for m in summary["moves"]]
+    traces = recorded_traces(Path(summary["bag"]), moves)
+    for index in {m.index for m in moves}:
+        begins = [t.position_rad[0] for t, m in zip(traces, moves, strict=True) if m.index == index]
+        assert len(begins) == 3 and max(begins) - min(begins) < 2 * START_TOLERANCE_RAD, (index, begins)
     assert summary["bag_counts"]["/servo1/state"] > 0 and summary["dataset_transitions"] > 0
     # Every path it prints exists.
     written = proc.stdout.split("\nwritten:\n")[1].splitlines()
