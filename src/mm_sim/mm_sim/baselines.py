@@ -125,7 +125,9 @@ class CascadedPid:
         self._ki_vel = _F32(gains.ki_vel)
         self._gravity_ff_a = _F32(gains.gravity_ff_a)
         self._limit_a = _F32(current_limit_a)
-        self._gravity_share = self._gravity_ff_a / self._limit_a
+        # PTOS with a feed-forward brakes over the gravity-corrected distance; None: the error as it is.
+        braking_corrected = self._decel > 0.0 and self._gravity_ff_a > 0.0
+        self._gravity_share = self._gravity_ff_a / self._limit_a if braking_corrected else None
         self._dt_s = _F32(dt_s)
         self._integrator_a = _F32(0.0)
 
@@ -168,7 +170,7 @@ class CascadedPid:
         target = _F32(target_rad)
         error = target - position
         decel = self._decel if schedule is None else self._decel * np.exp(_F32(schedule))
-        if self._decel > 0.0 and self._gravity_ff_a > 0.0:
+        if self._gravity_share is not None:
             error = braking_error(error, position, target, self._gravity_share)
         demand = position_loop(error, self._kp_pos, decel)
         v_cmd = np.clip(demand + _F32(target_velocity_rad_s), -self._v_max, self._v_max)
