@@ -333,15 +333,23 @@ def tuned_gains(profile: ServoProfile, load_name: str, objective: str, *, law: s
     return PidGains(**entry)
 
 
+BAND_AIM = 0.8
+"""Where in the far half of the settle band the bound's bang-bang part stops the shaft, as a fraction of the band's
+half-width past the target (the rest is margin for the sensing noise and the hold's first correction)."""
+
+
 class TimeOptimalController:
-    """The fastest move the twin allows, as a controller: bang-bang, then the PID holds.
+    """The fastest settle the twin allows, as a controller: bang-bang, then the PID holds.
 
     Full current towards the target, one tick of an intermediate current, then full braking current until the
     shaft stops; the switch (a real-valued tick) is found by bisection on a copy of the env's plant (same
     parameters, same period of latency), so the current limit, the bus-voltage limit, the current loop's lag and
-    friction are all honoured, and the shaft stops on the target. The PID then takes over bumplessly: its
-    integrator starts at the current that holds the load there. It uses the true plant, which no real
-    controller has: it is a bound, not a baseline.
+    friction are all honoured. Settling counts from entering the env's ±tolerance band for good, so the shaft is
+    planned to stop `BAND_AIM` of the band *past* the target: it enters the band as late in its braking as it can
+    and never leaves it (stopping on the target instead enters the band earlier in distance but later in time,
+    and a law that enters at speed and stops inside the band settled sooner than that "bound"). The PID then
+    takes over bumplessly: its integrator starts at the current that holds the load at the target. It uses the
+    true plant, which no real controller has: it is a bound, not a baseline.
     """
 
     def __init__(self, hold_gains: PidGains) -> None:
@@ -357,7 +365,9 @@ class TimeOptimalController:
         profile, load, target_rad = env.profile, env.plant.load, info["target_rad"]
         self._hold.reset(env, info)
         self._tick = 0
-        self._schedule = bang_bang_schedule(Plant(profile, load), start_rad=env.plant.angle_rad, target_rad=target_rad)
+        start_rad = env.plant.angle_rad
+        past_rad = math.copysign(BAND_AIM * env.tolerance_rad, target_rad - start_rad)
+        self._schedule = bang_bang_schedule(Plant(profile, load), start_rad=start_rad, target_rad=target_rad + past_rad)
         static_nm = load.gravity_torque_nm * math.sin(target_rad) + load.stiffness_nm_per_rad * target_rad
         feedforward_a = self.hold_gains.gravity_ff_a * math.sin(target_rad)
         self._hold_integrator_a = static_nm / profile.output_torque_per_a - feedforward_a
