@@ -408,7 +408,9 @@ def _deploy_trained(client: ServoClient, reporter: Reporter, result: SessionResu
     result.servo_policy_crc32 = int(client.latest.policy_crc32)
 
 
-def _deploy_classical(client: ServoClient, config: SessionConfig, key_path: Path, result: SessionResult) -> None:
+def _deploy_classical(
+    client: ServoClient, config: SessionConfig, key_path: Path, reporter: Reporter, result: SessionResult
+) -> None:
     """Export PTOS tuned for the objective as the classical-start image, register it and deploy it by its id.
 
     With the Train goal's seed it is the image the schedule trainer starts from: when training kept that start,
@@ -430,7 +432,7 @@ def _deploy_classical(client: ServoClient, config: SessionConfig, key_path: Path
     key = load_private_key(key_path)
     export = export_schedule(start, private_key=key, out_dir=config.out / "ptos", name="ptos")
     entry = register(export.image, export.metadata, registry=Registry(config.out / "policies"), private_key=key)
-    _deploy(client, Reporter(), entry.policy_id, entry.policy_crc32)
+    _deploy(client, reporter, entry.policy_id, entry.policy_crc32)
     result.ptos_policy_crc32 = entry.policy_crc32
 
 
@@ -553,7 +555,7 @@ def run_session(config: SessionConfig, reporter: Reporter | None = None) -> Sess
                 _moves(client, config, ("pid",), report, result)
             if config.servo_ptos:
                 report.phase("exporting PTOS tuned for the objective as a schedule image, deploying it by its id")
-                _deploy_classical(client, config, key_path, result)
+                _deploy_classical(client, config, key_path, report, result)
                 report.phase(f"{len(config.moves)} moves with move_to: PTOS on the servo")
                 _moves(client, config, ("ptos",), report, result)
         finally:
