@@ -72,7 +72,7 @@ from mm_learning.online_session import (
     SessionConfig,
     SessionProgress,
 )
-from mm_learning.ros_servo_link import RosServoLink
+from mm_learning.ros_servo_link import ServoLinks
 from mm_learning.twin import TwinSpec, matched_velocity_scale, summarize
 from mm_msgs.action import Train
 from mm_msgs.msg import MetricValue, PolicyBlob, Reward, RewardTerm
@@ -211,10 +211,9 @@ class LearnerNode(Node):
         # down waits for it.
         self._goal: SingleGoal[ServerGoalHandle] = SingleGoal(STOPPING_WAIT_S, lambda h: f"goal {_goal_id(h)}")
         self._policy_pub = self.create_publisher(PolicyBlob, "policy", POLICY_QOS)
-        group = ReentrantCallbackGroup()
         self._reward_pub = self.create_publisher(Reward, "reward", 10)
-        servos = list(self._param("servos"))
-        self._links = [RosServoLink(self, group, namespace) for namespace in dict.fromkeys(servos)]
+        self._servo_links = ServoLinks(self, list(dict.fromkeys(self._param("servos"))))
+        self._links = self._servo_links.links
         self._server = ActionServer(
             self,
             Train,
@@ -238,6 +237,11 @@ class LearnerNode(Node):
     def is_busy(self) -> bool:
         """Whether a goal is running (its execute callback has not returned)."""
         return self._goal.running is not None
+
+    def destroy_node(self) -> None:
+        """Destroy the servo links' node (stopping its thread), then this one."""
+        self._servo_links.destroy()
+        super().destroy_node()
 
     # -- goals -----------------------------------------------------------------------------------------------
 

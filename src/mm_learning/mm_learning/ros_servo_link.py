@@ -7,10 +7,11 @@ for sim goals that deploy; ROS-side only (the session logic is in :mod:`mm_learn
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from mm_contract.constants import OBS_DIM
 from mm_contract.registry import Registry
 from mm_contract.transitions import FLAG_EPISODE_START, PHYSICAL_COLUMNS, TransitionColumns
 from rclpy.action import ActionClient
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 
@@ -39,12 +40,11 @@ class RosServoLink:
     latched faults whose cause is gone (a heartbeat lost while this machine stalled, an exploring policy's over-
     current): the transitions carry FLAG_FAULT, which the learner never stores.
 
-    The ``transitions`` callbacks run one at a time, in the order the batches arrive (their own mutually exclusive
-    group): rclpy's multi-threaded executor puts a reentrant subscription back into its wait set as soon as one
-    message is taken, so two threads can run the callbacks of consecutive batches and append them out of order.
+    `node` is spun by one thread (:class:`ServoLinks`), so the callbacks run one at a time and the batches are
+    appended in the order they arrive.
     """
 
-    def __init__(self, node: Node, group: ReentrantCallbackGroup, namespace: str = "") -> None:
+    def __init__(self, node: Node, namespace: str = "") -> None:
         self._node = node
         self._namespace = namespace.rstrip("/")
         self._cond = threading.Condition()
@@ -54,18 +54,10 @@ class RosServoLink:
         self._seq = 0
         self._registry_dir = Path()
         self._timeout_s = 60.0
-        self.deploy_client = ActionClient(node, DeployPolicy, self.topic("deploy_policy"), callback_group=group)
+        self.deploy_client = ActionClient(node, DeployPolicy, self.topic("deploy_policy"))
         self._command_pub = node.create_publisher(ServoCommand, self.topic("servo_command"), 10)
-        node.create_subscription(
-            TransitionBatch,
-            self.topic("transitions"),
-            self._on_batch,
-            1000,
-            callback_group=MutuallyExclusiveCallbackGroup(),
-        )
-        node.create_subscription(
-            ServoState, self.topic("state"), self._on_state, qos_profile_sensor_data, callback_group=group
-        )
+        node.create_subscription(TransitionBatch, self.topic("transitions"), self._on_batch, 1000)
+        node.create_subscription(ServoState, self.topic("state"), self._on_state, qos_profile_sensor_data)
 
     @property
     def namespace(self) -> str:
@@ -186,6 +178,46 @@ class RosServoLink:
     def hold(self) -> None:
         """HOLD without streaming."""
         self._command(ServoCommand.MODE_HOLD)
+
+
+class ServoLinks:
+    """The learner's links to its servos, on a node of their own spun by one thread (a single-threaded executor).
+
+    Not on the learner's multi-threaded executor: a goal's execute callback holds one of its workers for the whole
+    goal, and rclpy (Jazzy) yields a subscription's handler again on every pass of its loop while the handler waits
+    in the thread pool's queue. With a servo's ``transitions`` (about 42 batches/s) and ``state`` (100/s) on it, the
+    queue grew by thousands of duplicate handlers and the executor's thread spun at a whole core: against a servo in
+    real time the batches arrived 10-26 s late, the reader's history (1000 batches) overflowed and evaluation moves
+    lost their first batch, three times in a row. A single-threaded executor runs each handler as it takes it.
+
+    The node (``<owner>_servo_links``, in the owner's namespace) takes no command-line arguments, so a launch file's
+    name for the learner is not given to it too; it uses the owner's ``use_sim_time``.
+    """
+
+    def __init__(self, owner: Node, namespaces: Sequence[str]) -> None:
+        """Links to the servos in `namespaces` (absolute, relative to the owner's namespace, or "": the owner's)."""
+        self.node = Node(
+            f"{owner.get_name()}_servo_links",
+            namespace=owner.get_namespace(),
+            context=owner.context,
+            use_global_arguments=False,
+            parameter_overrides=[owner.get_parameter("use_sim_time")],
+        )
+        self.links = [RosServoLink(self.node, namespace) for namespace in namespaces]
+        self._executor = SingleThreadedExecutor(context=owner.context)
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, name="servo-links", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        with contextlib.suppress(ExternalShutdownException):  # the context shut down (Ctrl-C): the thread ends
+            self._executor.spin()
+
+    def destroy(self, timeout_s: float = 5.0) -> None:
+        """Stop the thread (waiting up to `timeout_s`) and destroy the node."""
+        self._executor.shutdown(timeout_sec=timeout_s)
+        self._thread.join(timeout_s)
+        self.node.destroy_node()
 
 
 def _stamp_s(stamp: Any) -> float:

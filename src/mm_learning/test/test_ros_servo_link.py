@@ -1,9 +1,13 @@
-"""How the learner's DDS link cuts a move out of the servo's transition stream (`ros_servo_link.MoveGatherer`).
+"""How the learner's DDS link cuts a move out of the servo's transition stream (`ros_servo_link.MoveGatherer`), and
+that the links take the servo's messages on their own thread (`ros_servo_link.ServoLinks`).
 
-No ROS graph: the batches are built as the servo publishes them (24 samples each, consecutive ticks).
+MoveGatherer: no ROS graph, the batches are built as the servo publishes them (24 samples each, consecutive ticks).
 """
 
 from __future__ import annotations
+
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -11,9 +15,16 @@ import pytest
 pytest.importorskip("rclpy")
 from mm_contract.constants import SampleFlag
 from mm_learning.online_session import Episode, is_whole
-from mm_learning.ros_servo_link import MoveGatherer
+from mm_learning.ros_servo_link import MoveGatherer, ServoLinks
+from mm_testing.ros_support import ros_context
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
 
-from mm_msgs.msg import TransitionBatch
+from mm_msgs.msg import ServoState, TransitionBatch
 
 DT_S = 0.001
 TARGET = float(np.float32(0.75))
@@ -82,3 +93,46 @@ def test_the_previous_runs_tail_to_the_same_target_is_not_taken_for_a_lost_start
     # Without a state before the command there is no tick to tell them apart: it waits, as before.
     blind = MoveGatherer(TARGET, EPISODE.duration_s, command_tick=None)
     assert not blind.feed(_batch(1034, TARGET)) and blind.before
+
+
+@pytest.mark.ros
+def test_the_links_take_servo_messages_while_every_worker_of_the_learners_executor_is_busy() -> None:
+    """A goal holds a worker of the learner's executor for its whole run; the links must not wait for one."""
+    with ros_context() as context:
+        owner = Node(
+            "learner", namespace="/fleet", context=context, parameter_overrides=[Parameter("use_sim_time", value=True)]
+        )
+        links = ServoLinks(owner, ["/servo_a", ""])
+        servo = Node("servo_a", namespace="/servo_a", context=context)
+        state_pub = servo.create_publisher(ServoState, "state", qos_profile_sensor_data)
+        release, busy = threading.Event(), threading.Semaphore(0)
+        group = ReentrantCallbackGroup()
+        timers = []
+
+        def block(index: int) -> None:
+            timers[index].cancel()
+            busy.release()
+            release.wait(30.0)
+
+        steady = Clock(clock_type=ClockType.STEADY_TIME)  # the owner is on sim time, and no /clock runs here
+        timers.extend(owner.create_timer(0.01, lambda i=i: block(i), group, clock=steady) for i in range(2))
+        executor = MultiThreadedExecutor(num_threads=2, context=context)
+        executor.add_node(owner)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+        try:
+            assert busy.acquire(timeout=10.0) and busy.acquire(timeout=10.0), "the learner's workers never blocked"
+            deadline = time.monotonic() + 10.0
+            state = None
+            while (state is None or state.tick < 5) and time.monotonic() < deadline:
+                state_pub.publish(ServoState(tick=(state.tick + 1) if state is not None else 1))
+                state = links.links[0].wait_state(0.2)
+            assert state is not None and state.tick >= 5, "no servo state reached the link while the workers were busy"
+            assert [link.namespace for link in links.links] == ["/servo_a", "/fleet"]
+            assert links.node.get_parameter("use_sim_time").value is True
+        finally:
+            release.set()
+            executor.shutdown(timeout_sec=5.0)
+            links.destroy()
+            for node in (servo, owner):
+                node.destroy_node()
