@@ -23,6 +23,7 @@ from rclpy.action import ActionClient
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
+from rclpy.task import Future
 
 from mm_learning.errors import OnlineError
 from mm_learning.online_session import Episode
@@ -122,20 +123,36 @@ class RosServoLink:
         entry = Registry(self._registry_dir).add(image, metadata)
         if not self.deploy_client.wait_for_server(timeout_sec=self._timeout_s):
             raise OnlineError("the driver's deploy_policy server is gone")
-        done = threading.Event()
-        future = self.deploy_client.send_goal_async(DeployPolicy.Goal(policy_id=entry.policy_id))
-        future.add_done_callback(lambda _: done.set())
-        if not done.wait(self._timeout_s) or not future.result().accepted:
+        goal = DeployPolicy.Goal(policy_id=entry.policy_id)
+        handle = self._request(lambda: self.deploy_client.send_goal_async(goal), "answer to the deploy_policy goal")
+        if not handle.accepted:
             raise OnlineError(f"the driver did not accept deploying {entry.policy_id[:12]} (see its log)")
-        done.clear()
-        result_future = future.result().get_result_async()
-        result_future.add_done_callback(lambda _: done.set())
-        if not done.wait(self._timeout_s):
-            raise OnlineError(f"no deploy_policy result within {self._timeout_s} s")
-        result = result_future.result().result
+        result = self._request(handle.get_result_async, "deploy_policy result").result
         if not result.success:
             raise OnlineError(f"the servo refused policy {entry.policy_id[:12]}: {result.message}")
         return int(result.active_policy_crc32)
+
+    def _request(self, send: Callable[[], Future], what: str) -> Any:
+        """The result of the future `send()` returns, `send` run on the thread that spins this link's node.
+
+        rclpy (Jazzy)'s ActionClient stores a request's future only after sending the request, so a response the
+        spinning thread takes in between is dropped ("Ignoring unexpected goal response") and the future never
+        completes; sent from that thread, the response waits until the future is stored.
+        """
+        executor = self._node.executor
+        if executor is None:
+            raise OnlineError("the servo link's node is not spun by an executor")
+        done = threading.Event()
+        futures: list[Future] = []
+
+        def on_spinning_thread() -> None:
+            futures.append(send())
+            futures[0].add_done_callback(lambda _: done.set())
+
+        executor.create_task(on_spinning_thread)
+        if not done.wait(self._timeout_s):
+            raise OnlineError(f"no {what} within {self._timeout_s} s")
+        return futures[0].result()
 
     def run_episode(self, episode: Episode) -> TransitionColumns:
         """One move; see the class docstring."""
