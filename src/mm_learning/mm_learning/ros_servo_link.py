@@ -7,7 +7,6 @@ for sim goals that deploy; ROS-side only (the session logic is in :mod:`mm_learn
 
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
 import time
@@ -19,8 +18,9 @@ import numpy as np
 from mm_contract.constants import OBS_DIM
 from mm_contract.registry import Registry
 from mm_contract.transitions import FLAG_EPISODE_START, PHYSICAL_COLUMNS, TransitionColumns
+from mm_ros.process import spin_until
 from rclpy.action import ActionClient
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.task import Future
@@ -208,7 +208,8 @@ class ServoLinks:
     lost their first batch, three times in a row. A single-threaded executor runs each handler as it takes it.
 
     The node (``<owner>_servo_links``, in the owner's namespace) takes no command-line arguments, so a launch file's
-    name for the learner is not given to it too; it uses the owner's ``use_sim_time``.
+    name for the learner is not given to it too; it uses the owner's ``use_sim_time``. Spun as the driver's
+    transport spins its receiving node (``mm_ros.process.spin_until``; mm_driver.ros_transport).
     """
 
     def __init__(self, owner: Node, namespaces: Sequence[str]) -> None:
@@ -218,22 +219,23 @@ class ServoLinks:
             namespace=owner.get_namespace(),
             context=owner.context,
             use_global_arguments=False,
+            start_parameter_services=False,
             parameter_overrides=[owner.get_parameter("use_sim_time")],
         )
         self.links = [RosServoLink(self.node, namespace) for namespace in namespaces]
         self._executor = SingleThreadedExecutor(context=owner.context)
         self._executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, name="servo-links", daemon=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=spin_until, args=(self._executor, self._stop), name=f"{self.node.get_name()}_spin", daemon=True
+        )
         self._thread.start()
 
-    def _spin(self) -> None:
-        with contextlib.suppress(ExternalShutdownException):  # the context shut down (Ctrl-C): the thread ends
-            self._executor.spin()
-
     def destroy(self, timeout_s: float = 5.0) -> None:
-        """Stop the thread (waiting up to `timeout_s`) and destroy the node."""
-        self._executor.shutdown(timeout_sec=timeout_s)
+        """Stop the thread (waiting up to `timeout_s`), then shut the executor down and destroy the node."""
+        self._stop.set()
         self._thread.join(timeout_s)
+        self._executor.shutdown(timeout_sec=2.0)
         self.node.destroy_node()
 
 
