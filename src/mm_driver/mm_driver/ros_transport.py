@@ -16,10 +16,9 @@ import threading
 from typing import Any
 
 from mm_ros.entities import destroy_entity
-from mm_ros.process import spin_until
+from mm_ros.process import SideNode
 from rclpy.callback_groups import CallbackGroup
 from rclpy.event_handler import PublisherEventCallbacks
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
@@ -79,10 +78,7 @@ class RosTransport:
         self._entities: list[Any] = []
         self._matched = threading.Condition()
         self._seq = 0
-        self._link: Node | None = None
-        self._executor: SingleThreadedExecutor | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._link: SideNode | None = None
 
     @property
     def max_chunk_data(self) -> int:
@@ -102,37 +98,17 @@ class RosTransport:
         )
         self._heartbeat = node.create_publisher(Heartbeat, "heartbeat", qos_profile_sensor_data)
         self._chunk = node.create_publisher(PolicyChunk, "policy_chunk", CHUNK_QOS)
-        # Its own node, not the driver's: global remaps such as __node would give both nodes one name.
-        link = Node(
-            f"{node.get_name()}_link",
-            namespace=node.get_namespace(),
-            context=node.context,
-            use_global_arguments=False,
-            start_parameter_services=False,
-        )
+        # Its own node and thread, not the driver's (mm_ros.process.SideNode).
+        self._link = SideNode(node, "link")
+        link = self._link.node
         link.create_subscription(ServoState, "state", lambda m: on_state(sample_from_msg(m)), qos_profile_sensor_data)
         link.create_subscription(PolicyAck, "policy_ack", lambda m: on_ack(ack_from_msg(m)), RELIABLE_QOS)
-        self._link = link
-        self._executor = SingleThreadedExecutor(context=node.context)
-        self._executor.add_node(link)
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=spin_until, args=(self._executor, self._stop), name=f"{link.get_name()}_receive", daemon=True
-        )
-        self._thread.start()
         self._entities = [self._command, self._heartbeat, self._chunk]
 
     def close(self) -> None:
         """Stop receiving; destroy the publishers, the receiving node and its executor."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-        self._thread = None
-        if self._executor is not None:
-            self._executor.shutdown(timeout_sec=2.0)
-        self._executor = None
         if self._link is not None:
-            self._link.destroy_node()
+            self._link.destroy()
         self._link = None
         for entity in self._entities:
             destroy_entity(self._node, entity)

@@ -18,9 +18,8 @@ import numpy as np
 from mm_contract.constants import OBS_DIM
 from mm_contract.registry import Registry
 from mm_contract.transitions import FLAG_EPISODE_START, PHYSICAL_COLUMNS, TransitionColumns
-from mm_ros.process import spin_until
+from mm_ros.process import SideNode
 from rclpy.action import ActionClient
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.task import Future
@@ -207,36 +206,19 @@ class ServoLinks:
     real time the batches arrived 10-26 s late, the reader's history (1000 batches) overflowed and evaluation moves
     lost their first batch, three times in a row. A single-threaded executor runs each handler as it takes it.
 
-    The node (``<owner>_servo_links``, in the owner's namespace) takes no command-line arguments, so a launch file's
-    name for the learner is not given to it too; it uses the owner's ``use_sim_time``. Spun as the driver's
-    transport spins its receiving node (``mm_ros.process.spin_until``; mm_driver.ros_transport).
+    The node is ``<owner>_servo_links`` (``mm_ros.process.SideNode``, as the driver's transport receives), with the
+    owner's ``use_sim_time``.
     """
 
     def __init__(self, owner: Node, namespaces: Sequence[str]) -> None:
         """Links to the servos in `namespaces` (absolute, relative to the owner's namespace, or "": the owner's)."""
-        self.node = Node(
-            f"{owner.get_name()}_servo_links",
-            namespace=owner.get_namespace(),
-            context=owner.context,
-            use_global_arguments=False,
-            start_parameter_services=False,
-            parameter_overrides=[owner.get_parameter("use_sim_time")],
-        )
+        self._side = SideNode(owner, "servo_links", parameter_overrides=[owner.get_parameter("use_sim_time")])
+        self.node = self._side.node
         self.links = [RosServoLink(self.node, namespace) for namespace in namespaces]
-        self._executor = SingleThreadedExecutor(context=owner.context)
-        self._executor.add_node(self.node)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=spin_until, args=(self._executor, self._stop), name=f"{self.node.get_name()}_spin", daemon=True
-        )
-        self._thread.start()
 
-    def destroy(self, timeout_s: float = 5.0) -> None:
-        """Stop the thread (waiting up to `timeout_s`), then shut the executor down and destroy the node."""
-        self._stop.set()
-        self._thread.join(timeout_s)
-        self._executor.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
+    def destroy(self) -> None:
+        """Stop the links' thread and destroy their node."""
+        self._side.destroy()
 
 
 def _stamp_s(stamp: Any) -> float:

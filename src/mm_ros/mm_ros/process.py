@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import rclpy
 from rclpy._rclpy_pybind11 import RCLError
-from rclpy.executors import Executor, ExternalShutdownException
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 
 @contextmanager
@@ -57,3 +59,41 @@ def spin_until(executor: Executor, stop: threading.Event, *, period_s: float = 0
     while not stop.is_set() and executor.context.ok():
         with contextlib.suppress(ExternalShutdownException):
             executor.spin_once(timeout_sec=period_s)
+
+
+class SideNode:
+    """A node beside `owner`, spun by a thread of its own.
+
+    What high-rate subscriptions need when the owner's executor runs long callbacks: the driver's transport receives
+    `state` there, the learner its servos' topics.
+
+    The node is ``<owner>_<suffix>`` in the owner's namespace and context; it takes no command-line arguments (a
+    global remap such as ``__node``, which a launch file's name becomes, would give both nodes one name) and starts
+    no parameter services. A single-threaded executor runs it in `spin_until`; `destroy` stops the thread, then shuts
+    the executor down, then destroys the node, the order `spin_until` needs.
+    """
+
+    def __init__(self, owner: Node, suffix: str, *, parameter_overrides: Sequence[Parameter] = ()) -> None:
+        """Create the node (with `parameter_overrides`) and start spinning it."""
+        self.node = Node(
+            f"{owner.get_name()}_{suffix}",
+            namespace=owner.get_namespace(),
+            context=owner.context,
+            use_global_arguments=False,
+            start_parameter_services=False,
+            parameter_overrides=list(parameter_overrides),
+        )
+        self._executor = SingleThreadedExecutor(context=owner.context)
+        self._executor.add_node(self.node)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=spin_until, args=(self._executor, self._stop), name=self.node.get_name(), daemon=True
+        )
+        self._thread.start()
+
+    def destroy(self) -> None:
+        """Stop the thread (waiting up to 5 s), shut the executor down (up to 2 s), destroy the node."""
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+        self._executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
