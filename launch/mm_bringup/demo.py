@@ -440,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print("[2/3] the time-optimal bound (mm_sim) on the same moves; the table", flush=True)
         bound_rows, bound_traces = _bound_rows(options, session)
-        rows = {key: _servo_rows(session, key) for key in ("policy", "pid", "ptos") if _servo_rows(session, key)}
+        rows = {key: servo for key in ("policy", "pid", "ptos") if (servo := _servo_rows(session, key))}
         rows["bound"] = bound_rows
         summaries = {ROWS[key]: _summary(values) for key, values in rows.items()}
         table = _table(summaries)

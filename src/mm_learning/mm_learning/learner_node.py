@@ -213,7 +213,6 @@ class LearnerNode(Node):
         self._policy_pub = self.create_publisher(PolicyBlob, "policy", POLICY_QOS)
         self._reward_pub = self.create_publisher(Reward, "reward", 10)
         self._servo_links = ServoLinks(self, list(dict.fromkeys(self._param("servos"))))
-        self._links = self._servo_links.links
         self._server = ActionServer(
             self,
             Train,
@@ -303,7 +302,7 @@ class LearnerNode(Node):
     def _servo_problem(self) -> str:
         """Why this node cannot reach each of its servos through a driver (online mode), or ""."""
         wait_s = float(self._param("online_wait_s"))
-        for link in self._links:
+        for link in self._servo_links.links:
             if not link.deploy_client.wait_for_server(timeout_sec=wait_s):
                 name = link.resolved("deploy_policy")
                 return (
@@ -317,11 +316,11 @@ class LearnerNode(Node):
 
     def _fleet(self) -> ServoFleet:
         """The servos of an online goal (parameter ``servos``), configured for it."""
-        for link in self._links:
+        for link in self._servo_links.links:
             link.configure(
                 registry_dir=self._path("registry_dir"), timeout_s=float(self._param("online_move_timeout_s"))
             )
-        return ServoFleet(self._links, [link.namespace for link in self._links])
+        return ServoFleet(self._servo_links.links, [link.namespace for link in self._servo_links.links])
 
     def _on_goal(self, goal: Train.Goal) -> GoalResponse:
         # Accept-and-abort: the execute callback checks the goal and puts the reason into the result's message.
