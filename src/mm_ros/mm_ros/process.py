@@ -5,7 +5,6 @@ rclpy up, then down again however Ctrl-C or SIGTERM interleaves with what the pr
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -51,14 +50,23 @@ def spin_until(executor: Executor, stop: threading.Event, *, period_s: float = 0
     a running `spin()` races its guard conditions; under load the spinning thread then hung past the shutdown
     timeouts, and destroying the node under it ended the process with SIGSEGV.
 
+    A callback that fails because Ctrl-C shut the context down under it (a publish: "publisher's context is
+    invalid") ends the loop as the shutdown it is, as in `rclpy_process`; while the context is up it propagates.
+
     Args:
         executor: the executor to spin.
         stop: set by the owner to end the loop.
         period_s: the longest wait for work per turn (s): how late the loop sees `stop`.
     """
     while not stop.is_set() and executor.context.ok():
-        with contextlib.suppress(ExternalShutdownException):
+        try:
             executor.spin_once(timeout_sec=period_s)
+        except ExternalShutdownException:
+            pass
+        except RCLError:
+            if executor.context.ok():
+                raise
+            return
 
 
 class SideNode:
