@@ -63,6 +63,7 @@ from mm_driver.supervisor import (
     MoveMonitor,
     MoveRequest,
     MoveSupervisor,
+    StallWatch,
     position_range,
     validate_command,
     validate_goal,
@@ -220,6 +221,10 @@ _NO_BLOB = "no policy blob received on `policy` yet; give a registry policy_id"
 # clear_faults is sent again this often (s, wall) until the servo shows the faults gone: the servo clears
 # HEARTBEAT_LOST only once a heartbeat has arrived, and heartbeats and commands travel on different topics.
 _CLEAR_RESEND_S = 0.1
+# The driver counts itself stalled after this many heartbeat periods without one, and never less than this many
+# seconds (wall clock): its fallback thread sends one every period, so such a gap is the whole process stopping.
+_STALL_PERIODS = 5.0
+_STALL_MIN_S = 0.1
 
 
 class DriverNode(LifecycleNode):
@@ -248,6 +253,7 @@ class DriverNode(LifecycleNode):
         self._heartbeat_wall_s = 0.0  # time.monotonic() of the last heartbeat
         self._heartbeat_servo_s: float | None = None  # the servo's stamp that triggered the last one (s)
         self._heartbeat_thread: tuple[threading.Thread, threading.Event] | None = None
+        self._stalls = StallWatch(_STALL_MIN_S)  # the driver's own pauses, from its heartbeats (replaced on start)
         # Fault flags when the driver last deactivated (None: never, or no state then): activate clears a
         # HEARTBEAT_LOST that the stopped heartbeats caused, and nothing else.
         self._faults_at_deactivate: int | None = None
@@ -474,6 +480,7 @@ class DriverNode(LifecycleNode):
 
     def _start_timers(self) -> None:
         self._stop_timers()
+        self._stalls = StallWatch(max(_STALL_MIN_S, _STALL_PERIODS * float(self._p("heartbeat_period_s"))))
         stop = threading.Event()
         thread = threading.Thread(target=self._heartbeat_fallback, args=(stop,), name="driver_heartbeat", daemon=True)
         self._heartbeat_thread = (thread, stop)
@@ -553,6 +560,7 @@ class DriverNode(LifecycleNode):
             if self._transport is not None:
                 self._heartbeat_seq += 1
                 self._heartbeat_wall_s = time.monotonic()
+                self._stalls.beat(self._heartbeat_wall_s)
                 self._transport.send_heartbeat(self._heartbeat_seq)
 
     def _heartbeat_on_sample(self, stamp_s: float) -> None:
@@ -758,7 +766,7 @@ class DriverNode(LifecycleNode):
             end = monitor.judge(
                 latest,
                 fresh=fresh,
-                starved=now_s - waited_from_s > 1.5 * timeout_s,
+                starved=now_s - waited_from_s > 1.5 * timeout_s or self._stalls.stalled_since(waited_from_s, now_s),
                 preempted=preempted,
                 cancel_requested=bool(goal_handle.is_cancel_requested),
                 now_wall_s=now_s,

@@ -261,12 +261,48 @@ class MoveEnd:
     hold: bool = False
 
 
+class StallWatch:
+    """The driver's own stalls, seen from its heartbeats: a host that was not running cannot call the servo silent.
+
+    The driver sends a heartbeat at least every heartbeat period (its fallback thread sends one whenever the state
+    stream has not for 0.9 of a period), so a gap of `stall_s` between two heartbeats (or since the last one) means
+    the whole process stopped: a loaded machine, a long pause of the interpreter. A fast twin waits for its host's
+    heartbeats, so after such a stall its next state is still on the way when the driver resumes; a real servo's
+    queued states are. Either way the silence was the driver's, not the link's.
+
+    Thread-safe as far as its users need: `beat` runs under the driver's heartbeat lock, the readers only compare
+    floats (a torn read is impossible in CPython).
+    """
+
+    def __init__(self, stall_s: float) -> None:
+        """Count a heartbeat gap longer than `stall_s` (s, wall clock) as a stall of the driver."""
+        self.stall_s = stall_s
+        self._last_s: float | None = None
+        self._stall_ended_s = -math.inf
+
+    def beat(self, now_s: float) -> None:
+        """A heartbeat went out at `now_s` (s, monotonic wall clock)."""
+        if self._last_s is not None and now_s - self._last_s > self.stall_s:
+            self._stall_ended_s = now_s
+        self._last_s = now_s
+
+    def stalled_since(self, since_s: float, now_s: float) -> bool:
+        """Whether the driver stalled at some point between `since_s` and `now_s` (s, monotonic wall clock).
+
+        A stall that has ended (a heartbeat came after the gap) or one still going on (no heartbeat for
+        `stall_s` now: the heartbeat thread has not run yet since the process resumed).
+        """
+        still = self._last_s is not None and now_s - self._last_s > self.stall_s
+        return still or self._stall_ended_s >= since_s
+
+
 class MoveMonitor:
     """Decides when and how a commanded move ends, from what the driver saw after each wait for state.
 
     The link counts as lost only when the servo stayed silent for `state_timeout_s` while the driver was
-    listening: a wait that overran its timeout by half means the driver itself was starved (a loaded or stalled
-    host), and the samples queued meanwhile are read before anything is judged.
+    listening: a wait that overran its timeout by half, or one during which the driver's own heartbeats paused
+    (`StallWatch`), means the driver itself was starved (a loaded or stalled host), and the samples queued or
+    coming meanwhile are read before anything is judged.
     """
 
     def __init__(self, supervisor: MoveSupervisor, *, state_timeout_s: float, commanded_wall_s: float) -> None:
@@ -295,7 +331,8 @@ class MoveMonitor:
         Args:
             latest: the latest sample (None: none since the link opened).
             fresh: a sample arrived during the wait.
-            starved: the wait overran its timeout by half (the driver was not scheduled).
+            starved: the driver was not running for part of the wait (it overran its timeout by half, or the
+                driver's heartbeats paused: `StallWatch`).
             preempted: a newer goal or command took over the servo.
             cancel_requested: the client asked to cancel.
             now_wall_s: the monotonic wall clock now (s).

@@ -6,7 +6,7 @@ import math
 
 import pytest
 from mm_driver.errors import GoalRejected
-from mm_driver.supervisor import MoveEnd, MoveLimits, MoveMonitor, MoveSupervisor, validate_goal
+from mm_driver.supervisor import MoveEnd, MoveLimits, MoveMonitor, MoveSupervisor, StallWatch, validate_goal
 from mm_driver.transport import Mode, ServoSample
 
 LIMITS = MoveLimits(
@@ -209,6 +209,24 @@ def test_a_starved_driver_does_not_call_the_link_lost() -> None:
     assert _judge(monitor, _sample(0.01, 0.1), fresh=False, starved=True) is None
     end = _judge(monitor, None)
     assert end is not None and end.result.message.endswith("link lost, HOLD sent") and end.hold
+
+
+def test_the_driver_sees_its_own_stall_in_its_heartbeats() -> None:
+    """Heartbeats every 20 ms, then none for 0.6 s (the process stopped), then again: a wait that began before
+    the gap saw a stall, one that began after it did not; while the gap lasts the stall is seen too (the move
+    thread may resume before the heartbeat thread).
+    """
+    watch = StallWatch(0.1)
+    assert not watch.stalled_since(0.0, 5.0)  # no heartbeat yet: nothing known
+    for k in range(50):
+        watch.beat(1.0 + 0.02 * k)  # ... 1.98 s
+    assert not watch.stalled_since(1.5, 2.05)
+    assert watch.stalled_since(1.5, 2.2)  # nothing for 0.22 s: the heartbeat thread has not run
+    watch.beat(2.6)
+    assert watch.stalled_since(1.5, 2.6)  # the wait from 1.5 s spans the gap
+    assert watch.stalled_since(2.6, 2.61)  # the gap ended as this wait began
+    watch.beat(2.62)
+    assert not watch.stalled_since(2.61, 2.7)  # a wait wholly after the gap
 
 
 def test_stopping_faults_end_the_move_but_an_end_stop_alone_does_not() -> None:
