@@ -136,21 +136,30 @@ class RosServoLink:
 
         rclpy (Jazzy)'s ActionClient stores a request's future only after sending the request, so a response the
         spinning thread takes in between is dropped ("Ignoring unexpected goal response") and the future never
-        completes; sent from that thread, the response waits until the future is stored.
+        completes; sent from that thread, the response waits until the future is stored. Should `send()` itself
+        raise, the caller gets that error at once (as an OnlineError), not a time-out.
         """
         executor = self._node.executor
         if executor is None:
             raise OnlineError("the servo link's node is not spun by an executor")
         done = threading.Event()
         futures: list[Future] = []
+        errors: list[Exception] = []
 
         def on_spinning_thread() -> None:
-            futures.append(send())
+            try:
+                futures.append(send())
+            except Exception as exc:  # handed to the caller's thread and raised there
+                errors.append(exc)
+                done.set()
+                return
             futures[0].add_done_callback(lambda _: done.set())
 
         executor.create_task(on_spinning_thread)
         if not done.wait(self._timeout_s):
             raise OnlineError(f"no {what} within {self._timeout_s} s")
+        if errors:
+            raise OnlineError(f"asking for the {what} failed: {errors[0]}") from errors[0]
         return futures[0].result()
 
     def run_episode(self, episode: Episode) -> TransitionColumns:

@@ -17,6 +17,7 @@ import pytest
 pytest.importorskip("rclpy")
 from mm_contract.constants import SampleFlag
 from mm_contract.signing import generate_keypair, load_private_key
+from mm_learning.errors import OnlineError
 from mm_learning.online_session import Episode, is_whole
 from mm_learning.ros_servo_link import MoveGatherer, ServoLinks
 from mm_testing.fw_support import image
@@ -176,6 +177,34 @@ def test_deploys_through_the_links_each_get_the_drivers_answer_and_result(tmp_pa
             assert len(set(deployed)) == 20
         finally:
             executor.shutdown(timeout_sec=5.0)
+            server.destroy()
+            links.destroy()
+            for node in (driver, owner):
+                node.destroy_node()
+
+
+@pytest.mark.ros
+def test_a_request_that_cannot_be_sent_fails_at_once_with_its_reason(tmp_path: Path) -> None:
+    """An error raised while sending (on the links' thread) reaches the caller now, not as a time-out later."""
+    key = load_private_key(generate_keypair(tmp_path / "keys")[0])
+    with ros_context() as context:
+        owner = Node("learner", context=context)
+        links = ServoLinks(owner, ["/servo_a"])
+        driver = Node("driver", namespace="/servo_a", context=context)
+        server = ActionServer(driver, DeployPolicy, "deploy_policy", execute_callback=lambda _: DeployPolicy.Result())
+        link = links.links[0]
+        link.configure(registry_dir=tmp_path / "policies", timeout_s=30.0)
+
+        def refuse(*_: Any) -> Any:
+            raise RuntimeError("the goal could not be serialised")
+
+        link.deploy_client.send_goal_async = refuse  # type: ignore[method-assign]
+        try:
+            started = time.monotonic()
+            with pytest.raises(OnlineError, match="deploy_policy goal failed: the goal could not be serialised"):
+                link.deploy(image(key, bytes(64)), {})
+            assert time.monotonic() - started < 10.0
+        finally:
             server.destroy()
             links.destroy()
             for node in (driver, owner):
