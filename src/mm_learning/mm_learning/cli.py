@@ -232,6 +232,8 @@ def _learn(args: argparse.Namespace) -> None:
             "| " + name + " | " + " | ".join(f"{rows[r][name]:.5g}" for r in ("pid", "ptos", "policy", "bound")) + " |"
         )
     print(published.comparison.verdict(config.objective))
+    if result.unlearned():
+        print(result.unlearned())
     print(f"registered {published.entry.policy_id} in {args.registry}; artifacts in {args.out}")
 
 

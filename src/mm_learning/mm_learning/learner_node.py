@@ -477,7 +477,7 @@ class LearnerNode(Node):
         self._policy_pub.publish(blob)
         deployed = self._deploy(goal_handle, published.entry)
         goal_handle.succeed()
-        verdict = comparison.verdict(twin.objective)
+        verdict = "; ".join(filter(None, (comparison.verdict(twin.objective), result.unlearned())))
         message = (
             f"{SCHEDULE_ALGORITHM} policy {published.entry.policy_id[:12]}: {verdict}; published on `policy`{deployed}"
         )

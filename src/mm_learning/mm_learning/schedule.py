@@ -259,6 +259,18 @@ class ScheduleResult:
         """Control ticks of experience per second of wall time."""
         return self.ticks / self.wall_s
 
+    def unlearned(self) -> str:
+        """What the exported image is when no policy beat the classical start on validation ("" when one did).
+
+        The start itself (a = 0): the classical law bit for bit, however the row that runs it is labelled.
+        """
+        if self.best is not None:
+            return ""
+        return (
+            f"no policy beat the classical start in {len(self.curve) - 1} validations, so the image is the start: "
+            f"{self.classical.law.upper()} unscheduled (a = 0)"
+        )
+
 
 class _Adam:
     """Adam on a flat weight vector (ascending the ES gradient estimate)."""

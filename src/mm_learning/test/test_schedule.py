@@ -46,6 +46,7 @@ def test_a_training_run_is_seeded_counts_its_ticks_and_keeps_the_best_validated_
     assert first.classical.law == "ptos" and first.schedule.base == first.classical.gains
     if first.best is None:  # nothing beat the start: the start (zero output) is what is kept
         assert first.beat_after_s is None
+        assert first.unlearned().endswith("so the image is the start: PTOS unscheduled (a = 0)")
         assert np.array_equal(MlpPolicy(TINY.hidden).function(first.weights)(np.ones((3, 8), np.float32)), np.zeros(3))
     else:
         assert first.classical.score(first.best) == max(score for _, score in first.curve)
@@ -69,11 +70,15 @@ def test_a_seeded_step_budget_beats_the_classical_controller_on_validation() -> 
     result = train_schedule(config)
     assert result.best is not None
     assert result.best.mean_return > result.curve[0][1]
+    assert result.unlearned() == ""
 
 
 def test_cancel_stops_before_the_first_generation() -> None:
     result = train_schedule(dataclasses.replace(TINY, generations=50), should_cancel=lambda: True)
     assert result.ticks == 0 and result.best is None and result.curve == [result.curve[0]]
+    assert result.unlearned() == "no policy beat the classical start in 0 validations, so the image is the start: " + (
+        "PTOS unscheduled (a = 0)"
+    )
 
 
 @pytest.mark.parametrize("bad", [{"generations": 0}, {"sigma": 0.0}, {"pairs": 0}, {"episode_s": -1.0}])
