@@ -261,6 +261,18 @@ def _summary(rows: list[Row]) -> dict[str, float]:
     }
 
 
+def _unlearned_note(options: argparse.Namespace, session: SessionResult) -> str:
+    """The line under the table when the trained policy did not beat what it was judged on ("" otherwise)."""
+    if not session.train_success or session.train_beat_baseline:
+        return ""
+    if options.algo == "es":
+        return (
+            "Nothing was learned: no policy beat the classical start on validation, so the RL row is the start "
+            "itself (PTOS unscheduled, a = 0) and matches the PTOS row up to the servo's own noise."
+        )
+    return f"The {options.algo.upper()} policy did not beat the PID tuned for '{options.objective}' in training."
+
+
 def _table(summaries: dict[str, dict[str, float]]) -> str:
     lines = [
         "| controller | settled | settle time (s) | overshoot (mrad) | final error (mrad) | energy (J) |",
@@ -443,7 +455,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = {key: servo for key in ("policy", "pid", "ptos") if (servo := _servo_rows(session, key))}
         rows["bound"] = bound_rows
         summaries = {ROWS[key]: _summary(values) for key, values in rows.items()}
-        table = _table(summaries)
+        unlearned = _unlearned_note(options, session)
+        table = _table(summaries) + (f"\n\n{unlearned}" if unlearned else "")
         print(table)
 
         print("[3/3] plots from the bag" + ("" if options.no_animation else " and a replay of a move"), flush=True)
@@ -464,6 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ptos_policy_crc32": f"{session.ptos_policy_crc32:08x}",
             "training_steps": session.training_steps,
             "train": session.train_message,
+            "policy_beat_baseline": session.train_beat_baseline,
             "deploy": session.deploy_message,
             "comparison": summaries,
             "moves": [asdict(m) for m in session.moves],

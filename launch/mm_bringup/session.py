@@ -168,6 +168,7 @@ class SessionResult:
     nodes: set[tuple[str, str]] = field(default_factory=set)
     train_success: bool = False
     train_message: str = ""
+    train_beat_baseline: bool = False  # Train.Result.beat_baseline: the policy beat the controller it is judged on
     policy_id: str = ""
     policy_crc32: int = 0
     training_steps: int = 0
@@ -367,6 +368,7 @@ def _train(client: ServoClient, config: SessionConfig, reporter: Reporter, resul
     )
     result.train_success = status == GoalStatus.STATUS_SUCCEEDED and train.success
     result.train_message = train.message
+    result.train_beat_baseline = bool(train.beat_baseline)
     result.policy_id, result.policy_crc32, result.training_steps = train.policy_id, train.policy_crc32, train.steps
 
 

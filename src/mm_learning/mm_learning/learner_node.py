@@ -489,6 +489,7 @@ class LearnerNode(Node):
             policy_crc32=published.entry.policy_crc32,
             metrics=metric_values(metrics),
             image_path=str(published.entry.path / IMAGE_NAME),
+            beat_baseline=result.best is not None,
             **common,
         )
 
@@ -586,6 +587,7 @@ class LearnerNode(Node):
             policy_crc32=entry.policy_crc32,
             metrics=metric_values(published.quantized_metrics),
             image_path=str(entry.path / IMAGE_NAME),
+            beat_baseline=bool(result.target_beaten),
             **common,
         )
 
@@ -701,6 +703,7 @@ class LearnerNode(Node):
             "baseline_metrics": metric_values(start.metrics),
             "checkpoint_path": str(out_dir / "model.zip"),
             "image_path": str(best.metadata["paths"]["mmpl"]),
+            "beat_baseline": best.image != start.image,
         }
         return self._end_online(goal_handle, cancelled=result.stop_reason == "cancelled", fields=fields)
 
@@ -764,6 +767,7 @@ class LearnerNode(Node):
             "metrics": metric_values(best.metrics),
             "baseline_metrics": metric_values(start.metrics),
             "image_path": str(best.metadata["paths"]["mmpl"]),
+            "beat_baseline": best.image != start.image,
         }
         return self._end_online(goal_handle, cancelled=result.stop_reason == "cancelled", fields=fields)
 

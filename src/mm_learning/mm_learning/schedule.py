@@ -266,9 +266,10 @@ class ScheduleResult:
         """
         if self.best is not None:
             return ""
+        validations = len(self.curve) - 1
         return (
-            f"no policy beat the classical start in {len(self.curve) - 1} validations, so the image is the start: "
-            f"{self.classical.law.upper()} unscheduled (a = 0)"
+            f"no policy beat the classical start in {validations} validation{'' if validations == 1 else 's'}, so "
+            f"the image is the start: {self.classical.law.upper()} unscheduled (a = 0)"
         )
 
 

@@ -64,6 +64,11 @@ def test_demo_writes_table_plots_animation_bag_and_summary(tmp_path: Path) -> No
         begins = [t.position_rad[0] for t, m in zip(traces, moves, strict=True) if m.index == index]
         assert len(begins) == 3 and max(begins) - min(begins) < 2 * START_TOLERANCE_RAD, (index, begins)
     assert summary["bag_counts"]["/servo1/state"] > 0 and summary["dataset_transitions"] > 0
+    # Whether anything was learned travels from the trainer (Train.Result.beat_baseline) to the table's note.
+    beat = summary["policy_beat_baseline"]
+    assert isinstance(beat, bool)
+    assert ("no policy beat the classical start" in summary["train"]) is (not beat)
+    assert ("Nothing was learned" in (out / "comparison.md").read_text()) is (not beat)
     # Every path it prints exists.
     written = proc.stdout.split("\nwritten:\n")[1].splitlines()
     paths = [Path(line.strip()) for line in written if line.startswith("  ")]

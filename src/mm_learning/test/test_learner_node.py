@@ -213,6 +213,8 @@ def test_the_default_sim_goal_learns_a_schedule_and_publishes_a_versioned_schedu
     result = response.result
     assert response.status == GoalStatus.STATUS_SUCCEEDED, result.message
     assert "mean_settling_time_s" in result.message and "PTOS" in result.message and "PID" in result.message
+    # One generation: whether it beat the classical start, the result says it in its field and in words alike.
+    assert ("no policy beat the classical start" in result.message) is (not result.beat_baseline)
     assert [f.phase for f in feedback][-1] == "exporting"
     assert any(f.eval_metrics and f.baseline_metrics for f in feedback)
     names = {m.name for m in result.metrics}

@@ -163,6 +163,7 @@ def test_an_online_es_goal_on_two_servos_calibrates_the_twin_and_reports_what_th
     metrics = {m.name: m.value for m in result.metrics}
     baseline = {m.name: m.value for m in result.baseline_metrics}
     assert metrics["mean_return"] >= baseline["mean_return"], "the kept policy is the start or one that beat it"
+    assert result.beat_baseline is (metrics["mean_return"] > baseline["mean_return"])
     assert result.steps in (3 * 1000, 6 * 1000), "3 evaluation moves of 1 s, for the start and the round's policy"
     assert result.policy_crc32 != 0 and Path(result.image_path).is_file()
     phases = {f.phase for f in feedback}
