@@ -10,9 +10,10 @@ it for ``Train`` goals with ``mode: online``, ``algorithm: es``):
 2. **calibrates** the twin to the servo (:func:`fit_plant`): the factors on the profile's uncertain parameters (its
    ``randomization`` keys) whose twin, running the same law and policy from the same starts, tracks the servo's
    measured positions best, searched by the tuner's (1+4) evolution strategy in log space;
-3. trains the schedule on the calibrated twin (``schedule.train_schedule`` with ``plant_factors``), exports it
-   with every check, deploys it and runs the same evaluation moves on the servo; the firmware's guard (servo
-   contract section 4) bounds every one of those moves;
+3. retunes the base law on the calibrated twin and trains the schedule on top of it (``schedule.train_schedule``
+   with ``plant_factors`` and ``retune_evaluations``), exports it with every check, deploys it and runs the same
+   evaluation moves on the servo; the firmware's guard (servo contract section 4) bounds every one of those moves,
+   and each is recorded with the base gains it ran under, for the next calibration;
 4. keeps the policy only if it beats the best so far on the servo (the objective's own score, ``tuning.move_score``;
    energy: less energy within 1.05 × the classical start's settle), and otherwise calibrates again with every
    move measured so far, until it wins (``stop_on_target``), the rounds, the servo-time or the wall-time budget
@@ -25,7 +26,8 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +35,7 @@ import numpy as np
 from mm_contract.objectives import EnergyBudget, Objective, parse_objective
 from mm_contract.profiles import load_profile
 from mm_contract.tflm import TflmPolicy
-from mm_sim.baselines import evolve
+from mm_sim.baselines import PidGains, evolve
 from mm_sim.batch import BatchTwin, Schedule, SchedulePolicy, rollout
 from mm_sim.evaluate import Evaluation, seeded_moves
 from mm_sim.tuning import ENERGY, energy_budget, move_score
@@ -78,6 +80,9 @@ FIT_SEED = 4_000_000
 """Seed of the twin's sensing noise while fitting."""
 
 
+_GAIN_FIELDS = tuple(f.name for f in fields(PidGains))
+
+
 @dataclass(frozen=True)
 class RecordedMove:
     """One move the servo ran, with what drove it.
@@ -88,6 +93,8 @@ class RecordedMove:
         position_rad: measured position at each control tick from the first sample (rad).
         policy_model: the quantised schedule policy (.tflite) the servo ran; None: the classical law alone.
         start_velocity_rad_s: the servo's velocity estimate at the first sample (rad/s).
+        base_gains: the gains of the base law the schedule ran on (an image carries them); None: those of the
+            schedule `fit_plant` is given (the session's start).
     """
 
     start_rad: float
@@ -95,6 +102,7 @@ class RecordedMove:
     position_rad: NDArray[np.float64]
     policy_model: bytes | None = None
     start_velocity_rad_s: float = 0.0
+    base_gains: PidGains | None = None
 
     @property
     def from_rest(self) -> bool:
@@ -106,14 +114,24 @@ def load_moves(path: Path) -> list[RecordedMove]:
     """The moves a session saved (``servo_moves.npz``), as `fit_plant` takes them."""
     with np.load(path) as saved:
         models = {int(k.removeprefix("model_")): saved[k].tobytes() for k in saved.files if k.startswith("model_")}
+        count = len(saved["start_rad"])
+        gains = saved["base_gains"] if "base_gains" in saved.files else np.full((count, len(_GAIN_FIELDS)), np.nan)
         return [
-            RecordedMove(float(start), float(target), row[~np.isnan(row)], models.get(int(policy)), float(velocity))
-            for start, target, row, policy, velocity in zip(
+            RecordedMove(
+                float(start),
+                float(target),
+                row[~np.isnan(row)],
+                models.get(int(policy)),
+                float(velocity),
+                None if np.isnan(base).any() else PidGains(**dict(zip(_GAIN_FIELDS, base.tolist(), strict=True))),
+            )
+            for start, target, row, policy, velocity, base in zip(
                 saved["start_rad"],
                 saved["target_rad"],
                 saved["position_rad"],
                 saved["policy"],
                 saved["start_velocity_rad_s"],
+                gains,
                 strict=True,
             )
         ]
@@ -179,11 +197,12 @@ def fit_plant(
             f"(|velocity| <= {REST_SPEED_RAD_S} rad/s); give the PID more settle_s before each move"
         )
         raise OnlineError(msg)
-    groups: dict[bytes | None, list[RecordedMove]] = {}
+    # One batch per policy and base law the servo ran them with.
+    groups: dict[tuple[bytes | None, PidGains | None], list[RecordedMove]] = {}
     for move in moves:
-        groups.setdefault(move.policy_model, []).append(move)
+        groups.setdefault((move.policy_model, move.base_gains), []).append(move)
     policies: dict[bytes | None, SchedulePolicy | None] = {
-        model: None if model is None else TflmPolicy(model) for model in groups
+        model: None if model is None else TflmPolicy(model) for model, _ in groups
     }
     total = sum(len(m.position_rad) for m in moves)
     bound = math.log(FACTOR_BOUND)
@@ -191,12 +210,12 @@ def fit_plant(
     def squared_error(factors: Mapping[str, float]) -> float:
         scaled = profile.scaled(load, factors)[0]
         error = 0.0
-        for model, group in groups.items():
+        for (model, gains), group in groups.items():
             ticks = min(len(m.position_rad) for m in group)
             twin = BatchTwin(scaled, load, len(group), objective={"accuracy": 1.0})
             run = rollout(
                 twin,
-                schedule,
+                schedule if gains is None else replace(schedule, base=gains),
                 np.array([m.start_rad for m in group]),
                 np.array([m.target_rad for m in group]),
                 ticks,
@@ -232,8 +251,10 @@ class Round:
 
     Attributes:
         fit: the calibrated twin.
-        twin_improved: whether training found a policy better than the classical start on the calibrated twin's
-            validation moves (else nothing was deployed).
+        scheduled: whether training found a schedule better than its base law on the calibrated twin's
+            validation moves.
+        retuned_base: the base law's gains retuned on the calibrated twin, when they beat the start's there (the
+            deployed image runs them); None: the start's law. A round with neither deploys nothing.
         servo_metrics: the deployed policy on the servo's evaluation moves (empty if nothing was deployed).
         servo_score: its score there (`tuning.move_score`, higher is better; NaN if nothing was deployed).
         refusal: why the export refused the policy ("" if it did not).
@@ -241,7 +262,8 @@ class Round:
     """
 
     fit: PlantFit
-    twin_improved: bool
+    scheduled: bool
+    retuned_base: PidGains | None
     servo_metrics: dict[str, float]
     servo_score: float
     refusal: str
@@ -342,11 +364,11 @@ class CalibratedSession:
         metadata = export.metadata | {"paths": {kind: str(path) for kind, path in export.paths.items()}}
         return PolicyRecord(export.image, metadata, crc, self.steps)
 
-    def _evaluate(self, model: bytes | None) -> tuple[dict[str, float], float]:
+    def _evaluate(self, model: bytes | None, base_gains: PidGains | None = None) -> tuple[dict[str, float], float]:
         """Run the evaluation moves on the servo with what it runs now; its metrics and score (higher: better).
 
         Every move is recorded for the next calibration, with `model`, the quantised policy the servo runs
-        (None: the classical start).
+        (None: the classical start), and `base_gains`, its base law's gains (None: the start's).
         """
         self._report("evaluating")
         episodes = evaluation_episodes(self.eval_moves, self.config.settle_s)
@@ -362,7 +384,9 @@ class CalibratedSession:
             runs.append(whole)
             positions = np.asarray(whole.position_rad, dtype=np.float64)
             velocity = float(whole.velocity_rad_s[0])
-            self.recorded.append(RecordedMove(float(positions[0]), move.target_rad, positions, model, velocity))
+            self.recorded.append(
+                RecordedMove(float(positions[0]), move.target_rad, positions, model, velocity, base_gains)
+            )
         self._save_moves()
         evaluation = servo_evaluation(self.terms, runs, [m.start_rad for m in self.eval_moves])
         if self._budget is None and self.training.objective.text == ENERGY:
@@ -387,6 +411,14 @@ class CalibratedSession:
             "position_rad": positions,
             "policy": np.array([-1 if m.policy_model is None else models.index(m.policy_model) for m in self.recorded]),
             "start_velocity_rad_s": np.array([m.start_velocity_rad_s for m in self.recorded]),
+            "base_gains": np.array(
+                [
+                    [np.nan] * len(_GAIN_FIELDS)
+                    if m.base_gains is None
+                    else [getattr(m.base_gains, f) for f in _GAIN_FIELDS]
+                    for m in self.recorded
+                ]
+            ),
         }
         arrays |= {f"model_{i}": np.frombuffer(model, dtype=np.uint8) for i, model in enumerate(models)}
         with path.with_suffix(".tmp.npz").open("wb") as file:
@@ -408,21 +440,29 @@ class CalibratedSession:
             seed=config.seed + index,
         )
         self._report("training")
-        training = replace(self.training, plant_factors=tuple(sorted(fit.factors.items())), seed=config.seed + index)
+        training = replace(
+            self.training,
+            plant_factors=tuple(sorted(fit.factors.items())),
+            seed=config.seed + index,
+            retune_evaluations=config.retune_evaluations,
+        )
         result = train_schedule(training, should_cancel=self._should_stop)
         self._train_wall_s += result.wall_s
-        if result.best is None:
-            return Round(fit, False, {}, math.nan, "", result.wall_s), None
+        # A candidate: a schedule that beat the law on the calibrated twin, or that law itself retuned for it.
+        retuned = None if result.schedule.base == schedule.base else result.schedule.base
+        found = partial(Round, fit, result.best is not None, retuned, train_wall_s=result.wall_s)
+        if result.best is None and retuned is None:
+            return found({}, math.nan, ""), None
         try:
             record = self._deploy(result)
         except PolicyRejected as exc:
-            return Round(fit, True, {}, math.nan, str(exc), result.wall_s), None
+            return found({}, math.nan, str(exc)), None
         model = Path(record.metadata["paths"]["tflite"]).read_bytes()
-        metrics, score = self._evaluate(model)
+        metrics, score = self._evaluate(model, retuned)
         self._metrics = metrics
         evaluated = PolicyRecord(record.image, record.metadata, record.policy_crc32, record.steps, metrics)
         better = score > best_score and _metric_better(self.training.objective, metrics, best_metrics)
-        return Round(fit, True, metrics, score, "", result.wall_s), evaluated if better else None
+        return found(metrics, score, ""), evaluated if better else None
 
     def run(self) -> SessionResult:
         """Run until a policy wins on the servo, the rounds or a budget run out, or a cancel.

@@ -748,6 +748,8 @@ class LearnerNode(Node):
         rounds = "; ".join(
             f"round {i + 1}: twin fit rms {r.fit.nominal_rms_error_rad * 1e3:.0f} -> "
             f"{r.fit.rms_error_rad * 1e3:.0f} mrad"
+            + (", base law retuned" if r.retuned_base else "")
+            + (", schedule learned" if r.scheduled else "")
             + (f", servo {metric} {r.servo_metrics[metric]:.4g}" if r.servo_metrics else ", nothing deployed")
             + (f" (export refused: {r.refusal})" if r.refusal else "")
             for i, r in enumerate(session.rounds)

@@ -267,6 +267,8 @@ class CalibratedConfig:
         min_move_rad: every evaluation move is at least this long (rad).
         rounds: at most this many calibrate → train → deploy → evaluate rounds.
         fit_evaluations: candidate plants per calibration.
+        retune_evaluations: gain sets the tuner tries when it retunes the base law on the calibrated twin
+            (``schedule.ScheduleConfig.retune_evaluations``); 0: schedule the cached law.
         max_servo_s: servo-time budget (s), moves and settling included; 0: no limit.
         max_time_s: wall-time budget (s); 0: no limit.
         stop_on_target: stop once a policy beats the classical start on the servo.
@@ -286,6 +288,9 @@ class CalibratedConfig:
     min_move_rad: float = 0.2
     rounds: int = parameter(3, "at most this many calibrate -> train -> deploy -> evaluate rounds")
     fit_evaluations: int = parameter(120, "candidate plants simulated per calibration")
+    retune_evaluations: int = parameter(
+        120, "gain sets tried when retuning the base law on the calibrated twin (0: schedule the cached law)"
+    )
     max_servo_s: float = parameter(600.0, "servo-time budget of a goal, moves and settling included (s; 0: none)")
     max_time_s: float = 0.0
     stop_on_target: bool = True
@@ -296,6 +301,8 @@ class CalibratedConfig:
         parse_objective(self.objective)
         if min(self.eval_moves, self.rounds, self.fit_evaluations, self.generations) < 1:
             problems.append("eval_moves, rounds, fit_evaluations and generations must be >= 1")
+        if self.retune_evaluations < 0:
+            problems.append("retune_evaluations must be >= 0 (0: schedule the cached law)")
         positive = {"episode_s": self.episode_s, "target_limit_rad": self.target_limit_rad}
         non_negative = {
             "settle_s": self.settle_s,

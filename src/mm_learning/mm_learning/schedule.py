@@ -36,7 +36,7 @@ from mm_sim.baselines import LAWS, TimeOptimalController, tuned_gains
 from mm_sim.batch import BatchTwin, Rollout, Schedule, evaluate_batch, random_moves, rollout
 from mm_sim.env import ServoEnv
 from mm_sim.evaluate import Evaluation, Move, evaluate, seeded_moves
-from mm_sim.tuning import ENERGY, Classical, classical
+from mm_sim.tuning import ENERGY, TUNING_SEED, Classical, budget_for, classical, run_law, tune_law
 from numpy.typing import NDArray
 
 from mm_learning.actor import ActorSpec, DenseLayer
@@ -84,6 +84,10 @@ class ScheduleConfig:
             profile's tuned ones, the laws the servo runs.
         base_law: the law to schedule: "ptos", or "" for the objective's classical controller (the better of PID
             and PTOS on the validation moves, which must be PTOS). A calibrated twin keeps the law the servo runs.
+        retune_evaluations: 0: schedule the law with its cached gains. More: first retune its gains on this twin's
+            plant (`mm_sim.tuning.tune_law`, a local search from the cached gains with this many evaluations on
+            the tuner's moves) and schedule the retuned law when it scores better on the validation moves: on a
+            twin calibrated to a unit, the law tuned for the unit's own plant (the image carries the base gains).
     """
 
     profile: str = "mm_v3"
@@ -103,10 +107,14 @@ class ScheduleConfig:
     validate_every: int = 5
     plant_factors: tuple[tuple[str, float], ...] = ()
     base_law: str = ""
+    retune_evaluations: int = 0
 
     def __post_init__(self) -> None:
         if min(self.generations, self.hidden, self.pairs, self.moves, self.validate_every, self.decimation) < 1:
             msg = f"generations, hidden, pairs, moves, validate_every and decimation must be >= 1: {self}"
+            raise TrainingError(msg)
+        if self.retune_evaluations < 0:
+            msg = f"retune_evaluations must be >= 0 (0: the cached gains): {self.retune_evaluations}"
             raise TrainingError(msg)
         if self.base_law not in ("", "ptos"):
             msg = f"base_law {self.base_law!r} must be 'ptos' or '' (the objective's classical controller)"
@@ -352,8 +360,36 @@ def _setup(config: ScheduleConfig) -> tuple[ServoProfile, list[Move], Classical,
     if base.gains.decel_rad_s2 <= 0.0:
         msg = f"the classical controller of {config.objective.text!r} here is the PID; a schedule needs PTOS to scale"
         raise TrainingError(msg)
+    if config.retune_evaluations > 0:
+        base = _retuned(config, profile, base, validation)
     _check_move_length(config, base)
     return profile, validation, base, Schedule(base.gains, config.schedule_range, config.decimation)
+
+
+RETUNE_MOVES = 30
+"""Moves of the base law's retune on the twin's plant (the tuner's seed: `mm_sim.tuning.TUNING_SEED`)."""
+
+
+def _retuned(config: ScheduleConfig, profile: ServoProfile, base: Classical, validation: list[Move]) -> Classical:
+    """`base` (PTOS) with its gains retuned on `profile`'s plant, when that scores better on `validation`."""
+    name = config.objective.base
+    moves = seeded_moves(RETUNE_MOVES, seed=TUNING_SEED)
+    budget = budget_for(profile, config.load, name, moves, base.pid_gains)
+    gains, _ = tune_law(
+        profile,
+        config.load,
+        name,
+        "ptos",
+        moves=moves,
+        evaluations=config.retune_evaluations,
+        seed=config.seed,
+        budget=budget,
+        start=base.gains,
+    )
+    ptos = run_law(profile, config.load, name, gains, validation)
+    if base.score(ptos) <= base.score(base.ptos):
+        return base
+    return dataclasses.replace(base, gains=gains, ptos=ptos)
 
 
 def classical_start(config: ScheduleConfig) -> ScheduleResult:

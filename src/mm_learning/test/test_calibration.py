@@ -8,6 +8,7 @@ it (bench/bench_online_schedule.py), these tests use step budgets too small to p
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 from mm_contract.profiles import load_profile
 from mm_contract.signing import generate_keypair, load_private_key, public_key_hex
-from mm_learning.calibration import CalibratedSession, RecordedMove, fit_plant
+from mm_learning.calibration import MOVES_FILE, CalibratedSession, RecordedMove, fit_plant, load_moves
 from mm_learning.errors import OnlineError
 from mm_learning.online_session import CalibratedConfig, ServoFleet, SessionProgress
 from mm_learning.schedule import ScheduleConfig, classical_start
@@ -53,6 +54,32 @@ def test_the_plant_fit_finds_the_factor_a_servo_differs_by() -> None:
         fit_plant("mm_v3", "pendulum", schedule, [], evaluations=5)
 
 
+def test_moves_run_under_another_base_law_are_fitted_with_that_law() -> None:
+    """Moves the servo ran on a base law retuned for it (kp_pos x1.5, decel x0.8) fit with those gains recorded;
+    fitted as if the start's law had run them, the twin misses the load (what a retuning session must avoid).
+    """
+    schedule = classical_start(ScheduleConfig(generations=1)).schedule
+    other = dataclasses.replace(
+        schedule.base, kp_pos=schedule.base.kp_pos * 1.5, decel_rad_s2=schedule.base.decel_rad_s2 * 0.8
+    )
+    profile = load_profile("mm_v3").scaled("pendulum", HEAVY)[0]
+    moves = seeded_moves(4, seed=11)
+    twin = BatchTwin(profile, "pendulum", len(moves), objective="speed")
+    starts, targets = np.array([m.start_rad for m in moves]), np.array([m.target_rad for m in moves])
+    run = rollout(twin, dataclasses.replace(schedule, base=other), starts, targets, 600, seed=5)
+
+    def fitted(gains: Any) -> Any:
+        recorded = [
+            RecordedMove(s, t, run.position_rad[:, i], base_gains=gains)
+            for i, (s, t) in enumerate(zip(starts, targets, strict=True))
+        ]
+        return fit_plant("mm_v3", "pendulum", schedule, recorded, keys=["load.mass_kg"], evaluations=41, seed=0)
+
+    right, wrong = fitted(other), fitted(None)
+    assert right.factors["load.mass_kg"] == pytest.approx(1.5, abs=0.05)
+    assert right.rms_error_rad < 0.5 * wrong.rms_error_rad
+
+
 def test_a_bad_configuration_is_refused_naming_the_fields() -> None:
     with pytest.raises(OnlineError, match="eval_moves, rounds, fit_evaluations and generations must be >= 1"):
         CalibratedConfig(rounds=0).validate()
@@ -60,6 +87,8 @@ def test_a_bad_configuration_is_refused_naming_the_fields() -> None:
         CalibratedConfig(episode_s=float("nan"), max_servo_s=-1.0).validate()
     with pytest.raises(OnlineError, match="leaves no move"):
         CalibratedConfig(min_move_rad=4.0).validate()
+    with pytest.raises(OnlineError, match="retune_evaluations must be >= 0"):
+        CalibratedConfig(retune_evaluations=-1).validate()
 
 
 def _session(tmp_path: Path, **overrides: Any) -> tuple[CalibratedSession, VirtualServoLink, list[Any]]:
@@ -76,6 +105,7 @@ def _session(tmp_path: Path, **overrides: Any) -> tuple[CalibratedSession, Virtu
         "generations": 2,
         "eval_moves": 3,
         "fit_evaluations": 5,
+        "retune_evaluations": 8,
         "rounds": 1,
         "settle_s": 0.3,
         "stop_on_target": False,
@@ -122,6 +152,11 @@ def test_a_session_measures_calibrates_trains_and_leaves_the_best_policy_running
         assert deploys[-1] == zlib.crc32(result.start.image), "a losing policy is replaced by the best"
     phases = [event[1].phase for event in events if event[0] == "progress"]
     assert phases[:2] == ["deploying", "evaluating"] and {"calibrating", "training"} <= set(phases)
+    # The saved moves keep the base law each ran on (a round's retuned law, or None: the start's).
+    saved = load_moves(tmp_path / "out" / MOVES_FILE)
+    assert [m.base_gains for m in saved] == [m.base_gains for m in session.recorded]
+    assert all(m.base_gains is None for m in saved[:per_policy])
+    assert all(m.base_gains == round_.retuned_base for m in saved[per_policy:])
     assert all(isinstance(event[1], SessionProgress) for event in events if event[0] == "progress")
 
 

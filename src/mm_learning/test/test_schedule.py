@@ -16,6 +16,7 @@ from mm_learning.errors import TrainingError
 from mm_learning.schedule import (
     MlpPolicy,
     ScheduleConfig,
+    classical_start,
     export_schedule,
     publish,
     ticks_per_generation,
@@ -73,6 +74,18 @@ def test_a_seeded_step_budget_beats_the_classical_controller_on_validation() -> 
     assert result.unlearned() == ""
 
 
+def test_a_retune_on_the_twins_plant_schedules_the_law_tuned_for_that_plant() -> None:
+    """On a twin calibrated to a heavier servo the cached PTOS is off; retuned there (24 gain sets, seeded) it
+    scores better on the validation moves, and the schedule, its start and its image use the retuned gains.
+    """
+    heavy = (("load.mass_kg", 1.4), ("friction.coulomb_nm", 2.0))
+    cached = classical_start(ScheduleConfig(plant_factors=heavy, base_law="ptos"))
+    retuned = classical_start(ScheduleConfig(plant_factors=heavy, base_law="ptos", retune_evaluations=24))
+    assert retuned.schedule.base != cached.schedule.base == cached.classical.gains
+    assert retuned.schedule.base == retuned.classical.gains
+    assert retuned.classical.score(retuned.classical.start) > cached.classical.score(cached.classical.start)
+
+
 def test_cancel_stops_before_the_first_generation() -> None:
     result = train_schedule(dataclasses.replace(TINY, generations=50), should_cancel=lambda: True)
     assert result.ticks == 0 and result.best is None and result.curve == [result.curve[0]]
@@ -81,7 +94,9 @@ def test_cancel_stops_before_the_first_generation() -> None:
     )
 
 
-@pytest.mark.parametrize("bad", [{"generations": 0}, {"sigma": 0.0}, {"pairs": 0}, {"episode_s": -1.0}])
+@pytest.mark.parametrize(
+    "bad", [{"generations": 0}, {"sigma": 0.0}, {"pairs": 0}, {"episode_s": -1.0}, {"retune_evaluations": -1}]
+)
 def test_bad_configurations_are_refused(bad: dict[str, Any]) -> None:
     with pytest.raises(TrainingError):
         dataclasses.replace(TINY, **bad)
