@@ -8,13 +8,15 @@ configured from (`plant_factors`, default: the pendulum 1.4 times as heavy and t
 payload and a stiff bearing that no datasheet tells the learner about), so what the learner knows about this servo
 it learns from the servo. Driver and learner run beside it in one namespace, every message over DDS. Per seed, the
 learner (`mm_learning.calibration.CalibratedSession`): deploys the classical start (the speed-tuned PTOS as a zero
-schedule), measures it on the seeded evaluation moves, calibrates the twin to those moves, trains the schedule on
-it, deploys it through the driver, measures it on the same moves and keeps it only if it beats the start there.
+schedule), measures it on the seeded evaluation moves, calibrates the twin to those moves, retunes the PTOS gains
+and trains the schedule on it, deploys them through the driver, measures them on the same moves and keeps one only
+if it beats the start there.
 
 Printed per seed: the servo-measured settle time of the classical start and of the kept policy, servo time used
 (evaluation moves and the PID settling before each), wall time, and the samples the firmware's guard drove (flag
-GUARD on `transitions`: the policy left its envelope and the classical law took over). Baseline: the classical
-start measured in the same run, on the same servo and moves.
+GUARD on `transitions`: the policy left its envelope and the classical law took over), and what each round found
+(the result message: twin fit, "base law retuned" with the retuned law alone on the servo, "schedule learned", the
+round's policy on the servo). Baseline: the classical start measured in the same run, on the same servo and moves.
 
 Fleets (issue "Fleets", item 2: one learner, many servos): `--servos 1 2 4 8` runs the same goals with one
 learner whose parameter `servos` names N servos (twin + driver each, namespaces /online1 ... /onlineN, the fleet
@@ -222,6 +224,7 @@ def _row(seed: int, result: Any, succeeded: bool, wall_s: float, guard: tuple[in
         "guarded_samples": guard[0],
         "streamed_samples": guard[1],
         "message": result.message,
+        "rounds": result.message.partition("; ")[2],  # what each round found and measured on the servo
     }
 
 
@@ -234,12 +237,12 @@ def _print_table(report: dict[str, Any]) -> None:
     print(
         "| servos | seed | classical start: settle (s) | learned policy: settle (s) | change | beat the start "
         "| servo time (s) | wall (s): all / servo phases / twin phases | transitions per s of servo phases "
-        "| guard-driven samples |"
+        "| guard-driven samples | rounds |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in report["seeds"]:
         if "failed" in row:
-            print(f"| {row['servos']} | {row['seed']} | failed: {row['failed']} |||||||| ")
+            print(f"| {row['servos']} | {row['seed']} | failed: {row['failed']} ||||||||| ")
             continue
         change = 100.0 * (row["start_settle_s"] - row["policy_settle_s"]) / row["start_settle_s"]
         print(
@@ -247,7 +250,7 @@ def _print_table(report: dict[str, Any]) -> None:
             f"| {row['policy_settle_s']:.3f} ({row['policy_settled']:.0%}) | {change:+.1f} % faster | "
             f"{'yes' if row['beat_start'] else 'no'} | {row['servo_time_s']:.0f} | {row['wall_s']:.0f} / "
             f"{row['servo_phases_s']:.0f} / {row['twin_phases_s']:.0f} | {row['transitions_per_servo_s']:.0f} | "
-            f"{row['guarded_samples']} of {row['streamed_samples']} |"
+            f"{row['guarded_samples']} of {row['streamed_samples']} | {row['rounds']} |"
         )
     print()
 

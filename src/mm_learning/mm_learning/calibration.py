@@ -12,8 +12,9 @@ it for ``Train`` goals with ``mode: online``, ``algorithm: es``):
    measured positions best, searched by the tuner's (1+4) evolution strategy in log space;
 3. retunes the base law on the calibrated twin and trains the schedule on top of it (``schedule.train_schedule``
    with ``plant_factors`` and ``retune_evaluations``), exports it with every check, deploys it and runs the same
-   evaluation moves on the servo; the firmware's guard (servo contract section 4) bounds every one of those moves,
-   and each is recorded with the base gains it ran under, for the next calibration;
+   evaluation moves on the servo (when the round retuned the law *and* learned a schedule, the retuned law alone
+   first); the firmware's guard (servo contract section 4) bounds every one of those moves, and each is recorded
+   with the base gains it ran under, for the next calibration;
 4. keeps the policy only if it beats the best so far on the servo (the objective's own score, ``tuning.move_score``;
    energy: less energy within 1.05 × the classical start's settle), and otherwise calibrates again with every
    move measured so far, until it wins (``stop_on_target``), the rounds, the servo-time or the wall-time budget
@@ -27,7 +28,6 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -255,9 +255,12 @@ class Round:
             validation moves.
         retuned_base: the base law's gains retuned on the calibrated twin, when they beat the start's there (the
             deployed image runs them); None: the start's law. A round with neither deploys nothing.
-        servo_metrics: the deployed policy on the servo's evaluation moves (empty if nothing was deployed).
-        servo_score: its score there (`tuning.move_score`, higher is better; NaN if nothing was deployed).
-        refusal: why the export refused the policy ("" if it did not).
+        servo_metrics: the round's policy (the schedule, else the retuned law) on the servo's evaluation moves
+            (empty if it was not deployed).
+        servo_score: its score there (`tuning.move_score`, higher is better; NaN if it was not deployed).
+        retuned_metrics: the retuned law alone on the servo's evaluation moves, measured before the schedule on
+            top of it (empty unless the round found both and deployed both).
+        refusal: why the export refused a policy ("" if it did not).
         train_wall_s: wall time of the training (s).
     """
 
@@ -266,6 +269,7 @@ class Round:
     retuned_base: PidGains | None
     servo_metrics: dict[str, float]
     servo_score: float
+    retuned_metrics: dict[str, float]
     refusal: str
     train_wall_s: float
 
@@ -328,6 +332,8 @@ class CalibratedSession:
         self._metrics: dict[str, float] = {}
         self._baseline: dict[str, float] = {}
         self._stop_reason = ""
+        self._history: list[tuple[int, float]] = []
+        """(transitions, score) after each evaluation on the servo."""
 
     def _report(self, phase: str) -> None:
         wall = time.monotonic() - self._start_wall
@@ -391,7 +397,9 @@ class CalibratedSession:
         evaluation = servo_evaluation(self.terms, runs, [m.start_rad for m in self.eval_moves])
         if self._budget is None and self.training.objective.text == ENERGY:
             self._budget = energy_budget(evaluation)  # the classical start's settle sets the energy budget
-        return summarize(evaluation), _score(evaluation, self._budget)
+        score = _score(evaluation, self._budget)
+        self._history.append((self.steps, score))
+        return summarize(evaluation), score
 
     def _save_moves(self) -> None:
         """Write every move measured so far to ``<out_dir>/servo_moves.npz``, replaced atomically.
@@ -426,9 +434,14 @@ class CalibratedSession:
         os.replace(path.with_suffix(".tmp.npz"), path)
 
     def _round(
-        self, index: int, schedule: Schedule, best_score: float, best_metrics: Mapping[str, float]
-    ) -> tuple[Round, PolicyRecord | None]:
-        """Calibrate, train, deploy and evaluate; the evaluated policy when it beats the best on the servo."""
+        self, index: int, schedule: Schedule, best: PolicyRecord, best_score: float
+    ) -> tuple[Round, tuple[PolicyRecord, float] | None, PolicyRecord | None]:
+        """Calibrate, train, deploy and evaluate.
+
+        Returns:
+            The round; the best evaluated policy that beats `best` on the servo, with its score (None: none did);
+            the policy the servo runs now (None: the round deployed nothing).
+        """
         config = self.config
         self._report("calibrating")
         fit = fit_plant(
@@ -448,21 +461,34 @@ class CalibratedSession:
         )
         result = train_schedule(training, should_cancel=self._should_stop)
         self._train_wall_s += result.wall_s
-        # A candidate: a schedule that beat the law on the calibrated twin, or that law itself retuned for it.
         retuned = None if result.schedule.base == schedule.base else result.schedule.base
-        found = partial(Round, fit, result.best is not None, retuned, train_wall_s=result.wall_s)
-        if result.best is None and retuned is None:
-            return found({}, math.nan, ""), None
-        try:
-            record = self._deploy(result)
-        except PolicyRejected as exc:
-            return found({}, math.nan, str(exc)), None
-        model = Path(record.metadata["paths"]["tflite"]).read_bytes()
-        metrics, score = self._evaluate(model, retuned)
-        self._metrics = metrics
-        evaluated = PolicyRecord(record.image, record.metadata, record.policy_crc32, record.steps, metrics)
-        better = score > best_score and _metric_better(self.training.objective, metrics, best_metrics)
-        return found(metrics, score, ""), evaluated if better else None
+        # Candidates: the law retuned for the calibrated twin, and a schedule that beat it there on top; when the
+        # round found both, the retuned law alone goes first, so the servo says what the schedule adds.
+        scheduled = result.best is not None
+        candidates = [result.start(), result] if retuned and scheduled else [result] if retuned or scheduled else []
+        measured: list[tuple[dict[str, float], float]] = []
+        winner: tuple[PolicyRecord, float] | None = None
+        running: PolicyRecord | None = None
+        refusal = ""
+        for candidate in candidates:
+            if measured and self._should_stop():
+                break
+            try:
+                record = self._deploy(candidate)
+            except PolicyRejected as exc:
+                refusal = str(exc)
+                continue
+            model = Path(record.metadata["paths"]["tflite"]).read_bytes()
+            metrics, score = self._evaluate(model, retuned)
+            self._metrics = metrics
+            running = PolicyRecord(record.image, record.metadata, record.policy_crc32, record.steps, metrics)
+            measured.append((metrics, score))
+            if score > best_score and _metric_better(self.training.objective, metrics, best.metrics):
+                winner, best, best_score = (running, score), running, score
+        metrics, score = measured[-1] if measured else ({}, math.nan)
+        retuned_metrics = measured[0][0] if len(measured) == len(candidates) == 2 else {}
+        outcome = Round(fit, scheduled, retuned, metrics, score, retuned_metrics, refusal, result.wall_s)
+        return outcome, winner, running
 
     def run(self) -> SessionResult:
         """Run until a policy wins on the servo, the rounds or a budget run out, or a cancel.
@@ -473,7 +499,7 @@ class CalibratedSession:
             OnlineError: the servo refused the start policy or stopped answering.
         """
         self._start_wall = time.monotonic()
-        history: list[tuple[int, float]] = []
+        self._history.clear()
         config = self.config
         try:
             untrained = classical_start(self.training)
@@ -481,24 +507,21 @@ class CalibratedSession:
             self._baseline, start_score = self._evaluate(None)
             start = replace(start_record, metrics=dict(self._baseline))
             best, best_score = start, start_score
-            running: PolicyRecord | None = start
-            history.append((self.steps, start_score))
+            running = start
             for index in range(config.rounds):
                 if self._should_stop():
                     break
-                outcome, better = self._round(index, untrained.schedule, best_score, best.metrics)
+                outcome, better, deployed = self._round(index, untrained.schedule, best, best_score)
                 self.rounds.append(outcome)
-                if outcome.servo_metrics:
-                    running = None
-                    history.append((self.steps, outcome.servo_score))
+                running = deployed or running
                 if better is not None:
-                    best, best_score, running = better, outcome.servo_score, better
+                    best, best_score = better
                     if config.stop_on_target:
                         self._stop_reason = "target"
                         break
             if not self._stop_reason:
                 self._stop_reason = "rounds"
-            if running is None:  # the last deployed policy lost: the best one runs again
+            if running is not best:  # a later policy lost: the best one runs again
                 self._report("deploying")
                 self.fleet.deploy(best.image, best.metadata)
         finally:
@@ -510,7 +533,7 @@ class CalibratedSession:
             deploys=self.deploys,
             start=start,
             best=best,
-            history=history,
+            history=list(self._history),
             elapsed_s=time.monotonic() - self._start_wall,
             servo_time_s=self.servo_time_s,
             train_time_s=self._train_wall_s,

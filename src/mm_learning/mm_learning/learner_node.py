@@ -749,6 +749,7 @@ class LearnerNode(Node):
             f"round {i + 1}: twin fit rms {r.fit.nominal_rms_error_rad * 1e3:.0f} -> "
             f"{r.fit.rms_error_rad * 1e3:.0f} mrad"
             + (", base law retuned" if r.retuned_base else "")
+            + (f" (servo {metric} {r.retuned_metrics[metric]:.4g})" if r.retuned_metrics else "")
             + (", schedule learned" if r.scheduled else "")
             + (f", servo {metric} {r.servo_metrics[metric]:.4g}" if r.servo_metrics else ", nothing deployed")
             + (f" (export refused: {r.refusal})" if r.refusal else "")

@@ -267,6 +267,11 @@ class ScheduleResult:
         """Control ticks of experience per second of wall time."""
         return self.ticks / self.wall_s
 
+    def start(self) -> ScheduleResult:
+        """The run's classical start, to export: its base law (as retuned, if it was) under the zero-output policy."""
+        weights = self.policy.initial(np.random.default_rng(self.config.seed))
+        return dataclasses.replace(self, weights=weights, best=None, curve=self.curve[:1], beat_after_s=None)
+
     def unlearned(self) -> str:
         """What the exported image is when no policy beat the classical start on validation ("" when one did).
 

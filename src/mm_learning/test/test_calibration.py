@@ -21,11 +21,13 @@ from mm_contract.signing import generate_keypair, load_private_key, public_key_h
 from mm_learning.calibration import MOVES_FILE, CalibratedSession, RecordedMove, fit_plant, load_moves
 from mm_learning.errors import OnlineError
 from mm_learning.online_session import CalibratedConfig, ServoFleet, SessionProgress
-from mm_learning.schedule import ScheduleConfig, classical_start
+from mm_learning.schedule import ScheduleConfig, ScheduleResult, classical_start
 from mm_sim.batch import BatchTwin, rollout
 from mm_sim.evaluate import seeded_moves
 from mm_sim.virtual_servo import VirtualServo, VirtualServoConfig
 from online_support import VirtualServoLink, lose_tails
+
+from mm_learning import calibration
 
 HEAVY = {"load.mass_kg": 1.5}
 """The servo's pendulum is half as heavy again as the profile says."""
@@ -129,10 +131,10 @@ def test_a_session_measures_calibrates_trains_and_leaves_the_best_policy_running
     (round_,) = session.rounds
     moves = [event[1] for event in events if event[0] == "move"]
     deploys = [event[1] for event in events if event[0] == "deploy"]
-    # The classical start and the round's policy (when training found one) ran the same seeded moves from rest.
+    # The classical start and each policy the round deployed ran the same seeded moves from rest.
     per_policy = session.config.eval_moves
-    assert len(moves) == per_policy * (2 if round_.servo_metrics else 1)
-    assert moves[:per_policy] == moves[per_policy:] or not round_.servo_metrics
+    assert len(moves) == per_policy * len(result.history)
+    assert moves == moves[:per_policy] * len(result.history)
     assert all(m.start_rad is not None and m.exploration_std == 0.0 for m in moves)
     assert result.steps == len(moves) * 1000 and len(session.recorded) == len(moves)
     assert result.servo_time_s == pytest.approx(len(moves) * (1.0 + 0.3))
@@ -158,6 +160,42 @@ def test_a_session_measures_calibrates_trains_and_leaves_the_best_policy_running
     assert all(m.base_gains is None for m in saved[:per_policy])
     assert all(m.base_gains == round_.retuned_base for m in saved[per_policy:])
     assert all(isinstance(event[1], SessionProgress) for event in events if event[0] == "progress")
+
+
+@pytest.mark.slow
+def test_a_round_that_retuned_and_scheduled_measures_the_retuned_law_alone_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training is made to return a retuned base law (kp_pos x1.2) with a schedule on top (output layer nonzero)."""
+    real = calibration.train_schedule
+
+    def retuned_and_scheduled(config: ScheduleConfig, **kwargs: Any) -> ScheduleResult:
+        result = real(config, **kwargs)
+        base = dataclasses.replace(result.schedule.base, kp_pos=result.schedule.base.kp_pos * 1.2)
+        weights = result.weights.copy()
+        weights[-1] = 0.05  # the output bias: a constant schedule on top of the base law
+        schedule = dataclasses.replace(result.schedule, base=base)
+        return dataclasses.replace(result, schedule=schedule, weights=weights, best=result.classical.start)
+
+    monkeypatch.setattr(calibration, "train_schedule", retuned_and_scheduled)
+    session, link, events = _session(tmp_path, retune_evaluations=0)
+
+    result = session.run()
+
+    (round_,) = session.rounds
+    per_policy = session.config.eval_moves
+    deploys = [event[1] for event in events if event[0] == "deploy"]
+    # Start, the retuned law alone, the schedule on top of it; then the best again if the schedule lost.
+    assert round_.scheduled and round_.retuned_base is not None
+    assert round_.retuned_metrics.keys() == round_.servo_metrics.keys()
+    assert round_.retuned_metrics != round_.servo_metrics
+    assert len(session.recorded) == 3 * per_policy and len(result.history) == 3
+    assert all(m.base_gains == round_.retuned_base for m in session.recorded[per_policy:])
+    models = [m.policy_model for m in session.recorded[per_policy:]]
+    assert models[0] == models[per_policy - 1] != models[per_policy] == models[-1]
+    assert link.servo.state().policy_crc32 == result.best.policy_crc32 == deploys[-1]
+    assert len(deploys) == 3 + (result.best.policy_crc32 != deploys[2])
+    assert result.history[-1][1] == pytest.approx(round_.servo_score)
 
 
 @pytest.mark.slow
