@@ -32,7 +32,7 @@ from mm_contract.profiles import ServoProfile, load_profile
 from mm_contract.registry import Registry, RegistryEntry
 from mm_contract.signing import public_key_hex, sign
 from mm_contract.tflm import TflmPolicy
-from mm_sim.baselines import LAWS, TimeOptimalController, tuned_gains
+from mm_sim.baselines import LAWS, TimeOptimalController, gravity_feedforward_a, tuned_gains
 from mm_sim.batch import BatchTwin, Rollout, Schedule, evaluate_batch, random_moves, rollout
 from mm_sim.env import ServoEnv
 from mm_sim.evaluate import Evaluation, Move, evaluate, seeded_moves
@@ -85,9 +85,10 @@ class ScheduleConfig:
         base_law: the law to schedule: "ptos", or "" for the objective's classical controller (the better of PID
             and PTOS on the validation moves, which must be PTOS). A calibrated twin keeps the law the servo runs.
         retune_evaluations: 0: schedule the law with its cached gains. More: first retune its gains on this twin's
-            plant (`mm_sim.tuning.tune_law`, a local search from the cached gains with this many evaluations on
-            the tuner's moves) and schedule the retuned law when it scores better on the validation moves: on a
-            twin calibrated to a unit, the law tuned for the unit's own plant (the image carries the base gains).
+            plant (`mm_sim.tuning.tune_law`, a local search from the cached gains with this plant's gravity
+            feed-forward, with this many evaluations on the tuner's moves) and schedule the retuned law when it
+            scores better on the validation moves: on a twin calibrated to a unit, the law tuned for the unit's
+            own plant (the image carries the base gains).
     """
 
     profile: str = "mm_v3"
@@ -376,9 +377,15 @@ RETUNE_MOVES = 30
 
 
 def _retuned(config: ScheduleConfig, profile: ServoProfile, base: Classical, validation: list[Move]) -> Classical:
-    """`base` (PTOS) with its gains retuned on `profile`'s plant, when that scores better on `validation`."""
+    """`base` (PTOS) with its gains retuned on `profile`'s plant, when that scores better on `validation`.
+
+    The search starts from the cached gains with the gravity feed-forward of `profile`'s plant
+    (`baselines.gravity_feedforward_a`, the rule the cached gains follow on the nominal one), which the tuner keeps:
+    on a calibrated twin, the gravity torque per ampere the fit found.
+    """
     name = config.objective.base
     moves = seeded_moves(RETUNE_MOVES, seed=TUNING_SEED)
+    start = dataclasses.replace(base.gains, gravity_ff_a=gravity_feedforward_a(profile, profile.load(config.load)))
     budget = budget_for(profile, config.load, name, moves, base.pid_gains)
     gains, _ = tune_law(
         profile,
@@ -389,7 +396,7 @@ def _retuned(config: ScheduleConfig, profile: ServoProfile, base: Classical, val
         evaluations=config.retune_evaluations,
         seed=config.seed,
         budget=budget,
-        start=base.gains,
+        start=start,
     )
     ptos = run_law(profile, config.load, name, gains, validation)
     if base.score(ptos) <= base.score(base.ptos):

@@ -75,14 +75,17 @@ def test_a_seeded_step_budget_beats_the_classical_controller_on_validation() -> 
 
 
 def test_a_retune_on_the_twins_plant_schedules_the_law_tuned_for_that_plant() -> None:
-    """On a twin calibrated to a heavier servo the cached PTOS is off; retuned there (24 gain sets, seeded) it
-    scores better on the validation moves, and the schedule, its start and its image use the retuned gains.
+    """On a twin calibrated to a heavier servo the cached PTOS is off; retuned there (its gravity feed-forward
+    from that plant, 24 gain sets, seeded) it scores better on the validation moves, and the schedule, its start
+    and its image use the retuned gains.
     """
     heavy = (("load.mass_kg", 1.4), ("friction.coulomb_nm", 2.0))
     cached = classical_start(ScheduleConfig(plant_factors=heavy, base_law="ptos"))
     retuned = classical_start(ScheduleConfig(plant_factors=heavy, base_law="ptos", retune_evaluations=24))
     assert retuned.schedule.base != cached.schedule.base == cached.classical.gains
     assert retuned.schedule.base == retuned.classical.gains
+    # Its gravity feed-forward is the heavier plant's: 1.4 times the nominal pendulum's.
+    assert retuned.schedule.base.gravity_ff_a == pytest.approx(1.4 * cached.schedule.base.gravity_ff_a, rel=1e-5)
     assert retuned.classical.score(retuned.classical.start) > cached.classical.score(cached.classical.start)
 
 
