@@ -27,7 +27,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import astuple, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,7 +80,7 @@ FIT_SEED = 4_000_000
 """Seed of the twin's sensing noise while fitting."""
 
 
-_GAIN_FIELDS = tuple(f.name for f in fields(PidGains))
+_GAIN_COUNT = len(fields(PidGains))
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def load_moves(path: Path) -> list[RecordedMove]:
     with np.load(path) as saved:
         models = {int(k.removeprefix("model_")): saved[k].tobytes() for k in saved.files if k.startswith("model_")}
         count = len(saved["start_rad"])
-        gains = saved["base_gains"] if "base_gains" in saved.files else np.full((count, len(_GAIN_FIELDS)), np.nan)
+        gains = saved["base_gains"] if "base_gains" in saved.files else np.full((count, _GAIN_COUNT), np.nan)
         return [
             RecordedMove(
                 float(start),
@@ -123,7 +123,7 @@ def load_moves(path: Path) -> list[RecordedMove]:
                 row[~np.isnan(row)],
                 models.get(int(policy)),
                 float(velocity),
-                None if np.isnan(base).any() else PidGains(**dict(zip(_GAIN_FIELDS, base.tolist(), strict=True))),
+                None if np.isnan(base).any() else PidGains(*base.tolist()),
             )
             for start, target, row, policy, velocity, base in zip(
                 saved["start_rad"],
@@ -420,12 +420,7 @@ class CalibratedSession:
             "policy": np.array([-1 if m.policy_model is None else models.index(m.policy_model) for m in self.recorded]),
             "start_velocity_rad_s": np.array([m.start_velocity_rad_s for m in self.recorded]),
             "base_gains": np.array(
-                [
-                    [np.nan] * len(_GAIN_FIELDS)
-                    if m.base_gains is None
-                    else [getattr(m.base_gains, f) for f in _GAIN_FIELDS]
-                    for m in self.recorded
-                ]
+                [[np.nan] * _GAIN_COUNT if m.base_gains is None else astuple(m.base_gains) for m in self.recorded]
             ),
         }
         arrays |= {f"model_{i}": np.frombuffer(model, dtype=np.uint8) for i, model in enumerate(models)}
