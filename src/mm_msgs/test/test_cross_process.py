@@ -101,14 +101,16 @@ def test_train_action_crosses_processes(context: Context) -> None:
             executor, client, Train.Goal(objective="energy", max_steps=500), lambda f: feedback.append(f.feedback)
         )
         assert handle.accepted
+        # Every feedback before the result is asked for: rclpy's ActionClient drops a goal's feedback callback
+        # when its result arrives, and feedback travels on its own topic, so a feedback still in flight (or
+        # queued behind the result in one executor pass) would never reach the callback.
+        spin_until(executor, lambda: any(f.steps == 300 for f in feedback), "the last feedback message", 30.0)
         result_future = handle.get_result_async()
         executor.spin_until_future_complete(result_future, timeout_sec=20)
         result = result_future.result()
         assert result is not None
         assert result.result.success and result.result.message == "trained for energy"
         assert result.result.metrics[0].value == 500.0
-        # Feedback travels on its own topic: the last one may still be in flight when the result arrives.
-        spin_until(executor, lambda: any(f.steps == 300 for f in feedback), "the last feedback message", 30.0)
         steps = [f.steps for f in feedback]
         assert steps == sorted(set(steps)) and set(steps) <= {100, 200, 300}, f"feedback steps {steps}"
 
