@@ -2,6 +2,7 @@
 
 - :func:`load_preset`: the per-algorithm SB3 hyperparameters in ``mm_learning/presets/<algo>.yaml``;
 - :func:`build_model`: a new model from its preset;
+- :func:`quiet_logger`: a logger that writes nothing, for runs without TensorBoard;
 - :func:`clone_controller`: fit a model's actor to a classical controller (the start RL improves on);
 - :func:`policy_controller`, :func:`evaluate_model`: a model's deterministic actor as a twin controller.
 """
@@ -19,6 +20,7 @@ from mm_sim.env import ServoEnv
 from mm_sim.evaluate import Controller, PolicyController
 from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.noise import NormalActionNoise
 
 from mm_learning.actor import actor_from_sb3
@@ -93,6 +95,16 @@ def build_model(
         device=device,
         **hyperparameters,
     )
+
+
+def quiet_logger() -> Logger:
+    """A logger with no outputs and no folder, for a model that logs nowhere (`model.set_logger`).
+
+    SB3's own (`stable_baselines3.common.logger.configure`, which `learn()` calls when no logger was set) creates
+    an empty `SB3-<date-time>` folder in the temp directory even when it writes nothing: one per training run or
+    online session, left behind.
+    """
+    return Logger(folder=None, output_formats=[])
 
 
 def _actor_net(model: BaseAlgorithm) -> torch.nn.Module:

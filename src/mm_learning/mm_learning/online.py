@@ -59,11 +59,17 @@ from mm_contract.transitions import (
 from mm_sim.evaluate import seeded_moves
 from numpy.typing import NDArray
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.logger import configure as configure_logger
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from mm_learning.actor import actor_from_sb3
-from mm_learning.algorithms import ALGORITHMS, CLONE_SEED, build_model, clone_controller, load_preset
+from mm_learning.algorithms import (
+    ALGORITHMS,
+    CLONE_SEED,
+    build_model,
+    clone_controller,
+    load_preset,
+    quiet_logger,
+)
 from mm_learning.errors import OnlineError, PolicyRejected, TrainingError
 from mm_learning.export import export_policy
 from mm_learning.goals import OFF_POLICY
@@ -145,7 +151,7 @@ class OnlineLearner:
             model = cast(OffPolicyAlgorithm, new_model)
         self.model: OffPolicyAlgorithm = model
         # train() logs through the model's logger, which SB3 only creates inside learn().
-        self.model.set_logger(configure_logger(None, []))
+        self.model.set_logger(quiet_logger())
         self.policy_decimation = policy_decimation
         self.reward_scale = reward_scale
         self._pending: TransitionColumns | None = None  # samples from the last decision start on

@@ -42,7 +42,6 @@ from mm_sim.env import ServoEnv
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.logger import configure as configure_logger
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
@@ -53,6 +52,7 @@ from mm_learning.algorithms import (
     clone_controller,
     load_preset,
     policy_controller,
+    quiet_logger,
 )
 from mm_learning.callbacks import (
     PeriodicCheckpoint,
@@ -376,10 +376,12 @@ class Trainer:
             remaining = _steps_to_train(config, model.num_timesteps)
             if self._should_cancel():
                 run.stop_reason = "cancelled"
-            if remaining <= 0 or clock.out_of_time() or run.stop_reason:
-                # Nothing left to learn (resumed at the end of the budget): evaluate and checkpoint only.
-                model.set_logger(configure_logger(None, []))
-            else:
+            # Nothing left to learn (resumed at the end of the budget, or cancelled): evaluate and checkpoint only.
+            nothing_to_learn = remaining <= 0 or clock.out_of_time() or bool(run.stop_reason)
+            if nothing_to_learn or self._tensorboard_log() is None:
+                # learn() would otherwise make SB3's default logger, which leaves a folder in the temp directory.
+                model.set_logger(quiet_logger())
+            if not nothing_to_learn:
                 model.learn(
                     total_timesteps=remaining,
                     callback=callbacks,

@@ -5,6 +5,7 @@ the replay buffer fills only with valid transitions, and SAC/TD3/DDPG take gradi
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -172,7 +173,12 @@ def test_malformed_batches_are_refused_with_the_reason() -> None:
 
 
 @pytest.mark.parametrize("algorithm", ["sac", "td3", "ddpg"])
-def test_gradient_steps_on_streamed_transitions_change_the_actor(algorithm: str, tmp_path: Path) -> None:
+def test_gradient_steps_on_streamed_transitions_change_the_actor(
+    algorithm: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     batches, _ = _servo_stream("accuracy", ticks=480)
     learner = OnlineLearner(objective="accuracy", algorithm=algorithm, hyperparameters={"buffer_size": 1000})
     with pytest.raises(TrainingError, match="transitions stored"):
@@ -185,3 +191,4 @@ def test_gradient_steps_on_streamed_transitions_change_the_actor(algorithm: str,
     assert learner.gradient_steps == 20
     assert all(np.isfinite(v) for v in losses.values()) and "train/critic_loss" in losses
     assert any(not torch.equal(b, a) for b, a in zip(before, actor.parameters(), strict=True))
+    assert not list(temp.glob("SB3-*")), "the learner's logger left a folder in the temp directory"

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -116,11 +117,16 @@ def test_ppo_run_reaches_its_budget_with_progress_evaluation_and_checkpoint(tmp_
     assert list((tmp_path / "tb").rglob("events.out.tfevents.*")), "no TensorBoard event file written"
 
 
-def test_cancel_stops_with_a_checkpoint_and_the_run_resumes_from_it(tmp_path: Path) -> None:
+def test_cancel_stops_with_a_checkpoint_and_the_run_resumes_from_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     steps_seen: list[int] = []
-    config = _config(tmp_path, max_steps=2048, eval_every_steps=0)
+    config = _config(tmp_path / "run", max_steps=2048, eval_every_steps=0)
     first = Trainer(
-        config, on_progress=lambda p: steps_seen.append(p.steps), should_cancel=lambda: _past(tmp_path, 512)
+        config, on_progress=lambda p: steps_seen.append(p.steps), should_cancel=lambda: _past(tmp_path / "run", 512)
     ).run()
     assert first.stop_reason == "cancelled"
     assert 512 <= first.steps < 2048
@@ -129,6 +135,7 @@ def test_cancel_stops_with_a_checkpoint_and_the_run_resumes_from_it(tmp_path: Pa
     # PPO finishes the rollout in progress (256 steps x 2 envs) when the budget runs out.
     assert 2048 <= second.steps < 2048 + 512 and second.stop_reason == "steps"
     assert json.loads((second.checkpoint_dir / "state.json").read_text())["resumes"] == 1
+    assert not list(temp.glob("SB3-*")), "a run without TensorBoard left SB3's log folder in the temp directory"
 
 
 def _past(out_dir: Path, steps: int) -> bool:
