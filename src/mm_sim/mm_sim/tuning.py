@@ -9,6 +9,11 @@ energy-tuned PID, itself tuned on the return, on the same moves). `classical` re
 cached laws for an objective on the same moves by the same score: the baseline a learned policy must beat, and
 the base law a scheduling policy starts from (`mm_sim.batch.Schedule`).
 
+Gains tuned on the nominal plant alone sit where that plant is fastest, which for speed is next to a cliff
+(braking a little later overshoots the band); a real unit is not the nominal plant. `units` (`draw_units`, the
+command's `--spread N`) scores every candidate over the nominal plant and N units drawn from the profile's
+`randomization` ranges instead: gains for a fleet of units (docs/sim.md, "Tuning for the unit spread").
+
 `python -m mm_sim.tuning --out-dir src/mm_sim/mm_sim/data` rewrites `tuned_pid.yaml` and `tuned_ptos.yaml`.
 """
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +40,8 @@ from mm_sim.evaluate import Evaluation, Move, seeded_moves
 
 TUNING_SEED = 1000
 """Seed of the training moves gains are tuned on (evaluations use other moves)."""
+SPREAD_SEED = 7
+"""Seed of the units `draw_units` draws for tuning (benches judge the gains on units of other seeds)."""
 GLOBAL_STEP = 0.5
 """First step of a search from the physics (log space: gains ×e^±0.5)."""
 LOCAL_STEP = 0.2
@@ -105,6 +113,22 @@ def budget_for(
     return energy_budget(run_law(profile, load_name, objective, reference, moves))
 
 
+def draw_units(profile: ServoProfile, load_name: str, count: int, *, seed: int = SPREAD_SEED) -> list[ServoProfile]:
+    """`count` units of the servo with `load_name`, drawn from the profile's `randomization` ranges (seeded).
+
+    Each is `ServoProfile.perturbed`: its servo and load parameters scaled within their tolerances, the load
+    reachable under its own name.
+
+    Raises:
+        MmSimError: `count` is negative.
+    """
+    if count < 0:
+        msg = f"the number of units to draw must be >= 0: {count}"
+        raise MmSimError(msg)
+    rng = np.random.default_rng(seed)
+    return [profile.perturbed(rng, load_name)[0] for _ in range(count)]
+
+
 def tune_law(
     profile: ServoProfile,
     load_name: str,
@@ -116,12 +140,15 @@ def tune_law(
     seed: int = 0,
     budget: EnergyBudget | None = None,
     start: PidGains | None = None,
+    units: Sequence[ServoProfile] = (),
 ) -> tuple[PidGains, float]:
     """Tune `law`'s gains for `objective` on `moves`; gravity feed-forward is kept. Returns gains and score.
 
     `budget` None: the mean return is maximised; otherwise the energy criterion (`move_score`). `start` None: a
     global search from the physics (`initial_law_gains`, steps of e^±0.5); given: a local search around `start`
-    (steps of e^±0.2), e.g. the cached gains after the law changed.
+    (steps of e^±0.2), e.g. the cached gains after the law changed. `units`: more plants of the servo and load
+    (`draw_units`); the score is then the mean of the scores on `profile` and on each of them, `budget` the same
+    for all.
     """
     if law not in LAWS:
         msg = f"unknown law {law!r}; use one of {LAWS}"
@@ -134,8 +161,11 @@ def tune_law(
     def gains_at(x: NDArray[np.float64]) -> PidGains:
         return dataclasses.replace(start, **dict(zip(names, np.exp(base + x).tolist(), strict=True)))
 
+    plants = (profile, *units)
+
     def score(x: NDArray[np.float64]) -> float:
-        value = move_score(run_law(profile, load_name, objective, gains_at(x), moves), budget)
+        gains = gains_at(x)
+        value = float(np.mean([move_score(run_law(p, load_name, objective, gains, moves), budget) for p in plants]))
         return value if math.isfinite(value) else -math.inf
 
     best_x, best = evolve(score, len(names), evaluations=evaluations, seed=seed, sigma=sigma)
@@ -193,11 +223,13 @@ def tune_all(
     *,
     loads: tuple[str, ...] = (),
     warm_start: bool = False,
+    spread: int = 0,
 ) -> dict[str, dict[str, Any]]:
     """Tune every shipped profile × load × objective for each law; returns {law: cache document}.
 
     `caches` (updated in place): the documents to write the new gains into, so objectives not retuned keep theirs.
     `loads`: only these loads (empty: all). `warm_start`: search around the cached gains (`tune_law`'s `start`).
+    `spread`: score over the nominal plant and this many units drawn from the profile's spread (`draw_units`).
     """
     caches = caches if caches is not None else {}
     for law in laws:
@@ -220,6 +252,7 @@ def tune_all(
                         evaluations=evaluations,
                         budget=budget,
                         start=start,
+                        units=draw_units(profile, load_name, spread),
                     )
                     pid = gains if law == "pid" else pid
                     entry = {k: float(f"{v:.6g}") for k, v in dataclasses.asdict(gains).items()}
@@ -242,7 +275,16 @@ def main(args: list[str] | None = None) -> None:
     parser.add_argument(
         "--warm-start", action="store_true", help="search around the cached gains (after a change of the law)"
     )
+    parser.add_argument(
+        "--spread",
+        type=int,
+        default=0,
+        metavar="N",
+        help="score gains over the nominal plant and N units drawn from the profile's randomization (default 0)",
+    )
     options = parser.parse_args(args)
+    if options.spread < 0:
+        parser.error(f"--spread must be >= 0 (units drawn besides the nominal plant): {options.spread}")
     shipped = {load for name in list_profiles() for load in load_profile(name).loads}
     if unknown := sorted(set(options.loads) - shipped):
         parser.error(f"unknown load(s) {', '.join(unknown)}; the shipped loads are {', '.join(sorted(shipped))}")
@@ -259,6 +301,7 @@ def main(args: list[str] | None = None) -> None:
         existing,
         loads=tuple(options.loads),
         warm_start=options.warm_start,
+        spread=options.spread,
     )
     for law, cache in tuned.items():
         header = f"# Written by `python -m mm_sim.tuning`: {law} gains tuned on the twin per profile/load/objective.\n"

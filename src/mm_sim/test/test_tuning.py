@@ -10,7 +10,16 @@ from mm_contract.profiles import load_profile
 from mm_sim.baselines import CascadedPid, PidGains, braking_error, position_loop, tuned_gains
 from mm_sim.errors import MmSimError
 from mm_sim.evaluate import seeded_moves
-from mm_sim.tuning import budget_for, classical, initial_law_gains, main, move_score, run_law, tune_law
+from mm_sim.tuning import (
+    budget_for,
+    classical,
+    draw_units,
+    initial_law_gains,
+    main,
+    move_score,
+    run_law,
+    tune_law,
+)
 
 F32 = np.float32
 
@@ -87,6 +96,37 @@ def test_a_warm_start_searches_around_the_given_gains() -> None:
     assert gains.gravity_ff_a == cached.gravity_ff_a
 
 
+def test_drawn_units_are_reproducible_and_differ_from_the_nominal_plant() -> None:
+    profile = load_profile("mm_v3")
+    units = draw_units(profile, "pendulum", 3)
+    again = draw_units(profile, "pendulum", 3)
+    masses = [unit.load("pendulum").mass_kg for unit in units]
+    assert masses == [unit.load("pendulum").mass_kg for unit in again]
+    assert len(set(masses)) == 3 and profile.load("pendulum").mass_kg not in masses
+    assert masses != [unit.load("pendulum").mass_kg for unit in draw_units(profile, "pendulum", 3, seed=8)]
+    assert draw_units(profile, "pendulum", 0) == []
+    with pytest.raises(MmSimError, match="must be >= 0"):
+        draw_units(profile, "pendulum", -1)
+
+
+def test_tuning_over_units_scores_the_mean_over_the_nominal_plant_and_the_units() -> None:
+    profile = load_profile("mm_v3")
+    moves = seeded_moves(4, seed=11, duration_s=0.6)
+    cached = tuned_gains(profile, "pendulum", "speed", law="ptos")
+    units = draw_units(profile, "pendulum", 2)
+    plants = (profile, *units)
+    per_plant = [run_law(plant, "pendulum", "speed", cached, moves).mean_return for plant in plants]
+    # One evaluation: the start's score.
+    _, score = tune_law(profile, "pendulum", "speed", "ptos", moves=moves, evaluations=1, start=cached, units=units)
+    assert score == pytest.approx(np.mean(per_plant))
+    assert score != pytest.approx(per_plant[0])
+    gains, tuned = tune_law(
+        profile, "pendulum", "speed", "ptos", moves=moves, evaluations=9, seed=1, start=cached, units=units
+    )
+    assert tuned >= score
+    assert np.mean([run_law(p, "pendulum", "speed", gains, moves).mean_return for p in plants]) == pytest.approx(tuned)
+
+
 def test_the_classical_controller_is_the_better_tuned_law_on_the_moves() -> None:
     profile = load_profile("mm_v3")
     moves = seeded_moves(10, seed=5)
@@ -127,3 +167,7 @@ def test_the_tuning_command_refuses_an_unknown_load(tmp_path: Path, capsys: pyte
         main(["--out-dir", str(tmp_path), "--loads", "pendulm", "--warm-start"])
     assert "unknown load(s) pendulm" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing written
+    with pytest.raises(SystemExit):
+        main(["--out-dir", str(tmp_path), "--spread", "-1"])
+    assert "--spread must be >= 0" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
