@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from collections.abc import Iterator
 
 import flatbuffers
@@ -94,7 +95,10 @@ def convert(
         converter.inference_input_type = converter.inference_output_type = tf.int16
     try:
         # Keras prints "Saved artifact at ..." for its temporary SavedModel; keep the caller's stdout clean.
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            # The converter asks for the input statistics of the old quantisation-aware flow; this one calibrates
+            # the input's scale and zero point on `representative_dataset` (the export's checks read them back).
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
             converted = bytes(converter.convert())
     except Exception as exc:  # the converter raises several unrelated types (ConverterError, ValueError, ...)
         raise ExportError(f"TFLite conversion to {scheme.value} failed: {exc}") from exc
