@@ -10,6 +10,9 @@ sensing-noise seeds A and B:
   hindsight number ("in-sample"); scored on seed B, the same choices, it is what knowing the move could give a
   policy that decides once per move ("cross-seed"). When the cross-seed oracle is no better than the best
   constant, what a per-move choice found on one run was that run's sensing noise.
+- *noise-free*: PTOS, the best constant and the per-move oracle again with the sensing noise scaled to nothing
+  (one run: the seed no longer matters). An oracle that still beats the best constant there is not only picking
+  noise: a move's settle time is a rugged function of the gains.
 - *aim past the target*: the law aimed `delta` past the target in the direction of the move, settled against the
   true target (the band-aware bound's strategy: stop inside the band, past the target).
 - the time-optimal bound (`mm_sim.baselines.TimeOptimalController`): an open-loop bang-bang plan on the exact plant.
@@ -27,7 +30,7 @@ import time
 from typing import Any
 
 import numpy as np
-from mm_contract.profiles import load_profile
+from mm_contract.profiles import ServoProfile, load_profile
 from mm_sim.baselines import PidGains, TimeOptimalController, tuned_gains
 from mm_sim.batch import BatchTwin, Schedule, rollout
 from mm_sim.evaluate import evaluate, seeded_moves
@@ -41,12 +44,15 @@ NOISE_SEEDS = (11, 22)
 KP_SCALES = tuple(float(x) for x in np.geomspace(0.8, 2.4, 9))
 DECEL_SCALES = tuple(float(x) for x in np.linspace(0.86, 1.06, 9))
 AIM_OFFSETS_RAD = (0.002, 0.004, 0.006, 0.008)
+QUIET_SENSING = ("sensing.encoder_noise_counts", "sensing.current_noise_a")
+NO_NOISE = 1e-9
+"""Factor on the sensing noise for the noise-free rows (`ServoProfile.scaled` takes factors > 0)."""
 UNSETTLED_S = 1.0
 """A move still outside the band at its end counts as settling at the move's end (1 s)."""
 
 
 def _settle_s(
-    profile_name: str,
+    profile: ServoProfile,
     load: str,
     gains: PidGains,
     moves: tuple[NDArray[np.float64], NDArray[np.float64]],
@@ -55,7 +61,6 @@ def _settle_s(
     aim_rad: float = 0.0,
 ) -> NDArray[np.float64]:
     """Each move's settling time (s) under `gains` with sensing-noise `seed`, aiming `aim_rad` past the target."""
-    profile = load_profile(profile_name)
     start, target = moves
     twin = BatchTwin(profile, load, len(start), objective="speed")
     aim = target + aim_rad * np.sign(target - start)
@@ -78,11 +83,10 @@ def headroom(profile_name: str, load: str, count: int) -> dict[str, Any]:
 
     # settle[seed][cell, move]
     settle = {
-        seed: np.array([_settle_s(profile_name, load, scaled(*cell), moves, seed) for cell in grid])
-        for seed in NOISE_SEEDS
+        seed: np.array([_settle_s(profile, load, scaled(*cell), moves, seed) for cell in grid]) for seed in NOISE_SEEDS
     }
     rows: dict[str, Any] = {
-        "ptos": {str(seed): float(_settle_s(profile_name, load, base, moves, seed).mean()) for seed in NOISE_SEEDS}
+        "ptos": {str(seed): float(_settle_s(profile, load, base, moves, seed).mean()) for seed in NOISE_SEEDS}
     }
     columns = np.arange(count)
     for chosen_on, scored_on in itertools.permutations(NOISE_SEEDS):
@@ -93,10 +97,16 @@ def headroom(profile_name: str, load: str, count: int) -> dict[str, Any]:
         rows.setdefault("oracle_in_sample", {})[str(chosen_on)] = float(settle[chosen_on].min(axis=0).mean())
         rows.setdefault("oracle_cross_seed", {})[str(scored_on)] = float(settle[scored_on][picks, columns].mean())
     best_cell = grid[int(np.argmin(np.mean(list(settle.values()), axis=(0, 2))))]
+    # The same grid without sensing noise: is the in-sample oracle's gain the noise, or the law's own ruggedness?
+    quiet = profile.scaled(load, dict.fromkeys(QUIET_SENSING, NO_NOISE))[0]
+    settle_quiet = np.array([_settle_s(quiet, load, scaled(*cell), moves, NOISE_SEEDS[0]) for cell in grid])
+    rows["noise_free_ptos"] = {"-": float(_settle_s(quiet, load, base, moves, NOISE_SEEDS[0]).mean())}
+    rows["noise_free_best_constant"] = {"-": float(settle_quiet.mean(axis=1).min())}
+    rows["noise_free_oracle"] = {"-": float(settle_quiet.min(axis=0).mean())}
     for label, gains in (("ptos", base), ("best_constant", scaled(*best_cell))):
         for aim in AIM_OFFSETS_RAD:
             rows[f"{label}_aim_{aim * 1e3:g}mrad"] = {
-                str(seed): float(_settle_s(profile_name, load, gains, moves, seed, aim_rad=aim).mean())
+                str(seed): float(_settle_s(profile, load, gains, moves, seed, aim_rad=aim).mean())
                 for seed in NOISE_SEEDS
             }
     env = ServoEnv(profile, load=load, objective="speed")
@@ -127,7 +137,7 @@ def _markdown(result: dict[str, Any]) -> str:
         "|---|" + "---|" * (len(seeds) + 1),
     ]
     for row, values in result["mean_settle_s"].items():
-        means = [values[seed] for seed in seeds]
+        means = [values.get(seed, values.get("-")) for seed in seeds]
         change = 100.0 * (ptos - np.mean(means)) / ptos
         lines.append(f"| {row} | " + " | ".join(f"{v:.4f}" for v in means) + f" | {change:+.1f} % |")
     return "\n".join(lines)
