@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -64,14 +65,21 @@ def _wait_for_nodes(address: str, count: int) -> None:
     pytest.fail(f"the Ray cluster at {address} did not reach {count} nodes in {START_TIMEOUT_S} s:\n{status}")
 
 
+_AUTH_TOKEN = secrets.token_hex(32)
+"""The test cluster's authentication token (Ray's own are 64 hex digits)."""
+
+
 def _cluster_env() -> dict[str, str]:
     """This environment for Ray's processes, without the single-machine switch a local sweep in this process set.
 
     `sweep.ray_session` sets ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` for a local instance (test_sweep.py runs one in
-    this process); with it `ray start` refuses a second node.
+    this process); with it `ray start` refuses a second node. Token authentication for every process of the
+    cluster, as `ray.init` sets it for a local instance, with this run's own token (``RAY_AUTH_TOKEN``): left to
+    the environment, `ray start --head` took the token a local instance had left in ``~/.ray/auth_token`` while
+    `ray status` sent none, so the cluster never came up when this file ran without test_sweep.py before it.
     """
     env = {name: value for name, value in os.environ.items() if name != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
-    return env | {"RAY_USAGE_STATS_ENABLED": "0"}
+    return env | {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": _AUTH_TOKEN}
 
 
 @pytest.fixture
