@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from cryptography.hazmat.primitives.asymmetric import ec
+from mm_learning.algorithms import quiet_logger
 from mm_testing.toy_servo import ToyServoEnv, pd_law
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -54,8 +55,10 @@ def trained_models() -> dict[str, BaseAlgorithm]:
     """PPO and SAC trained a few hundred steps on the toy servo, then fitted to the PD law."""
     torch.manual_seed(0)
     ppo = PPO("MlpPolicy", ToyServoEnv(), n_steps=128, batch_size=64, n_epochs=2, policy_kwargs=NET, seed=0)
+    ppo.set_logger(quiet_logger())
     ppo.learn(256)
     sac = SAC("MlpPolicy", ToyServoEnv(), learning_starts=100, batch_size=64, policy_kwargs=NET, seed=0)
+    sac.set_logger(quiet_logger())
     sac.learn(200)
     for model in (ppo, sac):
         distill_pd(model)

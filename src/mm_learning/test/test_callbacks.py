@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from mm_learning.algorithms import quiet_logger
 from mm_learning.callbacks import (
     PeriodicCheckpoint,
     ProgressReport,
@@ -24,7 +25,9 @@ N_STEPS = 32  # PPO rollout length: learn() checks the callbacks on every one of
 
 
 def _model() -> PPO:
-    return PPO("MlpPolicy", ToyServoEnv(), n_steps=N_STEPS, batch_size=N_STEPS, n_epochs=1, seed=0)
+    model = PPO("MlpPolicy", ToyServoEnv(), n_steps=N_STEPS, batch_size=N_STEPS, n_epochs=1, seed=0)
+    model.set_logger(quiet_logger())  # SB3's own would leave a folder in the temp directory
+    return model
 
 
 def _run() -> RunLog:
