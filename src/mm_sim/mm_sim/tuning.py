@@ -238,6 +238,7 @@ def tune_all(
     for name in list_profiles():
         profile = load_profile(name)
         for load_name in (load for load in profile.loads if not loads or load in loads):
+            units = draw_units(profile, load_name, spread)  # the same units for every objective and law
             for objective in objectives:
                 pid: PidGains | None = None  # the PID just tuned (PID first), else the cached one
                 for law in sorted(laws, key=lambda law: law != "pid"):
@@ -252,7 +253,7 @@ def tune_all(
                         evaluations=evaluations,
                         budget=budget,
                         start=start,
-                        units=draw_units(profile, load_name, spread),
+                        units=units,
                     )
                     pid = gains if law == "pid" else pid
                     entry = {k: float(f"{v:.6g}") for k, v in dataclasses.asdict(gains).items()}
