@@ -20,10 +20,10 @@ import time
 from typing import Any
 
 import numpy as np
-from mm_contract.objectives import OBJECTIVES
-from mm_contract.profiles import load_profile
+from mm_contract.objectives import OBJECTIVES, EnergyBudget
+from mm_contract.profiles import ServoProfile, load_profile
 from mm_sim.baselines import PidGains, tuned_gains
-from mm_sim.evaluate import seeded_moves
+from mm_sim.evaluate import Move, seeded_moves
 from mm_sim.tuning import TUNING_SEED, budget_for, draw_units, move_score, run_law, tune_law
 
 EVALUATION_SEED = 1_000_000
@@ -34,13 +34,15 @@ TUNING_MOVES = 30
 
 
 def _judge(
-    profile_name: str, load: str, objective: str, gains: PidGains, *, held_out: int, moves: int
+    plants: tuple[ServoProfile, ...],
+    load: str,
+    objective: str,
+    gains: PidGains,
+    *,
+    judging: list[Move],
+    budget: EnergyBudget | None,
 ) -> dict[str, float]:
-    """`gains` on the nominal plant and on `held_out` units: mean settle (s), energy (J) and score."""
-    profile = load_profile(profile_name)
-    judging = seeded_moves(moves, seed=EVALUATION_SEED)
-    budget = budget_for(profile, load, objective, judging)
-    plants = (profile, *draw_units(profile, load, held_out, seed=HELD_OUT_SEED))
+    """`gains` on the nominal plant (`plants[0]`) and the held-out units: mean settle (s), energy (J) and score."""
     evaluations = [run_law(plant, load, objective, gains, judging) for plant in plants]
     summaries = [evaluation.summary() for evaluation in evaluations]
     settle = np.array([summary["mean_settling_time_s"] for summary in summaries])
@@ -81,7 +83,10 @@ def compare(
             units=units,
         )
         tune_s[row] = time.perf_counter() - tick
-    rows = {row: _judge(profile_name, load, objective, g, held_out=held_out, moves=moves) for row, g in gains.items()}
+    judging = seeded_moves(moves, seed=EVALUATION_SEED)
+    judging_budget = budget_for(profile, load, objective, judging)
+    plants = (profile, *draw_units(profile, load, held_out, seed=HELD_OUT_SEED))
+    rows = {row: _judge(plants, load, objective, g, judging=judging, budget=judging_budget) for row, g in gains.items()}
     for row, seconds in tune_s.items():
         rows[row]["tune_s"] = seconds
     return {
