@@ -61,13 +61,24 @@ class EnergyBudget:
     budget overrun, 1000 per fraction of unsettled moves) steep enough that a search stays within the budget and
     settles every move.
 
+    A budget made by `of_moves` with `confidence_z` > 0 also knows the reference's settle on each move and judges
+    a controller on the same moves by an upper confidence bound of its mean settle instead of the mean: mean +
+    z · the standard error of its paired difference from the reference (each move's settle minus the reference's
+    scaled by the ratio of the means, the delta method for a ratio of means). A search that spends the budget to
+    its edge on one set of moves overruns it on the next about half the time; bounded this way it stays inside on
+    a new set with the one-sided confidence of z (2: about 98 %).
+
     Attributes:
         settle_s: the mean settling time allowed (s): `SETTLE_BUDGET_FACTOR` × the reference PID's.
         energy_j: the reference PID's mean energy per move (J), the unit of the score.
+        reference_moves_s: the reference's settle on each move (s, NaN: not settled); empty unless bounded.
+        confidence_z: standard errors added to a controller's mean settle (0: the mean itself).
     """
 
     settle_s: float
     energy_j: float
+    reference_moves_s: tuple[float, ...] = ()
+    confidence_z: float = 0.0
 
     @classmethod
     def matching(cls, reference_settle_s: float, reference_energy_j: float) -> EnergyBudget:
@@ -84,16 +95,59 @@ class EnergyBudget:
             raise ObjectiveError(msg)
         return cls(SETTLE_BUDGET_FACTOR * reference_settle_s, reference_energy_j)
 
+    @classmethod
+    def of_moves(
+        cls, reference_settle_s: NDArray[np.float64], reference_energy_j: NDArray[np.float64], *, confidence_z: float
+    ) -> EnergyBudget:
+        """The budget of a reference from its moves (arrays over the moves: s, NaN where not settled; J).
+
+        `confidence_z` > 0: controllers are judged on the same moves by the upper confidence bound of their mean
+        settle (class docstring); 0: as `matching`.
+
+        Raises:
+            ObjectiveError: as `matching`, or `confidence_z` is negative or not finite.
+        """
+        if not (math.isfinite(confidence_z) and confidence_z >= 0.0):
+            msg = f"the settle budget's confidence must be a finite z >= 0, not {confidence_z!r}"
+            raise ObjectiveError(msg)
+        settle = np.asarray(reference_settle_s, dtype=float)
+        mean_settle = float(np.nanmean(settle)) if not np.isnan(settle).all() else math.nan
+        budget = cls.matching(mean_settle, float(np.mean(reference_energy_j)))
+        if confidence_z == 0.0:
+            return budget
+        return cls(budget.settle_s, budget.energy_j, tuple(settle.tolist()), confidence_z)
+
+    def _mean_settle(self, settle_s: NDArray[np.float64], settled: NDArray[np.bool_]) -> NDArray[np.float64]:
+        """Each controller's mean settle over its settled moves (s), or its upper confidence bound."""
+        count = np.maximum(settled.sum(axis=-1), 1)
+        mean_settle = np.where(settled, settle_s, 0.0).sum(axis=-1) / count
+        if self.confidence_z == 0.0:
+            return np.asarray(mean_settle)
+        reference = np.asarray(self.reference_moves_s)
+        if settle_s.shape[-1:] != reference.shape:
+            msg = f"a bounded budget judges the reference's {reference.size} moves, not {settle_s.shape[-1]}"
+            raise ObjectiveError(msg)
+        paired = settled & ~np.isnan(reference)
+        pairs = paired.sum(axis=-1)
+        own = np.where(paired, settle_s, 0.0).sum(axis=-1)
+        ratio = own / np.maximum(np.where(paired, reference, 0.0).sum(axis=-1), 1e-12)
+        difference = np.where(paired, settle_s - ratio[..., None] * reference, 0.0)
+        error = np.sqrt((difference**2).sum(axis=-1) / np.maximum(pairs - 1, 1) / np.maximum(pairs, 1))
+        return np.asarray(mean_settle + self.confidence_z * error)
+
     def score_moves(self, energy_j: NDArray[np.float64], settle_s: NDArray[np.float64]) -> NDArray[np.float64]:
         """Scores (higher is better) of controllers from their moves, arrays (controllers × moves).
 
         Args:
             energy_j: each move's energy (J).
             settle_s: each move's settling time (s); NaN where the move did not settle.
+
+        Raises:
+            ObjectiveError: a bounded budget (`of_moves`) is given other moves than the reference's.
         """
         settled = ~np.isnan(settle_s)
         fraction = settled.mean(axis=-1)
-        mean_settle = np.where(settled, settle_s, 0.0).sum(axis=-1) / np.maximum(settled.sum(axis=-1), 1)
+        mean_settle = self._mean_settle(settle_s, settled)
         overrun = np.where(fraction > 0.0, np.maximum(0.0, mean_settle / self.settle_s - 1.0), 1.0)
         return np.asarray(-energy_j.mean(axis=-1) / self.energy_j - 100.0 * overrun - 1000.0 * (1.0 - fraction))
 

@@ -150,3 +150,35 @@ def test_the_energy_criterion_prefers_less_energy_only_within_the_settle_budget_
     assert too_slow < reference and one_unsettled < too_slow and none_settled < one_unsettled
     with pytest.raises(ObjectiveError, match="reference that settles"):
         EnergyBudget.matching(nan, 2.0)
+
+
+def test_a_bounded_energy_budget_judges_the_upper_confidence_bound_of_the_mean_settle() -> None:
+    reference = np.array([0.2, 0.4, 0.6, 0.8])
+    energy = np.full(4, 2.0)
+    plain = EnergyBudget.of_moves(reference, energy, confidence_z=0.0)
+    assert plain == EnergyBudget.matching(0.5, 2.0)
+    bounded = EnergyBudget.of_moves(reference, energy, confidence_z=2.0)
+    assert bounded.settle_s == plain.settle_s and bounded.reference_moves_s == (0.2, 0.4, 0.6, 0.8)
+    # Both controllers take the budget's mean settle: one in proportion to the reference on every move (no
+    # spread of the paired difference, so no margin), one with the long and the short moves swapped.
+    proportional = reference * SETTLE_BUDGET_FACTOR
+    scrambled = proportional[[3, 2, 1, 0]]
+    settle = np.array([proportional, scrambled])
+    plain_scores = plain.score_moves(np.ones((2, 4)), settle)
+    bounded_scores = bounded.score_moves(np.ones((2, 4)), settle)
+    assert plain_scores[0] == pytest.approx(plain_scores[1]) == pytest.approx(-0.5)
+    assert bounded_scores[0] == pytest.approx(-0.5)
+    assert bounded_scores[1] < -0.5 - 1.0  # the bound overruns the budget: penalised
+    # The reference itself stays inside its own bounded budget.
+    assert bounded.score_moves(energy[None], reference[None])[0] == pytest.approx(-1.0)
+
+
+def test_a_bounded_energy_budget_refuses_other_moves_and_a_bad_confidence() -> None:
+    bounded = EnergyBudget.of_moves(np.array([0.2, 0.4]), np.array([1.0, 1.0]), confidence_z=2.0)
+    with pytest.raises(ObjectiveError, match="reference's 2 moves, not 3"):
+        bounded.score_moves(np.ones((1, 3)), np.full((1, 3), 0.3))
+    for z in (-1.0, math.nan):
+        with pytest.raises(ObjectiveError, match="finite z >= 0"):
+            EnergyBudget.of_moves(np.array([0.2]), np.array([1.0]), confidence_z=z)
+    with pytest.raises(ObjectiveError, match="reference that settles"):
+        EnergyBudget.of_moves(np.array([math.nan, math.nan]), np.array([1.0, 1.0]), confidence_z=2.0)

@@ -11,6 +11,7 @@ from mm_sim.baselines import CascadedPid, PidGains, braking_error, position_loop
 from mm_sim.errors import MmSimError
 from mm_sim.evaluate import seeded_moves
 from mm_sim.tuning import (
+    TUNING_CONFIDENCE_Z,
     budget_for,
     classical,
     draw_units,
@@ -150,6 +151,19 @@ def test_energy_is_tuned_and_chosen_by_least_energy_at_matched_settle() -> None:
     assert chosen.law == "ptos" and ptos["settled_fraction"] == 1.0
     assert ptos["mean_settling_time_s"] <= chosen.budget.settle_s
     assert ptos["mean_energy_j"] < 0.8 * pid["mean_energy_j"]
+
+
+def test_a_tuning_budget_bounds_the_mean_settle_by_the_reference_moves() -> None:
+    profile = load_profile("mm_v3")
+    moves = seeded_moves(6, seed=5)
+    plain = budget_for(profile, "pendulum", "energy", moves)
+    bounded = budget_for(profile, "pendulum", "energy", moves, confidence_z=TUNING_CONFIDENCE_Z)
+    assert plain is not None and bounded is not None
+    assert bounded.settle_s == plain.settle_s and bounded.confidence_z == TUNING_CONFIDENCE_Z
+    reference = run_law(profile, "pendulum", "energy", tuned_gains(profile, "pendulum", "energy", law="pid"), moves)
+    assert bounded.reference_moves_s == tuple(m.settling_time_s for m in reference.metrics)
+    ptos = run_law(profile, "pendulum", "energy", tuned_gains(profile, "pendulum", "energy", law="ptos"), moves)
+    assert move_score(ptos, bounded) <= move_score(ptos, plain)
 
 
 def test_tuning_with_a_budget_maximises_the_criterion() -> None:
