@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mm_contract.profiles import load_profile
+from mm_contract.profiles import list_profiles, load_profile
 from mm_sim.baselines import CascadedPid, PidGains, braking_error, position_loop, tuned_gains
 from mm_sim.errors import MmSimError
 from mm_sim.evaluate import seeded_moves
@@ -151,6 +151,24 @@ def test_energy_is_tuned_and_chosen_by_least_energy_at_matched_settle() -> None:
     assert chosen.law == "ptos" and ptos["settled_fraction"] == 1.0
     assert ptos["mean_settling_time_s"] <= chosen.budget.settle_s
     assert ptos["mean_energy_j"] < 0.8 * pid["mean_energy_j"]
+
+
+def test_the_shipped_energy_ptos_keeps_inside_the_budget_on_moves_it_was_not_tuned_on() -> None:
+    # Tuned to the plain budget's edge, the energy PTOS overran it on 37 of 108 sets of 30 other moves (9 cells ×
+    # 12 sets); tuned inside it by TUNING_CONFIDENCE_Z standard errors, on 2. Here 9 cells × 4 sets (16 before).
+    overruns = []
+    for name in list_profiles():
+        profile = load_profile(name)
+        for load in profile.loads:
+            gains = tuned_gains(profile, load, "energy", law="ptos")
+            for seed in (1, 2, 3, 4):
+                moves = seeded_moves(30, seed=seed)
+                budget = budget_for(profile, load, "energy", moves)
+                assert budget is not None
+                ptos = run_law(profile, load, "energy", gains, moves).summary()
+                if ptos["settled_fraction"] < 1.0 or ptos["mean_settling_time_s"] > budget.settle_s:
+                    overruns.append((name, load, seed, ptos["mean_settling_time_s"] / budget.settle_s))
+    assert len(overruns) <= 2, overruns
 
 
 def test_a_tuning_budget_bounds_the_mean_settle_by_the_reference_moves() -> None:
