@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ec
-from mm_contract.objectives import parse_objective
+from mm_contract.objectives import SETTLE_BUDGET_FACTOR, parse_objective
 from mm_contract.profiles import list_profiles, load_profile
 from mm_contract.registry import Registry
 from mm_learning.errors import LearningError
@@ -123,13 +123,17 @@ def _metric_cells(run: dict[str, Any]) -> tuple[str, str]:
         min(rows["pid"][metric], rows["ptos"][metric]) if lower else max(rows["pid"][metric], rows["ptos"][metric])
     )
     better = rows["policy"][metric] < classical if lower else rows["policy"][metric] > classical
-    if not run["improved"]:
-        return values, f"no validated improvement over the classical start in {run['ticks']:,} ticks"
-    if not better:
-        return values, "improved on validation but not on the evaluation moves"
-    if rows["policy"]["settled_fraction"] < 1.0:
-        return values, f"settles {rows['policy']['settled_fraction']:.0%} of the moves"
-    return values, ""
+    slower = rows["policy"]["mean_settling_time_s"] / rows["pid"]["mean_settling_time_s"]
+    reasons = (
+        (not run["improved"], f"no validated improvement over the classical start in {run['ticks']:,} ticks"),
+        (not better, "improved on validation but not on the evaluation moves"),
+        (rows["policy"]["settled_fraction"] < 1.0, f"settles {rows['policy']['settled_fraction']:.0%} of the moves"),
+        (
+            run["objective"] == "energy" and slower > SETTLE_BUDGET_FACTOR,
+            f"less energy, but settles in {slower:.3f}x the PID's time (the criterion: {SETTLE_BUDGET_FACTOR}x)",
+        ),
+    )
+    return values, next((why for failed, why in reasons if failed), "")
 
 
 def matrix_table(runs: list[dict[str, Any]]) -> None:
