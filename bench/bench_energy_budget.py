@@ -26,7 +26,16 @@ from mm_contract.profiles import ServoProfile, list_profiles, load_profile
 from mm_learning.schedule import EVALUATION_SEED, VALIDATION_SEED
 from mm_sim.baselines import PidGains, tuned_gains
 from mm_sim.evaluate import Move, seeded_moves
-from mm_sim.tuning import ENERGY, TUNING_CONFIDENCE_Z, TUNING_SEED, budget_for, move_score, run_law, tune_law
+from mm_sim.tuning import (
+    ENERGY,
+    TUNING_CONFIDENCE_Z,
+    TUNING_SEED,
+    budget_for,
+    energy_budget,
+    move_score,
+    run_law,
+    tune_law,
+)
 
 SET_MOVES = 30
 """Moves per judging set: as many as the tuner's and the validation's."""
@@ -37,8 +46,7 @@ def _on(profile: ServoProfile, load: str, pid: PidGains, ptos: PidGains, moves: 
     """PTOS against the PID on `moves`: settle over the budget, energy over the PID's, and the law chosen."""
     reference = run_law(profile, load, ENERGY, pid, moves)
     evaluation = run_law(profile, load, ENERGY, ptos, moves)
-    budget = budget_for(profile, load, ENERGY, moves, pid)
-    assert budget is not None
+    budget = energy_budget(reference)
     summary, pid_summary = evaluation.summary(), reference.summary()
     return {
         "settle_over_budget": summary["mean_settling_time_s"] / budget.settle_s,

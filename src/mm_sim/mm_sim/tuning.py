@@ -92,14 +92,20 @@ other sets of 30 moves (0.015-0.074), so a bound of two of them keeps a tuned la
 of the time (`EnergyBudget`; docs/sim.md "The energy budget's edge")."""
 
 
+def _per_move(evaluation: Evaluation) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Each move's energy (J) and settling time (s, NaN where it did not settle): what `EnergyBudget` reads."""
+    energy = np.array([m.energy_j for m in evaluation.metrics])
+    settle = np.array([math.nan if m.settling_time_s is None else m.settling_time_s for m in evaluation.metrics])
+    return energy, settle
+
+
 def energy_budget(reference: Evaluation, *, confidence_z: float = 0.0) -> EnergyBudget:
     """The energy criterion's budget set by `reference` (the energy-tuned PID) on the moves it ran.
 
     `confidence_z` > 0: other controllers on the same moves are judged by the upper confidence bound of their mean
     settle (`EnergyBudget.of_moves`).
     """
-    settle = np.array([math.nan if m.settling_time_s is None else m.settling_time_s for m in reference.metrics])
-    energy = np.array([m.energy_j for m in reference.metrics])
+    energy, settle = _per_move(reference)
     return EnergyBudget.of_moves(settle, energy, confidence_z=confidence_z)
 
 
@@ -107,9 +113,8 @@ def move_score(evaluation: Evaluation, budget: EnergyBudget | None = None) -> fl
     """What tuning and the schedule's ES maximise: the mean return, or with `budget` the energy criterion."""
     if budget is None:
         return evaluation.mean_return
-    energy = np.array([[m.energy_j for m in evaluation.metrics]])
-    settle = np.array([[math.nan if m.settling_time_s is None else m.settling_time_s for m in evaluation.metrics]])
-    return float(budget.score_moves(energy, settle)[0])
+    energy, settle = _per_move(evaluation)
+    return float(budget.score_moves(energy[None], settle[None])[0])
 
 
 def budget_for(
