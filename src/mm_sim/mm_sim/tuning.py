@@ -78,8 +78,9 @@ def run_law(profile: ServoProfile, load_name: str, objective: str, gains: PidGai
 
 
 ENERGY = "energy"
-SPEED = "speed"
 """The named objective judged by its move criterion (`objectives.EnergyBudget`) rather than its return."""
+SPEED = "speed"
+"""The named objective whose metric, the settling time, `PolishCheck` checks beside its return."""
 
 
 TUNING_CONFIDENCE_Z = 2.0
@@ -344,13 +345,17 @@ def tune_all(
                         else budget_for(profile, load_name, objective, moves, pid, confidence_z=TUNING_CONFIDENCE_Z)
                     )
                     start = tuned_gains(profile, load_name, objective, law=law) if warm_start else None
-                    check = PolishCheck(
-                        check_moves,
-                        None
-                        if budget is None
-                        else budget_for(
-                            profile, load_name, objective, check_moves, pid, confidence_z=TUNING_CONFIDENCE_Z
-                        ),
+                    check = (
+                        PolishCheck(
+                            check_moves,
+                            None
+                            if budget is None
+                            else budget_for(
+                                profile, load_name, objective, check_moves, pid, confidence_z=TUNING_CONFIDENCE_Z
+                            ),
+                        )
+                        if polish_evaluations > 0
+                        else None
                     )
                     gains, score = tune_law(
                         profile,
