@@ -44,7 +44,8 @@ def audit_cell(profile_name: str, load: str, objective: str, evaluations: int) -
     evaluation = seeded_moves(EVALUATION_MOVES, seed=EVALUATION_SEED)
     metric, lower = objective_metric(parse_objective(objective))
     pid = tuned_gains(profile, load, objective, law="pid")
-    judge_budget = energy_budget(run_law(profile, load, objective, pid, evaluation)) if objective == ENERGY else None
+    pid_run = run_law(profile, load, objective, pid, evaluation)  # the shipped PID's row, and the energy budget
+    judge_budget = energy_budget(pid_run) if objective == ENERGY else None
     rows = []
     for law in LAWS:
         shipped = tuned_gains(profile, load, objective, law=law)
@@ -66,7 +67,7 @@ def audit_cell(profile_name: str, load: str, objective: str, evaluations: int) -
         )
         judged = {}
         for name, gains in (("shipped", shipped), ("searched", searched)):
-            run = run_law(profile, load, objective, gains, evaluation)
+            run = pid_run if gains is pid else run_law(profile, load, objective, gains, evaluation)
             judged[name] = (move_score(run, judge_budget if energy_law else None), summarize(run)[metric])
         (score_0, metric_0), (score_1, metric_1) = judged["shipped"], judged["searched"]
         better_pct = 100.0 * (score_1 - score_0) / abs(score_0)
