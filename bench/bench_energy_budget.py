@@ -28,6 +28,7 @@ from mm_sim.baselines import PidGains, tuned_gains
 from mm_sim.evaluate import Move, seeded_moves
 from mm_sim.tuning import (
     ENERGY,
+    JUDGING_SET_MOVES,
     TUNING_CONFIDENCE_Z,
     TUNING_SEED,
     budget_for,
@@ -35,10 +36,11 @@ from mm_sim.tuning import (
     move_score,
     run_law,
     tune_law,
+    tuning_confidence_z,
 )
 
-SET_MOVES = 30
-"""Moves per judging set: as many as the tuner's and the validation's."""
+SET_MOVES = JUDGING_SET_MOVES
+"""Moves per judging set: as many as the validation's and the tuner's by default."""
 EVALUATION_MOVES = 100
 
 
@@ -78,7 +80,7 @@ def compare(sets: int, evaluations: int, loads: tuple[str, ...] = ()) -> dict[st
         for load in (load for load in profile.loads if not loads or load in loads):
             pid = tuned_gains(profile, load, ENERGY, law="pid")
             cell: dict[str, Any] = {"profile": name, "load": load}
-            for row, z in (("plain", 0.0), ("bounded", TUNING_CONFIDENCE_Z)):
+            for row, z in (("plain", 0.0), ("bounded", tuning_confidence_z(len(tuning)))):
                 budget = budget_for(profile, load, ENERGY, tuning, pid, confidence_z=z)
                 gains, _ = tune_law(profile, load, ENERGY, "ptos", moves=tuning, evaluations=evaluations, budget=budget)
                 cell[row] = {"gains": vars(gains), **judge(profile, load, pid, gains, sets)}

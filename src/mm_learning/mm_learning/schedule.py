@@ -36,7 +36,17 @@ from mm_sim.baselines import LAWS, TimeOptimalController, gravity_feedforward_a,
 from mm_sim.batch import BatchTwin, Rollout, Schedule, evaluate_batch, random_moves, rollout
 from mm_sim.env import ServoEnv
 from mm_sim.evaluate import Evaluation, Move, evaluate, seeded_moves
-from mm_sim.tuning import ENERGY, TUNING_CONFIDENCE_Z, TUNING_SEED, Classical, budget_for, classical, run_law, tune_law
+from mm_sim.tuning import (
+    ENERGY,
+    JUDGING_SET_MOVES,
+    TUNING_SEED,
+    Classical,
+    budget_for,
+    classical,
+    run_law,
+    tune_law,
+    tuning_confidence_z,
+)
 from numpy.typing import NDArray
 
 from mm_learning.actor import ActorSpec, DenseLayer
@@ -104,7 +114,7 @@ class ScheduleConfig:
     sigma: float = 0.1
     learning_rate: float = 0.02
     episode_s: float | None = None
-    validation_moves: int = 30
+    validation_moves: int = JUDGING_SET_MOVES
     validate_every: int = 5
     plant_factors: tuple[tuple[str, float], ...] = ()
     base_law: str = ""
@@ -386,7 +396,7 @@ def _retuned(config: ScheduleConfig, profile: ServoProfile, base: Classical, val
     name = config.objective.base
     moves = seeded_moves(RETUNE_MOVES, seed=TUNING_SEED)
     start = dataclasses.replace(base.gains, gravity_ff_a=gravity_feedforward_a(profile, profile.load(config.load)))
-    budget = budget_for(profile, config.load, name, moves, base.pid_gains, confidence_z=TUNING_CONFIDENCE_Z)
+    budget = budget_for(profile, config.load, name, moves, base.pid_gains, confidence_z=tuning_confidence_z(len(moves)))
     gains, _ = tune_law(
         profile,
         config.load,

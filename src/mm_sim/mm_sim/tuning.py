@@ -93,6 +93,22 @@ PID. The ratio's standard error on the tuning moves (0.020-0.066 of the budget) 
 other sets of 30 moves (0.015-0.074), so a bound of two of them keeps a tuned law inside on a new set about 98 %
 of the time (`EnergyBudget`; docs/sim.md "The energy budget's edge")."""
 
+JUDGING_SET_MOVES = 30
+"""Moves in a set that judges a tuned law: the schedule's validation moves (which choose the classical law), the
+polish's check moves (`PolishCheck`) and `bench/bench_energy_budget.py`'s sets. A law tuned for `energy` must keep
+inside its budget on such a set, however many moves it was tuned on (`tuning_confidence_z`)."""
+
+
+def tuning_confidence_z(moves: int) -> float:
+    """The bound's z for tuning on `moves` moves: `TUNING_CONFIDENCE_Z` standard errors of a `JUDGING_SET_MOVES` set.
+
+    The bound's margin is z standard errors of the mean over the moves scored, sd/sqrt(moves); the sets a law is
+    judged on have `JUDGING_SET_MOVES` moves, whose mean spreads by sd/sqrt(`JUDGING_SET_MOVES`). Scoring on more
+    moves narrows the error of the estimate, not the spread of the sets that judge it, so the margin stays
+    `TUNING_CONFIDENCE_Z`·sd/sqrt(`JUDGING_SET_MOVES`): z = `TUNING_CONFIDENCE_Z`·sqrt(moves/`JUDGING_SET_MOVES`).
+    """
+    return TUNING_CONFIDENCE_Z * math.sqrt(moves / JUDGING_SET_MOVES)
+
 
 def _per_move(evaluation: Evaluation) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Each move's energy (J) and settling time (s, NaN where it did not settle): what `EnergyBudget` reads."""
@@ -228,8 +244,9 @@ class PolishCheck:
     speed PTOS: return −0.1183 → −0.1170 on the tuner's moves, mean settle 0.111 → 0.160 s on the evaluation moves.
 
     Attributes:
-        moves: the check moves (`CHECK_SEED`).
-        budget: the energy criterion's budget on them (the PID's, as `budget_for`), None when judged by the return.
+        moves: the check moves (`CHECK_SEED`; `tune_all` judges on `JUDGING_SET_MOVES` of them, one set's worth).
+        budget: the energy criterion's budget on them (the PID's, as `budget_for`; `tune_all` bounds it by
+            `TUNING_CONFIDENCE_Z`, the tuner's margin for one set), None when judged by the return.
     """
 
     moves: list[Move]
@@ -325,13 +342,16 @@ def tune_all(
     `loads`: only these loads (empty: all). `warm_start`: search around the cached gains (`tune_law`'s `start`).
     `spread`: score over the nominal plant and this many units drawn from the profile's spread (`draw_units`).
     `polish_evaluations`: a coordinate search after the evolution strategy (`tune_law`), kept only when no worse
-    on `moves_per_tune` check moves (`PolishCheck`).
+    on `JUDGING_SET_MOVES` check moves (`PolishCheck`). Energy is tuned on the `moves_per_tune` moves against the
+    PID's budget bounded by `tuning_confidence_z`: the same margin for a set of `JUDGING_SET_MOVES` whatever their
+    number, so more tuning moves leave a long search less noise to select on (docs/sim.md, "The classical laws at
+    their optimum").
     """
     caches = caches if caches is not None else {}
     for law in laws:
         caches.setdefault(law, {})
     moves = seeded_moves(moves_per_tune, seed=TUNING_SEED)
-    check_moves = seeded_moves(moves_per_tune, seed=CHECK_SEED)
+    check_moves = seeded_moves(JUDGING_SET_MOVES, seed=CHECK_SEED)
     for name in list_profiles():
         profile = load_profile(name)
         for load_name in (load for load in profile.loads if not loads or load in loads):
@@ -342,7 +362,9 @@ def tune_all(
                     budget = (
                         None
                         if law == "pid"
-                        else budget_for(profile, load_name, objective, moves, pid, confidence_z=TUNING_CONFIDENCE_Z)
+                        else budget_for(
+                            profile, load_name, objective, moves, pid, confidence_z=tuning_confidence_z(moves_per_tune)
+                        )
                     )
                     start = tuned_gains(profile, load_name, objective, law=law) if warm_start else None
                     check = (

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mm_sim.tuning
 import numpy as np
 import pytest
+from mm_contract.objectives import EnergyBudget
 from mm_contract.profiles import list_profiles, load_profile
 from mm_sim.baselines import CascadedPid, PidGains, braking_error, polish, position_loop, tuned_gains
 from mm_sim.errors import MmSimError
 from mm_sim.evaluate import seeded_moves
 from mm_sim.tuning import (
     CHECK_SEED,
+    JUDGING_SET_MOVES,
     TUNING_CONFIDENCE_Z,
     PolishCheck,
     budget_for,
@@ -21,7 +24,9 @@ from mm_sim.tuning import (
     main,
     move_score,
     run_law,
+    tune_all,
     tune_law,
+    tuning_confidence_z,
 )
 
 F32 = np.float32
@@ -278,3 +283,29 @@ def test_tuning_with_a_polish_scores_at_least_the_search_before_it() -> None:
         check=Refusing(moves),
     )
     assert score == searched and refused != gains
+
+
+def test_the_tuning_bound_keeps_its_margin_for_a_judging_set_however_many_moves_it_tunes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The margin is z standard errors of the mean over the moves scored, sd/sqrt(n): the same for every n.
+    assert tuning_confidence_z(JUDGING_SET_MOVES) == TUNING_CONFIDENCE_Z
+    for moves in (10, 90, 300):
+        assert tuning_confidence_z(moves) / moves**0.5 == pytest.approx(TUNING_CONFIDENCE_Z / JUDGING_SET_MOVES**0.5)
+    # The tool tunes energy on its moves with that bound and checks a polish on a judging set's worth of others.
+    seen: list[tuple[str, int, float]] = []
+    real_tune_law = mm_sim.tuning.tune_law
+
+    def recording_tune_law(*args: object, **kwargs: object) -> tuple[PidGains, float]:
+        budget, moves = kwargs["budget"], kwargs["moves"]
+        assert isinstance(moves, list) and isinstance(budget, EnergyBudget)
+        seen.append(("tune", len(moves), budget.confidence_z))
+        check = kwargs["check"]
+        assert isinstance(check, PolishCheck) and check.budget is not None
+        seen.append(("check", len(check.moves), check.budget.confidence_z))
+        return real_tune_law(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mm_sim.tuning, "tune_law", recording_tune_law)
+    tune_all(1, 12, ("ptos",), ("energy",), loads=("pendulum",), warm_start=True, polish_evaluations=1)
+    assert len(seen) == 6  # three profiles' pendulum cells
+    assert set(seen) == {("tune", 12, tuning_confidence_z(12)), ("check", JUDGING_SET_MOVES, TUNING_CONFIDENCE_Z)}
