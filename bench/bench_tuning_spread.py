@@ -66,9 +66,8 @@ def compare(
     profile = load_profile(profile_name)
     shipped = tuned_gains(profile, load, objective, law="ptos")
     tuning = seeded_moves(TUNING_MOVES, seed=TUNING_SEED)
-    budget = budget_for(
-        profile, load, objective, tuning, confidence_z=tuning_confidence_z(len(tuning))
-    )  # as the tool tunes
+    # as the tool tunes
+    budget = budget_for(profile, load, objective, tuning, confidence_z=tuning_confidence_z(len(tuning)))
     gains = {"shipped": shipped}
     tune_s = {}
     for row, units in (("nominal_retune", ()), ("spread_retune", draw_units(profile, load, spread))):
