@@ -29,7 +29,7 @@ from mm_learning.schedule import EVALUATION_SEED, objective_metric
 from mm_learning.twin import summarize
 from mm_sim.baselines import LAWS, tuned_gains
 from mm_sim.evaluate import seeded_moves
-from mm_sim.tuning import ENERGY, budget_for, energy_budget, move_score, run_law, tune_law, tuning_confidence_z
+from mm_sim.tuning import ENERGY, energy_budget, move_score, run_law, tune_law, tuning_budget
 
 AUDIT_SEED = 4242
 """Seed of the moves the search runs on (the tuner's are 1000, validation's and evaluation's others)."""
@@ -51,11 +51,7 @@ def audit_cell(profile_name: str, load: str, objective: str, evaluations: int) -
         shipped = tuned_gains(profile, load, objective, law=law)
         # The tuner's criterion: the return, except the energy PTOS (the bounded budget set by the energy PID).
         energy_law = objective == ENERGY and law == "ptos"
-        search_budget = (
-            budget_for(profile, load, objective, audit, pid, confidence_z=tuning_confidence_z(len(audit)))
-            if energy_law
-            else None
-        )
+        search_budget = tuning_budget(profile, load, objective, audit, pid) if energy_law else None
         searched, _ = tune_law(
             profile,
             load,

@@ -36,7 +36,7 @@ from mm_sim.tuning import (
     move_score,
     run_law,
     tune_law,
-    tuning_confidence_z,
+    tuning_budget,
 )
 
 SET_MOVES = JUDGING_SET_MOVES
@@ -80,8 +80,8 @@ def compare(sets: int, evaluations: int, loads: tuple[str, ...] = ()) -> dict[st
         for load in (load for load in profile.loads if not loads or load in loads):
             pid = tuned_gains(profile, load, ENERGY, law="pid")
             cell: dict[str, Any] = {"profile": name, "load": load}
-            for row, z in (("plain", 0.0), ("bounded", tuning_confidence_z(len(tuning)))):
-                budget = budget_for(profile, load, ENERGY, tuning, pid, confidence_z=z)
+            for row, budget_of in (("plain", budget_for), ("bounded", tuning_budget)):
+                budget = budget_of(profile, load, ENERGY, tuning, pid)
                 gains, _ = tune_law(profile, load, ENERGY, "ptos", moves=tuning, evaluations=evaluations, budget=budget)
                 cell[row] = {"gains": vars(gains), **judge(profile, load, pid, gains, sets)}
             cells.append(cell)

@@ -24,7 +24,7 @@ from mm_contract.objectives import OBJECTIVES, EnergyBudget
 from mm_contract.profiles import ServoProfile, load_profile
 from mm_sim.baselines import PidGains, tuned_gains
 from mm_sim.evaluate import Move, seeded_moves
-from mm_sim.tuning import TUNING_SEED, budget_for, draw_units, move_score, run_law, tune_law, tuning_confidence_z
+from mm_sim.tuning import TUNING_SEED, budget_for, draw_units, move_score, run_law, tune_law, tuning_budget
 
 EVALUATION_SEED = 1_000_000
 """Seed of the judging moves (the schedule trainer's evaluation moves), disjoint from the tuning moves."""
@@ -66,8 +66,7 @@ def compare(
     profile = load_profile(profile_name)
     shipped = tuned_gains(profile, load, objective, law="ptos")
     tuning = seeded_moves(TUNING_MOVES, seed=TUNING_SEED)
-    # as the tool tunes
-    budget = budget_for(profile, load, objective, tuning, confidence_z=tuning_confidence_z(len(tuning)))
+    budget = tuning_budget(profile, load, objective, tuning)  # as the tool tunes
     gains = {"shipped": shipped}
     tune_s = {}
     for row, units in (("nominal_retune", ()), ("spread_retune", draw_units(profile, load, spread))):

@@ -41,11 +41,10 @@ from mm_sim.tuning import (
     JUDGING_SET_MOVES,
     TUNING_SEED,
     Classical,
-    budget_for,
     classical,
     run_law,
     tune_law,
-    tuning_confidence_z,
+    tuning_budget,
 )
 from numpy.typing import NDArray
 
@@ -396,7 +395,7 @@ def _retuned(config: ScheduleConfig, profile: ServoProfile, base: Classical, val
     name = config.objective.base
     moves = seeded_moves(RETUNE_MOVES, seed=TUNING_SEED)
     start = dataclasses.replace(base.gains, gravity_ff_a=gravity_feedforward_a(profile, profile.load(config.load)))
-    budget = budget_for(profile, config.load, name, moves, base.pid_gains, confidence_z=tuning_confidence_z(len(moves)))
+    budget = tuning_budget(profile, config.load, name, moves, base.pid_gains)
     gains, _ = tune_law(
         profile,
         config.load,

@@ -161,6 +161,13 @@ def budget_for(
     return energy_budget(run_law(profile, load_name, objective, reference, moves), confidence_z=confidence_z)
 
 
+def tuning_budget(
+    profile: ServoProfile, load_name: str, objective: str, moves: list[Move], pid: PidGains | None = None
+) -> EnergyBudget | None:
+    """The budget a law is tuned against on `moves`: `budget_for` bounded by `tuning_confidence_z(len(moves))`."""
+    return budget_for(profile, load_name, objective, moves, pid, confidence_z=tuning_confidence_z(len(moves)))
+
+
 def draw_units(profile: ServoProfile, load_name: str, count: int, *, seed: int = SPREAD_SEED) -> list[ServoProfile]:
     """`count` units of the servo with `load_name`, drawn from the profile's `randomization` ranges (seeded).
 
@@ -359,22 +366,12 @@ def tune_all(
             for objective in objectives:
                 pid: PidGains | None = None  # the PID just tuned (PID first), else the cached one
                 for law in sorted(laws, key=lambda law: law != "pid"):
-                    budget = (
-                        None
-                        if law == "pid"
-                        else budget_for(
-                            profile, load_name, objective, moves, pid, confidence_z=tuning_confidence_z(moves_per_tune)
-                        )
-                    )
+                    budget = None if law == "pid" else tuning_budget(profile, load_name, objective, moves, pid)
                     start = tuned_gains(profile, load_name, objective, law=law) if warm_start else None
                     check = (
                         PolishCheck(
                             check_moves,
-                            None
-                            if budget is None
-                            else budget_for(
-                                profile, load_name, objective, check_moves, pid, confidence_z=TUNING_CONFIDENCE_Z
-                            ),
+                            None if budget is None else tuning_budget(profile, load_name, objective, check_moves, pid),
                         )
                         if polish_evaluations > 0
                         else None
