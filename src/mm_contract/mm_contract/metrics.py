@@ -93,6 +93,12 @@ def settling_time_s(error_rad: NDArray[np.float64], dt_s: float, tolerance_rad: 
     return float(outside[-1] + 1) * dt_s
 
 
+def steady_state_error_rad(error_rad: NDArray[np.float64]) -> float:
+    """Mean |error| over the last 10 % of a response (at least its last tick) (rad)."""
+    tail = max(1, len(error_rad) // 10)
+    return float(np.mean(np.abs(error_rad[-tail:])))
+
+
 def step_metrics(response: Response, *, start_rad: float, tolerance_rad: float) -> StepMetrics:
     """Metrics of a move from rest at `start_rad` to a constant target (the response's first target).
 
@@ -117,12 +123,11 @@ def step_metrics(response: Response, *, start_rad: float, tolerance_rad: float) 
         if len(reached_90):
             rise_time_s = float(reached_90[0] - reached_10[0]) * dt_s
     settle = settling_time_s(error, dt_s, tolerance_rad)
-    tail = max(1, len(error) // 10)
     return StepMetrics(
         rise_time_s=rise_time_s,
         settling_time_s=None if settle is None else settle + dt_s,
         overshoot_rad=max(0.0, float(np.max(-direction * error))),
-        steady_state_error_rad=float(np.mean(np.abs(error[-tail:]))),
+        steady_state_error_rad=steady_state_error_rad(error),
         rms_error_rad=float(math.sqrt(np.mean(error**2))),
         energy_j=_energy_j(response),
         peak_current_a=float(np.max(np.abs(response.current_a))),

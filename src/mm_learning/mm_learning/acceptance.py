@@ -15,6 +15,8 @@ import numpy as np
 import numpy.typing as npt
 from mm_contract.constants import ENCODER_COUNTS
 from mm_contract.errors import TflmError
+from mm_contract.metrics import settling_time_s, steady_state_error_rad
+from mm_contract.objectives import DEFAULT_TOLERANCE_RAD
 from mm_contract.tflm import Scheme, TflmPolicy, clip_observations, model_ops, tensor_types
 from mm_sim.batch import BatchTwin, Schedule, evaluate_batch
 from mm_sim.evaluate import Move
@@ -41,6 +43,12 @@ _ALLOWED_TENSOR_TYPES = {
 Controller = Callable[[np.ndarray], npt.ArrayLike]
 """Maps one float32 observation (8,) to an action array (1,) in [-1, 1]."""
 
+SETTLED_BY = 0.9
+"""Fraction of a move by which the float policy must have settled for the move to count in check (c)'s error
+comparison: then the last 10 % of the move, over which the steady-state error is measured, is held in the band.
+On a move the float policy has not settled by then, the error at the end is where an unsettled trajectory happens
+to be, and a quantised policy is judged there by the return alone."""
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -61,14 +69,15 @@ class Thresholds:
             what the closed-loop check decides.
         action_max_abs: largest single action difference on held-out observations.
         return_rel: closed-loop mean return within this fraction of the float policy's.
-        final_error_rad: mean |final error| at most this much above the float policy's (one encoder count).
+        steady_state_error_rad: on the moves the float policy settled in time (:data:`SETTLED_BY`), the quantised
+            policy's mean steady-state error at most this much above the float policy's (one encoder count).
 
     """
 
     action_rmse: float = 0.05
     action_max_abs: float = 0.25
     return_rel: float = 0.01
-    final_error_rad: float = ENCODER_COUNT_RAD
+    steady_state_error_rad: float = ENCODER_COUNT_RAD
 
 
 @dataclass(frozen=True)
@@ -82,11 +91,21 @@ class ActionErrorReport:
 
 @dataclass(frozen=True)
 class EpisodeResult:
-    """One seeded closed-loop move."""
+    """One seeded closed-loop move.
+
+    Attributes:
+        seed: the move's seed (its index for a list of moves).
+        episode_return: the sum of the move's rewards.
+        steady_state_error_rad: mean |error| over the last 10 % of the move (rad).
+        settled_in_time: |error| entered the settle band for good within the first :data:`SETTLED_BY` of the move.
+        steps: control ticks.
+
+    """
 
     seed: int
     episode_return: float
-    final_error_rad: float
+    steady_state_error_rad: float
+    settled_in_time: bool
     steps: int
 
 
@@ -100,10 +119,6 @@ class ClosedLoopReport:
     @staticmethod
     def _mean_return(episodes: Sequence[EpisodeResult]) -> float:
         return float(np.mean([e.episode_return for e in episodes]))
-
-    @staticmethod
-    def _mean_abs_final_error(episodes: Sequence[EpisodeResult]) -> float:
-        return float(np.mean([abs(e.final_error_rad) for e in episodes]))
 
     @property
     def float_return(self) -> float:
@@ -121,25 +136,36 @@ class ClosedLoopReport:
         return abs(self.quantized_return - self.float_return) / max(abs(self.float_return), 1e-12)
 
     @property
-    def float_final_error_rad(self) -> float:
-        """Mean |final error| of the float policy (rad)."""
-        return self._mean_abs_final_error(self.float_episodes)
+    def settled_moves(self) -> tuple[int, ...]:
+        """Indices of the moves the float policy settled in time: those the steady-state errors are compared on."""
+        return tuple(i for i, e in enumerate(self.float_episodes) if e.settled_in_time)
+
+    def _mean_steady_state_error(self, episodes: Sequence[EpisodeResult]) -> float:
+        return float(np.mean([episodes[i].steady_state_error_rad for i in self.settled_moves]))
 
     @property
-    def quantized_final_error_rad(self) -> float:
-        """Mean |final error| of the quantised policy (rad)."""
-        return self._mean_abs_final_error(self.quantized_episodes)
+    def float_steady_state_error_rad(self) -> float:
+        """Mean steady-state error of the float policy on :attr:`settled_moves` (rad; NaN when there are none)."""
+        return self._mean_steady_state_error(self.float_episodes) if self.settled_moves else math.nan
+
+    @property
+    def quantized_steady_state_error_rad(self) -> float:
+        """Mean steady-state error of the quantised policy on :attr:`settled_moves` (rad; NaN when there are none)."""
+        return self._mean_steady_state_error(self.quantized_episodes) if self.settled_moves else math.nan
 
     def summary(self) -> dict[str, float]:
-        """The numbers that go into the policy metadata."""
-        return {
+        """The numbers that go into the policy metadata (the steady-state errors only when a move counted)."""
+        summary = {
             "moves": len(self.float_episodes),
+            "float_settled_moves": len(self.settled_moves),
             "float_return": self.float_return,
             "quantized_return": self.quantized_return,
             "return_rel_diff": self.return_rel_diff,
-            "float_final_error_rad": self.float_final_error_rad,
-            "quantized_final_error_rad": self.quantized_final_error_rad,
         }
+        if self.settled_moves:
+            summary["float_steady_state_error_rad"] = self.float_steady_state_error_rad
+            summary["quantized_steady_state_error_rad"] = self.quantized_steady_state_error_rad
+        return summary
 
 
 def check_ops(model: bytes, scheme: Scheme) -> list[str]:
@@ -204,32 +230,48 @@ def check_action_error(report: ActionErrorReport, thresholds: Thresholds) -> Non
         raise PolicyRejected(RejectionCause.ACTION_ERROR, msg)
 
 
-def run_episode(env: Any, controller: Controller, seed: int, record: list[np.ndarray] | None = None) -> EpisodeResult:
-    """Run one seeded episode; the final error is ``target_rad - position_rad`` from the last ``info``.
+def settled_in_time(settle_s: float | None, duration_s: float) -> bool:
+    """Whether a move of ``duration_s`` (s) that settled after ``settle_s`` (s; None: never) did by SETTLED_BY."""
+    return settle_s is not None and settle_s <= SETTLED_BY * duration_s
+
+
+def _rollout(env: Any, controller: Controller, seed: int, record: list[np.ndarray] | None) -> tuple[float, np.ndarray]:
+    """Run one seeded episode: its return and its error ``target_rad - position_rad`` per step (rad)."""
+    obs, info = env.reset(seed=seed)
+    total, errors, done = 0.0, [], False
+    while not done:
+        if record is not None:
+            record.append(np.asarray(obs, dtype=np.float32))
+        obs, reward, terminated, truncated, info = env.step(np.asarray(controller(obs), dtype=np.float32))
+        try:
+            errors.append(float(info["target_rad"]) - float(info["position_rad"]))
+        except KeyError as exc:
+            msg = f"env info lacks {exc}; closed-loop checks need target_rad and position_rad"
+            raise ExportError(msg) from exc
+        total, done = total + float(reward), terminated or truncated
+    return total, np.asarray(errors)
+
+
+def run_episode(
+    env: Any, controller: Controller, seed: int, tolerance_rad: float = DEFAULT_TOLERANCE_RAD
+) -> EpisodeResult:
+    """Run one seeded episode and measure it.
 
     Args:
         env: a Gymnasium env whose ``info`` has ``target_rad`` and ``position_rad`` (MuscleMemoryServo-v0 does).
         controller: observation -> action.
         seed: reset seed; the same seed gives the same move.
-        record: if given, every observation the controller sees is appended to it.
+        tolerance_rad: the settle band (rad), for :attr:`EpisodeResult.settled_in_time`.
 
     Raises:
         ExportError: if the env's ``info`` lacks ``target_rad`` or ``position_rad``.
 
     """
-    obs, info = env.reset(seed=seed)
-    total, steps, done = 0.0, 0, False
-    while not done:
-        if record is not None:
-            record.append(np.asarray(obs, dtype=np.float32))
-        obs, reward, terminated, truncated, info = env.step(np.asarray(controller(obs), dtype=np.float32))
-        total, steps, done = total + float(reward), steps + 1, terminated or truncated
-    try:
-        final_error = float(info["target_rad"]) - float(info["position_rad"])
-    except KeyError as exc:
-        msg = f"env info lacks {exc}; closed-loop checks need target_rad and position_rad"
-        raise ExportError(msg) from exc
-    return EpisodeResult(seed, total, final_error, steps)
+    total, error = _rollout(env, controller, seed, None)
+    # In ticks: the move lasts len(error) ticks and is settled from the tick after its last one outside the band.
+    settle = settling_time_s(error, 1.0, tolerance_rad)
+    in_time = settled_in_time(None if settle is None else settle + 1.0, len(error))
+    return EpisodeResult(seed, total, steady_state_error_rad(error), in_time, len(error))
 
 
 def rollout_observations(make_env: Callable[[], Any], controller: Controller, seeds: Sequence[int]) -> np.ndarray:
@@ -238,23 +280,30 @@ def rollout_observations(make_env: Callable[[], Any], controller: Controller, se
     env = make_env()
     try:
         for seed in seeds:
-            run_episode(env, controller, seed, record)
+            _rollout(env, controller, seed, record)
     finally:
         env.close()
     return np.stack(record)
 
 
 def closed_loop(
-    make_env: Callable[[], Any], float_policy: Controller, quantized: Controller, seeds: Sequence[int]
+    make_env: Callable[[], Any],
+    float_policy: Controller,
+    quantized: Controller,
+    seeds: Sequence[int],
+    tolerance_rad: float = DEFAULT_TOLERANCE_RAD,
 ) -> ClosedLoopReport:
-    """(c) Run the float and the quantised policy on the same seeded moves, each in a fresh env."""
+    """(c) Run the float and the quantised policy on the same seeded moves, each in a fresh env.
+
+    ``tolerance_rad`` is the settle band (rad) that decides which moves the float policy settled in time.
+    """
     if not seeds:
         raise ExportError("closed-loop check needs at least one seeded move")
     results = []
     for controller in (float_policy, quantized):
         env = make_env()
         try:
-            results.append(tuple(run_episode(env, controller, seed) for seed in seeds))
+            results.append(tuple(run_episode(env, controller, seed, tolerance_rad) for seed in seeds))
         finally:
             env.close()
     return ClosedLoopReport(results[0], results[1])
@@ -265,7 +314,7 @@ def closed_loop_schedule(
 ) -> ClosedLoopReport:
     """(c) for a scheduling policy: float and quantised policy scheduling the servo's base law, all moves at once.
 
-    Each move's final error is its steady-state error (mean |error| over the last 10 % of the move).
+    Each move's steady-state error and settle time are its :func:`mm_contract.metrics.step_metrics`.
     """
     if not moves:
         raise ExportError("closed-loop check needs at least one seeded move")
@@ -274,7 +323,13 @@ def closed_loop_schedule(
         evaluation = evaluate_batch(twin, schedule, moves, controller, seed=0)  # the same noise for both
         results.append(
             tuple(
-                EpisodeResult(index, episode_return, metrics.steady_state_error_rad, round(move.duration_s / twin.dt_s))
+                EpisodeResult(
+                    index,
+                    episode_return,
+                    metrics.steady_state_error_rad,
+                    settled_in_time(metrics.settling_time_s, move.duration_s),
+                    round(move.duration_s / twin.dt_s),
+                )
                 for index, (move, episode_return, metrics) in enumerate(
                     zip(moves, evaluation.returns, evaluation.metrics, strict=True)
                 )
@@ -286,8 +341,9 @@ def closed_loop_schedule(
 def check_closed_loop(report: ClosedLoopReport, thresholds: Thresholds) -> None:
     """(c) Refuse a quantised policy that drives the twin differently from the float one.
 
-    Passes when the mean return is within ``return_rel`` of float's and the mean |final error| is at most
-    ``final_error_rad`` above float's.
+    Passes when the mean return is within ``return_rel`` of float's and, on the moves the float policy settled in
+    time (:attr:`ClosedLoopReport.settled_moves`), the mean steady-state error is at most ``steady_state_error_rad``
+    above float's. A quantised policy that does not settle such a move, or settles it off target, shows there.
     """
     problems = []
     if report.return_rel_diff > thresholds.return_rel:
@@ -295,12 +351,12 @@ def check_closed_loop(report: ClosedLoopReport, thresholds: Thresholds) -> None:
             f"mean return {report.quantized_return:.4g} vs float {report.float_return:.4g} "
             f"({100 * report.return_rel_diff:.2f} % apart, limit {100 * thresholds.return_rel:.2f} %)"
         )
-    excess = report.quantized_final_error_rad - report.float_final_error_rad
-    if excess > thresholds.final_error_rad:
+    excess = report.quantized_steady_state_error_rad - report.float_steady_state_error_rad
+    if report.settled_moves and excess > thresholds.steady_state_error_rad:
         problems.append(
-            f"mean |final error| {report.quantized_final_error_rad:.5f} rad vs float "
-            f"{report.float_final_error_rad:.5f} rad (more than "
-            f"{thresholds.final_error_rad:.5f} rad worse)"
+            f"mean steady-state error {report.quantized_steady_state_error_rad:.5f} rad vs float "
+            f"{report.float_steady_state_error_rad:.5f} rad on the {len(report.settled_moves)} moves the float "
+            f"policy settled (more than {thresholds.steady_state_error_rad:.5f} rad worse)"
         )
     if problems:
         msg = (

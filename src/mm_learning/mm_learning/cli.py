@@ -67,10 +67,15 @@ def _export(args: argparse.Namespace) -> None:
         f"model {md['model_bytes']} B, arena {md['arena_bytes']} B"
     )
     print(f"  action error vs float: RMSE {md['acceptance']['action_error']['rmse']:.5f}")
+    steady = (
+        f"steady-state error {loop['quantized_steady_state_error_rad']:.5f} vs "
+        f"{loop['float_steady_state_error_rad']:.5f} rad on the {loop['float_settled_moves']} moves float settled"
+        if loop["float_settled_moves"]
+        else "float settled no move in time: judged on the return"
+    )
     print(
         f"  closed loop ({loop['moves']} moves): return {loop['quantized_return']:.4g} vs float "
-        f"{loop['float_return']:.4g}; |final error| {loop['quantized_final_error_rad']:.5f} vs "
-        f"{loop['float_final_error_rad']:.5f} rad"
+        f"{loop['float_return']:.4g}; {steady}"
     )
     print(f"  policy_crc32 0x{md['hashes']['policy_crc32']:08x}, image sha256 {md['hashes']['image_sha256']}")
     for kind, path in published.export.paths.items():

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from mm_contract.objectives import DEFAULT_TOLERANCE_RAD
 from mm_contract.observation import ObsScales
 from mm_contract.policy_image import NO_BASE, BaseGains, PolicyHeader, pack_image, policy_crc32
 from mm_contract.signing import public_key_hex, sign
@@ -50,10 +51,14 @@ _C_BYTES_PER_LINE = 12
 
 @dataclass(frozen=True)
 class ClosedLoopSetup:
-    """How to run closed-loop check (c): a fresh env per policy and the seeded moves to compare on."""
+    """How to run closed-loop check (c): a fresh env per policy, the seeded moves to compare on, the settle band.
+
+    ``tolerance_rad`` (rad) decides which moves the float policy settled (``acceptance.SETTLED_BY``).
+    """
 
     make_env: Callable[[], Any]
     seeds: Sequence[int]
+    tolerance_rad: float = DEFAULT_TOLERANCE_RAD
 
 
 @dataclass(frozen=True)
@@ -175,7 +180,9 @@ def export_policy(
             closed_loop_setup.make_twin(), schedule, closed_loop_setup.moves, actor, quantized
         )
     elif closed_loop_setup is not None:
-        loop_report = closed_loop(closed_loop_setup.make_env, actor, quantized, closed_loop_setup.seeds)
+        loop_report = closed_loop(
+            closed_loop_setup.make_env, actor, quantized, closed_loop_setup.seeds, closed_loop_setup.tolerance_rad
+        )
     if closed_loop_setup is not None:
         check_closed_loop(loop_report, thresholds)
         loop_summary = dict(loop_report.summary())

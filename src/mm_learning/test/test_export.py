@@ -26,6 +26,8 @@ from mm_learning.acceptance import (
     check_ops,
     closed_loop,
     rollout_observations,
+    run_episode,
+    settled_in_time,
 )
 from mm_learning.actor import actor_from_sb3
 from mm_learning.errors import ExportError, PolicyRejected, RejectionCause
@@ -99,7 +101,9 @@ def test_export_round_trip_runs_in_tflite_micro_like_the_float_policy(
     assert md["hashes"]["policy_crc32"] == image.policy_crc32
     loop = md["acceptance"]["closed_loop"]
     assert loop["return_rel_diff"] <= 0.01
-    assert loop["quantized_final_error_rad"] <= loop["float_final_error_rad"] + Thresholds().final_error_rad
+    if loop["float_settled_moves"]:
+        steady_state_limit = loop["float_steady_state_error_rad"] + Thresholds().steady_state_error_rad
+        assert loop["quantized_steady_state_error_rad"] <= steady_state_limit
     assert set(md["ops"]) <= {"FULLY_CONNECTED", "TANH"}
     # The C header holds exactly the model bytes.
     header_text = result.paths["h"].read_text()
@@ -163,22 +167,59 @@ def test_closed_loop_check_refuses_a_policy_that_drives_differently() -> None:
         return pd_law(obs)[0] + 0.02
 
     report = closed_loop(ToyServoEnv, float_policy, biased, range(3))
-    with pytest.raises(PolicyRejected, match="final error") as refused:
+    assert report.settled_moves == (0, 1, 2)
+    with pytest.raises(PolicyRejected, match="steady-state error") as refused:
         check_closed_loop(report, Thresholds())
     assert refused.value.cause is RejectionCause.CLOSED_LOOP
     check_closed_loop(closed_loop(ToyServoEnv, float_policy, float_policy, range(3)), Thresholds())
 
 
+def _episode(steady_state_error_rad: float, settled_in_time: bool, episode_return: float = -1.0) -> EpisodeResult:
+    return EpisodeResult(0, episode_return, steady_state_error_rad, settled_in_time, 100)
+
+
 def test_closed_loop_return_limit_is_relative_to_float() -> None:
     def episodes(ret: float) -> tuple[EpisodeResult, ...]:
-        return (EpisodeResult(seed=0, episode_return=ret, final_error_rad=0.0, steps=1),)
+        return (_episode(0.0, True, ret),)
 
     check_closed_loop(ClosedLoopReport(episodes(-100.0), episodes(-100.9)), Thresholds())
     with pytest.raises(PolicyRejected, match=r"1\.10 % apart"):
         check_closed_loop(ClosedLoopReport(episodes(-100.0), episodes(-101.1)), Thresholds())
 
 
-def test_closed_loop_reads_the_final_error_from_the_twin() -> None:
+def test_steady_state_errors_count_on_the_moves_the_float_policy_settled() -> None:
+    count = Thresholds().steady_state_error_rad
+    float_episodes = (_episode(0.0, True), _episode(0.05, False))
+    # Where the float policy has not settled, the end of the move is where an unsettled trajectory happens to
+    # be: the quantised one ending elsewhere there is judged by the return alone.
+    elsewhere = ClosedLoopReport(float_episodes, (_episode(0.0, True), _episode(0.05 + 10 * count, False)))
+    assert elsewhere.settled_moves == (0,)
+    check_closed_loop(elsewhere, Thresholds())
+    assert elsewhere.summary()["float_settled_moves"] == 1
+    # A quantised policy that misses a move the float policy settled is refused, settled or not.
+    for quantised in (_episode(3 * count, True), _episode(3 * count, False)):
+        with pytest.raises(PolicyRejected, match="on the 1 moves the float policy settled") as refused:
+            check_closed_loop(ClosedLoopReport(float_episodes, (quantised, float_episodes[1])), Thresholds())
+        assert refused.value.cause is RejectionCause.CLOSED_LOOP
+    # With no move settled by the float policy the return alone decides, and the summary says so.
+    unsettled = ClosedLoopReport((_episode(0.05, False),), (_episode(0.5, False),))
+    check_closed_loop(unsettled, Thresholds())
+    assert unsettled.summary()["float_settled_moves"] == 0 and "float_steady_state_error_rad" not in unsettled.summary()
+
+
+def test_a_move_counts_when_the_float_policy_settled_it_by_nine_tenths() -> None:
+    def float_policy(obs):
+        return pd_law(obs)[0]
+
+    # pd_law settles the toy's moves within a few hundred ticks: a 1000-tick move counts, a 40-tick one does not.
+    long = run_episode(ToyServoEnv(episode_steps=1000), float_policy, 0)
+    assert long.steps == 1000 and long.settled_in_time
+    short = run_episode(ToyServoEnv(episode_steps=40), float_policy, 0)
+    assert not short.settled_in_time and short.steady_state_error_rad > Thresholds().steady_state_error_rad
+    assert settled_in_time(0.09, 0.1) and not settled_in_time(0.091, 0.1) and not settled_in_time(None, 0.1)
+
+
+def test_closed_loop_reads_the_error_from_the_twin() -> None:
     # The check runs against MuscleMemoryServo-v0 in `mm export`: its info must carry target and position.
     mm_sim = pytest.importorskip("mm_sim", reason="mm_sim not on the path")
 
@@ -190,7 +231,9 @@ def test_closed_loop_reads_the_final_error_from_the_twin() -> None:
 
     report = closed_loop(make_env, idle, idle, [3])
     assert report.float_episodes == report.quantized_episodes
-    assert report.float_episodes[0].steps == 20 and report.float_final_error_rad > 0.0
+    episode = report.float_episodes[0]
+    assert episode.steps == 20 and episode.steady_state_error_rad > 0.0 and not episode.settled_in_time
+    assert report.settled_moves == ()
 
 
 @pytest.mark.slow
