@@ -22,6 +22,7 @@ from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.noise import NormalActionNoise
+from torch.nn.utils import parametrize
 
 from mm_learning.actor import actor_from_sb3
 from mm_learning.errors import TrainingError
@@ -117,6 +118,19 @@ def _actor_net(model: BaseAlgorithm) -> torch.nn.Module:
     return policy.actor.mu  # TD3/DDPG: ends in Tanh
 
 
+class _OnInt8Grid(torch.nn.Module):
+    """A dense layer's weights as the integer export stores them, with straight-through gradients.
+
+    The converter quantises each FULLY_CONNECTED weight matrix symmetrically to int8 with one scale per output
+    row (max |w| of the row / 127); a torch ``Linear`` weight is (out, in), so a row here is a row there.
+    """
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        """The weight rounded to its row's int8 grid; the gradient passes as if unrounded."""
+        scale = weight.detach().abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(weight.dtype).tiny) / 127.0
+        return weight + (torch.round(weight / scale) * scale - weight).detach()
+
+
 def clone_controller(
     model: BaseAlgorithm, env: ServoEnv, controller: Controller, *, episodes: int, seed: int, noise: float = 0.1
 ) -> float:
@@ -124,7 +138,9 @@ def clone_controller(
 
     The controller drives ``episodes`` seeded episodes of ``env`` with Gaussian noise (std ``noise``) added to
     its actions, so the data also covers states just off its own trajectories; the labels are its noiseless
-    actions. Returns the final mean squared action error.
+    actions. The actor is fitted with its weights on the int8 grid the export rounds them to (quantisation-aware:
+    a stiff controller's clone reached by cancellation between float weights loses it in rounding) and keeps
+    them there. Returns the final mean squared action error.
     """
     rng = np.random.default_rng(seed)
     observations, labels = [], []
@@ -141,6 +157,9 @@ def clone_controller(
     obs = torch.as_tensor(np.asarray(observations))
     target = torch.as_tensor(np.clip(np.asarray(labels), -CLONE_ACTION_LIMIT, CLONE_ACTION_LIMIT))
     net = _actor_net(model)
+    dense = [layer for layer in net.modules() if isinstance(layer, torch.nn.Linear)]
+    for layer in dense:
+        parametrize.register_parametrization(layer, "weight", _OnInt8Grid())
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(seed)
     loss = torch.zeros(())
@@ -150,6 +169,8 @@ def clone_controller(
         loss = torch.nn.functional.mse_loss(net(obs[batch]), target[batch])
         loss.backward()
         optimizer.step()
+    for layer in dense:
+        parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
     if isinstance(model, TD3):  # DDPG is a TD3: its target actor must start from the cloned actor
         model.actor_target.load_state_dict(model.actor.state_dict())
     return float(loss.detach())

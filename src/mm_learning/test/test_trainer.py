@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from mm_contract.objectives import parse_objective
-from mm_learning.algorithms import ALGORITHMS, build_model, load_preset
+from mm_learning.algorithms import ALGORITHMS, CLONE_SEED, build_model, clone_controller, load_preset
 from mm_learning.checkpoints import latest_checkpoint
 from mm_learning.errors import TrainingError
 from mm_learning.goals import Progress
@@ -262,6 +262,25 @@ def test_cloning_the_pid_gives_a_policy_close_to_it_before_any_rl(tmp_path: Path
     # Returns are negative (accumulated error): the clone is within 25 % of the PID, the random policy is not.
     assert result.eval_metrics["mean_return"] >= 1.25 * pid
     assert from_scratch.eval_metrics["mean_return"] < 1.25 * pid
+
+
+@pytest.mark.slow
+def test_the_clone_keeps_its_weights_on_the_int8_grid_the_export_rounds_to() -> None:
+    # The converter stores each dense layer's weights as int8 with one scale per output row (max |w| / 127):
+    # a clone fitted on that grid is the network the export checks, not one its rounding has moved.
+    twin = TwinSpec(profile="mm_v3", load="pendulum", objective=parse_objective("accuracy"), episode_s=0.3)
+    env = twin.make_env(randomize=False)
+    model = build_model("ppo", env, seed=0)
+    mse = clone_controller(model, env, twin.make_baseline(env, twin.moves(2)), episodes=2, seed=CLONE_SEED)
+    env.close()
+    layers = [m for m in model.policy.mlp_extractor.policy_net.modules() if isinstance(m, torch.nn.Linear)]
+    layers.append(model.policy.action_net)
+    for layer in layers:
+        assert not hasattr(layer, "parametrizations")  # a plain Linear again, as SB3 saves and trains it
+        weight = layer.weight.detach().double()
+        steps = weight / (weight.abs().amax(dim=1, keepdim=True) / 127.0)
+        assert torch.allclose(steps, steps.round(), atol=1e-3)
+    assert mse < 0.05
 
 
 def test_the_best_evaluated_model_is_kept_when_training_makes_the_policy_worse(
