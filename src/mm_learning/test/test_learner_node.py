@@ -266,12 +266,12 @@ def test_ctrl_c_during_training_exits_cleanly_with_a_checkpoint_of_the_last_step
     args = [*ros_args("mm_learning.learner_node", "/ctrl_c"), "--params-file", str(params_file)]
     process = start_node(args, log_path)
     try:
-        with _train_client("ctrl_c_client", "/ctrl_c/train", process, log_path) as (_, action, executor):
+        with _train_client("ctrl_c_client", "/ctrl_c/train", process, log_path) as client:
             feedback: list[Train.Feedback] = []
-            goal = Train.Goal(objective="accuracy", max_steps=10**8, seed=4, algorithm="ppo")
-            future = action.send_goal_async(goal, feedback_callback=lambda msg: feedback.append(msg.feedback))
-            _wait(executor, lambda: any(f.steps > 600 for f in feedback), "training past the first checkpoint")
-        assert future.result().accepted
+            # The goal response is waited for on its own: feedback can be processed before it.
+            handle = _send(client, feedback, max_steps=10**8, seed=4)
+            assert handle.accepted
+            _wait(client[2], lambda: any(f.steps > 600 for f in feedback), "training past the first checkpoint")
         process.send_signal(signal.SIGINT)
         # ros2 launch sends SIGTERM 5 s after SIGINT: the learner exits on SIGINT alone, within its grace period
         # (plus hang protection for a loaded machine).
